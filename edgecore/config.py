@@ -1,0 +1,114 @@
+"""edgecore settings: ``DATA_DIR/edgecore.yaml``, written by ``edgecore join``.
+
+Every field documents its unit, default and reason. Settings are passed explicitly to the
+modules that need them; there is no global config object.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from wire.errors import ConfigError
+from wire.liveness import DEFAULT_HEARTBEAT
+
+CONFIG_FILE = "edgecore.yaml"
+DB_FILE = "edgecore.db"
+CA_FILE = "ca.crt"
+CERT_FILE = "node.crt"
+KEY_FILE = "node.key"
+#: KubeEdge's default project id, sent as the ``project_id`` header and in the URL path.
+DEFAULT_PROJECT = "e632aba927ea4ac2b575ec1603d56f10"
+
+
+class HubSettings(BaseModel):
+    """The cloud link (edgehub)."""
+
+    #: cloudhub host name or address, as given to ``edgecore join --cloud``
+    cloud_host: str = "127.0.0.1"
+    #: cloudhub websocket port (wss)
+    ws_port: int = 10000
+    #: cloudhub HTTPS port (certificates)
+    cert_port: int = 10002
+    project_id: str = DEFAULT_PROJECT
+    #: seconds between keepalives; the link is declared dead after 2x this with no frame
+    heartbeat: float = DEFAULT_HEARTBEAT
+    #: first reconnect delay upper bound, seconds (jittered, doubles each try)
+    reconnect_initial: float = 0.5
+    #: reconnect delay cap, seconds
+    reconnect_cap: float = 30.0
+
+
+class MetaSettings(BaseModel):
+    """The SQLite cache (metamanager) and the local API (metaserver)."""
+
+    #: ``ADDR:PORT`` of the read-only local API (KubeEdge's MetaServer port is 10550)
+    local_api: str = "127.0.0.1:10550"
+    #: max milliseconds a cloud message waits for its batch to commit before it is ACKed
+    batch_window_ms: float = 2.0
+    #: max messages committed in one transaction
+    batch_max: int = 512
+
+
+class MqttSettings(BaseModel):
+    """The MQTT event bus (used by devices)."""
+
+    mode: Literal["internal", "external"] = "internal"
+    port: int = 1883
+    url: str | None = None
+
+
+class EdgeSettings(BaseModel):
+    """Everything edgecore needs to run."""
+
+    node_name: str
+    data_dir: Path
+    hub: HubSettings = Field(default_factory=HubSettings)
+    meta: MetaSettings = Field(default_factory=MetaSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / DB_FILE
+
+    @property
+    def ca_path(self) -> Path:
+        return self.data_dir / CA_FILE
+
+    @property
+    def cert_path(self) -> Path:
+        return self.data_dir / CERT_FILE
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / KEY_FILE
+
+
+def load(path: Path) -> EdgeSettings:
+    """Read ``edgecore.yaml``.
+
+    Raises:
+        ConfigError: missing, unreadable or invalid file.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} not found: run 'edgecore join' first") from exc
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        return EdgeSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {path}: {exc.errors()[0]['msg']}") from exc
+
+
+def save(settings: EdgeSettings, path: Path) -> None:
+    """Write ``edgecore.yaml`` with owner-only permissions."""
+    text = yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)

@@ -1,0 +1,1 @@
+"""edgectl: operate the fleet through cloudhub's admin API."""

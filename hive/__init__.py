@@ -1,0 +1,10 @@
+"""A small beehive: the module runtime both cloudhub and edgecore are built from.
+
+- :mod:`hive.bus` — named modules with bounded inboxes; ``send``, ``send_to_group``,
+  ``send_sync`` (reply matched on ``parent_msg_id``). Modules talk only through it.
+- :mod:`hive.module` — the ``Module`` protocol and the runner that starts, restarts and stops
+  modules as named, owned tasks.
+- :mod:`hive.backoff` — jittered, capped exponential backoff (pure).
+
+No sockets, databases or HTTP here: only asyncio.
+"""

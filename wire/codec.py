@@ -1,0 +1,48 @@
+"""Text <-> :class:`~wire.messages.Message`, pure and bounded.
+
+The size check happens before parsing so an oversized frame costs nothing but its length.
+Every failure is a :class:`~wire.errors.WireError` with a reason fit for a log line or an
+``error`` reply; the original parser error is chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import ValidationError
+
+from wire.errors import DecodeError, MessageTooLarge
+from wire.messages import Message
+
+#: Default frame limit. Kubernetes caps an object near 1.5 MiB (etcd); an inventory of
+#: 10,000 cached objects is about 0.7 MiB. 4 MiB leaves room for both and no more.
+DEFAULT_MAX_SIZE = 4 * 1024 * 1024
+
+
+def encode(message: Message) -> str:
+    """Serialise one message as the JSON text of one websocket frame."""
+    return message.model_dump_json()
+
+
+def decode(data: str | bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
+    """Parse one frame.
+
+    Raises:
+        MessageTooLarge: the frame is longer than ``max_size`` bytes.
+        DecodeError: not UTF-8 JSON, not an object, or missing ``route.operation``.
+    """
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > max_size:
+        raise MessageTooLarge(size, max_size)
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError(f"frame is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise DecodeError(f"frame is a JSON {type(raw).__name__}, expected an object")
+    try:
+        return Message.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        raise DecodeError(f"invalid envelope at {where}: {first['msg']}") from exc

@@ -1,0 +1,182 @@
+"""Cloud -> edge delivery for one node, as a pure state machine.
+
+Why not KubeEdge's way: KubeEdge keeps one ObjectSync custom resource per (node, object) and
+re-walks all of them every 5 s, and it queues every version of every object. Here the cloud keeps
+no per-(node, object) records at all: on every (re)connect the edge states its *inventory*
+(key -> resourceVersion of what it has persisted), and the cloud sends only the difference
+between that and what is bound to the node now. Nothing needs to survive a cloudhub restart.
+
+Within a connection, delivery is *latest wins per key*: at most one message per key is in
+flight; newer versions that arrive meanwhile replace each other in ``wanted`` and the newest
+goes out when the ACK comes back. 2,000 edits of one configmap therefore cost each node a
+handful of messages, not 2,000.
+
+resourceVersions are compared for equality only, never ordered: they are opaque strings.
+
+The I/O shell (``cloudhub.hub.session``) calls :meth:`Downstream.poll` whenever something
+changed or :meth:`Downstream.next_deadline` passed, writes what it returns, and feeds ACKs
+back with :meth:`Downstream.ack`. Nothing here touches a socket or a clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: Seconds to wait for an ACK before sending the key's newest version again. KubeEdge uses 5 s.
+DEFAULT_ACK_TIMEOUT = 5.0
+#: Messages in flight per node at once; bounds memory and lets a slow edge apply back-pressure.
+DEFAULT_WINDOW = 256
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One message the I/O shell must now send."""
+
+    msg_id: str
+    key: str
+    #: resourceVersion being delivered; ``None`` means delete the key at the edge.
+    resource_version: str | None
+    #: the object (for a delete: the last object known, possibly a stub with kind+metadata)
+    content: Any
+    #: ``True`` when the edge does not have the key yet (``insert``), else ``update``/``delete``
+    insert: bool
+    retry: bool
+
+
+@dataclass(slots=True)
+class _Flight:
+    msg_id: str
+    rv: str | None
+    content: Any
+    deadline: float
+
+
+class Downstream:
+    """Delivery state for one connected node."""
+
+    def __init__(
+        self,
+        *,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+        window: int = DEFAULT_WINDOW,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self.ack_timeout = ack_timeout
+        self.window = window
+        self._new_id = new_id
+        #: what the edge has confirmed it persisted: key -> resourceVersion
+        self.edge: dict[str, str] = {}
+        #: what must still go out: key -> (target resourceVersion or None for delete, content)
+        self.wanted: dict[str, tuple[str | None, Any]] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._by_id: dict[str, str] = {}
+        #: messages sent, retries included (for metrics and the reconnect-cost bench)
+        self.sent = 0
+        self.retries = 0
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def start(
+        self,
+        inventory: Mapping[str, str] | None,
+        desired: Mapping[str, tuple[str, Any]],
+        *,
+        stub: Callable[[str], Any] = lambda key: None,
+    ) -> None:
+        """Begin a session: diff the edge's inventory against what is bound to the node.
+
+        Args:
+            inventory: key -> resourceVersion the edge has, or ``None`` when the edge did not
+                say (a stock KubeEdge edgecore): then everything desired is sent, nothing deleted.
+            desired: key -> (resourceVersion, object) bound to the node now.
+            stub: builds the content of a delete for a key the cloud no longer has.
+        """
+        self.edge = dict(inventory or {})
+        self.wanted.clear()
+        self._flights.clear()
+        self._by_id.clear()
+        for key, (rv, obj) in desired.items():
+            if self.edge.get(key) != rv:
+                self.wanted[key] = (rv, obj)
+        for key in self.edge.keys() - desired.keys():
+            self.wanted[key] = (None, stub(key))
+
+    def update(self, key: str, resource_version: str, obj: Any) -> None:
+        """The object under ``key`` is bound to the node at this version (new or changed)."""
+        if self.edge.get(key) == resource_version and key not in self._flights:
+            self.wanted.pop(key, None)
+            return
+        self.wanted[key] = (resource_version, obj)
+
+    def remove(self, key: str, obj: Any) -> None:
+        """The object under ``key`` is no longer bound to the node (deleted or moved away)."""
+        if key not in self.edge and key not in self._flights:
+            self.wanted.pop(key, None)
+            return
+        self.wanted[key] = (None, obj)
+
+    def ack(self, msg_id: str) -> bool:
+        """The edge persisted message ``msg_id``. Returns ``False`` for unknown or stale ids."""
+        key = self._by_id.pop(msg_id, None)
+        if key is None:
+            return False
+        flight = self._flights.pop(key)
+        if flight.rv is None:
+            self.edge.pop(key, None)
+        else:
+            self.edge[key] = flight.rv
+        want = self.wanted.get(key)
+        if want is not None and want[0] == self.edge.get(key):
+            del self.wanted[key]
+        return True
+
+    # -- outputs ------------------------------------------------------------------------------
+
+    def poll(self, now: float) -> list[Outgoing]:
+        """Everything due now: retries whose ACK deadline passed, then new keys up to the window."""
+        out: list[Outgoing] = []
+        for key, flight in list(self._flights.items()):
+            if flight.deadline <= now:
+                rv, content = self.wanted.pop(key, (flight.rv, flight.content))
+                out.append(self._send(key, rv, content, now, retry=True))
+        if len(self._flights) < self.window:
+            for key in list(self.wanted):
+                if key in self._flights:
+                    continue  # newest version goes out when the in-flight one is ACKed
+                rv, content = self.wanted.pop(key)
+                out.append(self._send(key, rv, content, now, retry=False))
+                if len(self._flights) >= self.window:
+                    break
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The earliest ACK deadline, or ``None`` when nothing is in flight."""
+        return min((f.deadline for f in self._flights.values()), default=None)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._flights)
+
+    @property
+    def backlog(self) -> int:
+        """Keys still to deliver or waiting for an ACK."""
+        return len(self.wanted.keys() | self._flights.keys())
+
+    @property
+    def ready(self) -> bool:
+        """Something could go out right now without waiting for a deadline."""
+        return any(k not in self._flights for k in self.wanted) and len(self._flights) < self.window
+
+    def _send(self, key: str, rv: str | None, content: Any, now: float, *, retry: bool) -> Outgoing:
+        old = self._flights.get(key)
+        if old is not None:
+            self._by_id.pop(old.msg_id, None)
+        msg_id = self._new_id()
+        self._flights[key] = _Flight(msg_id, rv, content, now + self.ack_timeout)
+        self._by_id[msg_id] = key
+        self.sent += 1
+        self.retries += retry
+        return Outgoing(msg_id, key, rv, content, insert=key not in self.edge, retry=retry)
