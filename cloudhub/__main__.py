@@ -1,0 +1,5 @@
+import sys
+
+from cloudhub.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""cloudhub's composition: the one place its modules are created and wired together.
+
+::
+
+    store (SQLite store.db | Kubernetes) ──list+watch──> edgecontroller ──bus──> cloudhub (hub)
+                                          <──status────                <──bus── │ wss :10000
+    httpserver (HTTPS :10002): join (/ca.crt, /edge.crt) and the admin API used by edgectl
+
+Modules never import each other; they share only the bus. The HTTPS server reads presence
+from the hub through the small ``Presence`` protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from cloudhub import routes
+from cloudhub.config import CloudSettings
+from cloudhub.edgecontroller.controller import EdgeController
+from cloudhub.httpserver.app import bound_port, make_app, serve_https
+from cloudhub.hub.module import HubModule
+from cloudhub.pki import Authority
+from cloudhub.store.base import ObjectStore
+from cloudhub.store.embedded import EmbeddedStore
+from hive.bus import Bus
+from hive.module import Runner
+from wire.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CloudApp:
+    """A running cloudhub."""
+
+    settings: CloudSettings
+    authority: Authority
+    store: ObjectStore
+    bus: Bus
+    hub: HubModule
+    controller: EdgeController
+    runner: Runner
+    https: web.AppRunner
+
+    @property
+    def ws_port(self) -> int:
+        return self.hub.port
+
+    @property
+    def https_port(self) -> int:
+        return bound_port(self.https)
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        await self.https.cleanup()
+        await self.store.close()
+
+
+def open_store(settings: CloudSettings) -> ObjectStore:
+    """The embedded store unless a Kubernetes config was given."""
+    if settings.kubeconfig is not None:
+        raise ConfigError("the Kubernetes backend is not available in this build")
+    return EmbeddedStore(settings.store_path)
+
+
+async def start(settings: CloudSettings) -> CloudApp:
+    """Create or load the CA, open the store, bind both ports, start the modules.
+
+    Raises:
+        ConfigError: unreadable data dir, port in use, bad store.
+    """
+    authority = Authority.load_or_create(settings.data_dir, advertise=settings.advertise)
+    store = open_store(settings)
+    await store.start()
+    bus = Bus()
+    bus.register(routes.HUB, "hub")
+    bus.register(routes.EDGECONTROLLER, "resource")
+    hub = HubModule(bus=bus, settings=settings.hub, ssl_context=authority.mtls_ssl_context())
+    controller = EdgeController(bus=bus, store=store)
+    try:
+        await hub.listen()
+    except OSError as exc:
+        await store.close()
+        raise ConfigError(
+            f"cannot listen on {settings.hub.bind}:{settings.hub.ws_port} (wss): {exc.strerror}"
+        ) from exc
+    try:
+        https = await serve_https(
+            make_app(authority=authority, store=store, presence=hub),
+            host=settings.hub.bind,
+            port=settings.https_port,
+            ssl_context=authority.server_ssl_context(),
+        )
+    except ConfigError:
+        await store.close()
+        raise
+    runner = Runner()
+    runner.start_module(controller)
+    runner.start_module(hub)
+    log.info("cloudhub ready: CA sha256 %s, data in %s", authority.ca_hash, settings.data_dir)
+    return CloudApp(settings, authority, store, bus, hub, controller, runner, https)

@@ -1,0 +1,105 @@
+"""``cloudhub serve``: run the cloud side.
+
+Exit codes: 0 on a clean stop, 1 with one line on stderr for what the user must fix (port in
+use, unreadable data dir or kubeconfig), 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from cloudhub import app as cloud_app
+from cloudhub.config import CloudSettings, HubSettings
+from wire.errors import BridgeError
+
+log = logging.getLogger("cloudhub")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cloudhub",
+        description="The cloud side of edgebridge: holds edge links (wss, mutual TLS), "
+        "mirrors what is bound to each node, issues node certificates, serves the admin API.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    s = sub.add_parser(
+        "serve",
+        help="run cloudhub",
+        description="Run cloudhub. On first start it creates its CA, server certificate and "
+        "admin token in --data-dir. Without --kubeconfig it keeps objects in DATA_DIR/store.db.",
+        epilog="example: cloudhub serve --data-dir ./data/cloud --advertise-address 10.0.0.5",
+    )
+    s.add_argument("--data-dir", type=Path, default=Path("data/cloud"), help="default ./data/cloud")
+    s.add_argument("--kubeconfig", type=Path, help="use this Kubernetes cluster as the store")
+    s.add_argument("--bind", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    s.add_argument("--ws-port", type=int, default=10000, help="edge websocket port (10000)")
+    s.add_argument("--https-port", type=int, default=10002, help="join + admin API port (10002)")
+    s.add_argument(
+        "--advertise-address",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="address edges dial; goes into the server certificate (repeatable)",
+    )
+    s.add_argument(
+        "--heartbeat",
+        type=float,
+        help="heartbeat assumed for edges that do not announce one, seconds (default 15)",
+    )
+    return p
+
+
+async def _serve(settings: CloudSettings) -> None:
+    app = await cloud_app.start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "serving: edges on wss port %d, join/admin on https port %d", app.ws_port, app.https_port
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await app.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    hub = HubSettings(bind=args.bind, ws_port=args.ws_port)
+    if args.heartbeat:
+        hub.default_heartbeat = args.heartbeat
+    kubeconfig = args.kubeconfig
+    settings = CloudSettings(
+        data_dir=args.data_dir,
+        https_port=args.https_port,
+        advertise=args.advertise_address,
+        kubeconfig=kubeconfig,
+        hub=hub,
+    )
+    try:
+        asyncio.run(_serve(settings))
+    except BridgeError as exc:
+        print(f"cloudhub: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The ``edgecontroller`` module: from the source of truth to per-node messages, and back.
+
+Downstream: one watcher task per resource type lists the store, feeds the
+:class:`~cloudhub.edgecontroller.binding.BindingIndex`, then watches from the list's
+resourceVersion (kopf-style: list, then watch from the list's version, keep the newest seen,
+re-list on 410 Gone, back off on errors). Each change the index reports becomes one ``Fanout``
+message to the hub, whatever the number of nodes concerned.
+
+The hub asks for a node's ``desired`` set when the node connects. Those queries are answered
+only after every type has been listed once: answering from a half-filled index would tell a
+reconnecting edge to delete what it legitimately has.
+
+Upstream: node presence reports become the Node's ``Ready`` condition; queries from an edge
+are answered only for objects bound to that node (anything else is refused and logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudhub.edgecontroller.binding import BindingIndex, Change
+
+from cloudhub import routes
+from cloudhub.store.base import ObjectStore
+from hive.backoff import backoff
+from hive.bus import Bus
+from wire.errors import Gone, NotFound, StoreError, WireError
+from wire.messages import Group, Message, Operation
+from wire.resources import ResourceKey, key_of, resource_version_of, split_node_prefix
+
+log = logging.getLogger(__name__)
+
+#: the types that travel to edges, listed in an order that lets references resolve early
+WATCHED_TYPES = ("node", "configmap", "secret", "devicemodel", "device", "pod")
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ready_condition(online: bool, at: float) -> dict[str, Any]:
+    """The Node ``Ready`` condition edgebridge maintains from link presence."""
+    stamp = _rfc3339(at)
+    return {
+        "type": "Ready",
+        "status": "True" if online else "Unknown",
+        "reason": "EdgeConnected" if online else "EdgeDisconnected",
+        "message": "edgecore is connected to cloudhub"
+        if online
+        else "edgecore is not connected to cloudhub",
+        "lastHeartbeatTime": stamp,
+        "lastTransitionTime": stamp,
+    }
+
+
+class EdgeController:
+    """Owns the binding index and the store watchers."""
+
+    name = routes.EDGECONTROLLER
+    group = Group.RESOURCE
+    enabled = True
+
+    def __init__(self, *, bus: Bus, store: ObjectStore, mark_offline_on_start: bool = True) -> None:
+        self._bus = bus
+        self._store = store
+        self.index = BindingIndex()
+        self._mark_offline = mark_offline_on_start
+        self.synced = asyncio.Event()
+        self._listed: set[str] = set()
+        self._deferred: list[Message] = []
+        #: per-type set of keys seen in the last list, to find deletions missed during a 410
+        self._known: dict[str, set[str]] = defaultdict(set)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for typ in WATCHED_TYPES:
+                tg.create_task(self._watch_forever(typ), name=f"watch:{typ}")
+            tg.create_task(self._serve_inbox(), name="edgecontroller:inbox")
+
+    # -- downstream ----------------------------------------------------------------------------
+
+    async def _watch_forever(self, typ: str) -> None:
+        delays = backoff(cap=10.0)
+        while True:
+            try:
+                objects, rv = await self._store.list(typ)
+                await self._relist(typ, objects)
+                delays = backoff(cap=10.0)
+                async for event in self._store.watch(typ, rv):
+                    if event.type == "DELETED":
+                        await self._emit(self.index.delete(event.object))
+                        self._known[typ].discard(str(key_of(event.object)))
+                    else:
+                        await self._emit(self.index.upsert(event.object))
+                        self._known[typ].add(str(key_of(event.object)))
+                log.warning("watch of %s ended; re-listing", typ)
+            except Gone:
+                log.info("watch of %s expired (410 Gone); re-listing", typ)
+            except asyncio.CancelledError:
+                raise
+            except (StoreError, WireError, OSError) as exc:
+                delay = next(delays)
+                log.warning("watching %s failed: %s; retrying in %.1fs", typ, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _relist(self, typ: str, objects: list[dict[str, Any]]) -> None:
+        seen: set[str] = set()
+        for obj in objects:
+            seen.add(str(key_of(obj)))
+            await self._emit(self.index.upsert(obj))
+        for key in self._known[typ] - seen:
+            obj = self.index.get(key)
+            if obj is not None:
+                await self._emit(self.index.delete(obj))
+        self._known[typ] = seen
+        if typ not in self._listed:
+            self._listed.add(typ)
+            log.info("listed %d %s objects", len(objects), typ)
+            if typ == "node" and self._mark_offline:
+                await self._mark_all_offline(objects)
+            if self._listed.issuperset(WATCHED_TYPES):
+                self.synced.set()
+                deferred, self._deferred = self._deferred, []
+                for msg in deferred:
+                    await self._handle(msg)
+
+    async def _emit(self, changes: list[Change]) -> None:
+        # Group per (key, version): one bus message per object change, fanned out by the hub.
+        groups: dict[tuple[str, str | None], list[Change]] = defaultdict(list)
+        for ch in changes:
+            groups[(ch.key, ch.resource_version)].append(ch)
+        for (key, rv), chs in groups.items():
+            await self._bus.send(
+                routes.HUB,
+                Message.new(
+                    source=self.name,
+                    group=Group.RESOURCE,
+                    operation=Operation.DELETE if rv is None else Operation.UPDATE,
+                    resource=key,
+                    resource_version=rv or "",
+                    content=routes.Fanout(tuple(c.node for c in chs), chs[0].obj),
+                ),
+            )
+
+    async def _mark_all_offline(self, nodes: list[dict[str, Any]]) -> None:
+        """Nobody is connected to a cloudhub that just started: no node is Ready yet."""
+        import time
+
+        for node in nodes:
+            conds = (node.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+                await self._set_ready(node["metadata"]["name"], online=False, at=time.time())
+
+    # -- inbox: queries and upstream -----------------------------------------------------------
+
+    async def _serve_inbox(self) -> None:
+        while True:
+            msg = await self._bus.receive(self.name)
+            if not self.synced.is_set() and msg.operation == Operation.QUERY:
+                self._deferred.append(msg)
+                continue
+            try:
+                await self._handle(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("edgecontroller failed on %s %s", msg.operation, msg.resource)
+
+    async def _handle(self, msg: Message) -> None:
+        try:
+            node, rest = split_node_prefix(msg.resource)
+        except WireError as exc:
+            await self._bus.send(routes.HUB, msg.error_reply(str(exc), source=self.name))
+            return
+        if msg.operation == Operation.QUERY and rest == routes.DESIRED:
+            await self._bus.send(routes.HUB, msg.reply(self.index.desired(node), source=self.name))
+        elif msg.operation == Operation.QUERY:
+            await self._bus.send(routes.HUB, self._answer_query(node, rest, msg))
+        elif isinstance(msg.content, routes.NodeStatusReport):
+            await self._set_ready(node, online=msg.content.online, at=msg.content.at)
+        else:
+            log.warning("edgecontroller: unexpected %s %s", msg.operation, msg.resource)
+
+    def _answer_query(self, node: str, resource: str, msg: Message) -> Message:
+        try:
+            key = str(ResourceKey.parse(resource))
+        except WireError as exc:
+            return msg.error_reply(str(exc), source=self.name)
+        obj = self.index.get(key)
+        if obj is None or node not in self.index.nodes_for(key):
+            # Same answer for "absent" and "not yours": a node learns nothing about others.
+            log.warning("node %s queried %s, which is not bound to it", node, key)
+            return msg.error_reply(f"{key} is not bound to node {node}", source=self.name)
+        return msg.reply(obj, source=self.name)
+
+    async def _set_ready(self, node: str, *, online: bool, at: float) -> None:
+        try:
+            current = await self._store.get("node", None, node)
+        except NotFound:
+            log.info("node %s has no Node object; presence not recorded", node)
+            return
+        status = dict(current.get("status") or {})
+        conds = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
+        conds.append(ready_condition(online, at))
+        try:
+            await self._store.update_status("node", None, node, {"conditions": conds})
+        except NotFound:
+            return
+        log.debug("node %s Ready=%s (rv %s)", node, online, resource_version_of(current))

@@ -1,0 +1,335 @@
+"""The admin API under ``/admin/v1/``: what ``edgectl`` talks to.
+
+Endpoints (all JSON, all behind ``Authorization: Bearer <admin.token>``)::
+
+    POST   /admin/v1/tokens                    {"ttl_seconds": 86400} -> {"token": ...}
+    POST   /admin/v1/apply                     {"objects": [...]}    -> {"objects": [...], ...}
+    GET    /admin/v1/{type}[?namespace=NS]     -> {"kind": "List", "items": [...]}
+    GET    /admin/v1/{type}/{namespace}/{name} -> the object ("_" = cluster-scoped)
+    DELETE /admin/v1/{type}/{namespace}/{name} -> the deleted object
+
+``type`` is a plural resource name: nodes, pods, configmaps, secrets, devices, devicemodels.
+
+Design notes:
+
+- **It is the same API in embedded and Kubernetes mode**: handlers only use
+  :class:`~cloudhub.store.base.ObjectStore`, so edgectl cannot tell the difference.
+- **Apply is all or nothing.** Every object is validated before the store sees any of them, and
+  the store's own ``apply`` is atomic, so a batch with one bad manifest changes nothing.
+- **Node state is an overlay, not stored data.** Whether a node is connected is known only to
+  the websocket hub, changes every few seconds, and would churn the store if written there.
+  Reads of nodes through this API replace the ``Ready`` condition with what the hub's
+  :class:`~cloudhub.httpserver.app.Presence` says right now.
+- **Errors are ``{"error": "one line"}``** with a meaningful status code, mapped in one place
+  (:func:`admin_middleware`) from the :mod:`wire.errors` tree.
+- The admin credential is compared in constant time; it is never logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cloudhub.httpserver.join import bearer_token
+from cloudhub.pki import Authority
+from cloudhub.store.base import ObjectStore
+from wire.errors import (
+    AuthError,
+    BridgeError,
+    Conflict,
+    Gone,
+    InvalidObject,
+    InvalidResource,
+    NotFound,
+    StoreError,
+)
+from wire.manifests import validate_all
+from wire.resources import CLUSTER_SCOPED_TYPES, key_of, resource_version_of
+
+if TYPE_CHECKING:
+    from cloudhub.httpserver.app import NodePresence, Presence
+
+logger = logging.getLogger(__name__)
+
+ADMIN_PREFIX = "/admin/v1/"
+#: Path segment standing for "no namespace" (cluster-scoped objects such as nodes).
+CLUSTER_NAMESPACE = "_"
+#: Plural path segment -> the store's resource type.
+PLURAL_TO_TYPE: dict[str, str] = {
+    "nodes": "node",
+    "pods": "pod",
+    "configmaps": "configmap",
+    "secrets": "secret",
+    "devices": "device",
+    "devicemodels": "devicemodel",
+}
+#: Default join token lifetime, seconds (KubeEdge's tokens live 24 h).
+DEFAULT_TOKEN_TTL = 24 * 3600.0
+READY = "Ready"
+
+M = TypeVar("M", bound=BaseModel)
+Action = Literal["created", "configured", "unchanged"]
+
+
+# -- request/response models -----------------------------------------------------------------
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: lifetime of the join token, seconds
+    ttl_seconds: float = Field(default=DEFAULT_TOKEN_TTL, gt=0, allow_inf_nan=False)
+
+
+class TokenResponse(BaseModel):
+    token: str
+    #: RFC 3339 UTC time the token stops working
+    expires_at: str
+
+
+class ApplyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    objects: list[dict[str, Any]]
+
+
+class ApplyResponse(BaseModel):
+    #: the stored objects, in the order given
+    objects: list[dict[str, Any]]
+    #: per object: new, changed, or identical to what was stored
+    actions: list[Action]
+
+
+class ObjectList(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    api_version: str = Field(default="v1", alias="apiVersion")
+    kind: Literal["List"] = "List"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    items: list[dict[str, Any]]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def rfc3339(unix: float) -> str:
+    """``2024-05-01T12:00:00Z`` for a unix time (seconds precision, as Kubernetes writes)."""
+    return dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def overlay_presence(node: dict[str, Any], presence: NodePresence) -> dict[str, Any]:
+    """A copy of ``node`` whose ``Ready`` condition reflects the node's link right now.
+
+    ``status`` is ``"True"`` while the node is connected and ``"Unknown"`` otherwise (what
+    Kubernetes' node controller reports for a node that stopped posting status). Other
+    conditions are kept.
+    """
+    condition: dict[str, Any] = {
+        "type": READY,
+        "status": "True" if presence.online else "Unknown",
+        "reason": "EdgeConnected" if presence.online else "EdgeDisconnected",
+        "message": (
+            "edge node is connected to cloudhub"
+            if presence.online
+            else "edge node has no link to cloudhub"
+        ),
+    }
+    if presence.last_seen is not None:
+        condition["lastHeartbeatTime"] = rfc3339(presence.last_seen)
+    out = dict(node)
+    status = dict(out.get("status") or {})
+    others = [
+        c
+        for c in status.get("conditions") or []
+        if not (isinstance(c, dict) and c.get("type") == READY)
+    ]
+    status["conditions"] = [condition, *others]
+    out["status"] = status
+    return out
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(model.model_dump(mode="json", by_alias=True), status=status)
+
+
+def _error(status: int, message: str) -> web.Response:
+    one_line = " ".join(message.split())
+    return _json(ErrorResponse(error=one_line), status=status)
+
+
+async def _parse(request: web.Request, model: type[M]) -> M:
+    body = await request.read()
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidObject(f"invalid request: {where}: {first['msg']}") from exc
+
+
+#: wire error class -> HTTP status; the first match wins, so subclasses come first.
+_STATUS_OF: list[tuple[type[BridgeError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (Gone, 410),
+    (InvalidObject, 400),
+    (InvalidResource, 400),
+    (AuthError, 403),
+    (StoreError, 503),
+]
+
+
+def admin_middleware(authority: Authority) -> Middleware:
+    """Guards ``/admin/`` paths with the admin token and turns failures into JSON errors.
+
+    Other paths (the join endpoints) pass through untouched.
+    """
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != "/admin" and not request.path.startswith("/admin/"):
+            return await handler(request)
+        presented = bearer_token(request)
+        if presented is None or not authority.check_admin_token(presented):
+            return _error(401, "missing or wrong admin token")
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            if exc.status in (404, 405) and request.match_info.route.resource is None:
+                return _error(exc.status, f"no such endpoint: {request.method} {request.path}")
+            text = exc.text or ""
+            message = exc.reason if text.startswith(f"{exc.status}:") or not text else text
+            return _error(exc.status, message)
+        except BridgeError as exc:
+            status = next((s for cls, s in _STATUS_OF if isinstance(exc, cls)), 500)
+            if status >= 500:
+                logger.error("admin %s %s failed: %s", request.method, request.path, exc)
+            return _error(status, str(exc))
+        except Exception:
+            logger.exception("admin %s %s crashed", request.method, request.path)
+            return _error(500, "internal error (see cloudhub's log)")
+
+    return guard
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+
+class AdminApi:
+    """The ``/admin/v1/`` handlers, bound to their dependencies."""
+
+    def __init__(self, *, authority: Authority, store: ObjectStore, presence: Presence) -> None:
+        self._authority = authority
+        self._store = store
+        self._presence = presence
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        p = ADMIN_PREFIX
+        router.add_post(p + "tokens", self.create_token)
+        router.add_post(p + "apply", self.apply)
+        router.add_get(p + "{plural}", self.list_objects, allow_head=False)
+        router.add_get(p + "{plural}/{namespace}/{name}", self.get_object, allow_head=False)
+        router.add_delete(p + "{plural}/{namespace}/{name}", self.delete_object)
+
+    async def create_token(self, request: web.Request) -> web.Response:
+        req = await _parse(request, TokenRequest)
+        now = dt.datetime.now(dt.UTC).timestamp()
+        token = self._authority.issue_token(req.ttl_seconds, now=now)
+        logger.info("issued a join token valid for %.0f s", req.ttl_seconds)
+        return _json(TokenResponse(token=token, expires_at=rfc3339(now + req.ttl_seconds)))
+
+    async def apply(self, request: web.Request) -> web.Response:
+        req = await _parse(request, ApplyRequest)
+        if not req.objects:
+            raise InvalidObject("nothing to apply: 'objects' is empty")
+        objects = validate_all(req.objects)
+        before = [await self._stored_version(obj) for obj in objects]
+        stored: list[dict[str, Any]] = await self._store.apply(objects)
+        actions = [
+            _action(old, resource_version_of(new)) for old, new in zip(before, stored, strict=True)
+        ]
+        logger.info("applied %d object(s)", len(stored))
+        return _json(ApplyResponse(objects=stored, actions=actions))
+
+    async def list_objects(self, request: web.Request) -> web.Response:
+        typ = _type_of(request)
+        namespace = request.query.get("namespace") or None
+        items, rv = await self._store.list(typ)
+        if namespace is not None and typ not in CLUSTER_SCOPED_TYPES:
+            items = [o for o in items if (o.get("metadata") or {}).get("namespace") == namespace]
+        items.sort(key=_sort_key)
+        items = [self._present(typ, o) for o in items]
+        return _json(ObjectList(items=items, metadata={"resourceVersion": rv}))
+
+    async def get_object(self, request: web.Request) -> web.Response:
+        typ, namespace, name = _object_path(request)
+        obj = await self._store.get(typ, namespace, name)
+        return web.json_response(self._present(typ, obj))
+
+    async def delete_object(self, request: web.Request) -> web.Response:
+        typ, namespace, name = _object_path(request)
+        obj = await self._store.delete(typ, namespace, name)
+        logger.info("deleted %s %s/%s", typ, namespace or CLUSTER_NAMESPACE, name)
+        return web.json_response(obj)
+
+    async def _stored_version(self, obj: dict[str, Any]) -> str | None:
+        """The stored object's resourceVersion, or None if it does not exist yet."""
+        key = key_of(obj)
+        try:
+            stored = await self._store.get(key.type, key.namespace, key.name)
+        except NotFound:
+            return None
+        return resource_version_of(stored)
+
+    def _present(self, typ: str, obj: dict[str, Any]) -> dict[str, Any]:
+        if typ != "node":
+            return obj
+        name = (obj.get("metadata") or {}).get("name", "")
+        return overlay_presence(obj, self._presence.presence(name))
+
+
+def _type_of(request: web.Request) -> str:
+    plural = request.match_info["plural"]
+    typ = PLURAL_TO_TYPE.get(plural)
+    if typ is None:
+        expected = ", ".join(PLURAL_TO_TYPE)
+        raise NotFound(f"unknown type {plural!r} (expected one of {expected})")
+    return typ
+
+
+def _object_path(request: web.Request) -> tuple[str, str | None, str]:
+    typ = _type_of(request)
+    namespace = request.match_info["namespace"]
+    name = request.match_info["name"]
+    if typ in CLUSTER_SCOPED_TYPES:
+        if namespace != CLUSTER_NAMESPACE:
+            raise InvalidResource(
+                f"{typ}s are cluster-scoped: use {CLUSTER_NAMESPACE!r} as the namespace"
+            )
+        return typ, None, name
+    if namespace == CLUSTER_NAMESPACE:
+        raise InvalidResource(f"{typ}s are namespaced: give a namespace, not {namespace!r}")
+    return typ, namespace, name
+
+
+def _action(before: str | None, after: str) -> Action:
+    if before is None:
+        return "created"
+    # The store keeps an identical re-apply as it is, resourceVersion included.
+    return "unchanged" if before == after else "configured"
+
+
+def _sort_key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))

@@ -1,0 +1,99 @@
+"""Assembles the HTTPS application and starts it.
+
+The join endpoints and the admin API share one aiohttp application (one port, one TLS
+context). Its dependencies come in as arguments, not globals: the :class:`~cloudhub.pki.Authority`
+for certificates and credentials, the :class:`~cloudhub.store.base.ObjectStore` for objects, and
+a :class:`Presence` that knows which nodes are connected right now (the websocket hub implements
+it; the admin API only reads it to show node state).
+
+Request bodies are capped at :data:`MAX_BODY_BYTES`: the largest thing anyone sends is a batch
+of manifests, and an uncapped body is a free memory exhaustion for anyone who can reach the port.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Protocol
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from cloudhub.httpserver.admin import AdminApi, admin_middleware
+from cloudhub.httpserver.join import JoinApi
+from cloudhub.pki import Authority
+from cloudhub.store.base import ObjectStore
+from wire.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: Largest request body accepted, bytes (413 above it).
+MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Seconds in-flight requests get to finish when the server stops.
+SHUTDOWN_GRACE = 2.0
+
+
+class NodePresence(BaseModel):
+    """Whether a node has a live link to this cloudhub, and when it was last heard from."""
+
+    online: bool
+    #: unix seconds of the last frame received from the node; None if never seen
+    last_seen: float | None = None
+
+
+class Presence(Protocol):
+    """Who is connected. Implemented by the websocket hub."""
+
+    def presence(self, node: str) -> NodePresence: ...
+
+
+def make_app(*, authority: Authority, store: ObjectStore, presence: Presence) -> web.Application:
+    """The HTTPS application: ``/ca.crt``, ``/edge.crt``, ``/healthz`` and ``/admin/v1/...``.
+
+    The store must already be started; the application does not own it.
+    """
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[admin_middleware(authority)],
+    )
+    JoinApi(authority=authority, store=store).register(app.router)
+    AdminApi(authority=authority, store=store, presence=presence).register(app.router)
+    app.router.add_get("/healthz", _healthz)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def serve_https(
+    app: web.Application, *, host: str, port: int, ssl_context: ssl.SSLContext | None
+) -> web.AppRunner:
+    """Start ``app`` on ``host:port`` (``port`` 0 picks a free one) and return its runner.
+
+    Stop it with ``await runner.cleanup()``; read the bound port with :func:`bound_port`.
+
+    Raises:
+        ConfigError: the address cannot be bound (port in use, bad address).
+    """
+    # A short shutdown grace: admin calls are quick, and a hung client must not hold up exit.
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port} (HTTPS): {reason}") from exc
+    logger.info("HTTPS (join + admin API) listening on %s:%d", host, bound_port(runner))
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port a started runner listens on (the first one, if several)."""
+    addresses = runner.addresses
+    if not addresses:
+        raise RuntimeError("runner is not listening")
+    port: int = addresses[0][1]
+    return port

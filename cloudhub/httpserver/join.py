@@ -1,0 +1,107 @@
+"""The join endpoints, as KubeEdge's edgecore calls them.
+
+- ``GET /ca.crt`` answers the CA certificate as DER. It is public on purpose: the edge fetches
+  it over an unverified connection and pins it against the hash in its token.
+- ``GET /edge.crt`` (a GET with a body, as KubeEdge's edgecore sends it) takes
+  ``Authorization: Bearer JWT``, a ``NodeName`` header and a DER CSR, and answers the signed
+  client certificate as DER. The JWT may also be sent as the full ``{hash}.{jwt}`` token.
+
+Errors are one line of plain text, because that is what a stock edgecore prints: 401 for a bad
+token, 400 for a bad NodeName or CSR. The token is checked before anything else so an
+unauthenticated caller learns nothing about what else would have been refused.
+
+On a successful join the Node object is created in the store if it does not exist yet, with the
+labels KubeEdge puts on edge nodes, so ``edgectl get nodes`` shows it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from cloudhub.pki import Authority, is_valid_node_name
+from cloudhub.store.base import ObjectStore
+from wire.errors import AuthError, NotFound, StoreError, TokenError
+
+logger = logging.getLogger(__name__)
+
+NODE_NAME_HEADER = "NodeName"
+DER_CONTENT_TYPE = "application/octet-stream"
+#: Labels KubeEdge's keadm puts on an edge node; edgebridge selects edge nodes by the first.
+EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
+def node_manifest(name: str) -> dict[str, Any]:
+    """The Node object created for a newly joined edge."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {EDGE_ROLE_LABEL: "", HOSTNAME_LABEL: name},
+        },
+    }
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The credential of an ``Authorization: Bearer ...`` header, or None."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+class JoinApi:
+    """``/ca.crt`` and ``/edge.crt`` handlers, bound to an authority and a store."""
+
+    def __init__(self, *, authority: Authority, store: ObjectStore) -> None:
+        self._authority = authority
+        self._store = store
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/ca.crt", self.ca_crt, allow_head=False)
+        router.add_get("/edge.crt", self.edge_crt, allow_head=False)
+
+    async def ca_crt(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._authority.ca_der, content_type=DER_CONTENT_TYPE)
+
+    async def edge_crt(self, request: web.Request) -> web.Response:
+        token = bearer_token(request)
+        if token is None:
+            return _text(401, "missing Authorization: Bearer token")
+        try:
+            self._authority.verify_join_token(token)
+        except TokenError as exc:
+            logger.warning("join refused from %s: %s", request.remote, exc)
+            return _text(401, str(exc))
+        node = request.headers.get(NODE_NAME_HEADER, "")
+        if not is_valid_node_name(node):
+            return _text(400, f"invalid NodeName {node!r}: must be a DNS-1123 subdomain")
+        csr = await request.read()
+        if not csr:
+            return _text(400, "missing CSR: send a DER certificate request as the body")
+        try:
+            cert = self._authority.sign_node_csr(csr, node)
+        except AuthError as exc:
+            return _text(400, str(exc))
+        try:
+            await self._ensure_node(node)
+        except StoreError as exc:
+            logger.error("node %s: cannot create its Node object: %s", node, exc)
+            return _text(503, f"cannot record node {node}: {exc}")
+        logger.info("node %s joined from %s", node, request.remote)
+        return web.Response(body=cert, content_type=DER_CONTENT_TYPE)
+
+    async def _ensure_node(self, node: str) -> None:
+        try:
+            await self._store.get("node", None, node)
+        except NotFound:
+            await self._store.apply([node_manifest(node)])
+
+
+def _text(status: int, reason: str) -> web.Response:
+    return web.Response(status=status, text=reason.replace("\n", " ") + "\n")

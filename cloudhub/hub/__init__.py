@@ -1,0 +1,6 @@
+"""The websocket side of cloudhub: where edge messages enter and cloud messages leave.
+
+- :mod:`cloudhub.hub.handshake` — who is connecting: identity from the client certificate.
+- :mod:`cloudhub.hub.session` — one connected node: delivery state, keepalive, the writer task.
+- :mod:`cloudhub.hub.module` — the ``cloudhub`` module: server, sessions, routing.
+"""

@@ -1,0 +1,274 @@
+"""The ``cloudhub`` module: the wss server edges connect to.
+
+Where a message enters: :meth:`HubModule._handle` reads each frame of a node's connection,
+decodes it, and routes it by operation (ACKs to the node's delivery state, keepalives answered,
+inventory starts delivery, queries go to edgecontroller). Where it leaves: each
+:class:`~cloudhub.hub.session.NodeSession` writes what its delivery state says is due.
+
+Inbox (from other modules, in order): fan-out of object changes, the answer to a node's
+``desired`` query (which starts its delivery), answers to a node's own queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from cloudhub import routes
+from cloudhub.config import HubSettings
+from cloudhub.httpserver.app import NodePresence
+from cloudhub.hub.handshake import Peer, identify, refuse
+from cloudhub.hub.session import NodeSession
+from hive.bus import Bus
+from wire.codec import decode
+from wire.errors import IdentityMismatch, WireError
+from wire.messages import Group, Message, Operation
+
+log = logging.getLogger(__name__)
+
+
+class HubModule:
+    """Holds every node's link; owns one writer task per connected node."""
+
+    name = routes.HUB
+    group = Group.HUB
+    enabled = True
+
+    def __init__(self, *, bus: Bus, settings: HubSettings, ssl_context: ssl.SSLContext) -> None:
+        self._bus = bus
+        self._settings = settings
+        self._ssl = ssl_context
+        self.sessions: dict[str, NodeSession] = {}
+        self._last_seen: dict[str, float] = {}
+        self._peers: dict[int, Peer] = {}
+        #: desired-query id -> (session, inventory) waiting for edgecontroller's answer
+        self._starting: dict[str, tuple[NodeSession, dict[str, str] | None]] = {}
+        #: forwarded query id -> (node, the edge's message)
+        self._queries: dict[str, tuple[str, Message]] = {}
+        self.port = 0
+        self._server: Server | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def listen(self) -> None:
+        """Bind the wss server. Separate from :meth:`run` so a port in use fails start-up.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        s = self._settings
+        self._server = await serve(
+            self._handle,
+            s.bind,
+            s.ws_port,
+            ssl=self._ssl,
+            process_request=self._process_request,
+            compression=None,  # 3x less memory per link; k8s JSON is small
+            max_size=s.max_frame,
+            ping_interval=None,  # our keepalive protocol covers liveness both ways
+            max_queue=64,
+            open_timeout=10,
+        )
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        log.info("listening for edges on wss://%s:%d", s.bind, self.port)
+
+    async def run(self) -> None:
+        """Route the inbox until cancelled; then close every link and the server."""
+        try:
+            await self._route_inbox()
+        finally:
+            for session in list(self.sessions.values()):
+                await session.close("cloudhub stopping")
+            if self._server is not None:
+                self._server.close(close_connections=False)
+
+    def presence(self, node: str) -> NodePresence:
+        """Whether ``node`` is connected now and when it was last heard from."""
+        session = self.sessions.get(node)
+        if session is not None:
+            return NodePresence(online=True, last_seen=session.last_seen)
+        return NodePresence(online=False, last_seen=self._last_seen.get(node))
+
+    # -- handshake and reading -----------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        try:
+            self._peers[id(connection)] = identify(connection, request)
+        except IdentityMismatch as exc:
+            return refuse(connection, exc)
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        peer = self._peers.pop(id(ws))
+        session = NodeSession(
+            node=peer.node,
+            ws=ws,
+            heartbeat=peer.heartbeat or self._settings.default_heartbeat,
+            ack_timeout=self._settings.ack_timeout,
+            window=self._settings.window,
+        )
+        old = self.sessions.get(peer.node)
+        if old is not None:
+            log.info("node %s reconnected; closing its previous link", peer.node)
+            await old.close("replaced by a new connection")
+        self.sessions[peer.node] = session
+        log.info("node %s connected from %s", peer.node, ws.remote_address)
+        await self._report(peer.node, online=True)
+        session.run_writer()
+        fallback = asyncio.get_running_loop().call_later(
+            self._settings.inventory_timeout, self._request_start, session, None
+        )
+        try:
+            async for frame in ws:
+                session.received()
+                try:
+                    msg = decode(frame, max_size=self._settings.max_frame)
+                except WireError as exc:
+                    log.warning("node %s sent a bad frame: %s", peer.node, exc)
+                    await session.send(_error(f"bad frame: {exc}"))
+                    continue
+                await self._upstream(session, msg)
+        except ConnectionClosed:
+            pass
+        finally:
+            fallback.cancel()
+            await session.close(session.close_reason or "connection closed")
+            if self.sessions.get(peer.node) is session:
+                del self.sessions[peer.node]
+                self._last_seen[peer.node] = session.last_seen
+                log.info("node %s disconnected: %s", peer.node, session.close_reason)
+                await self._report(peer.node, online=False)
+
+    async def _upstream(self, session: NodeSession, msg: Message) -> None:
+        op = msg.operation
+        if op == Operation.RESPONSE:
+            session.ack(msg.parent_id)
+        elif op == Operation.KEEPALIVE:
+            await session.send(msg.reply("pong", source=routes.HUB))
+        elif op == Operation.INVENTORY:
+            inventory = msg.content
+            if not isinstance(inventory, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in inventory.items()
+            ):
+                await session.send(msg.error_reply("inventory must map keys to versions"))
+                inventory = None
+            self._request_start(session, inventory)
+        elif op == Operation.QUERY:
+            forward = Message.new(
+                source=routes.HUB,
+                group=msg.route.group,
+                operation=Operation.QUERY,
+                resource=f"node/{session.node}/{msg.resource}",
+                content=msg.content,
+            )
+            self._queries[forward.id] = (session.node, msg)
+            await self._bus.send(routes.EDGECONTROLLER, forward)
+        elif op == Operation.ERROR:
+            log.warning("node %s could not apply %s: %s", session.node, msg.resource, msg.content)
+        else:
+            log.warning("node %s sent unknown operation %r", session.node, op)
+            await session.send(msg.error_reply(f"unknown operation {op!r}", source=routes.HUB))
+
+    def _request_start(self, session: NodeSession, inventory: dict[str, str] | None) -> None:
+        """Ask edgecontroller what is bound to the node; delivery starts with its answer."""
+        if session.started or any(s is session for s, _ in self._starting.values()):
+            return
+        query = Message.new(
+            source=routes.HUB,
+            group=Group.RESOURCE,
+            operation=Operation.QUERY,
+            resource=routes.desired_resource(session.node),
+        )
+        self._starting[query.id] = (session, inventory)
+        if not self._bus.send_nowait(routes.EDGECONTROLLER, query):
+            asyncio.get_running_loop().create_task(
+                self._bus.send(routes.EDGECONTROLLER, query), name=f"start:{session.node}"
+            )
+
+    async def _report(self, node: str, *, online: bool) -> None:
+        await self._bus.send(
+            routes.EDGECONTROLLER,
+            Message.new(
+                source=routes.HUB,
+                group=Group.RESOURCE,
+                operation=Operation.UPDATE,
+                resource=routes.nodestatus_resource(node),
+                content=routes.NodeStatusReport(online=online, at=time.time()),
+            ),
+        )
+
+    # -- inbox ---------------------------------------------------------------------------------
+
+    async def _route_inbox(self) -> None:
+        while True:
+            msg = await self._bus.receive(self.name)
+            try:
+                self._route(msg)
+            except Exception:
+                log.exception("failed to route %s %s", msg.operation, msg.resource)
+
+    def _route(self, msg: Message) -> None:
+        if isinstance(msg.content, routes.Fanout):
+            self._fan_out(msg, msg.content)
+            return
+        started = self._starting.pop(msg.parent_id, None)
+        if started is not None:
+            session, inventory = started
+            if self.sessions.get(session.node) is session and msg.operation == Operation.RESPONSE:
+                session.start(inventory, msg.content)
+            return
+        query = self._queries.pop(msg.parent_id, None)
+        if query is not None:
+            node, original = query
+            session = self.sessions.get(node)
+            if session is None:
+                return
+            if msg.operation == Operation.RESPONSE:
+                reply = original.reply(msg.content, source=routes.HUB)
+            else:
+                reply = original.error_reply(str(msg.content), source=routes.HUB)
+            asyncio.get_running_loop().create_task(
+                _send_quietly(session, reply), name=f"reply:{node}"
+            )
+            return
+        log.debug("hub dropped unexpected %s %s", msg.operation, msg.resource)
+
+    def _fan_out(self, msg: Message, fanout: routes.Fanout) -> None:
+        key = msg.resource
+        rv = msg.header.resourceversion
+        remove = msg.operation == Operation.DELETE
+        for node in fanout.nodes:
+            session = self.sessions.get(node)
+            if session is None or not session.started:
+                continue  # it gets the current state from its inventory diff
+            if remove:
+                session.downstream.remove(key, fanout.object)
+            else:
+                session.downstream.update(key, rv, fanout.object)
+            session.wake()
+
+
+async def _send_quietly(session: NodeSession, msg: Message) -> None:
+    try:
+        await session.send(msg)
+    except (ConnectionClosed, TimeoutError, OSError):
+        pass
+
+
+def _error(reason: str) -> Message:
+    return Message.new(
+        source=routes.HUB,
+        group=Group.RESOURCE,
+        operation=Operation.ERROR,
+        resource="",
+        content=reason,
+    )
+
+
+__all__ = ["HubModule"]

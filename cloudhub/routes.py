@@ -1,0 +1,55 @@
+"""Message routes between cloudhub's modules (in-process, over :class:`hive.bus.Bus`).
+
+Module names are KubeEdge's. The content of in-process messages may hold Python objects (they
+never touch the wire); everything that crosses the websocket is built by ``cloudhub.hub``.
+
+edgecontroller -> cloudhub
+    ``update``/``delete`` of an edge key with content :class:`Fanout`: deliver (or remove) this
+    object on these nodes. One message per object change, whatever the number of nodes, so a
+    burst is coalesced by the hub's per-node delivery state, not queued per node.
+    ``response`` to a ``desired`` query: content ``dict[key, (rv, object)]``.
+    ``response``/``error`` to a node's ``query``: resource ``node/{node}/...``.
+
+cloudhub -> edgecontroller
+    ``query`` of ``node/{node}/desired``: what is bound to the node now (answered in order with
+    the fan-out messages, which is why it is not a ``send_sync``).
+    ``query`` of ``node/{node}/{ns}/{type}/{name}``: an edge asked for an object.
+    ``update`` of ``node/{node}/null/nodestatus/{node}`` with :class:`NodeStatusReport`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+HUB = "cloudhub"
+EDGECONTROLLER = "edgecontroller"
+HTTPSERVER = "httpserver"
+
+DESIRED = "desired"
+NODESTATUS = "nodestatus"
+
+
+@dataclass(frozen=True, slots=True)
+class Fanout:
+    """Deliver ``object`` at ``resource_version`` (or remove it, for ``delete``) on ``nodes``."""
+
+    nodes: tuple[str, ...]
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatusReport:
+    """The hub saw a node connect or disconnect."""
+
+    online: bool
+    #: wall-clock seconds of the event
+    at: float
+
+
+def desired_resource(node: str) -> str:
+    return f"node/{node}/{DESIRED}"
+
+
+def nodestatus_resource(node: str) -> str:
+    return f"node/{node}/null/{NODESTATUS}/{node}"

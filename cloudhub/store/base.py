@@ -1,0 +1,87 @@
+"""The seam between cloudhub and its source of truth.
+
+Two implementations sit behind it: :mod:`cloudhub.store.embedded` (SQLite ``store.db``, the
+default) and a Kubernetes backend. The rest of cloudhub sees only this interface.
+
+Objects are Kubernetes-shaped dicts (``apiVersion``, ``kind``, ``metadata``, ``spec``,
+``status``...). Types are KubeEdge's lower-case resource types: ``node``, ``pod``,
+``configmap``, ``secret``, ``device``, ``devicemodel`` (see :data:`wire.resources.KIND_TO_TYPE`).
+``resourceVersion`` is an opaque string to callers: compare for equality only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change, as a Kubernetes watch reports it."""
+
+    type: EventType
+    #: the object after the change (for DELETED: the last state, with the deletion's RV)
+    object: dict[str, Any]
+
+
+class ObjectStore(Protocol):
+    """What cloudhub needs from a source of truth."""
+
+    async def start(self) -> None:
+        """Open connections/files. Called once before anything else."""
+
+    async def close(self) -> None:
+        """Release everything. Safe to call twice."""
+
+    async def list(self, type: str) -> tuple[list[dict[str, Any]], str]:
+        """All objects of ``type`` in every namespace, and the list's resourceVersion."""
+        ...
+
+    def watch(self, type: str, since: str) -> AsyncIterator[WatchEvent]:
+        """Changes of ``type`` after resourceVersion ``since``, forever.
+
+        Raises:
+            wire.errors.Gone: ``since`` is older than the history kept; re-list.
+        """
+        ...
+
+    async def get(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """One object.
+
+        Raises:
+            wire.errors.NotFound: no such object.
+        """
+        ...
+
+    async def apply(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create or replace each object, all or nothing.
+
+        The store assigns ``metadata.uid`` (kept across updates), ``resourceVersion`` and
+        ``creationTimestamp``. An update that carries no ``status`` keeps the stored one.
+        Returns the stored objects in the given order.
+
+        Raises:
+            wire.errors.InvalidObject: an object is not valid; nothing was written.
+        """
+        ...
+
+    async def delete(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """Delete one object and return its last state.
+
+        Raises:
+            wire.errors.NotFound: no such object.
+        """
+        ...
+
+    async def update_status(
+        self, type: str, namespace: str | None, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge ``status`` into the object's status (top-level keys replace) and bump its RV.
+
+        Raises:
+            wire.errors.NotFound: no such object.
+        """
+        ...

@@ -1,0 +1,616 @@
+"""The embedded source of truth: one SQLite file (``store.db``) behind :class:`ObjectStore`.
+
+Why SQLite and not a dict plus a JSON file: the cloud must not lose an applied object on a
+crash (``synchronous=FULL`` makes every commit durable), and applying a manifest of many
+objects must be all or nothing (one transaction). WAL keeps readers cheap.
+
+What this store promises, Kubernetes-style, so the edgecontroller can treat it like a cluster:
+
+- **One global resourceVersion counter.** Every write (create, change, status change, delete)
+  takes the next integer; it is persisted with the write and never reused, even after a delete
+  or a restart. Callers treat it as an opaque string.
+- **An event log** (one row per resourceVersion) kept for the last ``history`` writes, so a
+  watcher can resume with ``watch(type, since)`` after a reconnect instead of re-listing. Asking
+  for history that was trimmed away raises :class:`~wire.errors.Gone`, as a 410 would.
+- **Applying what is already stored is a no-op**: no new resourceVersion, no event. Controllers
+  re-apply the same manifests all the time; waking every edge for nothing would be wasteful.
+- **Live events are fanned out in-process** after each commit (never before: a watcher must
+  not see a write that might still roll back). Each watcher has a bounded buffer. A watcher that
+  falls ``watch_buffer`` events behind is dropped rather than allowed to grow without bound or
+  to block writers: its next read raises :class:`~wire.errors.Gone`, and it must re-list and
+  watch again from the list's resourceVersion, exactly as after a 410 from Kubernetes.
+
+One connection is shared by everything and guarded by one lock, reads included: on a single
+SQLite connection a read issued during another task's open transaction would see that
+transaction's uncommitted rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import os
+import sqlite3
+import stat
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from cloudhub.store.base import EventType, WatchEvent
+from wire.errors import ConfigError, Gone, InvalidObject, InvalidResource, NotFound, StoreError
+from wire.manifests import validate_all
+from wire.resources import CLUSTER_SCOPED_TYPES, TYPE_TO_KIND, key_of
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# Aliases at module level: inside the class, ``list`` names the ObjectStore method.
+_Objects = list[dict[str, Any]]
+_Events = list[tuple[str, int, EventType, str]]  # (type, rv, event type, JSON body)
+_Rows = list[Any]
+
+#: Events kept for watch resumption. At ~1 KiB an event that is ~100 MiB at most, and it
+#: covers a full re-apply of a large fleet's manifests while an edgecontroller reconnects.
+DEFAULT_HISTORY = 100_000
+#: Events a watcher may fall behind before it is dropped with Gone. Large enough to absorb a
+#: bulk apply of thousands of objects while the consumer is busy; small enough to bound memory.
+DEFAULT_WATCH_BUFFER = 10_000
+#: Rows fetched per round trip when a watch replays the event log.
+_REPLAY_PAGE = 500
+
+_SCHEMA_VERSION = 1
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS objects (
+        type TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        rv INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (type, namespace, name)
+    )""",
+    """CREATE TABLE IF NOT EXISTS events (
+        rv INTEGER PRIMARY KEY,
+        type TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        body TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_by_type ON events (type, rv)",
+    # key 'rv': the last resourceVersion handed out; key 'compacted': every event with an rv at
+    # or below it has been trimmed from the log.
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+)
+
+
+def _now() -> str:
+    """RFC 3339 UTC with second precision, as Kubernetes writes creationTimestamp."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _encode(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would honour the umask)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            # The store holds Secrets: tighten a file someone loosened.
+            log.warning("tightening permissions of %s from %o to 600", path, mode)
+            path.chmod(0o600)
+    else:
+        os.close(fd)
+
+
+class _Watcher:
+    """One watch's buffer of committed events not yet read: ``(rv, event type, JSON body)``.
+
+    Bodies stay JSON text until read, so a lagging watcher costs little memory and every
+    watcher decodes its own private copy.
+    """
+
+    __slots__ = ("closed", "limit", "overflowed", "pending", "wakeup")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pending: deque[tuple[int, EventType, str]] = deque()
+        self.overflowed = False
+        self.closed = False
+        self.wakeup = asyncio.Event()
+
+    def offer(self, item: tuple[int, EventType, str]) -> bool:
+        """Buffer one event; ``False`` (and marked overflowed) when the buffer is full."""
+        if len(self.pending) >= self.limit:
+            self.overflowed = True
+            self.pending.clear()
+            self.wakeup.set()
+            return False
+        self.pending.append(item)
+        self.wakeup.set()
+        return True
+
+
+class EmbeddedStore:
+    """:class:`~cloudhub.store.base.ObjectStore` on a local SQLite file."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        history: int = DEFAULT_HISTORY,
+        watch_buffer: int = DEFAULT_WATCH_BUFFER,
+    ) -> None:
+        """
+        Args:
+            path: the database file; created (mode 0600, parents too) if missing.
+            history: events kept for ``watch(type, since)`` replay (default 100,000).
+            watch_buffer: events a watcher may lag before it is dropped with Gone
+                (default 10,000).
+
+        Raises:
+            ConfigError: ``history`` or ``watch_buffer`` below 1.
+        """
+        if history < 1:
+            raise ConfigError(f"history must be at least 1, got {history}")
+        if watch_buffer < 1:
+            raise ConfigError(f"watch_buffer must be at least 1, got {watch_buffer}")
+        self._path = path
+        self._history = history
+        self._watch_buffer = watch_buffer
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._rv = 0
+        self._compacted = 0
+        self._watchers: dict[str, set[_Watcher]] = {}
+        self._inflight: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open (or create) the database and load the counters.
+
+        Raises:
+            StoreError: the file cannot be opened as a store.
+        """
+        try:
+            await asyncio.to_thread(_prepare_file, self._path)
+            db = await aiosqlite.connect(self._path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open store {self._path}: {exc}") from exc
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            await db.execute("COMMIT")
+            async with db.execute("SELECT key, value FROM meta") as cursor:
+                counters = {str(k): int(v) for k, v in await cursor.fetchall()}
+        except sqlite3.Error as exc:
+            await db.close()
+            raise StoreError(f"cannot open store {self._path}: {exc}") from exc
+        self._rv = counters.get("rv", 0)
+        self._compacted = counters.get("compacted", 0)
+        self._db = db
+        log.info("store %s opened at resourceVersion %d", self._path, self._rv)
+
+    async def close(self) -> None:
+        """Close the database and end every watch (their iterators stop). Safe to call twice."""
+        async with self._lock:
+            self._closed = True
+            for watchers in self._watchers.values():
+                for watcher in watchers:
+                    watcher.closed = True
+                    watcher.wakeup.set()
+            self._watchers.clear()
+            if self._db is not None:
+                db, self._db = self._db, None
+                await db.close()
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("store is closed" if self._closed else "store is not started")
+        return self._db
+
+    # ------------------------------------------------------------------ reads
+
+    async def list(self, type: str) -> tuple[_Objects, str]:
+        """All objects of ``type`` sorted by namespace and name, and the current resourceVersion.
+
+        Raises:
+            InvalidResource: ``type`` is not one edgebridge stores.
+        """
+        _check_type(type)
+        async with self._lock:
+            rows = await self._query(
+                "SELECT body FROM objects WHERE type = ? ORDER BY namespace, name", (type,)
+            )
+            return [json.loads(body) for (body,) in rows], str(self._rv)
+
+    async def get(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """One object (``namespace`` is ignored for nodes, ``None`` means ``default`` otherwise).
+
+        Raises:
+            NotFound: no such object.
+            InvalidResource: ``type`` is not one edgebridge stores.
+        """
+        _check_type(type)
+        async with self._lock:
+            return await self._load(type, _namespace(type, namespace), name)
+
+    async def watch(self, type: str, since: str) -> AsyncIterator[WatchEvent]:
+        """Events of ``type`` with a resourceVersion above ``since``: logged ones, then live.
+
+        ``since`` is normally the resourceVersion of a :meth:`list` or of the last event seen;
+        ``""`` means "from now on". The iterator ends when the store is closed.
+
+        Raises:
+            Gone: ``since`` is older than the kept history, is not a resourceVersion this store
+                issued, or this watcher fell more than ``watch_buffer`` events behind. Re-list.
+            InvalidResource: ``type`` is not one edgebridge stores.
+        """
+        _check_type(type)
+        watcher = _Watcher(self._watch_buffer)
+        async with self._lock:
+            self._conn()
+            start = self._rv if since == "" else _parse_rv(since)
+            if start is None or start > self._rv:
+                raise Gone(f"resourceVersion {since!r} was not issued by this store; re-list")
+            if start < self._compacted:
+                raise Gone(
+                    f"resourceVersion {since} is older than the kept history "
+                    f"(from {self._compacted}); re-list"
+                )
+            # Registered before the log is read, under the lock: every event is either in the
+            # log up to `head` or will reach this buffer, none in both.
+            head = self._rv
+            self._watchers.setdefault(type, set()).add(watcher)
+        try:
+            last = start
+            while last < head:
+                async with self._lock:
+                    if self._closed:
+                        return
+                    if last < self._compacted:
+                        raise Gone(f"history trimmed past {last} during replay; re-list")
+                    rows = await self._query(
+                        "SELECT rv, event_type, body FROM events"
+                        " WHERE type = ? AND rv > ? AND rv <= ? ORDER BY rv LIMIT ?",
+                        (type, last, head, _REPLAY_PAGE),
+                    )
+                for rv, event_type, body in rows:
+                    last = int(rv)
+                    yield WatchEvent(event_type, json.loads(body))
+                if len(rows) < _REPLAY_PAGE:
+                    break
+            while True:
+                if watcher.overflowed:
+                    raise Gone(
+                        f"watch on {type} fell more than {self._watch_buffer} events behind; "
+                        "re-list"
+                    )
+                if watcher.pending:
+                    _rv, event_type, body = watcher.pending.popleft()
+                    yield WatchEvent(event_type, json.loads(body))
+                    continue
+                if watcher.closed:
+                    return
+                watcher.wakeup.clear()
+                await watcher.wakeup.wait()
+        finally:
+            watchers = self._watchers.get(type)
+            if watchers is not None:
+                watchers.discard(watcher)
+
+    # ------------------------------------------------------------------ writes
+
+    async def apply(self, objects: _Objects) -> _Objects:
+        """Create or replace each object in one transaction, all or nothing.
+
+        Every object is validated (:func:`wire.manifests.validate`) before anything is written.
+        The store sets ``metadata.uid`` (kept across updates), ``creationTimestamp`` (on create)
+        and ``resourceVersion``; an object without ``status`` keeps the stored one. An object
+        equal to the stored one apart from those fields is left as it is: no new
+        resourceVersion, no event.
+
+        Returns:
+            The stored objects, in the given order.
+
+        Raises:
+            InvalidObject: an object is not valid; nothing was written.
+        """
+        valid = validate_all(objects)
+        for obj in valid:
+            try:
+                _encode(obj)
+            except (TypeError, ValueError) as exc:
+                raise InvalidObject(f"{key_of(obj)}: not representable as JSON: {exc}") from exc
+        return await self._shielded(self._apply(valid))
+
+    async def _apply(self, valid: _Objects) -> _Objects:
+        async with self._lock:
+            db = self._conn()
+            results: _Objects = []
+            events: _Events = []
+            start_rv = self._rv
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                for obj in valid:
+                    key = key_of(obj)
+                    namespace = key.namespace or ""
+                    stored = await self._find(key.type, namespace, key.name)
+                    meta: dict[str, Any] = obj["metadata"]
+                    event_type: EventType
+                    if stored is None:
+                        meta["uid"] = str(uuid.uuid4())
+                        meta["creationTimestamp"] = _now()
+                        event_type = "ADDED"
+                    else:
+                        stored_meta: dict[str, Any] = stored["metadata"]
+                        meta["uid"] = stored_meta["uid"]
+                        meta["creationTimestamp"] = stored_meta.get("creationTimestamp", _now())
+                        meta["resourceVersion"] = stored_meta.get("resourceVersion")
+                        if "status" not in obj and "status" in stored:
+                            obj["status"] = stored["status"]
+                        if obj == stored:
+                            results.append(stored)
+                            continue
+                        event_type = "MODIFIED"
+                    meta["resourceVersion"] = str(self._next_rv())
+                    body = _encode(obj)
+                    await db.execute(
+                        "INSERT INTO objects (type, namespace, name, uid, rv, body)"
+                        " VALUES (?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (type, namespace, name) DO UPDATE"
+                        " SET uid = excluded.uid, rv = excluded.rv, body = excluded.body",
+                        (key.type, namespace, key.name, meta["uid"], self._rv, body),
+                    )
+                    events.append((key.type, self._rv, event_type, body))
+                    results.append(obj)
+                await self._commit(db, events)
+            except BaseException as exc:
+                await self._rollback(db, start_rv)
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"apply failed: {exc}") from exc
+                raise
+            self._publish(events)
+        for obj in results:
+            log.debug(
+                "applied %s at resourceVersion %s", key_of(obj), obj["metadata"]["resourceVersion"]
+            )
+        return results
+
+    async def delete(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """Delete one object; returns its last state carrying the deletion's resourceVersion.
+
+        Raises:
+            NotFound: no such object.
+            InvalidResource: ``type`` is not one edgebridge stores.
+        """
+        _check_type(type)
+        return await self._shielded(self._delete(type, _namespace(type, namespace), name))
+
+    async def _delete(self, type: str, namespace_: str, name: str) -> dict[str, Any]:
+        async with self._lock:
+            db = self._conn()
+            start_rv = self._rv
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                obj = await self._find(type, namespace_, name)
+                if obj is None:
+                    raise NotFound(_describe(type, namespace_, name))
+                obj["metadata"]["resourceVersion"] = str(self._next_rv())
+                body = _encode(obj)
+                await db.execute(
+                    "DELETE FROM objects WHERE type = ? AND namespace = ? AND name = ?",
+                    (type, namespace_, name),
+                )
+                events: _Events = [(type, self._rv, "DELETED", body)]
+                await self._commit(db, events)
+            except BaseException as exc:
+                await self._rollback(db, start_rv)
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"delete failed: {exc}") from exc
+                raise
+            self._publish(events)
+        log.debug("deleted %s", _describe(type, namespace_, name))
+        return obj
+
+    async def update_status(
+        self, type: str, namespace: str | None, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge ``status`` into the object's status (top-level keys replace).
+
+        A merge that changes nothing is a no-op (no new resourceVersion, no event), so edges
+        re-reporting the same status do not churn watchers.
+
+        Raises:
+            NotFound: no such object.
+            InvalidObject: ``status`` is not a JSON object.
+            InvalidResource: ``type`` is not one edgebridge stores.
+        """
+        _check_type(type)
+        if not isinstance(status, dict):
+            raise InvalidObject(f"status must be an object, got {_type_name(status)}")
+        try:
+            _encode(status)
+        except (TypeError, ValueError) as exc:
+            raise InvalidObject(f"status is not representable as JSON: {exc}") from exc
+        return await self._shielded(
+            self._update_status(type, _namespace(type, namespace), name, copy.deepcopy(status))
+        )
+
+    async def _update_status(
+        self, type: str, namespace_: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        async with self._lock:
+            db = self._conn()
+            start_rv = self._rv
+            events: _Events = []
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                obj = await self._find(type, namespace_, name)
+                if obj is None:
+                    raise NotFound(_describe(type, namespace_, name))
+                old = obj.get("status")
+                merged = dict(old) if isinstance(old, dict) else {}
+                merged.update(status)
+                if merged != old:
+                    obj["status"] = merged
+                    obj["metadata"]["resourceVersion"] = str(self._next_rv())
+                    body = _encode(obj)
+                    await db.execute(
+                        "UPDATE objects SET rv = ?, body = ?"
+                        " WHERE type = ? AND namespace = ? AND name = ?",
+                        (self._rv, body, type, namespace_, name),
+                    )
+                    events.append((type, self._rv, "MODIFIED", body))
+                await self._commit(db, events)
+            except BaseException as exc:
+                await self._rollback(db, start_rv)
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"status update failed: {exc}") from exc
+                raise
+            self._publish(events)
+        return obj
+
+    # ------------------------------------------------------------------ internals
+
+    async def _shielded(self, write: Coroutine[Any, Any, _T]) -> _T:
+        """Run a write to completion even if the caller is cancelled.
+
+        A write cancelled between COMMIT and publishing would leave watchers without events
+        that are in the database; so the write runs as its own task and only the caller's
+        wait is cancelled.
+        """
+        task = asyncio.create_task(write)
+        self._inflight.add(task)
+        task.add_done_callback(self._write_done)
+        return await asyncio.shield(task)
+
+    def _write_done(self, task: asyncio.Task[Any]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            # Retrieve the exception so a write whose caller went away does not log
+            # "exception was never retrieved"; the caller (if still waiting) gets it anyway.
+            task.exception()
+
+    def _next_rv(self) -> int:
+        self._rv += 1
+        return self._rv
+
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> _Rows:
+        try:
+            async with self._conn().execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"store read failed: {exc}") from exc
+
+    async def _find(self, type: str, namespace: str, name: str) -> dict[str, Any] | None:
+        rows = await self._query(
+            "SELECT body FROM objects WHERE type = ? AND namespace = ? AND name = ?",
+            (type, namespace, name),
+        )
+        if not rows:
+            return None
+        obj: dict[str, Any] = json.loads(rows[0][0])
+        return obj
+
+    async def _load(self, type: str, namespace: str, name: str) -> dict[str, Any]:
+        obj = await self._find(type, namespace, name)
+        if obj is None:
+            raise NotFound(_describe(type, namespace, name))
+        return obj
+
+    async def _commit(self, db: aiosqlite.Connection, events: _Events) -> None:
+        """Log ``events``, persist the counter, trim the log, commit."""
+        if events:
+            await db.executemany(
+                "INSERT INTO events (rv, type, event_type, body) VALUES (?, ?, ?, ?)",
+                [(rv, type, event_type, body) for type, rv, event_type, body in events],
+            )
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES ('rv', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (self._rv,),
+            )
+            # Every rv has exactly one event, so keeping rv > current - history keeps the
+            # last `history` events.
+            threshold = self._rv - self._history
+            if threshold > self._compacted:
+                await db.execute("DELETE FROM events WHERE rv <= ?", (threshold,))
+                await db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('compacted', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (threshold,),
+                )
+        await db.execute("COMMIT")
+        if events:
+            self._compacted = max(self._compacted, self._rv - self._history)
+
+    async def _rollback(self, db: aiosqlite.Connection, start_rv: int) -> None:
+        self._rv = start_rv
+        try:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback failed")
+
+    def _publish(self, events: _Events) -> None:
+        """Hand committed events to the watchers of their type (never blocks)."""
+        for type, rv, event_type, body in events:
+            watchers = self._watchers.get(type)
+            if not watchers:
+                continue
+            for watcher in list(watchers):
+                if not watcher.offer((rv, event_type, body)):
+                    watchers.discard(watcher)
+                    log.warning(
+                        "a watch on %s fell %d events behind and was dropped (it must re-list)",
+                        type,
+                        self._watch_buffer,
+                    )
+
+
+def _check_type(type: str) -> None:
+    if type not in TYPE_TO_KIND:
+        raise InvalidResource(
+            f"type {type!r} is not stored here (expected one of {', '.join(TYPE_TO_KIND)})"
+        )
+
+
+def _namespace(type: str, namespace: str | None) -> str:
+    """The ``namespace`` column: ``''`` for cluster-scoped types, ``default`` when not given."""
+    if type in CLUSTER_SCOPED_TYPES:
+        return ""
+    return namespace or "default"
+
+
+def _describe(type: str, namespace: str, name: str) -> str:
+    kind = TYPE_TO_KIND.get(type, type)
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def _parse_rv(value: str) -> int | None:
+    try:
+        rv = int(value)
+    except ValueError:
+        return None
+    return rv if rv >= 0 else None
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,94 @@
+"""edgecore's composition: the one place its modules are created and wired together.
+
+::
+
+    cloud ──wss──> edgehub ──bus──> metamanager ──> SQLite (edgecore.db, WAL)
+         <──ACK─── edgehub <──bus── metamanager          │
+                                                         └──> metaserver (local API :10550)
+
+Modules never import each other; they share only the bus (and the store handle, for the
+local API which reads the cache). Everything started here is owned by one
+:class:`hive.module.Runner` and stopped by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from edgecore.config import EdgeSettings
+from edgecore.edgehub.module import EDGEHUB, METAMANAGER, EdgeHub, client_ssl_context
+from edgecore.metamanager.module import MetaManager
+from edgecore.metamanager.store import MetaStore
+from edgecore.metaserver.server import bound_port, make_app, parse_address, serve
+from hive.bus import Bus
+from hive.module import Runner
+from wire.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EdgeApp:
+    """A running edgecore."""
+
+    settings: EdgeSettings
+    store: MetaStore
+    bus: Bus
+    hub: EdgeHub
+    runner: Runner
+    local_api: web.AppRunner
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def local_api_port(self) -> int:
+        return bound_port(self.local_api)
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        await self.local_api.cleanup()
+        await self.store.close()
+        self.stopped.set()
+
+
+async def start(settings: EdgeSettings) -> EdgeApp:
+    """Open the cache, start the local API, then the cloud link.
+
+    The local API comes up before the cloud link is tried, so an edge whose cloud is away
+    serves its cache at once.
+
+    Raises:
+        ConfigError: missing certificates, bad addresses, port in use.
+    """
+    for path in (settings.ca_path, settings.cert_path, settings.key_path):
+        if not path.exists():
+            raise ConfigError(f"{path} is missing: run 'edgecore join' first")
+    try:
+        ssl_context = client_ssl_context(settings)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the node certificate: {exc}") from exc
+    store = await MetaStore.open(settings.db_path)
+    bus = Bus()
+    bus.register(EDGEHUB, "hub")
+    bus.register(METAMANAGER, "meta")
+    try:
+        host, port = parse_address(settings.meta.local_api)
+        local_api = await serve(make_app(store=store, node_name=settings.node_name), host, port)
+    except ConfigError:
+        await store.close()
+        raise
+    cached = len(await store.inventory())
+    log.info(
+        "edge %s: %d objects in the local cache; local API on http://%s",
+        settings.node_name,
+        cached,
+        settings.meta.local_api,
+    )
+    hub = EdgeHub(bus=bus, settings=settings, inventory=store.inventory, ssl_context=ssl_context)
+    runner = Runner()
+    runner.start_module(MetaManager(bus=bus, store=store, settings=settings.meta))
+    runner.start_module(hub)
+    return EdgeApp(settings, store, bus, hub, runner, local_api)

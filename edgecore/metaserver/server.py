@@ -1,0 +1,313 @@
+"""The edge local API: a read-only slice of the Kubernetes API, served from the SQLite cache.
+
+Why from the cache only: workloads on the gateway need their pods, configmaps, secrets and
+devices whether or not the cloud is reachable. KubeEdge's MetaServer first asks the cloud and
+used to stall every request by 10 s while offline (fixed in v1.13); this one never leaves the
+box, so it answers the same way online and offline, in microseconds. It serves what the cloud
+bound to this node, nothing more, and writes nothing.
+
+Shapes are Kubernetes': objects as stored, lists as ``{Kind}List`` with ``items``, failures as
+``Status`` objects, and ``?watch=true`` as a chunked stream of newline-delimited
+``{"type", "object"}`` events. A watch subscribes before it lists, so no change can fall
+between the two; it remembers what it sent so the overlap is not sent twice.
+
+Routing is one catch-all handler and a pure path parser (:func:`route`) rather than aiohttp's
+router, so unknown paths and wrong methods answer with a ``Status`` like the real API server
+instead of aiohttp's plain-text pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
+from wire.errors import ConfigError
+from wire.resources import ResourceKey
+
+log = logging.getLogger(__name__)
+
+CORE_API = "v1"
+DEVICES_API = "devices.kubeedge.io/v1beta1"
+
+#: Seconds the server waits for open requests when stopping; watches are closed before that.
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One kind the local API serves."""
+
+    plural: str
+    #: KubeEdge's resource type, the middle part of the cache key
+    type: str
+    kind: str
+    api_version: str
+    namespaced: bool
+
+
+RESOURCES: tuple[Resource, ...] = (
+    Resource("pods", "pod", "Pod", CORE_API, namespaced=True),
+    Resource("configmaps", "configmap", "ConfigMap", CORE_API, namespaced=True),
+    Resource("secrets", "secret", "Secret", CORE_API, namespaced=True),
+    Resource("nodes", "node", "Node", CORE_API, namespaced=False),
+    Resource("devices", "device", "Device", DEVICES_API, namespaced=True),
+    Resource("devicemodels", "devicemodel", "DeviceModel", DEVICES_API, namespaced=True),
+)
+
+#: URL prefix (as path segments) -> plural -> resource
+_GROUPS: dict[tuple[str, ...], dict[str, Resource]] = {
+    ("api", CORE_API): {r.plural: r for r in RESOURCES if r.api_version == CORE_API},
+    ("apis", *DEVICES_API.split("/")): {
+        r.plural: r for r in RESOURCES if r.api_version == DEVICES_API
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a path asks for: one object (``name``) or a collection (``name`` is ``None``)."""
+
+    resource: Resource
+    #: ``None``: all namespaces, or a cluster-scoped resource
+    namespace: str | None
+    name: str | None
+
+    @property
+    def key(self) -> str:
+        assert self.name is not None
+        return str(ResourceKey(self.namespace, self.resource.type, self.name))
+
+
+def route(path: str) -> Target | None:
+    """Parse a request path; ``None`` when the local API does not serve it."""
+    parts = [p for p in path.split("/") if p]
+    for prefix, resources in _GROUPS.items():
+        if tuple(parts[: len(prefix)]) != prefix:
+            continue
+        rest = parts[len(prefix) :]
+        if len(rest) in (1, 2) and rest[0] in resources:
+            res = resources[rest[0]]
+            if len(rest) == 1:
+                return Target(res, None, None)
+            return None if res.namespaced else Target(res, None, rest[1])
+        if len(rest) in (3, 4) and rest[0] == "namespaces" and rest[2] in resources:
+            res = resources[rest[2]]
+            if not res.namespaced:
+                return None
+            return Target(res, rest[1], rest[3] if len(rest) == 4 else None)
+    return None
+
+
+def status(code: int, reason: str, message: str, **details: str) -> web.Response:
+    """A Kubernetes ``Status`` failure response."""
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return web.json_response(body, status=code)
+
+
+def _shaped(obj: dict[str, Any], res: Resource) -> dict[str, Any]:
+    """The object with ``kind``/``apiVersion`` filled in if the cached copy lacks them."""
+    if "kind" in obj and "apiVersion" in obj:
+        return obj
+    return {"apiVersion": res.api_version, "kind": res.kind, **obj}
+
+
+def _line(event_type: str, obj: dict[str, Any]) -> bytes:
+    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def event_line(event: StoreEvent, sent: dict[str, str], res: Resource) -> bytes | None:
+    """The watch line for ``event``, or ``None`` when the client already knows it.
+
+    ``sent`` maps each key the client was told about to the resourceVersion it was told; it is
+    updated. Because a watch subscribes before it lists, an event may repeat what the list
+    said, or delete what the list never showed.
+    """
+    if event.type == "DELETED":
+        if sent.pop(event.key, None) is None:
+            return None
+        return _line("DELETED", _shaped(event.obj, res))
+    before = sent.get(event.key)
+    if before == event.resource_version:
+        return None
+    sent[event.key] = event.resource_version
+    return _line("ADDED" if before is None else "MODIFIED", _shaped(event.obj, res))
+
+
+class _LocalApi:
+    """Request handling, bound to one store."""
+
+    def __init__(self, store: MetaStore, node_name: str) -> None:
+        self.store = store
+        self.node_name = node_name
+        #: open watch streams, closed on shutdown so the server stops promptly
+        self.watches: set[Subscription] = set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "GET":
+            resp = status(
+                405,
+                "MethodNotAllowed",
+                "the local API is read-only: only GET is allowed",
+            )
+            resp.headers["Allow"] = "GET"
+            return resp
+        path = request.path
+        if path.rstrip("/") == "/healthz":
+            return web.Response(text="ok")
+        target = route(path)
+        if target is None:
+            return status(404, "NotFound", "the server could not find the requested resource")
+        watch = request.query.get("watch", "").lower() in ("true", "1")
+        try:
+            if target.name is not None:
+                if watch:
+                    return status(400, "BadRequest", "watch is served on collections only")
+                return await self._get(target)
+            if watch:
+                return await self._watch(request, target)
+            return await self._list(target)
+        except ConnectionResetError:
+            raise
+        except Exception:
+            log.exception("local API of node %s failed on %s", self.node_name, path)
+            return status(500, "InternalError", "the edge cache could not be read")
+
+    async def _get(self, target: Target) -> web.StreamResponse:
+        res = target.resource
+        assert target.name is not None
+        obj = await self.store.get(target.key)
+        if obj is None:
+            return status(
+                404,
+                "NotFound",
+                f'{res.plural} "{target.name}" not found',
+                name=target.name,
+                kind=res.plural,
+            )
+        return web.json_response(_shaped(obj, res))
+
+    async def _list(self, target: Target) -> web.StreamResponse:
+        res = target.resource
+        items = await self.store.list(res.type, target.namespace)
+        return web.json_response(
+            {
+                "kind": f"{res.kind}List",
+                "apiVersion": res.api_version,
+                "metadata": {"resourceVersion": ""},
+                "items": [_shaped(obj, res) for obj in items],
+            }
+        )
+
+    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        res = target.resource
+        raw_timeout = request.query.get("timeoutSeconds")
+        try:
+            timeout = float(raw_timeout) if raw_timeout else None
+        except ValueError:
+            return status(400, "BadRequest", f"timeoutSeconds {raw_timeout!r} is not a number")
+        # subscribe before listing: a change committed in between is then seen at least once
+        sub = self.store.subscribe(res.type, namespace=target.namespace)
+        self.watches.add(sub)
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        try:
+            rows = await self.store.items(res.type, target.namespace)
+            await resp.prepare(request)
+            #: key -> resourceVersion the client has been told about
+            sent: dict[str, str] = {}
+            for key, rv, obj in rows:
+                await resp.write(_line("ADDED", _shaped(obj, res)))
+                sent[key] = rv
+            try:
+                async with asyncio.timeout(timeout):
+                    async for event in sub:
+                        line = event_line(event, sent, res)
+                        if line is not None:
+                            await resp.write(line)
+            except TimeoutError:
+                pass
+            await resp.write_eof()
+        except ConnectionResetError:
+            log.debug("watch client on %s went away", request.path)
+        finally:
+            sub.close()
+            self.watches.discard(sub)
+        return resp
+
+    async def on_shutdown(self, _app: web.Application) -> None:
+        for sub in list(self.watches):
+            sub.close()
+
+
+def make_app(*, store: MetaStore, node_name: str) -> web.Application:
+    """The local API of node ``node_name`` (named in its log lines), reading ``store``."""
+    api = _LocalApi(store, node_name)
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", api.handle)
+    app.on_shutdown.append(api.on_shutdown)
+    return app
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+) -> web.AppRunner:
+    """Start serving ``app`` on ``host:port`` (0 picks a free port; see :func:`bound_port`).
+
+    Stop with ``await runner.cleanup()``.
+
+    Raises:
+        ConfigError: the address cannot be bound (in use, not local, no permission).
+    """
+    # handler_cancellation: a watch whose client vanished is cancelled at once instead of
+    # lingering until its next event fails to write
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"local API cannot listen on {host}:{port}: {exc.strerror}") from exc
+    log.info("local API listening on %s:%d", host, bound_port(runner))
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port ``runner`` actually listens on (useful after asking for port 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    raise ValueError("the runner is not listening on TCP")
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """``ADDR:PORT`` (``[v6]:PORT`` for IPv6) -> ``(addr, port)``.
+
+    Raises:
+        ConfigError: not ADDR:PORT or the port is not 0-65535.
+    """
+    host, sep, port_text = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"local API address {value!r} is not ADDR:PORT")
+    return host, int(port_text)

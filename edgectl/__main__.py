@@ -1,0 +1,7 @@
+"""``python -m edgectl``: the same as the ``edgectl`` command."""
+
+import sys
+
+from edgectl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,207 @@
+"""A small synchronous client for cloudhub's admin API (``/admin/v1/``).
+
+Synchronous on purpose: edgectl makes one or two requests per run, so an event loop would be
+ceremony. The standard library's ``urllib`` is enough and keeps start-up fast.
+
+TLS is always verified when the server URL is ``https://``: against the CA file edgectl was
+given (cloudhub's ``DATA_DIR/ca.crt``). There is no "insecure" switch: the admin token travels
+in every request, and sending it to whoever answers on the port would hand out the fleet.
+
+Failures come back as :mod:`wire.errors` classes carrying the server's one-line reason:
+401 -> AuthError, 404 -> NotFound, 409 -> Conflict, 400/413 -> InvalidObject; a server that
+cannot be reached or verified -> ConfigError.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from wire.errors import AuthError, BridgeError, ConfigError, Conflict, InvalidObject, NotFound
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/admin/v1"
+#: Path segment for "no namespace" (cluster-scoped objects).
+CLUSTER_NAMESPACE = "_"
+#: Seconds to wait for each admin API call.
+DEFAULT_TIMEOUT = 30.0
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class TokenResponse(BaseModel):
+    token: str
+    expires_at: str | None = None
+
+
+class ApplyResponse(BaseModel):
+    objects: list[dict[str, Any]]
+    actions: list[Literal["created", "configured", "unchanged"]]
+
+
+class ObjectList(BaseModel):
+    kind: Literal["List"]
+    items: list[dict[str, Any]]
+
+
+class AdminClient:
+    """Calls the admin API of one cloudhub.
+
+    Args:
+        server: base URL, e.g. ``https://127.0.0.1:10002``.
+        token: the admin credential (cloudhub's ``admin.token``).
+        ca_file: PEM CA to verify the server with; required for ``https://`` URLs.
+        timeout: seconds per request.
+
+    Raises:
+        ConfigError: an https URL without a CA file, or an unreadable CA file.
+    """
+
+    def __init__(
+        self,
+        *,
+        server: str,
+        token: str,
+        ca_file: Path | None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(server)
+        if parsed.scheme not in ("https", "http") or not parsed.netloc:
+            raise ConfigError(f"--server must be an https:// URL, not {server!r}")
+        self._server = server.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+        self._ssl: ssl.SSLContext | None = None
+        if parsed.scheme == "https":
+            if ca_file is None:
+                raise ConfigError(
+                    f"no CA certificate to verify {self._server}: pass --data-dir DIR "
+                    "(cloudhub's data dir, which holds ca.crt) or --ca-file FILE"
+                )
+            try:
+                self._ssl = ssl.create_default_context(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load CA certificate {ca_file}: {exc}") from exc
+
+    # -- API -----------------------------------------------------------------------------
+
+    def create_token(self, ttl_seconds: float) -> str:
+        """A new join token valid for ``ttl_seconds``."""
+        answer = self._call("POST", "/tokens", {"ttl_seconds": ttl_seconds})
+        return _model(TokenResponse, answer).token
+
+    def apply(self, objects: list[dict[str, Any]]) -> ApplyResponse:
+        """Create or replace ``objects``, all or nothing."""
+        return _model(ApplyResponse, self._call("POST", "/apply", {"objects": objects}))
+
+    def list(self, plural: str, *, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Objects of a type (``pods``...), optionally in one namespace."""
+        query = "?" + urllib.parse.urlencode({"namespace": namespace}) if namespace else ""
+        answer = self._call("GET", f"/{_segment(plural)}{query}")
+        return _model(ObjectList, answer).items
+
+    def get(self, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """One object; ``namespace`` None for cluster-scoped types."""
+        return _object(self._call("GET", _object_path(plural, namespace, name)))
+
+    def delete(self, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """Delete one object and return its last state."""
+        return _object(self._call("DELETE", _object_path(plural, namespace, name)))
+
+    # -- transport -----------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        url = self._server + API_PREFIX + path
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {self._token}")
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        logger.debug("%s %s", method, url)
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout, context=self._ssl) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise _error_from(exc) from exc
+        except urllib.error.URLError as exc:
+            raise _unreachable(self._server, exc.reason) from exc
+        except TimeoutError as exc:
+            raise ConfigError(f"cloudhub at {self._server} did not answer in time") from exc
+        except OSError as exc:
+            raise _unreachable(self._server, exc) from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise BridgeError(f"{url} answered something that is not JSON") from exc
+
+
+def _segment(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+def _object_path(plural: str, namespace: str | None, name: str) -> str:
+    ns = namespace or CLUSTER_NAMESPACE
+    return f"/{_segment(plural)}/{_segment(ns)}/{_segment(name)}"
+
+
+def _model(model: type[M], answer: Any) -> M:
+    try:
+        return model.model_validate(answer)
+    except ValidationError as exc:
+        raise BridgeError(f"unexpected answer from cloudhub: {exc.errors()[0]['msg']}") from exc
+
+
+def _object(answer: Any) -> dict[str, Any]:
+    if not isinstance(answer, dict):
+        raise BridgeError("unexpected answer from cloudhub: not an object")
+    return answer
+
+
+def _error_from(exc: urllib.error.HTTPError) -> BridgeError:
+    try:
+        detail = json.loads(exc.read()).get("error")
+    except (ValueError, AttributeError, OSError):
+        detail = None
+    message = str(detail) if detail else f"HTTP {exc.code} {exc.reason}"
+    if exc.code == 401:
+        return AuthError(
+            f"cloudhub refused the admin token ({message}): use the one in cloudhub's "
+            "DATA_DIR/admin.token (--data-dir, --token or EDGECTL_TOKEN)"
+        )
+    if exc.code == 403:
+        return AuthError(message)
+    if exc.code == 404:
+        return NotFound(message)
+    if exc.code == 409:
+        return Conflict(message)
+    if exc.code in (400, 413, 422):
+        return InvalidObject(message)
+    return BridgeError(f"cloudhub failed: {message}")
+
+
+def _unreachable(server: str, reason: object) -> ConfigError:
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return ConfigError(
+            f"TLS verification of {server} failed ({reason.verify_message}): is the CA file "
+            "(--data-dir/--ca-file) from this cloudhub, and is the host among its "
+            "--advertise-address values?"
+        )
+    if isinstance(reason, ConnectionRefusedError):
+        return ConfigError(
+            f"cannot reach cloudhub at {server}: connection refused (is it running?)"
+        )
+    if isinstance(reason, OSError):
+        text = reason.strerror or str(reason)
+    else:
+        text = str(reason)
+    return ConfigError(f"cannot reach cloudhub at {server}: {text}")

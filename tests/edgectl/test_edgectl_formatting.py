@@ -1,0 +1,139 @@
+"""edgectl's pure helpers: durations, kinds, tables, twin edits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgectl.cli import (
+    KIND_ALIASES,
+    PLURALS,
+    UsageError,
+    format_table,
+    human_duration,
+    parse_assignments,
+    parse_duration,
+    resolve_kind,
+    set_desired,
+    table_rows,
+)
+
+NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("15m", 900), ("24h", 86400), ("1h30m", 5400), ("2d", 172800), ("45", 45)],
+)
+def test_duration_examples(text: str, seconds: float) -> None:
+    """The documented TTL spellings parse to seconds."""
+    assert parse_duration(text) == seconds
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1000), st.sampled_from("dhms")), min_size=1, max_size=4
+    ).filter(lambda parts: any(n for n, _ in parts))
+)
+def test_duration_is_sum_of_parts(parts: list[tuple[int, str]]) -> None:
+    """Any concatenation of NUMBER+UNIT parses to the sum of its parts."""
+    unit = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    text = "".join(f"{n}{u}" for n, u in parts)
+    assert parse_duration(text) == sum(n * unit[u] for n, u in parts)
+
+
+@pytest.mark.parametrize("text", ["", "0", "0s", "-5m", "5x", "h", "1h 30m", "inf", "nan"])
+def test_bad_durations_are_usage_errors(text: str) -> None:
+    """Zero, negative, unknown units and garbage are refused with the input quoted."""
+    with pytest.raises(UsageError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_every_alias_resolves_to_a_plural() -> None:
+    """All aliases map to one of the six plurals, and case does not matter."""
+    assert set(KIND_ALIASES.values()) == set(PLURALS)
+    assert resolve_kind("no") == resolve_kind("Nodes") == "nodes"
+    assert resolve_kind("cm") == "configmaps"
+    with pytest.raises(UsageError, match="unknown kind 'deploy'"):
+        resolve_kind("deploy")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (3, "3s"), (119, "119s"), (300, "5m"), (7300, "2h"), (3e5, "3d")],
+)
+def test_human_duration(seconds: float, text: str) -> None:
+    """Ages print kubectl-style."""
+    assert human_duration(seconds) == text
+
+
+def _node(name: str, status: str | None, heartbeat: str | None) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "kind": "Node",
+        "metadata": {"name": name, "creationTimestamp": "2024-05-01T11:00:00Z"},
+    }
+    if status is not None:
+        cond: dict[str, Any] = {"type": "Ready", "status": status}
+        if heartbeat:
+            cond["lastHeartbeatTime"] = heartbeat
+        node["status"] = {"conditions": [cond]}
+    return node
+
+
+def test_node_table_shows_online_offline_and_last_seen() -> None:
+    """Ready=True is online with 'Ns ago'; anything else is offline."""
+    items = [
+        _node("edge-1", "True", "2024-05-01T11:59:57Z"),
+        _node("edge-2", "Unknown", "2024-05-01T11:50:00Z"),
+        _node("edge-3", None, None),
+    ]
+    rows = table_rows("nodes", items, NOW)
+    assert rows == [
+        ["NAME", "STATUS", "LAST-SEEN", "AGE"],
+        ["edge-1", "online", "3s ago", "60m"],
+        ["edge-2", "offline", "10m ago", "60m"],
+        ["edge-3", "offline", "never", "60m"],
+    ]
+
+
+def test_pod_table_and_alignment() -> None:
+    """Pods show NAMESPACE NAME NODE AGE; columns are aligned, no trailing spaces."""
+    pod = {
+        "kind": "Pod",
+        "metadata": {"name": "nginx", "namespace": "default"},
+        "spec": {"nodeName": "edge-1"},
+    }
+    text = format_table(table_rows("pods", [pod], NOW))
+    header, row = text.splitlines()
+    assert header.index("NODE") == row.index("edge-1")
+    assert row.split() == ["default", "nginx", "edge-1", "<unknown>"]
+    assert not any(line.endswith(" ") for line in text.splitlines())
+
+
+def test_set_desired_copies_and_creates_desired() -> None:
+    """Desired values are set as strings on a copy, creating `desired` when absent."""
+    device: dict[str, Any] = {
+        "kind": "Device",
+        "metadata": {"name": "d", "namespace": "default"},
+        "spec": {"properties": [{"name": "a", "desired": {"value": "1"}}, {"name": "b"}]},
+    }
+    out = set_desired(device, {"a": "2", "b": "x=y"})
+    assert out["spec"]["properties"] == [
+        {"name": "a", "desired": {"value": "2"}},
+        {"name": "b", "desired": {"value": "x=y"}},
+    ]
+    assert device["spec"]["properties"][0]["desired"] == {"value": "1"}
+    with pytest.raises(UsageError, match=r"default/d has no property 'c' \(properties: a, b\)"):
+        set_desired(device, {"c": "1"})
+
+
+def test_assignments_split_on_first_equals() -> None:
+    """`PROP=VALUE` splits at the first '='; values may be empty or contain '='."""
+    assert parse_assignments(["a=1", "b=", "c=x=y"]) == {"a": "1", "b": "", "c": "x=y"}
+    for bad in ("a", "=1"):
+        with pytest.raises(UsageError, match="expected PROP=VALUE"):
+            parse_assignments([bad])

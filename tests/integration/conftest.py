@@ -1,0 +1,47 @@
+"""Fixtures that start the real processes. Their logs are attached to failing tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import Cloud, Edge, Proc
+
+_started: list[Proc] = []
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
+    c = Cloud(tmp_path)
+    _started.append(c.proc)
+    await c.start()
+    yield c
+    c.proc.stop()
+
+
+@pytest.fixture
+def make_edge(tmp_path: Path) -> object:
+    made: list[Edge] = []
+
+    def factory(name: str = "edge-1", **kw: object) -> Edge:
+        e = Edge(tmp_path, name, **kw)  # type: ignore[arg-type]
+        made.append(e)
+        _started.append(e.proc)
+        return e
+
+    yield factory
+    for e in made:
+        e.proc.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for proc in _started:
+            report.sections.append((f"log of {proc.name}", proc.text()[-6000:]))
+    if report.when == "teardown":
+        _started.clear()

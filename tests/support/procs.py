@@ -1,0 +1,223 @@
+"""Real cloudhub / edgecore / edgectl processes for integration tests.
+
+Processes are started with ``python -m ...`` exactly as a user would run the commands, on
+127.0.0.1 with free ports, logging to files under the test's ``tmp_path`` (printed when a
+test fails, via the ``logs`` attribute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def wait_until(
+    predicate: Callable[[], Any | Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+        except Exception as exc:  # the condition may raise until the system is up
+            last_exc = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last error: {last_exc!r})")
+        await asyncio.sleep(interval)
+
+
+class Proc:
+    """One child process with its log file."""
+
+    def __init__(self, name: str, argv: list[str], log: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log = log
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        f = self.log.open("ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.popen = subprocess.Popen(self.argv, stdout=f, stderr=subprocess.STDOUT, env=env)
+        f.close()
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill9(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(5)
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Cloud:
+    """A cloudhub process on free ports, with an edgectl bound to it."""
+
+    def __init__(self, tmp: Path, *, ws_port: int | None = None, https_port: int | None = None):
+        self.dir = tmp / "cloud"
+        self.ws_port = ws_port or free_port()
+        self.https_port = https_port or free_port()
+        self.proc = Proc(
+            "cloudhub",
+            [
+                PY, "-m", "cloudhub", "serve",
+                "--data-dir", str(self.dir),
+                "--bind", "127.0.0.1",
+                "--ws-port", str(self.ws_port),
+                "--https-port", str(self.https_port),
+            ],
+            tmp / "cloudhub.log",
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        self.proc.start()
+        await wait_until(lambda: _port_open(self.https_port) and _port_open(self.ws_port))
+
+    def edgectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        argv = [PY, "-m", "edgectl", "--server", f"https://127.0.0.1:{self.https_port}"]
+        argv += ["--data-dir", str(self.dir), *args]
+        res = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
+        if check and res.returncode != 0:
+            raise AssertionError(f"edgectl {' '.join(args)} failed: {res.stderr.strip()}")
+        return res.stdout if check else res.stdout + res.stderr
+
+    def run_edgectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        argv = [PY, "-m", "edgectl", "--server", f"https://127.0.0.1:{self.https_port}"]
+        argv += ["--data-dir", str(self.dir), *args]
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
+
+    def apply(self, manifest: str) -> str:
+        return self.edgectl("apply", "-f", "-", stdin=manifest)
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.edgectl("get", *args, "-o", "json"))
+
+    def token(self, ttl: str = "1h") -> str:
+        return self.edgectl("token", "create", "--ttl", ttl).strip()
+
+    def node_ready(self, node: str) -> bool:
+        obj = self.get_json("nodes", node)
+        conds = (obj.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+class Edge:
+    """An edgecore process: joined once, run and re-run as needed."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        name: str = "edge-1",
+        *,
+        heartbeat: float = 0.5,
+        cloud_ws_port: int | None = None,
+    ) -> None:
+        self.name = name
+        self.dir = tmp / name
+        self.api_port = free_port()
+        self.heartbeat = heartbeat
+        self.cloud_ws_port = cloud_ws_port
+        self.proc = Proc(
+            name,
+            [
+                PY, "-m", "edgecore", "run",
+                "--data-dir", str(self.dir),
+                "--local-api", f"127.0.0.1:{self.api_port}",
+                "--heartbeat", str(heartbeat),
+            ],
+            tmp / f"{name}.log",
+        )  # fmt: skip
+
+    def join(self, cloud: Cloud, token: str | None = None, *, ws_port: int | None = None) -> None:
+        target = ws_port or self.cloud_ws_port or cloud.ws_port
+        res = subprocess.run(
+            [
+                PY, "-m", "edgecore", "join",
+                "--cloud", f"127.0.0.1:{target}",
+                "--token", token or cloud.token(),
+                "--node-name", self.name,
+                "--cert-port", str(cloud.https_port),
+                "--data-dir", str(self.dir),
+            ],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        if res.returncode != 0:
+            raise AssertionError(f"edgecore join failed: {res.stderr.strip()}")
+
+    async def start(self) -> None:
+        self.proc.start()
+        await wait_until(lambda: _port_open(self.api_port))
+
+    def get(self, path: str) -> tuple[int, Any]:
+        """GET on the local API: (status, decoded JSON or text)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{path}", timeout=2) as r:
+                body = r.read().decode()
+                status = r.status
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode()
+            status = exc.code
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, body
+
+    def has(self, path: str, rv: str | None = None) -> bool:
+        status, obj = self.get(path)
+        if status != 200:
+            return False
+        return rv is None or obj["metadata"]["resourceVersion"] == rv
+
+    def gone(self, path: str) -> bool:
+        return self.get(path)[0] == 404
+
+
+def insecure_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
