@@ -21,7 +21,8 @@ fi
 stamp=.venv/.edgebridge-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "==> installing edgebridge and its test tools into .venv"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+  .venv/bin/pip install -q --upgrade pip >.venv/install.log 2>&1
+  .venv/bin/pip install -q -e '.[test]' >>.venv/install.log 2>&1 || {
+    cat .venv/install.log >&2; echo "pip install failed (log above)" >&2; exit 1; }
   touch "$stamp"
 fi

@@ -61,7 +61,7 @@ class EdgeController:
     """Owns the binding index and the store watchers."""
 
     name = routes.EDGECONTROLLER
-    group = Group.RESOURCE
+    group: str = Group.RESOURCE
     enabled = True
 
     def __init__(self, *, bus: Bus, store: ObjectStore, mark_offline_on_start: bool = True) -> None:
@@ -113,9 +113,9 @@ class EdgeController:
             seen.add(str(key_of(obj)))
             await self._emit(self.index.upsert(obj))
         for key in self._known[typ] - seen:
-            obj = self.index.get(key)
-            if obj is not None:
-                await self._emit(self.index.delete(obj))
+            gone = self.index.get(key)
+            if gone is not None:
+                await self._emit(self.index.delete(gone))
         self._known[typ] = seen
         if typ not in self._listed:
             self._listed.add(typ)

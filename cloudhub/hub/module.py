@@ -37,7 +37,7 @@ class HubModule:
     """Holds every node's link; owns one writer task per connected node."""
 
     name = routes.HUB
-    group = Group.HUB
+    group: str = Group.HUB
     enabled = True
 
     def __init__(self, *, bus: Bus, settings: HubSettings, ssl_context: ssl.SSLContext) -> None:
@@ -226,15 +226,15 @@ class HubModule:
         query = self._queries.pop(msg.parent_id, None)
         if query is not None:
             node, original = query
-            session = self.sessions.get(node)
-            if session is None:
+            target = self.sessions.get(node)
+            if target is None:
                 return
             if msg.operation == Operation.RESPONSE:
                 reply = original.reply(msg.content, source=routes.HUB)
             else:
                 reply = original.error_reply(str(msg.content), source=routes.HUB)
             asyncio.get_running_loop().create_task(
-                _send_quietly(session, reply), name=f"reply:{node}"
+                _send_quietly(target, reply), name=f"reply:{node}"
             )
             return
         log.debug("hub dropped unexpected %s %s", msg.operation, msg.resource)

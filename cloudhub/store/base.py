@@ -11,6 +11,7 @@ Objects are Kubernetes-shaped dicts (``apiVersion``, ``kind``, ``metadata``, ``s
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -36,7 +37,7 @@ class ObjectStore(Protocol):
     async def close(self) -> None:
         """Release everything. Safe to call twice."""
 
-    async def list(self, type: str) -> tuple[list[dict[str, Any]], str]:
+    async def list(self, type: str) -> tuple[builtins.list[dict[str, Any]], str]:
         """All objects of ``type`` in every namespace, and the list's resourceVersion."""
         ...
 
@@ -56,7 +57,9 @@ class ObjectStore(Protocol):
         """
         ...
 
-    async def apply(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def apply(
+        self, objects: builtins.list[dict[str, Any]]
+    ) -> builtins.list[dict[str, Any]]:
         """Create or replace each object, all or nothing.
 
         The store assigns ``metadata.uid`` (kept across updates), ``resourceVersion`` and

@@ -52,7 +52,7 @@ class EdgeHub:
     """Keeps the cloud link up and routes messages across it."""
 
     name = EDGEHUB
-    group = Group.HUB
+    group: str = Group.HUB
     enabled = True
 
     def __init__(

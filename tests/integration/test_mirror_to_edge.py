@@ -46,7 +46,11 @@ async def test_only_what_is_bound_reaches_a_node(cloud: Cloud, make_edge) -> Non
     edge: Edge = make_edge()
     edge.join(cloud)
     await edge.start()
-    cloud.apply(configmap(name="other-config") + "\n---\n" + pod(name="other", node="edge-2", cm="other-config", secret="nosuch"))
+    cloud.apply(
+        configmap(name="other-config")
+        + "\n---\n"
+        + pod(name="other", node="edge-2", cm="other-config", secret="nosuch")
+    )
     cloud.apply(bundle())
     await wait_until(lambda: edge.has(POD))
     assert edge.gone("/api/v1/namespaces/default/pods/other")

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The main job, end to end on one machine: an embedded cloudhub, one edge node joined to it
+# over mutual TLS, a pod with its configmap and secret mirrored to the edge and served by the
+# edge's local API, an edit that follows within a second, and the edge serving its cache
+# with the cloud gone.  Pass --keep to leave everything running (Ctrl-C stops it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+. .venv/bin/activate
+
+KEEP=0; [ "${1:-}" = "--keep" ] && KEEP=1
+WS_PORT=${WS_PORT:-10000}; HTTPS_PORT=${HTTPS_PORT:-10002}; LOCAL_API=${LOCAL_API:-127.0.0.1:10550}
+DEMO=${DEMO_DIR:-./data/demo}
+rm -rf "$DEMO"; mkdir -p "$DEMO"
+CLOUD="$DEMO/cloud"; EDGE="$DEMO/edge-1"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+wait_for() { # wait_for SECONDS CMD...
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && { echo "timed out waiting for: $*" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+api() { # GET on the edge's local API (no curl needed)
+  python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "http://$LOCAL_API$1"
+}
+ctl() { edgectl --server "https://127.0.0.1:$HTTPS_PORT" --data-dir "$CLOUD" "$@"; }
+
+say "starting cloudhub (embedded store in $CLOUD/store.db, wss :$WS_PORT, https :$HTTPS_PORT)"
+cloudhub serve --data-dir "$CLOUD" --bind 127.0.0.1 --ws-port "$WS_PORT" --https-port "$HTTPS_PORT" \
+  2>"$DEMO/cloudhub.log" & pids+=($!)
+wait_for 20 test -s "$CLOUD/admin.token"
+wait_for 20 ctl get nodes
+
+say "edgectl token create"
+TOKEN=$(ctl token create --ttl 15m)
+echo "${TOKEN:0:24}…  (sha256 of the CA, then a JWT)"
+
+say "edgecore join --node-name edge-1"
+edgecore join --cloud "127.0.0.1:$WS_PORT" --cert-port "$HTTPS_PORT" --token "$TOKEN" \
+  --node-name edge-1 --data-dir "$EDGE"
+
+say "edgecore run (local API on $LOCAL_API)"
+edgecore run --data-dir "$EDGE" --local-api "$LOCAL_API" 2>"$DEMO/edgecore.log" & pids+=($!)
+wait_for 20 api /healthz
+online() { ctl get nodes edge-1 -o json | grep -q '"status": "True"'; }
+wait_for 20 online
+
+say "edgectl get nodes"
+ctl get nodes
+
+say "edgectl apply -f examples/pod.yaml"
+ctl apply -f examples/pod.yaml
+wait_for 5 api /api/v1/namespaces/default/pods/sensor-reader
+
+say "the edge serves the pod from its SQLite cache: GET http://$LOCAL_API/api/v1/namespaces/default/pods/sensor-reader"
+api /api/v1/namespaces/default/pods/sensor-reader | python3 -c '
+import json, sys
+p = json.load(sys.stdin); m = p["metadata"]
+print("pod %s/%s  node=%s  image=%s  resourceVersion=%s" % (m["namespace"], m["name"],
+      p["spec"]["nodeName"], p["spec"]["containers"][0]["image"], m["resourceVersion"]))'
+api /api/v1/namespaces/default/configmaps/sensor-config | python3 -c '
+import json, sys; print("configmap sensor-config data:", json.load(sys.stdin)["data"])'
+api /api/v1/namespaces/default/secrets/sensor-credentials | python3 -c '
+import json, sys; print("secret sensor-credentials keys:", sorted(json.load(sys.stdin)["data"]))'
+
+say "edit the configmap in the cloud; the edge follows"
+sed 's/SAMPLE_RATE: "5s"/SAMPLE_RATE: "1s"/' examples/pod.yaml | ctl apply -f -
+python3 - "http://$LOCAL_API/api/v1/namespaces/default/configmaps/sensor-config" <<'PY'
+import json, sys, time, urllib.request
+t0 = time.monotonic()
+while json.load(urllib.request.urlopen(sys.argv[1], timeout=2))["data"]["SAMPLE_RATE"] != "1s":
+    if time.monotonic() - t0 > 5:
+        sys.exit("the edit did not reach the edge within 5 s")
+    time.sleep(0.01)
+print(f"SAMPLE_RATE=1s served by the edge {1000 * (time.monotonic() - t0):.0f} ms after apply returned")
+PY
+
+say "stop the cloud: the edge keeps serving its cache"
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+api /api/v1/pods | python3 -c '
+import json, sys; print("pods served offline:", [p["metadata"]["name"] for p in json.load(sys.stdin)["items"]])'
+
+say "done: logs in $DEMO/cloudhub.log and $DEMO/edgecore.log"
+if [ "$KEEP" = 1 ]; then
+  echo "restarting cloudhub; everything keeps running until Ctrl-C"
+  cloudhub serve --data-dir "$CLOUD" --bind 127.0.0.1 --ws-port "$WS_PORT" --https-port "$HTTPS_PORT" \
+    2>>"$DEMO/cloudhub.log" & pids[0]=$!
+  wait
+fi
