@@ -78,6 +78,8 @@ def _raw_documents(text: str, where: str) -> list[Any]:
     if text.lstrip().startswith(("{", "[")):
         try:
             return [json.loads(text)]
+        except RecursionError as exc:
+            raise InvalidObject(f"{where}: nested too deeply") from exc
         except json.JSONDecodeError as exc:
             # YAML flow style also starts with "{"; let the YAML parser have a go.
             json_error = exc
@@ -86,6 +88,8 @@ def _raw_documents(text: str, where: str) -> list[Any]:
         # Lazily, so a syntax error is pinned to the document it is in.
         for doc in yaml.load_all(text, Loader=_Loader):  # a SafeLoader: no arbitrary objects
             docs.append(doc)
+    except RecursionError as exc:
+        raise InvalidObject(f"{where} document {len(docs) + 1}: nested too deeply") from exc
     except yaml.YAMLError as exc:
         if json_error is not None:
             raise InvalidObject(
@@ -414,10 +418,13 @@ def validate(obj: Any) -> dict[str, Any]:
         raise InvalidObject(f"{ident}: apiVersion must be {schema.api_version!r}, got {got}")
     try:
         schema.model.model_validate(obj)
+        out = copy.deepcopy(obj)
     except ValidationError as exc:
         raise InvalidObject(f"{ident}: {_describe(exc)}") from exc
+    except RecursionError as exc:
+        # Only hand-built dicts get here (the parsers refuse such nesting first).
+        raise InvalidObject(f"{ident}: nested too deeply") from exc
 
-    out = copy.deepcopy(obj)
     meta: dict[str, Any] = out["metadata"]
     if schema.namespaced:
         meta["namespace"] = meta.get("namespace") or "default"

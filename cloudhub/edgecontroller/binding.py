@@ -176,7 +176,7 @@ class BindingIndex:
         if old_node is not None:
             for ref in old_refs:
                 users = self._users[ref]
-                users[old_node] -= 0 if len(users) > 1 else 1
+                users[old_node] -= 1
                 if not users[old_node]:
                     del users[old_node]
                     if not users:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from cloudhub.edgecontroller.binding import BindingIndex, Change
-
 from cloudhub import routes
+from cloudhub.edgecontroller.binding import BindingIndex, Change
 from cloudhub.store.base import ObjectStore
 from hive.backoff import backoff
 from hive.bus import Bus
@@ -74,12 +74,17 @@ class EdgeController:
         self._deferred: list[Message] = []
         #: per-type set of keys seen in the last list, to find deletions missed during a 410
         self._known: dict[str, set[str]] = defaultdict(set)
+        #: latest presence report per node, written by one task so a connect storm neither
+        #: blocks queries nor writes a flapping node's status more than once per round
+        self._presence: dict[str, routes.NodeStatusReport] = {}
+        self._presence_ready = asyncio.Event()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             for typ in WATCHED_TYPES:
                 tg.create_task(self._watch_forever(typ), name=f"watch:{typ}")
             tg.create_task(self._serve_inbox(), name="edgecontroller:inbox")
+            tg.create_task(self._write_presence(), name="edgecontroller:presence")
 
     # -- downstream ----------------------------------------------------------------------------
 
@@ -148,8 +153,6 @@ class EdgeController:
 
     async def _mark_all_offline(self, nodes: list[dict[str, Any]]) -> None:
         """Nobody is connected to a cloudhub that just started: no node is Ready yet."""
-        import time
-
         for node in nodes:
             conds = (node.get("status") or {}).get("conditions") or []
             if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
@@ -181,7 +184,8 @@ class EdgeController:
         elif msg.operation == Operation.QUERY:
             await self._bus.send(routes.HUB, self._answer_query(node, rest, msg))
         elif isinstance(msg.content, routes.NodeStatusReport):
-            await self._set_ready(node, online=msg.content.online, at=msg.content.at)
+            self._presence[node] = msg.content
+            self._presence_ready.set()
         else:
             log.warning("edgecontroller: unexpected %s %s", msg.operation, msg.resource)
 
@@ -196,6 +200,19 @@ class EdgeController:
             log.warning("node %s queried %s, which is not bound to it", node, key)
             return msg.error_reply(f"{key} is not bound to node {node}", source=self.name)
         return msg.reply(obj, source=self.name)
+
+    async def _write_presence(self) -> None:
+        # After the start-up sweep that marks every node offline, or it would undo these.
+        await self.synced.wait()
+        while True:
+            await self._presence_ready.wait()
+            self._presence_ready.clear()
+            while self._presence:
+                node, report = self._presence.popitem()
+                try:
+                    await self._set_ready(node, online=report.online, at=report.at)
+                except StoreError as exc:
+                    log.warning("could not record presence of node %s: %s", node, exc)
 
     async def _set_ready(self, node: str, *, online: bool, at: float) -> None:
         try:

@@ -151,7 +151,8 @@ class EmbeddedStore:
         history: int = DEFAULT_HISTORY,
         watch_buffer: int = DEFAULT_WATCH_BUFFER,
     ) -> None:
-        """
+        """Configure the store; nothing is opened until :meth:`start`.
+
         Args:
             path: the database file; created (mode 0600, parents too) if missing.
             history: events kept for ``watch(type, since)`` replay (default 100,000).
@@ -251,33 +252,43 @@ class EmbeddedStore:
         async with self._lock:
             return await self._load(type, _namespace(type, namespace), name)
 
-    async def watch(self, type: str, since: str) -> AsyncIterator[WatchEvent]:
+    def watch(self, type: str, since: str) -> AsyncIterator[WatchEvent]:
         """Events of ``type`` with a resourceVersion above ``since``: logged ones, then live.
 
         ``since`` is normally the resourceVersion of a :meth:`list` or of the last event seen;
-        ``""`` means "from now on". The iterator ends when the store is closed.
+        ``""`` means "from now on". The watch is registered by this call, before the first
+        read, so nothing written after the call is missed. Iterate it or drop it: an
+        abandoned watch is unregistered once it overflows its buffer. The iterator ends when
+        the store is closed.
 
         Raises:
-            Gone: ``since`` is older than the kept history, is not a resourceVersion this store
-                issued, or this watcher fell more than ``watch_buffer`` events behind. Re-list.
+            Gone: ``since`` is older than the kept history, or is not a resourceVersion this
+                store issued (raised by this call); or, while iterating, the watcher fell more
+                than ``watch_buffer`` events behind or the history it was replaying was
+                trimmed. Either way: re-list.
             InvalidResource: ``type`` is not one edgebridge stores.
+            StoreError: the store is not open.
         """
         _check_type(type)
+        self._conn()
+        start = self._rv if since == "" else _parse_rv(since)
+        if start is None or start > self._rv:
+            raise Gone(f"resourceVersion {since!r} was not issued by this store; re-list")
+        if start < self._compacted:
+            raise Gone(
+                f"resourceVersion {since} is older than the kept history "
+                f"(from {self._compacted}); re-list"
+            )
+        # Registered synchronously, before the log is read: every event is in the log up to
+        # `head`, or reaches this buffer, or both (a write that was mid-transaction now);
+        # _stream drops the duplicates by resourceVersion.
         watcher = _Watcher(self._watch_buffer)
-        async with self._lock:
-            self._conn()
-            start = self._rv if since == "" else _parse_rv(since)
-            if start is None or start > self._rv:
-                raise Gone(f"resourceVersion {since!r} was not issued by this store; re-list")
-            if start < self._compacted:
-                raise Gone(
-                    f"resourceVersion {since} is older than the kept history "
-                    f"(from {self._compacted}); re-list"
-                )
-            # Registered before the log is read, under the lock: every event is either in the
-            # log up to `head` or will reach this buffer, none in both.
-            head = self._rv
-            self._watchers.setdefault(type, set()).add(watcher)
+        self._watchers.setdefault(type, set()).add(watcher)
+        return self._stream(type, watcher, start, self._rv)
+
+    async def _stream(
+        self, type: str, watcher: _Watcher, start: int, head: int
+    ) -> AsyncIterator[WatchEvent]:
         try:
             last = start
             while last < head:
@@ -303,8 +314,10 @@ class EmbeddedStore:
                         "re-list"
                     )
                 if watcher.pending:
-                    _rv, event_type, body = watcher.pending.popleft()
-                    yield WatchEvent(event_type, json.loads(body))
+                    rv, event_type, body = watcher.pending.popleft()
+                    if rv > last:
+                        last = rv
+                        yield WatchEvent(event_type, json.loads(body))
                     continue
                 if watcher.closed:
                     return
@@ -336,7 +349,7 @@ class EmbeddedStore:
         for obj in valid:
             try:
                 _encode(obj)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise InvalidObject(f"{key_of(obj)}: not representable as JSON: {exc}") from exc
         return await self._shielded(self._apply(valid))
 
@@ -447,7 +460,7 @@ class EmbeddedStore:
             raise InvalidObject(f"status must be an object, got {_type_name(status)}")
         try:
             _encode(status)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidObject(f"status is not representable as JSON: {exc}") from exc
         return await self._shielded(
             self._update_status(type, _namespace(type, namespace), name, copy.deepcopy(status))

@@ -91,8 +91,8 @@ def any_object(draw: st.DrawFn) -> dict[str, Any]:
 
 operations = st.lists(
     st.tuples(st.sampled_from(["upsert", "upsert", "delete", "again"]), any_object()),
-    min_size=20,
-    max_size=80,
+    min_size=15,
+    max_size=50,
 )
 
 

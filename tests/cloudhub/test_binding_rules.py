@@ -137,11 +137,19 @@ def test_pod_is_bound_by_node_name() -> None:
             "default/secret/x",
         ),
         (
-            {"containers": [{"name": "c", "image": "i", "envFrom": [{"configMapRef": {"name": "x"}}]}]},
+            {
+                "containers": [
+                    {"name": "c", "image": "i", "envFrom": [{"configMapRef": {"name": "x"}}]}
+                ]
+            },
             "default/configmap/x",
         ),
         (
-            {"containers": [{"name": "c", "image": "i", "envFrom": [{"secretRef": {"name": "x"}}]}]},
+            {
+                "containers": [
+                    {"name": "c", "image": "i", "envFrom": [{"secretRef": {"name": "x"}}]}
+                ]
+            },
             "default/secret/x",
         ),
         (
@@ -271,6 +279,19 @@ def test_deleting_pods_removes_a_shared_reference_with_the_last_user() -> None:
         ("edge-1", "default/configmap/x", None),
     }
     assert idx.desired("edge-1") == {}
+
+
+def test_reference_used_on_two_nodes_leaves_only_the_emptied_node() -> None:
+    """Counts are per node: deleting the last user on one node keeps the object on the other."""
+    idx = BindingIndex()
+    idx.upsert(configmap("x"))
+    idx.upsert(pod("a", "edge-1", **cm_volume("x")))
+    idx.upsert(pod("b", "edge-2", **cm_volume("x")))
+    assert summary(idx.delete(pod("a", "edge-1"))) == {
+        ("edge-1", "default/pod/a", None),
+        ("edge-1", "default/configmap/x", None),
+    }
+    assert idx.nodes_for("default/configmap/x") == {"edge-2"}
 
 
 def test_removal_carries_the_last_known_object() -> None:

@@ -23,6 +23,7 @@ async def test_pod_configmap_and_secret_reach_the_edge(cloud: Cloud, make_edge) 
     cloud.apply(bundle())
     await wait_until(lambda: edge.has(POD) and edge.has(CM) and edge.has(SECRET), timeout=5)
     status, obj = edge.get(POD)
+    assert status == 200
     assert obj["spec"]["nodeName"] == "edge-1"
     assert edge.get(SECRET)[1]["data"]["password"] == "c2VjcmV0"
     assert edge.get("/api/v1/nodes/edge-1")[0] == 200

@@ -1,0 +1,958 @@
+"""How many edge links one cloudhub holds, what each costs, and how fast updates reach them.
+
+Why this shape: the claim to check is that one cloudhub process can hold a large fleet
+(10,000 nodes by default) over real mutual-TLS websockets, and that delivering object updates
+to them is not far from what the websocket stack itself can do. So the benchmark:
+
+1. starts a real cloudhub (embedded store) and applies one Node object per simulated node;
+2. connects N simulated edges from K client processes (this file re-run with ``--worker``),
+   each edge stating an empty inventory and ACKing everything, keepalive every 15 s; a node
+   counts as *held* once it received its Node object (it is connected *and* synced);
+3. creates one pod on a sample of nodes, then pushes U annotation updates to those pods as fast
+   as the admin API takes them (throughput phase), then ~200 updates/s for ~10 s (latency
+   phase: each update carries ``bench/sent`` = wall clock at send time; edges record
+   receive time minus that);
+4. stops cloudhub and runs the baseline: a bare ``websockets`` echo server (same TLS, no
+   compression) in its own process, driven by the same worker processes with C connections
+   sending ~1 KB JSON and awaiting the echo. The ratio edgebridge/raw says how much of the
+   ceiling cloudhub's own logic leaves on the table.
+
+Client processes share the machine with cloudhub, so on a small box the figures are a floor:
+they include the clients' CPU. The echo baseline is measured the same way, which keeps the
+ratio meaningful.
+
+Run ``python bench/hub_scale.py --help``; ``--quick`` checks the script in under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from bench.common import (
+    Admin,
+    CertMinter,
+    CloudHub,
+    Figures,
+    SimEdge,
+    bench_pod,
+    connect_all,
+    keepalive_loop,
+    node_object,
+    percentile,
+    raise_nofile,
+    setup_logging,
+    wait_for_condition,
+)
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "bench"
+PHASE_CREATE = "create"
+PHASE_TPUT = "tput"
+PHASE_LAT = "lat"
+
+
+def node_name(i: int) -> str:
+    return f"bn{i:05d}"
+
+
+def pod_name(node: str) -> str:
+    return f"bp-{node}"
+
+
+def pod_key(node: str) -> str:
+    return f"{NAMESPACE}/pod/{pod_name(node)}"
+
+
+# =============================================================================================
+# worker process: holds a share of the simulated edges, then echo clients
+# =============================================================================================
+
+
+def emit(event: dict[str, Any]) -> None:
+    """One JSON line to the driver (stdout is the worker's channel; logs go to stderr)."""
+    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+@dataclass
+class Tracker:
+    """Per-phase counts and latencies of pod messages seen by this worker's edges."""
+
+    acked: dict[str, int] = field(default_factory=dict)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    #: phase being waited for, and pod key -> the seq that completes it
+    phase: str = ""
+    remaining: dict[str, int] = field(default_factory=dict)
+    last_ack: float = 0.0
+
+    def on_object(
+        self, edge: SimEdge, op: str, key: str, rv: str, content: Any, now: float
+    ) -> None:
+        ann = _annotations(content) if "/pod/" in key and op != "delete" else None
+        if ann is None:
+            return
+        phase = ann.get("bench/phase", "")
+        sent = ann.get("bench/sent")
+        if sent:
+            self.latencies.setdefault(phase, []).append(now - float(sent))
+
+    def on_acked(self, edge: SimEdge, op: str, key: str, content: Any, now: float) -> None:
+        ann = _annotations(content) if "/pod/" in key and op != "delete" else None
+        if ann is None:
+            return
+        phase = ann.get("bench/phase", "")
+        self.acked[phase] = self.acked.get(phase, 0) + 1
+        if phase != self.phase or key not in self.remaining:
+            return
+        if int(ann.get("bench/seq", "0")) >= self.remaining[key]:
+            del self.remaining[key]
+            self.last_ack = now
+            if not self.remaining:
+                emit({"ev": "converged", "phase": phase, "t": now})
+
+
+def _annotations(content: Any) -> dict[str, str] | None:
+    if not isinstance(content, dict):
+        return None
+    meta = content.get("metadata")
+    if not isinstance(meta, dict):
+        return None
+    ann = meta.get("annotations")
+    return ann if isinstance(ann, dict) else None
+
+
+async def _stdin_lines() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def worker_main(args: argparse.Namespace) -> None:
+    raise_nofile()
+    names = [node_name(i) for i in range(args.first, args.first + args.count)]
+    minter = CertMinter(data_dir=args.data_dir, out_dir=args.cert_dir / f"w{args.worker_index}")
+    t = time.monotonic()
+    contexts = [minter.client_context(n) for n in names]
+    log.debug("minted %d certificates in %.1fs", len(names), time.monotonic() - t)
+    tracker = Tracker()
+    edges = [
+        SimEdge(
+            node=n,
+            url=f"wss://127.0.0.1:{args.ws_port}/bench/{n}/events",
+            ssl_context=ctx,
+            heartbeat=args.heartbeat,
+            on_object=tracker.on_object,
+            on_acked=tracker.on_acked,
+        )
+        for n, ctx in zip(names, contexts, strict=True)
+    ]
+    by_node = {e.node: e for e in edges}
+    keepalive = asyncio.create_task(keepalive_loop(lambda: edges), name="keepalive")
+    echo_conns: list[ClientConnection] = []
+    stdin = await _stdin_lines()
+    emit({"ev": "ready", "count": len(edges)})
+    try:
+        while True:
+            line = await stdin.readline()
+            if not line:
+                return  # the driver is gone
+            cmd = json.loads(line)
+            name = cmd["cmd"]
+            if name == "connect":
+                await _connect_edges(edges, args)
+            elif name == "expect":
+                tracker.phase = cmd["phase"]
+                tracker.remaining = {pod_key(n): int(s) for n, s in cmd["final"].items()}
+                emit({"ev": "expecting", "phase": tracker.phase, "n": len(tracker.remaining)})
+                if not tracker.remaining:
+                    emit({"ev": "converged", "phase": tracker.phase, "t": time.time()})
+            elif name == "status":
+                emit(_status(edges, tracker, by_node, cmd.get("phase", "")))
+            elif name == "report":
+                emit(
+                    {
+                        "ev": "report",
+                        **_status(edges, tracker, by_node, ""),
+                        "acked": tracker.acked,
+                        "latencies": {k: v for k, v in tracker.latencies.items()},
+                        "bytes": sum(e.bytes_received for e in edges),
+                        "messages": sum(e.messages() for e in edges),
+                        "close_reasons": _reasons(edges),
+                    }
+                )
+            elif name == "disconnect":
+                keepalive.cancel()
+                await asyncio.gather(*(e.close() for e in edges))
+                emit({"ev": "disconnected"})
+            elif name == "echo_connect":
+                echo_conns = await _echo_connect(cmd["url"], contexts[: cmd["conns"]], cmd)
+                emit({"ev": "echo_connected", "n": len(echo_conns)})
+            elif name == "echo_run":
+                count, seconds = await _echo_run(echo_conns, cmd["payload"], cmd["seconds"])
+                emit({"ev": "echo_done", "roundtrips": count, "seconds": seconds})
+                for ws in echo_conns:
+                    ws.transport.abort()
+                echo_conns = []
+            elif name == "exit":
+                return
+    finally:
+        keepalive.cancel()
+        for e in edges:
+            if e.ws is not None:
+                e.ws.transport.abort()
+
+
+def _reasons(edges: list[SimEdge]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for e in edges:
+        if e.close_reason and not e.open:
+            r = e.close_reason[:80]
+            out[r] = out.get(r, 0) + 1
+    return out
+
+
+def _status(
+    edges: list[SimEdge], tracker: Tracker, by_node: dict[str, SimEdge], phase: str
+) -> dict[str, Any]:
+    open_ = sum(1 for e in edges if e.open)
+    synced = sum(1 for e in edges if e.open and e.synced_at)
+    return {
+        "ev": "status",
+        "open": open_,
+        "synced": synced,
+        "unsynced": [e.node for e in edges if not (e.open and e.synced_at)],
+        "remaining": len(tracker.remaining) if tracker.phase == phase else -1,
+        "remaining_sample": sorted(tracker.remaining.items())[:3],
+        "errors": sum(len(e.errors) for e in edges),
+    }
+
+
+async def _connect_edges(edges: list[SimEdge], args: argparse.Namespace) -> None:
+    state = {"ok": 0, "failed": 0}
+
+    def progress(ok: int, failed: int) -> None:
+        state["ok"], state["failed"] = ok, failed
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            synced = sum(1 for e in edges if e.synced_at and e.open)
+            emit({"ev": "progress", "connected": state["ok"], "synced": synced})
+
+    tick = asyncio.create_task(ticker())
+    try:
+        ok, failed, errors = await connect_all(
+            edges, concurrency=args.connect_concurrency, attempts=args.connect_attempts,
+            on_progress=progress,
+        )  # fmt: skip
+        # Everyone connected (or gave up): wait for the Node objects to arrive.
+        await wait_for_condition(
+            lambda: all(e.synced_at or not e.open for e in edges),
+            timeout=args.sync_timeout,
+            interval=0.1,
+        )
+    finally:
+        tick.cancel()
+    synced_times = [e.synced_at for e in edges if e.synced_at]
+    emit(
+        {
+            "ev": "connected",
+            "ok": ok,
+            "failed": failed,
+            "synced": sum(1 for e in edges if e.synced_at and e.open),
+            "t_last_sync": max(synced_times, default=0.0),
+            "errors": errors[:5],
+            "sync_delays": [e.synced_at - e.connected_at for e in edges if e.synced_at],
+        }
+    )
+
+
+async def _echo_connect(
+    url: str, contexts: list[Any], cmd: dict[str, Any]
+) -> list[ClientConnection]:
+    sem = asyncio.Semaphore(32)
+
+    async def one(ctx: Any) -> ClientConnection | None:
+        async with sem:
+            try:
+                return await connect(
+                    url, ssl=ctx, compression=None, ping_interval=None, open_timeout=60,
+                    max_size=8 * 1024 * 1024,
+                )  # fmt: skip
+            except Exception as exc:
+                log.warning("echo connect failed: %s", exc)
+                return None
+
+    conns = await asyncio.gather(*(one(c) for c in contexts))
+    return [c for c in conns if c is not None]
+
+
+async def _echo_run(
+    conns: list[ClientConnection], payload_size: int, seconds: float
+) -> tuple[int, float]:
+    """Closed loop per connection: send ~payload_size bytes of JSON, await the echo, parse it."""
+    start = time.monotonic()
+    stop_at = start + seconds
+    counts = [0] * len(conns)
+    pad = "x" * max(0, payload_size - 200)
+
+    async def loop(i: int, ws: ClientConnection) -> None:
+        n = 0
+        try:
+            while time.monotonic() < stop_at:
+                body = json.dumps(
+                    {
+                        "header": {"msg_id": f"{i}-{n}", "timestamp": time.time()},
+                        "route": {"operation": "update", "resource": f"bench/pod/p{i}"},
+                        "content": {"pad": pad},
+                    }
+                )
+                await ws.send(body)
+                json.loads(await ws.recv())
+                n += 1
+                counts[i] = n
+        except ConnectionClosed:
+            pass
+
+    await asyncio.gather(*(loop(i, ws) for i, ws in enumerate(conns)))
+    return sum(counts), time.monotonic() - start
+
+
+# =============================================================================================
+# echo server process (the raw baseline)
+# =============================================================================================
+
+
+async def echo_server_main(args: argparse.Namespace) -> None:
+    raise_nofile()
+    minter = CertMinter(data_dir=args.data_dir, out_dir=args.cert_dir / "echo")
+    ctx = minter.server_context()
+
+    async def handler(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                await ws.send(message)
+
+    async with serve(
+        handler, "127.0.0.1", 0, ssl=ctx, compression=None, ping_interval=None,
+        max_size=8 * 1024 * 1024,
+    ) as server:  # fmt: skip
+        port = next(iter(server.sockets)).getsockname()[1]
+        emit({"ev": "listening", "port": port})
+        stdin = await _stdin_lines()
+        await stdin.read()  # until the driver closes our stdin
+
+
+# =============================================================================================
+# driver
+# =============================================================================================
+
+
+class Child:
+    """A child process of this script talking JSON lines (stdin commands, stdout events)."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.proc = proc
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.progress: dict[str, Any] = {}
+        self._reader = asyncio.create_task(self._read(), name=f"read:{name}")
+
+    @classmethod
+    async def spawn(cls, name: str, argv: list[str]) -> Child:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).resolve()),
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,
+        )
+        return cls(name, proc)
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                await self.events.put({"ev": "eof"})
+                return
+            event = json.loads(line)
+            if event.get("ev") == "progress":
+                self.progress = event
+            else:
+                await self.events.put(event)
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+
+    async def expect(self, ev: str, timeout: float, *, phase: str | None = None) -> dict[str, Any]:
+        """The next event named ``ev`` (for ``phase``, if given); others are skipped.
+
+        Raises:
+            TimeoutError: none within ``timeout``.
+            RuntimeError: the child exited.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no {ev!r} within {timeout:.0f}s")
+            event = await asyncio.wait_for(self.events.get(), left)
+            if event.get("ev") == ev and (phase is None or event.get("phase") == phase):
+                return event
+            if event.get("ev") == "eof":
+                raise RuntimeError(f"{self.name} exited (code {await self.proc.wait()})")
+            log.debug("%s: skipping %s while waiting for %s", self.name, event.get("ev"), ev)
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, BrokenPipeError, ConnectionResetError):
+                self.send({"cmd": "exit"})
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        self._reader.cancel()
+
+
+async def gather_events(children: list[Child], ev: str, timeout: float) -> list[dict[str, Any]]:
+    return list(await asyncio.gather(*(c.expect(ev, timeout) for c in children)))
+
+
+@dataclass
+class Plan:
+    """Which nodes live in which worker."""
+
+    ranges: list[tuple[int, int]]  # (first index, count) per worker
+
+    def worker_of(self, index: int) -> int:
+        for w, (first, count) in enumerate(self.ranges):
+            if first <= index < first + count:
+                return w
+        raise IndexError(index)
+
+
+def pod_update(node: str, phase: str, seq: int, sent: float) -> dict[str, Any]:
+    return bench_pod(
+        pod_name(node),
+        node,
+        namespace=NAMESPACE,
+        annotations={"bench/phase": phase, "bench/seq": str(seq), "bench/sent": repr(sent)},
+    )
+
+
+async def run_phase(
+    *,
+    phase: str,
+    workers: list[Child],
+    plan: Plan,
+    sample: list[int],
+    updates: list[int],
+    admin: Admin,
+    batch: int,
+    concurrency: int,
+    rate: float | None,
+    converge_timeout: float,
+) -> dict[str, float]:
+    """Apply ``updates`` (indices into ``sample``), then wait until every edge ACKed the last one.
+
+    With ``rate`` the batches are paced to that many updates per second; without, they go out
+    as fast as ``concurrency`` parallel requests allow. Returns timing figures.
+    """
+    seqs: dict[int, int] = {}
+    plan_updates: list[tuple[int, int]] = []
+    for idx in updates:
+        node_idx = sample[idx]
+        seqs[node_idx] = seqs.get(node_idx, 0) + 1
+        plan_updates.append((node_idx, seqs[node_idx]))
+    finals: list[dict[str, int]] = [{} for _ in workers]
+    for node_idx, seq in seqs.items():
+        finals[plan.worker_of(node_idx)][node_name(node_idx)] = seq
+    for w, child in enumerate(workers):
+        child.send({"cmd": "expect", "phase": phase, "final": finals[w]})
+    await gather_events(workers, "expecting", 30)
+
+    sem = asyncio.Semaphore(concurrency)
+    last_accept = 0.0
+    errors = 0
+
+    async def send(chunk: list[tuple[int, int]]) -> None:
+        nonlocal last_accept, errors
+        async with sem:
+            now = time.time()
+            objs = [pod_update(node_name(n), phase, s, now) for n, s in chunk]
+            try:
+                await admin.apply(objs)
+            except Exception as exc:
+                errors += 1
+                log.warning("apply failed: %s", exc)
+            last_accept = max(last_accept, time.time())
+
+    t_start = time.time()
+    tasks: list[asyncio.Task[None]] = []
+    chunks = [plan_updates[i : i + batch] for i in range(0, len(plan_updates), batch)]
+    if rate is None:
+        await asyncio.gather(*(send(c) for c in chunks))
+    else:
+        interval = batch / rate
+        mono0 = time.monotonic()
+        for k, chunk in enumerate(chunks):
+            delay = mono0 + k * interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(chunk)))
+        await asyncio.gather(*tasks)
+    applied_at = time.time()
+    log.info(
+        "%s: %d updates accepted in %.1fs (%.0f/s); waiting for edges",
+        phase,
+        len(plan_updates),
+        applied_at - t_start,
+        len(plan_updates) / max(1e-9, applied_at - t_start),
+    )
+    converged = await asyncio.gather(
+        *(c.expect("converged", converge_timeout, phase=phase) for c in workers),
+        return_exceptions=True,
+    )
+    ends = [e["t"] for e in converged if isinstance(e, dict)]
+    missing = sum(1 for e in converged if not isinstance(e, dict))
+    if missing:
+        log.warning("%s: %d worker(s) did not converge in %.0fs", phase, missing, converge_timeout)
+        for child in workers:
+            child.send({"cmd": "status", "phase": phase})
+        for st in await gather_events(workers, "status", 30):
+            if st["remaining"]:
+                log.warning(
+                    "  %d pods never reached their last update, e.g. %s",
+                    st["remaining"],
+                    st["remaining_sample"],
+                )
+    t_end = max(ends, default=math.nan)
+    return {
+        "start": t_start,
+        "accepted": applied_at,
+        "last_accept": last_accept,
+        "end": t_end,
+        "updates": float(len(plan_updates)),
+        "errors": float(errors),
+        "unconverged_workers": float(missing),
+    }
+
+
+async def driver(args: argparse.Namespace, fig: Figures) -> None:
+    nofile = raise_nofile()
+    log.info("open-file limit %d (inherited by cloudhub and workers)", nofile)
+    workdir = Path(tempfile.mkdtemp(prefix="edgebridge-hub-scale-", dir=args.workdir))
+    workers: list[Child] = []
+    echo: Child | None = None
+    hub = CloudHub(workdir=workdir, verbose=args.verbose_cloud)
+    try:
+        await hub.start()
+        admin = Admin.for_hub(hub, limit=max(8, args.apply_concurrency * 2))
+        try:
+            await _edgebridge_phases(args, fig, hub, admin, workdir, workers)
+        finally:
+            await admin.close()
+        if workers:
+            for w in workers:
+                w.send({"cmd": "disconnect"})
+            await gather_events(workers, "disconnected", 60)
+        hub.stop()
+        if args.echo_seconds > 0 and workers:
+            echo = await Child.spawn(
+                "echo-server",
+                ["--echo-server", "--data-dir", str(hub.data_dir), "--cert-dir",
+                 str(workdir / "certs")],
+            )  # fmt: skip
+            port = (await echo.expect("listening", 30))["port"]
+            await _echo_phase(args, fig, workers, port, echo)
+    finally:
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        if echo is not None:
+            await echo.stop()
+        hub.stop()
+        if args.keep:
+            log.info("kept %s", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _edgebridge_phases(
+    args: argparse.Namespace,
+    fig: Figures,
+    hub: CloudHub,
+    admin: Admin,
+    workdir: Path,
+    workers: list[Child],
+) -> None:
+    n = args.nodes
+    k = max(1, min(args.workers, n))
+    rss_idle = hub.rss_kib()
+    t = time.time()
+    await admin.apply_batched([node_object(node_name(i)) for i in range(n)], batch=500)
+    log.info("applied %d Node objects in %.1fs", n, time.time() - t)
+
+    base, extra = divmod(n, k)
+    ranges: list[tuple[int, int]] = []
+    first = 0
+    for w in range(k):
+        count = base + (1 if w < extra else 0)
+        ranges.append((first, count))
+        first += count
+    plan = Plan(ranges)
+    per_worker_conc = max(1, args.connect_concurrency // k)
+    for w, (first_i, count) in enumerate(ranges):
+        workers.append(
+            await Child.spawn(
+                f"worker-{w}",
+                [
+                    "--worker",
+                    "--worker-index",
+                    str(w),
+                    "--first",
+                    str(first_i),
+                    "--count",
+                    str(count),
+                    "--ws-port",
+                    str(hub.ws_port),
+                    "--data-dir",
+                    str(hub.data_dir),
+                    "--cert-dir",
+                    str(workdir / "certs"),
+                    "--heartbeat",
+                    str(args.heartbeat),
+                    "--connect-concurrency",
+                    str(per_worker_conc),
+                    "--sync-timeout",
+                    str(args.connect_timeout),
+                    "--connect-attempts",
+                    str(args.connect_attempts),
+                ]
+                + (["-v"] if args.verbose else []),
+            )  # fmt: skip
+        )
+    await gather_events(workers, "ready", 300)
+    await asyncio.sleep(1.0)
+    rss_before = hub.rss_kib()
+    cpu_before = hub.cpu_seconds()
+    log.info("connecting %d nodes from %d workers (cloudhub RSS %d KiB)", n, k, rss_before)
+
+    t0 = time.time()
+    for w in workers:
+        w.send({"cmd": "connect"})
+
+    async def report_progress() -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            conn = sum(w.progress.get("connected", 0) for w in workers)
+            synced = sum(w.progress.get("synced", 0) for w in workers)
+            log.info(
+                "  %5.0fs: %d connected, %d synced; cloudhub RSS %d KiB",
+                time.time() - t0, conn, synced, hub.rss_kib() if hub.running else 0,
+            )  # fmt: skip
+
+    ticker = asyncio.create_task(report_progress())
+    try:
+        results = await asyncio.gather(
+            *(w.expect("connected", args.connect_timeout * 2 + 60) for w in workers),
+            return_exceptions=True,
+        )
+    finally:
+        ticker.cancel()
+    done = [r for r in results if isinstance(r, dict)]
+    connected = sum(r["ok"] for r in done)
+    failed = sum(r["failed"] for r in done)
+    synced = sum(r["synced"] for r in done)
+    t_last = max((r["t_last_sync"] for r in done), default=math.nan)
+    delays = [d for r in done for d in r["sync_delays"]]
+    for r in done:
+        for e in r["errors"]:
+            log.warning("connect error: %s", e)
+    connect_s = t_last - t0
+    cpu_connect = hub.cpu_seconds() - cpu_before
+    log.info("%d/%d nodes connected and synced in %.1fs (%d failed)", synced, n, connect_s, failed)
+    await asyncio.sleep(2.0)
+    rss_after = hub.rss_kib()
+
+    fig.add("nodes_requested", n, "nodes")
+    fig.add("nodes_connected", connected, "nodes")
+    fig.add("nodes_failed", failed, "nodes")
+    fig.add("nodes_held", synced, "nodes (connected and synced)")
+    fig.add("connect_time", connect_s, "s (first connect -> last node synced)")
+    fig.add("connect_rate", synced / connect_s if connect_s > 0 else math.nan, "nodes/s")
+    fig.add("sync_delay_p50", percentile(delays, 50) * 1000, "ms (connect -> Node received)")
+    fig.add("sync_delay_p99", percentile(delays, 99) * 1000, "ms")
+    fig.add("cloudhub_cpu_connect", cpu_connect, "s CPU during connect")
+    fig.add("cloudhub_cpu_per_connect", cpu_connect / synced * 1000 if synced else math.nan,
+            "ms CPU per node")  # fmt: skip
+    fig.add("cloudhub_rss_idle", rss_idle, "KiB (fresh, no objects)")
+    fig.add("cloudhub_rss_before", rss_before, "KiB (Node objects stored, no links)")
+    fig.add("cloudhub_rss_after", rss_after, "KiB (all links up)")
+    fig.add("rss_per_node", (rss_after - rss_before) / synced if synced else math.nan,
+            "KiB per connected node")  # fmt: skip
+    if synced == 0:
+        raise RuntimeError("no node could connect; see the cloudhub log")
+
+    # -- pods on a sample of the held nodes ---------------------------------------------------
+    statuses = []
+    for w in workers:
+        w.send({"cmd": "status"})
+    statuses = await gather_events(workers, "status", 60)
+    unsynced = {name for s in statuses for name in s["unsynced"]}
+    held = [i for i in range(n) if node_name(i) not in unsynced]
+    p = min(args.pods, len(held))
+    sample = [held[(j * len(held)) // p] for j in range(p)]
+    log.info("creating %d pods on %d nodes", p, p)
+    create = await run_phase(
+        phase=PHASE_CREATE, workers=workers, plan=plan, sample=sample,
+        updates=list(range(p)), admin=admin, batch=500, concurrency=1, rate=None,
+        converge_timeout=args.converge_timeout,
+    )  # fmt: skip
+    fig.add("pods", p, "pods (one per sampled node)")
+    fig.add("pod_create_time", create["end"] - create["start"], "s (apply -> all ACKed)")
+
+    # -- throughput ---------------------------------------------------------------------------
+    log.info("throughput phase: %d updates, batches of %d", args.updates, args.batch)
+    cpu0 = hub.cpu_seconds()
+    tput = await run_phase(
+        phase=PHASE_TPUT, workers=workers, plan=plan, sample=sample,
+        updates=[j % p for j in range(args.updates)], admin=admin, batch=args.batch,
+        concurrency=args.apply_concurrency, rate=None, converge_timeout=args.converge_timeout,
+    )  # fmt: skip
+    cpu_tput = hub.cpu_seconds() - cpu0
+    # -- latency ------------------------------------------------------------------------------
+    lat_updates = round(args.latency_rate * args.latency_seconds)
+    log.info("latency phase: %d updates at %.0f/s", lat_updates, args.latency_rate)
+    lat = await run_phase(
+        phase=PHASE_LAT, workers=workers, plan=plan, sample=sample,
+        updates=[j % p for j in range(lat_updates)], admin=admin, batch=args.latency_batch,
+        concurrency=8, rate=args.latency_rate, converge_timeout=args.converge_timeout,
+    )  # fmt: skip
+
+    for w in workers:
+        w.send({"cmd": "report"})
+    reports = await gather_events(workers, "report", 120)
+    rss_end = hub.rss_kib()
+    peak = hub.peak_rss_kib()
+
+    acked = {ph: sum(r["acked"].get(ph, 0) for r in reports) for ph in (PHASE_TPUT, PHASE_LAT)}
+    lat_values = [v for r in reports for v in r["latencies"].get(PHASE_LAT, [])]
+    tput_lat = [v for r in reports for v in r["latencies"].get(PHASE_TPUT, [])]
+    total_bytes = sum(r["bytes"] for r in reports)
+    total_msgs = sum(r["messages"] for r in reports)
+    held_end = sum(r["synced"] for r in reports)
+    reasons: dict[str, int] = {}
+    for r in reports:
+        for reason, c in r["close_reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + c
+
+    tput_s = tput["end"] - tput["start"]
+    updates_per_s = tput["updates"] / tput_s if tput_s > 0 else math.nan
+    delivered_per_s = acked[PHASE_TPUT] / tput_s if tput_s > 0 else math.nan
+    fig.add("tput_updates", int(tput["updates"]), "updates applied")
+    fig.add("tput_apply_rate", tput["updates"] / (tput["accepted"] - tput["start"]),
+            "updates/s accepted by the admin API")  # fmt: skip
+    fig.add("tput_time", tput_s, "s (first apply -> last pod's final version ACKed)")
+    fig.add("tput_delivered_msgs", acked[PHASE_TPUT], "pod messages delivered+ACKed")
+    fig.add("edgebridge_updates_per_s", updates_per_s, "updates/s (applied and converged)")
+    fig.add("edgebridge_delivered_per_s", delivered_per_s, "messages/s delivered+ACKed")
+    fig.add("tput_coalesced", int(tput["updates"]) - acked[PHASE_TPUT],
+            "updates superseded before delivery (latest wins)")  # fmt: skip
+    fig.add("tput_latency_p50", percentile(tput_lat, 50) * 1000, "ms (under saturation)")
+    fig.add("tput_latency_p99", percentile(tput_lat, 99) * 1000, "ms (under saturation)")
+    fig.add("cloudhub_cpu_per_update", cpu_tput / tput["updates"] * 1e6, "us CPU per update")
+    fig.add("apply_errors", int(tput["errors"] + lat["errors"] + create["errors"]), "requests")
+    fig.add("latency_updates", int(lat["updates"]), "updates")
+    lat_rate = lat["updates"] / max(1e-9, lat["accepted"] - lat["start"])
+    fig.add("latency_rate", lat_rate, "updates/s achieved")
+    fig.add("latency_received", len(lat_values), "pod messages")
+    fig.add("latency_p50", percentile(lat_values, 50) * 1000, "ms (apply sent -> edge received)")
+    fig.add("latency_p99", percentile(lat_values, 99) * 1000, "ms")
+    fig.add("latency_max", max(lat_values, default=math.nan) * 1000, "ms")
+    avg_msg = total_bytes / total_msgs if total_msgs else 0.0
+    fig.add("avg_object_message", avg_msg, "bytes")
+    fig.add("cloudhub_rss_end", rss_end, "KiB")
+    fig.add("cloudhub_rss_peak", peak, "KiB (VmHWM)")
+    fig.add("nodes_held_end", held_end, "nodes still connected and synced at the end")
+    for reason, c in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
+        log.warning("%d links closed: %s", c, reason)
+    args.measured = {
+        "updates_per_s": updates_per_s,
+        "delivered_per_s": delivered_per_s,
+        "avg_msg": avg_msg,
+    }
+
+
+async def _echo_phase(
+    args: argparse.Namespace, fig: Figures, workers: list[Child], port: int, echo: Child
+) -> None:
+    k = len(workers)
+    conns = args.echo_conns
+    per = [conns // k + (1 if w < conns % k else 0) for w in range(k)]
+    url = f"wss://127.0.0.1:{port}/echo"
+    for w, child in enumerate(workers):
+        child.send({"cmd": "echo_connect", "url": url, "conns": per[w]})
+    got = await gather_events(workers, "echo_connected", 300)
+    n_conns = sum(g["n"] for g in got)
+    payload = int(args.measured.get("avg_msg") or 1000) or 1000
+    log.info("raw echo baseline: %d connections, %d-byte JSON, %.0fs", n_conns, payload,
+             args.echo_seconds)  # fmt: skip
+    for child in workers:
+        child.send({"cmd": "echo_run", "payload": payload, "seconds": args.echo_seconds})
+    done = await gather_events(workers, "echo_done", args.echo_seconds + 120)
+    roundtrips = sum(d["roundtrips"] for d in done)
+    seconds = max(d["seconds"] for d in done)
+    raw = roundtrips / seconds if seconds > 0 else math.nan
+    fig.add("raw_connections", n_conns, "echo connections")
+    fig.add("raw_payload", payload, "bytes per message")
+    fig.add("raw_roundtrips_per_s", raw, "round trips/s (websockets echo, TLS, no compression)")
+    fig.ratio("ratio_updates_vs_raw", args.measured["updates_per_s"], raw)
+    fig.ratio("ratio_delivered_vs_raw", args.measured["delivered_per_s"], raw)
+
+
+# =============================================================================================
+# command line
+# =============================================================================================
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Connect N simulated edge nodes to one cloudhub; measure memory per link, "
+        "update throughput and latency, and compare with a raw websockets echo baseline.",
+        epilog="example: python bench/hub_scale.py --nodes 2000 --updates 10000",
+    )
+    p.add_argument("--nodes", type=int, default=10_000, help="simulated edge nodes (10000)")
+    p.add_argument("--workers", type=int, default=4, help="client processes (4)")
+    p.add_argument("--updates", type=int, default=20_000, help="pod updates, throughput (20000)")
+    p.add_argument("--pods", type=int, default=1000, help="pods, one per sampled node (1000)")
+    p.add_argument("--batch", type=int, default=500, help="updates per apply request (500)")
+    p.add_argument(
+        "--apply-concurrency",
+        type=int,
+        default=2,
+        help="apply requests in flight in the throughput phase (2)",
+    )
+    p.add_argument(
+        "--latency-rate", type=float, default=200.0, help="updates/s in the latency phase (200)"
+    )
+    p.add_argument(
+        "--latency-seconds", type=float, default=10.0, help="length of the latency phase (10)"
+    )
+    p.add_argument(
+        "--latency-batch",
+        type=int,
+        default=10,
+        help="updates per apply request in the latency phase (10)",
+    )
+    p.add_argument("--echo-conns", type=int, default=1000, help="raw baseline connections (1000)")
+    p.add_argument(
+        "--echo-seconds", type=float, default=10.0, help="raw baseline duration; 0 skips it (10)"
+    )
+    p.add_argument("--heartbeat", type=float, default=15.0, help="edge keepalive, seconds (15)")
+    p.add_argument(
+        "--connect-concurrency",
+        type=int,
+        default=64,
+        help="TLS handshakes in flight, all workers together (64)",
+    )
+    p.add_argument("--connect-attempts", type=int, default=5, help="tries per node (5)")
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for all nodes to sync after connecting (600)",
+    )
+    p.add_argument(
+        "--converge-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for edges to ACK a phase's last updates (300)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=1800.0, help="hard limit for the whole run, seconds (1800)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="500 nodes, 2000 updates, short phases: checks the script in < 1 min",
+    )
+    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (cloudhub log, certs)")
+    p.add_argument("--verbose-cloud", action="store_true", help="run cloudhub with -v")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    # internal: the same file runs as a client worker or as the echo server
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--ws-port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--cert-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--sync-timeout", type=float, default=600.0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.nodes = min(args.nodes, 500)
+        args.updates = min(args.updates, 2000)
+        args.pods = min(args.pods, 500)
+        args.latency_seconds = min(args.latency_seconds, 3.0)
+        args.echo_seconds = min(args.echo_seconds, 3.0)
+        args.echo_conns = min(args.echo_conns, 200)
+        args.timeout = min(args.timeout, 120.0)
+    args.measured = {}
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker or args.echo_server:
+        setup_logging(verbose=args.verbose, prefix=f"[w{args.worker_index}] ")
+        with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+            asyncio.run(worker_main(args) if args.worker else echo_server_main(args))
+        return 0
+    setup_logging(verbose=args.verbose)
+    fig = Figures(f"hub_scale nodes={args.nodes} workers={args.workers} updates={args.updates}")
+    code = 0
+    try:
+        asyncio.run(asyncio.wait_for(driver(args, fig), args.timeout))
+    except TimeoutError:
+        log.error("hard timeout of %.0fs reached; figures so far below", args.timeout)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:
+        log.error("run failed: %s: %s", type(exc).__name__, exc)
+        code = 1
+    fig.print()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
