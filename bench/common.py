@@ -160,6 +160,16 @@ class Figures:
         """``num / den`` (``nan`` when the denominator is 0)."""
         self.add(name, num / den if den else math.nan, "", digits=digits)
 
+    def value(self, name: str) -> float:
+        """A figure added earlier, as a number (``nan`` if absent or not numeric)."""
+        for row, text, _unit in self._rows:
+            if row == name:
+                try:
+                    return float(text)
+                except ValueError:
+                    return math.nan
+        return math.nan
+
     def print(self) -> None:
         print(f"== {self.title} ==")
         for name, text, unit in self._rows:
@@ -252,12 +262,7 @@ class CloudHub:
             "--https-port",
             str(self.https_port),
         ]
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
-            self._popen = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
-            )
+        self._launch(argv)
         log.info("cloudhub pid %d: wss %d, https %d", self.pid, self.ws_port, self.https_port)
 
         def up() -> bool:
@@ -272,6 +277,14 @@ class CloudHub:
 
         if not await wait_for_condition(up, timeout=timeout):
             raise RuntimeError(f"cloudhub did not come up in {timeout}s:\n{self.log_tail()}")
+
+    def _launch(self, argv: list[str]) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            self._popen = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
+            )
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited after ``stop_grace`` seconds."""

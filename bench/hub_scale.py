@@ -65,6 +65,8 @@ from bench.common import (
 
 log = logging.getLogger(__name__)
 
+THIS_FILE = Path(__file__).resolve()
+
 NAMESPACE = "bench"
 PHASE_CREATE = "create"
 PHASE_TPUT = "tput"
@@ -192,8 +194,8 @@ async def worker_main(args: argparse.Namespace) -> None:
             elif name == "report":
                 emit(
                     {
-                        "ev": "report",
                         **_status(edges, tracker, by_node, ""),
+                        "ev": "report",
                         "acked": tracker.acked,
                         "latencies": {k: v for k, v in tracker.latencies.items()},
                         "bytes": sum(e.bytes_received for e in edges),
@@ -263,9 +265,11 @@ async def _connect_edges(edges: list[SimEdge], args: argparse.Namespace) -> None
     tick = asyncio.create_task(ticker())
     try:
         ok, failed, errors = await connect_all(
-            edges, concurrency=args.connect_concurrency, attempts=args.connect_attempts,
+            edges,
+            concurrency=args.connect_concurrency,
+            attempts=args.connect_attempts,
             on_progress=progress,
-        )  # fmt: skip
+        )
         # Everyone connected (or gave up): wait for the Node objects to arrive.
         await wait_for_condition(
             lambda: all(e.synced_at or not e.open for e in edges),
@@ -297,9 +301,13 @@ async def _echo_connect(
         async with sem:
             try:
                 return await connect(
-                    url, ssl=ctx, compression=None, ping_interval=None, open_timeout=60,
+                    url,
+                    ssl=ctx,
+                    compression=None,
+                    ping_interval=None,
+                    open_timeout=60,
                     max_size=8 * 1024 * 1024,
-                )  # fmt: skip
+                )
             except Exception as exc:
                 log.warning("echo connect failed: %s", exc)
                 return None
@@ -355,9 +363,14 @@ async def echo_server_main(args: argparse.Namespace) -> None:
                 await ws.send(message)
 
     async with serve(
-        handler, "127.0.0.1", 0, ssl=ctx, compression=None, ping_interval=None,
+        handler,
+        "127.0.0.1",
+        0,
+        ssl=ctx,
+        compression=None,
+        ping_interval=None,
         max_size=8 * 1024 * 1024,
-    ) as server:  # fmt: skip
+    ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         emit({"ev": "listening", "port": port})
         stdin = await _stdin_lines()
@@ -383,7 +396,7 @@ class Child:
     async def spawn(cls, name: str, argv: list[str]) -> Child:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(Path(__file__).resolve()),
+            str(THIS_FILE),
             *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -588,9 +601,14 @@ async def driver(args: argparse.Namespace, fig: Figures) -> None:
         if args.echo_seconds > 0 and workers:
             echo = await Child.spawn(
                 "echo-server",
-                ["--echo-server", "--data-dir", str(hub.data_dir), "--cert-dir",
-                 str(workdir / "certs")],
-            )  # fmt: skip
+                [
+                    "--echo-server",
+                    "--data-dir",
+                    str(hub.data_dir),
+                    "--cert-dir",
+                    str(workdir / "certs"),
+                ],
+            )
             port = (await echo.expect("listening", 30))["port"]
             await _echo_phase(args, fig, workers, port, echo)
     finally:
@@ -656,7 +674,7 @@ async def _edgebridge_phases(
                     str(args.connect_attempts),
                 ]
                 + (["-v"] if args.verbose else []),
-            )  # fmt: skip
+            )
         )
     await gather_events(workers, "ready", 300)
     await asyncio.sleep(1.0)
@@ -665,8 +683,8 @@ async def _edgebridge_phases(
     log.info("connecting %d nodes from %d workers (cloudhub RSS %d KiB)", n, k, rss_before)
 
     t0 = time.time()
-    for w in workers:
-        w.send({"cmd": "connect"})
+    for child in workers:
+        child.send({"cmd": "connect"})
 
     async def report_progress() -> None:
         while True:
@@ -675,8 +693,11 @@ async def _edgebridge_phases(
             synced = sum(w.progress.get("synced", 0) for w in workers)
             log.info(
                 "  %5.0fs: %d connected, %d synced; cloudhub RSS %d KiB",
-                time.time() - t0, conn, synced, hub.rss_kib() if hub.running else 0,
-            )  # fmt: skip
+                time.time() - t0,
+                conn,
+                synced,
+                hub.rss_kib() if hub.running else 0,
+            )
 
     ticker = asyncio.create_task(report_progress())
     try:
@@ -710,20 +731,26 @@ async def _edgebridge_phases(
     fig.add("sync_delay_p50", percentile(delays, 50) * 1000, "ms (connect -> Node received)")
     fig.add("sync_delay_p99", percentile(delays, 99) * 1000, "ms")
     fig.add("cloudhub_cpu_connect", cpu_connect, "s CPU during connect")
-    fig.add("cloudhub_cpu_per_connect", cpu_connect / synced * 1000 if synced else math.nan,
-            "ms CPU per node")  # fmt: skip
+    fig.add(
+        "cloudhub_cpu_per_connect",
+        cpu_connect / synced * 1000 if synced else math.nan,
+        "ms CPU per node",
+    )
     fig.add("cloudhub_rss_idle", rss_idle, "KiB (fresh, no objects)")
     fig.add("cloudhub_rss_before", rss_before, "KiB (Node objects stored, no links)")
     fig.add("cloudhub_rss_after", rss_after, "KiB (all links up)")
-    fig.add("rss_per_node", (rss_after - rss_before) / synced if synced else math.nan,
-            "KiB per connected node")  # fmt: skip
+    fig.add(
+        "rss_per_node",
+        (rss_after - rss_before) / synced if synced else math.nan,
+        "KiB per connected node",
+    )
     if synced == 0:
         raise RuntimeError("no node could connect; see the cloudhub log")
 
     # -- pods on a sample of the held nodes ---------------------------------------------------
     statuses = []
-    for w in workers:
-        w.send({"cmd": "status"})
+    for child in workers:
+        child.send({"cmd": "status"})
     statuses = await gather_events(workers, "status", 60)
     unsynced = {name for s in statuses for name in s["unsynced"]}
     held = [i for i in range(n) if node_name(i) not in unsynced]
@@ -731,10 +758,17 @@ async def _edgebridge_phases(
     sample = [held[(j * len(held)) // p] for j in range(p)]
     log.info("creating %d pods on %d nodes", p, p)
     create = await run_phase(
-        phase=PHASE_CREATE, workers=workers, plan=plan, sample=sample,
-        updates=list(range(p)), admin=admin, batch=500, concurrency=1, rate=None,
+        phase=PHASE_CREATE,
+        workers=workers,
+        plan=plan,
+        sample=sample,
+        updates=list(range(p)),
+        admin=admin,
+        batch=500,
+        concurrency=1,
+        rate=None,
         converge_timeout=args.converge_timeout,
-    )  # fmt: skip
+    )
     fig.add("pods", p, "pods (one per sampled node)")
     fig.add("pod_create_time", create["end"] - create["start"], "s (apply -> all ACKed)")
 
@@ -742,22 +776,36 @@ async def _edgebridge_phases(
     log.info("throughput phase: %d updates, batches of %d", args.updates, args.batch)
     cpu0 = hub.cpu_seconds()
     tput = await run_phase(
-        phase=PHASE_TPUT, workers=workers, plan=plan, sample=sample,
-        updates=[j % p for j in range(args.updates)], admin=admin, batch=args.batch,
-        concurrency=args.apply_concurrency, rate=None, converge_timeout=args.converge_timeout,
-    )  # fmt: skip
+        phase=PHASE_TPUT,
+        workers=workers,
+        plan=plan,
+        sample=sample,
+        updates=[j % p for j in range(args.updates)],
+        admin=admin,
+        batch=args.batch,
+        concurrency=args.apply_concurrency,
+        rate=None,
+        converge_timeout=args.converge_timeout,
+    )
     cpu_tput = hub.cpu_seconds() - cpu0
     # -- latency ------------------------------------------------------------------------------
     lat_updates = round(args.latency_rate * args.latency_seconds)
     log.info("latency phase: %d updates at %.0f/s", lat_updates, args.latency_rate)
     lat = await run_phase(
-        phase=PHASE_LAT, workers=workers, plan=plan, sample=sample,
-        updates=[j % p for j in range(lat_updates)], admin=admin, batch=args.latency_batch,
-        concurrency=8, rate=args.latency_rate, converge_timeout=args.converge_timeout,
-    )  # fmt: skip
+        phase=PHASE_LAT,
+        workers=workers,
+        plan=plan,
+        sample=sample,
+        updates=[j % p for j in range(lat_updates)],
+        admin=admin,
+        batch=args.latency_batch,
+        concurrency=8,
+        rate=args.latency_rate,
+        converge_timeout=args.converge_timeout,
+    )
 
-    for w in workers:
-        w.send({"cmd": "report"})
+    for child in workers:
+        child.send({"cmd": "report"})
     reports = await gather_events(workers, "report", 120)
     rss_end = hub.rss_kib()
     peak = hub.peak_rss_kib()
@@ -777,14 +825,20 @@ async def _edgebridge_phases(
     updates_per_s = tput["updates"] / tput_s if tput_s > 0 else math.nan
     delivered_per_s = acked[PHASE_TPUT] / tput_s if tput_s > 0 else math.nan
     fig.add("tput_updates", int(tput["updates"]), "updates applied")
-    fig.add("tput_apply_rate", tput["updates"] / (tput["accepted"] - tput["start"]),
-            "updates/s accepted by the admin API")  # fmt: skip
+    fig.add(
+        "tput_apply_rate",
+        tput["updates"] / (tput["accepted"] - tput["start"]),
+        "updates/s accepted by the admin API",
+    )
     fig.add("tput_time", tput_s, "s (first apply -> last pod's final version ACKed)")
     fig.add("tput_delivered_msgs", acked[PHASE_TPUT], "pod messages delivered+ACKed")
     fig.add("edgebridge_updates_per_s", updates_per_s, "updates/s (applied and converged)")
     fig.add("edgebridge_delivered_per_s", delivered_per_s, "messages/s delivered+ACKed")
-    fig.add("tput_coalesced", int(tput["updates"]) - acked[PHASE_TPUT],
-            "updates superseded before delivery (latest wins)")  # fmt: skip
+    fig.add(
+        "tput_coalesced",
+        int(tput["updates"]) - acked[PHASE_TPUT],
+        "updates superseded before delivery (latest wins)",
+    )
     fig.add("tput_latency_p50", percentile(tput_lat, 50) * 1000, "ms (under saturation)")
     fig.add("tput_latency_p99", percentile(tput_lat, 99) * 1000, "ms (under saturation)")
     fig.add("cloudhub_cpu_per_update", cpu_tput / tput["updates"] * 1e6, "us CPU per update")
@@ -822,8 +876,12 @@ async def _echo_phase(
     got = await gather_events(workers, "echo_connected", 300)
     n_conns = sum(g["n"] for g in got)
     payload = int(args.measured.get("avg_msg") or 1000) or 1000
-    log.info("raw echo baseline: %d connections, %d-byte JSON, %.0fs", n_conns, payload,
-             args.echo_seconds)  # fmt: skip
+    log.info(
+        "raw echo baseline: %d connections, %d-byte JSON, %.0fs",
+        n_conns,
+        payload,
+        args.echo_seconds,
+    )
     for child in workers:
         child.send({"cmd": "echo_run", "payload": payload, "seconds": args.echo_seconds})
     done = await gather_events(workers, "echo_done", args.echo_seconds + 120)

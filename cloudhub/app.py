@@ -19,6 +19,7 @@ from aiohttp import web
 
 from cloudhub import routes
 from cloudhub.config import CloudSettings
+from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.edgecontroller.controller import EdgeController
 from cloudhub.httpserver.app import bound_port, make_app, serve_https
 from cloudhub.hub.module import HubModule
@@ -78,6 +79,7 @@ async def start(settings: CloudSettings) -> CloudApp:
     bus = Bus()
     bus.register(routes.HUB, "hub")
     bus.register(routes.EDGECONTROLLER, "resource")
+    bus.register(routes.DEVICECONTROLLER, "device")
     hub = HubModule(bus=bus, settings=settings.hub, ssl_context=authority.mtls_ssl_context())
     controller = EdgeController(bus=bus, store=store)
     try:
@@ -99,6 +101,7 @@ async def start(settings: CloudSettings) -> CloudApp:
         raise
     runner = Runner()
     runner.start_module(controller)
+    runner.start_module(DeviceController(bus=bus, store=store))
     runner.start_module(hub)
     log.info("cloudhub ready: CA sha256 %s, data in %s", authority.ca_hash, settings.data_dir)
     return CloudApp(settings, authority, store, bus, hub, controller, runner, https)

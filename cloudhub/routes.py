@@ -10,6 +10,10 @@ edgecontroller -> cloudhub
     ``response`` to a ``desired`` query: content ``dict[key, (rv, object)]``.
     ``response``/``error`` to a node's ``query``: resource ``node/{node}/...``.
 
+cloudhub -> devicecontroller
+    an edge's ``update`` of ``node/{node}/{ns}/device/{name}/twin/edge_updated`` or
+    ``.../state/update``, answered with ``response`` (applied) or ``error`` (refused).
+
 cloudhub -> edgecontroller
     ``query`` of ``node/{node}/desired``: what is bound to the node now (answered in order with
     the fan-out messages, which is why it is not a ``send_sync``).
@@ -24,6 +28,7 @@ from typing import Any
 
 HUB = "cloudhub"
 EDGECONTROLLER = "edgecontroller"
+DEVICECONTROLLER = "devicecontroller"
 HTTPSERVER = "httpserver"
 
 DESIRED = "desired"
@@ -53,3 +58,15 @@ def desired_resource(node: str) -> str:
 
 def nodestatus_resource(node: str) -> str:
     return f"node/{node}/null/{NODESTATUS}/{node}"
+
+
+def upstream_destination(resource: str) -> str:
+    """Which controller owns an edge's write to ``resource`` (edge-side resource string).
+
+    Device twin and state reports (``{ns}/device/{name}/...``) go to devicecontroller,
+    everything else (node status, leases, pod status) to edgecontroller.
+    """
+    parts = resource.split("/")
+    if len(parts) >= 3 and parts[1] == "device":
+        return DEVICECONTROLLER
+    return EDGECONTROLLER

@@ -54,6 +54,17 @@ class Change:
         return self.resource_version is None
 
 
+#: Types whose status is written from edge reports: echoing every status write back down to
+#: the edge that made it would double the traffic of a busy device for nothing. The edge
+#: catches up on the newest version at its next inventory diff.
+STATUS_ONLY_QUIET = frozenset({"device"})
+
+
+def _sans_status(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    return {k: v for k, v in obj.items() if k != "status"} | {"metadata": meta}
+
+
 class BindingIndex:
     """Objects by key, and for each node the keys that must be on it."""
 
@@ -124,7 +135,10 @@ class BindingIndex:
         self._by_type.setdefault(rkey.type, set()).add(key)
         if rkey.type in HOLDER_TYPES:
             self._rebind(key, node, refs)
-        return self._diff(key, before, candidates, changed=previous != obj, last=obj)
+        changed = previous != obj
+        if changed and previous is not None and rkey.type in STATUS_ONLY_QUIET:
+            changed = _sans_status(previous) != _sans_status(obj)
+        return self._diff(key, before, candidates, changed=changed, last=obj)
 
     def delete(self, obj: dict[str, Any]) -> list[Change]:
         """Forget an object; the removals it causes. Unknown objects cause none.

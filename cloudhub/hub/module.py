@@ -32,6 +32,11 @@ from wire.messages import Group, Message, Operation
 
 log = logging.getLogger(__name__)
 
+#: edge -> cloud writes, handed to the controller that owns the resource
+_UPSTREAM_OPS = frozenset(
+    {Operation.INSERT, Operation.UPDATE, Operation.PATCH, Operation.DELETE, Operation.UPLOAD}
+)
+
 
 class HubModule:
     """Holds every node's link; owns one writer task per connected node."""
@@ -49,8 +54,8 @@ class HubModule:
         self._peers: dict[int, Peer] = {}
         #: desired-query id -> (session, inventory) waiting for edgecontroller's answer
         self._starting: dict[str, tuple[NodeSession, dict[str, str] | None]] = {}
-        #: forwarded query id -> (node, the edge's message)
-        self._queries: dict[str, tuple[str, Message]] = {}
+        #: forwarded request id -> (node, the edge's message)
+        self._forwarded: dict[str, tuple[str, Message]] = {}
         self.port = 0
         self._server: Server | None = None
 
@@ -160,20 +165,31 @@ class HubModule:
                 inventory = None
             self._request_start(session, inventory)
         elif op == Operation.QUERY:
-            forward = Message.new(
-                source=routes.HUB,
-                group=msg.route.group,
-                operation=Operation.QUERY,
-                resource=f"node/{session.node}/{msg.resource}",
-                content=msg.content,
-            )
-            self._queries[forward.id] = (session.node, msg)
-            await self._bus.send(routes.EDGECONTROLLER, forward)
+            await self._forward(session, msg, routes.EDGECONTROLLER)
+        elif op in _UPSTREAM_OPS:
+            await self._forward(session, msg, routes.upstream_destination(msg.resource))
         elif op == Operation.ERROR:
             log.warning("node %s could not apply %s: %s", session.node, msg.resource, msg.content)
         else:
             log.warning("node %s sent unknown operation %r", session.node, op)
             await session.send(msg.error_reply(f"unknown operation {op!r}", source=routes.HUB))
+
+    async def _forward(self, session: NodeSession, msg: Message, dest: str) -> None:
+        """Hand an edge's request to a controller; its answer goes back to this node only.
+
+        The resource gets the ``node/{node}/`` prefix from the certificate's identity, never
+        from anything the edge wrote, so controllers authorize against the real node.
+        """
+        forward = Message.new(
+            source=routes.HUB,
+            group=msg.route.group,
+            operation=msg.operation,
+            resource=f"node/{session.node}/{msg.resource}",
+            content=msg.content,
+            resource_version=msg.header.resourceversion,
+        )
+        self._forwarded[forward.id] = (session.node, msg)
+        await self._bus.send(dest, forward)
 
     def _request_start(self, session: NodeSession, inventory: dict[str, str] | None) -> None:
         """Ask edgecontroller what is bound to the node; delivery starts with its answer."""
@@ -223,9 +239,9 @@ class HubModule:
             if self.sessions.get(session.node) is session and msg.operation == Operation.RESPONSE:
                 session.start(inventory, msg.content)
             return
-        query = self._queries.pop(msg.parent_id, None)
-        if query is not None:
-            node, original = query
+        forwarded = self._forwarded.pop(msg.parent_id, None)
+        if forwarded is not None:
+            node, original = forwarded
             target = self.sessions.get(node)
             if target is None:
                 return

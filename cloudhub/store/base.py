@@ -12,7 +12,7 @@ Objects are Kubernetes-shaped dicts (``apiVersion``, ``kind``, ``metadata``, ``s
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -26,6 +26,16 @@ class WatchEvent:
     type: EventType
     #: the object after the change (for DELETED: the last state, with the deletion's RV)
     object: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """Merge ``status`` (top-level keys replace) into one object's status."""
+
+    type: str
+    namespace: str | None
+    name: str
+    status: dict[str, Any]
 
 
 class ObjectStore(Protocol):
@@ -57,9 +67,7 @@ class ObjectStore(Protocol):
         """
         ...
 
-    async def apply(
-        self, objects: builtins.list[dict[str, Any]]
-    ) -> builtins.list[dict[str, Any]]:
+    async def apply(self, objects: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         """Create or replace each object, all or nothing.
 
         The store assigns ``metadata.uid`` (kept across updates), ``resourceVersion`` and
@@ -84,7 +92,18 @@ class ObjectStore(Protocol):
     ) -> dict[str, Any]:
         """Merge ``status`` into the object's status (top-level keys replace) and bump its RV.
 
+        A merge that changes nothing writes nothing.
+
         Raises:
             wire.errors.NotFound: no such object.
+        """
+        ...
+
+    async def update_statuses(
+        self, updates: Sequence[StatusUpdate]
+    ) -> builtins.list[dict[str, Any] | None]:
+        """Many status merges at once (one transaction where the backend has them).
+
+        Returns the objects after the merge, ``None`` for objects that do not exist.
         """
         ...

@@ -36,14 +36,14 @@ import sqlite3
 import stat
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from cloudhub.store.base import EventType, WatchEvent
+from cloudhub.store.base import EventType, StatusUpdate, WatchEvent
 from wire.errors import ConfigError, Gone, InvalidObject, InvalidResource, NotFound, StoreError
 from wire.manifests import validate_all
 from wire.resources import CLUSTER_SCOPED_TYPES, TYPE_TO_KIND, key_of
@@ -55,6 +55,8 @@ _T = TypeVar("_T")
 _Objects = list[dict[str, Any]]
 _Events = list[tuple[str, int, EventType, str]]  # (type, rv, event type, JSON body)
 _Rows = list[Any]
+_Updates = Sequence[StatusUpdate]
+_Results = list[dict[str, Any] | None]
 
 #: Events kept for watch resumption. At ~1 KiB an event that is ~100 MiB at most, and it
 #: covers a full re-apply of a large fleet's manifests while an edgecontroller reconnects.
@@ -370,12 +372,19 @@ class EmbeddedStore:
                     if stored is None:
                         meta["uid"] = str(uuid.uuid4())
                         meta["creationTimestamp"] = _now()
+                        if "spec" in obj:
+                            meta["generation"] = 1
                         event_type = "ADDED"
                     else:
                         stored_meta: dict[str, Any] = stored["metadata"]
                         meta["uid"] = stored_meta["uid"]
                         meta["creationTimestamp"] = stored_meta.get("creationTimestamp", _now())
                         meta["resourceVersion"] = stored_meta.get("resourceVersion")
+                        if "spec" in obj or "generation" in stored_meta:
+                            # Kubernetes semantics: generation counts spec changes only. The
+                            # edge uses it to order desired twin values.
+                            gen = int(stored_meta.get("generation") or 1)
+                            meta["generation"] = gen + (obj.get("spec") != stored.get("spec"))
                         if "status" not in obj and "status" in stored:
                             obj["status"] = stored["status"]
                         if obj == stored:
@@ -447,50 +456,62 @@ class EmbeddedStore:
     ) -> dict[str, Any]:
         """Merge ``status`` into the object's status (top-level keys replace).
 
-        A merge that changes nothing is a no-op (no new resourceVersion, no event), so edges
+        A merge that changes nothing writes nothing (no new resourceVersion, no event), so edges
         re-reporting the same status do not churn watchers.
 
         Raises:
             NotFound: no such object.
             InvalidObject: ``status`` is not a JSON object.
-            InvalidResource: ``type`` is not one edgebridge stores.
         """
-        _check_type(type)
-        if not isinstance(status, dict):
-            raise InvalidObject(f"status must be an object, got {_type_name(status)}")
-        try:
-            _encode(status)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidObject(f"status is not representable as JSON: {exc}") from exc
-        return await self._shielded(
-            self._update_status(type, _namespace(type, namespace), name, copy.deepcopy(status))
-        )
+        (result,) = await self.update_statuses([StatusUpdate(type, namespace, name, status)])
+        if result is None:
+            raise NotFound(_describe(type, _namespace(type, namespace), name))
+        return result
 
-    async def _update_status(
-        self, type: str, namespace_: str, name: str, status: dict[str, Any]
-    ) -> dict[str, Any]:
+    async def update_statuses(self, updates: _Updates) -> _Results:
+        """Apply many status merges in one transaction; ``None`` for objects that do not exist.
+
+        Raises:
+            InvalidObject: a ``status`` is not a JSON object; nothing was written.
+        """
+        for u in updates:
+            _check_type(u.type)
+            if not isinstance(u.status, dict):
+                raise InvalidObject(f"status must be an object, got {_type_name(u.status)}")
+            try:
+                _encode(u.status)
+            except (TypeError, ValueError) as exc:
+                raise InvalidObject(f"status is not representable as JSON: {exc}") from exc
+        return await self._shielded(self._update_statuses(copy.deepcopy(list(updates))))
+
+    async def _update_statuses(self, updates: _Updates) -> _Results:
         async with self._lock:
             db = self._conn()
             start_rv = self._rv
             events: _Events = []
+            results: _Results = []
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                obj = await self._find(type, namespace_, name)
-                if obj is None:
-                    raise NotFound(_describe(type, namespace_, name))
-                old = obj.get("status")
-                merged = dict(old) if isinstance(old, dict) else {}
-                merged.update(status)
-                if merged != old:
+                for u in updates:
+                    namespace_ = _namespace(u.type, u.namespace)
+                    obj = await self._find(u.type, namespace_, u.name)
+                    results.append(obj)
+                    if obj is None:
+                        continue
+                    old = obj.get("status")
+                    merged = dict(old) if isinstance(old, dict) else {}
+                    merged.update(u.status)
+                    if merged == old:
+                        continue
                     obj["status"] = merged
                     obj["metadata"]["resourceVersion"] = str(self._next_rv())
                     body = _encode(obj)
                     await db.execute(
                         "UPDATE objects SET rv = ?, body = ?"
                         " WHERE type = ? AND namespace = ? AND name = ?",
-                        (self._rv, body, type, namespace_, name),
+                        (self._rv, body, u.type, namespace_, u.name),
                     )
-                    events.append((type, self._rv, "MODIFIED", body))
+                    events.append((u.type, self._rv, "MODIFIED", body))
                 await self._commit(db, events)
             except BaseException as exc:
                 await self._rollback(db, start_rv)
@@ -498,7 +519,7 @@ class EmbeddedStore:
                     raise StoreError(f"status update failed: {exc}") from exc
                 raise
             self._publish(events)
-        return obj
+        return results
 
     # ------------------------------------------------------------------ internals
 

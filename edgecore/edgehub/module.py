@@ -18,7 +18,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -38,6 +38,10 @@ METAMANAGER = "metamanager"
 HEARTBEAT_HEADER = "edgebridge-heartbeat"
 #: operations the cloud sends that metamanager stores
 _META_OPS = frozenset({Operation.INSERT, Operation.UPDATE, Operation.PATCH, Operation.DELETE})
+#: groups told when the cloud link comes up or goes down (they resend their durable outboxes)
+NOTIFY_GROUPS = ("twin",)
+CONNECTED = "connected"
+DISCONNECTED = "disconnected"
 
 
 def client_ssl_context(settings: EdgeSettings) -> ssl.SSLContext:
@@ -72,6 +76,10 @@ class EdgeHub:
         self.connected = asyncio.Event()
         self.connections = 0
         self.last_error = ""
+        #: upstream message id -> module that sent it, to route the cloud's answer back
+        self._upstream: dict[str, str] = {}
+        #: the live link, or ``None`` while offline
+        self._ws: ClientConnection | None = None
 
     @property
     def url(self) -> str:
@@ -81,6 +89,34 @@ class EdgeHub:
     async def run(self) -> None:
         h = self._settings.hub
         delays = backoff(initial=h.reconnect_initial, cap=h.reconnect_cap)
+        pump = asyncio.create_task(self._pump(), name="edgehub:pump")
+        try:
+            await self._connect_forever(delays)
+        finally:
+            pump.cancel()
+
+    async def _pump(self) -> None:
+        """The only reader of edgehub's inbox: send to the cloud, or drop while offline.
+
+        Dropping is safe: ACKs are worthless on a new link (the inventory diff replaces them)
+        and upstream updates sit in their module's durable outbox until the next ``connected``.
+        Never blocking here means no module ever blocks on an absent cloud.
+        """
+        while True:
+            msg = await self._bus.receive(self.name)
+            ws = self._ws
+            if ws is None:
+                log.debug("offline: not sending %s %s", msg.operation, msg.resource)
+                continue
+            if msg.operation not in (Operation.RESPONSE, Operation.ERROR) and msg.route.source:
+                self._upstream[msg.id] = msg.route.source
+            try:
+                await ws.send(encode(msg))
+            except (ConnectionClosed, OSError):
+                log.debug("link closing: %s %s not sent", msg.operation, msg.resource)
+
+    async def _connect_forever(self, delays: Iterator[float]) -> None:
+        h = self._settings.hub
         while True:
             try:
                 async with connect(
@@ -107,9 +143,12 @@ class EdgeHub:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.info("cloud link down: %s", self.last_error)
             finally:
+                self._ws = None
                 if self.connected.is_set():
                     self.connected.clear()
+                    self._upstream.clear()
                     log.warning("disconnected from cloud; serving from the local cache")
+                    await self._notify(DISCONNECTED)
             delay = next(delays)
             log.info("reconnecting in %.2fs", delay)
             await asyncio.sleep(delay)
@@ -129,13 +168,14 @@ class EdgeHub:
             )
         )
         self.connections += 1
+        self._ws = ws
         self.connected.set()
         log.info("connected to %s; stated inventory of %d objects", self.url, len(inventory))
+        await self._notify(CONNECTED)
         loop = asyncio.get_running_loop()
         live = Liveness(interval=self._settings.hub.heartbeat, now=loop.time())
         tasks = [
             asyncio.create_task(self._read(ws, live), name="edgehub:read"),
-            asyncio.create_task(self._write(ws), name="edgehub:write"),
             asyncio.create_task(self._keepalive(ws, live), name="edgehub:keepalive"),
         ]
         try:
@@ -162,16 +202,24 @@ class EdgeHub:
             if op in _META_OPS or (op == Operation.QUERY and msg.route.group == Group.RESOURCE):
                 await self._bus.send(METAMANAGER, msg)
             elif op in (Operation.RESPONSE, Operation.ERROR):
-                if not self._bus.respond(msg) and op == Operation.ERROR:
+                origin = self._upstream.pop(msg.parent_id, None)
+                if origin is not None:
+                    await self._bus.send(origin, msg)
+                elif not self._bus.respond(msg) and op == Operation.ERROR:
                     log.warning("cloud reported an error for %s: %s", msg.resource, msg.content)
             else:
                 log.warning("cloud sent unknown operation %r for %s", op, msg.resource)
                 await ws.send(encode(msg.error_reply(f"unknown operation {op!r}", source=EDGEHUB)))
 
-    async def _write(self, ws: ClientConnection) -> None:
-        while True:
-            msg = await self._bus.receive(self.name)
-            await ws.send(encode(msg))
+    async def _notify(self, operation: str) -> None:
+        for group in NOTIFY_GROUPS:
+            for module in self._bus.modules(group):
+                await self._bus.send(
+                    module,
+                    Message.new(
+                        source=EDGEHUB, group=Group.HUB, operation=operation, resource="cloud"
+                    ),
+                )
 
     async def _keepalive(self, ws: ClientConnection, live: Liveness) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,1 @@
+"""devicecontroller: applies what edges report about their devices to ``Device.status``."""
