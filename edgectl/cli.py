@@ -200,15 +200,66 @@ def table_rows(plural: str, items: list[dict[str, Any]], now: dt.datetime) -> li
             rows.append([_meta(obj, "namespace"), _meta(obj, "name"), str(count), _age(obj, now)])
         return rows
     if plural == "devices":
-        rows = [["NAMESPACE", "NAME", "NODE", "MODEL", "AGE"]]
-        for dev in items:
-            model = ((dev.get("spec") or {}).get("deviceModelRef") or {}).get("name") or "<none>"
-            row = [_meta(dev, "namespace"), _meta(dev, "name"), _spec(dev, "nodeName")]
-            rows.append([*row, str(model), _age(dev, now)])
-        return rows
+        return device_rows(items, now)
     rows = [["NAMESPACE", "NAME", "AGE"]]
     for obj in items:
         rows.append([_meta(obj, "namespace"), _meta(obj, "name"), _age(obj, now)])
+    return rows
+
+
+def _twin_time(entry: dict[str, Any], now: dt.datetime) -> str:
+    raw = str((entry.get("metadata") or {}).get("timestamp"))
+    try:
+        ts = dt.datetime.fromtimestamp(int(raw) / 1000, dt.UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "-"
+    return human_duration(max(0.0, (now - ts).total_seconds())) + " ago"
+
+
+def device_rows(items: list[dict[str, Any]], now: dt.datetime) -> list[list[str]]:
+    """One row per device property: desired, reported, when reported, and whether in sync.
+
+    SYNC is ``yes`` when the edge has observed the desired value and the device reports it,
+    ``pending`` while either is behind, ``-`` for properties without a desired value.
+    """
+    rows = [["NAMESPACE", "NAME", "NODE", "PROPERTY", "DESIRED", "REPORTED", "UPDATED", "SYNC"]]
+    for dev in items:
+        spec = dev.get("spec") or {}
+        twins = {
+            t.get("propertyName"): t
+            for t in (dev.get("status") or {}).get("twins") or []
+            if isinstance(t, dict)
+        }
+        names = [p.get("name") for p in spec.get("properties") or [] if isinstance(p, dict)]
+        names += [n for n in twins if n not in names]
+        desired = {
+            p.get("name"): (p.get("desired") or {}).get("value")
+            for p in spec.get("properties") or []
+            if isinstance(p, dict)
+        }
+        head = [_meta(dev, "namespace"), _meta(dev, "name"), _spec(dev, "nodeName")]
+        if not names:
+            rows.append([*head, "<none>", "-", "-", "-", "-"])
+        for name in names:
+            twin = twins.get(name) or {}
+            reported = twin.get("reported") or {}
+            want = desired.get(name)
+            if want is None:
+                sync = "-"
+            elif (twin.get("observedDesired") or {}).get("value") == want == reported.get("value"):
+                sync = "yes"
+            else:
+                sync = "pending"
+            rows.append(
+                [
+                    *head,
+                    str(name),
+                    "-" if want is None else str(want),
+                    str(reported.get("value", "-")),
+                    _twin_time(reported, now) if reported else "-",
+                    sync,
+                ]
+            )
     return rows
 
 

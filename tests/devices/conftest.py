@@ -1,0 +1,173 @@
+"""A real mosquitto for the mapper tests, and a test client that plays edgecore's part.
+
+The mapper's job is the wire, so the tests check the wire: a real broker on a free 127.0.0.1
+port (config in ``tmp_path``, no persistence), restartable on the same port, and an aiomqtt
+client that records what the mapper publishes and answers like the edge would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from devices.driver import Driver
+from devices.drivers.virtual import VirtualThermostat
+from devices.mapper import Mapper, MapperSettings
+from tests.support.procs import free_port, wait_until
+
+
+def _mosquitto_binary() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+
+
+class Broker:
+    """One mosquitto process bound to 127.0.0.1:``port``."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.config = directory / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        self.log = directory / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def _accepting(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            return True
+        return False
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [self.binary, "-c", str(self.config)], stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 5
+        while not self._accepting():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not start: {self.log.read_text()}")
+            time.sleep(0.01)  # a subprocess readiness poll, not test synchronisation
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    binary = _mosquitto_binary()
+    if binary is None:
+        pytest.skip("mosquitto is not installed")
+    b = Broker(binary, tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+@dataclass
+class Seen:
+    topic: str
+    payload: Any
+
+
+class FakeEdge:
+    """Records every message under ``$hw/events/device/#`` and publishes like edgecore."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.seen: list[Seen] = []
+
+    async def pump(self) -> None:
+        async for message in self.client.messages:
+            raw = message.payload
+            try:
+                payload: Any = json.loads(raw if isinstance(raw, str | bytes) else "")
+            except ValueError:
+                payload = raw
+            self.seen.append(Seen(message.topic.value, payload))
+
+    def on(self, topic: str) -> list[Any]:
+        """Payloads seen on ``topic`` so far, oldest first."""
+        return [s.payload for s in self.seen if s.topic == topic]
+
+    async def wait_for(
+        self, topic: str, predicate: Callable[[Any], bool] = lambda _: True, *, after: int = 0
+    ) -> Any:
+        """The first payload on ``topic`` (beyond the first ``after``) matching ``predicate``."""
+
+        def found() -> Any:
+            for payload in self.on(topic)[after:]:
+                if predicate(payload):
+                    return payload
+            return None
+
+        return await wait_until(found, timeout=5)
+
+    async def publish(self, topic: str, payload: Any) -> None:
+        body = payload if isinstance(payload, str | bytes) else json.dumps(payload)
+        await self.client.publish(topic, body, qos=1)
+
+
+@pytest.fixture
+async def edge(broker: Broker) -> AsyncIterator[FakeEdge]:
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="fake-edge") as client:
+        await client.subscribe("$hw/events/device/#", qos=1)
+        fake = FakeEdge(client)
+        task = asyncio.create_task(fake.pump())
+        yield fake
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task
+
+
+MapperFactory = Callable[..., Mapper]
+
+
+@pytest.fixture
+async def start_mapper(broker: Broker) -> AsyncIterator[MapperFactory]:
+    """Start in-process mappers against ``broker``; stops them at the end of the test."""
+    running: list[tuple[Mapper, asyncio.Task[None]]] = []
+
+    def factory(driver: Driver | None = None, **settings: Any) -> Mapper:
+        options: dict[str, Any] = {
+            "device": "thermostat-1",
+            "broker": broker.url,
+            "report_interval": 0.1,
+            "reconnect_initial": 0.1,
+            "reconnect_cap": 0.2,
+        }
+        options.update(settings)
+        mapper = Mapper(driver or VirtualThermostat(seed=1), MapperSettings(**options))
+        running.append((mapper, asyncio.create_task(mapper.run())))
+        return mapper
+
+    yield factory
+    for mapper, task in running:
+        mapper.stop()
+    for _, task in running:
+        try:
+            await asyncio.wait_for(task, 5)
+        except TimeoutError:
+            task.cancel()
