@@ -29,6 +29,7 @@ from typing import Any
 HUB = "cloudhub"
 EDGECONTROLLER = "edgecontroller"
 DEVICECONTROLLER = "devicecontroller"
+CERTCONTROLLER = "certcontroller"
 HTTPSERVER = "httpserver"
 
 DESIRED = "desired"
@@ -64,9 +65,12 @@ def upstream_destination(resource: str) -> str:
     """Which controller owns an edge's write to ``resource`` (edge-side resource string).
 
     Device twin and state reports (``{ns}/device/{name}/...``) go to devicecontroller,
+    certificate renewals (``null/certificatesigningrequest/{node}``) to certcontroller,
     everything else (node status, leases, pod status) to edgecontroller.
     """
     parts = resource.split("/")
     if len(parts) >= 3 and parts[1] == "device":
         return DEVICECONTROLLER
+    if len(parts) >= 3 and parts[1] == "certificatesigningrequest":
+        return CERTCONTROLLER
     return EDGECONTROLLER

@@ -130,16 +130,31 @@ class FakeEdge:
         await self.client.publish(topic, body, qos=1)
 
 
-@pytest.fixture
-async def edge(broker: Broker) -> AsyncIterator[FakeEdge]:
-    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="fake-edge") as client:
+@contextlib.asynccontextmanager
+async def open_edge(port: int) -> AsyncIterator[FakeEdge]:
+    """A fake edge connected to the broker on ``port``, recording from the start."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"fake-edge-{port}") as client:
         await client.subscribe("$hw/events/device/#", qos=1)
         fake = FakeEdge(client)
         task = asyncio.create_task(fake.pump())
+        try:
+            yield fake
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await task
+
+
+@pytest.fixture
+async def edge(broker: Broker) -> AsyncIterator[FakeEdge]:
+    async with open_edge(broker.port) as fake:
         yield fake
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-            await task
+
+
+@pytest.fixture
+def connect_edge() -> Callable[[int], contextlib.AbstractAsyncContextManager[FakeEdge]]:
+    """For tests that restart the broker and so need a fresh edge connection afterwards."""
+    return open_edge
 
 
 MapperFactory = Callable[..., Mapper]
@@ -164,7 +179,7 @@ async def start_mapper(broker: Broker) -> AsyncIterator[MapperFactory]:
         return mapper
 
     yield factory
-    for mapper, task in running:
+    for mapper, _ in running:
         mapper.stop()
     for _, task in running:
         try:

@@ -142,3 +142,29 @@ def test_ready_and_backlog_track_pending_work() -> None:
     assert ds.backlog == 1
     ds.ack(o.msg_id)
     assert ds.ready
+
+
+def test_update_back_to_edge_version_while_another_is_in_flight_is_sent() -> None:
+    """Edge has 1, 2 is in flight, desired goes back to 1: after the ACK of 2, 1 goes out."""
+    ds = _ds()
+    ds.start({KEY: "1"}, {KEY: ("2", {"v": 2})})
+    [o] = ds.poll(now=0.0)
+    ds.update(KEY, "1", {"v": 1})
+    assert ds.ack(o.msg_id)
+    [back] = ds.poll(now=0.1)
+    assert back.resource_version == "1" and back.content == {"v": 1}
+    assert ds.ack(back.msg_id)
+    assert ds.edge == {KEY: "1"}
+
+
+def test_remove_while_insert_in_flight_after_reconnect_sends_delete() -> None:
+    """A key not on the edge but in flight is deleted after its ACK, not forgotten."""
+    ds = _ds()
+    ds.start({}, {})
+    ds.update(KEY, "1", {})
+    [o] = ds.poll(now=0.0)
+    ds.remove(KEY, {"stub": True})
+    assert ds.backlog == 1
+    ds.ack(o.msg_id)
+    [dele] = ds.poll(now=0.1)
+    assert dele.resource_version is None

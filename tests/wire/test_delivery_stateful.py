@@ -13,6 +13,7 @@ import itertools
 from collections import deque
 from typing import Any
 
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -48,15 +49,19 @@ class DeliveryMachine(RuleBasedStateMachine):
 
     # -- the cloud's side ---------------------------------------------------------------------
 
-    @rule(key=KEYS, rv=VERSIONS)
-    def update(self, key: str, rv: str) -> None:
+    @rule(key=KEYS, rv=VERSIONS, poll=st.booleans())
+    def update(self, key: str, rv: str, poll: bool) -> None:
         self.desired[key] = rv
         self.ds.update(key, rv, _obj(key, rv))
+        if poll:
+            self.poll()
 
-    @rule(key=KEYS)
-    def remove(self, key: str) -> None:
+    @rule(key=KEYS, poll=st.booleans())
+    def remove(self, key: str, poll: bool) -> None:
         self.desired.pop(key, None)
         self.ds.remove(key, {"stub": key})
+        if poll:
+            self.poll()
 
     @rule()
     def poll(self) -> None:
@@ -82,10 +87,12 @@ class DeliveryMachine(RuleBasedStateMachine):
     # These rules do nothing on an empty queue rather than using preconditions, so Hypothesis
     # never has to discard a generated step.
 
-    @rule()
-    def deliver(self) -> None:
+    @rule(ack_now=st.booleans())
+    def deliver(self, ack_now: bool) -> None:
         if self.wire:
             self._apply(self.wire.popleft())
+            if ack_now:
+                self.deliver_ack()
 
     @rule()
     def edge_fails_to_persist(self) -> None:
@@ -153,4 +160,7 @@ class DeliveryMachine(RuleBasedStateMachine):
 
 
 TestDelivery = DeliveryMachine.TestCase
+# The interesting interleavings (an ACKed key updated in flight and back again; a stale ACK
+# after a lost message) need more runs than the default 100 to show up reliably.
+TestDelivery.settings = settings(max_examples=max(200, settings.default.max_examples))
 TestDelivery.__doc__ = "Random update/remove/ack/poll/timeout/reconnect sequences converge."

@@ -1,0 +1,388 @@
+"""The twin's SQLite tables: device, device_twin and the edge→cloud outbox.
+
+Why the outbox lives in the same transaction as the twin: a mapper's report is answered
+(``.../update/result``) only after it is on disk, and the cloud must eventually see every
+answered report. Writing the twin row and the outbox row in one transaction makes "stored" and
+"will be sent" the same fact: after a power cut either both are there or neither is (and then
+the mapper got no result and republishes, QoS 1). KubeEdge instead drops edge→cloud twin
+updates while offline, so its cloud can stay stale or revert.
+
+Why group commit: every commit is one fsync (``synchronous=FULL``: an acknowledged report must
+survive power loss). :meth:`TwinStore.commit` takes a :class:`WriteSet` holding a whole batch of
+messages (twin upserts, outbox inserts, outbox deletes for the cloud's ACKs), so a burst of
+reports costs one fsync per batch instead of one per report.
+
+The tables keep KubeEdge's names and columns (``device``, ``device_twin`` with ``expected``,
+``expected_meta``, ``expected_version``, ``actual``..., ``attr_type``), values as strings and
+metadata and versions as small JSON objects, so the file stays recognisable to anyone who knows
+KubeEdge's ``edgecore.db``. A tombstone is ``"deleted": true`` in the value's metadata.
+
+The file is shared with metamanager (its ``meta`` table), which uses ``PRAGMA user_version``
+for its own schema; the twin therefore counts its migrations in a table of its own,
+``twin_schema``. Two connections, as metamanager does: the writer, and a reader that in WAL mode
+sees only committed rows (the outbox sender must never send a row that might still roll back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from edgecore.devicetwin.merge import Twin, TwinValue
+from wire.errors import ConfigError, StoreError
+
+log = logging.getLogger(__name__)
+
+#: milliseconds a writer waits for metamanager's transaction on the same file
+BUSY_TIMEOUT_MS = 5000
+
+#: Schema migrations, applied in order; ``twin_schema.version`` counts those applied.
+#: Never edit an entry that has shipped: append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE device (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'unknown',
+        last_online TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE device_twin (
+        deviceid TEXT NOT NULL,
+        name TEXT NOT NULL,
+        expected TEXT,
+        expected_meta TEXT,
+        expected_version TEXT,
+        actual TEXT,
+        actual_meta TEXT,
+        actual_version TEXT,
+        optional INTEGER,
+        attr_type TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (deviceid, name)
+    );
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        msg_id TEXT NOT NULL UNIQUE,
+        resource TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A row of ``device``: membership and the state the mapper last reported."""
+
+    id: str
+    name: str
+    namespace: str
+    description: str = ""
+    state: str = "unknown"
+    last_online: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TwinRecord:
+    """A row of ``device_twin``."""
+
+    device_id: str
+    name: str
+    twin: Twin
+    optional: bool | None = None
+    #: the property's type as written in twin ``metadata.type`` (``float``...)
+    attr_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One upstream message waiting for the cloud's ACK."""
+
+    seq: int
+    msg_id: str
+    resource: str
+    content: dict[str, Any]
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutboxRow:
+    msg_id: str
+    resource: str
+    content: dict[str, Any]
+    created: int
+
+
+@dataclass
+class WriteSet:
+    """Everything one transaction writes."""
+
+    devices: dict[str, DeviceRecord] = field(default_factory=dict)
+    #: device ids whose device and device_twin rows go
+    removed_devices: set[str] = field(default_factory=set)
+    twins: dict[tuple[str, str], TwinRecord] = field(default_factory=dict)
+    outbox: list[NewOutboxRow] = field(default_factory=list)
+    #: outbox msg ids the cloud answered
+    acked: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.devices or self.removed_devices or self.twins or self.outbox or self.acked)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _value_columns(v: TwinValue | None) -> tuple[str | None, str | None, str | None]:
+    if v is None:
+        return None, None, None
+    meta: dict[str, Any] = {"timestamp": v.timestamp}
+    if v.deleted:
+        meta["deleted"] = True
+    return v.value, _dumps(meta), _dumps({"cloud": v.cloud, "edge": v.edge})
+
+
+def _value_from(value: str | None, meta: str | None, version: str | None) -> TwinValue | None:
+    if version is None:
+        return None
+    ver = json.loads(version)
+    m = json.loads(meta) if meta else {}
+    return TwinValue(
+        value,
+        int(ver.get("cloud", 0)),
+        int(ver.get("edge", 0)),
+        int(m.get("timestamp", 0)),
+        bool(m.get("deleted", False)),
+    )
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Mark a shielded write's outcome as seen when its caller was cancelled meanwhile."""
+    if not task.cancelled():
+        task.exception()
+
+
+class TwinStore:
+    """The twin's tables. Create with :meth:`open`; one instance per database file."""
+
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+        self._closed = False
+        #: transactions committed (for metrics and tests of batching)
+        self.commits = 0
+
+    @classmethod
+    async def open(cls, path: Path) -> TwinStore:
+        """Open (creating if needed) the database at ``path`` and bring the twin tables up.
+
+        Raises:
+            ConfigError: not a usable database, or a twin schema newer than this program.
+        """
+        # owner-only before SQLite creates it: the file also caches secrets (metamanager)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        writer: aiosqlite.Connection | None = None
+        reader: aiosqlite.Connection | None = None
+        try:
+            writer = await aiosqlite.connect(path, isolation_level=None)
+            await writer.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await writer.execute("PRAGMA synchronous=FULL")
+            await _migrate(writer, path)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            await reader.execute("PRAGMA query_only=ON")
+        except BaseException as exc:
+            for conn in (reader, writer):
+                if conn is not None:
+                    await conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise ConfigError(f"cannot open the twin tables in {path}: {exc}") from exc
+            raise
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.chmod(path.with_name(path.name + suffix), 0o600)
+            except FileNotFoundError:
+                pass
+        return cls(path, writer, reader)
+
+    async def close(self) -> None:
+        """Close both connections. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._lock:
+            await self._reader.close()
+            await self._writer.close()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def commit(self, writes: WriteSet) -> None:
+        """Write everything in ``writes`` in one transaction (one fsync).
+
+        Raises:
+            StoreError: SQLite refused; nothing was written.
+        """
+        if not writes:
+            return
+        # Shielded: a cancelled caller must not leave a transaction open on the connection.
+        task = asyncio.ensure_future(self._commit(writes))
+        task.add_done_callback(_retrieve)
+        await asyncio.shield(task)
+
+    async def _commit(self, w: WriteSet) -> None:
+        async with self._lock:
+            if self._closed:
+                raise StoreError("the twin store is closed")
+            db = self._writer
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    await self._write(db, w)
+                    await db.execute("COMMIT")
+                except BaseException:
+                    # also on cancellation: a half-open transaction blocks every later write
+                    try:
+                        await db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        log.debug("rollback failed", exc_info=True)
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"twin store write failed: {exc}") from exc
+            self.commits += 1
+
+    @staticmethod
+    async def _write(db: aiosqlite.Connection, w: WriteSet) -> None:
+        if w.removed_devices:
+            gone = [(d,) for d in w.removed_devices]
+            await db.executemany("DELETE FROM device_twin WHERE deviceid = ?", gone)
+            await db.executemany("DELETE FROM device WHERE id = ?", gone)
+        if w.devices:
+            await db.executemany(
+                "INSERT INTO device (id, name, namespace, description, state, last_online)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET description = excluded.description,"
+                " state = excluded.state, last_online = excluded.last_online",
+                [
+                    (d.id, d.name, d.namespace, d.description, d.state, d.last_online)
+                    for d in w.devices.values()
+                ],
+            )
+        if w.twins:
+            rows = []
+            for t in w.twins.values():
+                e = _value_columns(t.twin.expected)
+                a = _value_columns(t.twin.actual)
+                opt = None if t.optional is None else int(t.optional)
+                rows.append((t.device_id, t.name, *e, *a, opt, t.attr_type))
+            await db.executemany(
+                "INSERT INTO device_twin (deviceid, name, expected, expected_meta,"
+                " expected_version, actual, actual_meta, actual_version, optional, attr_type)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (deviceid, name) DO UPDATE SET expected = excluded.expected,"
+                " expected_meta = excluded.expected_meta,"
+                " expected_version = excluded.expected_version, actual = excluded.actual,"
+                " actual_meta = excluded.actual_meta, actual_version = excluded.actual_version,"
+                " optional = excluded.optional, attr_type = excluded.attr_type",
+                rows,
+            )
+        if w.outbox:
+            await db.executemany(
+                "INSERT INTO outbox (msg_id, resource, content, created) VALUES (?, ?, ?, ?)",
+                [(r.msg_id, r.resource, _dumps(r.content), r.created) for r in w.outbox],
+            )
+        if w.acked:
+            await db.executemany(
+                "DELETE FROM outbox WHERE msg_id = ?", [(m,) for m in sorted(w.acked)]
+            )
+
+    # -- reads (committed data only) ----------------------------------------------------------
+
+    async def load(self) -> tuple[dict[str, DeviceRecord], list[TwinRecord]]:
+        """Every device row, and every twin row."""
+        async with self._reader.execute(
+            "SELECT id, name, namespace, description, state, last_online FROM device"
+        ) as cur:
+            devices = {r[0]: DeviceRecord(*r) for r in await cur.fetchall()}
+        twins: list[TwinRecord] = []
+        async with self._reader.execute(
+            "SELECT deviceid, name, expected, expected_meta, expected_version, actual,"
+            " actual_meta, actual_version, optional, attr_type FROM device_twin"
+            " ORDER BY deviceid, name"
+        ) as cur:
+            for row in await cur.fetchall():
+                dev, name, ev, em, ever, av, am, aver, opt, typ = row
+                try:
+                    twin = Twin(_value_from(ev, em, ever), _value_from(av, am, aver))
+                except (ValueError, TypeError, AttributeError):
+                    log.warning("twin row %s/%s is damaged; ignoring it", dev, name)
+                    continue
+                twins.append(
+                    TwinRecord(dev, name, twin, None if opt is None else bool(opt), typ or "")
+                )
+        return devices, twins
+
+    async def pending(self, *, after: int = 0, limit: int = 256) -> list[OutboxRow]:
+        """Outbox rows with ``seq > after``, oldest first."""
+        async with self._reader.execute(
+            "SELECT seq, msg_id, resource, content, created FROM outbox"
+            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        out: list[OutboxRow] = []
+        for seq, msg_id, resource, content, created in rows:
+            try:
+                obj = json.loads(content)
+            except ValueError:
+                log.warning("outbox row %s is not valid JSON; skipping it", msg_id)
+                continue
+            out.append(OutboxRow(seq, msg_id, resource, obj, created))
+        return out
+
+    async def outbox_size(self) -> int:
+        async with self._reader.execute("SELECT count(*) FROM outbox") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    """Apply the twin migrations this file has not seen, each in its own transaction."""
+    await db.execute("BEGIN IMMEDIATE")  # nobody else migrates the twin tables meanwhile
+    try:
+        await db.execute("CREATE TABLE IF NOT EXISTS twin_schema (version INTEGER NOT NULL)")
+        async with db.execute("SELECT version FROM twin_schema") as cur:
+            row = await cur.fetchone()
+        if row is None:
+            await db.execute("INSERT INTO twin_schema (version) VALUES (0)")
+            version = 0
+        else:
+            version = int(row[0])
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+    if version > len(MIGRATIONS):
+        raise ConfigError(
+            f"{path} has twin schema version {version}; this edgecore knows up to {len(MIGRATIONS)}"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        await db.executescript(
+            f"BEGIN IMMEDIATE; {script}; UPDATE twin_schema SET version = {number}; COMMIT;"
+        )
+        log.info("twin tables in %s migrated to version %d", path, number)
