@@ -41,6 +41,7 @@ from bench.common import (
     CertMinter,
     CloudHub,
     Figures,
+    PySpy,
     SimEdge,
     bench_pod,
     connect_all,
@@ -129,6 +130,7 @@ async def _run(
         for n in nodes
     ]
     keepalive = asyncio.create_task(keepalive_loop(lambda: edges))
+    profiler = PySpy(pid=hub.pid, out=workdir / "cloudhub-profile.txt") if args.profile else None
     try:
         ok, _failed, errors = await connect_all(edges, concurrency=16)
         for e in errors:
@@ -149,6 +151,8 @@ async def _run(
             return False
         cmlog.messages.clear()
         cpu0 = hub.cpu_seconds()
+        if profiler is not None:
+            profiler.start()
 
         # -- the burst ---------------------------------------------------------------------
         next_edit = 1
@@ -197,6 +201,8 @@ async def _run(
         await asyncio.sleep(args.settle)
         cpu = hub.cpu_seconds() - cpu0
     finally:
+        if profiler is not None:
+            profiler.stop()
         keepalive.cancel()
         await asyncio.gather(*(e.close() for e in edges))
 
@@ -260,6 +266,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=300.0, help="hard limit, seconds (300)")
     p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (cloudhub log)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample cloudhub with py-spy during the burst; summary on stderr",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
     return p.parse_args(argv)
 

@@ -27,6 +27,7 @@ import math
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import ssl
@@ -333,6 +334,79 @@ class CloudHub:
 
     async def __aexit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- profiling ----------------------------------------------------------------------------------
+
+
+class PySpy:
+    """Samples a process with ``py-spy record --format raw`` (collapsed stacks) while active.
+
+    py-spy is not a dependency of edgebridge; when it is not on PATH this does nothing but say
+    so. ``--nonblocking`` keeps the sampled process running between samples, so the profile
+    perturbs the figures only slightly.
+    """
+
+    def __init__(self, *, pid: int, out: Path, rate: int = 100) -> None:
+        self.pid = pid
+        self.out = out
+        self.rate = rate
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("py-spy")
+        if exe is None:
+            log.warning("py-spy is not installed (pip install py-spy); not profiling")
+            return
+        self._popen = subprocess.Popen(
+            [exe, "record", "--pid", str(self.pid), "--output", str(self.out), "--format",
+             "raw", "--rate", str(self.rate), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        log.info("profiling pid %d into %s", self.pid, self.out)
+
+    def stop(self) -> None:
+        """Stop sampling (SIGINT makes py-spy write its output) and log a summary."""
+        p, self._popen = self._popen, None
+        if p is None:
+            return
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        if self.out.exists():
+            for line in summarize_collapsed(self.out):
+                log.info("%s", line)
+
+
+def summarize_collapsed(path: Path, *, top: int = 25) -> list[str]:
+    """Top functions by self and by inclusive samples from a collapsed-stack file."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            incl[frame] = incl.get(frame, 0) + count
+    if not total:
+        return ["profile: no samples"]
+    out = [f"profile of {path.name}: {total} samples; top by self time:"]
+    for frame, c in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  self {100 * c / total:5.1f}%  {frame}")
+    out.append("top by inclusive time:")
+    for frame, c in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  incl {100 * c / total:5.1f}%  {frame}")
+    return out
 
 
 # -- the admin API ----------------------------------------------------------------------------

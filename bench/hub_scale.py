@@ -52,6 +52,7 @@ from bench.common import (
     CertMinter,
     CloudHub,
     Figures,
+    PySpy,
     SimEdge,
     bench_pod,
     connect_all,
@@ -774,6 +775,9 @@ async def _edgebridge_phases(
 
     # -- throughput ---------------------------------------------------------------------------
     log.info("throughput phase: %d updates, batches of %d", args.updates, args.batch)
+    profiler = PySpy(pid=hub.pid, out=workdir / "cloudhub-profile.txt") if args.profile else None
+    if profiler is not None:
+        profiler.start()
     cpu0 = hub.cpu_seconds()
     tput = await run_phase(
         phase=PHASE_TPUT,
@@ -804,6 +808,8 @@ async def _edgebridge_phases(
         converge_timeout=args.converge_timeout,
     )
 
+    if profiler is not None:
+        profiler.stop()
     for child in workers:
         child.send({"cmd": "report"})
     reports = await gather_events(workers, "report", 120)
@@ -964,6 +970,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (cloudhub log, certs)")
     p.add_argument("--verbose-cloud", action="store_true", help="run cloudhub with -v")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample cloudhub with py-spy during the update phases; summary on stderr",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
     # internal: the same file runs as a client worker or as the echo server
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

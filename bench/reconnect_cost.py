@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import shutil
 import sys
@@ -67,16 +68,19 @@ class Counter:
 
     by_kind: dict[str, int] = field(default_factory=dict)
     last: float = 0.0
+    first: asyncio.Event = field(default_factory=asyncio.Event)
 
     def reset(self) -> None:
         self.by_kind = {}
         self.last = time.monotonic()
+        self.first.clear()
 
     def hook(self, edge: SimEdge, op: str, key: str, rv: str, content: Any, now: float) -> None:
         kind = key.split("/")[1]
         name = f"{kind}:{op}"
         self.by_kind[name] = self.by_kind.get(name, 0) + 1
         self.last = time.monotonic()
+        self.first.set()
 
     def total(self, prefix: str = "") -> int:
         return sum(v for k, v in self.by_kind.items() if k.startswith(prefix))
@@ -126,8 +130,9 @@ async def reconnect(
     t0 = time.monotonic()
     await edge.connect(send_inventory=send_inventory)
     counter.last = t0
-    while first_within and not counter.total() and time.monotonic() - t0 < first_within:
-        await asyncio.sleep(0.05)
+    if first_within:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(counter.first.wait(), first_within)
     waited = await until_quiet(counter, quiet, timeout)
     last = counter.last - t0 if counter.total() else 0.0
     return counter.total(), last, waited

@@ -191,6 +191,11 @@ def report_payload(
     return payload
 
 
+def _encode(payload: dict[str, Any]) -> str:
+    """Compact JSON, as edgecore's eventbus writes it."""
+    return json.dumps(payload, separators=(",", ":"))
+
+
 def _stringify(value: Any) -> Any:
     """KubeEdge sends values as strings; accept a bare JSON scalar from a sloppier edge."""
     if isinstance(value, bool):
@@ -347,15 +352,18 @@ class Mapper:
 
     async def _session(self) -> None:
         """One broker connection, until stop (returns) or an MQTT error (raises)."""
-        will = aiomqtt.Will(self._topics.state_update, json.dumps(state_payload("offline")), qos=1)
+        will = aiomqtt.Will(self._topics.state_update, _encode(state_payload("offline")), qos=1)
         client = aiomqtt.Client(
             self._broker.host,
             self._broker.port,
             username=self._broker.username,
             password=self._broker.password,
+            # Unique per connection: with a reused id the broker would close a lingering older
+            # connection on takeover and publish its "offline" will after our "online".
             identifier=f"mapper-{self._settings.device}-{uuid.uuid4().hex[:8]}",
             will=will,
             keepalive=self._settings.keepalive,
+            # We resubscribe and re-ask for the twin on every connect; no broker session needed.
             clean_session=True,
         )
         async with client:
@@ -394,9 +402,8 @@ class Mapper:
             log.info("%s: disconnected from broker %s", self._id, self._broker)
 
     async def _publish(self, client: aiomqtt.Client, topic: str, payload: dict[str, Any]) -> None:
-        # Compact JSON as edgecore's eventbus writes it; QoS 1 and no retain, as KubeEdge.
-        body = json.dumps(payload, separators=(",", ":"))
-        await client.publish(topic, body, qos=1)
+        # QoS 1 and no retain, as KubeEdge's mappers: a retained report would replay stale values.
+        await client.publish(topic, _encode(payload), qos=1)
 
     async def _report_loop(self, client: aiomqtt.Client) -> None:
         interval = self._settings.report_interval
