@@ -23,6 +23,8 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from cloudhub import routes
 from cloudhub.edgecontroller.binding import BindingIndex, Change
 from cloudhub.store.base import ObjectStore
@@ -55,6 +57,26 @@ def ready_condition(online: bool, at: float) -> dict[str, Any]:
         "lastHeartbeatTime": stamp,
         "lastTransitionTime": stamp,
     }
+
+
+#: labels an edge may set on its own Node (Kubernetes' well-known ones)
+REPORTED_LABELS = frozenset({"kubernetes.io/os", "kubernetes.io/arch"})
+
+
+class ReportedStatus(BaseModel):
+    """The part of NodeStatus an edge reports about itself."""
+
+    model_config = ConfigDict(extra="ignore")
+    capacity: dict[str, str] | None = None
+    allocatable: dict[str, str] | None = None
+    addresses: list[dict[str, str]] | None = None
+    nodeInfo: dict[str, str] | None = None
+
+
+class NodeFacts(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    status: ReportedStatus
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class EdgeController:
@@ -186,6 +208,15 @@ class EdgeController:
         elif isinstance(msg.content, routes.NodeStatusReport):
             self._presence[node] = msg.content
             self._presence_ready.set()
+        elif msg.operation == Operation.UPDATE and rest == f"null/{routes.NODESTATUS}/{node}":
+            await self._bus.send(routes.HUB, await self._node_facts(node, msg))
+        elif msg.route.source == routes.HUB:
+            # an edge's write to something that is not its own: refused and logged
+            log.warning("node %s may not %s %s", node, msg.operation, rest)
+            await self._bus.send(
+                routes.HUB,
+                msg.error_reply(f"node {node} may not {msg.operation} {rest}", source=self.name),
+            )
         else:
             log.warning("edgecontroller: unexpected %s %s", msg.operation, msg.resource)
 
@@ -200,6 +231,31 @@ class EdgeController:
             log.warning("node %s queried %s, which is not bound to it", node, key)
             return msg.error_reply(f"{key} is not bound to node {node}", source=self.name)
         return msg.reply(obj, source=self.name)
+
+    async def _node_facts(self, node: str, msg: Message) -> Message:
+        """Store what an edge reports about itself: capacity, nodeInfo, addresses, os/arch."""
+        try:
+            facts = NodeFacts.model_validate(msg.content)
+        except ValidationError as exc:
+            return msg.error_reply(
+                f"invalid node status: {exc.errors()[0]['msg']}", source=self.name
+            )
+        try:
+            current = await self._store.get("node", None, node)
+            labels = dict((current.get("metadata") or {}).get("labels") or {})
+            wanted = {k: v for k, v in facts.labels.items() if k in REPORTED_LABELS}
+            if any(labels.get(k) != v for k, v in wanted.items()):
+                updated = {k: v for k, v in current.items() if k != "status"}
+                updated["metadata"] = dict(current["metadata"]) | {"labels": labels | wanted}
+                await self._store.apply([updated])
+            await self._store.update_status(
+                "node", None, node, facts.status.model_dump(exclude_none=True)
+            )
+        except NotFound:
+            return msg.error_reply(f"node {node} has no Node object", source=self.name)
+        except StoreError as exc:
+            return msg.error_reply(f"could not store node status: {exc}", source=self.name)
+        return msg.reply("OK", source=self.name)
 
     async def _write_presence(self) -> None:
         # After the start-up sweep that marks every node offline, or it would undo these.

@@ -22,19 +22,22 @@ pushes back on the twin; while disconnected it drops its oldest entry instead, w
 so the twin never stalls on a broker that is away (its state is in SQLite; a mapper gets the
 current twin with ``twin/get``).
 
-Throughput: every message costs one bus message and one MQTT packet, nothing more: no
-per-message INFO logging, debug lines behind ``isEnabledFor``, up to ``window`` publishes in
-flight at once instead of one round trip each.
+Why received messages are acknowledged only once the twin's inbox took them: when the twin
+falls behind, we stop reading the socket and the broker queues for us (up to mosquitto's
+``max_queued_messages``), instead of this process buffering without bound.
+
+Throughput: the MQTT client is :mod:`edgecore.eventbus.mqtt` (one ``recv`` and one ``send`` per
+loop iteration for any number of packets); every message costs one bus message and one MQTT
+packet, no per-message INFO logging, debug lines behind ``isEnabledFor``, and up to ``window``
+publishes in flight at once instead of one round trip each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
-import math
 import ssl
 from collections import deque
 from collections.abc import Iterator
@@ -43,14 +46,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import aiomqtt
-
 from edgecore.config import MqttSettings
-from edgecore.eventbus import topics
+from edgecore.eventbus import mqtt, topics
 from edgecore.eventbus.broker import Mosquitto
 from hive.backoff import backoff
 from hive.bus import Bus, UnknownModule
-from wire.errors import ConfigError
+from wire.errors import AuthError, ConfigError, WireError
 from wire.messages import Message
 
 log = logging.getLogger(__name__)
@@ -225,18 +226,17 @@ class EventBus:
             twin_module: where incoming device messages go.
             reconnect_initial: first reconnect delay upper bound, seconds (jittered, doubling).
             reconnect_cap: longest reconnect delay, seconds.
-            keepalive: MQTT keepalive, seconds: a silent broker is dropped after 1.5x this.
-            window: publishes awaiting their PUBACK at once (throughput vs. resend on loss).
+            keepalive: MQTT keepalive, seconds: a broker silent for 1.5x this is dropped.
+            window: publishes awaiting their PUBACK at once (throughput vs. resends on loss).
             max_pending: publishes kept while the broker is away; beyond it the oldest go.
             tls_context: for ``mqtts://``; default: the system's trusted CAs.
             enabled: the runner skips a disabled module.
 
         Raises:
-            ConfigError: bad mode/URL, or internal mode without mosquitto installed.
+            ConfigError: bad mode or URL, or internal mode without mosquitto installed.
         """
         self.enabled = enabled
         self._bus = bus
-        self._node = node_name
         self._twin = twin_module
         self._reconnect_initial = reconnect_initial
         self._reconnect_cap = reconnect_cap
@@ -253,9 +253,13 @@ class EventBus:
             raise ConfigError("external MQTT mode needs a broker URL (--mqtt-url mqtt://HOST:PORT)")
         self.client_id = f"edgecore-{node_name}"
         self._outbox = _Outbox(max_pending)
+        #: received messages the twin's inbox had no room for yet, oldest first
+        self._backlog: deque[tuple[mqtt.Connection, mqtt.Publish, Message]] = deque()
+        self._backlog_ready = asyncio.Event()
+        self._conn: mqtt.Connection | None = None
         #: set while connected and subscribed
         self.connected = asyncio.Event()
-        #: the opposite of ``connected`` (asyncio has no wait-for-clear)
+        #: the opposite of ``connected`` (asyncio has no wait-until-clear)
         self._down = asyncio.Event()
         self._down.set()
         #: messages handed to the twin / publishes acknowledged by the broker
@@ -269,6 +273,7 @@ class EventBus:
         self.connections = 0
         self.last_error = ""
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self._warned_no_twin = False
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics and benchmarks."""
@@ -290,13 +295,14 @@ class EventBus:
                 await self.broker.start()
                 tasks.append(asyncio.create_task(self.broker.supervise(), name="eventbus:broker"))
             tasks.append(asyncio.create_task(self._pump(), name="eventbus:pump"))
+            tasks.append(asyncio.create_task(self._drain(), name="eventbus:drain"))
             tasks.append(asyncio.create_task(self._connect_forever(), name="eventbus:mqtt"))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
                 if not t.cancelled() and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
         finally:
-            # the MQTT client first: a clean DISCONNECT, then the broker saves our session
+            # the client first (a clean DISCONNECT), then the broker, which saves our session
             for t in reversed(tasks):
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -327,7 +333,8 @@ class EventBus:
             except (TypeError, ValueError) as exc:
                 log.warning("not publishing to %s: content is not JSON: %s", topic, exc)
                 continue
-            await self._make_room()
+            if self._outbox.full:
+                await self._make_room()
             self._outbox.append(_Publish(topic, payload))
 
     async def _make_room(self) -> None:
@@ -338,7 +345,7 @@ class EventBus:
                 self.dropped += 1
                 if self.dropped == 1 or self.dropped % 1000 == 0:
                     log.warning(
-                        "MQTT broker unreachable and %d publishes pending: dropped the oldest "
+                        "MQTT broker away and %d publishes pending: dropped the oldest "
                         "(to %s; %d dropped so far)",
                         self._outbox.limit,
                         lost.topic,
@@ -353,156 +360,165 @@ class EventBus:
                 space.cancel()
                 down.cancel()
 
+    async def _publish_loop(self, conn: mqtt.Connection) -> None:
+        """Send outbox entries in order, up to ``window`` unacknowledged, until ``conn`` closes."""
+        outbox = self._outbox
+        window = self._window
+        while True:
+            await conn.wait_window()
+            if conn.closed.done():
+                return
+            item = await outbox.pop()
+            if conn.closed.done():
+                outbox.requeue([item])
+                return
+            while True:
+                if self._debug:
+                    log.debug("> %s %d bytes", item.topic, len(item.payload))
+                conn.publish(item.topic, item.payload, item)
+                if len(conn.inflight) >= window:
+                    break
+                next_item = outbox.pop_nowait()
+                if next_item is None:
+                    break
+                item = next_item
+
+    def _acked(self, _token: object) -> None:
+        self.published += 1
+
     # -- connection ---------------------------------------------------------------------------
 
     def _delays(self) -> Iterator[float]:
         return backoff(initial=self._reconnect_initial, cap=self._reconnect_cap)
 
-    def _client(self) -> aiomqtt.Client:
-        a = self.address
-        tls = None
-        if a.tls:
-            tls = self._tls_context or ssl.create_default_context()
-        client = aiomqtt.Client(
-            a.host,
-            a.port,
-            identifier=self.client_id,
-            clean_session=False,
-            username=a.username,
-            password=a.password,
-            keepalive=self._keepalive,
-            tls_context=tls,
-            max_inflight_messages=self._window,
-            timeout=10,
-        )
-        # aiomqtt warns past 10 outstanding calls; a full window is our normal state
-        client.pending_calls_threshold = self._window + 16
-        return client
-
     async def _connect_forever(self) -> None:
         delays = self._delays()
+        a = self.address
+        tls = (self._tls_context or ssl.create_default_context()) if a.tls else None
         was_up = False
         while True:
-            # a fresh client per connection: paho's own resend state starts empty, ours rules
-            client = self._client()
+            conn: mqtt.Connection | None = None
+            delay: float | None = None
             try:
-                async with client:
-                    await client.subscribe([(t, topics.QOS) for t in topics.SUBSCRIPTIONS])
-                    self.connections += 1
-                    delays = self._delays()
-                    if was_up:
-                        log.info("reconnected to MQTT broker %s", self.address.display)
-                    else:
-                        log.info(
-                            "connected to MQTT broker %s as %s", self.address.display, self.client_id
-                        )
-                    was_up = True
-                    self._down.clear()
-                    self.connected.set()
-                    await self._serve(client)
-            except aiomqtt.MqttError as exc:
+                conn, present = await mqtt.connect(
+                    a.host,
+                    a.port,
+                    client_id=self.client_id,
+                    on_message=self._on_message,
+                    clean_session=False,
+                    keepalive=self._keepalive,
+                    username=a.username,
+                    password=a.password,
+                    ssl_context=tls,
+                    window=self._window,
+                )
+                conn.on_puback = self._acked
+                self._conn = conn
+                # every time: a broker that lost its database has no session to resume
+                await conn.subscribe([(t, topics.QOS) for t in topics.SUBSCRIPTIONS], timeout=10.0)
+                self.connections += 1
+                delays = self._delays()
+                log.info(
+                    "%s MQTT broker %s as %s (%s session)",
+                    "reconnected to" if was_up else "connected to",
+                    a.display,
+                    self.client_id,
+                    "resumed" if present else "new",
+                )
+                was_up = True
+                self._down.clear()
+                self.connected.set()
+                await self._serve(conn)
+            except AuthError as exc:
+                # only an operator can fix credentials or ACLs: retry, but slowly
+                self.last_error = str(exc)
+                log.error("%s (%s)", exc, a.display)
+                delay = self._reconnect_cap
+            except (OSError, TimeoutError, WireError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
                 if self.connected.is_set():
-                    log.warning("MQTT broker %s lost: %s", self.address.display, self.last_error)
+                    log.warning("MQTT broker %s lost: %s", a.display, self.last_error)
                 else:
-                    log.info(
-                        "MQTT broker %s unreachable: %s", self.address.display, self.last_error
-                    )
+                    log.info("MQTT broker %s unreachable: %s", a.display, self.last_error)
             finally:
                 self.connected.clear()
                 self._down.set()
-            await asyncio.sleep(next(delays))
+                self._conn = None
+                if conn is not None:
+                    if not conn.closed.done():
+                        await conn.disconnect()  # we are being stopped: keep the session
+                    if conn.inflight:
+                        # not acknowledged: send again, first, on the next connection
+                        unacked = [t for t in conn.inflight.values() if isinstance(t, _Publish)]
+                        conn.inflight.clear()
+                        self._outbox.requeue(unacked)
+            await asyncio.sleep(next(delays) if delay is None else delay)
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
-        """Receive and publish on one connection until it drops (raises ``MqttError``)."""
-        inflight: dict[int, _Publish] = {}
-        tasks = [
-            asyncio.create_task(self._receive(client), name="eventbus:receive"),
-            asyncio.create_task(self._publish(client, inflight), name="eventbus:publish"),
-        ]
+    async def _serve(self, conn: mqtt.Connection) -> None:
+        """Publish on ``conn`` until it closes; raise why it closed."""
+        if self._backlog:
+            conn.pause()  # the twin is still behind: let the broker keep the rest
+        publisher = asyncio.create_task(self._publish_loop(conn), name="eventbus:publish")
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for t in done:
-                if not t.cancelled() and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
+            await asyncio.wait((publisher, conn.closed), return_when=asyncio.FIRST_COMPLETED)
+            if publisher.done() and not publisher.cancelled():
+                publisher.result()  # re-raise a bug in the loop
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if inflight:
-                # not acknowledged: send again, first, on the next connection
-                self._outbox.requeue([inflight[k] for k in sorted(inflight)])
-                if self._debug:
-                    log.debug("requeued %d unacknowledged publishes", len(inflight))
+            publisher.cancel()
+            await asyncio.gather(publisher, return_exceptions=True)
+        raise conn.closed.result() or ConnectionResetError("MQTT connection closed")
 
     # -- MQTT -> twin -------------------------------------------------------------------------
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        bus = self._bus
-        twin = self._twin
-        async for m in client.messages:
-            topic = m.topic.value
-            match = topics.parse(topic)
-            if match.is_output:
-                self.ignored += 1
-                continue
-            raw = m.payload
-            content: str | None
-            if isinstance(raw, bytes | bytearray):
-                try:
-                    content = raw.decode()
-                except UnicodeDecodeError:
-                    content = None  # the twin answers 400
-            else:
-                content = None if raw is None else str(raw)
-            if self._debug:
-                log.debug("< %s %d bytes", topic, len(raw) if isinstance(raw, bytes) else 0)
-            msg = Message.new(
-                source=NAME, group="twin", operation=MESSAGE, resource=topic, content=content
-            )
-            try:
-                await bus.send(twin, msg)
-            except UnknownModule:
-                log.error("no %r module to hand %s to; message dropped", twin, topic)
-                continue
-            self.received += 1
-
-    async def _publish(self, client: aiomqtt.Client, inflight: dict[int, _Publish]) -> None:
-        """Send outbox entries with up to ``window`` unacknowledged at once, in order."""
-        slots = asyncio.Semaphore(self._window)
-        pending: set[asyncio.Task[None]] = set()
-        seq = 0
-
-        def done(n: int, task: asyncio.Task[None]) -> None:
-            pending.discard(task)
-            slots.release()
-            if task.cancelled():
-                return  # the connection is going away; teardown requeues it
-            exc = task.exception()
-            if exc is None:
-                inflight.pop(n, None)
-                self.published += 1
-            elif not isinstance(exc, aiomqtt.MqttError):
-                # the broker can never take this one (paho refused it): do not retry forever
-                lost = inflight.pop(n, None)
-                log.error("cannot publish to %s: %s", lost.topic if lost else "?", exc)
-            # an MqttError means the link failed: it stays in flight and is requeued
-
+    def _on_message(self, conn: mqtt.Connection, p: mqtt.Publish) -> bool:
+        """Called by the connection for every PUBLISH: to the twin now, or to the backlog."""
+        topic = p.topic
+        if topics.parse(topic).is_output:
+            self.ignored += 1
+            return True
+        if self._debug:
+            log.debug("< %s %d bytes", topic, len(p.payload))
         try:
-            while True:
-                await slots.acquire()
-                item = self._outbox.pop_nowait() or await self._outbox.pop()
-                seq += 1
-                inflight[seq] = item
-                if self._debug:
-                    log.debug("> %s %d bytes", item.topic, len(item.payload))
-                task = asyncio.create_task(
-                    client.publish(item.topic, item.payload, qos=topics.QOS, timeout=math.inf)
-                )
-                pending.add(task)
-                task.add_done_callback(functools.partial(done, seq))
-        finally:
-            for t in list(pending):
-                t.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+            content: str | None = p.payload.decode()
+        except UnicodeDecodeError:
+            content = None  # the twin answers 400
+        msg = Message.new(
+            source=NAME, group="twin", operation=MESSAGE, resource=topic, content=content
+        )
+        if not self._backlog:
+            try:
+                if self._bus.send_nowait(self._twin, msg):
+                    self.received += 1
+                    return True
+            except UnknownModule:
+                self._no_twin(topic)
+                return True
+        # the twin's inbox is full: keep order, stop reading, acknowledge once it took it
+        self._backlog.append((conn, p, msg))
+        self._backlog_ready.set()
+        conn.pause()
+        return False
+
+    async def _drain(self) -> None:
+        """Hand the backlog to the twin as its inbox frees up, then resume reading."""
+        while True:
+            await self._backlog_ready.wait()
+            while self._backlog:
+                conn, p, msg = self._backlog[0]
+                try:
+                    await self._bus.send(self._twin, msg)
+                    self.received += 1
+                except UnknownModule:
+                    self._no_twin(p.topic)
+                self._backlog.popleft()
+                conn.ack(p)  # a no-op if that connection is gone: the broker resends
+            self._backlog_ready.clear()
+            if self._conn is not None:
+                self._conn.resume()
+
+    def _no_twin(self, topic: str) -> None:
+        if not self._warned_no_twin:
+            self._warned_no_twin = True
+            log.error(
+                "no %r module registered: dropping device messages (first: %s)", self._twin, topic
+            )

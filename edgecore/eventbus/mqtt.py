@@ -328,10 +328,9 @@ class Connection(asyncio.Protocol):
             self._connack.set_result(bool(body[0] & 1))
             return
         reason = f"MQTT broker refused the connection: {_CONNACK_REASONS.get(code, code)}"
-        err: Exception = (
-            AuthError(reason) if code in (4, 5) else ConnectionRefusedError(reason)
-        )
+        err: Exception = AuthError(reason) if code in (4, 5) else ConnectionRefusedError(reason)
         self._connack.set_exception(err)
+        self._connack.exception()  # connect() re-raises it; nothing to log if it gave up
         self.abort(err)
 
     # -- writing: everything produced in one loop iteration goes out in one send()
@@ -442,6 +441,7 @@ class Connection(asyncio.Protocol):
             self._pinger = None
         if not self._connack.done():
             self._connack.set_exception(exc or ConnectionResetError("MQTT connection closed"))
+            self._connack.exception()  # mark it retrieved: connect() may have given up already
         if not self.closed.done():
             self.closed.set_result(exc)
         # wake publishers so they see the close

@@ -124,6 +124,7 @@ class TwinEdge:
         self.task = asyncio.create_task(self.module.run())
         async with asyncio.timeout(2):
             await self.module.ready.wait()
+        self.drain()  # what start-up published (membership of the listed devices)
 
     async def stop(self) -> None:
         if self.task is not None:

@@ -19,8 +19,9 @@ json_values: st.SearchStrategy[Any] = st.recursive(
     | st.integers(min_value=-(2**64), max_value=2**64)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
     max_leaves=20,
 )
 

@@ -52,6 +52,7 @@ def test_retry_sends_the_newest_version() -> None:
     ds = _ds(ack_timeout=5.0)
     ds.start({KEY: "1"}, {KEY: ("2", {"v": 2})})
     [first] = ds.poll(now=0.0)
+    assert first.resource_version == "2"
     ds.update(KEY, "3", {"v": 3})
     [again] = ds.poll(now=6.0)
     assert again.retry
@@ -111,7 +112,7 @@ def test_next_deadline_is_the_earliest_flight() -> None:
 def test_window_bounds_messages_in_flight() -> None:
     """No more than window messages are in flight; ACKs open room for the rest."""
     ds = _ds(window=3)
-    desired = {f"default/pod/p{i}": ("1", {}) for i in range(10)}
+    desired: dict[str, tuple[str, Any]] = {f"default/pod/p{i}": ("1", {}) for i in range(10)}
     ds.start({}, desired)
     first = ds.poll(now=0.0)
     assert len(first) == 3 and ds.in_flight == 3

@@ -162,5 +162,6 @@ class DeliveryMachine(RuleBasedStateMachine):
 TestDelivery = DeliveryMachine.TestCase
 # The interesting interleavings (an ACKed key updated in flight and back again; a stale ACK
 # after a lost message) need more runs than the default 100 to show up reliably.
-TestDelivery.settings = settings(max_examples=max(200, settings.default.max_examples))
+_profile = settings.get_profile(settings.get_current_profile_name())
+TestDelivery.settings = settings(_profile, max_examples=max(200, _profile.max_examples))
 TestDelivery.__doc__ = "Random update/remove/ack/poll/timeout/reconnect sequences converge."

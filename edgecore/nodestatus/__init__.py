@@ -1,0 +1,1 @@
+"""nodestatus: tells the cloud what this node is (capacity, OS, addresses) on every connect."""
