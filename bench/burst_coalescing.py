@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -43,6 +44,7 @@ from bench.common import (
     Figures,
     PySpy,
     SimEdge,
+    add_host_figures,
     bench_pod,
     connect_all,
     keepalive_loop,
@@ -126,6 +128,7 @@ async def _run(
             ssl_context=minter.client_context(n),
             on_object=cmlog.on_object,
             on_acked=cmlog.on_acked,
+            ack_delay=args.ack_delay / 1000,
         )
         for n in nodes
     ]
@@ -217,6 +220,7 @@ async def _run(
     fig.add("nodes", len(nodes), "nodes")
     fig.add("edits", len(accepted), f"edits accepted ({failures} failed)")
     fig.add("edit_concurrency", args.concurrency, "requests in flight")
+    fig.add("ack_delay", args.ack_delay, "ms added before each ACK")
     fig.add("burst_time", burst_s, "s (first edit sent -> last edit accepted)", digits=2)
     fig.add("edit_rate", len(accepted) / burst_s if burst_s > 0 else math.nan, "edits/s")
     fig.add("configmap_messages_total", total, "messages")
@@ -252,6 +256,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--edits", type=int, default=2000, help="edits of the ConfigMap (2000)")
     p.add_argument("--concurrency", type=int, default=8, help="apply requests in flight (8)")
     p.add_argument(
+        "--ack-delay",
+        type=float,
+        default=0.0,
+        help="ms each edge waits before ACKing, to stand in for a WAN round trip (0)",
+    )
+    p.add_argument(
         "--converge-timeout",
         type=float,
         default=60.0,
@@ -278,8 +288,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(verbose=args.verbose)
-    fig = Figures(f"burst_coalescing nodes={args.nodes} edits={args.edits}")
+    fig = Figures(
+        f"burst_coalescing nodes={args.nodes} edits={args.edits} ack_delay={args.ack_delay}ms"
+    )
     code = 0
+    load0 = os.getloadavg()[0]
     try:
         ok = asyncio.run(asyncio.wait_for(run(args, fig), args.timeout))
         code = 0 if ok else 1
@@ -289,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log.error("run failed: %s: %s", type(exc).__name__, exc)
         code = 1
+    add_host_figures(fig, load0)
     fig.print()
     return code
 

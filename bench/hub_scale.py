@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -54,6 +55,7 @@ from bench.common import (
     Figures,
     PySpy,
     SimEdge,
+    add_host_figures,
     bench_pod,
     connect_all,
     keepalive_loop,
@@ -1009,6 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(verbose=args.verbose)
     fig = Figures(f"hub_scale nodes={args.nodes} workers={args.workers} updates={args.updates}")
     code = 0
+    load0 = os.getloadavg()[0]
     try:
         asyncio.run(asyncio.wait_for(driver(args, fig), args.timeout))
     except TimeoutError:
@@ -1019,6 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log.error("run failed: %s: %s", type(exc).__name__, exc)
         code = 1
+    add_host_figures(fig, load0)
     fig.print()
     return code
 

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from bench.common import (
     CloudHub,
     Figures,
     SimEdge,
+    add_host_figures,
     bench_pod,
     keepalive_loop,
     node_object,
@@ -314,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(verbose=args.verbose)
     fig = Figures(f"reconnect_cost pods={args.pods}")
     code = 0
+    load0 = os.getloadavg()[0]
     try:
         ok = asyncio.run(asyncio.wait_for(run(args, fig), args.timeout))
         code = 0 if ok else 1
@@ -323,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log.error("run failed: %s: %s", type(exc).__name__, exc)
         code = 1
+    add_host_figures(fig, load0)
     fig.print()
     return code
 

@@ -5,9 +5,13 @@
     store (SQLite store.db | Kubernetes) ──list+watch──> edgecontroller ──bus──> cloudhub (hub)
                                           <──status────                <──bus── │ wss :10000
     httpserver (HTTPS :10002): join (/ca.crt, /edge.crt) and the admin API used by edgectl
+    certcontroller: renews node certificates over the link, revokes deleted nodes' certificates
+    auth ledger (auth.db): token use counts, issued and revoked certificates
 
 Modules never import each other; they share only the bus. The HTTPS server reads presence
-from the hub through the small ``Presence`` protocol.
+from the hub through the small ``Presence`` protocol; the hub and the join/admin endpoints
+share the :class:`~cloudhub.auth.revocation.Revocations` set, so a revocation made through the
+admin API closes the node's live link and refuses its next handshake.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from cloudhub import routes
+from cloudhub.auth.issuer import CertIssuer
+from cloudhub.auth.ledger import SqliteLedger
+from cloudhub.auth.revocation import Revocations
+from cloudhub.certcontroller.controller import CertController
 from cloudhub.config import CloudSettings
 from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.edgecontroller.controller import EdgeController
@@ -28,7 +36,7 @@ from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from hive.bus import Bus
 from hive.module import Runner
-from wire.errors import ConfigError
+from wire.errors import BridgeError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,7 @@ class CloudApp:
     controller: EdgeController
     runner: Runner
     https: web.AppRunner
+    issuer: CertIssuer
 
     @property
     def ws_port(self) -> int:
@@ -58,6 +67,7 @@ class CloudApp:
         await self.runner.stop()
         await self.https.cleanup()
         await self.store.close()
+        await self.issuer.ledger.close()
 
 
 def open_store(settings: CloudSettings) -> ObjectStore:
@@ -74,34 +84,70 @@ async def start(settings: CloudSettings) -> CloudApp:
         ConfigError: unreadable data dir, port in use, bad store.
     """
     authority = Authority.load_or_create(settings.data_dir, advertise=settings.advertise)
+    ledger = SqliteLedger(settings.auth_path)
+    await ledger.start()
+    revocations = Revocations(ledger)
+    try:
+        await revocations.load()
+    except BridgeError:
+        await ledger.close()
+        raise
+    issuer = CertIssuer(
+        authority=authority,
+        ledger=ledger,
+        revocations=revocations,
+        validity=settings.node_cert_validity,
+    )
     store = open_store(settings)
-    await store.start()
+    try:
+        await store.start()
+    except BaseException:
+        await ledger.close()
+        raise
     bus = Bus()
     bus.register(routes.HUB, "hub")
     bus.register(routes.EDGECONTROLLER, "resource")
     bus.register(routes.DEVICECONTROLLER, "device")
-    hub = HubModule(bus=bus, settings=settings.hub, ssl_context=authority.mtls_ssl_context())
+    bus.register(routes.CERTCONTROLLER, "certificate")
+    hub = HubModule(
+        bus=bus,
+        settings=settings.hub,
+        ssl_context=authority.mtls_ssl_context(),
+        revocations=revocations,
+    )
     controller = EdgeController(bus=bus, store=store)
     try:
         await hub.listen()
     except OSError as exc:
         await store.close()
+        await ledger.close()
         raise ConfigError(
             f"cannot listen on {settings.hub.bind}:{settings.hub.ws_port} (wss): {exc.strerror}"
         ) from exc
     try:
         https = await serve_https(
-            make_app(authority=authority, store=store, presence=hub),
+            make_app(authority=authority, store=store, presence=hub, issuer=issuer),
             host=settings.hub.bind,
             port=settings.https_port,
             ssl_context=authority.server_ssl_context(),
         )
     except ConfigError:
         await store.close()
+        await ledger.close()
         raise
     runner = Runner()
     runner.start_module(controller)
     runner.start_module(DeviceController(bus=bus, store=store))
+    runner.start_module(
+        CertController(
+            bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
+        )
+    )
     runner.start_module(hub)
-    log.info("cloudhub ready: CA sha256 %s, data in %s", authority.ca_hash, settings.data_dir)
-    return CloudApp(settings, authority, store, bus, hub, controller, runner, https)
+    log.info(
+        "cloudhub ready: CA sha256 %s, data in %s, node certificates valid %s",
+        authority.ca_hash,
+        settings.data_dir,
+        settings.node_cert_validity,
+    )
+    return CloudApp(settings, authority, store, bus, hub, controller, runner, https, issuer)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +21,34 @@ from cloudhub.config import CloudSettings, HubSettings
 from wire.errors import BridgeError
 
 log = logging.getLogger("cloudhub")
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``30d``, ``12h``, ``1h30m``, ``90s`` or plain seconds -> a positive timedelta.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(value):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if not value or pos != len(value):
+            raise argparse.ArgumentTypeError(
+                f"invalid duration {text!r} (use e.g. 30d, 12h, 90s)"
+            ) from None
+    if not 0 < seconds < 100 * 365 * 86400:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be positive")
+    return dt.timedelta(seconds=seconds)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         "--heartbeat",
         type=float,
         help="heartbeat assumed for edges that do not announce one, seconds (default 15)",
+    )
+    s.add_argument(
+        "--node-cert-validity",
+        type=parse_duration,
+        default=dt.timedelta(days=30),
+        metavar="DURATION",
+        help="lifetime of issued node certificates, e.g. 30d, 12h (default 30d); edges renew "
+        "theirs at 70-80%% of it over their link",
     )
     return p
 
@@ -90,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         advertise=args.advertise_address,
         kubeconfig=kubeconfig,
         hub=hub,
+        node_cert_validity=args.node_cert_validity,
     )
     try:
         asyncio.run(_serve(settings))

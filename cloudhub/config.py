@@ -3,6 +3,7 @@ passed explicitly to the modules; there is no global config object."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -31,6 +32,22 @@ class HubSettings(BaseModel):
     ack_timeout: float = DEFAULT_ACK_TIMEOUT
     #: messages in flight per node
     window: int = DEFAULT_WINDOW
+    #: seconds a connection may take for TLS, and again for the websocket upgrade, before it
+    #: is closed (slow or half-open handshakes)
+    handshake_timeout: float = 10.0
+    #: connections accepted but not yet authenticated, in total; more are closed at accept
+    max_pending_handshakes: int = 1024
+    #: the same, per source address, so one peer cannot use up the total for everyone
+    max_pending_per_ip: int = 64
+    #: frames per second the hub reads from one node (ACKs and keepalives count 1/20th);
+    #: beyond it reading is paced, not dropped, so TCP slows the sender. 0 = unlimited
+    node_rate: float = 500.0
+    #: frames one node may send in a burst before pacing starts
+    node_burst: float = 2000.0
+    #: bytes per second the hub reads from one node (decoding JSON is the CPU cost). 0 = off
+    node_byte_rate: float = 8 * 1024 * 1024
+    #: bytes one node may send in a burst before pacing starts
+    node_byte_burst: float = 16 * 1024 * 1024
 
 
 class CloudSettings(BaseModel):
@@ -43,8 +60,19 @@ class CloudSettings(BaseModel):
     advertise: list[str] = Field(default_factory=list)
     #: Kubernetes config file; ``None`` means the embedded store
     kubeconfig: Path | None = None
+    #: lifetime of issued node certificates (``--node-cert-validity``); edges renew theirs at
+    #: 70-80 % of it over their live link
+    node_cert_validity: dt.timedelta = dt.timedelta(days=30)
+    #: seconds between re-reads of the revocation list (other replicas' revocations) and
+    #: pruning of expired tokens and certificates from the auth ledger
+    auth_refresh_interval: float = 30.0
     hub: HubSettings = Field(default_factory=HubSettings)
 
     @property
     def store_path(self) -> Path:
         return self.data_dir / "store.db"
+
+    @property
+    def auth_path(self) -> Path:
+        """Token use counts and issued/revoked certificates (mode 0600)."""
+        return self.data_dir / "auth.db"

@@ -21,6 +21,14 @@ Why it looks the way it does:
   ``CN=system:node:NAME, O=system:nodes`` for the NodeName the token admitted, whatever the CSR
   asked for (stock edgecores ask for ``CN=kubeedge.io``). Identity checks on the websocket link
   then rely on a subject the edge could not choose.
+- **Node certificates are short-lived** (30 days by default, KubeEdge's are 365) and renewed
+  by the edge over its live link, so a stolen key is useful for weeks, not a year, and
+  revocation lists stay small (a revoked serial can be forgotten once it would have expired).
+- **The websocket port checks certificate *time* itself** (:meth:`Authority.mtls_ssl_context`
+  turns off OpenSSL's time check; :func:`check_node_cert_time` does it during the upgrade). The
+  chain is still verified by OpenSSL. The point is the answer: OpenSSL would drop an expired
+  edge with a bare TLS alert, while the upgrade refusal says "expired at ...: run 'edgecore
+  join --token ...'" to the edge and names the node in cloudhub's log.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import socket
 import ssl
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +74,17 @@ CA_VALIDITY_DAYS = 3650
 SERVER_VALIDITY_DAYS = 825
 #: A server certificate with less than this left is re-issued on start.
 SERVER_RENEW_BEFORE = dt.timedelta(days=30)
-#: Node certificate lifetime, as KubeEdge's (365 days).
-NODE_VALIDITY_DAYS = 365
-#: Certificates start this far in the past so a node whose clock lags a little accepts them.
+#: Default node certificate lifetime (``cloudhub serve --node-cert-validity``). KubeEdge's is
+#: 365 days; a month bounds what a stolen key is worth, and edges renew on their own at 70-80 %.
+DEFAULT_NODE_VALIDITY = dt.timedelta(days=30)
+#: Certificates start this far in the past so a node whose clock lags a little accepts them
+#: (at most a tenth of the certificate's lifetime, so very short test certificates stay sane).
 CLOCK_SKEW = dt.timedelta(minutes=5)
+#: OpenSSL's ``X509_V_FLAG_NO_CHECK_TIME``: verify the chain, leave validity dates to us.
+#: Python's ``ssl.VerifyFlags`` has no name for it; the value is stable since OpenSSL 1.1.0.
+_X509_V_FLAG_NO_CHECK_TIME = 0x200000
+#: The remedy every "this certificate no longer works" message ends with.
+REJOIN_HINT = "run 'edgecore join --token <new token>'"
 #: Subject prefix and organisation of node certificates (Kubernetes' node identity convention).
 NODE_CN_PREFIX = "system:node:"
 NODE_ORGANIZATION = "system:nodes"
@@ -111,6 +127,63 @@ def node_name_from_cert(cert_der: bytes) -> str | None:
         return None
     name = cn[len(NODE_CN_PREFIX) :]
     return name or None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCert:
+    """What cloudhub needs to know about a node certificate it issued or was shown."""
+
+    node: str
+    serial: int
+    #: unix seconds
+    not_before: float
+    #: unix seconds
+    not_after: float
+    #: DER encoding
+    der: bytes
+
+    @property
+    def pem(self) -> str:
+        cert = x509.load_der_x509_certificate(self.der)
+        return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def read_node_cert(cert_der: bytes) -> NodeCert | None:
+    """Parse a node certificate; None if it does not parse or is not a node certificate."""
+    node = node_name_from_cert(cert_der)
+    if node is None:
+        return None
+    cert = x509.load_der_x509_certificate(cert_der)
+    return NodeCert(
+        node=node,
+        serial=cert.serial_number,
+        not_before=cert.not_valid_before_utc.timestamp(),
+        not_after=cert.not_valid_after_utc.timestamp(),
+        der=cert_der,
+    )
+
+
+def rfc3339(unix: float) -> str:
+    """``2026-05-01T12:00:00Z``: how expiry times appear in messages."""
+    return dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_node_cert_time(cert: NodeCert, now: float) -> None:
+    """Refuse a node certificate outside its validity period, saying what to do.
+
+    Raises:
+        AuthError: expired (names the time and the remedy) or not yet valid (a clock problem).
+    """
+    if now > cert.not_after:
+        raise AuthError(
+            f"node certificate of {cert.node} expired at {rfc3339(cert.not_after)}: "
+            f"{REJOIN_HINT}"
+        )
+    if now < cert.not_before:
+        raise AuthError(
+            f"node certificate of {cert.node} is not valid before {rfc3339(cert.not_before)}: "
+            "check the edge's clock"
+        )
 
 
 def make_node_key_and_csr(node_name: str) -> tuple[bytes, bytes]:
@@ -254,25 +327,44 @@ class Authority:
 
     # -- join tokens ---------------------------------------------------------------------
 
-    def issue_token(self, ttl_seconds: float, *, now: float | None = None) -> str:
+    def issue_token(
+        self,
+        ttl_seconds: float,
+        *,
+        now: float | None = None,
+        uses: int | None = None,
+        node: str | None = None,
+    ) -> str:
         """A join token ``{ca_hash}.{JWT}`` valid for ``ttl_seconds`` from ``now``.
 
         Args:
             ttl_seconds: lifetime, > 0.
             now: issue time (unix seconds); defaults to the current time. Tests pass a past
                 time to get an already expired token.
+            uses: how many joins the token admits (claim ``uses``; counted by the join
+                endpoint in the auth ledger); ``None`` for any number until it expires.
+            node: the only node name the token admits (claim ``node``); ``None`` for any.
 
         Raises:
-            ValueError: ``ttl_seconds`` is not a positive finite number.
+            ValueError: ``ttl_seconds`` is not a positive finite number, ``uses`` < 1, or
+                ``node`` is not a valid node name.
         """
         if not ttl_seconds > 0 or ttl_seconds == float("inf"):
             raise ValueError(f"token TTL must be a positive number of seconds, not {ttl_seconds}")
+        if uses is not None and uses < 1:
+            raise ValueError(f"token uses must be at least 1, not {uses}")
+        if node is not None and not is_valid_node_name(node):
+            raise ValueError(f"invalid node name {node!r}: must be a DNS-1123 subdomain")
         issued = dt.datetime.now(dt.UTC).timestamp() if now is None else now
-        claims = {
+        claims: dict[str, Any] = {
             "iat": int(issued),
             "exp": int(issued + ttl_seconds),
             "jti": uuid.uuid4().hex,
         }
+        if uses is not None:
+            claims["uses"] = uses
+        if node is not None:
+            claims["node"] = node
         token = jwt.encode(claims, self._token_key, algorithm=_JWT_ALGORITHM)
         return f"{self._ca_hash}.{token}"
 
@@ -304,45 +396,49 @@ class Authority:
             raise TokenError("token signature invalid") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenError("malformed token") from exc
+        uses = claims.get("uses")
+        if uses is not None and (type(uses) is not int or uses < 1):
+            raise TokenError("malformed token")
+        node = claims.get("node")
+        if node is not None and not isinstance(node, str):
+            raise TokenError("malformed token")
         return claims
 
     # -- node certificates ---------------------------------------------------------------
 
     def sign_node_csr(
-        self, csr_der: bytes, node_name: str, *, validity_days: int = NODE_VALIDITY_DAYS
+        self, csr_der: bytes, node_name: str, *, validity: dt.timedelta = DEFAULT_NODE_VALIDITY
     ) -> bytes:
-        """Issue a client certificate (DER) for ``node_name`` over the CSR's public key.
+        """Issue a client certificate (DER) for ``node_name``; see :meth:`issue_node_cert`."""
+        return self.issue_node_cert(csr_der, node_name, validity=validity).der
+
+    def check_csr(self, csr_der: bytes) -> None:
+        """Refuse a CSR that :meth:`issue_node_cert` would refuse, without signing anything.
+
+        Raises:
+            AuthError: see :meth:`issue_node_cert`.
+        """
+        _csr_public_key(csr_der)
+
+    def issue_node_cert(
+        self, csr_der: bytes, node_name: str, *, validity: dt.timedelta = DEFAULT_NODE_VALIDITY
+    ) -> NodeCert:
+        """Issue a client certificate for ``node_name`` over the CSR's public key.
 
         The subject is ``CN=system:node:NAME, O=system:nodes`` whatever the CSR asked for;
-        EKU is clientAuth only.
+        EKU is clientAuth only; it is valid for ``validity`` (backdated by a little clock
+        skew allowance).
 
         Raises:
             AuthError: the node name is not a DNS-1123 name, or the CSR does not parse, is not
                 self-signed by its key (no proof of possession), or carries a weak key.
+            ValueError: ``validity`` is not positive.
         """
+        if validity <= dt.timedelta(0):
+            raise ValueError(f"certificate validity must be positive, not {validity}")
         if not is_valid_node_name(node_name):
             raise AuthError(f"invalid node name {node_name!r}: must be a DNS-1123 subdomain")
-        if len(csr_der) > MAX_CSR_BYTES:
-            raise AuthError(f"CSR of {len(csr_der)} bytes is too large")
-        try:
-            csr = x509.load_der_x509_csr(csr_der)
-        except ValueError as exc:
-            raise AuthError("CSR is not a DER-encoded certificate request") from exc
-        try:
-            signature_ok = csr.is_signature_valid
-        except (ValueError, TypeError, InvalidSignature) as exc:
-            raise AuthError("CSR signature cannot be checked") from exc
-        if not signature_ok:
-            raise AuthError("CSR signature is invalid")
-        public_key = csr.public_key()
-        if isinstance(public_key, ec.EllipticCurvePublicKey):
-            if public_key.curve.key_size < 256:
-                raise AuthError(f"CSR key curve {public_key.curve.name} is too weak")
-        elif isinstance(public_key, rsa.RSAPublicKey):
-            if public_key.key_size < MIN_RSA_BITS:
-                raise AuthError(f"CSR RSA key of {public_key.key_size} bits is too weak")
-        else:
-            raise AuthError("CSR key must be ECDSA or RSA")
+        public_key = _csr_public_key(csr_der)
         now = dt.datetime.now(dt.UTC)
         subject = x509.Name(
             [
@@ -356,8 +452,8 @@ class Authority:
             .issuer_name(self._ca_cert.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - CLOCK_SKEW)
-            .not_valid_after(now + dt.timedelta(days=validity_days))
+            .not_valid_before(now - min(CLOCK_SKEW, validity / 10))
+            .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 _leaf_key_usage(rsa_key=isinstance(public_key, rsa.RSAPublicKey)), critical=True
@@ -367,8 +463,19 @@ class Authority:
             .add_extension(self._authority_key_id(), critical=False)
             .sign(self._ca_key, hashes.SHA256())
         )
-        logger.info("issued a certificate for node %s (valid %d days)", node_name, validity_days)
-        return cert.public_bytes(serialization.Encoding.DER)
+        logger.info(
+            "issued a certificate for node %s (serial %x, valid until %s)",
+            node_name,
+            cert.serial_number,
+            rfc3339(cert.not_valid_after_utc.timestamp()),
+        )
+        return NodeCert(
+            node=node_name,
+            serial=cert.serial_number,
+            not_before=cert.not_valid_before_utc.timestamp(),
+            not_after=cert.not_valid_after_utc.timestamp(),
+            der=cert.public_bytes(serialization.Encoding.DER),
+        )
 
     def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(self._ca_key.public_key())
@@ -383,14 +490,52 @@ class Authority:
         return ctx
 
     def mtls_ssl_context(self) -> ssl.SSLContext:
-        """TLS server context for the websocket port: client certificates signed by our CA."""
+        """TLS server context for the websocket port: client certificates signed by our CA.
+
+        Validity dates are *not* checked here but during the websocket upgrade
+        (:func:`check_node_cert_time`), so an edge with an expired certificate is told so
+        in words instead of getting a bare TLS alert. Whoever uses this context for anything
+        else must check the time too.
+        """
         ctx = self.server_ssl_context()
         ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
         ctx.load_verify_locations(cadata=self._ca_der)
         return ctx
 
 
 # -- private helpers -------------------------------------------------------------------------
+
+
+def _csr_public_key(csr_der: bytes) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """The public key of an acceptable CSR.
+
+    Raises:
+        AuthError: the CSR is too large, does not parse, is not signed by its own key, or
+            carries a weak or unsupported key.
+    """
+    if len(csr_der) > MAX_CSR_BYTES:
+        raise AuthError(f"CSR of {len(csr_der)} bytes is too large")
+    try:
+        csr = x509.load_der_x509_csr(csr_der)
+    except ValueError as exc:
+        raise AuthError("CSR is not a DER-encoded certificate request") from exc
+    try:
+        signature_ok = csr.is_signature_valid
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise AuthError("CSR signature cannot be checked") from exc
+    if not signature_ok:
+        raise AuthError("CSR signature is invalid")
+    public_key = csr.public_key()
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if public_key.curve.key_size < 256:
+            raise AuthError(f"CSR key curve {public_key.curve.name} is too weak")
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size < MIN_RSA_BITS:
+            raise AuthError(f"CSR RSA key of {public_key.key_size} bits is too weak")
+    else:
+        raise AuthError("CSR key must be ECDSA or RSA")
+    return public_key
 
 
 def _check_san(addr: str) -> None:

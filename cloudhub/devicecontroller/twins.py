@@ -120,7 +120,11 @@ def merge_report(twins: list[dict[str, Any]], report: TwinReport) -> list[dict[s
         if incoming.expected is not None:
             v = incoming.expected_version
             if (v.cloud, v.edge) > _stored_version(twin.get("observedDesired")):
-                twin["observedDesired"] = _entry(incoming.expected, v, typ, report.timestamp)
+                # an expected without a value: the desired value was removed in the cloud
+                entry = _entry(incoming.expected, v, typ, report.timestamp)
+                if incoming.expected.value is None:
+                    entry["metadata"]["removed"] = "true"
+                twin["observedDesired"] = entry
     return out
 
 

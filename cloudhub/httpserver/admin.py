@@ -2,7 +2,8 @@
 
 Endpoints (all JSON, all behind ``Authorization: Bearer <admin.token>``)::
 
-    POST   /admin/v1/tokens                    {"ttl_seconds": 86400} -> {"token": ...}
+    POST   /admin/v1/tokens                    {"ttl_seconds": 86400, "uses": 1, "node": "gw-1"}
+                                               -> {"token": ..., "expires_at": ...}
     POST   /admin/v1/apply                     {"objects": [...]}    -> {"objects": [...], ...}
     GET    /admin/v1/{type}[?namespace=NS]     -> {"kind": "List", "items": [...]}
     GET    /admin/v1/{type}/{namespace}/{name} -> the object ("_" = cluster-scoped)
@@ -22,7 +23,10 @@ Design notes:
   :class:`~cloudhub.httpserver.app.Presence` says right now.
 - **Errors are ``{"error": "one line"}``** with a meaningful status code, mapped in one place
   (:func:`admin_middleware`) from the :mod:`wire.errors` tree.
-- The admin credential is compared in constant time; it is never logged.
+- The admin credential is compared in constant time; it is never logged. Nor are join tokens.
+- **Deleting a node revokes it.** ``DELETE /admin/v1/nodes/_/NAME`` first revokes every
+  certificate the node was issued (which closes its live link), then deletes the Node: if the
+  second step fails the node is locked out, never left with a working certificate and no Node.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cloudhub.auth.issuer import Revoker
 from cloudhub.httpserver.join import bearer_token
-from cloudhub.pki import Authority
+from cloudhub.pki import Authority, is_valid_node_name
 from cloudhub.store.base import ObjectStore
 from wire.errors import (
     AuthError,
@@ -84,12 +89,18 @@ class TokenRequest(BaseModel):
 
     #: lifetime of the join token, seconds
     ttl_seconds: float = Field(default=DEFAULT_TOKEN_TTL, gt=0, allow_inf_nan=False)
+    #: joins the token admits; None = any number until it expires
+    uses: int | None = Field(default=None, ge=1)
+    #: the only node name the token admits; None = any
+    node: str | None = None
 
 
 class TokenResponse(BaseModel):
     token: str
     #: RFC 3339 UTC time the token stops working
     expires_at: str
+    uses: int | None = None
+    node: str | None = None
 
 
 class ApplyRequest(BaseModel):
@@ -229,10 +240,13 @@ def admin_middleware(authority: Authority) -> Middleware:
 class AdminApi:
     """The ``/admin/v1/`` handlers, bound to their dependencies."""
 
-    def __init__(self, *, authority: Authority, store: ObjectStore, presence: Presence) -> None:
+    def __init__(
+        self, *, authority: Authority, store: ObjectStore, presence: Presence, revoker: Revoker
+    ) -> None:
         self._authority = authority
         self._store = store
         self._presence = presence
+        self._revoker = revoker
 
     def register(self, router: web.UrlDispatcher) -> None:
         p = ADMIN_PREFIX
@@ -244,10 +258,24 @@ class AdminApi:
 
     async def create_token(self, request: web.Request) -> web.Response:
         req = await _parse(request, TokenRequest)
+        if req.node is not None and not is_valid_node_name(req.node):
+            raise InvalidObject(f"invalid node name {req.node!r}: must be a DNS-1123 subdomain")
         now = dt.datetime.now(dt.UTC).timestamp()
-        token = self._authority.issue_token(req.ttl_seconds, now=now)
-        logger.info("issued a join token valid for %.0f s", req.ttl_seconds)
-        return _json(TokenResponse(token=token, expires_at=rfc3339(now + req.ttl_seconds)))
+        token = self._authority.issue_token(req.ttl_seconds, now=now, uses=req.uses, node=req.node)
+        logger.info(
+            "issued a join token valid for %.0f s (%s use(s), node %s)",
+            req.ttl_seconds,
+            "unlimited" if req.uses is None else req.uses,
+            req.node or "any",
+        )
+        return _json(
+            TokenResponse(
+                token=token,
+                expires_at=rfc3339(now + req.ttl_seconds),
+                uses=req.uses,
+                node=req.node,
+            )
+        )
 
     async def apply(self, request: web.Request) -> web.Response:
         req = await _parse(request, ApplyRequest)
@@ -279,7 +307,16 @@ class AdminApi:
 
     async def delete_object(self, request: web.Request) -> web.Response:
         typ, namespace, name = _object_path(request)
-        obj = await self._store.delete(typ, namespace, name)
+        revoked = 0
+        if typ == "node":
+            revoked = await self._revoker.revoke_node(name)
+        try:
+            obj = await self._store.delete(typ, namespace, name)
+        except NotFound:
+            if not revoked:
+                raise
+            # Its certificates were live although its Node was gone: that was the point.
+            obj = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
         logger.info("deleted %s %s/%s", typ, namespace or CLUSTER_NAMESPACE, name)
         return web.json_response(obj)
 

@@ -8,19 +8,30 @@ it; the admin API only reads it to show node state).
 
 Request bodies are capped at :data:`MAX_BODY_BYTES`: the largest thing anyone sends is a batch
 of manifests, and an uncapped body is a free memory exhaustion for anyone who can reach the port.
+
+The port is public (edges join through it), so connections are capped per source address and in
+total at accept time (:class:`~cloudhub.hub.limits.ConnectionGate`), and a TLS handshake gets
+:data:`TLS_HANDSHAKE_TIMEOUT` seconds: a peer opening sockets by the thousand cannot use up the
+process's file descriptors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import ssl
 from typing import Protocol
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from cloudhub.auth.issuer import CertIssuer
+from cloudhub.auth.ledger import MemoryLedger
+from cloudhub.auth.revocation import Revocations
 from cloudhub.httpserver.admin import AdminApi, admin_middleware
 from cloudhub.httpserver.join import JoinApi
+from cloudhub.hub.limits import ConnectionGate
 from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
 from wire.errors import ConfigError
@@ -31,6 +42,12 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 8 * 1024 * 1024
 #: Seconds in-flight requests get to finish when the server stops.
 SHUTDOWN_GRACE = 2.0
+#: Seconds a client gets to complete the TLS handshake.
+TLS_HANDSHAKE_TIMEOUT = 10.0
+#: Open connections per source address (edgectl and joining edges need one or two each).
+MAX_CONNECTIONS_PER_IP = 64
+#: Open connections in total.
+MAX_CONNECTIONS = 1024
 
 
 class NodePresence(BaseModel):
@@ -47,17 +64,29 @@ class Presence(Protocol):
     def presence(self, node: str) -> NodePresence: ...
 
 
-def make_app(*, authority: Authority, store: ObjectStore, presence: Presence) -> web.Application:
+def make_app(
+    *,
+    authority: Authority,
+    store: ObjectStore,
+    presence: Presence,
+    issuer: CertIssuer | None = None,
+) -> web.Application:
     """The HTTPS application: ``/ca.crt``, ``/edge.crt``, ``/healthz`` and ``/admin/v1/...``.
 
-    The store must already be started; the application does not own it.
+    The store must already be started; the application does not own it. Without an
+    ``issuer``, certificates and token uses are recorded in memory only (tests).
     """
+    if issuer is None:
+        ledger = MemoryLedger()
+        issuer = CertIssuer(authority=authority, ledger=ledger, revocations=Revocations(ledger))
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[admin_middleware(authority)],
     )
-    JoinApi(authority=authority, store=store).register(app.router)
-    AdminApi(authority=authority, store=store, presence=presence).register(app.router)
+    JoinApi(authority=authority, store=store, issuer=issuer).register(app.router)
+    AdminApi(authority=authority, store=store, presence=presence, revoker=issuer).register(
+        app.router
+    )
     app.router.add_get("/healthz", _healthz)
     return app
 
@@ -79,15 +108,48 @@ async def serve_https(
     # A short shutdown grace: admin calls are quick, and a hung client must not hold up exit.
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    gate = ConnectionGate(
+        name="https", max_pending=MAX_CONNECTIONS, max_pending_per_ip=MAX_CONNECTIONS_PER_IP
+    )
+    try:
+        sock = gate.listen(host, port)
+    except OSError as exc:
+        await runner.cleanup()
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port} (HTTPS): {reason}") from exc
+    site = _GatedSite(runner, sock, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:
+        sock.close()
         await runner.cleanup()
         reason = exc.strerror or str(exc)
         raise ConfigError(f"cannot listen on {host}:{port} (HTTPS): {reason}") from exc
     logger.info("HTTPS (join + admin API) listening on %s:%d", host, bound_port(runner))
     return runner
+
+
+class _GatedSite(web.SockSite):
+    """aiohttp's SockSite with a bounded TLS handshake (aiohttp leaves asyncio's 60 s)."""
+
+    def __init__(
+        self, runner: web.AppRunner, sock: socket.socket, *, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        super().__init__(runner, sock, ssl_context=ssl_context)
+        self._listen_sock = sock
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        if server is None:
+            raise RuntimeError("runner is not set up")
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            sock=self._listen_sock,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self._ssl_context else None,
+        )
 
 
 def bound_port(runner: web.AppRunner) -> int:

@@ -7,11 +7,17 @@
   client certificate as DER. The JWT may also be sent as the full ``{hash}.{jwt}`` token.
 
 Errors are one line of plain text, because that is what a stock edgecore prints: 401 for a bad
-token, 400 for a bad NodeName or CSR. The token is checked before anything else so an
-unauthenticated caller learns nothing about what else would have been refused.
+token (expired, forged, used up, bound to another node), 400 for a bad NodeName or CSR. The
+token's signature is checked before anything else so an unauthenticated caller learns nothing
+about what else would have been refused; a counted token's use is spent only once everything
+else was found acceptable, so a typo in the node name does not burn a single-use token.
 
 On a successful join the Node object is created in the store if it does not exist yet, with the
-labels KubeEdge puts on edge nodes, so ``edgectl get nodes`` shows it at once.
+labels KubeEdge puts on edge nodes, so ``edgectl get nodes`` shows it at once. The Node exists
+*before* the certificate is recorded: certcontroller revokes certificates of nodes that have
+none, and must never see a fresh join as a deleted node.
+
+The token is never logged, in whole or in part.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cloudhub.auth.issuer import CertIssuer
 from cloudhub.pki import Authority, is_valid_node_name
 from cloudhub.store.base import ObjectStore
 from wire.errors import AuthError, NotFound, StoreError, TokenError
@@ -58,9 +65,10 @@ def bearer_token(request: web.Request) -> str | None:
 class JoinApi:
     """``/ca.crt`` and ``/edge.crt`` handlers, bound to an authority and a store."""
 
-    def __init__(self, *, authority: Authority, store: ObjectStore) -> None:
+    def __init__(self, *, authority: Authority, store: ObjectStore, issuer: CertIssuer) -> None:
         self._authority = authority
         self._store = store
+        self._issuer = issuer
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_get("/ca.crt", self.ca_crt, allow_head=False)
@@ -74,7 +82,7 @@ class JoinApi:
         if token is None:
             return _text(401, "missing Authorization: Bearer token")
         try:
-            self._authority.verify_join_token(token)
+            claims = self._authority.verify_join_token(token)
         except TokenError as exc:
             logger.warning("join refused from %s: %s", request.remote, exc)
             return _text(401, str(exc))
@@ -85,14 +93,29 @@ class JoinApi:
         if not csr:
             return _text(400, "missing CSR: send a DER certificate request as the body")
         try:
-            cert = self._authority.sign_node_csr(csr, node)
+            self._authority.check_csr(csr)
         except AuthError as exc:
             return _text(400, str(exc))
+        try:
+            await self._issuer.admit_token(claims, node)
+        except TokenError as exc:
+            logger.warning("join of node %s refused from %s: %s", node, request.remote, exc)
+            return _text(401, str(exc))
+        except StoreError as exc:
+            logger.error("join of node %s: cannot count the token use: %s", node, exc)
+            return _text(503, f"cannot record the join: {exc}")
         try:
             await self._ensure_node(node)
         except StoreError as exc:
             logger.error("node %s: cannot create its Node object: %s", node, exc)
             return _text(503, f"cannot record node {node}: {exc}")
+        try:
+            cert = (await self._issuer.issue(csr, node)).der
+        except AuthError as exc:
+            return _text(400, str(exc))
+        except StoreError as exc:
+            logger.error("node %s: cannot record its certificate: %s", node, exc)
+            return _text(503, f"cannot record the certificate of {node}: {exc}")
         logger.info("node %s joined from %s", node, request.remote)
         return web.Response(body=cert, content_type=DER_CONTENT_TYPE)
 

@@ -1,22 +1,32 @@
 """Who is connecting. A node's identity is its client certificate, nothing else.
 
-TLS already refused peers without a certificate from our CA (``CERT_REQUIRED``). Here we read
-the node name from the certificate's CN (``system:node:NAME``) and refuse the upgrade when the
-``node_id`` header or the URL path (``/{project}/{node}/events``) claims someone else:
-KubeEdge trusts the header by default, which lets any node impersonate any other.
+TLS already refused peers without a certificate chaining to our CA (``CERT_REQUIRED``). Here,
+during the websocket upgrade, we read the node name from the certificate's CN
+(``system:node:NAME``) and refuse the upgrade, with a 403 whose body says why, when:
+
+- the certificate is outside its validity period (the TLS context leaves dates to us, see
+  :meth:`cloudhub.pki.Authority.mtls_ssl_context`, so that an expired edge is *told* to
+  re-join instead of getting a bare TLS alert);
+- its serial was revoked (``edgectl delete node``);
+- the ``node_id`` header or the URL path (``/{project}/{node}/events``) claims someone else:
+  KubeEdge trusts the header by default, which lets any node impersonate any other.
+
+Every refusal is logged with the peer's address and the reason.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from cloudhub.pki import node_name_from_cert
-from wire.errors import IdentityMismatch
+from cloudhub.pki import REJOIN_HINT, check_node_cert_time, read_node_cert
+from wire.errors import AuthError, IdentityMismatch
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +40,34 @@ class Peer:
     project: str
     #: the heartbeat the edge announced, or ``None`` (then the hub's default applies)
     heartbeat: float | None
+    #: serial number of the client certificate (0 when unknown, in tests)
+    serial: int = 0
+    #: unix seconds the client certificate expires
+    not_after: float = 0.0
 
 
-def identify(connection: ServerConnection, request: Request) -> Peer:
+def identify(
+    connection: ServerConnection,
+    request: Request,
+    *,
+    is_revoked: Callable[[int], bool] = lambda serial: False,
+    now: float | None = None,
+) -> Peer:
     """Check the handshake against the client certificate.
 
     Raises:
         IdentityMismatch: no usable certificate, or a header/path naming another node.
+        AuthError: the certificate is expired, not yet valid, or revoked.
     """
     ssl_object = connection.transport.get_extra_info("ssl_object")
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    node = node_name_from_cert(der) if der else None
-    if not node:
+    cert = read_node_cert(der) if der else None
+    if cert is None:
         raise IdentityMismatch("client certificate does not name a node (CN=system:node:NAME)")
+    node = cert.node
+    check_node_cert_time(cert, time.time() if now is None else now)
+    if is_revoked(cert.serial):
+        raise AuthError(f"node certificate of {node} was revoked: {REJOIN_HINT}")
     claimed = request.headers.get("node_id")
     if claimed and claimed != node:
         raise IdentityMismatch(f"node_id header {claimed!r} disagrees with certificate {node!r}")
@@ -59,7 +84,13 @@ def identify(connection: ServerConnection, request: Request) -> Peer:
             heartbeat = min(300.0, max(0.05, float(raw)))
         except ValueError:
             heartbeat = None
-    return Peer(node=node, project=project, heartbeat=heartbeat)
+    return Peer(
+        node=node,
+        project=project,
+        heartbeat=heartbeat,
+        serial=cert.serial,
+        not_after=cert.not_after,
+    )
 
 
 def refuse(connection: ServerConnection, exc: Exception) -> Response:

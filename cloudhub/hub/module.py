@@ -21,13 +21,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from cloudhub import routes
+from cloudhub.auth.revocation import RevocationCheck
 from cloudhub.config import HubSettings
 from cloudhub.httpserver.app import NodePresence
 from cloudhub.hub.handshake import Peer, identify, refuse
+from cloudhub.hub.limits import ConnectionGate, TokenBucket
 from cloudhub.hub.session import NodeSession
 from hive.bus import Bus
 from wire.codec import decode
-from wire.errors import IdentityMismatch, WireError
+from wire.errors import AuthError, WireError
 from wire.messages import Group, Message, Operation
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 _UPSTREAM_OPS = frozenset(
     {Operation.INSERT, Operation.UPDATE, Operation.PATCH, Operation.DELETE, Operation.UPLOAD}
 )
+#: what an ACK or keepalive costs in a node's rate budget (a frame that makes work costs 1):
+#: ACKs are bounded by what the cloud sent, and a resync of 10,000 objects must not crawl
+_CHEAP_FRAME_COST = 0.05
 
 
 class HubModule:
@@ -45,10 +50,28 @@ class HubModule:
     group: str = Group.HUB
     enabled = True
 
-    def __init__(self, *, bus: Bus, settings: HubSettings, ssl_context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        settings: HubSettings,
+        ssl_context: ssl.SSLContext,
+        revocations: RevocationCheck | None = None,
+    ) -> None:
         self._bus = bus
         self._settings = settings
         self._ssl = ssl_context
+        self._revocations = revocations
+        if revocations is not None:
+            revocations.subscribe(self._on_revoked)
+        #: caps connections that have not shown a valid node certificate yet
+        self.gate = ConnectionGate(
+            name="wss",
+            max_pending=settings.max_pending_handshakes,
+            max_pending_per_ip=settings.max_pending_per_ip,
+        )
+        #: node -> serial of the certificate its live link authenticated with
+        self._serials: dict[str, int] = {}
         self.sessions: dict[str, NodeSession] = {}
         self._last_seen: dict[str, float] = {}
         self._peers: dict[int, Peer] = {}
@@ -68,18 +91,23 @@ class HubModule:
             OSError: the address cannot be bound.
         """
         s = self._settings
-        self._server = await serve(
-            self._handle,
-            s.bind,
-            s.ws_port,
-            ssl=self._ssl,
-            process_request=self._process_request,
-            compression=None,  # 3x less memory per link; k8s JSON is small
-            max_size=s.max_frame,
-            ping_interval=None,  # our keepalive protocol covers liveness both ways
-            max_queue=64,
-            open_timeout=10,
-        )
+        sock = self.gate.listen(s.bind, s.ws_port)
+        try:
+            self._server = await serve(
+                self._handle,
+                sock=sock,
+                ssl=self._ssl,
+                ssl_handshake_timeout=s.handshake_timeout,
+                process_request=self._process_request,
+                compression=None,  # 3x less memory per link; k8s JSON is small
+                max_size=s.max_frame,
+                ping_interval=None,  # our keepalive protocol covers liveness both ways
+                max_queue=64,
+                open_timeout=s.handshake_timeout,
+            )
+        except BaseException:
+            sock.close()
+            raise
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         log.info("listening for edges on wss://%s:%d", s.bind, self.port)
 
@@ -103,11 +131,27 @@ class HubModule:
     # -- handshake and reading -----------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        revocations = self._revocations
         try:
-            self._peers[id(connection)] = identify(connection, request)
-        except IdentityMismatch as exc:
+            self._peers[id(connection)] = identify(
+                connection,
+                request,
+                is_revoked=revocations.is_revoked if revocations is not None else _never,
+            )
+        except AuthError as exc:
             return refuse(connection, exc)
+        self.gate.authenticated(connection.transport.get_extra_info("socket"))
         return None
+
+    def _on_revoked(self, node: str, serials: frozenset[int]) -> None:
+        """Close the node's live link if it authenticated with a certificate just revoked."""
+        session = self.sessions.get(node)
+        if session is None or self._serials.get(node) not in serials:
+            return
+        log.warning("node %s: certificate revoked; closing its link", node)
+        asyncio.get_running_loop().create_task(
+            session.close("certificate revoked"), name=f"revoke:{node}"
+        )
 
     async def _handle(self, ws: ServerConnection) -> None:
         peer = self._peers.pop(id(ws))
@@ -123,22 +167,26 @@ class HubModule:
             log.info("node %s reconnected; closing its previous link", peer.node)
             await old.close("replaced by a new connection")
         self.sessions[peer.node] = session
+        self._serials[peer.node] = peer.serial
         log.info("node %s connected from %s", peer.node, ws.remote_address)
         await self._report(peer.node, online=True)
         session.run_writer()
         fallback = asyncio.get_running_loop().call_later(
             self._settings.inventory_timeout, self._request_start, session, None
         )
+        loop = asyncio.get_running_loop()
+        s = self._settings
+        frames = TokenBucket(rate=s.node_rate, burst=s.node_burst, now=loop.time())
+        volume = TokenBucket(rate=s.node_byte_rate, burst=s.node_byte_burst, now=loop.time())
         try:
             async for frame in ws:
                 session.received()
-                try:
-                    msg = decode(frame, max_size=self._settings.max_frame)
-                except WireError as exc:
-                    log.warning("node %s sent a bad frame: %s", peer.node, exc)
-                    await session.send(_error(f"bad frame: {exc}"))
-                    continue
-                await self._upstream(session, msg)
+                cost = await self._read_frame(session, frame)
+                # Pace, don't drop: while we sleep nothing is read and TCP slows the sender.
+                now = loop.time()
+                wait = max(frames.reserve(cost, now), volume.reserve(len(frame), now))
+                if wait > 0:
+                    await asyncio.sleep(wait)
         except ConnectionClosed:
             pass
         finally:
@@ -146,9 +194,21 @@ class HubModule:
             await session.close(session.close_reason or "connection closed")
             if self.sessions.get(peer.node) is session:
                 del self.sessions[peer.node]
+                self._serials.pop(peer.node, None)
                 self._last_seen[peer.node] = session.last_seen
                 log.info("node %s disconnected: %s", peer.node, session.close_reason)
                 await self._report(peer.node, online=False)
+
+    async def _read_frame(self, session: NodeSession, frame: str | bytes) -> float:
+        """Decode and route one frame; what it costs in the node's rate budget."""
+        try:
+            msg = decode(frame, max_size=self._settings.max_frame)
+        except WireError as exc:
+            log.warning("node %s sent a bad frame: %s", session.node, exc)
+            await session.send(_error(f"bad frame: {exc}"))
+            return 1.0
+        await self._upstream(session, msg)
+        return _CHEAP_FRAME_COST if msg.operation in _CHEAP_OPS else 1.0
 
     async def _upstream(self, session: NodeSession, msg: Message) -> None:
         op = msg.operation
@@ -268,6 +328,13 @@ class HubModule:
             else:
                 session.downstream.update(key, rv, fanout.object)
             session.wake()
+
+
+_CHEAP_OPS = frozenset({Operation.RESPONSE, Operation.KEEPALIVE})
+
+
+def _never(serial: int) -> bool:
+    return False
 
 
 async def _send_quietly(session: NodeSession, msg: Message) -> None:

@@ -52,22 +52,19 @@ from pydantic import BaseModel, ValidationError
 from edgecore.devicetwin import merge as m
 from edgecore.devicetwin.payloads import (
     BaseIn,
-    BaseOut,
-    ErrorResult,
-    MembershipDevice,
-    MembershipResult,
-    MembershipUpdated,
-    MsgTwin,
-    StateOut,
     StateUpdateIn,
-    TwinDelta,
-    TwinDoc,
-    TwinDocument,
-    TwinResult,
     TwinUpdateIn,
-    dump,
+    base_result,
+    error_result,
     first_error,
-    msg_twin,
+    membership_device,
+    membership_result,
+    membership_updated,
+    state_out,
+    twin_delta,
+    twin_document,
+    twin_json,
+    twin_result,
 )
 from edgecore.devicetwin.store import (
     DeviceRecord,
@@ -271,8 +268,6 @@ class TwinModule:
         self._store: TwinStore | None = None
         self._devices: dict[str, _Device] = {}
         self._models: dict[str, dict[str, PropertySpec]] = {}
-        #: the edge counter of the latest report (hybrid logical clock)
-        self._hlc = 0
         #: one writer at a time: the MQTT loop and the Device watchers stage, commit, install
         self._lock = asyncio.Lock()
         #: outbox ids the cloud answered, deleted with the next commit
@@ -325,7 +320,9 @@ class TwinModule:
                 asyncio.create_task(self._watch("devicemodel"), name="twin:models"),
                 asyncio.create_task(self._watch("device"), name="twin:devices"),
                 asyncio.create_task(self._uplink(), name="twin:uplink"),
+                asyncio.create_task(self._serve(), name="twin:serve"),
             ]
+            self._kick.set()  # rows left from before a restart go as soon as the link is up
             self.ready.set()
             log.info(
                 "twin: %d devices on node %s, %d upstream messages waiting",
@@ -333,9 +330,14 @@ class TwinModule:
                 self._node,
                 await self._store.outbox_size(),
             )
-            while True:
-                batch = await self._gather()
-                await self.process(batch)
+            # All four run forever; if one fails, run fails too and the runner restarts the
+            # module, rather than serving on with no watcher or no sender.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                exc = t.exception()
+                if exc is not None:
+                    raise exc
+            log.info("twin: metamanager's cache closed; stopping")
         finally:
             self.ready.clear()
             for t in tasks:
@@ -359,10 +361,13 @@ class TwinModule:
             dev = self._devices.get(t.device_id)
             if dev is not None:
                 dev.twins[t.name] = t
-            if t.twin.actual is not None:
-                self._hlc = max(self._hlc, t.twin.actual.edge)
 
     # -- the MQTT / edgehub loop --------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        while True:
+            batch = await self._gather()
+            await self.process(batch)
 
     async def _gather(self) -> list[Message]:
         """The first message, then what else is waiting or arrives within the batch window."""
@@ -450,12 +455,16 @@ class TwinModule:
                 self._on_state(dev, topic_id, obj, batch)
         except _Refused as exc:
             log.info("refusing %s: %s", topic, exc.reason)
-            payload_out = dump(
-                ErrorResult(
-                    event_id=event_id, timestamp=self._clock(), code=exc.code, reason=exc.reason
-                )
-            )
-            batch.fixed(reply_topic(kind, topic_id), payload_out)
+            code, reason = exc.code, exc.reason
+        except Exception:
+            # a bug must cost one answer, not the loop (and the batch's other messages)
+            log.exception("twin failed on %s", topic)
+            code, reason = 500, "the edge failed to handle this message"
+        else:
+            return
+        batch.fixed(
+            reply_topic(kind, topic_id), error_result(event_id, self._clock(), code, reason)
+        )
 
     def _on_update(self, dev: _Device, topic_id: str, obj: dict[str, Any], batch: _Batch) -> None:
         req = _validate(TwinUpdateIn, obj)
@@ -473,14 +482,16 @@ class TwinModule:
                 raise _Refused(400, reason)
         now = self._clock()
         result: dict[str, Any] = {}
-        doc: dict[str, TwinDoc] = {}
+        doc: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
         for name, p in req.twin.items():
             before = self._current(batch, dev.id, name)
             old = before.twin if before else m.Twin()
             actual, expected = old.actual, old.expected
             if p.actual is not None:
-                self._hlc = m.next_hlc(self._hlc, now)
-                actual = m.merge(actual, m.reported(p.actual.value, hlc=self._hlc, timestamp=now))
+                # per property: a clock shared by all would run ahead of the wall clock under
+                # a sustained load above 1000 reports/s
+                hlc = m.next_hlc(actual.edge if actual else 0, now)
+                actual = m.merge(actual, m.reported(p.actual.value, hlc=hlc, timestamp=now))
             if p.expected is not None:
                 cand = m.local_desired(
                     p.expected.value, current=expected, generation=dev.generation, timestamp=now
@@ -493,25 +504,23 @@ class TwinModule:
                 dev.id, name, m.Twin(expected, actual), optional, specs[name].twin_type
             )
             batch.writes.twins[(dev.id, name)] = after
-            result[name] = self._msg_twin(after)
-            doc[name] = TwinDoc(
-                last=self._msg_twin(before) if before else None, current=result[name]
-            )
+            result[name] = self._twin_json(after)
+            doc[name] = (self._twin_json(before) if before else None, result[name])
         topic = reply_topic("update", topic_id)
         if not result:  # an empty twin: nothing to store or send
-            batch.fixed(topic, dump(TwinResult(event_id=req.event_id, timestamp=now, twin={})))
+            batch.fixed(topic, twin_result(req.event_id, now, {}))
             return
         self._stage_upstream(
             batch,
             dev,
             "twin/edge_updated",
-            TwinResult(event_id=str(uuid.uuid4()), timestamp=now, twin=result),
+            lambda row_id: twin_result(row_id, now, result),
         )
-        ok_payload = dump(TwinResult(event_id=req.event_id, timestamp=now, twin=result))
-        err_payload = self._storage_error(req.event_id)
-        document = dump(TwinDocument(event_id=req.event_id, timestamp=now, twin=doc))
+        eid = req.event_id
+        ok_payload = twin_result(eid, now, result)
+        document = twin_document(eid, now, doc)
         doc_topic = f"{DEVICE_TOPIC}{topic_id}/twin/update/document"
-        batch.outputs.append(lambda ok: (topic, ok_payload if ok else err_payload))
+        batch.outputs.append(lambda ok: (topic, ok_payload if ok else self._storage_error(eid)))
         batch.outputs.append(lambda ok: (doc_topic, document) if ok else None)
         batch.deltas[dev.id] = None
 
@@ -525,11 +534,9 @@ class TwinModule:
             current = self._devices.get(device_id)
             if current is None:  # removed by the cloud meanwhile
                 reason = f"device {device_id} is not a member of node {self._node}"
-                return topic, dump(
-                    ErrorResult(event_id=req.event_id, timestamp=now, code=404, reason=reason)
-                )
-            twin = {n: self._msg_twin(r) for n, r in sorted(current.twins.items())}
-            return topic, dump(TwinResult(event_id=req.event_id, timestamp=now, twin=twin))
+                return topic, error_result(req.event_id, now, 404, reason)
+            twin = {n: self._twin_json(r) for n, r in sorted(current.twins.items())}
+            return topic, twin_result(req.event_id, now, twin)
 
         batch.outputs.append(render)
 
@@ -545,16 +552,17 @@ class TwinModule:
         batch.writes.devices[dev.id] = DeviceRecord(
             record.id, record.name, record.namespace, record.description, req.state, last_online
         )
+        state = req.state
         self._stage_upstream(
             batch,
             dev,
             "state/update",
-            StateOut(event_id=str(uuid.uuid4()), timestamp=now, state=req.state),
+            lambda row_id: state_out(row_id, now, state),
         )
         topic = reply_topic("state", topic_id)
-        ok_payload = dump(BaseOut(event_id=req.event_id, timestamp=now))
-        err_payload = self._storage_error(req.event_id)
-        batch.outputs.append(lambda ok: (topic, ok_payload if ok else err_payload))
+        eid = req.event_id
+        ok_payload = base_result(eid, now)
+        batch.outputs.append(lambda ok: (topic, ok_payload if ok else self._storage_error(eid)))
 
     def _on_membership(self, node: str, obj: Any, batch: _Batch) -> None:
         if isinstance(obj, _Undecodable):
@@ -566,9 +574,7 @@ class TwinModule:
 
         def render(_ok: bool) -> tuple[str, dict[str, Any]]:
             devices = [self._membership_entry(d) for _, d in sorted(self._devices.items())]
-            return topic, dump(
-                MembershipResult(event_id=req.event_id, timestamp=self._clock(), devices=devices)
-            )
+            return topic, membership_result(req.event_id, self._clock(), devices)
 
         batch.outputs.append(render)
 
@@ -581,46 +587,48 @@ class TwinModule:
         dev = self._devices.get(device_id)
         return dev.twins.get(name) if dev else None
 
-    def _stage_upstream(self, batch: _Batch, dev: _Device, what: str, content: BaseModel) -> None:
+    def _stage_upstream(
+        self,
+        batch: _Batch,
+        dev: _Device,
+        what: str,
+        content: Callable[[str], dict[str, Any]],
+    ) -> None:
+        """Queue an upstream row; ``content`` gets the row's id, used as its ``event_id`` too."""
         rec = dev.record
+        row_id = str(uuid.uuid4())
         batch.writes.outbox.append(
             NewOutboxRow(
-                msg_id=str(uuid.uuid4()),
+                msg_id=row_id,
                 resource=f"{rec.namespace}/device/{rec.name}/{what}",
-                content=dump(content),
+                content=content(row_id),
                 created=self._clock(),
             )
         )
 
     def _storage_error(self, event_id: str) -> dict[str, Any]:
-        return dump(
-            ErrorResult(
-                event_id=event_id,
-                timestamp=self._clock(),
-                code=500,
-                reason="the edge could not store the update; publish it again",
-            )
-        )
+        reason = "the edge could not store the update; publish it again"
+        return error_result(event_id, self._clock(), 500, reason)
 
     def _type_of(self, rec: TwinRecord) -> str:
         dev = self._devices.get(rec.device_id)
         spec = self._models.get(dev.model, {}).get(rec.name) if dev else None
         return spec.twin_type if spec else rec.attr_type
 
-    def _msg_twin(self, rec: TwinRecord, *, versions: bool = True) -> MsgTwin:
-        return msg_twin(
+    def _twin_json(self, rec: TwinRecord, *, versions: bool = True) -> dict[str, Any]:
+        return twin_json(
             rec.twin, type_=self._type_of(rec), optional=rec.optional, versions=versions
         )
 
-    def _membership_entry(self, dev: _Device) -> MembershipDevice:
+    def _membership_entry(self, dev: _Device) -> dict[str, Any]:
         r = dev.record
-        return MembershipDevice(
+        return membership_device(
             id=r.id,
             name=r.name,
             namespace=r.namespace,
             state=r.state,
-            last_online=r.last_online or None,
-            twin={n: self._msg_twin(t) for n, t in sorted(dev.twins.items())},
+            last_online=r.last_online,
+            twin={n: self._twin_json(t) for n, t in sorted(dev.twins.items())},
         )
 
     # -- commit and publish -----------------------------------------------------------------------
@@ -680,11 +688,9 @@ class TwinModule:
             delta[name] = e.value
         if not delta:
             return None
-        twin = {n: self._msg_twin(r, versions=False) for n, r in sorted(dev.twins.items())}
-        payload = TwinDelta(
-            event_id=str(uuid.uuid4()), timestamp=self._clock(), twin=twin, delta=delta
-        )
-        return f"{DEVICE_TOPIC}{dev.topic_id}/twin/update/delta", dump(payload)
+        twin = {n: self._twin_json(r, versions=False) for n, r in sorted(dev.twins.items())}
+        payload = twin_delta(str(uuid.uuid4()), self._clock(), twin, delta)
+        return f"{DEVICE_TOPIC}{dev.topic_id}/twin/update/delta", payload
 
     async def _publish(self, topic: str, payload: dict[str, Any]) -> None:
         msg = Message.new(
@@ -757,7 +763,7 @@ class TwinModule:
         # Devices that arrived before their model get their desired values now.
         for dev in self._devices.values():
             if dev.model == key:
-                self._stage_desired(dev, batch)
+                self._stage_desired(dev, batch, loud=True)
 
     def _on_device(self, obj: dict[str, Any], batch: _Batch) -> str | None:
         """Stage a Device's membership and desired values; its id if it is a member."""
@@ -790,13 +796,17 @@ class TwinModule:
             batch.fixed(*self._membership_update(added=[new]))
             log.info("device %s joined node %s", device_id, self._node)
         # model, generation and desired are the cloud's, not stored by the twin: set them now
-        dev.model = f"{namespace}/{model_name}" if isinstance(model_name, str) else ""
-        dev.generation = _generation_of(meta)
-        dev.desired = _desired_of(spec)
-        self._stage_desired(dev, batch)
+        model = f"{namespace}/{model_name}" if isinstance(model_name, str) else ""
+        generation = _generation_of(meta)
+        desired = _desired_of(spec)
+        # Every status write in the cloud re-delivers the Device; complain about its desired
+        # values only when the spec changed, not on each re-delivery.
+        loud = (model, generation, desired) != (dev.model, dev.generation, dev.desired)
+        dev.model, dev.generation, dev.desired = model, generation, desired
+        self._stage_desired(dev, batch, loud=loud)
         return device_id
 
-    def _stage_desired(self, dev: _Device, batch: _Batch) -> None:
+    def _stage_desired(self, dev: _Device, batch: _Batch, *, loud: bool) -> None:
         """Merge the spec's desired values (and removals) into expected."""
         specs = self._models.get(dev.model)
         if specs is None:
@@ -813,11 +823,22 @@ class TwinModule:
             spec = specs.get(name)
             if value is not None:
                 if spec is None:
-                    log.warning("%s: desired %s is not in model %s", dev.id, name, dev.model)
+                    log.log(
+                        logging.WARNING if loud else logging.DEBUG,
+                        "%s: desired %s is not in model %s",
+                        dev.id,
+                        name,
+                        dev.model,
+                    )
                     continue
                 reason = check_desired(spec, value)
                 if reason:
-                    log.warning("%s: ignoring the cloud's desired value: %s", dev.id, reason)
+                    log.log(
+                        logging.WARNING if loud else logging.DEBUG,
+                        "%s: ignoring the cloud's desired value: %s",
+                        dev.id,
+                        reason,
+                    )
                     continue
                 cand = m.cloud_desired(value, generation=dev.generation, timestamp=now)
             elif old.expected is not None and not old.expected.deleted:
@@ -841,17 +862,14 @@ class TwinModule:
                 changed[name] = (before, after)
         if not changed:
             return
-        twin = {n: self._msg_twin(after) for n, (_, after) in changed.items()}
+        twin = {n: self._twin_json(after) for n, (_, after) in changed.items()}
         self._stage_upstream(
             batch,
             dev,
             "twin/edge_updated",
-            TwinResult(event_id=str(uuid.uuid4()), timestamp=now, twin=twin),
+            lambda row_id: twin_result(row_id, now, twin),
         )
-        doc = {
-            n: TwinDoc(last=self._msg_twin(b) if b else None, current=twin[n])
-            for n, (b, _) in changed.items()
-        }
+        doc = {n: (self._twin_json(b) if b else None, twin[n]) for n, (b, _) in changed.items()}
         device_id = dev.id
         event_id = str(uuid.uuid4())
 
@@ -859,8 +877,8 @@ class TwinModule:
             current = self._devices.get(device_id)
             if not ok or current is None:
                 return None
-            payload = TwinDocument(event_id=event_id, timestamp=now, twin=doc)
-            return f"{DEVICE_TOPIC}{current.topic_id}/twin/update/document", dump(payload)
+            payload = twin_document(event_id, now, doc)
+            return f"{DEVICE_TOPIC}{current.topic_id}/twin/update/document", payload
 
         batch.outputs.append(document)
         batch.deltas[dev.id] = None
@@ -882,13 +900,13 @@ class TwinModule:
     def _membership_update(
         self, *, added: list[_Device] | None = None, removed: list[_Device] | None = None
     ) -> tuple[str, dict[str, Any]]:
-        payload = MembershipUpdated(
-            event_id=str(uuid.uuid4()),
-            timestamp=self._clock(),
-            added_devices=[self._membership_entry(d) for d in added or []],
-            removed_devices=[self._membership_entry(d) for d in removed or []],
+        payload = membership_updated(
+            str(uuid.uuid4()),
+            self._clock(),
+            [self._membership_entry(d) for d in added or []],
+            [self._membership_entry(d) for d in removed or []],
         )
-        return f"{NODE_TOPIC}{self._node}/membership/updated", dump(payload)
+        return f"{NODE_TOPIC}{self._node}/membership/updated", payload
 
     # -- the outbox sender -------------------------------------------------------------------------
 

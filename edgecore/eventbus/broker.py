@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edgecore.eventbus.mqtt import DEFAULT_MAX_PACKET
 from hive.backoff import backoff
 from wire.errors import ConfigError
 
@@ -54,6 +55,8 @@ PID_FILE = "mosquitto.pid"
 DB_FILE = "mosquitto.db"
 #: the log is rotated (once, to ``.1``) at start when larger than this, bytes
 LOG_ROTATE_BYTES = 8 * 1024 * 1024
+#: largest MQTT packet the broker accepts, bytes: what edgecore's client accepts
+MAX_PACKET = DEFAULT_MAX_PACKET
 #: mosquitto prints this once its listeners are open
 _READY_MARK = " running"
 #: a run longer than this, seconds, counts as healthy: the restart backoff starts over
@@ -208,6 +211,8 @@ class Mosquitto:
             "max_inflight_messages 200",
             # small twin messages: do not wait for Nagle
             "set_tcp_nodelay true",
+            # bytes; a client sending more is disconnected (edgecore's client accepts as much)
+            f"max_packet_size {MAX_PACKET}",
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",
@@ -335,6 +340,17 @@ class Mosquitto:
             log.info("mosquitto (pid %d) stopped", proc.pid)
         with contextlib.suppress(FileNotFoundError):
             (self.dir / PID_FILE).unlink()
+
+    async def kill(self) -> None:
+        """SIGKILL, no database save: a crash, as far as mosquitto can tell (tests use it).
+
+        Unlike :meth:`stop` this does not end :meth:`supervise`, which restarts it.
+        """
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
 
     async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
         if proc.returncode is None:

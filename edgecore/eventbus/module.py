@@ -24,7 +24,8 @@ current twin with ``twin/get``).
 
 Why received messages are acknowledged only once the twin's inbox took them: when the twin
 falls behind, we stop reading the socket and the broker queues for us (up to mosquitto's
-``max_queued_messages``), instead of this process buffering without bound.
+``max_queued_messages``), instead of this process buffering without bound. After a reconnect
+the broker may hand over again what the twin already has: QoS 1 is at-least-once both ways.
 
 Throughput: the MQTT client is :mod:`edgecore.eventbus.mqtt` (one ``recv`` and one ``send`` per
 loop iteration for any number of packets); every message costs one bus message and one MQTT
@@ -124,8 +125,15 @@ def encode_payload(content: Any) -> bytes:
 
 
 def _valid_publish_topic(topic: str) -> bool:
-    # paho raises on these; refusing them here keeps one bad message from blocking the outbox
-    return bool(topic) and "+" not in topic and "#" not in topic and len(topic.encode()) < 65536
+    # MQTT forbids wildcards and NUL in a published topic, and strings over 65535 bytes; the
+    # broker would drop the whole connection, and the outbox would resend it forever
+    return (
+        bool(topic)
+        and "+" not in topic
+        and "#" not in topic
+        and "\x00" not in topic
+        and len(topic.encode()) <= 0xFFFF
+    )
 
 
 @dataclass(slots=True)
@@ -213,6 +221,7 @@ class EventBus:
         keepalive: int = 15,
         window: int = 256,
         max_pending: int = 10_000,
+        subscriptions: tuple[str, ...] = topics.SUBSCRIPTIONS,
         tls_context: ssl.SSLContext | None = None,
         enabled: bool = True,
     ) -> None:
@@ -229,6 +238,9 @@ class EventBus:
             keepalive: MQTT keepalive, seconds: a broker silent for 1.5x this is dropped.
             window: publishes awaiting their PUBACK at once (throughput vs. resends on loss).
             max_pending: publishes kept while the broker is away; beyond it the oldest go.
+            subscriptions: topic filters (QoS 1); default KubeEdge's twin, state and
+                membership topics. Wider filters are fine: the edge's own outputs received
+                back are dropped, the rest goes to the twin.
             tls_context: for ``mqtts://``; default: the system's trusted CAs.
             enabled: the runner skips a disabled module.
 
@@ -243,6 +255,7 @@ class EventBus:
         self._keepalive = keepalive
         self._window = max(1, window)
         self._tls_context = tls_context
+        self._subscriptions = [(t, topics.QOS) for t in subscriptions]
         self.broker: Mosquitto | None = None
         if settings.mode == "internal":
             self.broker = Mosquitto(data_dir=data_dir, port=settings.port)
@@ -265,6 +278,8 @@ class EventBus:
         #: messages handed to the twin / publishes acknowledged by the broker
         self.received = 0
         self.published = 0
+        #: received messages that had to wait for room in the twin's inbox
+        self.deferred = 0
         #: own output topics received back and dropped
         self.ignored = 0
         #: publishes dropped from a full outbox while the broker was away
@@ -282,7 +297,9 @@ class EventBus:
             "published": self.published,
             "ignored": self.ignored,
             "dropped": self.dropped,
+            "deferred": self.deferred,
             "pending": len(self._outbox),
+            "inflight": len(self._conn.inflight) if self._conn is not None else 0,
             "connections": self.connections,
         }
 
@@ -415,7 +432,7 @@ class EventBus:
                 conn.on_puback = self._acked
                 self._conn = conn
                 # every time: a broker that lost its database has no session to resume
-                await conn.subscribe([(t, topics.QOS) for t in topics.SUBSCRIPTIONS], timeout=10.0)
+                await conn.subscribe(self._subscriptions, timeout=10.0)
                 self.connections += 1
                 delays = self._delays()
                 log.info(
@@ -446,7 +463,8 @@ class EventBus:
                 self._conn = None
                 if conn is not None:
                     if not conn.closed.done():
-                        await conn.disconnect()  # we are being stopped: keep the session
+                        # stopping (or a refused SUBSCRIBE): say goodbye, the session stays
+                        await conn.disconnect()
                     if conn.inflight:
                         # not acknowledged: send again, first, on the next connection
                         unacked = [t for t in conn.inflight.values() if isinstance(t, _Publish)]
@@ -495,6 +513,7 @@ class EventBus:
                 return True
         # the twin's inbox is full: keep order, stop reading, acknowledge once it took it
         self._backlog.append((conn, p, msg))
+        self.deferred += 1
         self._backlog_ready.set()
         conn.pause()
         return False

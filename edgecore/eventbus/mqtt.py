@@ -36,7 +36,6 @@ CONNECT: Final = 1
 CONNACK: Final = 2
 PUBLISH: Final = 3
 PUBACK: Final = 4
-PUBREC: Final = 5
 SUBSCRIBE: Final = 8
 SUBACK: Final = 9
 PINGREQ: Final = 12

@@ -46,7 +46,7 @@ def test_subject_is_set_by_cloudhub_not_the_csr(authority: Authority) -> None:
 
 
 def test_node_cert_is_client_auth_only_and_signed_by_ca(authority: Authority) -> None:
-    """EKU is clientAuth, the cert is not a CA, and it chains to the CA for 365 days."""
+    """EKU is clientAuth, the cert is not a CA, and it chains to the CA for 30 days."""
     _, csr = make_node_key_and_csr("edge-2")
     cert = x509.load_der_x509_certificate(authority.sign_node_csr(csr, "edge-2"))
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -54,7 +54,7 @@ def test_node_cert_is_client_auth_only_and_signed_by_ca(authority: Authority) ->
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     cert.verify_directly_issued_by(x509.load_der_x509_certificate(authority.ca_der))
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-    assert 365 <= lifetime.days <= 366
+    assert 30 <= lifetime.days <= 31
 
 
 def test_rsa_csr_is_accepted(authority: Authority) -> None:

@@ -16,6 +16,7 @@ from tests.edgecore.test_twin_support import (
     running_edge,
     wait_until,
 )
+from wire.messages import Message
 
 
 @pytest.fixture
@@ -114,3 +115,26 @@ async def test_versions_keep_growing_after_restart(edge: TwinEdge) -> None:
     await edge.mqtt(f"{DEV}/twin/update", report(temperature="2"))
     res = await edge.published(f"{DEV}/twin/update/result")
     assert res["twin"]["temperature"]["actual_version"]["edge"] > old.edge
+
+
+async def test_full_edgehub_inbox_does_not_hold_the_twin(edge: TwinEdge) -> None:
+    """With edgehub's inbox full and the link going down, the twin keeps serving MQTT and
+    sends everything once the link is back."""
+    filler = 0
+    while edge.bus.send_nowait(
+        "edgehub", Message.new(source="x", group="", operation="k", resource="")
+    ):
+        filler += 1
+    await reports(edge, "1")
+    await edge.hub("connected")
+    await reports(edge, "2")  # the sender is now stuck on the full inbox
+    await edge.hub("disconnected")
+    await reports(edge, "3")  # the MQTT side still answers
+    for _ in range(filler):
+        assert edge.bus.receive_nowait("edgehub") is not None
+    await edge.barrier()
+    assert edge.no_upstream()
+    await edge.hub("connected")
+    sent = await edge.upstream(3)
+    values = [m.content["twin"]["temperature"]["actual"]["value"] for m in sent]
+    assert values == ["1", "2", "3"]

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from edgecore.devicetwin.store import WriteSet
 from tests.edgecore.test_twin_support import DEV, TwinEdge, outbox_rows, report, running_edge
+from wire.errors import StoreError
 
 
 @pytest.fixture
@@ -112,7 +114,9 @@ BAD: list[tuple[str, str, Any, int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("topic", "payload", "code", "needle"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(
+    ("topic", "payload", "code", "needle"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
 async def test_bad_update_is_refused_and_changes_nothing(
     edge: TwinEdge, topic: str, payload: Any, code: int, needle: str
 ) -> None:
@@ -132,7 +136,9 @@ async def test_bad_update_is_refused_and_changes_nothing(
 
 async def test_refusal_echoes_event_id(edge: TwinEdge) -> None:
     """A refused update's result carries the request's event_id."""
-    await edge.mqtt(f"{DEV}/twin/update", {"event_id": "abc", "twin": {"x": {"actual": {"value": "1"}}}})
+    await edge.mqtt(
+        f"{DEV}/twin/update", {"event_id": "abc", "twin": {"x": {"actual": {"value": "1"}}}}
+    )
     result = await edge.published(f"{DEV}/twin/update/result")
     assert result["event_id"] == "abc" and result["code"] == 404
 
@@ -157,3 +163,25 @@ async def test_model_missing_is_404(tmp_path: Path) -> None:
         await edge.mqtt(f"{DEV}/twin/update", report(temperature="1"))
         result = await edge.published(f"{DEV}/twin/update/result")
         assert result["code"] == 404 and "thermostat-model" in result["reason"]
+
+
+async def test_failed_commit_answers_500_and_changes_nothing(
+    edge: TwinEdge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If SQLite refuses the batch, accepted updates are answered 500 and nothing changes."""
+
+    async def refuse(_writes: WriteSet) -> None:
+        raise StoreError("disk full")
+
+    store = edge.module.store
+    monkeypatch.setattr(store, "commit", refuse)
+    await edge.mqtt(f"{DEV}/twin/update", report(temperature="20"))
+    result = await edge.published(f"{DEV}/twin/update/result")
+    assert result["code"] == 500 and result["event_id"] == "ev-1"
+    assert edge.module.twin("default/thermostat-1") == {}
+    monkeypatch.undo()
+    await edge.barrier()
+    assert [t for t, _ in edge.drain() if t.endswith("/document")] == []
+    await edge.mqtt(f"{DEV}/twin/update", report(temperature="21"))
+    assert "code" not in await edge.published(f"{DEV}/twin/update/result")
+    assert len(outbox_rows(edge.path)) == 1

@@ -16,9 +16,23 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from edgecore.devicetwin.module import TwinModule
+from edgecore.devicetwin.payloads import (
+    BaseOut,
+    ErrorResult,
+    MembershipResult,
+    MembershipUpdated,
+    StateOut,
+    TwinDelta,
+    TwinDocument,
+    TwinResult,
+    dump,
+)
 from edgecore.metamanager.store import Change, MetaStore
 from hive.bus import Bus
+from tests.support.procs import wait_until as _wait_until
 from wire.messages import Message
 from wire.resources import key_of
 
@@ -83,9 +97,32 @@ def device(
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 2.0) -> None:
     """Poll ``cond`` until true; fail after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.005)
+    await _wait_until(cond, timeout=timeout, interval=0.005)
+
+
+#: topic suffix -> the model a successful payload on it must be
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "/twin/update/result": TwinResult,
+    "/twin/get/result": TwinResult,
+    "/twin/update/document": TwinDocument,
+    "/twin/update/delta": TwinDelta,
+    "/state/update/result": BaseOut,
+    "/membership/get/result": MembershipResult,
+    "/membership/updated": MembershipUpdated,
+}
+
+
+def check_schema(topic: str, payload: dict[str, Any]) -> None:
+    """The payload is exactly what the documented model dumps (no field more, none less)."""
+    suffix = next(s for s in SCHEMAS if topic.endswith(s))
+    model = ErrorResult if "code" in payload else SCHEMAS[suffix]
+    assert dump(model.model_validate(payload)) == payload, (topic, payload)
+
+
+def check_upstream(msg: Message) -> None:
+    model = StateOut if msg.resource.endswith("/state/update") else TwinResult
+    assert dump(model.model_validate(msg.content)) == msg.content
+    assert msg.content["event_id"] == msg.id
 
 
 def outbox_rows(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
@@ -195,11 +232,13 @@ class TwinEdge:
                 msg = await self.bus.receive("eventbus")
                 assert msg.operation == "publish"
                 assert isinstance(msg.content, dict)
+                check_schema(msg.resource, msg.content)
                 self.pubs.append((msg.resource, msg.content))
 
     def drain(self) -> list[tuple[str, dict[str, Any]]]:
         """Every publish so far, taken."""
         while (msg := self.bus.receive_nowait("eventbus")) is not None:
+            check_schema(msg.resource, msg.content)
             self.pubs.append((msg.resource, msg.content))
         out, self.pubs = self.pubs, []
         return out
@@ -213,7 +252,10 @@ class TwinEdge:
     async def upstream(self, n: int, timeout: float = 2.0) -> list[Message]:
         """The next ``n`` messages the twin sent to edgehub."""
         async with asyncio.timeout(timeout):
-            return [await self.bus.receive("edgehub") for _ in range(n)]
+            msgs = [await self.bus.receive("edgehub") for _ in range(n)]
+        for msg in msgs:
+            check_upstream(msg)
+        return msgs
 
     def no_upstream(self) -> bool:
         return self.bus.receive_nowait("edgehub") is None
@@ -242,5 +284,7 @@ def report(**values: str) -> dict[str, Any]:
     return {
         "event_id": "ev-1",
         "timestamp": 1,
-        "twin": {k: {"actual": {"value": v}, "metadata": {"type": "float"}} for k, v in values.items()},
+        "twin": {
+            k: {"actual": {"value": v}, "metadata": {"type": "float"}} for k, v in values.items()
+        },
     }

@@ -1,0 +1,32 @@
+"""cloudhub's memory of who may connect: join-token use counts and revoked certificates.
+
+- :mod:`cloudhub.auth.ledger` — the :class:`~cloudhub.auth.ledger.AuthLedger` protocol and its
+  two implementations: SQLite in the data dir (``auth.db``, mode 0600) and in memory (tests,
+  and callers that never count token uses). A Kubernetes backend can keep the same records in a
+  Secret behind the same protocol.
+- :mod:`cloudhub.auth.revocation` — :class:`~cloudhub.auth.revocation.Revocations`, the
+  in-memory set of revoked serials the websocket handshake consults (a set lookup per
+  connection; the ledger is read only at start and on refresh).
+- :mod:`cloudhub.auth.issuer` — :class:`~cloudhub.auth.issuer.CertIssuer`, the one place node
+  certificates are issued (join and renewal alike) and recorded, so every certificate cloudhub
+  ever handed out can be revoked by node name.
+
+Why a ledger at all: a JWT can say how many joins it admits, but only the cloud can count
+them; and a certificate is valid until it expires unless the cloud remembers that it was
+revoked. Both facts must survive a restart, hence a file, not a dict.
+"""
+
+from cloudhub.auth.issuer import CertIssuer, Revoker
+from cloudhub.auth.ledger import AuthLedger, IssuedRecord, MemoryLedger, SqliteLedger
+from cloudhub.auth.revocation import RevocationCheck, Revocations
+
+__all__ = [
+    "AuthLedger",
+    "CertIssuer",
+    "IssuedRecord",
+    "MemoryLedger",
+    "RevocationCheck",
+    "Revocations",
+    "Revoker",
+    "SqliteLedger",
+]

@@ -1,0 +1,556 @@
+"""A Kubernetes cluster as cloudhub's source of truth, behind :class:`ObjectStore`.
+
+The rest of cloudhub cannot tell this store from :mod:`cloudhub.store.embedded`; what differs
+is how the promises are kept against an API server that others write to as well.
+
+**Watching, kopf-style.** ``watch(type, since)`` is an endless stream built from many watch
+requests: each asks for bookmarks and a server-side ``timeoutSeconds``; the newest
+resourceVersion seen (bookmarks included) is kept and the next request resumes from it when
+a stream ends; a stream that stays silent for ``inactivity_timeout`` seconds (no event, no
+bookmark: a half-dead connection) is dropped and reopened; failures reconnect with jittered,
+capped backoff. A ``410 Gone`` (when opening or as a watch ERROR event) raises
+:class:`~wire.errors.Gone` so the caller re-lists. ResourceVersions are opaque strings: kept
+and sent back, never compared (KubeEdge compares them as integers; etcd's happen to be, the
+API does not promise it).
+
+**Filtering on the server.** Only edge nodes are listed and watched (label selector
+``node-role.kubernetes.io/edge``), and only scheduled pods (field selector ``spec.nodeName!=``),
+so a cluster full of ordinary workloads costs little beyond its configmaps and secrets.
+
+**Writes never lose silently.** ``apply`` creates or replaces, each replace guarded by the
+resourceVersion just read, and on 409 re-reads and tries again (up to ``write_retries``). An
+object equal to the stored one is not written at all. A multi-object apply is first sent with
+``dryRun=All``, so the API server's own validation refuses a bad batch before anything is
+written (the cluster has no transactions; this is as close to all-or-nothing as it gets).
+Status goes through the ``/status`` subresource with the same guard and retry; a write that
+still conflicts raises :class:`~wire.errors.Conflict`.
+
+**Pod deletion without a kubelet.** ``kubectl delete`` of a pod on a node only marks it
+(``deletionTimestamp``) and waits for that node's kubelet to confirm. Edge nodes have none, so
+this store reports a marked pod as DELETED at once (the edge drops it) and, for pods on edge
+nodes only, confirms the deletion itself with a 0-second delete guarded by the pod's uid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import copy
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloudhub.k8s.api import (
+    CONFIGMAPS,
+    DEFAULT_WORKERS,
+    DEVICEMODELS,
+    DEVICES,
+    NODES,
+    PODS,
+    SECRETS,
+    KubeApi,
+    Resource,
+)
+from cloudhub.store.base import EventType, StatusUpdate, WatchEvent
+from hive.backoff import backoff
+from wire.errors import (
+    Conflict,
+    Gone,
+    InvalidObject,
+    InvalidResource,
+    NotFound,
+    StoreError,
+)
+from wire.manifests import validate_all
+from wire.resources import TYPE_TO_KIND, key_of
+
+log = logging.getLogger(__name__)
+
+_Objects = list[dict[str, Any]]
+_Results = list[dict[str, Any] | None]
+
+#: the label every edge Node carries (KubeEdge's convention)
+EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
+#: server-side end of each watch request, seconds (the API server caps it anyway)
+DEFAULT_WATCH_TIMEOUT = 300
+#: seconds without an event or bookmark before a watch is deemed dead. The API server sends a
+#: bookmark about every minute when asked; kopf reasons the same way to its 70 s.
+DEFAULT_INACTIVITY_TIMEOUT = 70.0
+#: attempts at a resourceVersion-guarded write before giving up with Conflict
+DEFAULT_WRITE_RETRIES = 5
+#: status writes in flight at once in update_statuses
+DEFAULT_STATUS_CONCURRENCY = 8
+#: metadata fields the server owns: copied from the stored object into a replacement
+_SERVER_META = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """How one edgebridge type maps onto the API."""
+
+    res: Resource
+    label_selector: str | None = None
+    field_selector: str | None = None
+    #: has a /status subresource that update_status writes
+    status: bool = False
+
+
+_KINDS: dict[str, _Kind] = {
+    "node": _Kind(NODES, label_selector=EDGE_ROLE_LABEL, status=True),
+    "pod": _Kind(PODS, field_selector="spec.nodeName!=", status=True),
+    "configmap": _Kind(CONFIGMAPS),
+    "secret": _Kind(SECRETS),
+    "device": _Kind(DEVICES, status=True),
+    "devicemodel": _Kind(DEVICEMODELS),
+}
+
+
+class KubeStore:
+    """:class:`~cloudhub.store.base.ObjectStore` on a Kubernetes cluster."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        watch_timeout: int = DEFAULT_WATCH_TIMEOUT,
+        inactivity_timeout: float = DEFAULT_INACTIVITY_TIMEOUT,
+        backoff_cap: float = 10.0,
+        write_retries: int = DEFAULT_WRITE_RETRIES,
+        status_concurrency: int = DEFAULT_STATUS_CONCURRENCY,
+        finalize_edge_pod_deletions: bool = True,
+    ) -> None:
+        """Args:
+        api: the cluster connection; the store closes it.
+        watch_timeout: ``timeoutSeconds`` of each watch request (300).
+        inactivity_timeout: seconds of silence before a watch is reopened (70).
+        backoff_cap: longest wait between failed watch attempts, seconds (10).
+        write_retries: tries of a guarded write before raising Conflict (5).
+        status_concurrency: status writes in flight at once (8).
+        finalize_edge_pod_deletions: confirm deletions of pods on edge nodes (True).
+        """
+        self._api = api
+        self._watch_timeout = watch_timeout
+        self._inactivity = inactivity_timeout
+        self._backoff_cap = backoff_cap
+        self._retries = max(1, write_retries)
+        self._status_slots = asyncio.Semaphore(max(1, status_concurrency))
+        self._finalize = finalize_edge_pod_deletions
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._finalizing: set[str] = set()
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, kubeconfig: Path | None = None, **settings: Any) -> KubeStore:
+        """A store on the cluster named by ``kubeconfig``, else ``$KUBECONFIG``, else in-cluster.
+
+        Raises:
+            wire.errors.ConfigError: the configuration is missing, unreadable or invalid.
+        """
+        workers = settings.pop("workers", DEFAULT_WORKERS)
+        return cls(KubeApi.from_config(kubeconfig, workers=workers), **settings)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Check that the API answers and the Device CRDs are installed.
+
+        Raises:
+            StoreError: the API server cannot be reached or refuses our credentials.
+        """
+        version = await self._api.request("GET", "/version", what="connect")
+        log.info("using Kubernetes %s at %s", version.get("gitVersion", "?"), self._api.host)
+        try:
+            await self._api.request(
+                "GET", f"/apis/{DEVICES.group}/{DEVICES.version}", what="discover devices"
+            )
+        except NotFound:
+            log.warning(
+                "the %s CRDs are not installed (kubectl apply -f deploy/crds/); devices and "
+                "device models will not be mirrored until they are",
+                DEVICES.api_version,
+            )
+
+    async def close(self) -> None:
+        """End watches and background work, close the connection. Safe to call twice."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._api.close()
+
+    # ------------------------------------------------------------------ reads
+
+    async def list(self, type: str) -> tuple[_Objects, str]:
+        """All objects of ``type`` the store mirrors, and the list's resourceVersion."""
+        kind = _kind(type)
+        data = await self._api.list(
+            kind.res, label_selector=kind.label_selector, field_selector=kind.field_selector
+        )
+        items: _Objects = []
+        for raw in data.get("items") or []:
+            obj = _complete(kind.res, raw)
+            if type == "pod" and _terminating(obj):
+                self._confirm_deletion(obj)
+                continue
+            items.append(obj)
+        rv = str((data.get("metadata") or {}).get("resourceVersion") or "")
+        return items, rv
+
+    async def get(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
+        kind = _kind(type)
+        return _complete(kind.res, await self._api.get(kind.res, _ns(kind, namespace), name))
+
+    def watch(self, type: str, since: str) -> AsyncIterator[WatchEvent]:
+        """Changes of ``type`` after ``since`` ("" = from now on), forever (see module doc).
+
+        Raises (while iterating):
+            Gone: ``since`` (or a later resourceVersion) fell out of the API server's history.
+            NotFound, InvalidObject: the request cannot succeed (e.g. CRD not installed).
+        """
+        return self._watch(_kind(type), type, since)
+
+    async def _watch(self, kind: _Kind, type: str, since: str) -> AsyncIterator[WatchEvent]:
+        rv = since
+        if rv == "":
+            listed = await self._api.list(
+                kind.res,
+                label_selector=kind.label_selector,
+                field_selector=kind.field_selector,
+                limit=1,
+            )
+            rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+        delays = backoff(cap=self._backoff_cap)
+        while not self._closed:
+            progressed = False
+            try:
+                stream = self._api.watch(
+                    kind.res,
+                    resource_version=rv,
+                    timeout_seconds=self._watch_timeout,
+                    inactivity_timeout=self._inactivity,
+                    label_selector=kind.label_selector,
+                    field_selector=kind.field_selector,
+                )
+                async for raw in stream:
+                    progressed = True
+                    event = self._event(kind, type, raw)
+                    newest = _rv_of(raw.get("object"))
+                    if newest:
+                        rv = newest
+                    if event is not None:
+                        yield event
+                if self._closed:
+                    return
+                log.debug("watch of %s ended at resourceVersion %s; resuming", type, rv)
+            except (Gone, NotFound, InvalidObject):
+                raise
+            except StoreError as exc:
+                if self._closed:
+                    return
+                log.warning("watch of %s failed: %s", type, exc)
+            if progressed:
+                delays = backoff(cap=self._backoff_cap)
+            else:
+                # A stream that ended without a single line is failing: do not spin.
+                await asyncio.sleep(next(delays))
+
+    def _event(self, kind: _Kind, type: str, raw: dict[str, Any]) -> WatchEvent | None:
+        """The WatchEvent for one raw watch event, or None for bookmarks and the unknown."""
+        event_type = raw.get("type")
+        obj = raw.get("object")
+        if not isinstance(obj, dict):
+            log.warning("watch of %s: event without an object: %.200s", type, raw)
+            return None
+        if event_type == "ERROR":
+            code = obj.get("code")
+            message = obj.get("message") or obj.get("reason") or "error"
+            if code == 410:
+                raise Gone(f"watch of {type}: {message}; re-list")
+            raise StoreError(f"watch of {type}: the API server reported {code}: {message}")
+        if event_type == "BOOKMARK":
+            return None
+        if event_type not in ("ADDED", "MODIFIED", "DELETED"):
+            log.warning("watch of %s: unknown event type %r skipped", type, event_type)
+            return None
+        obj = _complete(kind.res, obj)
+        final: EventType = event_type
+        if type == "pod" and final != "DELETED" and _terminating(obj):
+            final = "DELETED"
+            self._confirm_deletion(obj)
+        return WatchEvent(final, obj)
+
+    # ------------------------------------------------------------------ writes
+
+    async def apply(self, objects: _Objects) -> _Objects:
+        """Create or replace each object (see the module docstring for the guarantees).
+
+        Raises:
+            InvalidObject: an object is not valid (by edgebridge's checks or the API server's
+                dry run); nothing was written.
+            Conflict: an object kept changing under us for ``write_retries`` attempts.
+        """
+        valid = validate_all(objects)
+        if len(valid) > 1:
+            for obj in valid:
+                await self._write(obj, dry_run=True)
+        return [await self._write(obj, dry_run=False) for obj in valid]
+
+    async def _write(self, obj: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        key = key_of(obj)
+        kind = _kind(key.type)
+        ns = _ns(kind, key.namespace)
+        for _ in range(self._retries):
+            try:
+                stored: dict[str, Any] | None = await self._api.get(kind.res, ns, key.name)
+            except NotFound:
+                stored = None
+            if stored is None:
+                body = copy.deepcopy(obj)
+                for field in _SERVER_META:
+                    body["metadata"].pop(field, None)
+                try:
+                    created = await self._api.create(kind.res, ns, body, dry_run=dry_run)
+                except Conflict:
+                    continue  # created by someone else meanwhile: replace it instead
+                return _complete(kind.res, created)
+            stored = _complete(kind.res, stored)
+            candidate = _replacement(obj, stored)
+            if _same(candidate, stored):
+                return stored
+            try:
+                written = await self._api.replace(
+                    kind.res, ns, key.name, candidate, dry_run=dry_run
+                )
+            except Conflict:
+                log.debug("%s changed while we wrote it; re-reading", key)
+                continue
+            except NotFound:
+                continue  # deleted meanwhile: create it
+            return _complete(kind.res, written)
+        raise Conflict(f"{key}: still changing after {self._retries} attempts; not written")
+
+    async def delete(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """Delete one object at once (pods too: no grace period) and return its last state."""
+        kind = _kind(type)
+        ns = _ns(kind, namespace)
+        stored = _complete(kind.res, await self._api.get(kind.res, ns, name))
+        uid = (stored.get("metadata") or {}).get("uid")
+        answer = await self._api.delete(
+            kind.res,
+            ns,
+            name,
+            grace_period_seconds=0 if type == "pod" else None,
+            preconditions={"uid": uid} if uid else None,
+        )
+        if answer.get("kind") == kind.res.kind:
+            return _complete(kind.res, answer)
+        return stored
+
+    async def update_status(
+        self, type: str, namespace: str | None, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge ``status`` into the object's status (top-level keys replace).
+
+        Raises:
+            NotFound: no such object.
+            Conflict: the object kept changing for ``write_retries`` attempts.
+        """
+        (result,) = await self.update_statuses([StatusUpdate(type, namespace, name, status)])
+        if result is None:
+            raise NotFound(f"{TYPE_TO_KIND.get(type, type)} {namespace or ''}/{name} not found")
+        return result
+
+    async def update_statuses(self, updates: Sequence[StatusUpdate]) -> _Results:
+        """Many status merges, a few at a time; ``None`` for objects that do not exist.
+
+        There is no transaction: every merge is attempted, and if any failed the first
+        failure is raised after the others finished (a lost write is never silent).
+
+        Raises:
+            InvalidObject: a status is not a mapping, or the type has no status.
+            StoreError: some merge failed (Conflict after retries, API errors).
+        """
+        for u in updates:
+            kind = _kind(u.type)
+            if not kind.status:
+                raise InvalidObject(f"{TYPE_TO_KIND[u.type]} objects have no status")
+            if not isinstance(u.status, dict):
+                raise InvalidObject(f"status must be an object, got {type(u.status).__name__}")
+        results = await asyncio.gather(
+            *(self._merge_status(u) for u in updates), return_exceptions=True
+        )
+        out: _Results = []
+        failures: builtins.list[BaseException] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                failures.append(result)
+                out.append(None)
+            else:
+                out.append(result)
+        for failure in failures:
+            if not isinstance(failure, Exception):
+                raise failure  # cancellation and the like
+        if failures:
+            first = failures[0]
+            if len(updates) == 1 and isinstance(first, StoreError):
+                raise first
+            raise StoreError(
+                f"{len(failures)} of {len(updates)} status updates failed; first: {first}"
+            ) from first
+        return out
+
+    async def _merge_status(self, u: StatusUpdate) -> dict[str, Any] | None:
+        kind = _kind(u.type)
+        ns = _ns(kind, u.namespace)
+        async with self._status_slots:
+            for _ in range(self._retries):
+                try:
+                    obj = _complete(kind.res, await self._api.get(kind.res, ns, u.name))
+                except NotFound:
+                    return None
+                old = obj.get("status")
+                merged = dict(old) if isinstance(old, dict) else {}
+                merged.update(copy.deepcopy(u.status))
+                if merged == old:
+                    return obj
+                obj["status"] = merged
+                try:
+                    written = await self._api.replace(kind.res, ns, u.name, obj, status=True)
+                except Conflict:
+                    continue
+                except NotFound:
+                    if kind.res != DEVICES:
+                        return None
+                    # KubeEdge's own Device CRD has no status subresource: write the object.
+                    try:
+                        written = await self._api.replace(kind.res, ns, u.name, obj)
+                    except Conflict:
+                        continue
+                    except NotFound:
+                        return None
+                return _complete(kind.res, written)
+        raise Conflict(
+            f"status of {TYPE_TO_KIND[u.type]} {ns or ''}/{u.name}: still changing after "
+            f"{self._retries} attempts; not written"
+        )
+
+    # ------------------------------------------------------------------ pod deletion
+
+    def _confirm_deletion(self, pod: dict[str, Any]) -> None:
+        """In the background, finish a marked pod's deletion if it sits on an edge node."""
+        meta = pod.get("metadata") or {}
+        uid = meta.get("uid")
+        if not self._finalize or self._closed or not uid or uid in self._finalizing:
+            return
+        self._finalizing.add(uid)
+        name = f"kubestore:confirm-delete:{meta.get('namespace')}/{meta.get('name')}"
+        task = asyncio.create_task(self._confirm(pod, uid), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _confirm(self, pod: dict[str, Any], uid: str) -> None:
+        meta = pod["metadata"]
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        try:
+            if not node_name:
+                return
+            node = await self._api.get(NODES, None, node_name)
+            if EDGE_ROLE_LABEL not in ((node.get("metadata") or {}).get("labels") or {}):
+                return  # a kubelet's pod: its kubelet confirms
+            await self._api.delete(
+                PODS,
+                meta.get("namespace"),
+                meta["name"],
+                grace_period_seconds=0,
+                preconditions={"uid": uid},
+            )
+            log.info(
+                "confirmed deletion of pod %s/%s on edge node %s",
+                meta.get("namespace"),
+                meta["name"],
+                node_name,
+            )
+        except (NotFound, Conflict):
+            pass  # already gone, or replaced by a new pod of the same name
+        except StoreError as exc:
+            log.warning(
+                "could not confirm deletion of pod %s/%s: %s",
+                meta.get("namespace"),
+                meta["name"],
+                exc,
+            )
+        finally:
+            self._finalizing.discard(uid)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _kind(type: str) -> _Kind:
+    kind = _KINDS.get(type)
+    if kind is None:
+        raise InvalidResource(
+            f"type {type!r} is not stored here (expected one of {', '.join(_KINDS)})"
+        )
+    return kind
+
+
+def _ns(kind: _Kind, namespace: str | None) -> str | None:
+    return (namespace or "default") if kind.res.namespaced else None
+
+
+def _complete(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with ``kind``/``apiVersion`` (list items of built-in types come without)."""
+    obj.setdefault("kind", res.kind)
+    obj.setdefault("apiVersion", res.api_version)
+    return obj
+
+
+def _rv_of(obj: Any) -> str:
+    if not isinstance(obj, dict):
+        return ""
+    meta = obj.get("metadata")
+    rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    return str(rv) if rv else ""
+
+
+def _terminating(obj: dict[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _replacement(obj: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """What to PUT: the given object with the stored server fields and, if absent, status."""
+    new = copy.deepcopy(obj)
+    meta = new.setdefault("metadata", {})
+    stored_meta = stored.get("metadata") or {}
+    for field in _SERVER_META:
+        if field in stored_meta:
+            meta[field] = stored_meta[field]
+        else:
+            meta.pop(field, None)
+    if "status" not in new and "status" in stored:
+        new["status"] = copy.deepcopy(stored["status"])
+    return new
+
+
+def _same(candidate: dict[str, Any], stored: dict[str, Any]) -> bool:
+    def bare(obj: dict[str, Any]) -> dict[str, Any]:
+        out = dict(obj)
+        out["metadata"] = {
+            k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"
+        }
+        return out
+
+    return bare(candidate) == bare(stored)
