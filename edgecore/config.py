@@ -54,6 +54,25 @@ class MetaSettings(BaseModel):
     batch_max: int = 512
 
 
+class CertSettings(BaseModel):
+    """Renewal of the node certificate (certmanager)."""
+
+    #: renew once this fraction of the certificate's lifetime has passed (lower bound); the
+    #: actual point is drawn uniformly between the bounds, per certificate, so a fleet joined
+    #: at the same moment does not renew at the same moment (KubeEdge renews at 70-90 %)
+    renew_min_fraction: float = Field(default=0.7, gt=0, lt=1)
+    #: upper bound of the renewal point, fraction of the lifetime
+    renew_max_fraction: float = Field(default=0.8, gt=0, lt=1)
+    #: seconds to wait for the cloud's answer to a renewal request
+    request_timeout: float = 30.0
+    #: first delay before retrying a failed renewal, seconds (jittered, doubles each try)
+    retry_initial: float = 5.0
+    #: retry delay cap, seconds (also bounded by a tenth of what is left of the lifetime)
+    retry_cap: float = 600.0
+    #: seconds between looks at node.crt, to notice a re-join by ``edgecore join``
+    check_interval: float = 5.0
+
+
 class MqttSettings(BaseModel):
     """The MQTT event bus (used by devices)."""
 
@@ -70,6 +89,7 @@ class EdgeSettings(BaseModel):
     hub: HubSettings = Field(default_factory=HubSettings)
     meta: MetaSettings = Field(default_factory=MetaSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    cert: CertSettings = Field(default_factory=CertSettings)
 
     @property
     def db_path(self) -> Path:
