@@ -750,6 +750,15 @@ async def _edgebridge_phases(
     if synced == 0:
         raise RuntimeError("no node could connect; see the cloudhub log")
 
+    # -- holding the fleet with nothing to deliver: keepalives only ----------------------------
+    if args.idle_seconds > 0:
+        log.info("idle phase: %.0fs with every link up and nothing to deliver", args.idle_seconds)
+        cpu_idle0 = hub.cpu_seconds()
+        await asyncio.sleep(args.idle_seconds)
+        idle_cpu = (hub.cpu_seconds() - cpu_idle0) / args.idle_seconds
+        fig.add("cloudhub_idle_cpu", idle_cpu * 100, "% of a core holding the fleet (keepalives)")
+        args.measured["idle_cpu"] = idle_cpu
+
     # -- pods on a sample of the held nodes ---------------------------------------------------
     statuses = []
     for child in workers:
@@ -850,6 +859,13 @@ async def _edgebridge_phases(
     fig.add("tput_latency_p50", percentile(tput_lat, 50) * 1000, "ms (under saturation)")
     fig.add("tput_latency_p99", percentile(tput_lat, 99) * 1000, "ms (under saturation)")
     fig.add("cloudhub_cpu_per_update", cpu_tput / tput["updates"] * 1e6, "us CPU per update")
+    if "idle_cpu" in args.measured:
+        net = cpu_tput - args.measured["idle_cpu"] * tput_s
+        fig.add(
+            "cloudhub_cpu_per_update_net",
+            net / tput["updates"] * 1e6,
+            "us CPU per update, the idle phase's keepalive load subtracted",
+        )
     fig.add("apply_errors", int(tput["errors"] + lat["errors"] + create["errors"]), "requests")
     fig.add("latency_updates", int(lat["updates"]), "updates")
     lat_rate = lat["updates"] / max(1e-9, lat["accepted"] - lat["start"])
@@ -865,11 +881,9 @@ async def _edgebridge_phases(
     fig.add("nodes_held_end", held_end, "nodes still connected and synced at the end")
     for reason, c in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
         log.warning("%d links closed: %s", c, reason)
-    args.measured = {
-        "updates_per_s": updates_per_s,
-        "delivered_per_s": delivered_per_s,
-        "avg_msg": avg_msg,
-    }
+    args.measured.update(
+        updates_per_s=updates_per_s, delivered_per_s=delivered_per_s, avg_msg=avg_msg
+    )
 
 
 async def _echo_phase(
@@ -943,6 +957,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--heartbeat", type=float, default=15.0, help="edge keepalive, seconds (15)")
     p.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=15.0,
+        help="measure cloudhub's CPU this long with all links up and no updates; 0 skips (15)",
+    )
+    p.add_argument(
         "--connect-concurrency",
         type=int,
         default=64,
@@ -996,6 +1016,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.latency_seconds = min(args.latency_seconds, 3.0)
         args.echo_seconds = min(args.echo_seconds, 3.0)
         args.echo_conns = min(args.echo_conns, 200)
+        args.idle_seconds = min(args.idle_seconds, 3.0)
         args.timeout = min(args.timeout, 120.0)
     args.measured = {}
     return args

@@ -130,6 +130,7 @@ async def start(settings: CloudSettings) -> CloudApp:
             host=settings.hub.bind,
             port=settings.https_port,
             ssl_context=authority.server_ssl_context(),
+            handshake_timeout=settings.hub.handshake_timeout,
         )
     except ConfigError:
         await store.close()

@@ -176,8 +176,7 @@ def check_node_cert_time(cert: NodeCert, now: float) -> None:
     """
     if now > cert.not_after:
         raise AuthError(
-            f"node certificate of {cert.node} expired at {rfc3339(cert.not_after)}: "
-            f"{REJOIN_HINT}"
+            f"node certificate of {cert.node} expired at {rfc3339(cert.not_after)}: {REJOIN_HINT}"
         )
     if now < cert.not_before:
         raise AuthError(

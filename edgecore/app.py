@@ -5,6 +5,7 @@
     cloud ──wss──> edgehub ──bus──> metamanager ──> SQLite (edgecore.db, WAL)
          <──ACK─── edgehub <──bus── metamanager          │
                                                          └──> metaserver (local API :10550)
+    certmanager ──bus──> edgehub: renews node.crt at 70-80 % of its life, over the live link
 
 Modules never import each other; they share only the bus (and the store handle, for the
 local API which reads the cache). Everything started here is owned by one
@@ -19,16 +20,25 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from edgecore.certmanager.module import CERTMANAGER, CertManager
 from edgecore.config import EdgeSettings
+from edgecore.devicetwin.module import TwinModule
 from edgecore.edgehub.module import EDGEHUB, METAMANAGER, EdgeHub, client_ssl_context
+from edgecore.eventbus.module import EventBus
 from edgecore.metamanager.module import MetaManager
 from edgecore.metamanager.store import MetaStore
 from edgecore.metaserver.server import bound_port, make_app, parse_address, serve
+from edgecore.nodestatus.module import GROUP as NODESTATUS_GROUP
+from edgecore.nodestatus.module import NAME as NODESTATUS
+from edgecore.nodestatus.module import NodeStatusReporter
 from hive.bus import Bus
 from hive.module import Runner
 from wire.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+EVENTBUS = "eventbus"
+TWIN = "twin"
 
 
 @dataclass
@@ -67,13 +77,23 @@ async def start(settings: EdgeSettings) -> EdgeApp:
         if not path.exists():
             raise ConfigError(f"{path} is missing: run 'edgecore join' first")
     try:
-        ssl_context = client_ssl_context(settings)
+        # Only to fail fast on unusable files; edgehub builds a fresh context per attempt so
+        # that renewed and re-joined certificates are picked up without a restart.
+        client_ssl_context(settings)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load the node certificate: {exc}") from exc
     store = await MetaStore.open(settings.db_path)
     bus = Bus()
     bus.register(EDGEHUB, "hub")
     bus.register(METAMANAGER, "meta")
+    bus.register(CERTMANAGER, CERTMANAGER)
+    bus.register(EVENTBUS, "bus")
+    bus.register(TWIN, "twin")
+    bus.register(NODESTATUS, NODESTATUS_GROUP)
+    # Built before anything is started so a missing mosquitto fails start-up with one line.
+    eventbus = EventBus(
+        bus=bus, settings=settings.mqtt, node_name=settings.node_name, data_dir=settings.data_dir
+    )
     try:
         host, port = parse_address(settings.meta.local_api)
         local_api = await serve(make_app(store=store, node_name=settings.node_name), host, port)
@@ -87,8 +107,18 @@ async def start(settings: EdgeSettings) -> EdgeApp:
         cached,
         settings.meta.local_api,
     )
-    hub = EdgeHub(bus=bus, settings=settings, inventory=store.inventory, ssl_context=ssl_context)
+    hub = EdgeHub(bus=bus, settings=settings, inventory=store.inventory)
     runner = Runner()
     runner.start_module(MetaManager(bus=bus, store=store, settings=settings.meta))
+    runner.start_module(CertManager(bus=bus, settings=settings))
+    runner.start_module(eventbus)
+    runner.start_module(
+        TwinModule(bus=bus, meta=store, db_path=settings.db_path, node_name=settings.node_name)
+    )
+    runner.start_module(
+        NodeStatusReporter(
+            bus=bus, node_name=settings.node_name, cloud_host=settings.hub.cloud_host
+        )
+    )
     runner.start_module(hub)
     return EdgeApp(settings, store, bus, hub, runner, local_api)

@@ -17,7 +17,7 @@ from pathlib import Path
 from edgecore import app as edge_app
 from edgecore import config
 from edgecore.join import join
-from wire.errors import BridgeError
+from wire.errors import BridgeError, ConfigError
 
 log = logging.getLogger("edgecore")
 
@@ -56,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", type=Path, default=Path("data/edge"), help="default ./data/edge")
     r.add_argument("--config", type=Path, help="config file (default DATA_DIR/edgecore.yaml)")
     r.add_argument("--local-api", metavar="ADDR:PORT", help="local API (default 127.0.0.1:10550)")
+    r.add_argument(
+        "--mqtt-mode",
+        choices=("internal", "external"),
+        help="internal (default): start and supervise a mosquitto on 127.0.0.1; "
+        "external: connect to --mqtt-url",
+    )
+    r.add_argument(
+        "--mqtt-url", metavar="URL", help="external broker, mqtt://[user:pass@]HOST:PORT"
+    )
+    r.add_argument("--mqtt-port", type=int, help="internal broker port (default 1883)")
     r.add_argument("--heartbeat", type=float, help="keepalive interval in seconds (default 10)")
     return p
 
@@ -69,6 +79,14 @@ def _load(args: argparse.Namespace) -> config.EdgeSettings:
         settings.meta.local_api = args.local_api
     if args.heartbeat:
         settings.hub.heartbeat = args.heartbeat
+    if args.mqtt_mode:
+        settings.mqtt.mode = args.mqtt_mode
+    if args.mqtt_url:
+        settings.mqtt.url = args.mqtt_url
+    if args.mqtt_port:
+        settings.mqtt.port = args.mqtt_port
+    if settings.mqtt.mode == "external" and not settings.mqtt.url:
+        raise ConfigError("--mqtt-mode external needs --mqtt-url mqtt://HOST:PORT")
     return settings
 
 

@@ -8,9 +8,18 @@
 4. Check the answer (signed by the pinned CA, for our key) and write ``ca.crt``, ``node.key``
    (0600), ``node.crt`` and ``edgecore.yaml`` into the data dir (0700).
 
-Every failure is one line naming the cause: wrong hash, expired/forged token (the cloud's own
-reason), an unreachable cloud, or a server certificate that does not name the address dialled
-(the classic KubeEdge join failure; fixed with ``cloudhub --advertise-address``).
+Every failure is one line naming the cause: wrong hash, expired/forged/used-up token (the
+cloud's own reason), an unreachable cloud, or a server certificate that does not name the
+address dialled (the classic KubeEdge join failure; fixed with ``cloudhub --advertise-address``).
+
+**Re-joining keeps everything but the credentials.** An edge whose certificate expired while
+it was offline (or was revoked) runs ``edgecore join`` again with a new token, into the same
+data dir, with or without ``edgecore run`` still going. Only ``ca.crt``, ``node.key`` and
+``node.crt`` are replaced (key and certificate in one step, see
+:mod:`edgecore.certmanager.credentials`); ``edgecore.db`` (the cache and the queued upstream
+updates) is never touched, and an existing ``edgecore.yaml`` keeps its settings except the
+cloud address. A running edgecore picks the new certificate up at its next connection attempt.
+A data dir that belongs to another node is refused: its cache is that node's.
 
 The token is a credential: it is never logged and never written to disk.
 
@@ -25,7 +34,6 @@ import hashlib
 import ipaddress
 import logging
 import os
-import secrets
 import ssl
 from pathlib import Path
 
@@ -37,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edgecore import config
+from edgecore.certmanager.credentials import write_atomic, write_pair
 from edgecore.config import EdgeSettings, HubSettings
 from wire.errors import ConfigError, TokenError
 
@@ -161,6 +170,7 @@ async def join(
             f"invalid node name {node_name!r}: use lowercase letters, digits, '-' and '.'"
         )
     ca_hash, bare_jwt = split_token(token)
+    existing = _existing_settings(_absolute(data_dir), node_name)
 
     client_timeout = aiohttp.ClientTimeout(total=request_timeout)
     async with aiohttp.ClientSession(timeout=client_timeout) as session:
@@ -179,17 +189,47 @@ async def join(
         )
     cert = _check_cert(cert_der, ca_cert, key)
 
-    settings = EdgeSettings(
-        node_name=node_name,
-        data_dir=_absolute(data_dir),
-        hub=HubSettings(cloud_host=host, ws_port=ws_port, cert_port=cert_port),
-    )
+    if existing is not None:
+        settings = existing.model_copy(deep=True)
+        settings.hub.cloud_host, settings.hub.ws_port = host, ws_port
+        settings.hub.cert_port = cert_port
+        settings.data_dir = _absolute(data_dir)
+    else:
+        settings = EdgeSettings(
+            node_name=node_name,
+            data_dir=_absolute(data_dir),
+            hub=HubSettings(cloud_host=host, ws_port=ws_port, cert_port=cert_port),
+        )
     try:
         await asyncio.to_thread(_write_files, settings, ca_cert, key, cert)
     except OSError as exc:
         raise ConfigError(f"cannot write to {data_dir}: {exc}") from exc
-    logger.info("joined %s as node %s; credentials in %s", host, node_name, settings.data_dir)
+    logger.info(
+        "%s %s as node %s; credentials in %s",
+        "re-joined" if existing is not None else "joined",
+        host,
+        node_name,
+        settings.data_dir,
+    )
     return settings
+
+
+def _existing_settings(data_dir: Path, node_name: str) -> EdgeSettings | None:
+    """The settings of an earlier join into ``data_dir``, or None for a fresh dir.
+
+    Raises:
+        ConfigError: the dir belongs to another node, or its edgecore.yaml is unreadable.
+    """
+    path = data_dir / config.CONFIG_FILE
+    if not path.exists():
+        return None
+    existing = config.load(path)
+    if existing.node_name != node_name:
+        raise ConfigError(
+            f"{data_dir} belongs to node {existing.node_name!r} (its cache is that node's): "
+            f"re-join as {existing.node_name!r}, or use another --data-dir for {node_name!r}"
+        )
+    return existing
 
 
 def _absolute(path: Path) -> Path:
@@ -294,24 +334,7 @@ def _write_files(
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
     pem = serialization.Encoding.PEM
-    key_pem = key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    # Key before certificate: a node.crt on disk always has its key next to it.
-    _write_atomic(settings.key_path, key_pem, mode=0o600)
-    _write_atomic(settings.ca_path, ca_cert.public_bytes(pem), mode=0o644)
-    _write_atomic(settings.cert_path, cert.public_bytes(pem), mode=0o644)
+    write_atomic(settings.ca_path, ca_cert.public_bytes(pem), mode=0o644)
+    # Key and certificate together: never one without the other, even across a crash.
+    write_pair(settings, key, cert)
     config.save(settings, settings.data_dir / config.CONFIG_FILE)
-
-
-def _write_atomic(path: Path, data: bytes, *, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

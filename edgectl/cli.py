@@ -31,6 +31,7 @@ from typing import Any, TextIO
 import yaml
 
 from edgectl.client import AdminClient
+from wire.devicemodel import desired_problems
 from wire.errors import BridgeError, ConfigError, InvalidObject, NotFound
 from wire.manifests import load
 from wire.resources import CLUSTER_SCOPED_TYPES, KIND_TO_TYPE
@@ -357,7 +358,11 @@ def _make_client(args: argparse.Namespace) -> AdminClient:
 
 def cmd_token_create(ctx: Context) -> None:
     ttl = parse_duration(ctx.args.ttl)
-    ctx.print(ctx.client.create_token(ttl))
+    uses: int | None = ctx.args.uses
+    if uses is not None and uses < 1:
+        raise UsageError(f"--uses must be at least 1, not {uses}")
+    # The token is the only thing printed, and nothing else ever logs it.
+    ctx.print(ctx.client.create_token(ttl, uses=uses, node=ctx.args.node))
 
 
 def cmd_apply(ctx: Context) -> None:
@@ -414,7 +419,8 @@ def _namespace_for(plural: str, namespace: str | None) -> str | None:
 def cmd_delete(ctx: Context) -> None:
     plural = resolve_kind(ctx.args.kind)
     obj = ctx.client.delete(plural, _namespace_for(plural, ctx.args.namespace), ctx.args.name)
-    ctx.print(f"{object_ref(obj)} deleted")
+    revoked = " (certificates revoked, link closed)" if plural == "nodes" else ""
+    ctx.print(f"{object_ref(obj)} deleted{revoked}")
 
 
 def cmd_twin_set(ctx: Context) -> None:
@@ -425,6 +431,16 @@ def cmd_twin_set(ctx: Context) -> None:
     except NotFound:
         raise UsageError(f"device {namespace}/{ctx.args.device} not found") from None
     updated = set_desired(device, values)
+    model_name = ((device.get("spec") or {}).get("deviceModelRef") or {}).get("name")
+    if model_name:
+        try:
+            model = ctx.client.get("devicemodels", namespace, str(model_name))
+        except NotFound:
+            model = None
+        if model is not None:
+            problems = desired_problems(updated, model)
+            if problems:
+                raise UsageError(f"device {namespace}/{ctx.args.device}: {problems[0]}")
     # Without status the store keeps the stored one: the twin's reported values, written by
     # the edge meanwhile, must not be rolled back to what we read a moment ago.
     updated.pop("status", None)
@@ -502,9 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a new join token",
         description=(
             "Print a new join token ({ca-hash}.{jwt}) on one line. Give it to "
-            "'edgecore join --token'; any number of nodes may use it until it expires."
+            "'edgecore join --token'. Without --uses any number of nodes may use it until it "
+            "expires; a token is a credential to join as any node name (or only --node), so "
+            "keep it short-lived and single-use where you can."
         ),
-        epilog="examples:\n  edgectl token create\n  edgectl token create --ttl 15m",
+        epilog=(
+            "examples:\n  edgectl token create\n  edgectl token create --ttl 15m\n"
+            "  edgectl token create --ttl 1h --uses 1 --node gw-17"
+        ),
         formatter_class=fmt,
     )
     create.add_argument(
@@ -512,6 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_TTL,
         help=f"lifetime: 30s, 15m, 24h, 1h30m, 2d (default {DEFAULT_TTL})",
     )
+    create.add_argument(
+        "--uses", type=int, metavar="N", help="joins the token admits (default: unlimited)"
+    )
+    create.add_argument("--node", metavar="NAME", help="admit only this node name (default: any)")
     create.set_defaults(func=cmd_token_create)
 
     apply = commands.add_parser(
@@ -569,8 +594,15 @@ def build_parser() -> argparse.ArgumentParser:
     delete = commands.add_parser(
         "delete",
         help="delete an object",
-        description=f"Delete one object. KIND: {_KINDS_HELP}.",
-        epilog="examples:\n  edgectl delete pod nginx\n  edgectl delete cm settings -n plant-1",
+        description=(
+            f"Delete one object. KIND: {_KINDS_HELP}. Deleting a node also revokes every "
+            "certificate it was issued and closes its link; it can come back only through "
+            "'edgecore join' with a new token."
+        ),
+        epilog=(
+            "examples:\n  edgectl delete pod nginx\n  edgectl delete cm settings -n plant-1"
+            "\n  edgectl delete node gw-17"
+        ),
         formatter_class=fmt,
     )
     delete.add_argument("kind", metavar="KIND")

@@ -94,9 +94,17 @@ class AdminClient:
 
     # -- API -----------------------------------------------------------------------------
 
-    def create_token(self, ttl_seconds: float) -> str:
-        """A new join token valid for ``ttl_seconds``."""
-        answer = self._call("POST", "/tokens", {"ttl_seconds": ttl_seconds})
+    def create_token(
+        self, ttl_seconds: float, *, uses: int | None = None, node: str | None = None
+    ) -> str:
+        """A new join token valid for ``ttl_seconds``, for ``uses`` joins (None: any number)
+        and only for node ``node`` (None: any name)."""
+        body: dict[str, Any] = {"ttl_seconds": ttl_seconds}
+        if uses is not None:
+            body["uses"] = uses
+        if node is not None:
+            body["node"] = node
+        answer = self._call("POST", "/tokens", body)
         return _model(TokenResponse, answer).token
 
     def apply(self, objects: list[dict[str, Any]]) -> ApplyResponse:

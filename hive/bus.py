@@ -86,8 +86,9 @@ class Bus:
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiters[message.id] = fut
         try:
-            await self.send(dest, message)
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):  # covers a full inbox as well as the reply
+                await self.send(dest, message)
+                return await fut
         finally:
             self._waiters.pop(message.id, None)
 
@@ -101,10 +102,16 @@ class Bus:
 
     async def receive(self, name: str) -> Message:
         """Next message for module ``name``."""
-        return await self._modules[name].inbox.get()
+        return await self._entry(name).inbox.get()
 
     def receive_nowait(self, name: str) -> Message | None:
         try:
-            return self._modules[name].inbox.get_nowait()
+            return self._entry(name).inbox.get_nowait()
         except asyncio.QueueEmpty:
             return None
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._modules.get(name)
+        if entry is None:
+            raise UnknownModule(f"no module named {name!r}")
+        return entry

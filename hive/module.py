@@ -18,6 +18,9 @@ from hive.backoff import backoff
 
 log = logging.getLogger(__name__)
 
+#: seconds a module must run before a crash counts as a new failure rather than the same one
+STABLE_AFTER = 60.0
+
 
 @dataclass(frozen=True)
 class RestartPolicy:
@@ -47,7 +50,8 @@ class Runner:
     def __init__(self, *, stop_timeout: float = 5.0) -> None:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_timeout = stop_timeout
-        self.failed: asyncio.Future[BaseException] | None = None
+        #: modules that crashed more often than their policy allows, with the last error
+        self.gave_up: dict[str, BaseException] = {}
 
     def start_module(self, module: Module, policy: RestartPolicy = RestartPolicy()) -> None:
         if not module.enabled:
@@ -71,19 +75,26 @@ class Runner:
     async def _supervise(self, module: Module, policy: RestartPolicy) -> None:
         delays = backoff(cap=policy.cap)
         crashes = 0
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await module.run()
                 log.info("module %s finished", module.name)
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if loop.time() - started > STABLE_AFTER:
+                    # it ran fine for a while: this is a new failure, not the same one again
+                    crashes, delays = 0, backoff(cap=policy.cap)
                 crashes += 1
                 log.exception("module %s crashed (%d)", module.name, crashes)
                 if not policy.restart or (
                     policy.max_restarts is not None and crashes > policy.max_restarts
                 ):
+                    log.error("module %s: giving up after %d crashes", module.name, crashes)
+                    self.gave_up[module.name] = exc
                     raise
                 await asyncio.sleep(next(delays))
 
@@ -96,4 +107,5 @@ class Runner:
             _done, pending = await asyncio.wait(tasks, timeout=self._stop_timeout)
             for t in pending:
                 log.warning("task %s did not stop within %.1fs", t.get_name(), self._stop_timeout)
-        self._tasks.clear()
+        # hung tasks stay owned (and listed) so a second stop() can try again
+        self._tasks = {n: t for n, t in self._tasks.items() if not t.done()}

@@ -63,8 +63,9 @@ class Revocations:
         serials = await self._ledger.revoke_node(node, at=self._clock())
         for serial in serials:
             self._revoked[serial] = node
-        log.warning("revoked %d certificate(s) of node %s", len(serials), node)
-        self._notify(node, serials)
+        if serials:
+            log.warning("revoked %d certificate(s) of node %s", len(serials), node)
+            self._notify(node, serials)
         return len(serials)
 
     async def refresh(self) -> None:

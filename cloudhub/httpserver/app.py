@@ -96,7 +96,12 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def serve_https(
-    app: web.Application, *, host: str, port: int, ssl_context: ssl.SSLContext | None
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
 ) -> web.AppRunner:
     """Start ``app`` on ``host:port`` (``port`` 0 picks a free one) and return its runner.
 
@@ -108,8 +113,12 @@ async def serve_https(
     # A short shutdown grace: admin calls are quick, and a hung client must not hold up exit.
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
+    # Nothing marks an HTTPS connection authenticated: the caps count open connections.
     gate = ConnectionGate(
-        name="https", max_pending=MAX_CONNECTIONS, max_pending_per_ip=MAX_CONNECTIONS_PER_IP
+        name="https",
+        max_pending=MAX_CONNECTIONS,
+        max_pending_per_ip=MAX_CONNECTIONS_PER_IP,
+        log_unfinished=False,
     )
     try:
         sock = gate.listen(host, port)
@@ -117,7 +126,7 @@ async def serve_https(
         await runner.cleanup()
         reason = exc.strerror or str(exc)
         raise ConfigError(f"cannot listen on {host}:{port} (HTTPS): {reason}") from exc
-    site = _GatedSite(runner, sock, ssl_context=ssl_context)
+    site = _GatedSite(runner, sock, ssl_context=ssl_context, handshake_timeout=handshake_timeout)
     try:
         await site.start()
     except OSError as exc:
@@ -133,10 +142,16 @@ class _GatedSite(web.SockSite):
     """aiohttp's SockSite with a bounded TLS handshake (aiohttp leaves asyncio's 60 s)."""
 
     def __init__(
-        self, runner: web.AppRunner, sock: socket.socket, *, ssl_context: ssl.SSLContext | None
+        self,
+        runner: web.AppRunner,
+        sock: socket.socket,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        handshake_timeout: float,
     ) -> None:
         super().__init__(runner, sock, ssl_context=ssl_context)
         self._listen_sock = sock
+        self._handshake_timeout = handshake_timeout
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
@@ -148,7 +163,7 @@ class _GatedSite(web.SockSite):
             sock=self._listen_sock,
             ssl=self._ssl_context,
             backlog=self._backlog,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self._ssl_context else None,
+            ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
         )
 
 

@@ -91,6 +91,9 @@ class ConnectionGate:
         name: what the log calls this port (``wss``, ``https``).
         max_pending: connections accepted but not yet authenticated, in total.
         max_pending_per_ip: the same, per source address.
+        log_unfinished: log connections that close while still pending (on the wss port that
+            means a failed TLS handshake; on a port where nothing marks connections
+            authenticated, every close would be logged, so it is off there).
     """
 
     def __init__(
@@ -99,9 +102,11 @@ class ConnectionGate:
         name: str,
         max_pending: int,
         max_pending_per_ip: int,
+        log_unfinished: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self._log_unfinished = log_unfinished
         self.max_pending = max_pending
         self.max_pending_per_ip = max_pending_per_ip
         self._clock = clock
@@ -190,7 +195,7 @@ class ConnectionGate:
     def _closed_pending(self, conn: _GatedConn) -> None:
         age = self._clock() - conn.accepted_at
         self._release(conn)
-        if self._logs.allow():
+        if self._log_unfinished and self._logs.allow():
             log.warning(
                 "%s: connection from %s closed %.2fs after accept, before completing the "
                 "handshake (no trusted client certificate, not TLS, or too slow)%s",

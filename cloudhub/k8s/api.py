@@ -225,6 +225,7 @@ class KubeApi:
         watches = list(self._watches)
         for watch in watches:
             watch.stop()
+            watch.wake()
         await asyncio.to_thread(_join_all, watches)
         self._executor.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self._client.close)
@@ -456,7 +457,7 @@ class KubeApi:
                     return
                 if kind == "event":
                     yield payload
-                elif kind == "end":
+                elif kind in ("end", "closed"):
                     return
                 elif isinstance(payload, ApiException):
                     raise map_api_error(payload, what) from payload
@@ -473,7 +474,8 @@ class _WatchThread(threading.Thread):
     """Reads one watch response line by line and posts ``(kind, payload)`` to the loop.
 
     kinds: ``event`` (a decoded line), ``end`` (the server closed the stream cleanly),
-    ``error`` (an exception). :meth:`stop` unblocks a read in progress by shutting the socket.
+    ``error`` (an exception), ``closed`` (posted by :meth:`wake`: the connection is closing).
+    :meth:`stop` unblocks a read in progress by shutting the socket down.
     """
 
     def __init__(
@@ -500,6 +502,12 @@ class _WatchThread(threading.Thread):
             with contextlib.suppress(Exception):
                 if shutdown is not None:
                     shutdown()
+
+    def wake(self) -> None:
+        """Tell the consumer the stream is closed (call on the loop's thread)."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(("closed", None))
 
     def run(self) -> None:
         response = None

@@ -20,18 +20,17 @@ Writes:
   whole, so the patch carries every condition: the ones read from the Node (kept as they are)
   plus our ``Ready``. ``lastTransitionTime`` moves only when ``Ready`` changes.
 
-The pure halves (:func:`node_status_patch`, :func:`ready_condition`, :func:`node_labels`) are
-separate from the I/O so they can be tested without a server.
+The pure halves (:func:`node_status_patch`, :func:`ready_condition`) are separate from the I/O
+so they can be tested without a server.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from cloudhub.k8s.api import NODES, KubeApi
 from cloudhub.k8s.leases import Clock, LeaseClient, utc_now
@@ -43,56 +42,13 @@ log = logging.getLogger(__name__)
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 #: the kubelet's default node lease duration, seconds; renew every quarter of it
 DEFAULT_NODE_LEASE_SECONDS = 40
-EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 _ATTEMPTS = 4
-
-
-class NodeAddress(BaseModel):
-    """One entry of ``status.addresses``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    type: Literal["InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS"]
-    address: str
-
-
-class NodeFacts(BaseModel):
-    """What an edge says about its machine; the source of the Node's status and labels.
-
-    Quantities are Kubernetes quantity strings (``"4"``, ``"8052000Ki"``), as a kubelet
-    reports them.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    hostname: str | None = None
-    addresses: list[NodeAddress] = Field(default_factory=list)
-    cpu: str | None = None
-    memory: str | None = None
-    #: pods the edge accepts (the kubelet's default is 110)
-    pods: str = "110"
-    os: str = "linux"
-    arch: str = "amd64"
-    kernel_version: str = ""
-    os_image: str = ""
-    edgecore_version: str = ""
-    container_runtime_version: str = ""
-    machine_id: str = ""
-    boot_id: str = ""
+#: the NodeStatus fields an edge reports about itself (the rest are the cloud's business)
+REPORTED_FIELDS = ("capacity", "allocatable", "addresses", "nodeInfo")
 
 
 def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def node_labels(node: str, facts: NodeFacts) -> dict[str, str]:
-    """The well-known labels a kubelet puts on its Node, plus the edge role."""
-    return {
-        EDGE_ROLE_LABEL: "",
-        "kubernetes.io/hostname": facts.hostname or node,
-        "kubernetes.io/os": facts.os,
-        "kubernetes.io/arch": facts.arch,
-    }
 
 
 def ready_condition(
@@ -116,7 +72,11 @@ def ready_condition(
 
 
 def node_status_patch(
-    *, ready: bool, now: datetime, conditions: list[dict[str, Any]], facts: NodeFacts | None
+    *,
+    ready: bool,
+    now: datetime,
+    conditions: list[dict[str, Any]],
+    reported: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A merge patch for ``nodes/{node}/status``.
 
@@ -124,39 +84,18 @@ def node_status_patch(
         ready: whether the edge is connected.
         now: the heartbeat time.
         conditions: the Node's current conditions (kept, except ``Ready`` which is replaced).
-        facts: the edge's machine facts; None leaves addresses, capacity and nodeInfo alone.
+        reported: what the edge reported about itself (``capacity``, ``allocatable``,
+            ``addresses``, ``nodeInfo``, as ``edgecore.nodestatus`` sends them); other keys
+            are ignored, and None leaves those fields as they are.
     """
     previous = next((c for c in conditions if c.get("type") == "Ready"), None)
     kept = [copy.deepcopy(c) for c in conditions if c.get("type") != "Ready"]
     status: dict[str, Any] = {
         "conditions": [*kept, ready_condition(ready=ready, now=now, previous=previous)]
     }
-    if facts is not None:
-        addresses = [a.model_dump() for a in facts.addresses]
-        if facts.hostname and not any(a["type"] == "Hostname" for a in addresses):
-            addresses.append({"type": "Hostname", "address": facts.hostname})
-        resources = {"pods": facts.pods}
-        if facts.cpu:
-            resources["cpu"] = facts.cpu
-        if facts.memory:
-            resources["memory"] = facts.memory
-        status.update(
-            addresses=addresses,
-            capacity=resources,
-            allocatable=dict(resources),
-            nodeInfo={
-                "architecture": facts.arch,
-                "operatingSystem": facts.os,
-                "kernelVersion": facts.kernel_version,
-                "osImage": facts.os_image,
-                "kubeletVersion": facts.edgecore_version,
-                "kubeProxyVersion": "",
-                "containerRuntimeVersion": facts.container_runtime_version,
-                "machineID": facts.machine_id,
-                "systemUUID": "",
-                "bootID": facts.boot_id,
-            },
-        )
+    for field in REPORTED_FIELDS:
+        if reported is not None and reported.get(field) is not None:
+            status[field] = copy.deepcopy(reported[field])
     return {"status": status}
 
 
@@ -207,9 +146,9 @@ class NodeHeartbeat:
             raise Conflict(f"node lease {NODE_LEASE_NAMESPACE}/{node} could not be renewed")
 
     async def report_status(
-        self, node: str, *, ready: bool, facts: NodeFacts | None = None
+        self, node: str, *, ready: bool, reported: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Patch the Node's status (Ready, and what ``facts`` says); returns the Node.
+        """Patch the Node's status (Ready, and what the edge ``reported``); returns the Node.
 
         Raises:
             NotFound: the Node does not exist.
@@ -222,7 +161,7 @@ class NodeHeartbeat:
                 current = await self._api.get(NODES, None, node)
                 conditions = list((current.get("status") or {}).get("conditions") or [])
             patch = node_status_patch(
-                ready=ready, now=self._clock(), conditions=conditions, facts=facts
+                ready=ready, now=self._clock(), conditions=conditions, reported=reported
             )
             try:
                 written = await self._api.patch(NODES, None, node, patch, status=True)
@@ -236,13 +175,13 @@ class NodeHeartbeat:
             return written
         raise Conflict(f"status of node {node}: still conflicting after {_ATTEMPTS} attempts")
 
-    async def label(self, node: str, facts: NodeFacts) -> dict[str, Any]:
-        """Merge :func:`node_labels` into the Node's labels; returns the Node.
+    async def patch_labels(self, node: str, labels: Mapping[str, str]) -> dict[str, Any]:
+        """Merge ``labels`` into the Node's labels (others are kept); returns the Node.
 
         Raises:
             NotFound: the Node does not exist.
         """
-        patch = {"metadata": {"labels": node_labels(node, facts)}}
+        patch = {"metadata": {"labels": dict(labels)}}
         return await self._api.patch(NODES, None, node, patch)
 
     def forget(self, node: str) -> None:

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from cloudhub.k8s.api import (
     CONFIGMAPS,
     DEFAULT_WORKERS,
@@ -116,49 +118,55 @@ _KINDS: dict[str, _Kind] = {
 }
 
 
+class KubeSettings(BaseModel):
+    """How KubeStore talks to the cluster. Every field has a default that suits a real one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: ``timeoutSeconds`` of each watch request: the server ends the stream after this and the
+    #: store resumes from the newest resourceVersion seen (300 s, as client-go's informers)
+    watch_timeout: int = Field(default=DEFAULT_WATCH_TIMEOUT, ge=1)
+    #: seconds without an event or bookmark before a watch is deemed dead and reopened (70 s:
+    #: the API server bookmarks about every minute)
+    inactivity_timeout: float = Field(default=DEFAULT_INACTIVITY_TIMEOUT, gt=0)
+    #: longest wait between failed watch attempts, seconds (10; jittered, from 0.25 s up)
+    backoff_cap: float = Field(default=10.0, gt=0)
+    #: tries of a resourceVersion-guarded write before it is reported lost as Conflict (5)
+    write_retries: int = Field(default=DEFAULT_WRITE_RETRIES, ge=1)
+    #: status writes in flight at once in ``update_statuses`` (8)
+    status_concurrency: int = Field(default=DEFAULT_STATUS_CONCURRENCY, ge=1)
+    #: threads for short API calls (8); each open watch has its own thread besides
+    workers: int = Field(default=DEFAULT_WORKERS, ge=1)
+    #: confirm (0-second delete) deletions of pods on edge nodes, which have no kubelet (True)
+    finalize_edge_pod_deletions: bool = True
+
+
 class KubeStore:
     """:class:`~cloudhub.store.base.ObjectStore` on a Kubernetes cluster."""
 
-    def __init__(
-        self,
-        api: KubeApi,
-        *,
-        watch_timeout: int = DEFAULT_WATCH_TIMEOUT,
-        inactivity_timeout: float = DEFAULT_INACTIVITY_TIMEOUT,
-        backoff_cap: float = 10.0,
-        write_retries: int = DEFAULT_WRITE_RETRIES,
-        status_concurrency: int = DEFAULT_STATUS_CONCURRENCY,
-        finalize_edge_pod_deletions: bool = True,
-    ) -> None:
+    def __init__(self, api: KubeApi, *, settings: KubeSettings | None = None) -> None:
         """Args:
         api: the cluster connection; the store closes it.
-        watch_timeout: ``timeoutSeconds`` of each watch request (300).
-        inactivity_timeout: seconds of silence before a watch is reopened (70).
-        backoff_cap: longest wait between failed watch attempts, seconds (10).
-        write_retries: tries of a guarded write before raising Conflict (5).
-        status_concurrency: status writes in flight at once (8).
-        finalize_edge_pod_deletions: confirm deletions of pods on edge nodes (True).
+        settings: see :class:`KubeSettings` (defaults suit a real cluster).
         """
         self._api = api
-        self._watch_timeout = watch_timeout
-        self._inactivity = inactivity_timeout
-        self._backoff_cap = backoff_cap
-        self._retries = max(1, write_retries)
-        self._status_slots = asyncio.Semaphore(max(1, status_concurrency))
-        self._finalize = finalize_edge_pod_deletions
+        self.settings = settings or KubeSettings()
+        self._status_slots = asyncio.Semaphore(self.settings.status_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._finalizing: set[str] = set()
         self._closed = False
 
     @classmethod
-    def from_config(cls, kubeconfig: Path | None = None, **settings: Any) -> KubeStore:
+    def from_config(
+        cls, kubeconfig: Path | None = None, *, settings: KubeSettings | None = None
+    ) -> KubeStore:
         """A store on the cluster named by ``kubeconfig``, else ``$KUBECONFIG``, else in-cluster.
 
         Raises:
             wire.errors.ConfigError: the configuration is missing, unreadable or invalid.
         """
-        workers = settings.pop("workers", DEFAULT_WORKERS)
-        return cls(KubeApi.from_config(kubeconfig, workers=workers), **settings)
+        settings = settings or KubeSettings()
+        return cls(KubeApi.from_config(kubeconfig, workers=settings.workers), settings=settings)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -231,15 +239,15 @@ class KubeStore:
                 limit=1,
             )
             rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
-        delays = backoff(cap=self._backoff_cap)
+        delays = backoff(cap=self.settings.backoff_cap)
         while not self._closed:
             progressed = False
             try:
                 stream = self._api.watch(
                     kind.res,
                     resource_version=rv,
-                    timeout_seconds=self._watch_timeout,
-                    inactivity_timeout=self._inactivity,
+                    timeout_seconds=self.settings.watch_timeout,
+                    inactivity_timeout=self.settings.inactivity_timeout,
                     label_selector=kind.label_selector,
                     field_selector=kind.field_selector,
                 )
@@ -261,7 +269,7 @@ class KubeStore:
                     return
                 log.warning("watch of %s failed: %s", type, exc)
             if progressed:
-                delays = backoff(cap=self._backoff_cap)
+                delays = backoff(cap=self.settings.backoff_cap)
             else:
                 # A stream that ended without a single line is failing: do not spin.
                 await asyncio.sleep(next(delays))
@@ -311,7 +319,7 @@ class KubeStore:
         key = key_of(obj)
         kind = _kind(key.type)
         ns = _ns(kind, key.namespace)
-        for _ in range(self._retries):
+        for _ in range(self.settings.write_retries):
             try:
                 stored: dict[str, Any] | None = await self._api.get(kind.res, ns, key.name)
             except NotFound:
@@ -339,7 +347,9 @@ class KubeStore:
             except NotFound:
                 continue  # deleted meanwhile: create it
             return _complete(kind.res, written)
-        raise Conflict(f"{key}: still changing after {self._retries} attempts; not written")
+        raise Conflict(
+            f"{key}: still changing after {self.settings.write_retries} attempts; not written"
+        )
 
     async def delete(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
         """Delete one object at once (pods too: no grace period) and return its last state."""
@@ -415,7 +425,7 @@ class KubeStore:
         kind = _kind(u.type)
         ns = _ns(kind, u.namespace)
         async with self._status_slots:
-            for _ in range(self._retries):
+            for _ in range(self.settings.write_retries):
                 try:
                     obj = _complete(kind.res, await self._api.get(kind.res, ns, u.name))
                 except NotFound:
@@ -443,7 +453,7 @@ class KubeStore:
                 return _complete(kind.res, written)
         raise Conflict(
             f"status of {TYPE_TO_KIND[u.type]} {ns or ''}/{u.name}: still changing after "
-            f"{self._retries} attempts; not written"
+            f"{self.settings.write_retries} attempts; not written"
         )
 
     # ------------------------------------------------------------------ pod deletion
@@ -452,7 +462,12 @@ class KubeStore:
         """In the background, finish a marked pod's deletion if it sits on an edge node."""
         meta = pod.get("metadata") or {}
         uid = meta.get("uid")
-        if not self._finalize or self._closed or not uid or uid in self._finalizing:
+        if (
+            not self.settings.finalize_edge_pod_deletions
+            or self._closed
+            or not uid
+            or uid in self._finalizing
+        ):
             return
         self._finalizing.add(uid)
         name = f"kubestore:confirm-delete:{meta.get('namespace')}/{meta.get('name')}"

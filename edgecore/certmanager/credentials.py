@@ -73,18 +73,24 @@ def fingerprint(settings: EdgeSettings) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def recover_pending(settings: EdgeSettings) -> None:
-    """Finish a key/certificate swap that a crash interrupted (see the module docstring)."""
+def recover_pending(settings: EdgeSettings) -> bool:
+    """Finish a key/certificate swap that was interrupted (see the module docstring).
+
+    Safe to run from several processes at once (``edgecore join`` next to a running
+    edgecore): whoever renames first wins, the others find the file gone and move on. A lone
+    ``.node.key.next`` is left alone: its certificate may be being written right now, and the
+    next replacement overwrites it anyway. Returns whether anything was completed.
+    """
     key_next, cert_next = _next(settings.key_path), _next(settings.cert_path)
     if not cert_next.exists():
-        # Never complete: a lone key.next means the crash came before the pair was whole.
-        key_next.unlink(missing_ok=True)
-        return
-    if key_next.exists():
-        os.replace(key_next, settings.key_path)
-    os.replace(cert_next, settings.cert_path)
+        return False
+    for src, dst in ((key_next, settings.key_path), (cert_next, settings.cert_path)):
+        try:
+            os.replace(src, dst)
+        except FileNotFoundError:
+            pass  # someone else completed this step
     _fsync_dir(settings.data_dir)
-    log.info("completed an interrupted certificate replacement in %s", settings.data_dir)
+    return True
 
 
 def read_cert(settings: EdgeSettings) -> CertInfo:
@@ -149,13 +155,11 @@ def write_pair(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     key_next, cert_next = _next(settings.key_path), _next(settings.cert_path)
-    # A lone key.next from an earlier crash is garbage; cert.next last marks "pair complete".
+    # cert.next is written last and marks the pair complete: remove a stale one first.
     cert_next.unlink(missing_ok=True)
     write_atomic(key_next, key_pem, mode=0o600)
     write_atomic(cert_next, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-    os.replace(key_next, settings.key_path)
-    os.replace(cert_next, settings.cert_path)
-    _fsync_dir(settings.data_dir)
+    recover_pending(settings)
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int) -> None:

@@ -25,7 +25,7 @@ ids (the cloud applies them idempotently by version). KubeEdge drops these while
 sender is its own task so the MQTT side never waits for the cloud.
 
 Conflicts are settled by :mod:`edgecore.devicetwin.merge` (versions, a total order); values are
-checked by :mod:`edgecore.devicetwin.validation` against the DeviceModel.
+checked by :mod:`wire.devicemodel` against the DeviceModel.
 
 Replies go to the topic form the mapper used (``{name}`` or ``{ns}/{name}``); messages the edge
 starts on its own (a delta after a cloud change) go to the form that device's mapper used last,
@@ -74,10 +74,10 @@ from edgecore.devicetwin.store import (
     TwinStore,
     WriteSet,
 )
-from edgecore.devicetwin.validation import PropertySpec, check_desired, check_value, property_specs
-from edgecore.devicetwin.validation import same_value as _same_value
 from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
 from hive.bus import Bus, UnknownModule
+from wire.devicemodel import PropertySpec, check_desired, check_value, property_specs
+from wire.devicemodel import same_value as _same_value
 from wire.errors import StoreError
 from wire.messages import Header, Message, Operation, Route
 

@@ -10,6 +10,12 @@ other modules put in edgehub's inbox (ACKs, later status), and the keepalive tas
 Reconnects use jittered exponential backoff starting under a second and capped, instead of
 KubeEdge's fixed 30 s; a refused handshake (bad certificate, identity) is logged with the
 server's reason and retried at the cap, since only an operator can fix it.
+
+The TLS context is built from the files for every attempt, so a certificate renewed by
+certmanager or replaced by ``edgecore join`` is used without a restart. When the certificate
+has expired (or the cloud says it was revoked) the edge logs ONE line saying what is needed
+("node certificate expired at ...: run 'edgecore join --token <new token>'"), keeps serving
+from its cache, retries at the backoff cap, and tries at once when node.crt changes.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from edgecore.certmanager import credentials
 from edgecore.config import EdgeSettings
 from hive.backoff import backoff
 from hive.bus import Bus
@@ -38,18 +45,18 @@ METAMANAGER = "metamanager"
 HEARTBEAT_HEADER = "edgebridge-heartbeat"
 #: operations the cloud sends that metamanager stores
 _META_OPS = frozenset({Operation.INSERT, Operation.UPDATE, Operation.PATCH, Operation.DELETE})
-#: groups told when the cloud link comes up or goes down (they resend their durable outboxes)
-NOTIFY_GROUPS = ("twin",)
+#: groups told when the cloud link comes up or goes down (twin resends its durable outbox,
+#: certmanager renews only while connected)
+NOTIFY_GROUPS = ("twin", "certmanager", "edged")
+#: seconds between looks at node.crt while waiting for a re-join
+_CERT_POLL = 0.25
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
 
 
 def client_ssl_context(settings: EdgeSettings) -> ssl.SSLContext:
-    """Trust only the pinned cloud CA; present the node certificate."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(settings.ca_path))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(settings.cert_path), str(settings.key_path))
-    return ctx
+    """Trust only the pinned cloud CA; present the node certificate as it is on disk now."""
+    return credentials.client_ssl_context(settings)
 
 
 class EdgeHub:
@@ -65,14 +72,17 @@ class EdgeHub:
         bus: Bus,
         settings: EdgeSettings,
         inventory: Callable[[], Awaitable[dict[str, str]]],
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None = None,
         max_frame: int = DEFAULT_MAX_SIZE,
     ) -> None:
         self._bus = bus
         self._settings = settings
         self._inventory = inventory
+        #: a fixed TLS context (tests); None = build one from the files for every attempt
         self._ssl = ssl_context
         self._max_frame = max_frame
+        #: the credential problem last logged, so it is logged once, not at every retry
+        self._reported = ""
         self.connected = asyncio.Event()
         self.connections = 0
         self.last_error = ""
@@ -118,30 +128,9 @@ class EdgeHub:
     async def _connect_forever(self, delays: Iterator[float]) -> None:
         h = self._settings.hub
         while True:
+            problem = ""
             try:
-                async with connect(
-                    self.url,
-                    ssl=self._ssl,
-                    additional_headers={
-                        "node_id": self._settings.node_name,
-                        "project_id": h.project_id,
-                        HEARTBEAT_HEADER: str(h.heartbeat),
-                    },
-                    compression=None,
-                    max_size=self._max_frame,
-                    ping_interval=None,
-                    open_timeout=max(5.0, 2 * h.heartbeat),
-                    close_timeout=1.0,
-                ) as ws:
-                    delays = backoff(initial=h.reconnect_initial, cap=h.reconnect_cap)
-                    await self._serve(ws)
-            except InvalidStatus as exc:
-                body = exc.response.body.decode(errors="replace").strip()
-                self.last_error = f"cloud refused the link ({exc.response.status_code}): {body}"
-                log.error("%s", self.last_error)
-            except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError, ssl.SSLError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.info("cloud link down: %s", self.last_error)
+                problem = await self._attempt()
             finally:
                 self._ws = None
                 if self.connected.is_set():
@@ -149,9 +138,76 @@ class EdgeHub:
                     self._upstream.clear()
                     log.warning("disconnected from cloud; serving from the local cache")
                     await self._notify(DISCONNECTED)
+            if problem:
+                # Only an operator can fix this: say it once, retry slowly, and at once when
+                # `edgecore join` writes a new certificate.
+                self.last_error = problem
+                if problem != self._reported:
+                    self._reported = problem
+                    log.error("%s", problem)
+                await self._sleep_until_cert_changes(h.reconnect_cap)
+                delays = backoff(initial=h.reconnect_initial, cap=h.reconnect_cap)
+                continue
             delay = next(delays)
             log.info("reconnecting in %.2fs", delay)
             await asyncio.sleep(delay)
+
+    async def _attempt(self) -> str:
+        """One connection, served until it ends; a credential problem to report, or ""."""
+        h = self._settings.hub
+        expired = self._expired()
+        try:
+            ssl_context = self._ssl or credentials.client_ssl_context(self._settings)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            return f"cannot load the node certificate: {exc}: {credentials.REJOIN_HINT}"
+        try:
+            async with connect(
+                self.url,
+                ssl=ssl_context,
+                additional_headers={
+                    "node_id": self._settings.node_name,
+                    "project_id": h.project_id,
+                    HEARTBEAT_HEADER: str(h.heartbeat),
+                },
+                compression=None,
+                max_size=self._max_frame,
+                ping_interval=None,
+                open_timeout=max(5.0, 2 * h.heartbeat),
+                close_timeout=1.0,
+            ) as ws:
+                self._reported = ""
+                await self._serve(ws)
+        except InvalidStatus as exc:
+            body = exc.response.body.decode(errors="replace").strip()
+            status = exc.response.status_code
+            self.last_error = f"cloud refused the link ({status}): {body}"
+            if status in (401, 403):
+                return expired or self.last_error
+            log.warning("%s", self.last_error)
+        except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError, ssl.SSLError) as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if expired:
+                return expired
+            log.info("cloud link down: %s", self.last_error)
+        return ""
+
+    def _expired(self) -> str:
+        """The one-line remedy if the node certificate on disk has expired, else ""."""
+        try:
+            info = credentials.read_cert(self._settings)
+        except (OSError, ValueError):
+            return ""
+        return credentials.expired_message(info) if info.expired(time.time()) else ""
+
+    async def _sleep_until_cert_changes(self, timeout: float) -> None:
+        before = credentials.fingerprint(self._settings)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            await asyncio.sleep(min(_CERT_POLL, max(0.0, deadline - loop.time())))
+            if credentials.fingerprint(self._settings) != before:
+                log.info("node certificate changed; reconnecting now")
+                return
 
     async def _serve(self, ws: ClientConnection) -> None:
         inventory = await self._inventory()

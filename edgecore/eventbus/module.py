@@ -22,10 +22,14 @@ pushes back on the twin; while disconnected it drops its oldest entry instead, w
 so the twin never stalls on a broker that is away (its state is in SQLite; a mapper gets the
 current twin with ``twin/get``).
 
-Why received messages are acknowledged only once the twin's inbox took them: when the twin
-falls behind, we stop reading the socket and the broker queues for us (up to mosquitto's
-``max_queued_messages``), instead of this process buffering without bound. After a reconnect
-the broker may hand over again what the twin already has: QoS 1 is at-least-once both ways.
+Why received messages are acknowledged only once the twin's inbox took them: the broker keeps
+at most its in-flight limit of unacknowledged QoS 1 messages on the way to us (mosquitto's
+``max_inflight_messages``) and queues the rest, so a twin that falls behind makes the broker
+hold the backlog, not this process. The socket itself is never paused: the PUBACKs for our own
+publishes arrive on it, and a twin blocked on publishing would otherwise never drain its inbox
+(a deadlock the throughput bench found). QoS 0 messages have no such limit; beyond
+``max_backlog`` they are dropped, with a warning, as QoS 0 allows. After a reconnect the broker
+may hand over again what the twin already has: QoS 1 is at-least-once both ways.
 
 Throughput: the MQTT client is :mod:`edgecore.eventbus.mqtt` (one ``recv`` and one ``send`` per
 loop iteration for any number of packets); every message costs one bus message and one MQTT
@@ -221,6 +225,7 @@ class EventBus:
         keepalive: int = 15,
         window: int = 256,
         max_pending: int = 10_000,
+        max_backlog: int = 10_000,
         subscriptions: tuple[str, ...] = topics.SUBSCRIPTIONS,
         tls_context: ssl.SSLContext | None = None,
         enabled: bool = True,
@@ -238,6 +243,9 @@ class EventBus:
             keepalive: MQTT keepalive, seconds: a broker silent for 1.5x this is dropped.
             window: publishes awaiting their PUBACK at once (throughput vs. resends on loss).
             max_pending: publishes kept while the broker is away; beyond it the oldest go.
+            max_backlog: received messages kept while the twin's inbox is full; beyond it,
+                QoS 0 messages are dropped (QoS 1 ones are bounded by the broker's in-flight
+                limit instead).
             subscriptions: topic filters (QoS 1); default KubeEdge's twin, state and
                 membership topics. Wider filters are fine: the edge's own outputs received
                 back are dropped, the rest goes to the twin.
@@ -256,6 +264,7 @@ class EventBus:
         self._window = max(1, window)
         self._tls_context = tls_context
         self._subscriptions = [(t, topics.QOS) for t in subscriptions]
+        self._max_backlog = max(1, max_backlog)
         self.broker: Mosquitto | None = None
         if settings.mode == "internal":
             self.broker = Mosquitto(data_dir=data_dir, port=settings.port)
@@ -280,6 +289,8 @@ class EventBus:
         self.published = 0
         #: received messages that had to wait for room in the twin's inbox
         self.deferred = 0
+        #: QoS 0 messages dropped because the twin was too far behind
+        self.dropped_qos0 = 0
         #: own output topics received back and dropped
         self.ignored = 0
         #: publishes dropped from a full outbox while the broker was away
@@ -297,6 +308,7 @@ class EventBus:
             "published": self.published,
             "ignored": self.ignored,
             "dropped": self.dropped,
+            "dropped_qos0": self.dropped_qos0,
             "deferred": self.deferred,
             "pending": len(self._outbox),
             "inflight": len(self._conn.inflight) if self._conn is not None else 0,
@@ -474,8 +486,6 @@ class EventBus:
 
     async def _serve(self, conn: mqtt.Connection) -> None:
         """Publish on ``conn`` until it closes; raise why it closed."""
-        if self._backlog:
-            conn.pause()  # the twin is still behind: let the broker keep the rest
         publisher = asyncio.create_task(self._publish_loop(conn), name="eventbus:publish")
         try:
             await asyncio.wait((publisher, conn.closed), return_when=asyncio.FIRST_COMPLETED)
@@ -511,15 +521,25 @@ class EventBus:
             except UnknownModule:
                 self._no_twin(topic)
                 return True
-        # the twin's inbox is full: keep order, stop reading, acknowledge once it took it
+        # the twin's inbox is full: keep order; acknowledge once it took it, so the broker's
+        # in-flight limit stops the flow of QoS 1 messages until the twin catches up
+        if p.qos == 0 and len(self._backlog) >= self._max_backlog:
+            self.dropped_qos0 += 1
+            if self.dropped_qos0 == 1 or self.dropped_qos0 % 1000 == 0:
+                log.warning(
+                    "twin is %d messages behind: dropped a QoS 0 message on %s (%d so far)",
+                    len(self._backlog),
+                    topic,
+                    self.dropped_qos0,
+                )
+            return True
         self._backlog.append((conn, p, msg))
         self.deferred += 1
         self._backlog_ready.set()
-        conn.pause()
         return False
 
     async def _drain(self) -> None:
-        """Hand the backlog to the twin as its inbox frees up, then resume reading."""
+        """Hand the backlog to the twin as its inbox frees up, acknowledging each."""
         while True:
             await self._backlog_ready.wait()
             while self._backlog:
@@ -532,8 +552,6 @@ class EventBus:
                 self._backlog.popleft()
                 conn.ack(p)  # a no-op if that connection is gone: the broker resends
             self._backlog_ready.clear()
-            if self._conn is not None:
-                self._conn.resume()
 
     def _no_twin(self, topic: str) -> None:
         if not self._warned_no_twin:

@@ -227,8 +227,10 @@ class PacketReader:
 # -- client (asyncio) --------------------------------------------------------------------------
 
 #: ``on_message(connection, publish)`` returns ``True`` when the message is handled (it is
-#: acknowledged at once) or ``False`` when the consumer keeps it for later: it then calls
-#: :meth:`Connection.ack` itself, and usually :meth:`Connection.pause` until it caught up.
+#: acknowledged at once) or ``False`` when the consumer keeps it for later and calls
+#: :meth:`Connection.ack` itself. Unacknowledged QoS 1 messages count against the broker's
+#: in-flight limit, which is how a slow consumer slows the broker down: reading never stops,
+#: so PUBACKs for our own publishes keep arriving.
 OnMessage = Callable[["Connection", Publish], bool]
 
 
@@ -253,7 +255,6 @@ class Connection(asyncio.Protocol):
         self._window_open.set()
         self._writable = asyncio.Event()
         self._writable.set()
-        self._paused = False
         self._last_received = self._loop.time()
         self._pinger: asyncio.TimerHandle | None = None
         #: packet id -> caller's token, in send order (QoS 1 publishes awaiting their PUBACK)
@@ -408,17 +409,6 @@ class Connection(asyncio.Protocol):
         """Acknowledge a message whose ``on_message`` returned ``False``."""
         if publish.qos and not self.closed.done():
             self._write(encode_puback(publish.packet_id))
-
-    def pause(self) -> None:
-        """Stop reading: TCP then pushes back on the broker, which queues for us."""
-        if not self._paused and self._transport is not None and not self.closed.done():
-            self._paused = True
-            self._transport.pause_reading()
-
-    def resume(self) -> None:
-        if self._paused and self._transport is not None and not self.closed.done():
-            self._paused = False
-            self._transport.resume_reading()
 
     def abort(self, exc: BaseException | None = None) -> None:
         """Drop the link now."""

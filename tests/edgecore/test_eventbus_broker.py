@@ -153,3 +153,18 @@ async def test_saved_messages_survive_kill9(tmp_path: Path) -> None:
             async with asyncio.timeout(2):
                 msg = await anext(aiter(sub.messages))
         assert msg.payload == b"saved-before-crash"
+
+
+async def test_leftover_broker_of_a_previous_run_is_replaced(tmp_path: Path) -> None:
+    """A mosquitto still holding our port from an earlier edgecore is killed, not fought."""
+    port = free_port()
+    old = Mosquitto(data_dir=tmp_path, port=port)
+    await old.start()
+    new = Mosquitto(data_dir=tmp_path, port=port)  # as a restarted edgecore would
+    try:
+        await new.start()
+        assert new.running
+        await wait_until(lambda: not old.running, timeout=2)
+    finally:
+        await new.stop()
+        await old.stop()

@@ -291,10 +291,19 @@ async def test_slow_twin_loses_nothing_and_keeps_order(tmp_path: Path) -> None:
     assert eb.deferred > 0  # the slow path was taken
 
 
-async def test_echo_round_trip_volume(tmp_path: Path) -> None:
-    """2000 updates in and 2000 results out through a stand-in twin, none lost."""
-    bus = new_bus()
-    n = 2000
+@pytest.mark.parametrize(
+    ("n", "small"),
+    [(2000, False), (300, True)],
+    ids=["volume", "every-queue-tiny"],
+)
+async def test_echo_round_trip(tmp_path: Path, n: int, small: bool) -> None:
+    """Updates in and results out through a stand-in twin: none lost, no deadlock.
+
+    With every queue tiny (twin and eventbus inboxes, outbox, publish window) each side
+    waits on the other at some point; it must still all flow.
+    """
+    bus = new_bus(inbox_size=4 if small else 1024)
+    tiny: dict[str, Any] = {"max_pending": 8, "window": 4} if small else {}
 
     async def echo_twin() -> None:
         while True:
@@ -306,7 +315,7 @@ async def test_echo_round_trip_volume(tmp_path: Path) -> None:
                 publish_msg(topics.twin_update_result(match.device_id), {"v": msg.content}),
             )
 
-    async with running(make(bus, tmp_path)) as eb:
+    async with running(make(bus, tmp_path, **tiny)) as eb:
         twin = asyncio.create_task(echo_twin(), name="test:twin")
         try:
             async with aiomqtt.Client(

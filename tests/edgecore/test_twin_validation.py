@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgecore.devicetwin.validation import (
+from wire.devicemodel import (
     PropertySpec,
     check_desired,
     check_value,

@@ -173,11 +173,6 @@ def test_respond_without_waiter_returns_false() -> None:
     assert not _bus().respond(_msg().reply())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bus gap: send_sync's timeout only covers the wait for the reply, not the send; "
-    "with the destination's inbox full it blocks forever",
-)
 async def test_send_sync_times_out_even_when_the_inbox_is_full() -> None:
     """No reply within timeout raises TimeoutError, also when the request cannot be queued."""
     bus = _bus(inbox_size=1)

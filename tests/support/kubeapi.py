@@ -107,6 +107,8 @@ class KubeApiEmulator:
         self.requests: Counter[tuple[str, str]] = Counter()
         #: every request, in order
         self.log: list[RequestRecord] = []
+        #: BOOKMARK events written so far, over all watches
+        self.bookmarks_sent = 0
         self.state.listeners.add(self._fan_out)
 
     # ------------------------------------------------------------------ lifecycle
@@ -215,12 +217,16 @@ class KubeApiEmulator:
         self.inject(409, method=method, path=path, times=times)
 
     async def kill_watches(self, *, abrupt: bool = False) -> None:
-        """End every open watch stream (``abrupt``: reset the connection instead)."""
-        for watch in list(self._watches):
+        """End every open watch stream (``abrupt``: reset the connection instead).
+
+        Returns once those streams are gone (watches opened meanwhile are left alone).
+        """
+        killed = list(self._watches)
+        for watch in killed:
             watch.queue.put_nowait("abort" if abrupt else "close")
             watch.killed.set()
         for _ in range(400):
-            if not self._watches:
+            if not any(watch in self._watches for watch in killed):
                 return
             await asyncio.sleep(0.005)
 
@@ -234,6 +240,10 @@ class KubeApiEmulator:
     @property
     def open_watches(self) -> int:
         return len(self._watches)
+
+    def calls(self, verb: str, path: str) -> list[RequestRecord]:
+        """The logged requests with this verb on this exact path, in order."""
+        return [r for r in self.log if r.verb == verb and r.path == path]
 
     # ------------------------------------------------------------------ routing
 
@@ -403,6 +413,7 @@ class KubeApiEmulator:
                     await response.write(
                         _line({"type": "BOOKMARK", "object": mark | {"metadata": meta}})
                     )
+                    self.bookmarks_sent += 1
                 continue
             if not self._thawed.is_set() and not watch.killed.is_set():
                 waiters = {

@@ -85,7 +85,8 @@ class ObjectState:
 
     def __init__(self, *, history: int = 10_000) -> None:
         self.objects: dict[Key, Obj] = {}
-        self.rv = 0
+        #: the last resourceVersion handed out; not 0, which a watch reads as "any version"
+        self.rv = 1
         #: every event with an rv at or below this is gone from the history
         self.floor = 0
         self.events: deque[Event] = deque()

@@ -159,6 +159,7 @@ class Edge:
         self.name = name
         self.dir = tmp / name
         self.api_port = free_port()
+        self.mqtt_port = free_port()
         self.heartbeat = heartbeat
         self.cloud_ws_port = cloud_ws_port
         self.proc = Proc(
@@ -168,6 +169,7 @@ class Edge:
                 "--data-dir", str(self.dir),
                 "--local-api", f"127.0.0.1:{self.api_port}",
                 "--heartbeat", str(heartbeat),
+                "--mqtt-port", str(self.mqtt_port),
             ],
             tmp / f"{name}.log",
         )  # fmt: skip
@@ -221,3 +223,34 @@ def insecure_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+class Mapper:
+    """The virtual thermostat mapper (``python -m devices``) against an edge's broker."""
+
+    def __init__(
+        self, tmp: Path, edge: Edge, device: str = "thermostat-1", *, interval: float = 0.2
+    ):
+        self.device = device
+        self.proc = Proc(
+            f"mapper-{device}",
+            [
+                PY, "-m", "devices",
+                "--broker", f"mqtt://127.0.0.1:{edge.mqtt_port}",
+                "--device", device,
+                "--report-interval", str(interval),
+                "--seed", "7",
+            ],
+            tmp / f"mapper-{device}.log",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self.proc.start()
+
+
+def twin(device: dict[str, Any], prop: str) -> dict[str, Any]:
+    """``status.twins[]`` entry of ``prop`` (empty when absent)."""
+    for t in (device.get("status") or {}).get("twins") or []:
+        if t.get("propertyName") == prop:
+            return t  # type: ignore[no-any-return]
+    return {}

@@ -181,3 +181,24 @@ def same_value(type_: str, a: str | None, b: str | None) -> bool:
         p, q = parse_bool(a), parse_bool(b)
         return p is not None and p == q
     return False
+
+
+def desired_problems(device: dict[str, Any], model: dict[str, Any]) -> list[str]:
+    """Every desired value of ``device`` that its ``model`` forbids, as reasons.
+
+    Used by the cloud before it stores a Device, so a bad ``edgectl twin set`` is refused at
+    once instead of being stored and then refused by the edge.
+    """
+    specs = property_specs(model)
+    problems = []
+    for prop in (device.get("spec") or {}).get("properties") or []:
+        if not isinstance(prop, dict):
+            continue
+        value = (prop.get("desired") or {}).get("value")
+        spec = specs.get(str(prop.get("name")))
+        if value is None or spec is None:
+            continue
+        reason = check_desired(spec, str(value))
+        if reason:
+            problems.append(reason)
+    return problems

@@ -1,0 +1,91 @@
+"""The edgecontroller runs unchanged on KubeStore: changes fan out, and a 410 means a re-list."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cloudhub import routes
+from cloudhub.edgecontroller.controller import EdgeController
+from cloudhub.store.kubernetes import KubeStore
+from hive.bus import Bus
+from tests.k8s.objects import node, pod
+from tests.support.kubeapi import KubeApiEmulator
+from tests.support.procs import wait_until
+from wire.messages import Message
+
+pytestmark = pytest.mark.timeout(20)
+
+
+class Hub:
+    """Drains the hub's inbox, keeping the Fanout messages."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.fanouts: list[Message] = []
+        self._bus = bus
+        self._task = asyncio.create_task(self._drain(), name="test:hub-inbox")
+
+    async def _drain(self) -> None:
+        while True:
+            msg = await self._bus.receive(routes.HUB)
+            if isinstance(msg.content, routes.Fanout):
+                self.fanouts.append(msg)
+
+    def for_version(self, resource: str, rv: str) -> list[Message]:
+        return [
+            m for m in self.fanouts if m.resource == resource and m.header.resourceversion == rv
+        ]
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+@pytest.fixture
+async def controller(
+    kubeapi: KubeApiEmulator, store: KubeStore
+) -> AsyncIterator[tuple[EdgeController, Hub]]:
+    kubeapi.seed(node("edge-1"))
+    kubeapi.seed(pod("web", "edge-1"))
+    bus = Bus()
+    bus.register(routes.HUB, "hub")
+    bus.register(routes.EDGECONTROLLER, "resource")
+    ctl = EdgeController(bus=bus, store=store)
+    hub = Hub(bus)
+    task = asyncio.create_task(ctl.run(), name="test:edgecontroller")
+    await asyncio.wait_for(ctl.synced.wait(), 10)
+    yield ctl, hub
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await hub.stop()
+
+
+async def test_a_pod_change_reaches_the_hub_as_a_fanout(
+    kubeapi: KubeApiEmulator, controller: tuple[EdgeController, Hub]
+) -> None:
+    """A pod edited in the cluster becomes one Fanout for its node, at the new version."""
+    _, hub = controller
+    changed = pod("web", "edge-1")
+    changed["metadata"]["labels"] = {"v": "2"}
+    rv = kubeapi.seed(changed)["metadata"]["resourceVersion"]
+    found = await wait_until(lambda: hub.for_version("default/pod/web", rv))
+    assert found[0].content.nodes == ("edge-1",)
+    assert found[0].content.object["metadata"]["labels"] == {"v": "2"}
+
+
+async def test_after_a_forced_410_the_controller_relists_and_keeps_mirroring(
+    kubeapi: KubeApiEmulator, controller: tuple[EdgeController, Hub]
+) -> None:
+    """Every watch ends with 410 and history is gone: the controller re-lists, changes flow."""
+    _, hub = controller
+    lists_before = kubeapi.count("list", "/api/v1/pods")
+    kubeapi.expire_watches()
+    await wait_until(lambda: kubeapi.count("list", "/api/v1/pods") > lists_before)
+    changed = pod("web", "edge-1")
+    changed["metadata"]["labels"] = {"after": "410"}
+    rv = kubeapi.seed(changed)["metadata"]["resourceVersion"]
+    found = await wait_until(lambda: hub.for_version("default/pod/web", rv))
+    assert found[0].content.nodes == ("edge-1",)
+    assert found[0].operation == "update"

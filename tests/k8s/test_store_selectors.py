@@ -1,0 +1,76 @@
+"""KubeStore filters on the server: edge nodes by label, scheduled pods by field."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloudhub.store.kubernetes import KubeStore
+from tests.k8s.objects import Collector, node, pod
+from tests.support.kubeapi import KubeApiEmulator
+from tests.support.procs import wait_until
+
+pytestmark = pytest.mark.timeout(20)
+
+
+async def test_nodes_are_listed_and_watched_with_the_edge_label_selector(
+    kubeapi: KubeApiEmulator, store: KubeStore
+) -> None:
+    """Only edge Nodes come back, and the API server was asked for exactly those."""
+    kubeapi.seed(node("edge-1"))
+    kubeapi.seed(node("worker-1", edge=False))
+    items, rv = await store.list("node")
+    assert [n["metadata"]["name"] for n in items] == ["edge-1"]
+    watch = Collector(store.watch("node", rv))
+    await wait_until(lambda: kubeapi.calls("watch", "/api/v1/nodes"))
+    (listed,) = kubeapi.calls("list", "/api/v1/nodes")
+    (watched,) = kubeapi.calls("watch", "/api/v1/nodes")
+    assert listed.query["labelSelector"] == "node-role.kubernetes.io/edge"
+    assert watched.query["labelSelector"] == "node-role.kubernetes.io/edge"
+    assert watched.query["allowWatchBookmarks"] == "true"
+    kubeapi.seed(node("worker-2", edge=False))
+    kubeapi.seed(node("edge-2"))
+    await wait_until(lambda: watch.events)
+    assert [e.object["metadata"]["name"] for e in watch.events] == ["edge-2"]
+    await watch.stop()
+
+
+async def test_pods_are_filtered_to_scheduled_ones_on_the_server(
+    kubeapi: KubeApiEmulator, store: KubeStore
+) -> None:
+    """Unscheduled pods are not listed; the request carried ``spec.nodeName!=``."""
+    kubeapi.seed(pod("bound", "edge-1"))
+    kubeapi.seed(pod("pending", None))
+    items, _ = await store.list("pod")
+    assert [p["metadata"]["name"] for p in items] == ["bound"]
+    (listed,) = kubeapi.calls("list", "/api/v1/pods")
+    assert listed.query["fieldSelector"] == "spec.nodeName!="
+
+
+async def test_a_pod_that_gets_scheduled_arrives_as_added(
+    kubeapi: KubeApiEmulator, store: KubeStore
+) -> None:
+    """The scheduler binding a pod makes it match the selector: the watch reports ADDED."""
+    kubeapi.seed(pod("web", None))
+    _, rv = await store.list("pod")
+    watch = Collector(store.watch("pod", rv))
+    await wait_until(lambda: kubeapi.open_watches == 1)
+    kubeapi.seed(pod("web", "edge-1"))
+    await wait_until(lambda: watch.events)
+    assert [(e.type, e.object["spec"]["nodeName"]) for e in watch.events] == [("ADDED", "edge-1")]
+    (watched,) = kubeapi.calls("watch", "/api/v1/pods")
+    assert watched.query["fieldSelector"] == "spec.nodeName!="
+    await watch.stop()
+
+
+async def test_a_node_that_loses_the_edge_label_is_reported_deleted(
+    kubeapi: KubeApiEmulator, store: KubeStore
+) -> None:
+    """A Node leaving the label selector disappears from the mirror (DELETED)."""
+    kubeapi.seed(node("edge-1"))
+    _, rv = await store.list("node")
+    watch = Collector(store.watch("node", rv))
+    await wait_until(lambda: kubeapi.open_watches == 1)
+    kubeapi.seed(node("edge-1", edge=False))
+    await wait_until(lambda: watch.events)
+    assert [e.type for e in watch.events] == ["DELETED"]
+    await watch.stop()
