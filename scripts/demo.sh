@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on one machine: an embedded cloudhub, one edge node joined to it
 # over mutual TLS, a pod with its configmap and secret mirrored to the edge and served by the
-# edge's local API, an edit that follows within a second, and the edge serving its cache
-# with the cloud gone.  Pass --keep to leave everything running (Ctrl-C stops it).
+# edge's local API, a simulated thermostat whose readings reach the cloud and whose setpoint
+# is set from the cloud, and the edge serving its cache with the cloud gone.
+# Pass --keep to leave everything running (Ctrl-C stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -10,6 +11,8 @@ scripts/bootstrap.sh
 
 KEEP=0; [ "${1:-}" = "--keep" ] && KEEP=1
 WS_PORT=${WS_PORT:-10000}; HTTPS_PORT=${HTTPS_PORT:-10002}; LOCAL_API=${LOCAL_API:-127.0.0.1:10550}
+# 1884, not 1883: a distribution's own mosquitto service may already hold 1883
+MQTT_PORT=${MQTT_PORT:-1884}
 DEMO=${DEMO_DIR:-./data/demo}
 rm -rf "$DEMO"; mkdir -p "$DEMO"
 CLOUD="$DEMO/cloud"; EDGE="$DEMO/edge-1"
@@ -44,8 +47,9 @@ say "edgecore join --node-name edge-1"
 edgecore join --cloud "127.0.0.1:$WS_PORT" --cert-port "$HTTPS_PORT" --token "$TOKEN" \
   --node-name edge-1 --data-dir "$EDGE"
 
-say "edgecore run (local API on $LOCAL_API)"
-edgecore run --data-dir "$EDGE" --local-api "$LOCAL_API" 2>"$DEMO/edgecore.log" & pids+=($!)
+say "edgecore run (local API on $LOCAL_API, internal mosquitto on 127.0.0.1:$MQTT_PORT)"
+edgecore run --data-dir "$EDGE" --local-api "$LOCAL_API" --mqtt-port "$MQTT_PORT" \
+  2>"$DEMO/edgecore.log" & pids+=($!)
 wait_for 20 api /healthz
 online() { ctl get nodes edge-1 -o json | grep -q '"status": "True"'; }
 wait_for 20 online
@@ -80,12 +84,31 @@ while json.load(urllib.request.urlopen(sys.argv[1], timeout=2))["data"]["SAMPLE_
 print(f"SAMPLE_RATE=1s served by the edge {1000 * (time.monotonic() - t0):.0f} ms after apply returned")
 PY
 
+say "register a thermostat (KubeEdge v1beta1 DeviceModel + Device) and start its mapper"
+ctl apply -f examples/devices/thermostat-model.yaml -f examples/devices/thermostat-device.yaml
+python -m devices --broker "mqtt://127.0.0.1:$MQTT_PORT" --device thermostat-1 \
+  --report-interval 1 2>"$DEMO/mapper.log" & pids+=($!)
+reported() { ctl get devices thermostat-1 -o json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+t = {x["propertyName"]: x for x in d.get("status", {}).get("twins", [])}
+sys.exit(0 if t.get(sys.argv[1], {}).get("reported", {}).get("value") == sys.argv[2] or
+         (sys.argv[2] == "*" and "reported" in t.get(sys.argv[1], {})) else 1)' "$@"; }
+wait_for 20 reported temperature '*'
+ctl get devices
+
+say "edgectl twin set thermostat-1 setpoint=21.5  (cloud -> edge -> mapper -> reported back)"
+ctl twin set thermostat-1 setpoint=21.5
+wait_for 10 reported setpoint 21.5
+ctl get devices
+tail -n 3 "$DEMO/mapper.log" | sed 's/^.*INFO [a-z.]*: /mapper: /'
+
 say "stop the cloud: the edge keeps serving its cache"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 api /api/v1/pods | python3 -c '
 import json, sys; print("pods served offline:", [p["metadata"]["name"] for p in json.load(sys.stdin)["items"]])'
 
-say "done: logs in $DEMO/cloudhub.log and $DEMO/edgecore.log"
+say "done: logs in $DEMO/{cloudhub,edgecore,mapper}.log"
 if [ "$KEEP" = 1 ]; then
   echo "restarting cloudhub; everything keeps running until Ctrl-C"
   cloudhub serve --data-dir "$CLOUD" --bind 127.0.0.1 --ws-port "$WS_PORT" --https-port "$HTTPS_PORT" \

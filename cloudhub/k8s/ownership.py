@@ -18,7 +18,6 @@ resourceVersion guard on every lease write is the only arbiter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -124,6 +123,8 @@ class NodeOwnership:
             log.warning("replica %s lost ownership of node %s", self.identity, node)
             self._renewers.pop(node, None)
             if self._on_lost is not None:
-                with contextlib.suppress(Exception):
+                try:
                     self._on_lost(node)
+                except Exception:
+                    log.exception("on_lost(%s) failed", node)
             return

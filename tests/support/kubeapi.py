@@ -210,6 +210,10 @@ class KubeApiEmulator:
         """Fail the next ``times`` requests with ``method`` (on ``path``, if given)."""
         self._injections.append(_Injection(status, method.upper(), path, times))
 
+    def clear_injections(self) -> None:
+        """Forget every pending :meth:`inject`."""
+        self._injections.clear()
+
     def inject_conflict(
         self, *, method: str = "PUT", path: str | None = None, times: int = 1
     ) -> None:
