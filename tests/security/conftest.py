@@ -33,17 +33,18 @@ StartCloud = Callable[..., Awaitable[cloud_app.CloudApp]]
 async def start_cloud(tmp_path: Path) -> AsyncIterator[StartCloud]:
     """Start an in-process cloudhub in ``tmp_path/cloud``; keyword overrides for the settings.
 
-    ``validity`` (a timedelta) sets ``--node-cert-validity``; other keywords go to HubSettings.
+    ``validity`` (a timedelta) sets ``--node-cert-validity``, ``https_port`` the HTTPS port;
+    other keywords go to HubSettings (``ws_port`` to reuse a port after a restart).
     """
     running: list[cloud_app.CloudApp] = []
 
     async def start(
-        *, validity: dt.timedelta = dt.timedelta(days=30), **hub: Any
+        *, validity: dt.timedelta = dt.timedelta(days=30), https_port: int = 0, **hub: Any
     ) -> cloud_app.CloudApp:
         settings = CloudSettings(
             data_dir=tmp_path / "cloud",
-            https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0, **hub),
+            https_port=https_port,
+            hub=HubSettings(**{"bind": "127.0.0.1", "ws_port": 0, **hub}),
             node_cert_validity=validity,
             auth_refresh_interval=0.2,
         )
