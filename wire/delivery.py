@@ -11,6 +11,12 @@ flight; newer versions that arrive meanwhile replace each other in ``wanted`` an
 goes out when the ACK comes back. 2,000 edits of one configmap therefore cost each node a
 handful of messages, not 2,000.
 
+Latest-wins alone coalesces only while an ACK is outstanding: on a fast LAN the edge ACKs
+before the next edit arrives and every version would go out. ``min_interval`` adds a per-key
+pause: after a key is sent, its next version waits until ``min_interval`` has passed, so a
+burst of N edits costs each node about ``burst_duration / min_interval`` messages, while the
+first change after a quiet period still goes out at once.
+
 resourceVersions are compared for equality only, never ordered: they are opaque strings.
 
 The I/O shell (``cloudhub.hub.session``) calls :meth:`Downstream.poll` whenever something
@@ -29,6 +35,8 @@ from typing import Any
 DEFAULT_ACK_TIMEOUT = 5.0
 #: Messages in flight per node at once; bounds memory and lets a slow edge apply back-pressure.
 DEFAULT_WINDOW = 256
+#: Seconds a key waits after being sent before its next version may go (0: no pause).
+DEFAULT_MIN_INTERVAL = 0.0
 
 
 @dataclass(slots=True)
@@ -62,10 +70,16 @@ class Downstream:
         *,
         ack_timeout: float = DEFAULT_ACK_TIMEOUT,
         window: int = DEFAULT_WINDOW,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.ack_timeout = ack_timeout
         self.window = window
+        self.min_interval = min_interval
+        #: key -> when it was last sent, kept only while younger than ``min_interval``
+        self._recent: dict[str, float] = {}
+        #: wanted keys held back by ``min_interval``: key -> earliest send time
+        self._held: dict[str, float] = {}
         self._new_id = new_id
         #: what the edge has confirmed it persisted: key -> resourceVersion
         self.edge: dict[str, str] = {}
@@ -98,6 +112,8 @@ class Downstream:
         self.wanted.clear()
         self._flights.clear()
         self._by_id.clear()
+        self._recent.clear()
+        self._held.clear()
         for key, (rv, obj) in desired.items():
             if self.edge.get(key) != rv:
                 self.wanted[key] = (rv, obj)
@@ -108,6 +124,7 @@ class Downstream:
         """The object under ``key`` is bound to the node at this version (new or changed)."""
         if self.edge.get(key) == resource_version and key not in self._flights:
             self.wanted.pop(key, None)
+            self._held.pop(key, None)
             return
         self.wanted[key] = (resource_version, obj)
 
@@ -115,6 +132,7 @@ class Downstream:
         """The object under ``key`` is no longer bound to the node (deleted or moved away)."""
         if key not in self.edge and key not in self._flights:
             self.wanted.pop(key, None)
+            self._held.pop(key, None)
             return
         self.wanted[key] = (None, obj)
 
@@ -131,6 +149,7 @@ class Downstream:
         want = self.wanted.get(key)
         if want is not None and want[0] == self.edge.get(key):
             del self.wanted[key]
+            self._held.pop(key, None)
         return True
 
     # -- outputs ------------------------------------------------------------------------------
@@ -142,10 +161,18 @@ class Downstream:
             if flight.deadline <= now:
                 rv, content = self.wanted.pop(key, (flight.rv, flight.content))
                 out.append(self._send(key, rv, content, now, retry=True))
+        if self._recent and self.min_interval > 0:
+            horizon = now - self.min_interval
+            self._recent = {k: t for k, t in self._recent.items() if t > horizon}
         if len(self._flights) < self.window:
             for key in list(self.wanted):
                 if key in self._flights:
                     continue  # newest version goes out when the in-flight one is ACKed
+                sent_at = self._recent.get(key)
+                if sent_at is not None and now < sent_at + self.min_interval:
+                    self._held[key] = sent_at + self.min_interval
+                    continue  # sent a moment ago: let more versions pile up
+                self._held.pop(key, None)
                 rv, content = self.wanted.pop(key)
                 out.append(self._send(key, rv, content, now, retry=False))
                 if len(self._flights) >= self.window:
@@ -153,8 +180,10 @@ class Downstream:
         return out
 
     def next_deadline(self) -> float | None:
-        """The earliest ACK deadline, or ``None`` when nothing is in flight."""
-        return min((f.deadline for f in self._flights.values()), default=None)
+        """The earliest ACK deadline or held key's release, or ``None`` if there is neither."""
+        times = [f.deadline for f in self._flights.values()]
+        times += [t for k, t in self._held.items() if k in self.wanted]
+        return min(times, default=None)
 
     @property
     def in_flight(self) -> int:
@@ -168,7 +197,9 @@ class Downstream:
     @property
     def ready(self) -> bool:
         """Something could go out right now without waiting for a deadline."""
-        return any(k not in self._flights for k in self.wanted) and len(self._flights) < self.window
+        return len(self._flights) < self.window and any(
+            k not in self._flights and k not in self._held for k in self.wanted
+        )
 
     def _send(self, key: str, rv: str | None, content: Any, now: float, *, retry: bool) -> Outgoing:
         old = self._flights.get(key)
@@ -177,6 +208,8 @@ class Downstream:
         msg_id = self._new_id()
         self._flights[key] = _Flight(msg_id, rv, content, now + self.ack_timeout)
         self._by_id[msg_id] = key
+        if self.min_interval > 0:
+            self._recent[key] = now
         self.sent += 1
         self.retries += retry
         return Outgoing(msg_id, key, rv, content, insert=key not in self.edge, retry=retry)

@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -415,7 +415,7 @@ class KubeApi:
         label_selector: str | None = None,
         field_selector: str | None = None,
         bookmarks: bool = True,
-    ) -> AsyncIterator[Obj]:
+    ) -> AsyncGenerator[Obj, None]:
         """The raw events (``{"type": ..., "object": ...}``) of ONE watch request.
 
         Ends when the server ends the stream (``timeout_seconds`` asks it to) or when nothing

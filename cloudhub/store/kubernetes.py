@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import copy
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -168,6 +169,11 @@ class KubeStore:
         settings = settings or KubeSettings()
         return cls(KubeApi.from_config(kubeconfig, workers=settings.workers), settings=settings)
 
+    @property
+    def api(self) -> KubeApi:
+        """The cluster connection, to share with :mod:`cloudhub.k8s.leases` and friends."""
+        return self._api
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -251,14 +257,16 @@ class KubeStore:
                     label_selector=kind.label_selector,
                     field_selector=kind.field_selector,
                 )
-                async for raw in stream:
-                    progressed = True
-                    event = self._event(kind, type, raw)
-                    newest = _rv_of(raw.get("object"))
-                    if newest:
-                        rv = newest
-                    if event is not None:
-                        yield event
+                # aclosing: a Gone raised mid-stream stops the reader thread now, not at GC.
+                async with contextlib.aclosing(stream):
+                    async for raw in stream:
+                        progressed = True
+                        event = self._event(kind, type, raw)
+                        newest = _rv_of(raw.get("object"))
+                        if newest:
+                            rv = newest
+                        if event is not None:
+                            yield event
                 if self._closed:
                     return
                 log.debug("watch of %s ended at resourceVersion %s; resuming", type, rv)
@@ -268,10 +276,11 @@ class KubeStore:
                 if self._closed:
                     return
                 log.warning("watch of %s failed: %s", type, exc)
+                progressed = False  # back off, even if the stream had delivered events
             if progressed:
                 delays = backoff(cap=self.settings.backoff_cap)
             else:
-                # A stream that ended without a single line is failing: do not spin.
+                # A stream that failed, or ended without a single line: do not spin.
                 await asyncio.sleep(next(delays))
 
     def _event(self, kind: _Kind, type: str, raw: dict[str, Any]) -> WatchEvent | None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cloudhub import routes
-from cloudhub.edgecontroller.controller import EdgeController
+from cloudhub.edgecontroller.controller import WATCHED_TYPES, EdgeController
 from cloudhub.store.kubernetes import KubeStore
 from hive.bus import Bus
 from tests.k8s.objects import node, pod
@@ -80,6 +80,7 @@ async def test_after_a_forced_410_the_controller_relists_and_keeps_mirroring(
 ) -> None:
     """Every watch ends with 410 and history is gone: the controller re-lists, changes flow."""
     _, hub = controller
+    await wait_until(lambda: kubeapi.open_watches == len(WATCHED_TYPES))
     lists_before = kubeapi.count("list", "/api/v1/pods")
     kubeapi.expire_watches()
     await wait_until(lambda: kubeapi.count("list", "/api/v1/pods") > lists_before)
