@@ -2,8 +2,8 @@
 
 - :mod:`edgecore.eventbus.topics` — KubeEdge's twin/state/membership topics: the subscriptions,
   :func:`~edgecore.eventbus.topics.parse`, and builders for the answers (pure).
-- :mod:`edgecore.eventbus.mqtt` — a small MQTT 3.1.1 client: pure codec plus one asyncio
-  protocol, built for throughput (one ``send`` per loop iteration).
+- :mod:`edgecore.eventbus.mqtt` — paho-mqtt driven by the event loop (no extra thread, manual
+  acks so a slow twin applies back-pressure through the broker).
 - :mod:`edgecore.eventbus.broker` — :class:`~edgecore.eventbus.broker.Mosquitto`, the local
   broker of internal mode, configured, started and restarted by edgecore.
 - :mod:`edgecore.eventbus.module` — :class:`~edgecore.eventbus.module.EventBus`, the hive module:

@@ -54,7 +54,7 @@ PID_FILE = "mosquitto.pid"
 DB_FILE = "mosquitto.db"
 #: the log is rotated (once, to ``.1``) at start when larger than this, bytes
 LOG_ROTATE_BYTES = 8 * 1024 * 1024
-#: largest MQTT packet the broker accepts, bytes: what edgecore's client accepts
+#: largest MQTT packet the broker accepts, bytes; it protects the broker and edgecore alike
 MAX_PACKET = DEFAULT_MAX_PACKET
 #: mosquitto prints this once its listeners are open
 _READY_MARK = " running"
@@ -206,7 +206,7 @@ class Mosquitto:
             "max_inflight_messages 200",
             # small twin messages: do not wait for Nagle
             "set_tcp_nodelay true",
-            # bytes; a client sending more is disconnected (edgecore's client accepts as much)
+            # bytes; a client sending more is disconnected before anything reaches edgecore
             f"max_packet_size {MAX_PACKET}",
             f"log_dest file {self.log_path}",
             "log_type error",

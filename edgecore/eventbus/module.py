@@ -15,9 +15,10 @@ upgrade are therefore not lost. We still re-subscribe on every connect: a broker
 database (or a first connection) has no session to resume.
 
 Why an outbox in front of the connection: the twin publishes answers whether or not the
-broker is up. Publishes wait in a bounded outbox across reconnects and are sent in order once
-connected; a publish that was in flight when the link dropped is sent again (QoS 1 is
-at-least-once, so a duplicate is allowed, a loss is not). While connected, a full outbox
+broker is up. Publishes wait in a bounded outbox across reconnects and are handed to paho in
+order once connected, at most ``window`` unacknowledged at a time; paho keeps those across a
+lost link and sends them again, first, after the next CONNACK (QoS 1 is at-least-once, so a
+duplicate is allowed, a loss is not). While connected, a full outbox
 pushes back on the twin; while disconnected it drops its oldest entry instead, with a warning,
 so the twin never stalls on a broker that is away (its state is in SQLite; a mapper gets the
 current twin with ``twin/get``).
@@ -31,10 +32,10 @@ publishes arrive on it, and a twin blocked on publishing would otherwise never d
 ``max_backlog`` they are dropped, with a warning, as QoS 0 allows. After a reconnect the broker
 may hand over again what the twin already has: QoS 1 is at-least-once both ways.
 
-Throughput: the MQTT client is :mod:`edgecore.eventbus.mqtt` (one ``recv`` and one ``send`` per
-loop iteration for any number of packets); every message costs one bus message and one MQTT
-packet, no per-message INFO logging, debug lines behind ``isEnabledFor``, and up to ``window``
-publishes in flight at once instead of one round trip each.
+Throughput: the MQTT client is paho-mqtt driven by this event loop (:mod:`edgecore.eventbus.mqtt`:
+no thread, no task per message); every message costs one bus message and one MQTT packet, no
+per-message INFO logging, debug lines behind ``isEnabledFor``, and up to ``window`` publishes in
+flight at once instead of one round trip each. ``bench/mqtt_client_overhead.py`` measures it.
 """
 
 from __future__ import annotations
@@ -240,7 +241,8 @@ class EventBus:
             twin_module: where incoming device messages go.
             reconnect_initial: first reconnect delay upper bound, seconds (jittered, doubling).
             reconnect_cap: longest reconnect delay, seconds.
-            keepalive: MQTT keepalive, seconds: a broker silent for 1.5x this is dropped.
+            keepalive: MQTT keepalive, seconds: paho pings after this long without traffic and
+                drops a broker that does not answer within another keepalive.
             window: publishes awaiting their PUBACK at once (throughput vs. resends on loss).
             max_pending: publishes kept while the broker is away; beyond it the oldest go.
             max_backlog: received messages kept while the twin's inbox is full; beyond it,
@@ -275,10 +277,15 @@ class EventBus:
             raise ConfigError("external MQTT mode needs a broker URL (--mqtt-url mqtt://HOST:PORT)")
         self.client_id = f"edgecore-{node_name}"
         self._outbox = _Outbox(max_pending)
-        #: received messages the twin's inbox had no room for yet, oldest first
-        self._backlog: deque[tuple[mqtt.Connection, mqtt.Publish, Message]] = deque()
+        #: received messages the twin's inbox had no room for yet, oldest first, with the
+        #: connection (generation) they came on
+        self._backlog: deque[tuple[int, mqtt.Message, Message]] = deque()
         self._backlog_ready = asyncio.Event()
-        self._conn: mqtt.Connection | None = None
+        #: created on the first connect, then kept: it holds the unacknowledged publishes
+        self._client: mqtt.Client | None = None
+        #: message id -> publish handed to paho and not yet acknowledged by the broker
+        self._inflight: dict[int, _Publish] = {}
+        self._window_open = asyncio.Event()
         #: set while connected and subscribed
         self.connected = asyncio.Event()
         #: the opposite of ``connected`` (asyncio has no wait-until-clear)
@@ -311,7 +318,7 @@ class EventBus:
             "dropped_qos0": self.dropped_qos0,
             "deferred": self.deferred,
             "pending": len(self._outbox),
-            "inflight": len(self._conn.inflight) if self._conn is not None else 0,
+            "inflight": len(self._inflight),
             "connections": self.connections,
         }
 
@@ -389,62 +396,85 @@ class EventBus:
                 space.cancel()
                 down.cancel()
 
-    async def _publish_loop(self, conn: mqtt.Connection) -> None:
-        """Send outbox entries in order, up to ``window`` unacknowledged, until ``conn`` closes."""
+    async def _publish_loop(self, client: mqtt.Client) -> None:
+        """Hand outbox entries to paho in order, up to ``window`` unacknowledged, until closed."""
         outbox = self._outbox
         window = self._window
+        inflight = self._inflight
+        closed = client.closed
         while True:
-            await conn.wait_window()
-            if conn.closed.done():
+            if len(inflight) >= window:
+                await self._wait_window(closed)
+            if closed.done():
                 return
             item = await outbox.pop()
-            if conn.closed.done():
+            if closed.done():
                 outbox.requeue([item])
                 return
             while True:
                 if self._debug:
                     log.debug("> %s %d bytes", item.topic, len(item.payload))
-                conn.publish(item.topic, item.payload, item)
-                if len(conn.inflight) >= window:
+                try:
+                    inflight[client.publish(item.topic, item.payload)] = item
+                except ValueError as exc:  # over MQTT's size limit: it can never be sent
+                    log.warning("not publishing to %s: %s", item.topic, exc)
+                if len(inflight) >= window:
                     break
                 next_item = outbox.pop_nowait()
                 if next_item is None:
                     break
                 item = next_item
 
-    def _acked(self, _token: object) -> None:
-        self.published += 1
+    async def _wait_window(self, closed: asyncio.Future[BaseException | None]) -> None:
+        self._window_open.clear()
+        space = asyncio.ensure_future(self._window_open.wait())
+        try:
+            await asyncio.wait((space, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            space.cancel()
+
+    def _published(self, mid: int) -> None:
+        """paho: the broker acknowledged publish ``mid``."""
+        if self._inflight.pop(mid, None) is not None:
+            self.published += 1
+            if len(self._inflight) < self._window:
+                self._window_open.set()
 
     # -- connection ---------------------------------------------------------------------------
 
     def _delays(self) -> Iterator[float]:
         return backoff(initial=self._reconnect_initial, cap=self._reconnect_cap)
 
+    def _mqtt_client(self) -> mqtt.Client:
+        """The one paho client, kept across reconnects (and restarts of :meth:`run`)."""
+        if self._client is None:
+            a = self.address
+            tls = (self._tls_context or ssl.create_default_context()) if a.tls else None
+            self._client = mqtt.Client(
+                a.host,
+                a.port,
+                client_id=self.client_id,
+                on_message=self._on_message,
+                on_published=self._published,
+                clean_session=False,
+                keepalive=self._keepalive,
+                username=a.username,
+                password=a.password,
+                ssl_context=tls,
+            )
+        return self._client
+
     async def _connect_forever(self) -> None:
         delays = self._delays()
         a = self.address
-        tls = (self._tls_context or ssl.create_default_context()) if a.tls else None
+        client = self._mqtt_client()
         was_up = False
         while True:
-            conn: mqtt.Connection | None = None
             delay: float | None = None
             try:
-                conn, present = await mqtt.connect(
-                    a.host,
-                    a.port,
-                    client_id=self.client_id,
-                    on_message=self._on_message,
-                    clean_session=False,
-                    keepalive=self._keepalive,
-                    username=a.username,
-                    password=a.password,
-                    ssl_context=tls,
-                    window=self._window,
-                )
-                conn.on_puback = self._acked
-                self._conn = conn
+                present = await client.connect()
                 # every time: a broker that lost its database has no session to resume
-                await conn.subscribe(self._subscriptions, timeout=10.0)
+                await client.subscribe(self._subscriptions, timeout=10.0)
                 self.connections += 1
                 delays = self._delays()
                 log.info(
@@ -457,7 +487,7 @@ class EventBus:
                 was_up = True
                 self._down.clear()
                 self.connected.set()
-                await self._serve(conn)
+                await self._serve(client)
             except AuthError as exc:
                 # only an operator can fix credentials or ACLs: retry, but slowly
                 self.last_error = str(exc)
@@ -472,35 +502,34 @@ class EventBus:
             finally:
                 self.connected.clear()
                 self._down.set()
-                self._conn = None
-                if conn is not None:
-                    if not conn.closed.done():
-                        # stopping (or a refused SUBSCRIBE): say goodbye, the session stays
-                        await conn.disconnect()
-                    if conn.inflight:
-                        # not acknowledged: send again, first, on the next connection
-                        unacked = [t for t in conn.inflight.values() if isinstance(t, _Publish)]
-                        conn.inflight.clear()
-                        self._outbox.requeue(unacked)
+                if not client.closed.done():
+                    # stopping (or a refused SUBSCRIBE): say goodbye, the session stays; paho
+                    # keeps the unacknowledged publishes for the next connection
+                    await client.disconnect()
             await asyncio.sleep(next(delays) if delay is None else delay)
 
-    async def _serve(self, conn: mqtt.Connection) -> None:
-        """Publish on ``conn`` until it closes; raise why it closed."""
-        publisher = asyncio.create_task(self._publish_loop(conn), name="eventbus:publish")
+    async def _serve(self, client: mqtt.Client) -> None:
+        """Publish through ``client`` until its connection closes; raise why it closed."""
+        publisher = asyncio.create_task(self._publish_loop(client), name="eventbus:publish")
         try:
-            await asyncio.wait((publisher, conn.closed), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((publisher, client.closed), return_when=asyncio.FIRST_COMPLETED)
             if publisher.done() and not publisher.cancelled():
                 publisher.result()  # re-raise a bug in the loop
         finally:
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
-        raise conn.closed.result() or ConnectionResetError("MQTT connection closed")
+        raise client.closed.result() or ConnectionResetError("MQTT connection closed")
 
     # -- MQTT -> twin -------------------------------------------------------------------------
 
-    def _on_message(self, conn: mqtt.Connection, p: mqtt.Publish) -> bool:
-        """Called by the connection for every PUBLISH: to the twin now, or to the backlog."""
-        topic = p.topic
+    def _on_message(self, p: mqtt.Message) -> bool:
+        """Called by the client for every PUBLISH: to the twin now, or to the backlog."""
+        try:
+            topic = p.topic
+        except UnicodeDecodeError:
+            self.ignored += 1
+            log.warning("dropping an MQTT message whose topic is not UTF-8")
+            return True
         if topics.parse(topic).is_output:
             self.ignored += 1
             return True
@@ -533,7 +562,8 @@ class EventBus:
                     self.dropped_qos0,
                 )
             return True
-        self._backlog.append((conn, p, msg))
+        assert self._client is not None  # it is calling us
+        self._backlog.append((self._client.generation, p, msg))
         self.deferred += 1
         self._backlog_ready.set()
         return False
@@ -543,14 +573,16 @@ class EventBus:
         while True:
             await self._backlog_ready.wait()
             while self._backlog:
-                conn, p, msg = self._backlog[0]
+                generation, p, msg = self._backlog[0]
                 try:
                     await self._bus.send(self._twin, msg)
                     self.received += 1
                 except UnknownModule:
-                    self._no_twin(p.topic)
+                    self._no_twin(msg.resource)
                 self._backlog.popleft()
-                conn.ack(p)  # a no-op if that connection is gone: the broker resends
+                if self._client is not None:
+                    # a no-op if that connection is gone: the broker resends
+                    self._client.ack(p.mid, p.qos, generation)
             self._backlog_ready.clear()
 
     def _no_twin(self, topic: str) -> None:

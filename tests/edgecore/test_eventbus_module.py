@@ -1,7 +1,8 @@
 """EventBus module on a real mosquitto: MQTT to the twin, the twin's publishes to MQTT.
 
-The "mapper" side of every test is aiomqtt (an independent MQTT implementation); the twin is
-a plain inbox on a real :class:`hive.bus.Bus`.
+The "mapper" side of every test is aiomqtt; the eventbus drives paho itself, and mosquitto
+between them holds both sides to the protocol. The twin is a plain inbox on a real
+:class:`hive.bus.Bus`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -289,6 +292,45 @@ async def test_slow_twin_loses_nothing_and_keeps_order(tmp_path: Path) -> None:
                     await asyncio.sleep(0)  # a twin that is busy with other work
     assert got == [str(i) for i in range(n)]
     assert eb.deferred > 0  # the slow path was taken
+
+
+async def test_unacknowledged_backlog_is_bounded_by_the_broker(tmp_path: Path) -> None:
+    """A twin that takes nothing: only the broker's in-flight limit (200) reaches us, unacked.
+
+    Messages are acknowledged only once the twin's inbox took them, so the broker stops
+    sending at its in-flight limit and keeps the rest; they all arrive, in order, later.
+    """
+    bus = new_bus(inbox_size=1)
+    n = 300
+    async with running(make(bus, tmp_path)) as eb:
+        async with aiomqtt.Client(
+            "127.0.0.1", eb.address.port, identifier="mapper", max_inflight_messages=100
+        ) as mapper:
+            await asyncio.gather(
+                *(mapper.publish(topics.state_update("d1"), str(i), qos=1) for i in range(n))
+            )
+        await wait_until(lambda: eb.deferred == 200, timeout=2)
+        await asyncio.sleep(0.3)  # not synchronisation: checking that nothing more comes
+        assert (eb.received, eb.deferred) == (1, 200)
+        async with asyncio.timeout(5):
+            got = [(await bus.receive("twin")).content for _ in range(n)]
+    assert got == [str(i) for i in range(n)]
+
+
+async def test_stop_during_a_blocked_connect_is_prompt(tmp_path: Path) -> None:
+    """Stopping while paho's blocking connect runs (a TLS handshake nobody answers) is instant."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"mqtts://127.0.0.1:{silent.getsockname()[1]}"
+        module = make(new_bus(), tmp_path, url=url)
+        task = asyncio.create_task(module.run())
+        await wait_until(lambda: any(t.name == "mqtt-connect" for t in threading.enumerate()))
+        task.cancel()
+        async with asyncio.timeout(0.5):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert not module.connected.is_set()
 
 
 @pytest.mark.parametrize(
