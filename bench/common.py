@@ -454,6 +454,21 @@ class Admin:
                 raise RuntimeError(f"apply failed ({resp.status}): {body.get('error')}")
             return body
 
+    async def create_token(self, *, ttl_seconds: float = 3600.0, node: str | None = None) -> str:
+        """POST /admin/v1/tokens: a join token (for a real ``edgecore join``).
+
+        Raises:
+            RuntimeError: the server answered with an error status.
+        """
+        req: dict[str, Any] = {"ttl_seconds": ttl_seconds}
+        if node is not None:
+            req["node"] = node
+        async with self._session.post("/admin/v1/tokens", json=req) as resp:
+            body: dict[str, Any] = await resp.json()
+            if resp.status != 200:
+                raise RuntimeError(f"token failed ({resp.status}): {body.get('error')}")
+            return str(body["token"])
+
     async def apply_batched(self, objects: list[dict[str, Any]], *, batch: int = 500) -> None:
         for i in range(0, len(objects), batch):
             await self.apply(objects[i : i + batch])
@@ -585,38 +600,15 @@ ObjectHook = Callable[["SimEdge", str, str, str, Any, float], None]
 AckHook = Callable[["SimEdge", str, str, Any, float], None]
 
 
-def _ack_frame(node: str, parent: str, resource: str) -> str:
-    # Hand-built rather than via wire.messages: thousands of simulated edges share one core
+def _frame(operation: str, resource: str, content: Any, *, parent: str = "") -> str:
+    # Hand-built rather than via wire.messages: thousands of simulated edges share the machine
     # with cloudhub, and a pydantic round trip per ACK would measure the client, not the hub.
+    # The field names and shape are exactly wire.messages.Message's.
     return json.dumps(
         {
             "header": {
                 "msg_id": str(uuid.uuid4()),
                 "parent_msg_id": parent,
-                "timestamp": int(time.time() * 1000),
-                "resourceversion": "",
-                "sync": False,
-                "type": "",
-            },
-            "route": {
-                "source": "edgehub",
-                "destination": "",
-                "group": "resource",
-                "operation": "response",
-                "resource": resource,
-            },
-            "content": "OK",
-        },
-        separators=(",", ":"),
-    )
-
-
-def _frame(node: str, operation: str, resource: str, content: Any) -> str:
-    return json.dumps(
-        {
-            "header": {
-                "msg_id": str(uuid.uuid4()),
-                "parent_msg_id": "",
                 "timestamp": int(time.time() * 1000),
                 "resourceversion": "",
                 "sync": False,
@@ -728,7 +720,7 @@ class SimEdge:
         self.last_rx = now
         self.next_keepalive = time.monotonic() + self.heartbeat * random.uniform(0.5, 1.0)
         if send_inventory:
-            await ws.send(_frame(self.node, "inventory", self.node_key, dict(self.inventory)))
+            await ws.send(_frame("inventory", self.node_key, dict(self.inventory)))
         self._reader = asyncio.get_running_loop().create_task(
             self._read(ws), name=f"edge:{self.node}"
         )
@@ -738,7 +730,7 @@ class SimEdge:
         if self.ws is not None and self.open:
             self.next_keepalive = time.monotonic() + self.heartbeat
             with contextlib.suppress(ConnectionClosed, OSError):
-                await self.ws.send(_frame(self.node, "keepalive", "node", "ping"))
+                await self.ws.send(_frame("keepalive", "node", "ping"))
 
     async def close(self) -> None:
         """Drop the link (abort, like an edge losing power; nothing to flush)."""
@@ -783,7 +775,7 @@ class SimEdge:
                     self.on_object(self, op, key, rv, content, now)
                 if self.ack_delay:
                     await asyncio.sleep(self.ack_delay)
-                await ws.send(_ack_frame(self.node, header["msg_id"], key))
+                await ws.send(_frame("response", key, "OK", parent=header["msg_id"]))
                 self.acked += 1
                 if self.on_acked is not None:
                     self.on_acked(self, op, key, content, time.time())

@@ -129,7 +129,7 @@ async def start(settings: CloudSettings) -> CloudApp:
             make_app(authority=authority, store=store, presence=hub, issuer=issuer),
             host=settings.hub.bind,
             port=settings.https_port,
-            ssl_context=authority.server_ssl_context(),
+            ssl_context=authority.https_ssl_context(),
             handshake_timeout=settings.hub.handshake_timeout,
         )
     except ConfigError:

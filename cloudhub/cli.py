@@ -91,6 +91,20 @@ def _parser() -> argparse.ArgumentParser:
         help="lifetime of issued node certificates, e.g. 30d, 12h (default 30d); edges renew "
         "theirs at 70-80%% of it over their link",
     )
+    s.add_argument(
+        "--node-rate",
+        type=float,
+        metavar="FRAMES",
+        help="frames per second read from one edge before its reading is paced "
+        "(default 10000; 0 = no limit)",
+    )
+    s.add_argument(
+        "--max-pending-per-ip",
+        type=int,
+        metavar="N",
+        help="edge connections from one address that may be mid-handshake at once; more are "
+        "closed at accept (default 64; raise it when edges come through one NAT/LB address)",
+    )
     return p
 
 
@@ -121,6 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     hub = HubSettings(bind=args.bind, ws_port=args.ws_port)
     if args.heartbeat:
         hub.default_heartbeat = args.heartbeat
+    if args.node_rate is not None:
+        if args.node_rate < 0:
+            print("cloudhub: --node-rate must be 0 (no limit) or positive", file=sys.stderr)
+            return 2
+        hub.node_rate = args.node_rate
+    if args.max_pending_per_ip is not None:
+        if args.max_pending_per_ip < 1:
+            print("cloudhub: --max-pending-per-ip must be at least 1", file=sys.stderr)
+            return 2
+        hub.max_pending_per_ip = args.max_pending_per_ip
     kubeconfig = args.kubeconfig
     settings = CloudSettings(
         data_dir=args.data_dir,

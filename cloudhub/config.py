@@ -40,10 +40,12 @@ class HubSettings(BaseModel):
     #: the same, per source address, so one peer cannot use up the total for everyone
     max_pending_per_ip: int = 64
     #: frames per second the hub reads from one node (ACKs and keepalives count 1/20th);
-    #: beyond it reading is paced, not dropped, so TCP slows the sender. 0 = unlimited
-    node_rate: float = 500.0
+    #: beyond it reading is paced, not dropped, so TCP slows the sender. 0 = unlimited.
+    #: High enough for a busy gateway's twin reports (thousands a second), low enough that
+    #: one node cannot take the whole process (``--node-rate``)
+    node_rate: float = 10_000.0
     #: frames one node may send in a burst before pacing starts
-    node_burst: float = 2000.0
+    node_burst: float = 20_000.0
     #: bytes per second the hub reads from one node (decoding JSON is the CPU cost). 0 = off
     node_byte_rate: float = 8 * 1024 * 1024
     #: bytes one node may send in a burst before pacing starts

@@ -488,6 +488,19 @@ class Authority:
         ctx.load_cert_chain(self.server_cert_path, self.server_key_path)
         return ctx
 
+    def https_ssl_context(self) -> ssl.SSLContext:
+        """TLS server context for the HTTPS port: a client certificate is asked for, optional.
+
+        Joining edges and edgectl present none; a stock KubeEdge edgecore renewing its
+        certificate over ``/edge.crt`` presents its current one instead of a token. As on the
+        websocket port, dates are left to the handler (:func:`check_node_cert_time`).
+        """
+        ctx = self.server_ssl_context()
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
+        ctx.load_verify_locations(cadata=self._ca_der)
+        return ctx
+
     def mtls_ssl_context(self) -> ssl.SSLContext:
         """TLS server context for the websocket port: client certificates signed by our CA.
 

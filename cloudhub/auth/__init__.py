@@ -10,6 +10,8 @@
 - :mod:`cloudhub.auth.issuer` — :class:`~cloudhub.auth.issuer.CertIssuer`, the one place node
   certificates are issued (join and renewal alike) and recorded, so every certificate cloudhub
   ever handed out can be revoked by node name.
+- :mod:`cloudhub.auth.nodeauth` — the pure rule for what a node may write upstream (its own
+  Node/Lease, its pods' and devices' status).
 
 Why a ledger at all: a JWT can say how many joins it admits, but only the cloud can count
 them; and a certificate is valid until it expires unless the cloud remembers that it was

@@ -6,8 +6,8 @@ content is a CSR (PEM, or base64 of DER). The hub forwards it here as
 ``node/{node}/null/certificatesigningrequest/{name}``, the ``node/{node}/`` prefix taken from the
 link's certificate. The answer is a ``response`` whose content is the new certificate (PEM), or
 an ``error`` naming the reason. A node may renew only its own certificate, only while its Node
-object exists, and not more often than :attr:`CertController.min_interval`: a compromised
-node cannot fill the ledger with certificates.
+object exists, and not more often than a tenth of the validity
+(:meth:`cloudhub.auth.issuer.CertIssuer.renew`): a compromised node cannot fill the ledger.
 
 Why over the link and not ``/edge.crt``: the link is already mutually authenticated, so renewal
 needs no token and works for stock edgecores' path as well as ours; an edge that is online
@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 
 CSR_TYPE = "certificatesigningrequest"
 _RENEW_OPS = frozenset({Operation.INSERT, Operation.UPDATE})
-#: the longest a node must wait between two renewals, whatever the validity
-_MAX_MIN_INTERVAL = 3600.0
 
 
 def parse_csr(content: Any) -> bytes:
@@ -90,15 +88,8 @@ class CertController:
         self._store = store
         self._issuer = issuer
         self._refresh_interval = refresh_interval
-        #: node -> monotonic time of its last renewal
-        self._renewed: dict[str, float] = {}
         #: renewals answered with a certificate (for tests and metrics)
         self.renewed = 0
-
-    @property
-    def min_interval(self) -> float:
-        """Seconds a node must wait between renewals: a tenth of the validity, at most 1 h."""
-        return min(self._issuer.validity.total_seconds() / 10, _MAX_MIN_INTERVAL)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -146,23 +137,14 @@ class CertController:
             return msg.error_reply(f"node {node} was deleted", source=self.name)
         except StoreError as exc:
             return msg.error_reply(f"cannot check node {node}: {exc}", source=self.name)
-        now = time.monotonic()
-        last = self._renewed.get(node)
-        if last is not None and now - last < self.min_interval:
-            return msg.error_reply(
-                f"node {node} renewed {now - last:.1f}s ago; wait {self.min_interval:.0f}s "
-                "between renewals",
-                source=self.name,
-            )
         try:
-            cert = await self._issuer.issue(parse_csr(msg.content), node)
+            cert = await self._issuer.renew(parse_csr(msg.content), node)
         except AuthError as exc:
-            log.warning("node %s sent an unacceptable CSR: %s", node, exc)
+            log.warning("node %s: renewal refused: %s", node, exc)
             return msg.error_reply(str(exc), source=self.name)
         except StoreError as exc:
             log.warning("node %s: cannot record its renewed certificate: %s", node, exc)
             return msg.error_reply(f"cannot record the certificate: {exc}", source=self.name)
-        self._renewed[node] = now
         self.renewed += 1
         log.info("renewed the certificate of node %s over its link", node)
         return msg.reply(cert.pem, source=self.name)

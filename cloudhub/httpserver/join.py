@@ -5,6 +5,10 @@
 - ``GET /edge.crt`` (a GET with a body, as KubeEdge's edgecore sends it) takes
   ``Authorization: Bearer JWT``, a ``NodeName`` header and a DER CSR, and answers the signed
   client certificate as DER. The JWT may also be sent as the full ``{hash}.{jwt}`` token.
+- The same request *without* a token but over TLS with the node's current client certificate
+  is a renewal, as a stock KubeEdge edgecore rotates its certificate at 70-90 % of its life:
+  the certificate must be ours, unexpired, unrevoked and name the ``NodeName``, and the Node
+  must still exist. Renewals are limited to one per tenth of the validity.
 
 Errors are one line of plain text, because that is what a stock edgecore prints: 401 for a bad
 token (expired, forged, used up, bound to another node), 400 for a bad NodeName or CSR. The
@@ -23,12 +27,13 @@ The token is never logged, in whole or in part.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
 
 from cloudhub.auth.issuer import CertIssuer
-from cloudhub.pki import Authority, is_valid_node_name
+from cloudhub.pki import Authority, check_node_cert_time, is_valid_node_name, read_node_cert
 from cloudhub.store.base import ObjectStore
 from wire.errors import AuthError, NotFound, StoreError, TokenError
 
@@ -80,6 +85,9 @@ class JoinApi:
     async def edge_crt(self, request: web.Request) -> web.Response:
         token = bearer_token(request)
         if token is None:
+            peer = _peer_cert(request)
+            if peer is not None:
+                return await self._renew(request, peer)
             return _text(401, "missing Authorization: Bearer token")
         try:
             claims = self._authority.verify_join_token(token)
@@ -119,11 +127,58 @@ class JoinApi:
         logger.info("node %s joined from %s", node, request.remote)
         return web.Response(body=cert, content_type=DER_CONTENT_TYPE)
 
+    async def _renew(self, request: web.Request, peer_der: bytes) -> web.Response:
+        """A renewal authenticated by the node's current certificate (KubeEdge's rotation)."""
+        peer = read_node_cert(peer_der)
+        if peer is None:
+            return _text(403, "client certificate does not name a node (CN=system:node:NAME)")
+        try:
+            check_node_cert_time(peer, time.time())
+        except AuthError as exc:
+            logger.warning("renewal refused from %s: %s", request.remote, exc)
+            return _text(403, str(exc))
+        if self._issuer.revocations.is_revoked(peer.serial):
+            logger.warning("renewal refused from %s: %s is revoked", request.remote, peer.node)
+            return _text(403, f"node certificate of {peer.node} was revoked")
+        node = request.headers.get(NODE_NAME_HEADER, "")
+        if node != peer.node:
+            logger.warning("node %s asked to renew as %r; refused", peer.node, node)
+            return _text(403, f"NodeName {node!r} disagrees with certificate {peer.node!r}")
+        csr = await request.read()
+        try:
+            self._authority.check_csr(csr)
+        except AuthError as exc:
+            return _text(400, str(exc))
+        try:
+            await self._store.get("node", None, node)
+        except NotFound:
+            return _text(403, f"node {node} was deleted")
+        except StoreError as exc:
+            return _text(503, f"cannot check node {node}: {exc}")
+        try:
+            cert = await self._issuer.renew(csr, node)
+        except AuthError as exc:
+            return _text(429, str(exc))
+        except StoreError as exc:
+            return _text(503, f"cannot record the certificate of {node}: {exc}")
+        logger.info("renewed the certificate of node %s over HTTPS", node)
+        return web.Response(body=cert.der, content_type=DER_CONTENT_TYPE)
+
     async def _ensure_node(self, node: str) -> None:
         try:
             await self._store.get("node", None, node)
         except NotFound:
             await self._store.apply([node_manifest(node)])
+
+
+def _peer_cert(request: web.Request) -> bytes | None:
+    """The verified client certificate of this connection (DER), if one was presented."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return der if isinstance(der, bytes) and der else None
 
 
 def _text(status: int, reason: str) -> web.Response:

@@ -7,6 +7,12 @@ inventory starts delivery, queries go to edgecontroller). Where it leaves: each
 
 Inbox (from other modules, in order): fan-out of object changes, the answer to a node's
 ``desired`` query (which starts its delivery), answers to a node's own queries.
+
+Guards (see :mod:`cloudhub.hub.limits` and :mod:`cloudhub.hub.handshake`): connections that
+have not authenticated are capped per address and in total at accept; TLS and the upgrade
+each get ``handshake_timeout``; a node's frames are read at most at its rate budget (paced,
+not dropped); a revoked certificate is refused at the upgrade, and a live link using one is
+closed as soon as the revocation is made.
 """
 
 from __future__ import annotations

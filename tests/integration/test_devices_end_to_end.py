@@ -37,7 +37,7 @@ async def test_reports_reach_cloud_and_desired_reaches_mapper(
     cloud: Cloud, make_edge, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """Reported values show in status.twins; a desired set with edgectl is applied and observed."""
-    edge, mapper = await _setup(cloud, make_edge, tmp_path)
+    _edge, mapper = await _setup(cloud, make_edge, tmp_path)
     try:
         await wait_until(lambda: reported(cloud, "temperature") is not None, timeout=15)
         out = cloud.edgectl("twin", "set", "thermostat-1", "setpoint=21.5")

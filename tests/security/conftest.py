@@ -21,6 +21,7 @@ from edgecore import app as edge_app
 from edgecore import config as edge_config
 from edgecore.config import EdgeSettings
 from edgecore.join import join
+from tests.support.procs import free_port
 from wire.codec import encode
 from wire.messages import Message
 
@@ -126,6 +127,7 @@ async def start_edge() -> AsyncIterator[StartEdge]:
     async def start(settings: EdgeSettings) -> edge_app.EdgeApp:
         settings = settings.model_copy(deep=True)
         settings.meta.local_api = "127.0.0.1:0"
+        settings.mqtt.port = free_port()  # the internal mosquitto: never the shared 1883
         settings.hub.heartbeat = 0.5
         settings.hub.reconnect_initial = 0.05
         settings.hub.reconnect_cap = 0.5

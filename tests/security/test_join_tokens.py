@@ -113,3 +113,18 @@ def test_token_uses_and_node_must_be_sane(tmp_path: Path) -> None:
         authority.issue_token(60, node="Not A Node")
     claims = authority.verify_join_token(authority.issue_token(60, uses=3, node="gw-1"))
     assert claims["uses"] == 3 and claims["node"] == "gw-1"
+
+
+async def test_admin_api_issues_counted_and_bound_tokens(cloud: CloudApp) -> None:
+    """POST /tokens with uses and node: the token carries both; bad values are a 400."""
+    from tests.security.conftest import admin
+
+    status, body = await admin(
+        cloud, "POST", "/tokens", {"ttl_seconds": 60, "uses": 2, "node": "gw-1"}
+    )
+    assert status == 200 and body["uses"] == 2 and body["node"] == "gw-1"
+    claims = cloud.authority.verify_join_token(body["token"])
+    assert claims["uses"] == 2 and claims["node"] == "gw-1"
+    for bad in ({"uses": 0}, {"node": "Bad Name"}, {"uses": "many"}):
+        status, body = await admin(cloud, "POST", "/tokens", {"ttl_seconds": 60, **bad})
+        assert status == 400 and "error" in body

@@ -1,0 +1,1438 @@
+"""How many reported twin values per second one edge takes, and how soon the cloud shows them.
+
+Why this shape: the claim to check (issue 4, "Bench") is that a real edgecore accepts at least
+3,000 reported updates/s from its mappers on a 2-core box, with every acknowledged update
+durable (SQLite ``synchronous=FULL``, group commit), that the cloud shows them as
+``status.twins[].reported`` with a p99 lag under 1 s, and that this is at least half of what
+the MQTT broker itself carries with the same client library. So the benchmark runs the real
+thing end to end, all on 127.0.0.1:
+
+1. baseline: a plain mosquitto configured exactly as edgecore configures its own
+   (:class:`edgecore.eventbus.broker.Mosquitto`: persistence, ``max_inflight_messages 200``,
+   TCP_NODELAY); the same paho client processes publish the same payload at QoS 1 as fast as
+   paho lets them, and one paho subscriber (QoS 1, the one consumer, like edgecore) counts
+   what arrives. That is ``raw_qos1_msgs_per_s``: a one-way pub->sub through the broker;
+2. a real ``cloudhub`` (embedded store) and a real ``edgecore`` (``join`` with a token, then
+   ``run`` with its internal mosquitto on a free port); one DeviceModel and M Devices bound
+   to the edge, applied through the admin API;
+3. M simulated mappers (paho, QoS 1, one MQTT connection per device, spread over a few
+   worker processes; each worker drives its clients from one ``selectors`` loop, no thread
+   per client) publish ``$hw/events/device/{id}/twin/update`` with an ``actual`` value at a
+   target aggregate rate, step by step (1000, 2000, 3000, 4000, 6000 updates/s by default),
+   and count the ``.../twin/update/result`` answers;
+4. meanwhile a poller reads a sample of the Devices from the cloud's admin API every few
+   milliseconds to time when each reported value becomes visible there.
+
+How the figures are measured:
+
+- *accepted updates/s*: results without ``code`` or with ``code`` 200 that arrived during the
+  step, divided by its length. Each mapper keeps at most ``--window`` updates unanswered (a
+  mapper that waited for nothing would only grow queues); a send due while its window is full
+  is skipped and counted as ``throttled``, so ``throttled > 0`` means the edge is saturated.
+- *ack latency*: mapper publish -> its result (the edge answers only after the commit).
+- *visibility lag*: every reported value is the mapper's wall clock at publish time (seconds
+  since the run began, a valid FLOAT). The poller GETs each sampled device in turn; the first
+  response showing a new value gives ``lag = response received - value``. This is an upper
+  bound: the value became visible at most one poll interval (``--poll-interval``) plus one
+  request earlier. Values overwritten before any poll saw them are not sampled; a cloud that
+  falls behind shows up anyway, because then every value it shows is old. The poller's own
+  cost to cloudhub is measured while idle and printed (``cloudhub_cpu_polling_idle``).
+- *CPU* is user+system time from ``/proc`` over the step, in % of one core, for edgecore, its
+  mosquitto, cloudhub and the mapper workers; ``host_busy`` is the whole machine's.
+- *outbox backlog*: rows left in the edge's outbox (read-only SQLite query on
+  ``edgecore.db``) when the step ends: >0 and growing means the cloud path is the limit.
+
+The mappers share the machine with everything they measure (on a 2-core box they take a good
+part of it), in both the baseline and the twin run. Absolute rates are a floor; the ratio is
+the meaningful part. Run ``python bench/twin_throughput.py --help``; ``--quick`` finishes in
+under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import selectors
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.common import (
+    REPO_ROOT,
+    Admin,
+    CloudHub,
+    Figures,
+    PySpy,
+    add_host_figures,
+    cpu_seconds,
+    free_port,
+    percentile,
+    raise_nofile,
+    rss_kib,
+    setup_logging,
+    wait_for_condition,
+)
+from edgecore.eventbus.broker import Mosquitto
+
+log = logging.getLogger(__name__)
+
+THIS_FILE = Path(__file__).resolve()
+
+NAMESPACE = "default"
+NODE = "bench-edge"
+MODEL = "bench-thermometer"
+PROPERTY = "temperature"
+RAW_TOPIC = "bench/raw"
+DEFAULT_RATES = "1000,2000,3000,4000,6000"
+#: the issue's targets
+TARGET_RATE = 3000.0
+TARGET_P99_LAG = 1.0
+TARGET_RATIO = 0.5
+
+
+def device_name(i: int) -> str:
+    return f"bench-dev-{i:04d}"
+
+
+def update_payload(event_id: str, value: float, now_ms: int) -> bytes:
+    """A mapper's report, as KubeEdge's mappers write it (value as a string, type in metadata).
+
+    Hand-built: the clients share the CPU with what they measure.
+    """
+    return (
+        f'{{"event_id":"{event_id}","timestamp":{now_ms},"twin":{{"{PROPERTY}":'
+        f'{{"actual":{{"value":"{value:.6f}","metadata":{{"timestamp":{now_ms}}}}},'
+        f'"metadata":{{"type":"float"}}}}}}}}'
+    ).encode()
+
+
+def model_object() -> dict[str, Any]:
+    return {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "DeviceModel",
+        "metadata": {"name": MODEL, "namespace": NAMESPACE},
+        "spec": {
+            "protocol": "virtual",
+            "properties": [
+                {
+                    "name": PROPERTY,
+                    "description": "the mapper's send time, seconds since the run began",
+                    "type": "FLOAT",
+                    "accessMode": "ReadOnly",
+                    "minimum": "-1000",
+                    "maximum": "10000000",
+                }
+            ],
+        },
+    }
+
+
+def device_object(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "Device",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"model": MODEL}},
+        "spec": {
+            "deviceModelRef": {"name": MODEL},
+            "nodeName": NODE,
+            "protocol": {"protocolName": "virtual"},
+            "properties": [
+                {
+                    "name": PROPERTY,
+                    "reportCycle": 1000,
+                    "collectCycle": 1000,
+                    "reportToCloud": True,
+                }
+            ],
+        },
+    }
+
+
+# =============================================================================================
+# worker processes: paho clients in one selectors loop (mappers, raw publishers, raw subscriber)
+# =============================================================================================
+
+
+def emit(event: dict[str, Any]) -> None:
+    """One JSON line to the driver (stdout is the worker's channel; logs go to stderr)."""
+    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+class _Reservoir:
+    """A uniform sample of at most ``size`` values (latencies), so reports stay small."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.seen = 0
+        self.values: list[float] = []
+
+    def add(self, v: float) -> None:
+        self.seen += 1
+        if len(self.values) < self.size:
+            self.values.append(v)
+        else:
+            j = random.randrange(self.seen)
+            if j < self.size:
+                self.values[j] = v
+
+
+@dataclass
+class _Step:
+    """One worker's counts for one step (``start``..``end`` on the monotonic clock)."""
+
+    start: float
+    end: float
+    rate: float
+    published: int = 0
+    throttled: int = 0
+    ok: int = 0
+    late_ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    late_errors: int = 0
+    buckets: list[int] = field(default_factory=list)
+    latency: _Reservoir = field(default_factory=lambda: _Reservoir(20_000))
+    reasons: dict[str, int] = field(default_factory=dict)
+    done: bool = False
+
+
+class _Client:
+    """One paho client: a mapper of one device, a raw publisher, or the raw subscriber."""
+
+    def __init__(self, worker: _Worker, ident: str, index: int) -> None:
+        self.worker = worker
+        self.ident = ident
+        self.index = index
+        self.seq = 0
+        #: event_id -> monotonic publish time (twin mode); mids awaiting PUBACK (raw mode)
+        self.pending: dict[str, float] = {}
+        self.unacked = 0
+        self.progress = 0
+        self.connected = False
+        self.ready = False
+        self.next_warmup = 0.0
+        role = worker.role
+        self.c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"bench-{role}-{ident}-{os.getpid()}",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        self.c.max_inflight_messages_set(max(20, worker.window))
+        self.c.max_queued_messages_set(0)
+        self.c.on_connect = self._on_connect
+        self.c.on_message = self._on_message
+        self.c.on_publish = self._on_publish
+        base = f"$hw/events/device/{ident}/twin"
+        self.update_topic = f"{base}/update" if role == "twin" else f"{RAW_TOPIC}/{ident}"
+        self.subscriptions = (
+            [(f"{base}/update/result", 1), (f"{base}/update/delta", 1)]
+            if role == "twin"
+            else [(f"{RAW_TOPIC}/#", 1)]
+            if role == "sub"
+            else []
+        )
+
+    def connect(self, port: int) -> None:
+        self.c.connect("127.0.0.1", port, keepalive=60)
+        sock = self.c.socket()
+        if isinstance(sock, socket.socket):  # small QoS 1 packets: do not wait for Nagle
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            log.error("%s: connect refused: %s", self.ident, rc)
+            return
+        self.connected = True
+        if self.subscriptions:
+            c.subscribe(self.subscriptions)
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
+        self.progress += 1
+        self.unacked -= 1
+        if self.worker.role == "raw":
+            self.worker.on_raw_ack()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.progress += 1
+        if self.worker.role == "sub":
+            self.worker.on_raw_message()
+            return
+        if msg.topic.endswith("/delta"):
+            self.worker.deltas += 1
+            return
+        try:
+            obj = json.loads(msg.payload)
+        except ValueError:
+            self.worker.note_result(None, "unparsable", "")
+            return
+        eid = str(obj.get("event_id", ""))
+        code = obj.get("code")
+        reason = str(obj.get("reason", ""))
+        if eid.startswith("w"):
+            if code in (None, 200):
+                if not self.ready:
+                    self.ready = True
+                    self.worker.ready_count += 1
+            else:
+                self.worker.warmup_reasons[reason] = self.worker.warmup_reasons.get(reason, 0) + 1
+            return
+        sent = self.pending.pop(eid, None)
+        if sent is None:
+            self.worker.strays += 1
+            return
+        ok = code in (None, 200)
+        self.worker.note_result(time.monotonic() - sent if ok else None, str(code), reason)
+
+    def publish_update(self, epoch: float, *, warmup: bool = False) -> None:
+        self.seq += 1
+        eid = f"{'w' if warmup else ''}{self.index}-{self.seq}"
+        now = time.time()
+        payload = update_payload(eid, now - epoch, int(now * 1000))
+        if not warmup and self.worker.role == "twin":
+            self.pending[eid] = time.monotonic()
+        self.unacked += 1
+        self.c.publish(self.update_topic, payload, qos=1)
+
+    def pump_read(self) -> None:
+        """Read everything the socket has: paho's ``loop_read`` handles few packets per call
+        (one for a client with nothing in flight), so call it until it makes no progress."""
+        for _ in range(512):
+            before = self.progress
+            rc = self.c.loop_read()
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                log.error("%s: connection lost (%s)", self.ident, rc)
+                self.worker.lost += 1
+                self.connected = False
+                return
+            if self.progress == before:
+                return
+
+
+class _Worker:
+    """All clients of one process and the loop that paces them."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.role: str = args.role
+        self.window: int = args.window
+        self.epoch: float = args.epoch
+        self.port: int = args.port
+        self.sel = selectors.DefaultSelector()
+        idents = [s for s in args.idents.split(",") if s] if args.idents else ["sub"]
+        self.clients = [_Client(self, ident, args.first + i) for i, ident in enumerate(idents)]
+        self.step: _Step | None = None
+        self.deltas = 0
+        self.strays = 0
+        self.lost = 0
+        self.ready_count = 0
+        self.warmup_reasons: dict[str, int] = {}
+        #: raw subscriber: messages per 10 ms bucket (wall clock), raw publishers: PUBACKs
+        self.raw_buckets: dict[int, int] = {}
+        self.raw_total = 0
+        self._stdin_buf = b""
+        self._running = True
+        self._rr = 0
+
+    # -- counters -------------------------------------------------------------------------
+
+    def note_result(self, latency: float | None, code: str, reason: str) -> None:
+        st = self.step
+        if st is None:
+            self.strays += 1
+            return
+        now = time.monotonic()
+        in_window = now <= st.end
+        if latency is not None:
+            if in_window:
+                st.ok += 1
+                b = int(now - st.start)
+                if 0 <= b < len(st.buckets):
+                    st.buckets[b] += 1
+                st.latency.add(latency)
+            else:
+                st.late_ok += 1
+            return
+        if in_window:
+            st.errors[code] = st.errors.get(code, 0) + 1
+        else:
+            st.late_errors += 1
+        if len(st.reasons) < 20:
+            st.reasons[reason] = st.reasons.get(reason, 0) + 1
+
+    def on_raw_message(self) -> None:
+        k = int(time.time() * 100)
+        self.raw_buckets[k] = self.raw_buckets.get(k, 0) + 1
+        self.raw_total += 1
+
+    def on_raw_ack(self) -> None:
+        st = self.step
+        if st is not None and time.monotonic() <= st.end:
+            st.ok += 1
+            b = int(time.monotonic() - st.start)
+            if 0 <= b < len(st.buckets):
+                st.buckets[b] += 1
+        self.raw_total += 1
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        os.set_blocking(0, False)
+        self.sel.register(0, selectors.EVENT_READ, None)
+        for cl in self.clients:
+            cl.connect(self.port)
+            sock = cl.c.socket()
+            if sock is None:
+                raise RuntimeError(f"{cl.ident}: no socket after connect")
+            self.sel.register(sock, selectors.EVENT_READ, cl)
+        deadline = time.monotonic() + 60
+        while not all(cl.connected for cl in self.clients) and time.monotonic() < deadline:
+            self._tick(0.01)
+        if not all(cl.connected for cl in self.clients):
+            emit({"ev": "ready", "ok": False, "why": "not all clients connected in 60 s"})
+            return
+        if self.role == "twin":
+            self._warmup()
+        else:
+            emit({"ev": "ready", "ok": True})
+        misc_at = time.monotonic() + 1.0
+        while self._running:
+            now = time.monotonic()
+            st = self.step
+            timeout = 0.05
+            if st is not None and not st.done:
+                if now >= st.start:
+                    self._publish_due(st, now)
+                    timeout = 0.002
+                else:
+                    timeout = min(0.05, st.start - now)
+                if now > st.end:
+                    st.done = True
+                    self._report_step(st)
+            self._tick(timeout)
+            if now >= misc_at:
+                misc_at = now + 1.0
+                for cl in self.clients:
+                    cl.c.loop_misc()
+        for cl in self.clients:
+            with contextlib.suppress(Exception):
+                cl.c.disconnect()
+                cl.c.loop_write()
+
+    def _tick(self, timeout: float) -> None:
+        for key, _ in self.sel.select(max(0.0, timeout)):
+            if key.data is None:
+                self._read_stdin()
+            else:
+                key.data.pump_read()
+        for cl in self.clients:
+            if cl.c.want_write():
+                cl.c.loop_write()
+
+    def _publish_due(self, st: _Step, now: float) -> None:
+        if st.rate <= 0:  # as fast as the window allows (raw baseline)
+            for cl in self.clients:
+                while cl.unacked < self.window:
+                    cl.publish_update(self.epoch)
+                    st.published += 1
+            return
+        due = int((min(now, st.end) - st.start) * st.rate) - (st.published + st.throttled)
+        n = len(self.clients)
+        for _ in range(max(0, due)):
+            cl = self.clients[self._rr % n]
+            self._rr += 1
+            if len(cl.pending) >= self.window:
+                st.throttled += 1
+                continue
+            cl.publish_update(self.epoch)
+            st.published += 1
+
+    def _warmup(self) -> None:
+        """One report per device until each is answered 200: the edge knows the Device and its
+        model (404 until they arrive from the cloud)."""
+        deadline = time.monotonic() + 90
+        while self.ready_count < len(self.clients) and time.monotonic() < deadline:
+            now = time.monotonic()
+            for cl in self.clients:
+                if not cl.ready and now >= cl.next_warmup:
+                    cl.next_warmup = now + 0.5
+                    cl.publish_update(self.epoch, warmup=True)
+            self._tick(0.02)
+        ok = self.ready_count == len(self.clients)
+        emit({"ev": "ready", "ok": ok, "ready": self.ready_count, "why": self.warmup_reasons})
+
+    def _read_stdin(self) -> None:
+        try:
+            data = os.read(0, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self._running = False
+            return
+        self._stdin_buf += data
+        while b"\n" in self._stdin_buf:
+            line, self._stdin_buf = self._stdin_buf.split(b"\n", 1)
+            if line.strip():
+                self._command(json.loads(line))
+
+    def _command(self, cmd: dict[str, Any]) -> None:
+        what = cmd.get("cmd")
+        if what == "exit":
+            self._running = False
+        elif what == "run":
+            # wall-clock start from the driver, so every worker starts together
+            start = time.monotonic() + (float(cmd["start"]) - time.time())
+            duration = float(cmd["duration"])
+            self.step = _Step(
+                start=start,
+                end=start + duration,
+                rate=float(cmd["rate"]),
+                buckets=[0] * max(1, math.ceil(duration)),
+            )
+        elif what == "stats":
+            st = self.step
+            emit(
+                {
+                    "ev": "stats",
+                    "outstanding": sum(len(cl.pending) for cl in self.clients),
+                    "unacked": sum(cl.unacked for cl in self.clients),
+                    "late_ok": st.late_ok if st else 0,
+                    "late_errors": st.late_errors if st else 0,
+                    "raw_total": self.raw_total,
+                    "lost": self.lost,
+                }
+            )
+        elif what == "count":
+            lo, hi = int(float(cmd["from"]) * 100), int(float(cmd["to"]) * 100)
+            window = sum(n for k, n in self.raw_buckets.items() if lo <= k < hi)
+            emit({"ev": "count", "window": window, "total": self.raw_total})
+
+    def _report_step(self, st: _Step) -> None:
+        emit(
+            {
+                "ev": "step_done",
+                "published": st.published,
+                "throttled": st.throttled,
+                "ok": st.ok,
+                "errors": st.errors,
+                "reasons": st.reasons,
+                "buckets": st.buckets,
+                "latency": st.latency.values,
+                "latency_seen": st.latency.seen,
+                "deltas": self.deltas,
+                "strays": self.strays,
+                "lost": self.lost,
+            }
+        )
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    _Worker(args).run()
+
+
+# =============================================================================================
+# driver side: child processes
+# =============================================================================================
+
+
+class Child:
+    """A worker process of this script talking JSON lines (stdin commands, stdout events)."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.proc = proc
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(), name=f"read:{name}")
+
+    @classmethod
+    async def spawn(cls, name: str, argv: list[str]) -> Child:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(THIS_FILE),
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,
+        )
+        return cls(name, proc)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                await self.events.put({"ev": "eof"})
+                return
+            await self.events.put(json.loads(line))
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+
+    async def expect(self, ev: str, timeout: float) -> dict[str, Any]:
+        """The next event named ``ev``; others are skipped.
+
+        Raises:
+            TimeoutError: none within ``timeout``.
+            RuntimeError: the child exited.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no {ev!r} within {timeout:.0f}s")
+            event = await asyncio.wait_for(self.events.get(), left)
+            if event.get("ev") == ev:
+                return event
+            if event.get("ev") == "eof":
+                raise RuntimeError(f"{self.name} exited (code {await self.proc.wait()})")
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, BrokenPipeError, ConnectionResetError):
+                self.send({"cmd": "exit"})
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        self._reader.cancel()
+
+
+async def ask_all(
+    children: Sequence[Child], cmd: dict[str, Any], ev: str, timeout: float
+) -> list[dict[str, Any]]:
+    for c in children:
+        c.send(cmd)
+    return list(await asyncio.gather(*(c.expect(ev, timeout) for c in children)))
+
+
+async def spawn_workers(
+    args: argparse.Namespace, *, role: str, port: int, idents: list[str], epoch: float
+) -> list[Child]:
+    k = max(1, min(args.workers, len(idents)))
+    children = []
+    for w in range(k):
+        first = w * len(idents) // k
+        last = (w + 1) * len(idents) // k
+        argv = [
+            "--worker",
+            "--role", role,
+            "--port", str(port),
+            "--idents", ",".join(idents[first:last]),
+            "--first", str(first),
+            "--window", str(args.window),
+            "--epoch", repr(epoch),
+        ]  # fmt: skip
+        if args.verbose:
+            argv.append("-v")
+        children.append(await Child.spawn(f"{role}-{w}", argv))
+    return children
+
+
+# =============================================================================================
+# driver side: the edge process, machine counters
+# =============================================================================================
+
+
+class EdgeCore:
+    """``python -m edgecore join`` then ``run`` with the internal mosquitto on a free port."""
+
+    def __init__(self, *, workdir: Path, node: str, stop_grace: float = 10.0) -> None:
+        self.node = node
+        self.data_dir = workdir / "edge"
+        self.log_path = workdir / "edgecore.log"
+        self.api_port = free_port()
+        self.mqtt_port = free_port()
+        self.stop_grace = stop_grace
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._broker_pid: int | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._popen is None:
+            raise RuntimeError("edgecore is not started")
+        return self._popen.pid
+
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "edgecore.db"
+
+    def join(self, *, hub: CloudHub, token: str) -> None:
+        res = subprocess.run(
+            [
+                sys.executable, "-m", "edgecore", "join",
+                "--cloud", f"127.0.0.1:{hub.ws_port}",
+                "--token", token,
+                "--node-name", self.node,
+                "--cert-port", str(hub.https_port),
+                "--data-dir", str(self.data_dir),
+            ],
+            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+        )  # fmt: skip
+        if res.returncode != 0:
+            raise RuntimeError(f"edgecore join failed: {res.stderr.strip()}")
+
+    async def start(self, *, timeout: float = 30.0) -> None:
+        argv = [
+            sys.executable, "-m", "edgecore", "run",
+            "--data-dir", str(self.data_dir),
+            "--local-api", f"127.0.0.1:{self.api_port}",
+            "--mqtt-port", str(self.mqtt_port),
+        ]  # fmt: skip
+        self._launch(argv)
+        log.info("edgecore pid %d: local API %d, mqtt %d", self.pid, self.api_port, self.mqtt_port)
+
+        def up() -> bool:
+            if not self.running:
+                raise RuntimeError(f"edgecore exited:\n{self.log_tail()}")
+            return _port_open(self.api_port) and _port_open(self.mqtt_port)
+
+        if not await wait_for_condition(up, timeout=timeout):
+            raise RuntimeError(f"edgecore did not come up in {timeout}s:\n{self.log_tail()}")
+        self._broker_pid = self._find_broker()
+
+    def _launch(self, argv: list[str]) -> None:
+        with self.log_path.open("ab") as out:
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            self._popen = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
+            )
+
+    def _find_broker(self) -> int | None:
+        """The pid of edgecore's mosquitto (a child process running mosquitto)."""
+        text = ""
+        for children in Path(f"/proc/{self.pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                text += " " + children.read_text()
+        for pid in (int(p) for p in text.split()):
+            with contextlib.suppress(OSError):
+                if b"mosquitto" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+        return None
+
+    @property
+    def broker_pid(self) -> int | None:
+        return self._broker_pid
+
+    def stop(self) -> None:
+        p = self._popen
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(self.stop_grace)
+            except subprocess.TimeoutExpired:
+                log.info("edgecore did not stop in %.0fs; killing it", self.stop_grace)
+                p.kill()
+                p.wait(5)
+        # edgecore stops its mosquitto; should it not have, stop that one process too
+        bp = self._broker_pid
+        if bp is not None and Path(f"/proc/{bp}").exists():
+            with contextlib.suppress(OSError):
+                if b"mosquitto" in Path(f"/proc/{bp}/cmdline").read_bytes():
+                    os.kill(bp, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def outbox_rows(self) -> int:
+        """Rows in the twin's outbox (committed, not yet ACKed by the cloud); -1 if unreadable."""
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=1.0)
+            ) as db:
+                row = db.execute("SELECT count(*) FROM outbox").fetchone()
+                return int(row[0])
+        except sqlite3.Error:
+            return -1
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def host_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from ``/proc/stat``."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+class CpuMeter:
+    """CPU seconds of named processes and of the host between two snapshots."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids
+        self._t0 = 0.0
+        self._cpu0: dict[str, float] = {}
+        self._host0 = (0, 0)
+
+    def _cpu(self) -> dict[str, float]:
+        return {k: sum(cpu_seconds(p) for p in v) for k, v in self.pids.items()}
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._cpu0 = self._cpu()
+        self._host0 = host_cpu_ticks()
+
+    def stop(self) -> dict[str, float]:
+        """% of one core per name over the interval, and ``host_busy`` in % of all cores."""
+        dt = max(1e-6, time.monotonic() - self._t0)
+        cpu = self._cpu()
+        out = {k: 100.0 * (cpu[k] - self._cpu0.get(k, 0.0)) / dt for k in cpu}
+        busy, total = host_cpu_ticks()
+        dtotal = total - self._host0[1]
+        out["host_busy"] = 100.0 * (busy - self._host0[0]) / dtotal if dtotal else math.nan
+        # what the rest of the machine used meanwhile: > a few % means the figures are a floor
+        ours = sum(out[k] for k in cpu)
+        out["others"] = max(0.0, out["host_busy"] * (os.cpu_count() or 1) - ours)
+        return out
+
+
+class TunedCloudHub(CloudHub):
+    """:class:`CloudHub`, optionally with another per-node frame budget (``--node-rate``)."""
+
+    def __init__(self, *, workdir: Path, node_rate: float | None) -> None:
+        super().__init__(workdir=workdir)
+        self.node_rate = node_rate
+
+    def _launch(self, argv: list[str]) -> None:
+        if self.node_rate is not None:
+            argv = [*argv, "--node-rate", f"{self.node_rate:g}"]
+        super()._launch(argv)
+
+
+def durability_setting() -> str:
+    """What the twin store does per commit, read from its source (so a change shows here)."""
+    path = REPO_ROOT / "edgecore" / "devicetwin" / "store.py"
+    mod = REPO_ROOT / "edgecore" / "devicetwin" / "module.py"
+    try:
+        text = path.read_text()
+        mtext = mod.read_text()
+    except OSError:
+        return "unknown (edgecore/devicetwin/store.py not readable)"
+    sync = re.search(r"PRAGMA synchronous=(\w+)", text)
+    journal = re.search(r"PRAGMA journal_mode=(\w+)", text)
+    window = re.search(r"batch_window_ms: float = ([\d.]+)", mtext)
+    bmax = re.search(r"batch_max: int = (\d+)", mtext)
+    return (
+        f"synchronous={sync.group(1) if sync else '?'}"
+        f" journal={journal.group(1) if journal else '?'}"
+        f", group commit <= {window.group(1) if window else '?'} ms / <= "
+        f"{bmax.group(1) if bmax else '?'} msgs per transaction, result published after commit"
+    )
+
+
+# =============================================================================================
+# driver side: the visibility-lag poller
+# =============================================================================================
+
+
+class LagPoller:
+    """GETs sampled devices from the admin API; records (value sent, first seen) pairs."""
+
+    def __init__(self, *, admin: Admin, devices: list[str], epoch: float, interval: float) -> None:
+        self.admin = admin
+        self.devices = devices
+        self.epoch = epoch
+        self.interval = interval
+        #: (wall time the value was published, wall time the cloud first showed it)
+        self.samples: list[tuple[float, float]] = []
+        self.requests = 0
+        self.errors = 0
+        #: device -> wall time the poller last saw a new value
+        self._latest: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for i, name in enumerate(self.devices):
+            offset = self.interval * i / max(1, len(self.devices))
+            self._tasks.append(asyncio.create_task(self._poll(name, offset), name=f"poll:{name}"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def latest(self) -> dict[str, float]:
+        return dict(self._latest)
+
+    async def _poll(self, name: str, offset: float) -> None:
+        await asyncio.sleep(offset)
+        last: str | None = None
+        next_at = time.monotonic()
+        while True:
+            try:
+                obj = await self.admin.get("devices", NAMESPACE, name)
+            except Exception:
+                self.errors += 1
+                obj = {}
+            seen = time.time()
+            self.requests += 1
+            value = reported_value(obj)
+            if value is not None and value != last:
+                if last is not None:  # the first look tells nothing about when it arrived
+                    with contextlib.suppress(ValueError):
+                        self.samples.append((self.epoch + float(value), seen))
+                last = value
+                self._latest[name] = seen
+            next_at += self.interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            if next_at < time.monotonic() - 1.0:
+                next_at = time.monotonic()  # fell far behind: do not burst to catch up
+
+
+def reported_value(obj: dict[str, Any]) -> str | None:
+    for t in (obj.get("status") or {}).get("twins") or []:
+        if t.get("propertyName") == PROPERTY:
+            v = (t.get("reported") or {}).get("value")
+            return v if isinstance(v, str) else None
+    return None
+
+
+# =============================================================================================
+# driver
+# =============================================================================================
+
+
+@dataclass
+class StepResult:
+    rate: float
+    duration: float
+    accepted_per_s: float = math.nan
+    accepted_min_1s: float = math.nan
+    published_per_s: float = math.nan
+    throttled: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    late_errors: int = 0
+    unanswered: int = 0
+    ack_p50: float = math.nan
+    ack_p99: float = math.nan
+    lag_p50: float = math.nan
+    lag_p99: float = math.nan
+    lag_max: float = math.nan
+    lag_samples: int = 0
+    stale_p50: float = math.nan
+    stale_p99: float = math.nan
+    outbox_start: int = -1
+    outbox_end: int = -1
+    cloud_acked_per_s: float = math.nan
+    drain_time: float = math.nan
+    cpu: dict[str, float] = field(default_factory=dict)
+    rss: dict[str, int] = field(default_factory=dict)
+    deltas: int = 0
+
+
+async def raw_baseline(args: argparse.Namespace, fig: Figures, workdir: Path) -> None:
+    """Same paho clients, same payload, QoS 1, through a mosquitto configured like edgecore's."""
+    broker = Mosquitto(data_dir=workdir / "raw", port=free_port())
+    await broker.start()
+    children: list[Child] = []
+    try:
+        assert broker.pid is not None
+        sub = await Child.spawn(
+            "raw-sub",
+            ["--worker", "--role", "sub", "--port", str(broker.port), "--window", "1"],
+        )
+        children.append(sub)
+        await sub.expect("ready", 60)
+        idents = [device_name(i) for i in range(args.devices)]
+        pubs = await spawn_workers(args, role="raw", port=broker.port, idents=idents, epoch=0.0)
+        children += pubs
+        readies = await asyncio.gather(*(c.expect("ready", 60) for c in pubs))
+        if not all(r.get("ok") for r in readies):
+            raise RuntimeError(f"raw publishers did not connect: {readies}")
+        d = args.baseline_seconds
+        meter = CpuMeter(
+            {
+                "mosquitto": [broker.pid],
+                "subscriber": [sub.pid],
+                "publishers": [c.pid for c in pubs],
+                "driver": [os.getpid()],
+            }
+        )
+        start = time.time() + 0.3
+        for c in pubs:
+            c.send({"cmd": "run", "rate": 0, "duration": d, "start": start})
+        await asyncio.sleep(max(0.0, start - time.time()))
+        meter.start()
+        await asyncio.sleep(d)
+        cpu = meter.stop()
+        dones = await asyncio.gather(*(c.expect("step_done", 30) for c in pubs))
+        # skip the first half second (connections warming up, queues filling)
+        sub.send({"cmd": "count", "from": start + 0.5, "to": start + d})
+        counted = await sub.expect("count", 10)
+        rate = counted["window"] / (d - 0.5)
+        published = sum(x["published"] for x in dones)
+        acked = sum(x["ok"] for x in dones)
+        # let the subscriber drain what the broker queued, to check nothing was dropped
+        total = 0
+        drain_deadline = time.monotonic() + args.drain
+        while time.monotonic() < drain_deadline:
+            sub.send({"cmd": "count", "from": 0, "to": 0})
+            total = int((await sub.expect("count", 10))["total"])
+            st = await ask_all(pubs, {"cmd": "stats"}, "stats", 10)
+            if total >= sum(int(s["raw_total"]) for s in st) - 0:
+                break
+            await asyncio.sleep(0.2)
+        st = await ask_all(pubs, {"cmd": "stats"}, "stats", 10)
+        acked_total = sum(int(s["raw_total"]) for s in st)
+        fig.add("raw_qos1_msgs_per_s", rate, "msgs/s (one paho subscriber, QoS 1)")
+        fig.add("raw_publish_acked_per_s", acked / d, "PUBACKs/s to the publishers")
+        fig.add("raw_published", published, "msgs")
+        fig.add("raw_received_total", total, f"msgs (of {acked_total} acked; drained)")
+        fig.add("raw_payload_bytes", len(update_payload("0-1", 12.345678, 1)), "bytes")
+        fig.add("raw_cpu_mosquitto", cpu["mosquitto"], "% of a core")
+        fig.add("raw_cpu_subscriber", cpu["subscriber"], "% of a core")
+        fig.add("raw_cpu_publishers", cpu["publishers"], "% of a core (all workers)")
+        fig.add("raw_host_busy", cpu["host_busy"], "% of all cores")
+        fig.add("raw_cpu_other_processes", cpu["others"], "% of a core (not ours)")
+        if rate:
+            fig.add(
+                "raw_cpu_per_msg_mosquitto", cpu["mosquitto"] / 100 / rate * 1e6, "us", digits=0
+            )
+            fig.add(
+                "raw_cpu_per_msg_subscriber", cpu["subscriber"] / 100 / rate * 1e6, "us", digits=0
+            )
+        log.info(
+            "raw baseline: %.0f msgs/s received, %.0f PUBACKs/s, mosquitto %.0f%%, sub %.0f%%",
+            rate,
+            acked / d,
+            cpu["mosquitto"],
+            cpu["subscriber"],
+        )
+    finally:
+        await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
+        await broker.stop()
+
+
+async def twin_run(
+    args: argparse.Namespace, fig: Figures, workdir: Path, results: list[StepResult]
+) -> None:
+    epoch = time.time()
+    async with TunedCloudHub(workdir=workdir, node_rate=args.cloud_node_rate) as hub:
+        admin = Admin.for_hub(hub, limit=args.lag_devices + 4)
+        edge = EdgeCore(workdir=workdir, node=NODE)
+        workers: list[Child] = []
+        poller: LagPoller | None = None
+        try:
+            token = await admin.create_token(ttl_seconds=600, node=NODE)
+            await asyncio.to_thread(edge.join, hub=hub, token=token)
+            await edge.start()
+            names = [device_name(i) for i in range(args.devices)]
+            await admin.apply([model_object()])
+            await admin.apply_batched([device_object(n) for n in names], batch=500)
+            log.info("applied 1 DeviceModel and %d Devices bound to %s", len(names), NODE)
+            workers = await spawn_workers(
+                args, role="twin", port=edge.mqtt_port, idents=names, epoch=epoch
+            )
+            readies = await asyncio.gather(*(c.expect("ready", 120) for c in workers))
+            if not all(r.get("ok") for r in readies):
+                raise RuntimeError(f"mappers were not answered 200 by the edge: {readies}")
+            log.info("%d mappers answered by the edge (%d workers)", len(names), len(workers))
+            sample = names[:: max(1, len(names) // max(1, args.lag_devices))][: args.lag_devices]
+            poller = LagPoller(
+                admin=admin, devices=sample, epoch=epoch, interval=args.poll_interval
+            )
+            poller.start()
+            # the warm-up reports must show in the cloud: the edge's cloud link is up
+            ok = await wait_for_condition(
+                lambda: len(poller.latest()) == len(sample) if poller else False,
+                timeout=30,
+                what="the warm-up values to show in the cloud",
+            )
+            if not ok:
+                raise RuntimeError("the cloud never showed the mappers' first reports")
+            meter = CpuMeter({"cloudhub": [hub.pid]})
+            meter.start()
+            await asyncio.sleep(1.0 if args.quick else 3.0)
+            idle = meter.stop()
+            fig.add("cloudhub_cpu_polling_idle", idle["cloudhub"], "% of a core (poller only)")
+            fig.add("poll_interval", args.poll_interval * 1000, "ms per sampled device", digits=0)
+            fig.add("lag_devices", len(sample), "devices sampled")
+            fig.add("durability", durability_setting())
+            fig.add(
+                "cloud_node_rate",
+                "default" if args.cloud_node_rate is None else f"{args.cloud_node_rate:g}",
+                "(cloudhub frames/s read per node; 0 = unlimited)",
+            )
+            pids: dict[str, list[int]] = {
+                "edgecore": [edge.pid],
+                "mosquitto": [edge.broker_pid] if edge.broker_pid else [],
+                "cloudhub": [hub.pid],
+                "mappers": [c.pid for c in workers],
+                "driver": [os.getpid()],  # the lag poller
+            }
+            for rate in args.rate_list:
+                res = await run_step(args, rate, edge, hub, workers, poller, pids, workdir)
+                results.append(res)
+                log_step(res)
+            fig.add("poll_requests", poller.requests, "GETs")
+            fig.add("poll_errors", poller.errors, "GETs failed")
+        finally:
+            if poller is not None:
+                await poller.stop()
+            await asyncio.gather(*(c.stop() for c in workers), return_exceptions=True)
+            await admin.close()
+            edge.stop()
+            if args.keep:
+                log.info("edgecore log: %s", edge.log_path)
+
+
+async def run_step(
+    args: argparse.Namespace,
+    rate: float,
+    edge: EdgeCore,
+    hub: CloudHub,
+    workers: list[Child],
+    poller: LagPoller,
+    pids: dict[str, list[int]],
+    workdir: Path,
+) -> StepResult:
+    d = args.duration
+    res = StepResult(rate=rate, duration=d)
+    per_worker = rate / len(workers)
+    start = time.time() + 0.3
+    for c in workers:
+        c.send({"cmd": "run", "rate": per_worker, "duration": d, "start": start})
+    profiles: list[PySpy] = []
+    if args.profile and rate == args.profile_at:
+        profiles = [
+            PySpy(pid=edge.pid, out=workdir / f"edgecore-{rate:.0f}.txt"),
+            PySpy(pid=hub.pid, out=workdir / f"cloudhub-{rate:.0f}.txt"),
+        ]
+    meter = CpuMeter(pids)
+    await asyncio.sleep(max(0.0, start - time.time()))
+    meter.start()
+    res.outbox_start = edge.outbox_rows()
+    for p in profiles:
+        p.start()
+    await asyncio.sleep(d)
+    res.cpu = meter.stop()
+    res.outbox_end = edge.outbox_rows()
+    res.rss = {
+        "edgecore": rss_kib(edge.pid),
+        "mosquitto": rss_kib(edge.broker_pid) if edge.broker_pid else 0,
+        "cloudhub": rss_kib(hub.pid),
+    }
+    for p in profiles:
+        await asyncio.to_thread(p.stop)
+    dones = await asyncio.gather(*(c.expect("step_done", 30) for c in workers))
+    ok = sum(int(x["ok"]) for x in dones)
+    res.accepted_per_s = ok / d
+    if res.outbox_start >= 0 and res.outbox_end >= 0:
+        # every accepted update is one outbox row; the cloud's ACK deletes it
+        res.cloud_acked_per_s = (ok - (res.outbox_end - res.outbox_start)) / d
+    buckets = [sum(x["buckets"][i] for x in dones) for i in range(len(dones[0]["buckets"]))]
+    full = buckets[: int(d)] or buckets
+    res.accepted_min_1s = float(min(full))
+    res.published_per_s = sum(int(x["published"]) for x in dones) / d
+    res.throttled = sum(int(x["throttled"]) for x in dones)
+    for x in dones:
+        for code, n in x["errors"].items():
+            res.errors[code] = res.errors.get(code, 0) + int(n)
+        for reason in x["reasons"]:
+            log.warning("rejected at %.0f/s: %s", rate, reason)
+    lats = [v for x in dones for v in x["latency"]]
+    res.ack_p50 = percentile(lats, 50)
+    res.ack_p99 = percentile(lats, 99)
+    res.deltas = sum(int(x["deltas"]) for x in dones)
+    # drain: every update answered and the outbox empty (the cloud ACKed everything)
+    t0 = time.monotonic()
+    stats: list[dict[str, Any]] = []
+    while True:
+        stats = await ask_all(workers, {"cmd": "stats"}, "stats", 10)
+        outstanding = sum(int(s["outstanding"]) for s in stats)
+        if outstanding == 0 and edge.outbox_rows() == 0:
+            res.drain_time = time.monotonic() - t0
+            break
+        if time.monotonic() - t0 > args.drain:
+            log.warning(
+                "step %.0f/s: not drained after %.0fs (%d unanswered, outbox %d)",
+                rate,
+                args.drain,
+                outstanding,
+                edge.outbox_rows(),
+            )
+            break
+        await asyncio.sleep(0.1)
+    res.unanswered = sum(int(s["outstanding"]) for s in stats)
+    res.late_errors = sum(int(s["late_errors"]) for s in stats)
+    await asyncio.sleep(max(0.0, 3 * args.poll_interval))  # a last look by the poller
+    window = [seen - sent for sent, seen in poller.samples if start <= sent <= start + d]
+    res.lag_samples = len(window)
+    res.lag_p50 = percentile(window, 50)
+    res.lag_p99 = percentile(window, 99)
+    res.lag_max = max(window) if window else math.nan
+    # the same pairs by when the cloud showed them: how old the cloud's view was during the step
+    # (also covers a backlog left by an earlier step, which the send-time view cannot)
+    shown = [seen - sent for sent, seen in poller.samples if start <= seen <= start + d]
+    res.stale_p50 = percentile(shown, 50)
+    res.stale_p99 = percentile(shown, 99)
+    if args.pause > 0:
+        await asyncio.sleep(args.pause)
+    return res
+
+
+def log_step(r: StepResult) -> None:
+    log.info(
+        "step %5.0f/s: accepted %6.0f/s (min 1s %5.0f), throttled %d, errors %s, ack p50 %.1f "
+        "p99 %.1f ms, cloud lag p50 %.0f p99 %.0f ms (%d), outbox %d, cpu edge %.0f%% "
+        "mosq %.0f%% cloud %.0f%% mappers %.0f%% host %.0f%%",
+        r.rate,
+        r.accepted_per_s,
+        r.accepted_min_1s,
+        r.throttled,
+        r.errors or "none",
+        r.ack_p50 * 1000,
+        r.ack_p99 * 1000,
+        r.lag_p50 * 1000,
+        r.lag_p99 * 1000,
+        r.lag_samples,
+        r.outbox_end,
+        r.cpu.get("edgecore", math.nan),
+        r.cpu.get("mosquitto", math.nan),
+        r.cpu.get("cloudhub", math.nan),
+        r.cpu.get("mappers", math.nan),
+        r.cpu.get("host_busy", math.nan),
+    )
+
+
+def step_figures(fig: Figures, results: list[StepResult]) -> None:
+    for r in results:
+        p = f"at{r.rate:.0f}_"
+        fig.add(p + "accepted_per_s", r.accepted_per_s, "updates/s (result code 200)")
+        fig.add(p + "accepted_min_1s", r.accepted_min_1s, "updates in the slowest second")
+        fig.add(p + "published_per_s", r.published_per_s, "updates/s sent")
+        fig.add(p + "throttled", r.throttled, "sends skipped: mapper window full")
+        fig.add(p + "rejected", sum(r.errors.values()), f"results with an error code {r.errors}")
+        fig.add(p + "unanswered_after_drain", r.unanswered, "updates")
+        fig.add(p + "ack_latency_p50", r.ack_p50 * 1000, "ms (publish -> result)")
+        fig.add(p + "ack_latency_p99", r.ack_p99 * 1000, "ms")
+        fig.add(p + "cloud_lag_p50", r.lag_p50 * 1000, "ms (publish -> visible in cloud)")
+        fig.add(p + "cloud_lag_p99", r.lag_p99 * 1000, "ms")
+        fig.add(p + "cloud_lag_max", r.lag_max * 1000, "ms")
+        fig.add(p + "cloud_lag_samples", r.lag_samples, "values")
+        fig.add(p + "cloud_staleness_p50", r.stale_p50 * 1000, "ms (age of values shown meanwhile)")
+        fig.add(p + "cloud_staleness_p99", r.stale_p99 * 1000, "ms")
+        fig.add(p + "outbox_at_end", r.outbox_end, "rows not yet ACKed by the cloud")
+        fig.add(p + "cloud_acked_per_s", r.cloud_acked_per_s, "outbox rows/s the cloud ACKed")
+        fig.add(p + "drain_time", r.drain_time, "s (all answered, outbox empty)", digits=2)
+        for name in ("edgecore", "mosquitto", "cloudhub", "mappers"):
+            fig.add(p + f"cpu_{name}", r.cpu.get(name, math.nan), "% of a core")
+        fig.add(p + "host_busy", r.cpu.get("host_busy", math.nan), "% of all cores")
+        fig.add(p + "cpu_other_processes", r.cpu.get("others", math.nan), "% of a core (not ours)")
+        for name in ("edgecore", "mosquitto", "cloudhub"):
+            # CPU per accepted update: what stays comparable on a busy machine
+            per = r.cpu.get(name, math.nan) / 100 / r.accepted_per_s if r.accepted_per_s else 0
+            fig.add(p + f"cpu_per_update_{name}", per * 1e6, "us", digits=0)
+        for name in ("edgecore", "mosquitto", "cloudhub"):
+            fig.add(p + f"rss_{name}", r.rss.get(name, 0) // 1024, "MiB")
+        if r.deltas:
+            fig.add(p + "deltas", r.deltas, "unexpected delta messages")
+
+
+def summary_figures(fig: Figures, results: list[StepResult]) -> None:
+    def meets(r: StepResult) -> bool:
+        return r.accepted_per_s >= 0.95 * r.rate and not r.errors and r.lag_p99 < TARGET_P99_LAG
+
+    good = [r for r in results if meets(r)]
+    best = max((r.accepted_per_s for r in good), default=0.0)
+    peak = max((r.accepted_per_s for r in results), default=0.0)
+    fig.add("sustained_updates_per_s", best, "highest step kept (>=95% of target, p99 lag < 1 s)")
+    fig.add("peak_accepted_per_s", peak, "updates/s (any step)")
+    saturated = [r for r in results if r.accepted_per_s < 0.95 * r.rate or r.throttled]
+    fig.add(
+        "saturates_at",
+        f"{saturated[0].rate:.0f}" if saturated else "not reached",
+        "updates/s target (first step below 95% of its target)",
+    )
+    raw = fig.value("raw_qos1_msgs_per_s")
+    fig.ratio("ratio_accepted_vs_raw_qos1", best, raw)
+    fig.ratio("ratio_peak_vs_raw_qos1", peak, raw)
+    three = [r for r in results if r.rate >= TARGET_RATE and meets(r)]
+    fig.add(
+        "target_3000_per_s_p99_lag_under_1s",
+        "PASS" if three else "FAIL",
+        "(a step at >= 3000/s accepted >= 95% with cloud p99 lag < 1 s)",
+    )
+    ratio = best / raw if raw else math.nan
+    fig.add(
+        "target_half_of_raw",
+        "PASS" if ratio >= TARGET_RATIO else "FAIL",
+        f"(sustained / raw = {ratio:.2f})",
+    )
+
+
+def print_table(results: list[StepResult]) -> None:
+    head = (
+        f"{'target':>7} {'accept/s':>9} {'min1s':>6} {'thrott':>7} {'rej':>4} "
+        f"{'ack50':>6} {'ack99':>6} {'lag50':>6} {'lag99':>6} {'outbox':>6} "
+        f"{'drain':>5} {'edge%':>6} {'mosq%':>6} {'cloud%':>6} {'maps%':>6} {'other%':>6}"
+    )
+    print("== steps (latencies ms, drain s, CPU % of one core; other = processes not ours) ==")
+    print(head)
+    for r in results:
+        print(
+            f"{r.rate:7.0f} {r.accepted_per_s:9.0f} {r.accepted_min_1s:6.0f} {r.throttled:7d} "
+            f"{sum(r.errors.values()):4d} {r.ack_p50 * 1000:6.1f} {r.ack_p99 * 1000:6.1f} "
+            f"{r.lag_p50 * 1000:6.0f} {r.lag_p99 * 1000:6.0f} {r.outbox_end:6d} "
+            f"{r.drain_time:5.1f} "
+            f"{r.cpu.get('edgecore', math.nan):6.0f} {r.cpu.get('mosquitto', math.nan):6.0f} "
+            f"{r.cpu.get('cloudhub', math.nan):6.0f} {r.cpu.get('mappers', math.nan):6.0f} "
+            f"{r.cpu.get('others', math.nan):6.0f}"
+        )
+    sys.stdout.flush()
+
+
+async def driver(args: argparse.Namespace, fig: Figures, results: list[StepResult]) -> None:
+    raise_nofile()
+    workdir = Path(tempfile.mkdtemp(prefix="edgebridge-twin-", dir=args.workdir))
+    log.info("work directory %s", workdir)
+    try:
+        if args.baseline_seconds > 0:
+            await raw_baseline(args, fig, workdir)
+        await twin_run(args, fig, workdir, results)
+    finally:
+        if args.keep:
+            log.info("kept %s", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Reported twin updates/s through mosquitto -> edgecore -> cloudhub, with "
+        "the edge->cloud visibility lag and a raw mosquitto QoS 1 baseline.",
+    )
+    p.add_argument("--devices", type=int, default=50, help="devices, one mapper each (50)")
+    p.add_argument("--workers", type=int, default=2, help="mapper processes (2)")
+    p.add_argument(
+        "--rates", default=DEFAULT_RATES, help=f"target updates/s per step ({DEFAULT_RATES})"
+    )
+    p.add_argument("--rate", type=float, default=None, help="one step at this rate instead")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per step (10)")
+    p.add_argument(
+        "--window", type=int, default=32, help="unanswered updates per mapper at most (32)"
+    )
+    p.add_argument("--lag-devices", type=int, default=5, help="devices the poller samples (5)")
+    p.add_argument(
+        "--poll-interval", type=float, default=0.05, help="seconds between GETs of one (0.05)"
+    )
+    p.add_argument(
+        "--baseline-seconds", type=float, default=6.0, help="raw baseline length, 0 skips (6)"
+    )
+    p.add_argument("--drain", type=float, default=15.0, help="max seconds to drain a step (15)")
+    p.add_argument("--pause", type=float, default=1.0, help="seconds between steps (1)")
+    p.add_argument("--timeout", type=float, default=420.0, help="hard limit, seconds (420)")
+    p.add_argument("--quick", action="store_true", help="2 short steps, < 60 s in all")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy edgecore and cloudhub during the step at --profile-at (pip install py-spy)",
+    )
+    p.add_argument("--profile-at", type=float, default=None, help="step to profile (the highest)")
+    p.add_argument(
+        "--cloud-node-rate",
+        type=float,
+        default=None,
+        help="cloudhub --node-rate: frames/s read per edge (cloudhub's default; 0 = no limit)",
+    )
+    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, profiles)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    # internal: this file runs as a worker
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--role", default="twin", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--idents", default="", help=argparse.SUPPRESS)
+    p.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--epoch", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rates = "1000,3000"
+        args.duration = min(args.duration, 5.0)
+        args.baseline_seconds = min(args.baseline_seconds, 3.0)
+        args.drain = min(args.drain, 5.0)
+        args.pause = 0.0
+        args.timeout = min(args.timeout, 58.0)
+    args.rate_list = [args.rate] if args.rate else [float(x) for x in args.rates.split(",") if x]
+    if args.profile_at is None:
+        args.profile_at = max(args.rate_list)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        setup_logging(verbose=args.verbose, prefix=f"[{args.role} {os.getpid()}] ")
+        with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+            worker_main(args)
+        return 0
+    setup_logging(verbose=args.verbose)
+    fig = Figures(
+        f"twin_throughput devices={args.devices} workers={args.workers} "
+        f"steps={','.join(f'{r:.0f}' for r in args.rate_list)}/s x {args.duration:.0f}s"
+    )
+    results: list[StepResult] = []
+    code = 0
+    load0 = os.getloadavg()[0]
+    try:
+        asyncio.run(asyncio.wait_for(driver(args, fig, results), args.timeout))
+    except TimeoutError:
+        log.error("hard timeout of %.0fs reached; figures so far below", args.timeout)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:
+        log.error("run failed: %s: %s", type(exc).__name__, exc)
+        code = 1
+    step_figures(fig, results)
+    summary_figures(fig, results)
+    add_host_figures(fig, load0)
+    fig.print()
+    print_table(results)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
