@@ -17,6 +17,8 @@ admin API closes the node's live link and refuses its next handshake.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -31,9 +33,13 @@ from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.edgecontroller.controller import EdgeController
 from cloudhub.httpserver.app import bound_port, make_app, serve_https
 from cloudhub.hub.module import HubModule
+from cloudhub.k8s import cluster_requested
+from cloudhub.k8s.lifecycle import NodeLifecycle
+from cloudhub.k8s.ownership import NodeOwnership
 from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
+from cloudhub.tuning import freeze_after_bursts, tune_process
 from hive.bus import Bus
 from hive.module import Runner
 from wire.errors import BridgeError, ConfigError
@@ -54,6 +60,7 @@ class CloudApp:
     runner: Runner
     https: web.AppRunner
     issuer: CertIssuer
+    cluster: Cluster | None = None
 
     @property
     def ws_port(self) -> int:
@@ -65,16 +72,49 @@ class CloudApp:
 
     async def stop(self) -> None:
         await self.runner.stop()
+        if self.cluster is not None:
+            await self.cluster.ownership.close()
         await self.https.cleanup()
         await self.store.close()
         await self.issuer.ledger.close()
 
 
 def open_store(settings: CloudSettings) -> ObjectStore:
-    """The embedded store unless a Kubernetes config was given."""
-    if settings.kubeconfig is not None:
-        raise ConfigError("the Kubernetes backend is not available in this build")
+    """The cluster when one is configured (flag, ``KUBECONFIG``, in a pod), else embedded."""
+    if cluster_requested(settings.kubeconfig):
+        # imported here: the kubernetes client is only loaded when a cluster is used
+        from cloudhub.store.kubernetes import KubeStore
+
+        return KubeStore.from_config(settings.kubeconfig)
     return EmbeddedStore(settings.store_path)
+
+
+@dataclass
+class Cluster:
+    """What Kubernetes mode adds: node ownership between replicas and node heartbeats."""
+
+    ownership: NodeOwnership
+    lifecycle: NodeLifecycle
+
+    @classmethod
+    def build(cls, settings: CloudSettings, store: ObjectStore, bus: Bus) -> Cluster:
+        from cloudhub.k8s.leases import LeaseClient
+        from cloudhub.k8s.nodelease import NodeHeartbeat
+        from cloudhub.store.kubernetes import KubeStore
+
+        assert isinstance(store, KubeStore)
+        identity = settings.replica or os.environ.get("POD_NAME") or socket.gethostname()
+        ownership = NodeOwnership(
+            LeaseClient(store.api, namespace=settings.cluster_namespace),
+            identity=identity,
+            duration_s=settings.owner_lease_seconds,
+        )
+        bus.register(routes.NODELIFECYCLE, routes.LIFECYCLE_GROUP)
+        lifecycle = NodeLifecycle(bus=bus, heartbeat=NodeHeartbeat(store.api))
+        log.info(
+            "Kubernetes mode: replica %s, node leases in %s", identity, settings.cluster_namespace
+        )
+        return cls(ownership, lifecycle)
 
 
 async def start(settings: CloudSettings) -> CloudApp:
@@ -83,6 +123,7 @@ async def start(settings: CloudSettings) -> CloudApp:
     Raises:
         ConfigError: unreadable data dir, port in use, bad store.
     """
+    tune_process()
     authority = Authority.load_or_create(settings.data_dir, advertise=settings.advertise)
     ledger = SqliteLedger(settings.auth_path)
     await ledger.start()
@@ -109,13 +150,26 @@ async def start(settings: CloudSettings) -> CloudApp:
     bus.register(routes.EDGECONTROLLER, "resource")
     bus.register(routes.DEVICECONTROLLER, "device")
     bus.register(routes.CERTCONTROLLER, "certificate")
+    cluster = (
+        Cluster.build(settings, store, bus) if cluster_requested(settings.kubeconfig) else None
+    )
     hub = HubModule(
         bus=bus,
         settings=settings.hub,
         ssl_context=authority.mtls_ssl_context(),
         revocations=revocations,
+        owners=cluster.ownership if cluster else None,
     )
-    controller = EdgeController(bus=bus, store=store)
+    if cluster is not None:
+        cluster.ownership.on_lost = lambda node: hub.drop(
+            node, "ownership moved to another replica"
+        )
+    # With a cluster, a starting replica must not mark other replicas' edges offline, and a
+    # node that moved between replicas must not be marked offline by the one it left: node
+    # liveness is the node lease's business there.
+    controller = EdgeController(
+        bus=bus, store=store, mark_offline_on_start=cluster is None, write_offline=cluster is None
+    )
     try:
         await hub.listen()
     except OSError as exc:
@@ -145,10 +199,15 @@ async def start(settings: CloudSettings) -> CloudApp:
         )
     )
     runner.start_module(hub)
+    if cluster is not None:
+        runner.start_module(cluster.lifecycle)
+    runner.spawn("gc-tuning", lambda: freeze_after_bursts(lambda: hub.connections_total))
     log.info(
         "cloudhub ready: CA sha256 %s, data in %s, node certificates valid %s",
         authority.ca_hash,
         settings.data_dir,
         settings.node_cert_validity,
     )
-    return CloudApp(settings, authority, store, bus, hub, controller, runner, https, issuer)
+    return CloudApp(
+        settings, authority, store, bus, hub, controller, runner, https, issuer, cluster
+    )

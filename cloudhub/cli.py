@@ -105,6 +105,27 @@ def _parser() -> argparse.ArgumentParser:
         help="edge connections from one address that may be mid-handshake at once; more are "
         "closed at accept (default 64; raise it when edges come through one NAT/LB address)",
     )
+    k = s.add_argument_group("Kubernetes mode (with --kubeconfig, KUBECONFIG or in a pod)")
+    k.add_argument(
+        "--replica-name",
+        metavar="NAME",
+        help="this replica's identity in node-ownership leases (default: $POD_NAME or hostname)",
+    )
+    k.add_argument(
+        "--owner-lease-seconds",
+        type=int,
+        default=15,
+        metavar="S",
+        help="node-ownership lease duration: how long a killed replica's edges wait before "
+        "another replica serves them (default 15)",
+    )
+    s.add_argument(
+        "--coalesce",
+        type=float,
+        metavar="SECONDS",
+        help="pause before re-sending an object that changed again to the same node, so "
+        "bursts of edits coalesce (default 0.05)",
+    )
     return p
 
 
@@ -140,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             print("cloudhub: --node-rate must be 0 (no limit) or positive", file=sys.stderr)
             return 2
         hub.node_rate = args.node_rate
+    if args.coalesce is not None:
+        hub.coalesce = max(0.0, args.coalesce)
     if args.max_pending_per_ip is not None:
         if args.max_pending_per_ip < 1:
             print("cloudhub: --max-pending-per-ip must be at least 1", file=sys.stderr)
@@ -153,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         kubeconfig=kubeconfig,
         hub=hub,
         node_cert_validity=args.node_cert_validity,
+        replica=args.replica_name or "",
+        owner_lease_seconds=max(1, args.owner_lease_seconds),
     )
     try:
         asyncio.run(_serve(settings))

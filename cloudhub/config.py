@@ -32,6 +32,10 @@ class HubSettings(BaseModel):
     ack_timeout: float = DEFAULT_ACK_TIMEOUT
     #: messages in flight per node
     window: int = DEFAULT_WINDOW
+    #: seconds an object waits after being sent to a node before its next version goes to
+    #: that node: a burst of edits then costs each node about burst/coalesce messages instead
+    #: of one per edit, while a change after a quiet period still goes out at once
+    coalesce: float = 0.05
     #: seconds a connection may take for TLS, and again for the websocket upgrade, before it
     #: is closed (slow or half-open handshakes)
     handshake_timeout: float = 10.0
@@ -65,6 +69,13 @@ class CloudSettings(BaseModel):
     #: lifetime of issued node certificates (``--node-cert-validity``); edges renew theirs at
     #: 70-80 % of it over their live link
     node_cert_validity: dt.timedelta = dt.timedelta(days=30)
+    #: this replica's name in Kubernetes mode (lease holder identity); POD_NAME or the hostname
+    replica: str = ""
+    #: seconds a node-ownership lease lasts in Kubernetes mode: how long a killed replica's
+    #: edges wait before another replica may serve them
+    owner_lease_seconds: int = 15
+    #: namespace of the node-ownership leases in Kubernetes mode
+    cluster_namespace: str = "edgebridge"
     #: seconds between re-reads of the revocation list (other replicas' revocations) and
     #: pruning of expired tokens and certificates from the auth ledger
     auth_refresh_interval: float = 30.0

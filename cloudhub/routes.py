@@ -30,6 +30,10 @@ HUB = "cloudhub"
 EDGECONTROLLER = "edgecontroller"
 DEVICECONTROLLER = "devicecontroller"
 CERTCONTROLLER = "certcontroller"
+#: Kubernetes mode only: renews kube-node-lease heartbeats of connected nodes
+NODELIFECYCLE = "nodelifecycle"
+#: modules told about node presence besides edgecontroller
+LIFECYCLE_GROUP = "lifecycle"
 HTTPSERVER = "httpserver"
 
 DESIRED = "desired"

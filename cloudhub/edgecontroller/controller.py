@@ -86,11 +86,19 @@ class EdgeController:
     group: str = Group.RESOURCE
     enabled = True
 
-    def __init__(self, *, bus: Bus, store: ObjectStore, mark_offline_on_start: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        store: ObjectStore,
+        mark_offline_on_start: bool = True,
+        write_offline: bool = True,
+    ) -> None:
         self._bus = bus
         self._store = store
         self.index = BindingIndex()
         self._mark_offline = mark_offline_on_start
+        self._write_offline = write_offline
         self.synced = asyncio.Event()
         self._listed: set[str] = set()
         self._deferred: list[Message] = []
@@ -206,8 +214,9 @@ class EdgeController:
         elif msg.operation == Operation.QUERY:
             await self._bus.send(routes.HUB, self._answer_query(node, rest, msg))
         elif isinstance(msg.content, routes.NodeStatusReport):
-            self._presence[node] = msg.content
-            self._presence_ready.set()
+            if msg.content.online or self._write_offline:
+                self._presence[node] = msg.content
+                self._presence_ready.set()
         elif msg.operation == Operation.UPDATE and rest == f"null/{routes.NODESTATUS}/{node}":
             await self._bus.send(routes.HUB, await self._node_facts(node, msg))
         elif msg.route.source == routes.HUB:

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import ssl
 import time
+from typing import Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -34,7 +35,7 @@ from cloudhub.hub.handshake import Peer, identify, refuse
 from cloudhub.hub.limits import ConnectionGate, TokenBucket
 from cloudhub.hub.session import NodeSession
 from hive.bus import Bus
-from wire.codec import decode
+from wire.codec import ContentCache, decode
 from wire.errors import AuthError, WireError
 from wire.messages import Group, Message, Operation
 
@@ -47,6 +48,14 @@ _UPSTREAM_OPS = frozenset(
 #: what an ACK or keepalive costs in a node's rate budget (a frame that makes work costs 1):
 #: ACKs are bounded by what the cloud sent, and a resync of 10,000 objects must not crawl
 _CHEAP_FRAME_COST = 0.05
+
+
+class NodeOwners(Protocol):
+    """Who may serve a node when several cloudhub replicas share one cluster."""
+
+    async def claim(self, node: str) -> bool: ...
+
+    async def release(self, node: str) -> None: ...
 
 
 class HubModule:
@@ -63,8 +72,14 @@ class HubModule:
         settings: HubSettings,
         ssl_context: ssl.SSLContext,
         revocations: RevocationCheck | None = None,
+        owners: NodeOwners | None = None,
     ) -> None:
         self._bus = bus
+        self._owners = owners
+        #: every object version encoded once for all nodes that receive it
+        self._encoded = ContentCache()
+        #: links accepted since start (for the GC tuning in :mod:`cloudhub.tuning`)
+        self.connections_total = 0
         self._settings = settings
         self._ssl = ssl_context
         self._revocations = revocations
@@ -167,7 +182,16 @@ class HubModule:
             heartbeat=peer.heartbeat or self._settings.default_heartbeat,
             ack_timeout=self._settings.ack_timeout,
             window=self._settings.window,
+            min_interval=self._settings.coalesce,
+            encoded=self._encoded,
         )
+        if self._owners is not None and not await self._owners.claim(peer.node):
+            # Another replica serves this node; the edge's backoff brings it back, here or
+            # there, once that replica lets go or its lease expires.
+            log.info("node %s is served by another replica; refusing this link", peer.node)
+            await ws.close(1013, "node is served by another cloudhub replica; retry later")
+            return
+        self.connections_total += 1
         old = self.sessions.get(peer.node)
         if old is not None:
             log.info("node %s reconnected; closing its previous link", peer.node)
@@ -204,6 +228,8 @@ class HubModule:
                 self._last_seen[peer.node] = session.last_seen
                 log.info("node %s disconnected: %s", peer.node, session.close_reason)
                 await self._report(peer.node, online=False)
+                if self._owners is not None:
+                    await self._owners.release(peer.node)
 
     async def _read_frame(self, session: NodeSession, frame: str | bytes) -> float:
         """Decode and route one frame; what it costs in the node's rate budget."""
@@ -273,17 +299,26 @@ class HubModule:
                 self._bus.send(routes.EDGECONTROLLER, query), name=f"start:{session.node}"
             )
 
+    def drop(self, node: str, reason: str) -> None:
+        """Close ``node``'s link (e.g. this replica lost its ownership)."""
+        session = self.sessions.get(node)
+        if session is not None:
+            log.warning("closing node %s: %s", node, reason)
+            asyncio.get_running_loop().create_task(session.close(reason), name=f"drop:{node}")
+
     async def _report(self, node: str, *, online: bool) -> None:
-        await self._bus.send(
-            routes.EDGECONTROLLER,
-            Message.new(
-                source=routes.HUB,
-                group=Group.RESOURCE,
-                operation=Operation.UPDATE,
-                resource=routes.nodestatus_resource(node),
-                content=routes.NodeStatusReport(online=online, at=time.time()),
-            ),
-        )
+        report = routes.NodeStatusReport(online=online, at=time.time())
+        for dest in (routes.EDGECONTROLLER, *self._bus.modules(routes.LIFECYCLE_GROUP)):
+            await self._bus.send(
+                dest,
+                Message.new(
+                    source=routes.HUB,
+                    group=Group.RESOURCE,
+                    operation=Operation.UPDATE,
+                    resource=routes.nodestatus_resource(node),
+                    content=report,
+                ),
+            )
 
     # -- inbox ---------------------------------------------------------------------------------
 

@@ -19,10 +19,10 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from wire.codec import encode
+from wire.codec import ContentCache, encode, encode_content, encode_with_content
 from wire.delivery import Downstream, Outgoing
 from wire.liveness import Liveness
-from wire.messages import Group, Message, Operation
+from wire.messages import Group, Header, Message, Operation, Route
 from wire.resources import ResourceKey
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,18 @@ class NodeSession:
         heartbeat: float,
         ack_timeout: float,
         window: int,
+        min_interval: float = 0.0,
+        encoded: ContentCache | None = None,
     ) -> None:
         self.node = node
         self.ws = ws
         loop = asyncio.get_running_loop()
         self._clock = loop.time
-        self.downstream = Downstream(ack_timeout=ack_timeout, window=window)
+        self.downstream = Downstream(
+            ack_timeout=ack_timeout, window=window, min_interval=min_interval
+        )
+        #: shared by all sessions of a hub: a fanned-out object is encoded once
+        self._encoded = encoded if encoded is not None else ContentCache()
         self.liveness = Liveness(interval=heartbeat, now=self._clock())
         #: ``True`` once the inventory diff has been computed and delivery may start
         self.started = False
@@ -102,8 +108,12 @@ class NodeSession:
             self.wake()
 
     async def send(self, message: Message) -> None:
-        """Send one out-of-band frame (replies, errors)."""
-        await asyncio.wait_for(self.ws.send(encode(message)), SEND_TIMEOUT)
+        """Send one out-of-band frame (replies, errors).
+
+        Not bounded here: on a frozen link the writer's keepalive check aborts the transport,
+        which ends this wait too.
+        """
+        await self.ws.send(encode(message))
 
     async def close(self, reason: str) -> None:
         """Drop the link. Aborts the transport: a half-open peer would never finish a close."""
@@ -129,8 +139,12 @@ class NodeSession:
                     await self.close("keepalive timeout")
                     return
                 if self.started:
-                    for out in self.downstream.poll(now):
-                        await asyncio.wait_for(self.ws.send(self._frame(out)), SEND_TIMEOUT)
+                    batch = self.downstream.poll(now)
+                    if batch:
+                        # asyncio.timeout, not wait_for: no task per frame on the hot path
+                        async with asyncio.timeout(SEND_TIMEOUT * max(1, len(batch) // 64)):
+                            for out in batch:
+                                await self.ws.send(self._frame(out))
                 deadline = self.liveness.next_deadline(sending=False)
                 ack_deadline = self.downstream.next_deadline()
                 if ack_deadline is not None:
@@ -139,7 +153,8 @@ class NodeSession:
                 if self.started and self.downstream.ready:
                     continue
                 try:
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - self._clock()))
+                    async with asyncio.timeout(max(0.0, deadline - self._clock())):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         except (ConnectionClosed, TimeoutError, OSError) as exc:
@@ -151,16 +166,23 @@ class NodeSession:
             op = Operation.DELETE
         else:
             op = Operation.INSERT if out.insert else Operation.UPDATE
-        msg = Message.new(
-            source="edgecontroller",
-            group=Group.RESOURCE,
-            operation=op,
-            resource=out.key,
-            content=out.content,
-            resource_version=out.resource_version or "",
-            timestamp_ms=int(time.time() * 1000),
+        header = Header(
+            msg_id=out.msg_id,
+            timestamp=int(time.time() * 1000),
+            resourceversion=out.resource_version or "",
         )
-        msg.header.msg_id = out.msg_id
+        route = Route(source="edgecontroller", group=Group.RESOURCE, operation=op, resource=out.key)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("> %s %s %s rv=%s", self.node, op, out.key, out.resource_version)
-        return encode(msg)
+        return encode_with_content(header, route, self._content_json(out))
+
+    def _content_json(self, out: Outgoing) -> str:
+        """The object's JSON, encoded once per version however many nodes receive it."""
+        if out.resource_version is None:
+            return encode_content(out.content)
+        cache_key = (out.key, out.resource_version)
+        cached = self._encoded.get(cache_key)
+        if cached is None:
+            cached = encode_content(out.content)
+            self._encoded.put(cache_key, cached)
+        return cached

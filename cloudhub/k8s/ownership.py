@@ -54,7 +54,8 @@ class NodeOwnership:
         self.identity = identity
         self._duration = duration_s
         self._every = renew_every if renew_every is not None else duration_s / 3
-        self._on_lost = on_lost
+        #: called with a node's name when ownership of it is lost (settable after creation)
+        self.on_lost = on_lost
         self._renewers: dict[str, asyncio.Task[None]] = {}
 
     def owns(self, node: str) -> bool:
@@ -122,9 +123,9 @@ class NodeOwnership:
                 continue
             log.warning("replica %s lost ownership of node %s", self.identity, node)
             self._renewers.pop(node, None)
-            if self._on_lost is not None:
+            if self.on_lost is not None:
                 try:
-                    self._on_lost(node)
+                    self.on_lost(node)
                 except Exception:
                     log.exception("on_lost(%s) failed", node)
             return
