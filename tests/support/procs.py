@@ -97,8 +97,16 @@ def _port_open(port: int) -> bool:
 class Cloud:
     """A cloudhub process on free ports, with an edgectl bound to it."""
 
-    def __init__(self, tmp: Path, *, ws_port: int | None = None, https_port: int | None = None):
-        self.dir = tmp / "cloud"
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        ws_port: int | None = None,
+        https_port: int | None = None,
+        name: str = "cloud",
+        extra: list[str] | None = None,
+    ):
+        self.dir = tmp / name
         self.ws_port = ws_port or free_port()
         self.https_port = https_port or free_port()
         self.proc = Proc(
@@ -109,8 +117,9 @@ class Cloud:
                 "--bind", "127.0.0.1",
                 "--ws-port", str(self.ws_port),
                 "--https-port", str(self.https_port),
+                *(extra or []),
             ],
-            tmp / "cloudhub.log",
+            tmp / f"cloudhub-{name}.log",
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -254,3 +263,34 @@ def twin(device: dict[str, Any], prop: str) -> dict[str, Any]:
         if t.get("propertyName") == prop:
             return t  # type: ignore[no-any-return]
     return {}
+
+
+class KubeApi:
+    """The Kubernetes API emulator as its own process, and kubectl pointed at it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.kubeconfig = tmp / "kubeconfig"
+        self.proc = Proc(
+            "kubeapi",
+            [PY, "-m", "tests.support.kubeapi", "--kubeconfig", str(self.kubeconfig)],
+            tmp / "kubeapi.log",
+        )
+
+    async def start(self) -> None:
+        self.proc.start()
+        await wait_until(lambda: self.kubeconfig.exists() and self.kubeconfig.stat().st_size > 0)
+        await wait_until(lambda: self.kubectl("get", "nodes", check=False).returncode == 0)
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
+        return res
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)

@@ -1,0 +1,129 @@
+"""cloudhub on a (emulated) Kubernetes API: Nodes, heartbeats, kubectl-applied pods, replicas."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import _started
+from tests.integration.manifests import bundle, configmap
+from tests.support.procs import Cloud, Edge, KubeApi, wait_until
+from tests.support.proxy import FaultProxy
+
+pytestmark = pytest.mark.timeout(120)
+
+POD = "/api/v1/namespaces/default/pods/web"
+CM = "/api/v1/namespaces/default/configmaps/web-config"
+
+
+@pytest.fixture
+async def kube(tmp_path: Path) -> AsyncIterator[KubeApi]:
+    k = KubeApi(tmp_path)
+    _started.append(k.proc)
+    await k.start()
+    yield k
+    k.proc.stop()
+
+
+async def cluster_cloud(tmp_path: Path, kube: KubeApi, name: str, **kw: Any) -> Cloud:
+    c = Cloud(
+        tmp_path,
+        name=name,
+        extra=["--kubeconfig", str(kube.kubeconfig), "--replica-name", name, *kw.pop("extra", [])],
+        **kw,
+    )
+    _started.append(c.proc)
+    return c
+
+
+def condition(node: dict[str, Any], kind: str) -> dict[str, Any]:
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return c  # type: ignore[no-any-return]
+    return {}
+
+
+def ready(node: dict[str, Any]) -> bool:
+    return condition(node, "Ready").get("status") == "True"
+
+
+def holder(kube: KubeApi, node: str) -> str:
+    """Which replica holds the node's ownership lease."""
+    return str(kube.get("lease", "-n", "edgebridge", node)["spec"]["holderIdentity"])
+
+
+async def test_edge_becomes_a_ready_node_and_kubectl_pods_reach_it(
+    tmp_path: Path, kube: KubeApi, make_edge
+) -> None:  # type: ignore[no-untyped-def]
+    """A joined edge is a labelled, Ready Node with a renewed Lease; kubectl pods reach it."""
+    cloud = await cluster_cloud(tmp_path, kube, "a")
+    await cloud.start()
+    try:
+        edge: Edge = make_edge()
+        edge.join(cloud)
+        await edge.start()
+        await wait_until(
+            lambda: condition(kube.get("node", "edge-1"), "Ready").get("status") == "True",
+            timeout=20,
+        )
+        node = kube.get("node", "edge-1")
+        labels = node["metadata"]["labels"]
+        assert labels["node-role.kubernetes.io/edge"] == ""
+        assert labels["kubernetes.io/hostname"] == "edge-1"
+        await wait_until(
+            lambda: "kubernetes.io/arch" in kube.get("node", "edge-1")["metadata"]["labels"]
+        )
+        await wait_until(lambda: "capacity" in kube.get("node", "edge-1").get("status", {}))
+        lease = kube.get("lease", "-n", "kube-node-lease", "edge-1")
+        assert lease["spec"]["holderIdentity"] == "edge-1"
+        kube.kubectl("apply", "--validate=false", "-f", "-", stdin=bundle())
+        await wait_until(lambda: edge.has(POD) and edge.has(CM), timeout=10)
+        kube.kubectl("apply", "--validate=false", "-f", "-", stdin=configmap(value="from-kubectl"))
+        await wait_until(lambda: edge.get(CM)[1]["data"]["LEVEL"] == "from-kubectl")
+        kube.kubectl("delete", "pod", "web")
+        await wait_until(lambda: edge.gone(POD) and edge.gone(CM))
+        # edgectl works unchanged against the cluster
+        assert cloud.node_ready("edge-1")
+    finally:
+        cloud.proc.stop()
+
+
+async def test_second_replica_takes_over_a_node_after_the_first_is_killed(
+    tmp_path: Path, kube: KubeApi, make_edge
+) -> None:  # type: ignore[no-untyped-def]
+    """Killing the owning replica hands its edge to the other once the ownership lease expires."""
+    a = await cluster_cloud(tmp_path, kube, "a", extra=["--owner-lease-seconds", "3"])
+    await a.start()
+    b = await cluster_cloud(tmp_path, kube, "b", extra=["--owner-lease-seconds", "3"])
+    # replicas share one CA and admin credential, as the Deployment's Secret provides
+    b.dir.mkdir(parents=True)
+    for f in ("ca.crt", "ca.key", "admin.token", "token.key"):
+        shutil.copy2(a.dir / f, b.dir / f)
+    await b.start()
+    try:
+        async with FaultProxy() as lb:  # plays the Service in front of the replicas
+            await lb.start("127.0.0.1", a.ws_port)
+            edge: Edge = make_edge()
+            edge.join(a, ws_port=lb.port)
+            await edge.start()
+            kube.kubectl("apply", "--validate=false", "-f", "-", stdin=bundle())
+            await wait_until(lambda: edge.has(POD), timeout=15)
+            assert holder(kube, "edge-1") == "a"
+            a.proc.kill9()
+            lb.retarget("127.0.0.1", b.ws_port)
+            lb.cut()
+            await wait_until(
+                lambda: (
+                    kube.get("lease", "-n", "edgebridge", "edge-1")["spec"]["holderIdentity"] == "b"
+                ),
+                timeout=30,
+            )
+            kube.kubectl("apply", "--validate=false", "-f", "-", stdin=configmap(value="via-b"))
+            await wait_until(lambda: edge.get(CM)[1]["data"]["LEVEL"] == "via-b", timeout=15)
+    finally:
+        a.proc.stop()
+        b.proc.stop()
