@@ -43,6 +43,7 @@ from cloudhub.auth.issuer import Revoker
 from cloudhub.httpserver.join import bearer_token
 from cloudhub.pki import Authority, is_valid_node_name
 from cloudhub.store.base import ObjectStore
+from wire.devicemodel import desired_problems
 from wire.errors import (
     AuthError,
     BridgeError,
@@ -282,6 +283,7 @@ class AdminApi:
         if not req.objects:
             raise InvalidObject("nothing to apply: 'objects' is empty")
         objects = validate_all(req.objects)
+        await self._check_desired(objects)
         before = [await self._stored_version(obj) for obj in objects]
         stored: list[dict[str, Any]] = await self._store.apply(objects)
         actions = [
@@ -289,6 +291,34 @@ class AdminApi:
         ]
         logger.info("applied %d object(s)", len(stored))
         return _json(ApplyResponse(objects=stored, actions=actions))
+
+    async def _check_desired(self, objects: list[dict[str, Any]]) -> None:
+        """Refuse Devices whose desired values their DeviceModel forbids (type, range, access).
+
+        The edge checks too, but refusing here answers the operator at once instead of storing
+        a value every edge will refuse.
+        """
+        models = {
+            (_meta_of(o, "namespace") or "default", _meta_of(o, "name")): o
+            for o in objects
+            if o.get("kind") == "DeviceModel"
+        }
+        for obj in objects:
+            if obj.get("kind") != "Device":
+                continue
+            ns = _meta_of(obj, "namespace") or "default"
+            ref = ((obj.get("spec") or {}).get("deviceModelRef") or {}).get("name")
+            if not ref:
+                continue
+            model = models.get((ns, str(ref)))
+            if model is None:
+                try:
+                    model = await self._store.get("devicemodel", ns, str(ref))
+                except NotFound:
+                    continue  # the model may come later; the edge checks once it has both
+            problems = desired_problems(obj, model)
+            if problems:
+                raise InvalidObject(f"Device {ns}/{_meta_of(obj, 'name')}: {problems[0]}")
 
     async def list_objects(self, request: web.Request) -> web.Response:
         typ = _type_of(request)
@@ -370,3 +400,7 @@ def _action(before: str | None, after: str) -> Action:
 def _sort_key(obj: dict[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _meta_of(obj: dict[str, Any], field: str) -> str:
+    return str((obj.get("metadata") or {}).get(field) or "")

@@ -195,3 +195,42 @@ async def test_oversized_body_is_413(api: Api) -> None:
     status, body = await api.call("POST", "/apply", huge)
     assert status == 413
     assert "error" in body
+
+
+async def test_device_with_desired_value_outside_its_model_is_refused(api: Api) -> None:
+    """A Device whose desired value breaks its DeviceModel (range, ReadOnly) is not stored."""
+    model = {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "DeviceModel",
+        "metadata": {"name": "m", "namespace": "default"},
+        "spec": {
+            "properties": [
+                {"name": "sp", "type": "FLOAT", "accessMode": "ReadWrite", "maximum": "35"},
+                {"name": "t", "type": "FLOAT", "accessMode": "ReadOnly"},
+            ]
+        },
+    }
+
+    def device(prop: str, value: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "devices.kubeedge.io/v1beta1",
+            "kind": "Device",
+            "metadata": {"name": "d", "namespace": "default"},
+            "spec": {
+                "deviceModelRef": {"name": "m"},
+                "nodeName": "edge-1",
+                "properties": [{"name": prop, "desired": {"value": value}}],
+            },
+        }
+
+    status, body = await api.call(
+        "POST", "/admin/v1/apply", {"objects": [model, device("sp", "99")]}
+    )
+    assert status == 400 and "maximum 35" in body["error"]
+    status, _ = await api.call("GET", "/admin/v1/devicemodels/default/m")
+    assert status == 404  # nothing of the refused batch was stored
+    await api.call("POST", "/admin/v1/apply", {"objects": [model]})
+    status, body = await api.call("POST", "/admin/v1/apply", {"objects": [device("t", "1")]})
+    assert status == 400 and "ReadOnly" in body["error"]
+    status, _ = await api.call("POST", "/admin/v1/apply", {"objects": [device("sp", "21.5")]})
+    assert status == 200
