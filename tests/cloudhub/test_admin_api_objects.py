@@ -227,10 +227,10 @@ async def test_device_with_desired_value_outside_its_model_is_refused(api: Api) 
         "POST", "/admin/v1/apply", {"objects": [model, device("sp", "99")]}
     )
     assert status == 400 and "maximum 35" in body["error"]
-    status, _ = await api.call("GET", "/admin/v1/devicemodels/default/m")
+    status, _ = await api.call("GET", "/devicemodels/default/m")
     assert status == 404  # nothing of the refused batch was stored
-    await api.call("POST", "/admin/v1/apply", {"objects": [model]})
-    status, body = await api.call("POST", "/admin/v1/apply", {"objects": [device("t", "1")]})
+    await api.call("POST", "/apply", {"objects": [model]})
+    status, body = await api.call("POST", "/apply", {"objects": [device("t", "1")]})
     assert status == 400 and "ReadOnly" in body["error"]
-    status, _ = await api.call("POST", "/admin/v1/apply", {"objects": [device("sp", "21.5")]})
+    status, _ = await api.call("POST", "/apply", {"objects": [device("sp", "21.5")]})
     assert status == 200
