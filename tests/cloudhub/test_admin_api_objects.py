@@ -223,9 +223,7 @@ async def test_device_with_desired_value_outside_its_model_is_refused(api: Api) 
             },
         }
 
-    status, body = await api.call(
-        "POST", "/admin/v1/apply", {"objects": [model, device("sp", "99")]}
-    )
+    status, body = await api.call("POST", "/apply", {"objects": [model, device("sp", "99")]})
     assert status == 400 and "maximum 35" in body["error"]
     status, _ = await api.call("GET", "/devicemodels/default/m")
     assert status == 404  # nothing of the refused batch was stored
