@@ -21,7 +21,7 @@ thing end to end, all on 127.0.0.1:
    target aggregate rate, step by step (1000, 2000, 3000, 4000, 6000 updates/s by default),
    and count the ``.../twin/update/result`` answers;
 4. meanwhile a poller reads a sample of the Devices from the cloud's admin API every few
-   milliseconds to time when each reported value becomes visible there.
+   tens of milliseconds to time when each reported value becomes visible there.
 
 How the figures are measured:
 

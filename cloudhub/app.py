@@ -6,7 +6,8 @@
                                           <──status────                <──bus── │ wss :10000
     httpserver (HTTPS :10002): join (/ca.crt, /edge.crt) and the admin API used by edgectl
     certcontroller: renews node certificates over the link, revokes deleted nodes' certificates
-    auth ledger (auth.db): token use counts, issued and revoked certificates
+    auth ledger (auth.db; the Secret edgebridge-auth in Kubernetes mode, shared by replicas):
+        token use counts, issued and revoked certificates
 
 Modules never import each other; they share only the bus. The HTTPS server reads presence
 from the hub through the small ``Presence`` protocol; the hub and the join/admin endpoints
@@ -25,7 +26,7 @@ from aiohttp import web
 
 from cloudhub import routes
 from cloudhub.auth.issuer import CertIssuer
-from cloudhub.auth.ledger import SqliteLedger
+from cloudhub.auth.ledger import AuthLedger, SqliteLedger
 from cloudhub.auth.revocation import Revocations
 from cloudhub.certcontroller.controller import CertController
 from cloudhub.config import CloudSettings
@@ -75,8 +76,9 @@ class CloudApp:
         if self.cluster is not None:
             await self.cluster.ownership.close()
         await self.https.cleanup()
-        await self.store.close()
+        # the ledger first: on Kubernetes it writes through the store's connection
         await self.issuer.ledger.close()
+        await self.store.close()
 
 
 def open_store(settings: CloudSettings) -> ObjectStore:
@@ -87,6 +89,19 @@ def open_store(settings: CloudSettings) -> ObjectStore:
 
         return KubeStore.from_config(settings.kubeconfig)
     return EmbeddedStore(settings.store_path)
+
+
+def open_ledger(settings: CloudSettings, store: ObjectStore) -> AuthLedger:
+    """Where token uses and certificates are remembered: ``auth.db``, or on a cluster one
+    Secret every replica shares (a revocation made through one replica must hold on all, and
+    on replicas started later)."""
+    if cluster_requested(settings.kubeconfig):
+        from cloudhub.auth.kube_ledger import KubeLedger
+        from cloudhub.store.kubernetes import KubeStore
+
+        assert isinstance(store, KubeStore)
+        return KubeLedger(store.api, namespace=settings.cluster_namespace)
+    return SqliteLedger(settings.auth_path)
 
 
 @dataclass
@@ -125,13 +140,20 @@ async def start(settings: CloudSettings) -> CloudApp:
     """
     tune_process()
     authority = Authority.load_or_create(settings.data_dir, advertise=settings.advertise)
-    ledger = SqliteLedger(settings.auth_path)
-    await ledger.start()
+    store = open_store(settings)
+    try:
+        await store.start()
+        ledger = open_ledger(settings, store)
+        await ledger.start()
+    except BaseException:
+        await store.close()
+        raise
     revocations = Revocations(ledger)
     try:
         await revocations.load()
     except BridgeError:
         await ledger.close()
+        await store.close()
         raise
     issuer = CertIssuer(
         authority=authority,
@@ -139,12 +161,6 @@ async def start(settings: CloudSettings) -> CloudApp:
         revocations=revocations,
         validity=settings.node_cert_validity,
     )
-    store = open_store(settings)
-    try:
-        await store.start()
-    except BaseException:
-        await ledger.close()
-        raise
     bus = Bus()
     bus.register(routes.HUB, "hub")
     bus.register(routes.EDGECONTROLLER, "resource")

@@ -120,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
         "another replica serves them (default 15)",
     )
     s.add_argument(
+        "--auth-refresh-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often the revocation list is re-read (revocations made by other replicas "
+        "reach this one within it) and expired tokens/certificates are pruned (default 30)",
+    )
+    s.add_argument(
         "--coalesce",
         type=float,
         metavar="SECONDS",
@@ -168,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             print("cloudhub: --max-pending-per-ip must be at least 1", file=sys.stderr)
             return 2
         hub.max_pending_per_ip = args.max_pending_per_ip
+    if not args.auth_refresh_interval > 0:
+        print("cloudhub: --auth-refresh-interval must be positive", file=sys.stderr)
+        return 2
     kubeconfig = args.kubeconfig
     settings = CloudSettings(
         data_dir=args.data_dir,
@@ -178,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         node_cert_validity=args.node_cert_validity,
         replica=args.replica_name or "",
         owner_lease_seconds=max(1, args.owner_lease_seconds),
+        auth_refresh_interval=args.auth_refresh_interval,
     )
     try:
         asyncio.run(_serve(settings))

@@ -1,9 +1,10 @@
 """cloudhub's memory of who may connect: join-token use counts and revoked certificates.
 
 - :mod:`cloudhub.auth.ledger` — the :class:`~cloudhub.auth.ledger.AuthLedger` protocol and its
-  two implementations: SQLite in the data dir (``auth.db``, mode 0600) and in memory (tests,
-  and callers that never count token uses). A Kubernetes backend can keep the same records in a
-  Secret behind the same protocol.
+  implementations: SQLite in the data dir (``auth.db``, mode 0600) and in memory (tests, and
+  callers that never count token uses).
+- :mod:`cloudhub.auth.kube_ledger` — the same records in one Secret (``edgebridge-auth``) in
+  Kubernetes mode, so every replica counts the same token uses and honours the same revocations.
 - :mod:`cloudhub.auth.revocation` — :class:`~cloudhub.auth.revocation.Revocations`, the
   in-memory set of revoked serials the websocket handshake consults (a set lookup per
   connection; the ledger is read only at start and on refresh).
