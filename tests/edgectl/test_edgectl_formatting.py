@@ -13,14 +13,12 @@ from edgectl.cli import (
     KIND_ALIASES,
     PLURALS,
     UsageError,
-    format_table,
-    human_duration,
     parse_assignments,
     parse_duration,
     resolve_kind,
     set_desired,
-    table_rows,
 )
+from edgectl.render import format_table, human_duration, table_rows
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 
