@@ -114,10 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--owner-lease-seconds",
         type=int,
-        default=15,
+        default=20,
         metavar="S",
         help="node-ownership lease duration: how long a killed replica's edges wait before "
-        "another replica serves them (default 15)",
+        "another replica serves them (default 20)",
     )
     s.add_argument(
         "--auth-refresh-interval",

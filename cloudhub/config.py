@@ -73,7 +73,7 @@ class CloudSettings(BaseModel):
     replica: str = ""
     #: seconds a node-ownership lease lasts in Kubernetes mode: how long a killed replica's
     #: edges wait before another replica may serve them
-    owner_lease_seconds: int = 15
+    owner_lease_seconds: int = 20
     #: namespace of the node-ownership leases in Kubernetes mode
     cluster_namespace: str = "edgebridge"
     #: seconds between re-reads of the revocation list (other replicas' revocations) and

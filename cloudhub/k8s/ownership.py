@@ -28,7 +28,7 @@ from wire.errors import StoreError
 log = logging.getLogger(__name__)
 
 #: lease duration for node ownership, seconds: how long a killed replica's nodes stay unserved
-DEFAULT_DURATION = 15
+DEFAULT_DURATION = 20
 
 
 class NodeOwnership:
@@ -46,14 +46,16 @@ class NodeOwnership:
         """Args:
         leases: a client for the namespace the ownership leases live in (``edgebridge``).
         identity: this replica's name as a lease holder (its pod name).
-        duration_s: lease duration (15 s).
-        renew_every: seconds between renewals (default a third of the duration).
+        duration_s: lease duration (20 s).
+        renew_every: seconds between renewals (default half the duration).
         on_lost: called with the node's name when ownership is lost while claimed.
         """
         self._leases = leases
         self.identity = identity
         self._duration = duration_s
-        self._every = renew_every if renew_every is not None else duration_s / 3
+        # half the duration: 6 renewals a minute per node, as a kubelet's node lease costs, and
+        # one failed renewal still leaves half a lease to retry in
+        self._every = renew_every if renew_every is not None else duration_s / 2
         #: called with a node's name when ownership of it is lost (settable after creation)
         self.on_lost = on_lost
         self._renewers: dict[str, asyncio.Task[None]] = {}
