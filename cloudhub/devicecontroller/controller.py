@@ -6,10 +6,13 @@ taken from the edge's certificate. A node may write only devices whose ``spec.no
 that node; anything else is refused with an ``error`` and logged.
 
 Reports are applied in batches (group commit): everything that arrived within a few
-milliseconds becomes one ``update_statuses`` call (one SQLite transaction in the embedded
-store), and each report is ACKed (``response``) only after that commit. Applying is idempotent
+milliseconds becomes one read-merge-write of the devices' statuses (one SQLite transaction in
+the embedded store, which reads every device of the batch in it: no read per device before),
+and each report is ACKed (``response``) only after that commit, all of a batch's ACKs in one
+bus message (:class:`~cloudhub.hub.module.Replies`). Applying is idempotent
 (:mod:`cloudhub.devicecontroller.twins`), so an edge re-sending its outbox after a lost ACK
-changes nothing.
+changes nothing. A store that cannot merge in its transaction (Kubernetes) is read first and
+written with ``update_statuses``, as before.
 """
 
 from __future__ import annotations
@@ -18,21 +21,35 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from cloudhub import routes
 from cloudhub.devicecontroller.twins import merge_report, parse_state_report, parse_twin_report
+from cloudhub.hub.module import Replies
 from cloudhub.store.base import ObjectStore, StatusUpdate
 from hive.bus import Bus
 from wire.errors import InvalidObject, NotFound, StoreError, WireError
-from wire.messages import Message
+from wire.messages import Message, Operation
 from wire.resources import split_node_prefix
 
 log = logging.getLogger(__name__)
 
 TWIN_SUFFIX = "twin/edge_updated"
 STATE_SUFFIX = "state/update"
+
+#: ``compute(index, device or None) -> status to merge or None``
+StatusCompute = Callable[[int, dict[str, Any] | None], dict[str, Any] | None]
+
+
+@runtime_checkable
+class StatusMerger(Protocol):
+    """A store that reads, merges and writes statuses in one transaction (the embedded one)."""
+
+    async def merge_statuses(
+        self, type: str, keys: Sequence[tuple[str | None, str]], compute: StatusCompute
+    ) -> list[dict[str, Any] | None]: ...
 
 
 class DeviceController:
@@ -92,19 +109,20 @@ class DeviceController:
                 await self._refuse(msg, f"unsupported device resource {rest!r}")
                 continue
             by_device[(ns, name)].append((node, suffix, msg))
+        if not by_device:
+            return
 
-        updates: list[StatusUpdate] = []
+        keys = list(by_device)
         accepted: list[Message] = []
-        for (ns, name), reports in by_device.items():
-            try:
-                device = await self._store.get("device", ns, name)
-            except NotFound:
-                for _, _, msg in reports:
-                    await self._refuse(msg, f"device {ns}/{name} not found")
-                continue
-            except StoreError as exc:
-                log.warning("cannot read device %s/%s: %s; the edge will retry", ns, name, exc)
-                continue
+        refused: list[tuple[Message, str]] = []
+
+        def compute(index: int, device: dict[str, Any] | None) -> dict[str, Any] | None:
+            # Runs inside the store's transaction: decide, record, never block or send.
+            ns, name = keys[index]
+            reports = by_device[keys[index]]
+            if device is None:
+                refused.extend((msg, f"device {ns}/{name} not found") for _, _, msg in reports)
+                return None
             bound = (device.get("spec") or {}).get("nodeName")
             status = dict(device.get("status") or {})
             changed = False
@@ -113,31 +131,68 @@ class DeviceController:
                     log.warning(
                         "node %s tried to write device %s/%s (bound to %s)", node, ns, name, bound
                     )
-                    await self._refuse(msg, f"device {ns}/{name} is not bound to node {node}")
+                    refused.append((msg, f"device {ns}/{name} is not bound to node {node}"))
                     continue
                 try:
                     changed |= _apply(status, suffix, msg.content)
                 except InvalidObject as exc:
-                    await self._refuse(msg, f"invalid {suffix} for {ns}/{name}: {exc}")
+                    refused.append((msg, f"invalid {suffix} for {ns}/{name}: {exc}"))
                     continue
                 accepted.append(msg)
-            if changed:
-                updates.append(StatusUpdate("device", ns, name, status))
-        if updates:
-            try:
-                await self._store.update_statuses(updates)
-            except StoreError as exc:
-                # No ACKs: the reports stay in the edges' outboxes and come again.
-                log.warning("could not store %d device statuses: %s", len(updates), exc)
-                return
-        for msg in accepted:
-            await self._bus.send(routes.HUB, msg.reply("OK", source=self.name))
+            return status if changed else None
+
+        try:
+            await _merge_statuses(self._store, keys, compute)
+        except StoreError as exc:
+            # No answers: the reports stay in the edges' outboxes and come again.
+            log.warning("could not store the statuses of %d devices: %s", len(keys), exc)
+            return
+        for msg, reason in refused:
+            await self._refuse(msg, reason)
+        if accepted:
+            await self._bus.send(
+                routes.HUB,
+                Message.new(
+                    source=self.name,
+                    group=self.group,
+                    operation=Operation.RESPONSE,
+                    resource="",
+                    content=Replies(tuple(msg.id for msg in accepted)),
+                ),
+            )
         self.applied += len(accepted)
 
     async def _refuse(self, msg: Message, reason: str) -> None:
         self.refused += 1
         log.warning("refused %s: %s", msg.resource, reason)
         await self._bus.send(routes.HUB, msg.error_reply(reason, source=self.name))
+
+
+async def _merge_statuses(
+    store: ObjectStore, keys: list[tuple[str, str]], compute: StatusCompute
+) -> None:
+    """Read each device, ``compute`` its new status, write the changed ones.
+
+    In one transaction where the store can; otherwise a read per device, then one
+    ``update_statuses``.
+
+    Raises:
+        StoreError: nothing was written.
+    """
+    if isinstance(store, StatusMerger):
+        await store.merge_statuses("device", keys, compute)
+        return
+    updates: list[StatusUpdate] = []
+    for index, (ns, name) in enumerate(keys):
+        try:
+            device: dict[str, Any] | None = await store.get("device", ns, name)
+        except NotFound:
+            device = None
+        status = compute(index, device)
+        if device is not None and status is not None:
+            updates.append(StatusUpdate("device", ns, name, status))
+    if updates:
+        await store.update_statuses(updates)
 
 
 def _split_device(rest: str) -> tuple[str, str, str, str]:

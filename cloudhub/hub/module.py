@@ -8,6 +8,13 @@ inventory starts delivery, queries go to edgecontroller). Where it leaves: each
 Inbox (from other modules, in order): fan-out of object changes, the answer to a node's
 ``desired`` query (which starts its delivery), answers to a node's own queries.
 
+Most frames an edge sends are ACKs and keepalives, and a fleet sends them all the time. Those
+are recognised by one regular expression over the exact layout ``wire.codec.encode`` writes
+(edgecore's frames), every string in it free of escapes, so whatever it matches decodes to the
+same message with the same values; an ACK is then applied and a keepalive answered from a
+template, without a pydantic round trip. Anything else (another layout, an escape, a field too
+many or too few) takes the full decode and its validation, as every frame did before.
+
 Guards (see :mod:`cloudhub.hub.limits` and :mod:`cloudhub.hub.handshake`): connections that
 have not authenticated are capped per address and in total at accept; TLS and the upgrade
 each get ``handshake_timeout``; a node's frames are read at most at its rate budget (paced,
@@ -19,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import time
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -33,11 +42,11 @@ from cloudhub.config import HubSettings
 from cloudhub.httpserver.app import NodePresence
 from cloudhub.hub.handshake import Peer, identify, refuse
 from cloudhub.hub.limits import ConnectionGate, TokenBucket
-from cloudhub.hub.session import NodeSession
+from cloudhub.hub.session import MessageIds, NodeSession, json_string, response_frame
 from hive.bus import Bus
-from wire.codec import ContentCache, decode
+from wire.codec import ContentCache, decode, encode, encode_content
 from wire.errors import AuthError, WireError
-from wire.messages import Group, Message, Operation
+from wire.messages import Group, Header, Message, Operation, Route
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,33 @@ _UPSTREAM_OPS = frozenset(
 #: what an ACK or keepalive costs in a node's rate budget (a frame that makes work costs 1):
 #: ACKs are bounded by what the cloud sent, and a resync of 10,000 objects must not crawl
 _CHEAP_FRAME_COST = 0.05
+#: frames longer than this never take the fast path (ACKs and keepalives are ~300 characters)
+_CHEAP_FRAME_MAX = 1024
+#: an ACK or keepalive exactly as ``wire.codec.encode`` lays it out; see the module notes. ``@``
+#: stands for a JSON string's contents without escapes (no quote, backslash or control).
+_CHEAP_FRAME = re.compile(
+    (
+        r'\{"header":\{"msg_id":"(?P<id>@)","parent_msg_id":"(?P<parent>@)",'
+        r'"timestamp":(?:0|[1-9][0-9]{0,17}),"resourceversion":"@","sync":(?:true|false),'
+        r'"type":"@"\},"route":\{"source":"@","destination":"@","group":"(?P<group>@)",'
+        r'"operation":"(?P<op>response|keepalive)","resource":"(?P<resource>@)"\},'
+        r'"content":(?:"@"|null)\}'
+    ).replace("@", r'[^"\\\x00-\x1f]*')
+)
+_PONG = json_string("pong")
+
+
+@dataclass(frozen=True, slots=True)
+class Replies:
+    """Inbox content: answer many forwarded requests at once.
+
+    Each ``parent_ids`` entry is the id of a request the hub forwarded; the edge that sent it
+    gets a ``response`` carrying ``content``. One bus message per batch instead of one per
+    request (the devicecontroller ACKs whole batches of twin reports).
+    """
+
+    parent_ids: tuple[str, ...]
+    content: Any = "OK"
 
 
 class NodeOwners(Protocol):
@@ -102,6 +138,7 @@ class HubModule:
         self._forwarded: dict[str, tuple[str, Message]] = {}
         self.port = 0
         self._server: Server | None = None
+        self._ids = MessageIds()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -208,10 +245,25 @@ class HubModule:
         s = self._settings
         frames = TokenBucket(rate=s.node_rate, burst=s.node_burst, now=loop.time())
         volume = TokenBucket(rate=s.node_byte_rate, burst=s.node_byte_burst, now=loop.time())
+        max_frame = s.max_frame
         try:
             async for frame in ws:
                 session.received()
-                cost = await self._read_frame(session, frame)
+                cheap = (
+                    _CHEAP_FRAME.fullmatch(frame)
+                    if isinstance(frame, str)
+                    and len(frame) <= _CHEAP_FRAME_MAX
+                    and 4 * len(frame) <= max_frame  # UTF-8 takes at most 4 bytes a character
+                    else None
+                )
+                if cheap is None:
+                    cost = await self._read_frame(session, frame)
+                elif cheap["op"] == Operation.RESPONSE:
+                    session.ack(cheap["parent"])
+                    cost = _CHEAP_FRAME_COST
+                else:
+                    await session.send_text(self._pong(cheap))
+                    cost = _CHEAP_FRAME_COST
                 # Pace, don't drop: while we sleep nothing is read and TCP slows the sender.
                 now = loop.time()
                 wait = max(frames.reserve(cost, now), volume.reserve(len(frame), now))
@@ -241,6 +293,17 @@ class HubModule:
             return 1.0
         await self._upstream(session, msg)
         return _CHEAP_FRAME_COST if msg.operation in _CHEAP_OPS else 1.0
+
+    def _pong(self, keepalive: re.Match[str]) -> str:
+        """The answer to a keepalive the fast path matched, as ``msg.reply("pong")`` writes it."""
+        return response_frame(
+            msg_id=self._ids(),
+            parent_id=keepalive["id"],
+            source=routes.HUB,
+            group=keepalive["group"],
+            resource=keepalive["resource"],
+            content_json=_PONG,
+        )
 
     async def _upstream(self, session: NodeSession, msg: Message) -> None:
         op = msg.operation
@@ -272,13 +335,15 @@ class HubModule:
         The resource gets the ``node/{node}/`` prefix from the certificate's identity, never
         from anything the edge wrote, so controllers authorize against the real node.
         """
-        forward = Message.new(
-            source=routes.HUB,
-            group=msg.route.group,
-            operation=msg.operation,
-            resource=f"node/{session.node}/{msg.resource}",
+        forward = Message(
+            header=Header(msg_id=self._ids(), resourceversion=msg.header.resourceversion),
+            route=Route(
+                source=routes.HUB,
+                group=msg.route.group,
+                operation=msg.operation,
+                resource=f"node/{session.node}/{msg.resource}",
+            ),
             content=msg.content,
-            resource_version=msg.header.resourceversion,
         )
         self._forwarded[forward.id] = (session.node, msg)
         await self._bus.send(dest, forward)
@@ -334,6 +399,9 @@ class HubModule:
         if isinstance(msg.content, routes.Fanout):
             self._fan_out(msg, msg.content)
             return
+        if isinstance(msg.content, Replies):
+            self._reply_all(msg.content)
+            return
         started = self._starting.pop(msg.parent_id, None)
         if started is not None:
             session, inventory = started
@@ -350,11 +418,31 @@ class HubModule:
                 reply = original.reply(msg.content, source=routes.HUB)
             else:
                 reply = original.error_reply(str(msg.content), source=routes.HUB)
-            asyncio.get_running_loop().create_task(
-                _send_quietly(target, reply), name=f"reply:{node}"
-            )
+            target.send_soon(encode(reply))
             return
         log.debug("hub dropped unexpected %s %s", msg.operation, msg.resource)
+
+    def _reply_all(self, replies: Replies) -> None:
+        """Answer each forwarded request named in ``replies`` on its node's link."""
+        content_json = encode_content(replies.content)
+        for parent_id in replies.parent_ids:
+            forwarded = self._forwarded.pop(parent_id, None)
+            if forwarded is None:
+                continue
+            node, original = forwarded
+            target = self.sessions.get(node)
+            if target is None:
+                continue
+            target.send_soon(
+                response_frame(
+                    msg_id=self._ids(),
+                    parent_id=original.id,
+                    source=routes.HUB,
+                    group=original.route.group,
+                    resource=original.route.resource,
+                    content_json=content_json,
+                )
+            )
 
     def _fan_out(self, msg: Message, fanout: routes.Fanout) -> None:
         key = msg.resource
@@ -368,7 +456,11 @@ class HubModule:
                 session.downstream.remove(key, fanout.object)
             else:
                 session.downstream.update(key, rv, fanout.object)
-            session.wake()
+            # Only a writer with something to send now is woken: while the key's previous
+            # version awaits its ACK (a burst of edits), that ACK wakes it. Waking every
+            # session of a widely used object on every edit was most of a burst's cost.
+            if session.downstream.ready:
+                session.wake()
 
 
 _CHEAP_OPS = frozenset({Operation.RESPONSE, Operation.KEEPALIVE})
@@ -376,13 +468,6 @@ _CHEAP_OPS = frozenset({Operation.RESPONSE, Operation.KEEPALIVE})
 
 def _never(serial: int) -> bool:
     return False
-
-
-async def _send_quietly(session: NodeSession, msg: Message) -> None:
-    try:
-        await session.send(msg)
-    except (ConnectionClosed, TimeoutError, OSError):
-        pass
 
 
 def _error(reason: str) -> Message:
@@ -395,4 +480,4 @@ def _error(reason: str) -> Message:
     )
 
 
-__all__ = ["HubModule"]
+__all__ = ["HubModule", "Replies"]

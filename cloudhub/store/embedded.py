@@ -23,12 +23,23 @@ What this store promises, Kubernetes-style, so the edgecontroller can treat it l
 One connection is shared by everything and guarded by one lock, reads included: on a single
 SQLite connection a read issued during another task's open transaction would see that
 transaction's uncommitted rows.
+
+**Round trips, not rows, are what a write costs.** aiosqlite runs every statement in its own
+thread and each statement is a hand-off there and back (a future, a thread wake-up, a
+self-pipe write). So a transaction issues a fixed handful of statements whatever its size:
+``BEGIN``, one ``SELECT`` of all the objects it touches (per 300), one ``executemany`` for the
+rows, one for the events, ``COMMIT``. Nothing else is written per commit: the resourceVersion
+counter is the newest event's rv (every rv has exactly one event and the newest is never
+trimmed), and the compaction point is the oldest kept event's rv minus one (rvs are
+contiguous), so both are read back from the log at start-up. The log is trimmed in steps of
+``history // 100`` events, so it holds between ``history`` and 1% more; Gone is decided from
+what was actually trimmed. The ``meta`` table older versions wrote on every commit is still
+read, and written at close.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 import os
@@ -36,10 +47,11 @@ import sqlite3
 import stat
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
@@ -57,6 +69,14 @@ _Events = list[tuple[str, int, EventType, str]]  # (type, rv, event type, JSON b
 _Rows = list[Any]
 _Updates = Sequence[StatusUpdate]
 _Results = list[dict[str, Any] | None]
+#: (type, namespace column, name): the objects table's primary key
+_Key = tuple[str, str, str]
+_Keys = list[_Key]
+_AppliedList = list["Applied"]
+#: ``compute(index, object or None) -> status to merge or None``, see ``merge_statuses``
+StatusCompute = Callable[[int, dict[str, Any] | None], dict[str, Any] | None]
+#: What an apply did to one object, as ``kubectl apply`` words it.
+Action = Literal["created", "configured", "unchanged"]
 
 #: Events kept for watch resumption. At ~1 KiB an event that is ~100 MiB at most, and it
 #: covers a full re-apply of a large fleet's manifests while an edgecontroller reconnects.
@@ -66,6 +86,12 @@ DEFAULT_HISTORY = 100_000
 DEFAULT_WATCH_BUFFER = 10_000
 #: Rows fetched per round trip when a watch replays the event log.
 _REPLAY_PAGE = 500
+#: Keys looked up per SELECT when a write reads the objects it changes (3 parameters each;
+#: far below SQLite's parameter limit).
+_READ_CHUNK = 300
+#: The log is trimmed when it is this share of ``history`` over it: one DELETE per ~1% of
+#: ``history`` writes instead of one per commit.
+_TRIM_FRACTION = 100
 
 _SCHEMA_VERSION = 1
 _SCHEMA = (
@@ -85,10 +111,31 @@ _SCHEMA = (
         body TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS events_by_type ON events (type, rv)",
+    # Written at close only (the log is the source of both at start-up; see the module doc):
     # key 'rv': the last resourceVersion handed out; key 'compacted': every event with an rv at
     # or below it has been trimmed from the log.
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
 )
+_UPSERT = (
+    "INSERT INTO objects (type, namespace, name, uid, rv, body) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (type, namespace, name) DO UPDATE"
+    " SET uid = excluded.uid, rv = excluded.rv, body = excluded.body"
+)
+_UPDATE_BODY = "UPDATE objects SET rv = ?, body = ? WHERE type = ? AND namespace = ? AND name = ?"
+_INSERT_EVENTS = "INSERT INTO events (rv, type, event_type, body) VALUES (?, ?, ?, ?)"
+_ACTION_OF: dict[EventType, Action] = {"ADDED": "created", "MODIFIED": "configured"}
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One object as :meth:`EmbeddedStore.apply_detailed` left it."""
+
+    #: the stored object (a private copy)
+    object: dict[str, Any]
+    #: new, changed, or identical to what was stored (then nothing was written)
+    action: Action
+    #: ``object`` as JSON text, exactly as stored: callers can send it on without encoding
+    body: str
 
 
 def _now() -> str:
@@ -98,6 +145,18 @@ def _now() -> str:
 
 def _encode(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+def _encode_object(obj: dict[str, Any]) -> str:
+    """:func:`_encode`, failing with the object's key (nothing is written then).
+
+    Raises:
+        InvalidObject: a value JSON cannot carry (NaN, a set...), or nesting too deep.
+    """
+    try:
+        return _encode(obj)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidObject(f"{key_of(obj)}: not representable as JSON: {exc}") from exc
 
 
 def _prepare_file(path: Path) -> None:
@@ -170,6 +229,7 @@ class EmbeddedStore:
             raise ConfigError(f"watch_buffer must be at least 1, got {watch_buffer}")
         self._path = path
         self._history = history
+        self._trim_step = max(1, history // _TRIM_FRACTION)
         self._watch_buffer = watch_buffer
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -200,13 +260,18 @@ class EmbeddedStore:
                 await db.execute(statement)
             await db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             await db.execute("COMMIT")
-            async with db.execute("SELECT key, value FROM meta") as cursor:
-                counters = {str(k): int(v) for k, v in await cursor.fetchall()}
+            counters = {
+                str(k): int(v) for k, v in await db.execute_fetchall("SELECT key, value FROM meta")
+            }
+            ((newest, oldest),) = await db.execute_fetchall("SELECT max(rv), min(rv) FROM events")
+            ((newest_object,),) = await db.execute_fetchall("SELECT max(rv) FROM objects")
         except sqlite3.Error as exc:
             await db.close()
             raise StoreError(f"cannot open store {self._path}: {exc}") from exc
-        self._rv = counters.get("rv", 0)
-        self._compacted = counters.get("compacted", 0)
+        # Every rv has exactly one event and the newest event is never trimmed: the log's top
+        # is the counter. Events are contiguous, so everything below the oldest was trimmed.
+        self._rv = max(counters.get("rv", 0), newest or 0, newest_object or 0)
+        self._compacted = max(counters.get("compacted", 0), (oldest or 1) - 1)
         self._db = db
         log.info("store %s opened at resourceVersion %d", self._path, self._rv)
 
@@ -221,6 +286,15 @@ class EmbeddedStore:
             self._watchers.clear()
             if self._db is not None:
                 db, self._db = self._db, None
+                try:
+                    # For readers of the file that predate deriving both from the log.
+                    await db.executemany(
+                        "INSERT INTO meta (key, value) VALUES (?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        [("rv", self._rv), ("compacted", self._compacted)],
+                    )
+                except sqlite3.Error as exc:
+                    log.warning("could not record the counters in %s: %s", self._path, exc)
                 await db.close()
 
     def _conn(self) -> aiosqlite.Connection:
@@ -251,8 +325,16 @@ class EmbeddedStore:
             InvalidResource: ``type`` is not one edgebridge stores.
         """
         _check_type(type)
+        namespace_ = _namespace(type, namespace)
         async with self._lock:
-            return await self._load(type, _namespace(type, namespace), name)
+            rows = await self._query(
+                "SELECT body FROM objects WHERE type = ? AND namespace = ? AND name = ?",
+                (type, namespace_, name),
+            )
+        if not rows:
+            raise NotFound(_describe(type, namespace_, name))
+        obj: dict[str, Any] = json.loads(rows[0][0])
+        return obj
 
     def watch(self, type: str, since: str) -> AsyncIterator[WatchEvent]:
         """Events of ``type`` with a resourceVersion above ``since``: logged ones, then live.
@@ -347,26 +429,44 @@ class EmbeddedStore:
         Raises:
             InvalidObject: an object is not valid; nothing was written.
         """
-        valid = validate_all(objects)
-        for obj in valid:
-            try:
-                _encode(obj)
-            except (TypeError, ValueError, RecursionError) as exc:
-                raise InvalidObject(f"{key_of(obj)}: not representable as JSON: {exc}") from exc
+        return [applied.object for applied in await self.apply_detailed(objects)]
+
+    async def apply_detailed(self, objects: _Objects, *, validated: bool = False) -> _AppliedList:
+        """:meth:`apply`, saying per object what it did and handing back its JSON text.
+
+        Args:
+            objects: the objects to apply, in order.
+            validated: ``objects`` are :func:`wire.manifests.validate_all`'s output and the
+                store may take them over (it sets their metadata); skips validating again.
+
+        Returns:
+            One :class:`Applied` per object, in the given order.
+
+        Raises:
+            InvalidObject: an object is not valid; nothing was written.
+        """
+        valid = objects if validated else validate_all(objects)
         return await self._shielded(self._apply(valid))
 
-    async def _apply(self, valid: _Objects) -> _Objects:
+    async def _apply(self, valid: _Objects) -> _AppliedList:
+        keys: _Keys = []
+        for obj in valid:
+            key = key_of(obj)
+            keys.append((key.type, key.namespace or "", key.name))
         async with self._lock:
             db = self._conn()
-            results: _Objects = []
+            results: _AppliedList = []
+            rows: list[tuple[str, str, str, str, int, str]] = []
             events: _Events = []
             start_rv = self._rv
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                for obj in valid:
-                    key = key_of(obj)
-                    namespace = key.namespace or ""
-                    stored = await self._find(key.type, namespace, key.name)
+                # Read inside the transaction, all at once; `current` then follows the batch's
+                # own writes, so an object given twice is applied twice, in order.
+                current = await self._find_many(keys)
+                for obj, k in zip(valid, keys, strict=True):
+                    text = current.get(k)
+                    stored: dict[str, Any] | None = None if text is None else json.loads(text)
                     meta: dict[str, Any] = obj["metadata"]
                     event_type: EventType
                     if stored is None:
@@ -378,7 +478,7 @@ class EmbeddedStore:
                     else:
                         stored_meta: dict[str, Any] = stored["metadata"]
                         meta["uid"] = stored_meta["uid"]
-                        meta["creationTimestamp"] = stored_meta.get("creationTimestamp", _now())
+                        meta["creationTimestamp"] = stored_meta.get("creationTimestamp") or _now()
                         meta["resourceVersion"] = stored_meta.get("resourceVersion")
                         if "spec" in obj or "generation" in stored_meta:
                             # Kubernetes semantics: generation counts spec changes only. The
@@ -388,20 +488,18 @@ class EmbeddedStore:
                         if "status" not in obj and "status" in stored:
                             obj["status"] = stored["status"]
                         if obj == stored:
-                            results.append(stored)
+                            assert text is not None
+                            results.append(Applied(stored, "unchanged", text))
                             continue
                         event_type = "MODIFIED"
                     meta["resourceVersion"] = str(self._next_rv())
-                    body = _encode(obj)
-                    await db.execute(
-                        "INSERT INTO objects (type, namespace, name, uid, rv, body)"
-                        " VALUES (?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (type, namespace, name) DO UPDATE"
-                        " SET uid = excluded.uid, rv = excluded.rv, body = excluded.body",
-                        (key.type, namespace, key.name, meta["uid"], self._rv, body),
-                    )
-                    events.append((key.type, self._rv, event_type, body))
-                    results.append(obj)
+                    body = _encode_object(obj)
+                    rows.append((k[0], k[1], k[2], meta["uid"], self._rv, body))
+                    events.append((k[0], self._rv, event_type, body))
+                    current[k] = body
+                    results.append(Applied(obj, _ACTION_OF[event_type], body))
+                if rows:
+                    await db.executemany(_UPSERT, rows)
                 await self._commit(db, events)
             except BaseException as exc:
                 await self._rollback(db, start_rv)
@@ -409,10 +507,14 @@ class EmbeddedStore:
                     raise StoreError(f"apply failed: {exc}") from exc
                 raise
             self._publish(events)
-        for obj in results:
-            log.debug(
-                "applied %s at resourceVersion %s", key_of(obj), obj["metadata"]["resourceVersion"]
-            )
+        if log.isEnabledFor(logging.DEBUG):
+            for applied in results:
+                log.debug(
+                    "%s %s at resourceVersion %s",
+                    applied.action,
+                    key_of(applied.object),
+                    applied.object["metadata"]["resourceVersion"],
+                )
         return results
 
     async def delete(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
@@ -426,19 +528,20 @@ class EmbeddedStore:
         return await self._shielded(self._delete(type, _namespace(type, namespace), name))
 
     async def _delete(self, type: str, namespace_: str, name: str) -> dict[str, Any]:
+        key = (type, namespace_, name)
         async with self._lock:
             db = self._conn()
             start_rv = self._rv
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                obj = await self._find(type, namespace_, name)
-                if obj is None:
+                text = (await self._find_many([key])).get(key)
+                if text is None:
                     raise NotFound(_describe(type, namespace_, name))
+                obj: dict[str, Any] = json.loads(text)
                 obj["metadata"]["resourceVersion"] = str(self._next_rv())
                 body = _encode(obj)
                 await db.execute(
-                    "DELETE FROM objects WHERE type = ? AND namespace = ? AND name = ?",
-                    (type, namespace_, name),
+                    "DELETE FROM objects WHERE type = ? AND namespace = ? AND name = ?", key
                 )
                 events: _Events = [(type, self._rv, "DELETED", body)]
                 await self._commit(db, events)
@@ -474,44 +577,74 @@ class EmbeddedStore:
         Raises:
             InvalidObject: a ``status`` is not a JSON object; nothing was written.
         """
+        keys: _Keys = []
+        patches: list[dict[str, Any]] = []
         for u in updates:
             _check_type(u.type)
             if not isinstance(u.status, dict):
                 raise InvalidObject(f"status must be an object, got {_type_name(u.status)}")
             try:
-                _encode(u.status)
-            except (TypeError, ValueError) as exc:
+                # A private copy (the caller keeps its dict) that is also the JSON check.
+                patches.append(json.loads(_encode(u.status)))
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise InvalidObject(f"status is not representable as JSON: {exc}") from exc
-        return await self._shielded(self._update_statuses(copy.deepcopy(list(updates))))
+            keys.append((u.type, _namespace(u.type, u.namespace), u.name))
+        return await self._shielded(self._write_statuses(keys, lambda i, _: patches[i]))
 
-    async def _update_statuses(self, updates: _Updates) -> _Results:
+    async def merge_statuses(
+        self, type: str, keys: Sequence[tuple[str | None, str]], compute: StatusCompute
+    ) -> _Results:
+        """Read, merge and write many statuses in one transaction (no read before it).
+
+        For each ``(namespace, name)`` in ``keys``, in order, ``compute(index, obj)`` is called
+        inside the transaction with a private copy of the stored object as it is at that point
+        (``None`` if it does not exist); a dict it returns is merged into the status as by
+        :meth:`update_status` (and must not be touched by the caller afterwards), ``None``
+        changes nothing. ``compute`` must not block; if it raises, nothing is written.
+
+        Returns:
+            The objects after the merge, ``None`` for objects that do not exist.
+
+        Raises:
+            InvalidObject: a computed status is not representable as JSON; nothing was written.
+            InvalidResource: ``type`` is not one edgebridge stores.
+        """
+        _check_type(type)
+        rows = [(type, _namespace(type, ns), name) for ns, name in keys]
+        return await self._shielded(self._write_statuses(rows, compute))
+
+    async def _write_statuses(self, keys: _Keys, compute: StatusCompute) -> _Results:
         async with self._lock:
             db = self._conn()
             start_rv = self._rv
             events: _Events = []
+            rows: list[tuple[int, str, str, str, str]] = []
             results: _Results = []
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                for u in updates:
-                    namespace_ = _namespace(u.type, u.namespace)
-                    obj = await self._find(u.type, namespace_, u.name)
+                current = await self._find_many(keys)
+                for index, k in enumerate(keys):
+                    text = current.get(k)
+                    obj: dict[str, Any] | None = None if text is None else json.loads(text)
+                    patch = compute(index, obj)
                     results.append(obj)
-                    if obj is None:
+                    if obj is None or patch is None:
                         continue
+                    if not isinstance(patch, dict):
+                        raise InvalidObject(f"status must be an object, got {_type_name(patch)}")
                     old = obj.get("status")
                     merged = dict(old) if isinstance(old, dict) else {}
-                    merged.update(u.status)
+                    merged.update(patch)
                     if merged == old:
                         continue
                     obj["status"] = merged
                     obj["metadata"]["resourceVersion"] = str(self._next_rv())
-                    body = _encode(obj)
-                    await db.execute(
-                        "UPDATE objects SET rv = ?, body = ?"
-                        " WHERE type = ? AND namespace = ? AND name = ?",
-                        (self._rv, body, u.type, namespace_, u.name),
-                    )
-                    events.append((u.type, self._rv, "MODIFIED", body))
+                    body = _encode_object(obj)
+                    rows.append((self._rv, body, *k))
+                    events.append((k[0], self._rv, "MODIFIED", body))
+                    current[k] = body
+                if rows:
+                    await db.executemany(_UPDATE_BODY, rows)
                 await self._commit(db, events)
             except BaseException as exc:
                 await self._rollback(db, start_rv)
@@ -546,54 +679,47 @@ class EmbeddedStore:
         self._rv += 1
         return self._rv
 
-    async def _query(self, sql: str, params: tuple[Any, ...]) -> _Rows:
+    async def _query(self, sql: str, params: Sequence[Any]) -> _Rows:
         try:
-            async with self._conn().execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
+            return list(await self._conn().execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StoreError(f"store read failed: {exc}") from exc
 
-    async def _find(self, type: str, namespace: str, name: str) -> dict[str, Any] | None:
-        rows = await self._query(
-            "SELECT body FROM objects WHERE type = ? AND namespace = ? AND name = ?",
-            (type, namespace, name),
-        )
-        if not rows:
-            return None
-        obj: dict[str, Any] = json.loads(rows[0][0])
-        return obj
-
-    async def _load(self, type: str, namespace: str, name: str) -> dict[str, Any]:
-        obj = await self._find(type, namespace, name)
-        if obj is None:
-            raise NotFound(_describe(type, namespace, name))
-        return obj
+    async def _find_many(self, keys: Iterable[_Key]) -> dict[_Key, str]:
+        """The stored JSON of each of ``keys`` that exists, one round trip per chunk."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[_Key, str] = {}
+        for start in range(0, len(unique), _READ_CHUNK):
+            chunk = unique[start : start + _READ_CHUNK]
+            values = ",".join(["(?, ?, ?)"] * len(chunk))
+            # CROSS JOIN keeps SQLite on the primary key (an IN over VALUES would scan).
+            rows = await self._query(
+                f"SELECT o.type, o.namespace, o.name, o.body FROM (VALUES {values}) AS k"
+                " CROSS JOIN objects AS o"
+                " ON o.type = k.column1 AND o.namespace = k.column2 AND o.name = k.column3",
+                [part for key in chunk for part in key],
+            )
+            for typ, namespace, name, body in rows:
+                found[(typ, namespace, name)] = body
+        return found
 
     async def _commit(self, db: aiosqlite.Connection, events: _Events) -> None:
-        """Log ``events``, persist the counter, trim the log, commit."""
+        """Log ``events``, trim the log when it is a step over ``history``, commit."""
+        trim_to = 0
         if events:
             await db.executemany(
-                "INSERT INTO events (rv, type, event_type, body) VALUES (?, ?, ?, ?)",
+                _INSERT_EVENTS,
                 [(rv, type, event_type, body) for type, rv, event_type, body in events],
             )
-            await db.execute(
-                "INSERT INTO meta (key, value) VALUES ('rv', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (self._rv,),
-            )
-            # Every rv has exactly one event, so keeping rv > current - history keeps the
-            # last `history` events.
+            # Every rv has exactly one event, so keeping rv > current - history keeps (at
+            # least) the last `history` events.
             threshold = self._rv - self._history
-            if threshold > self._compacted:
+            if threshold - self._compacted >= self._trim_step:
                 await db.execute("DELETE FROM events WHERE rv <= ?", (threshold,))
-                await db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('compacted', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (threshold,),
-                )
+                trim_to = threshold
         await db.execute("COMMIT")
-        if events:
-            self._compacted = max(self._compacted, self._rv - self._history)
+        if trim_to:
+            self._compacted = trim_to
 
     async def _rollback(self, db: aiosqlite.Connection, start_rv: int) -> None:
         self._rv = start_rv

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: milliseconds a writer waits for metamanager's transaction on the same file
 BUSY_TIMEOUT_MS = 5000
+#: SQLite's greatest rowid
+_MAX_SEQ = 2**63 - 1
 
 #: Schema migrations, applied in order; ``twin_schema.version`` counts those applied.
 #: Never edit an entry that has shipped: append a new one.
@@ -139,17 +141,18 @@ class WriteSet:
         return bool(self.devices or self.removed_devices or self.twins or self.outbox or self.acked)
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+#: compact JSON, one encoder for all (``json.dumps`` with options builds one per call)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _value_columns(v: TwinValue | None) -> tuple[str | None, str | None, str | None]:
+    """``(value, meta, version)`` columns; meta and version as ``_dumps`` would write them
+    (formatted directly: the fields are ints and a flag, and this runs per stored value)."""
     if v is None:
         return None, None, None
-    meta: dict[str, Any] = {"timestamp": v.timestamp}
-    if v.deleted:
-        meta["deleted"] = True
-    return v.value, _dumps(meta), _dumps({"cloud": v.cloud, "edge": v.edge})
+    ts, cloud, edge = int(v.timestamp), int(v.cloud), int(v.edge)
+    meta = f'{{"timestamp":{ts},"deleted":true}}' if v.deleted else f'{{"timestamp":{ts}}}'
+    return v.value, meta, f'{{"cloud":{cloud},"edge":{edge}}}'
 
 
 def _value_from(value: str | None, meta: str | None, version: str | None) -> TwinValue | None:
@@ -166,17 +169,25 @@ def _value_from(value: str | None, meta: str | None, version: str | None) -> Twi
     )
 
 
-def _retrieve(task: asyncio.Future[None]) -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a shielded write's outcome as seen when its caller was cancelled meanwhile."""
     if not task.cancelled():
         task.exception()
 
 
 class TwinStore:
-    """The twin's tables. Create with :meth:`open`; one instance per database file."""
+    """The twin's tables. Create with :meth:`open`; one instance per database file.
+
+    Two aiosqlite connections: a writer and a read-only reader (reads see committed data
+    only). A commit batches its rows per statement (``executemany``), so a transaction costs a
+    handful of hand-offs to the writer's thread whatever the number of reports in it.
+    """
 
     def __init__(
-        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection
+        self,
+        path: Path,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
     ) -> None:
         self.path = path
         self._writer = writer
@@ -199,18 +210,15 @@ class TwinStore:
         writer: aiosqlite.Connection | None = None
         reader: aiosqlite.Connection | None = None
         try:
-            writer = await aiosqlite.connect(path, isolation_level=None)
-            await writer.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await writer.execute("PRAGMA journal_mode=WAL")
-            await writer.execute("PRAGMA synchronous=FULL")
-            await _migrate(writer, path)
+            writer = await _open_writer(path)
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await reader.execute("PRAGMA query_only=ON")
         except BaseException as exc:
-            for conn in (reader, writer):
-                if conn is not None:
-                    await conn.close()
+            if reader is not None:
+                await reader.close()
+            if writer is not None:
+                await writer.close()
             if isinstance(exc, sqlite3.Error):
                 raise ConfigError(f"cannot open the twin tables in {path}: {exc}") from exc
             raise
@@ -232,84 +240,33 @@ class TwinStore:
 
     # -- writes -------------------------------------------------------------------------------
 
-    async def commit(self, writes: WriteSet) -> None:
+    async def commit(self, writes: WriteSet) -> int:
         """Write everything in ``writes`` in one transaction (one fsync).
+
+        Returns:
+            the ``seq`` of the last outbox row this transaction inserted (0 if it inserted
+            none): every row committed later has a greater one (AUTOINCREMENT).
 
         Raises:
             StoreError: SQLite refused; nothing was written.
         """
         if not writes:
-            return
-        # Shielded: a cancelled caller must not leave a transaction open on the connection.
+            return 0
+        # Shielded: a cancelled caller must not lose track of a transaction that goes on.
         task = asyncio.ensure_future(self._commit(writes))
         task.add_done_callback(_retrieve)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
-    async def _commit(self, w: WriteSet) -> None:
+    async def _commit(self, w: WriteSet) -> int:
         async with self._lock:
             if self._closed:
                 raise StoreError("the twin store is closed")
-            db = self._writer
             try:
-                await db.execute("BEGIN IMMEDIATE")
-                try:
-                    await self._write(db, w)
-                    await db.execute("COMMIT")
-                except BaseException:
-                    # also on cancellation: a half-open transaction blocks every later write
-                    try:
-                        await db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        log.debug("rollback failed", exc_info=True)
-                    raise
+                last = await _transaction(self._writer, w)
             except sqlite3.Error as exc:
                 raise StoreError(f"twin store write failed: {exc}") from exc
             self.commits += 1
-
-    @staticmethod
-    async def _write(db: aiosqlite.Connection, w: WriteSet) -> None:
-        if w.removed_devices:
-            gone = [(d,) for d in w.removed_devices]
-            await db.executemany("DELETE FROM device_twin WHERE deviceid = ?", gone)
-            await db.executemany("DELETE FROM device WHERE id = ?", gone)
-        if w.devices:
-            await db.executemany(
-                "INSERT INTO device (id, name, namespace, description, state, last_online)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET description = excluded.description,"
-                " state = excluded.state, last_online = excluded.last_online",
-                [
-                    (d.id, d.name, d.namespace, d.description, d.state, d.last_online)
-                    for d in w.devices.values()
-                ],
-            )
-        if w.twins:
-            rows = []
-            for t in w.twins.values():
-                e = _value_columns(t.twin.expected)
-                a = _value_columns(t.twin.actual)
-                opt = None if t.optional is None else int(t.optional)
-                rows.append((t.device_id, t.name, *e, *a, opt, t.attr_type))
-            await db.executemany(
-                "INSERT INTO device_twin (deviceid, name, expected, expected_meta,"
-                " expected_version, actual, actual_meta, actual_version, optional, attr_type)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (deviceid, name) DO UPDATE SET expected = excluded.expected,"
-                " expected_meta = excluded.expected_meta,"
-                " expected_version = excluded.expected_version, actual = excluded.actual,"
-                " actual_meta = excluded.actual_meta, actual_version = excluded.actual_version,"
-                " optional = excluded.optional, attr_type = excluded.attr_type",
-                rows,
-            )
-        if w.outbox:
-            await db.executemany(
-                "INSERT INTO outbox (msg_id, resource, content, created) VALUES (?, ?, ?, ?)",
-                [(r.msg_id, r.resource, _dumps(r.content), r.created) for r in w.outbox],
-            )
-        if w.acked:
-            await db.executemany(
-                "DELETE FROM outbox WHERE msg_id = ?", [(m,) for m in sorted(w.acked)]
-            )
+            return last
 
     # -- reads (committed data only) ----------------------------------------------------------
 
@@ -339,12 +296,24 @@ class TwinStore:
 
     async def pending(self, *, after: int = 0, limit: int = 256) -> list[OutboxRow]:
         """Outbox rows with ``seq > after``, oldest first."""
+        rows, _ = await self.pending_page(after=after, upto=None, limit=limit)
+        return rows
+
+    async def pending_page(
+        self, *, after: int, upto: int | None, limit: int
+    ) -> tuple[list[OutboxRow], int | None]:
+        """Outbox rows with ``after < seq <= upto`` (no upper bound if ``None``), oldest first.
+
+        Returns:
+            the rows (damaged ones skipped) and where the next page starts: the last seq read
+            when the page was full, ``None`` when no row is left in the range.
+        """
         async with self._reader.execute(
             "SELECT seq, msg_id, resource, content, created FROM outbox"
-            " WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, limit),
+            " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (after, _MAX_SEQ if upto is None else upto, limit),
         ) as cur:
-            rows = await cur.fetchall()
+            rows = list(await cur.fetchall())
         out: list[OutboxRow] = []
         for seq, msg_id, resource, content, created in rows:
             try:
@@ -353,12 +322,96 @@ class TwinStore:
                 log.warning("outbox row %s is not valid JSON; skipping it", msg_id)
                 continue
             out.append(OutboxRow(seq, msg_id, resource, obj, created))
-        return out
+        return out, (int(rows[-1][0]) if len(rows) >= limit else None)
+
+    async def last_seq(self) -> int:
+        """The greatest outbox seq committed so far (0 for an empty outbox)."""
+        async with self._reader.execute("SELECT max(seq) FROM outbox") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     async def outbox_size(self) -> int:
         async with self._reader.execute("SELECT count(*) FROM outbox") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+
+async def _open_writer(path: Path) -> aiosqlite.Connection:
+    """The writer connection, tables migrated."""
+    db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=FULL")
+        await _migrate(db, path)
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def _transaction(db: aiosqlite.Connection, w: WriteSet) -> int:
+    """One transaction with everything in ``w`` (one fsync)."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        last = await _write(db, w)
+        await db.execute("COMMIT")
+    except BaseException:
+        # a half-open transaction would block every later write
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.debug("rollback failed", exc_info=True)
+        raise
+    return last
+
+
+async def _write(db: aiosqlite.Connection, w: WriteSet) -> int:
+    if w.removed_devices:
+        gone = [(d,) for d in w.removed_devices]
+        await db.executemany("DELETE FROM device_twin WHERE deviceid = ?", gone)
+        await db.executemany("DELETE FROM device WHERE id = ?", gone)
+    if w.devices:
+        await db.executemany(
+            "INSERT INTO device (id, name, namespace, description, state, last_online)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET description = excluded.description,"
+            " state = excluded.state, last_online = excluded.last_online",
+            [
+                (d.id, d.name, d.namespace, d.description, d.state, d.last_online)
+                for d in w.devices.values()
+            ],
+        )
+    if w.twins:
+        rows = []
+        for t in w.twins.values():
+            e = _value_columns(t.twin.expected)
+            a = _value_columns(t.twin.actual)
+            opt = None if t.optional is None else int(t.optional)
+            rows.append((t.device_id, t.name, *e, *a, opt, t.attr_type))
+        await db.executemany(
+            "INSERT INTO device_twin (deviceid, name, expected, expected_meta,"
+            " expected_version, actual, actual_meta, actual_version, optional, attr_type)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (deviceid, name) DO UPDATE SET expected = excluded.expected,"
+            " expected_meta = excluded.expected_meta,"
+            " expected_version = excluded.expected_version, actual = excluded.actual,"
+            " actual_meta = excluded.actual_meta, actual_version = excluded.actual_version,"
+            " optional = excluded.optional, attr_type = excluded.attr_type",
+            rows,
+        )
+    last = 0
+    if w.outbox:
+        await db.executemany(
+            "INSERT INTO outbox (msg_id, resource, content, created) VALUES (?, ?, ?, ?)",
+            [(r.msg_id, r.resource, _dumps(r.content), r.created) for r in w.outbox],
+        )
+        async with db.execute("SELECT last_insert_rowid()") as cur:
+            row = await cur.fetchone()
+        last = int(row[0]) if row else 0
+    if w.acked:
+        await db.executemany("DELETE FROM outbox WHERE msg_id = ?", [(m,) for m in sorted(w.acked)])
+    return last
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:

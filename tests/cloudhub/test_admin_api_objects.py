@@ -16,8 +16,10 @@ from cloudhub.httpserver.admin import overlay_presence
 from cloudhub.httpserver.app import NodePresence, bound_port, make_app, serve_https
 from cloudhub.hub.module import HubModule
 from cloudhub.pki import Authority
+from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from hive.bus import Bus
+from tests.cloudhub.stores import ProtocolOnlyStore
 from wire.errors import NotFound
 
 
@@ -32,13 +34,16 @@ class Api:
             return resp.status, await resp.json()
 
 
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
+@pytest.fixture(params=["embedded", "protocol-only"])
+async def api(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Api]:
+    """The admin API on the embedded store, and on a store with only the protocol's methods
+    (the path a Kubernetes store takes: validate, read, apply)."""
     authority = Authority.load_or_create(tmp_path / "cloud", advertise=[])
     store = EmbeddedStore(tmp_path / "cloud" / "store.db")
     await store.start()
     hub = HubModule(bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context())
-    app = make_app(authority=authority, store=store, presence=hub)
+    served: ObjectStore = store if request.param == "embedded" else ProtocolOnlyStore(store)
+    app = make_app(authority=authority, store=served, presence=hub)
     runner = await serve_https(
         app, host="127.0.0.1", port=0, ssl_context=authority.server_ssl_context()
     )
@@ -77,6 +82,33 @@ async def test_apply_creates_then_configures(api: Api) -> None:
     assert body["actions"] == ["configured", "unchanged"]
     stored = await api.store.get("pod", "default", "a")
     assert stored["spec"]["nodeName"] == "edge-2"
+
+
+async def test_apply_answers_the_stored_objects(api: Api) -> None:
+    """The response carries each object as stored; one given twice is applied twice."""
+    pods = [_pod("a"), _pod("b"), _pod("a", node="edge-2")]
+    status, body = await api.call("POST", "/apply", {"objects": pods})
+    assert status == 200
+    assert body["objects"][1] == await api.store.get("pod", "default", "b")
+    assert body["objects"][2] == await api.store.get("pod", "default", "a")
+    assert body["objects"][2]["spec"]["nodeName"] == "edge-2"
+    assert body["actions"][1] == "created"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{", "invalid request: body: Invalid JSON"),
+        (b'{"objects": [1]}', "invalid request: objects.0: Input should be an object"),
+        (b'{"objects": [], "x": 1}', "invalid request: x: Extra inputs are not permitted"),
+        (b'{"objects": {}}', "invalid request: objects: Input should be a valid array"),
+    ],
+)
+async def test_malformed_apply_body_names_the_problem(api: Api, body: bytes, reason: str) -> None:
+    """A body that is not {"objects": [{...}]} gets the request model's first problem."""
+    async with api.session.post(api.base + "/apply", data=body) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"].startswith(reason)
 
 
 async def test_invalid_object_in_batch_applies_nothing(api: Api) -> None:

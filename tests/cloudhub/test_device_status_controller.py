@@ -10,8 +10,12 @@ import pytest
 
 from cloudhub import routes
 from cloudhub.devicecontroller.controller import DeviceController
+from cloudhub.hub.module import Replies
+from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from hive.bus import Bus
+from tests.cloudhub.stores import ProtocolOnlyStore
+from wire.errors import StoreError
 from wire.messages import Message
 
 pytestmark = pytest.mark.timeout(20)
@@ -53,22 +57,42 @@ def twin_update(node: str, dev: str, value: str, edge: int) -> Message:
     )
 
 
-@pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[Bus, EmbeddedStore, DeviceController]]:
+@pytest.fixture(params=["embedded", "protocol-only"])
+async def setup(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Bus, EmbeddedStore, DeviceController]]:
+    """The controller on the embedded store (one read-merge-write per batch) and on a store
+    with only the protocol's methods (a read per device, then update_statuses)."""
     store = EmbeddedStore(tmp_path / "store.db")
     await store.start()
     await store.apply([MODEL, device("t1", "edge-1"), device("t2", "edge-2")])
     bus = Bus()
     bus.register(routes.HUB, "hub")
     bus.register(routes.DEVICECONTROLLER, "device")
-    yield bus, store, DeviceController(bus=bus, store=store)
+    served: ObjectStore = store if request.param == "embedded" else ProtocolOnlyStore(store)
+    yield bus, store, DeviceController(bus=bus, store=served)
     await store.close()
 
 
 async def replies(bus: Bus) -> list[Message]:
-    out = []
+    """What the hub was sent, one message per answered request (batched ACKs expanded)."""
+    out: list[Message] = []
     while (m := bus.receive_nowait(routes.HUB)) is not None:
-        out.append(m)
+        if isinstance(m.content, Replies):
+            assert m.operation == "response"
+            out.extend(
+                Message.new(
+                    source=m.route.source,
+                    group=m.route.group,
+                    operation="response",
+                    resource="",
+                    content=m.content.content,
+                    parent_id=parent,
+                )
+                for parent in m.content.parent_ids
+            )
+        else:
+            out.append(m)
     return out
 
 
@@ -116,3 +140,40 @@ async def test_batch_is_one_write_and_replays_are_harmless(setup: Any) -> None:
     await ctl.process(batch[:50])
     again = await store.get("device", "default", "t1")
     assert again["metadata"]["resourceVersion"] == rv
+
+
+async def test_reports_for_several_devices_and_nodes_in_one_batch(setup: Any) -> None:
+    """One batch mixing devices and nodes: each report is answered, each device updated."""
+    bus, store, ctl = setup
+    batch = [
+        twin_update("edge-1", "t1", "1", 1),
+        twin_update("edge-2", "t2", "2", 1),
+        twin_update("edge-2", "t1", "9", 9),
+        twin_update("edge-1", "t1", "3", 2),
+    ]
+    await ctl.process(batch)
+    answers = {r.parent_id: r.operation for r in await replies(bus)}
+    assert answers == {
+        batch[0].id: "response",
+        batch[1].id: "response",
+        batch[2].id: "error",
+        batch[3].id: "response",
+    }
+    one = await store.get("device", "default", "t1")
+    two = await store.get("device", "default", "t2")
+    assert one["status"]["twins"][0]["reported"]["value"] == "3"
+    assert two["status"]["twins"][0]["reported"]["value"] == "2"
+
+
+async def test_store_failure_answers_nothing(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the write fails no report is answered: they stay in the edge's outbox."""
+    bus, store, ctl = setup
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("disk on fire")
+
+    monkeypatch.setattr(store, "merge_statuses", broken)
+    monkeypatch.setattr(store, "update_statuses", broken)
+    await ctl.process([twin_update("edge-1", "t1", "1", 1)])
+    assert await replies(bus) == []
+    assert "status" not in await store.get("device", "default", "t1")

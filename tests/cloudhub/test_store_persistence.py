@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,43 @@ def test_history_must_be_positive(tmp_path: Path) -> None:
         EmbeddedStore(tmp_path / "s.db", history=0)
     with pytest.raises(ConfigError):
         EmbeddedStore(tmp_path / "s.db", watch_buffer=0)
+
+
+async def test_counter_comes_from_the_log_not_the_meta_table(tmp_path: Path) -> None:
+    """A meta table behind the log (an older file, a crash) does not make RVs repeat."""
+    path = tmp_path / "store.db"
+    store = await opened(path)
+    await store.apply([configmap("a"), configmap("b")])
+    await store.delete("configmap", None, "b")  # rv 3 exists only in the log
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = 0")
+    store = await opened(path)
+    try:
+        (again,) = await store.apply([configmap("c")])
+        assert again["metadata"]["resourceVersion"] == "4"
+    finally:
+        await store.close()
+
+
+async def test_log_is_trimmed_in_steps_and_gone_follows_what_was_trimmed(tmp_path: Path) -> None:
+    """Trimming waits for 1% of history; until it happens the older events still replay."""
+    path = tmp_path / "store.db"
+    store = await opened(path, history=200)  # trims in steps of 2 events
+    try:
+        await store.apply([configmap(f"c{i}") for i in range(201)])  # 1 over: kept
+        first = await asyncio.wait_for(anext(store.watch("configmap", "0")), 2.0)
+        assert first.object["metadata"]["resourceVersion"] == "1"
+        await store.apply([configmap("more")])  # 2 over: rv 1 and 2 trimmed
+        with pytest.raises(Gone):
+            store.watch("configmap", "1")
+        store.watch("configmap", "2")
+    finally:
+        await store.close()
+    store = await opened(path, history=200)
+    try:
+        with pytest.raises(Gone):
+            store.watch("configmap", "1")
+        store.watch("configmap", "2")
+    finally:
+        await store.close()

@@ -1,0 +1,186 @@
+"""EmbeddedStore writes in batches: what apply_detailed reports, merge_statuses, and that a
+transaction costs a fixed number of round trips to SQLite whatever its size."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloudhub.store import embedded
+from cloudhub.store.base import StatusUpdate
+from cloudhub.store.embedded import EmbeddedStore
+from wire.errors import InvalidObject
+from wire.manifests import validate_all
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    s = EmbeddedStore(tmp_path / "store.db")
+    await s.start()
+    yield s
+    await s.close()
+
+
+def configmap(name: str, **data: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def node(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+
+
+async def test_apply_detailed_says_created_configured_unchanged(store: EmbeddedStore) -> None:
+    """Each object is reported created, configured or unchanged, in the given order."""
+    first = await store.apply_detailed([configmap("a", k="1"), node("n")])
+    assert [a.action for a in first] == ["created", "created"]
+    again = await store.apply_detailed([node("n"), configmap("a", k="2"), configmap("b")])
+    assert [a.action for a in again] == ["unchanged", "configured", "created"]
+    assert again[0].object == first[1].object
+
+
+async def test_detailed_body_is_the_stored_json(store: EmbeddedStore) -> None:
+    """The JSON text handed back is the stored object, for new and unchanged objects alike."""
+    (created,) = await store.apply_detailed([configmap("a", k="1")])
+    (same,) = await store.apply_detailed([configmap("a", k="1")])
+    stored = await store.get("configmap", None, "a")
+    assert json.loads(created.body) == stored == created.object
+    assert json.loads(same.body) == stored == same.object
+
+
+async def test_validated_objects_are_applied_as_given(store: EmbeddedStore) -> None:
+    """With validated=True the store takes validate_all's output and stores the same result."""
+    (out,) = await store.apply_detailed(validate_all([configmap("a", k="1")]), validated=True)
+    assert out.action == "created"
+    assert await store.get("configmap", "default", "a") == out.object
+
+
+async def test_object_given_twice_is_applied_in_order(store: EmbeddedStore) -> None:
+    """A batch naming one object twice applies both, in order, each with its own RV."""
+    out = await store.apply_detailed([configmap("a", k="1"), configmap("a", k="2")])
+    assert [a.action for a in out] == ["created", "configured"]
+    assert [a.object["metadata"]["resourceVersion"] for a in out] == ["1", "2"]
+    assert out[1].object["metadata"]["uid"] == out[0].object["metadata"]["uid"]
+    assert (await store.get("configmap", None, "a"))["data"] == {"k": "2"}
+    same = await store.apply_detailed([configmap("b"), configmap("b")])
+    assert [a.action for a in same] == ["created", "unchanged"]
+
+
+async def test_batch_larger_than_a_read_chunk(
+    store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects read in several chunks still each find their stored version."""
+    monkeypatch.setattr(embedded, "_READ_CHUNK", 2)
+    await store.apply([configmap(f"c{i}") for i in range(0, 7, 2)])
+    out = await store.apply_detailed([configmap(f"c{i}") for i in range(7)])
+    assert [a.action for a in out] == ["unchanged", "created"] * 3 + ["unchanged"]
+
+
+@pytest.mark.parametrize("validated", [False, True])
+async def test_value_json_cannot_carry_writes_nothing(
+    store: EmbeddedStore, validated: bool
+) -> None:
+    """NaN anywhere in a batch refuses the whole batch, naming the object; no RV is used."""
+    batch = [configmap("good"), {**configmap("bad"), "extra": float("nan")}]
+    if validated:
+        batch = validate_all(batch)
+    with pytest.raises(InvalidObject, match="default/configmap/bad: not representable"):
+        await store.apply_detailed(batch, validated=validated)
+    assert await store.list("configmap") == ([], "0")
+    (out,) = await store.apply([configmap("next")])
+    assert out["metadata"]["resourceVersion"] == "1"
+
+
+async def test_merge_statuses_computes_inside_the_write(store: EmbeddedStore) -> None:
+    """compute sees each stored object (None if missing); what it returns is merged."""
+    await store.apply([node("a"), node("b")])
+    await store.update_status("node", None, "a", {"keep": 1, "n": 1})
+    seen: list[tuple[int, str | None]] = []
+
+    def compute(index: int, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        seen.append((index, None if obj is None else obj["metadata"]["name"]))
+        if obj is None or obj["metadata"]["name"] == "b":
+            return None
+        return {"n": obj["status"]["n"] + 1}
+
+    out = await store.merge_statuses("node", [(None, "a"), (None, "ghost"), (None, "b")], compute)
+    assert seen == [(0, "a"), (1, None), (2, "b")]
+    assert out[1] is None and out[2] is not None and "status" not in out[2]
+    stored = await store.get("node", None, "a")
+    assert stored["status"] == {"keep": 1, "n": 2} == (out[0] or {}).get("status")
+    assert (await store.list("node"))[1] == "4"  # two creates, one status, one merge
+
+
+async def test_merge_statuses_sees_its_own_earlier_merges(store: EmbeddedStore) -> None:
+    """A key given twice is computed the second time from the first merge's result."""
+    await store.apply([node("a")])
+
+    def bump(index: int, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        assert obj is not None
+        return {"n": (obj.get("status") or {}).get("n", 0) + 1}
+
+    await store.merge_statuses("node", [(None, "a"), (None, "a")], bump)
+    assert (await store.get("node", None, "a"))["status"] == {"n": 2}
+
+
+async def test_failed_compute_writes_nothing(store: EmbeddedStore) -> None:
+    """If compute raises, no status of the batch is written and no RV is used."""
+    await store.apply([node("a"), node("b")])
+
+    def compute(index: int, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        if index == 1:
+            raise RuntimeError("boom")
+        return {"x": 1}
+
+    with pytest.raises(RuntimeError):
+        await store.merge_statuses("node", [(None, "a"), (None, "b")], compute)
+    assert "status" not in await store.get("node", None, "a")
+    assert (await store.list("node"))[1] == "2"
+
+
+async def test_update_statuses_keeps_the_callers_dict_private(store: EmbeddedStore) -> None:
+    """The stored status is a copy: changing the caller's dict afterwards changes nothing."""
+    await store.apply([node("a")])
+    status: dict[str, Any] = {"list": [1, 2]}
+    (out,) = await store.update_statuses([StatusUpdate("node", None, "a", status)])
+    status["list"].append(3)
+    assert out is not None and out["status"] == {"list": [1, 2]}
+    assert (await store.get("node", None, "a"))["status"] == {"list": [1, 2]}
+
+
+class _Counting:
+    """Counts the statements a store sends its aiosqlite connection."""
+
+    def __init__(self, store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        db = store._conn()
+        for name in ("execute", "executemany", "execute_fetchall"):
+            monkeypatch.setattr(db, name, self._wrap(getattr(db, name)))
+
+    def _wrap(self, method: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+async def test_a_write_costs_the_same_round_trips_for_1_or_200_objects(
+    store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN, one read, the rows, the events, COMMIT: five statements at any batch size."""
+    await store.apply([configmap(f"c{i}") for i in range(100)])
+    counting = _Counting(store, monkeypatch)
+    await store.apply([configmap("c0", k="1")])
+    assert counting.calls == 5
+    counting.calls = 0
+    await store.apply([configmap(f"c{i}", k="2") for i in range(200)])
+    assert counting.calls == 5
+    counting.calls = 0
+    await store.update_statuses(
+        [StatusUpdate("configmap", None, f"c{i}", {"a": 1}) for i in range(50)]
+    )
+    assert counting.calls == 5
