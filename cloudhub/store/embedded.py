@@ -19,6 +19,7 @@ What this store promises, Kubernetes-style, so the edgecontroller can treat it l
   falls ``watch_buffer`` events behind is dropped rather than allowed to grow without bound or
   to block writers: its next read raises :class:`~wire.errors.Gone`, and it must re-list and
   watch again from the list's resourceVersion, exactly as after a 410 from Kubernetes.
+  (:mod:`cloudhub.store.watching` holds the buffers and the fan-out.)
 
 One connection is shared by everything and guarded by one lock, reads included: on a single
 SQLite connection a read issued during another task's open transaction would see that
@@ -35,6 +36,11 @@ contiguous), so both are read back from the log at start-up. The log is trimmed 
 ``history // 100`` events, so it holds between ``history`` and 1% more; Gone is decided from
 what was actually trimmed. The ``meta`` table older versions wrote on every commit is still
 read, and written at close.
+
+Where the parts live: this module is the store itself (reads, the write transactions, the
+event log's replay and trimming); :mod:`cloudhub.store.sqlite_schema` has the file, the schema,
+the SQL statements and the start-up counters; :mod:`cloudhub.store.watching` has the ``since``
+check and the live fan-out to watchers.
 """
 
 from __future__ import annotations
@@ -42,11 +48,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sqlite3
-import stat
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +59,18 @@ from typing import Any, Literal, TypeVar
 import aiosqlite
 
 from cloudhub.store.base import EventType, StatusUpdate, WatchEvent
+from cloudhub.store.sqlite_schema import (
+    DELETE_OBJECT,
+    INSERT_EVENTS,
+    REPLAY_EVENTS,
+    TRIM_EVENTS,
+    UPDATE_BODY,
+    UPSERT,
+    find_many_sql,
+    open_store,
+    write_counters,
+)
+from cloudhub.store.watching import DEFAULT_WATCH_BUFFER, Events, Watcher, WatchHub, check_since
 from wire.errors import ConfigError, Gone, InvalidObject, InvalidResource, NotFound, StoreError
 from wire.manifests import validate_all
 from wire.resources import CLUSTER_SCOPED_TYPES, TYPE_TO_KIND, key_of
@@ -65,7 +80,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 # Aliases at module level: inside the class, ``list`` names the ObjectStore method.
 _Objects = list[dict[str, Any]]
-_Events = list[tuple[str, int, EventType, str]]  # (type, rv, event type, JSON body)
+_Events = Events  # (type, rv, event type, JSON body)
 _Rows = list[Any]
 _Updates = Sequence[StatusUpdate]
 _Results = list[dict[str, Any] | None]
@@ -81,9 +96,6 @@ Action = Literal["created", "configured", "unchanged"]
 #: Events kept for watch resumption. At ~1 KiB an event that is ~100 MiB at most, and it
 #: covers a full re-apply of a large fleet's manifests while an edgecontroller reconnects.
 DEFAULT_HISTORY = 100_000
-#: Events a watcher may fall behind before it is dropped with Gone. Large enough to absorb a
-#: bulk apply of thousands of objects while the consumer is busy; small enough to bound memory.
-DEFAULT_WATCH_BUFFER = 10_000
 #: Rows fetched per round trip when a watch replays the event log.
 _REPLAY_PAGE = 500
 #: Keys looked up per SELECT when a write reads the objects it changes (3 parameters each;
@@ -93,36 +105,6 @@ _READ_CHUNK = 300
 #: ``history`` writes instead of one per commit.
 _TRIM_FRACTION = 100
 
-_SCHEMA_VERSION = 1
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS objects (
-        type TEXT NOT NULL,
-        namespace TEXT NOT NULL,
-        name TEXT NOT NULL,
-        uid TEXT NOT NULL,
-        rv INTEGER NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (type, namespace, name)
-    )""",
-    """CREATE TABLE IF NOT EXISTS events (
-        rv INTEGER PRIMARY KEY,
-        type TEXT NOT NULL,
-        event_type TEXT NOT NULL,
-        body TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS events_by_type ON events (type, rv)",
-    # Written at close only (the log is the source of both at start-up; see the module doc):
-    # key 'rv': the last resourceVersion handed out; key 'compacted': every event with an rv at
-    # or below it has been trimmed from the log.
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-)
-_UPSERT = (
-    "INSERT INTO objects (type, namespace, name, uid, rv, body) VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (type, namespace, name) DO UPDATE"
-    " SET uid = excluded.uid, rv = excluded.rv, body = excluded.body"
-)
-_UPDATE_BODY = "UPDATE objects SET rv = ?, body = ? WHERE type = ? AND namespace = ? AND name = ?"
-_INSERT_EVENTS = "INSERT INTO events (rv, type, event_type, body) VALUES (?, ?, ?, ?)"
 _ACTION_OF: dict[EventType, Action] = {"ADDED": "created", "MODIFIED": "configured"}
 
 
@@ -159,49 +141,6 @@ def _encode_object(obj: dict[str, Any]) -> str:
         raise InvalidObject(f"{key_of(obj)}: not representable as JSON: {exc}") from exc
 
 
-def _prepare_file(path: Path) -> None:
-    """Create the database file 0600 before SQLite does (it would honour the umask)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            # The store holds Secrets: tighten a file someone loosened.
-            log.warning("tightening permissions of %s from %o to 600", path, mode)
-            path.chmod(0o600)
-    else:
-        os.close(fd)
-
-
-class _Watcher:
-    """One watch's buffer of committed events not yet read: ``(rv, event type, JSON body)``.
-
-    Bodies stay JSON text until read, so a lagging watcher costs little memory and every
-    watcher decodes its own private copy.
-    """
-
-    __slots__ = ("closed", "limit", "overflowed", "pending", "wakeup")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.pending: deque[tuple[int, EventType, str]] = deque()
-        self.overflowed = False
-        self.closed = False
-        self.wakeup = asyncio.Event()
-
-    def offer(self, item: tuple[int, EventType, str]) -> bool:
-        """Buffer one event; ``False`` (and marked overflowed) when the buffer is full."""
-        if len(self.pending) >= self.limit:
-            self.overflowed = True
-            self.pending.clear()
-            self.wakeup.set()
-            return False
-        self.pending.append(item)
-        self.wakeup.set()
-        return True
-
-
 class EmbeddedStore:
     """:class:`~cloudhub.store.base.ObjectStore` on a local SQLite file."""
 
@@ -230,13 +169,12 @@ class EmbeddedStore:
         self._path = path
         self._history = history
         self._trim_step = max(1, history // _TRIM_FRACTION)
-        self._watch_buffer = watch_buffer
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
         self._rv = 0
         self._compacted = 0
-        self._watchers: dict[str, set[_Watcher]] = {}
+        self._hub = WatchHub(watch_buffer)
         self._inflight: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -247,31 +185,7 @@ class EmbeddedStore:
         Raises:
             StoreError: the file cannot be opened as a store.
         """
-        try:
-            await asyncio.to_thread(_prepare_file, self._path)
-            db = await aiosqlite.connect(self._path, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open store {self._path}: {exc}") from exc
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
-            await db.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-            await db.execute("COMMIT")
-            counters = {
-                str(k): int(v) for k, v in await db.execute_fetchall("SELECT key, value FROM meta")
-            }
-            ((newest, oldest),) = await db.execute_fetchall("SELECT max(rv), min(rv) FROM events")
-            ((newest_object,),) = await db.execute_fetchall("SELECT max(rv) FROM objects")
-        except sqlite3.Error as exc:
-            await db.close()
-            raise StoreError(f"cannot open store {self._path}: {exc}") from exc
-        # Every rv has exactly one event and the newest event is never trimmed: the log's top
-        # is the counter. Events are contiguous, so everything below the oldest was trimmed.
-        self._rv = max(counters.get("rv", 0), newest or 0, newest_object or 0)
-        self._compacted = max(counters.get("compacted", 0), (oldest or 1) - 1)
+        db, self._rv, self._compacted = await open_store(self._path)
         self._db = db
         log.info("store %s opened at resourceVersion %d", self._path, self._rv)
 
@@ -279,20 +193,12 @@ class EmbeddedStore:
         """Close the database and end every watch (their iterators stop). Safe to call twice."""
         async with self._lock:
             self._closed = True
-            for watchers in self._watchers.values():
-                for watcher in watchers:
-                    watcher.closed = True
-                    watcher.wakeup.set()
-            self._watchers.clear()
+            self._hub.close()
             if self._db is not None:
                 db, self._db = self._db, None
                 try:
                     # For readers of the file that predate deriving both from the log.
-                    await db.executemany(
-                        "INSERT INTO meta (key, value) VALUES (?, ?)"
-                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        [("rv", self._rv), ("compacted", self._compacted)],
-                    )
+                    await write_counters(db, self._rv, self._compacted)
                 except sqlite3.Error as exc:
                     log.warning("could not record the counters in %s: %s", self._path, exc)
                 await db.close()
@@ -355,23 +261,15 @@ class EmbeddedStore:
         """
         _check_type(type)
         self._conn()
-        start = self._rv if since == "" else _parse_rv(since)
-        if start is None or start > self._rv:
-            raise Gone(f"resourceVersion {since!r} was not issued by this store; re-list")
-        if start < self._compacted:
-            raise Gone(
-                f"resourceVersion {since} is older than the kept history "
-                f"(from {self._compacted}); re-list"
-            )
+        start = check_since(since, self._rv, self._compacted)
         # Registered synchronously, before the log is read: every event is in the log up to
         # `head`, or reaches this buffer, or both (a write that was mid-transaction now);
         # _stream drops the duplicates by resourceVersion.
-        watcher = _Watcher(self._watch_buffer)
-        self._watchers.setdefault(type, set()).add(watcher)
+        watcher = self._hub.register(type)
         return self._stream(type, watcher, start, self._rv)
 
     async def _stream(
-        self, type: str, watcher: _Watcher, start: int, head: int
+        self, type: str, watcher: Watcher, start: int, head: int
     ) -> AsyncIterator[WatchEvent]:
         try:
             last = start
@@ -381,36 +279,20 @@ class EmbeddedStore:
                         return
                     if last < self._compacted:
                         raise Gone(f"history trimmed past {last} during replay; re-list")
-                    rows = await self._query(
-                        "SELECT rv, event_type, body FROM events"
-                        " WHERE type = ? AND rv > ? AND rv <= ? ORDER BY rv LIMIT ?",
-                        (type, last, head, _REPLAY_PAGE),
-                    )
+                    rows = await self._query(REPLAY_EVENTS, (type, last, head, _REPLAY_PAGE))
                 for rv, event_type, body in rows:
                     last = int(rv)
                     yield WatchEvent(event_type, json.loads(body))
                 if len(rows) < _REPLAY_PAGE:
                     break
-            while True:
-                if watcher.overflowed:
-                    raise Gone(
-                        f"watch on {type} fell more than {self._watch_buffer} events behind; "
-                        "re-list"
-                    )
-                if watcher.pending:
-                    rv, event_type, body = watcher.pending.popleft()
-                    if rv > last:
-                        last = rv
-                        yield WatchEvent(event_type, json.loads(body))
-                    continue
-                if watcher.closed:
-                    return
-                watcher.wakeup.clear()
-                await watcher.wakeup.wait()
+            # Live: the buffer may repeat what the replay already yielded; skip by rv.
+            while (item := await watcher.next()) is not None:
+                rv, event_type, body = item
+                if rv > last:
+                    last = rv
+                    yield WatchEvent(event_type, json.loads(body))
         finally:
-            watchers = self._watchers.get(type)
-            if watchers is not None:
-                watchers.discard(watcher)
+            self._hub.unregister(watcher)
 
     # ------------------------------------------------------------------ writes
 
@@ -499,7 +381,7 @@ class EmbeddedStore:
                     current[k] = body
                     results.append(Applied(obj, _ACTION_OF[event_type], body))
                 if rows:
-                    await db.executemany(_UPSERT, rows)
+                    await db.executemany(UPSERT, rows)
                 await self._commit(db, events)
             except BaseException as exc:
                 await self._rollback(db, start_rv)
@@ -540,9 +422,7 @@ class EmbeddedStore:
                 obj: dict[str, Any] = json.loads(text)
                 obj["metadata"]["resourceVersion"] = str(self._next_rv())
                 body = _encode(obj)
-                await db.execute(
-                    "DELETE FROM objects WHERE type = ? AND namespace = ? AND name = ?", key
-                )
+                await db.execute(DELETE_OBJECT, key)
                 events: _Events = [(type, self._rv, "DELETED", body)]
                 await self._commit(db, events)
             except BaseException as exc:
@@ -644,7 +524,7 @@ class EmbeddedStore:
                     events.append((k[0], self._rv, "MODIFIED", body))
                     current[k] = body
                 if rows:
-                    await db.executemany(_UPDATE_BODY, rows)
+                    await db.executemany(UPDATE_BODY, rows)
                 await self._commit(db, events)
             except BaseException as exc:
                 await self._rollback(db, start_rv)
@@ -691,13 +571,8 @@ class EmbeddedStore:
         found: dict[_Key, str] = {}
         for start in range(0, len(unique), _READ_CHUNK):
             chunk = unique[start : start + _READ_CHUNK]
-            values = ",".join(["(?, ?, ?)"] * len(chunk))
-            # CROSS JOIN keeps SQLite on the primary key (an IN over VALUES would scan).
             rows = await self._query(
-                f"SELECT o.type, o.namespace, o.name, o.body FROM (VALUES {values}) AS k"
-                " CROSS JOIN objects AS o"
-                " ON o.type = k.column1 AND o.namespace = k.column2 AND o.name = k.column3",
-                [part for key in chunk for part in key],
+                find_many_sql(len(chunk)), [part for key in chunk for part in key]
             )
             for typ, namespace, name, body in rows:
                 found[(typ, namespace, name)] = body
@@ -708,14 +583,14 @@ class EmbeddedStore:
         trim_to = 0
         if events:
             await db.executemany(
-                _INSERT_EVENTS,
+                INSERT_EVENTS,
                 [(rv, type, event_type, body) for type, rv, event_type, body in events],
             )
             # Every rv has exactly one event, so keeping rv > current - history keeps (at
             # least) the last `history` events.
             threshold = self._rv - self._history
             if threshold - self._compacted >= self._trim_step:
-                await db.execute("DELETE FROM events WHERE rv <= ?", (threshold,))
+                await db.execute(TRIM_EVENTS, (threshold,))
                 trim_to = threshold
         await db.execute("COMMIT")
         if trim_to:
@@ -731,18 +606,7 @@ class EmbeddedStore:
 
     def _publish(self, events: _Events) -> None:
         """Hand committed events to the watchers of their type (never blocks)."""
-        for type, rv, event_type, body in events:
-            watchers = self._watchers.get(type)
-            if not watchers:
-                continue
-            for watcher in list(watchers):
-                if not watcher.offer((rv, event_type, body)):
-                    watchers.discard(watcher)
-                    log.warning(
-                        "a watch on %s fell %d events behind and was dropped (it must re-list)",
-                        type,
-                        self._watch_buffer,
-                    )
+        self._hub.publish(events)
 
 
 def _check_type(type: str) -> None:
@@ -762,14 +626,6 @@ def _namespace(type: str, namespace: str | None) -> str:
 def _describe(type: str, namespace: str, name: str) -> str:
     kind = TYPE_TO_KIND.get(type, type)
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
-
-
-def _parse_rv(value: str) -> int | None:
-    try:
-        rv = int(value)
-    except ValueError:
-        return None
-    return rv if rv >= 0 else None
 
 
 def _type_name(value: Any) -> str:

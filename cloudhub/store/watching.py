@@ -1,0 +1,153 @@
+"""Watches on :mod:`cloudhub.store.embedded`: the ``since`` check and the in-process fan-out.
+
+- **Resuming from history.** ``watch(type, since)`` replays the event log above ``since``
+  (the store keeps the last ``history`` writes). A ``since`` older than the kept history, or one
+  the store never issued, raises :class:`~wire.errors.Gone`, as a 410 would
+  (:func:`check_since`).
+- **Live events are fanned out in-process** after each commit (never before: a watcher must
+  not see a write that might still roll back; the store calls :meth:`WatchHub.publish` only
+  once its transaction has committed). Each watcher has a bounded buffer. A watcher that
+  falls ``watch_buffer`` events behind is dropped rather than allowed to grow without bound or
+  to block writers: its next read raises :class:`~wire.errors.Gone`, and it must re-list and
+  watch again from the list's resourceVersion, exactly as after a 410 from Kubernetes.
+
+Bodies stay JSON text in the buffers until read, so a lagging watcher costs little memory and
+every watcher decodes its own private copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+from cloudhub.store.base import EventType
+from wire.errors import Gone
+
+# The store's logger: these records keep the name they have always had.
+log = logging.getLogger("cloudhub.store.embedded")
+
+#: Events a watcher may fall behind before it is dropped with Gone. Large enough to absorb a
+#: bulk apply of thousands of objects while the consumer is busy; small enough to bound memory.
+DEFAULT_WATCH_BUFFER = 10_000
+
+#: (type, rv, event type, JSON body): committed events as the store logs and publishes them
+Events = list[tuple[str, int, EventType, str]]
+#: (rv, event type, JSON body): one buffered event
+Pending = tuple[int, EventType, str]
+
+
+class Watcher:
+    """One watch's buffer of committed events not yet read: ``(rv, event type, JSON body)``.
+
+    Bodies stay JSON text until read, so a lagging watcher costs little memory and every
+    watcher decodes its own private copy.
+    """
+
+    __slots__ = ("closed", "limit", "overflowed", "pending", "type", "wakeup")
+
+    def __init__(self, type: str, limit: int) -> None:
+        self.type = type
+        self.limit = limit
+        self.pending: deque[Pending] = deque()
+        self.overflowed = False
+        self.closed = False
+        self.wakeup = asyncio.Event()
+
+    def offer(self, item: Pending) -> bool:
+        """Buffer one event; ``False`` (and marked overflowed) when the buffer is full."""
+        if len(self.pending) >= self.limit:
+            self.overflowed = True
+            self.pending.clear()
+            self.wakeup.set()
+            return False
+        self.pending.append(item)
+        self.wakeup.set()
+        return True
+
+    async def next(self) -> Pending | None:
+        """The next buffered event, waiting for one; ``None`` once the store is closed.
+
+        Raises:
+            Gone: the watcher fell more than ``limit`` events behind and was dropped.
+        """
+        while True:
+            if self.overflowed:
+                raise Gone(
+                    f"watch on {self.type} fell more than {self.limit} events behind; re-list"
+                )
+            if self.pending:
+                return self.pending.popleft()
+            if self.closed:
+                return None
+            self.wakeup.clear()
+            await self.wakeup.wait()
+
+
+class WatchHub:
+    """The live watchers of each type, and the hand-off of committed events to them."""
+
+    def __init__(self, buffer: int) -> None:
+        """``buffer``: events a watcher may lag before it is dropped with Gone."""
+        self.buffer = buffer
+        self._watchers: dict[str, set[Watcher]] = {}
+
+    def register(self, type: str) -> Watcher:
+        """A new watcher of ``type``, receiving every event published from now on."""
+        watcher = Watcher(type, self.buffer)
+        self._watchers.setdefault(type, set()).add(watcher)
+        return watcher
+
+    def unregister(self, watcher: Watcher) -> None:
+        """Stop feeding ``watcher`` (no-op if it was dropped or the hub closed)."""
+        watchers = self._watchers.get(watcher.type)
+        if watchers is not None:
+            watchers.discard(watcher)
+
+    def publish(self, events: Events) -> None:
+        """Hand committed events to the watchers of their type (never blocks)."""
+        for type, rv, event_type, body in events:
+            watchers = self._watchers.get(type)
+            if not watchers:
+                continue
+            for watcher in list(watchers):
+                if not watcher.offer((rv, event_type, body)):
+                    watchers.discard(watcher)
+                    log.warning(
+                        "a watch on %s fell %d events behind and was dropped (it must re-list)",
+                        type,
+                        self.buffer,
+                    )
+
+    def close(self) -> None:
+        """End every watch: each iterator stops once it has read what is buffered."""
+        for watchers in self._watchers.values():
+            for watcher in watchers:
+                watcher.closed = True
+                watcher.wakeup.set()
+        self._watchers.clear()
+
+
+def check_since(since: str, rv: int, compacted: int) -> int:
+    """The resourceVersion a watch from ``since`` starts after (``""``: the current ``rv``).
+
+    Raises:
+        Gone: ``since`` is not a resourceVersion this store issued, or is older than the kept
+            history (``compacted``: every event at or below it was trimmed).
+    """
+    start = rv if since == "" else _parse_rv(since)
+    if start is None or start > rv:
+        raise Gone(f"resourceVersion {since!r} was not issued by this store; re-list")
+    if start < compacted:
+        raise Gone(
+            f"resourceVersion {since} is older than the kept history (from {compacted}); re-list"
+        )
+    return start
+
+
+def _parse_rv(value: str) -> int | None:
+    try:
+        rv = int(value)
+    except ValueError:
+        return None
+    return rv if rv >= 0 else None
