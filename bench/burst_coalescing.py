@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import logging
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -37,23 +36,10 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (
-    Admin,
-    CertMinter,
-    CloudHub,
-    Figures,
-    PySpy,
-    SimEdge,
-    add_host_figures,
-    bench_pod,
-    connect_all,
-    keepalive_loop,
-    node_object,
-    percentile,
-    raise_nofile,
-    setup_logging,
-    wait_for_condition,
-)
+from bench.cloud import Admin, CloudHub, bench_pod, node_object
+from bench.common import raise_nofile, setup_logging, wait_for_condition
+from bench.measure import Figures, PySpy, percentile, run_benchmark
+from bench.simedge import CertMinter, SimEdge, connect_all, keepalive_loop
 
 log = logging.getLogger(__name__)
 
@@ -291,20 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     fig = Figures(
         f"burst_coalescing nodes={args.nodes} edits={args.edits} ack_delay={args.ack_delay}ms"
     )
-    code = 0
-    load0 = os.getloadavg()[0]
-    try:
-        ok = asyncio.run(asyncio.wait_for(run(args, fig), args.timeout))
-        code = 0 if ok else 1
-    except TimeoutError:
-        log.error("hard timeout of %.0fs reached; figures so far below", args.timeout)
-        code = 1
-    except Exception as exc:
-        log.error("run failed: %s: %s", type(exc).__name__, exc)
-        code = 1
-    add_host_figures(fig, load0)
-    fig.print()
-    return code
+    return run_benchmark(fig, run(args, fig), timeout=args.timeout)
 
 
 if __name__ == "__main__":

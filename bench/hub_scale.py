@@ -32,7 +32,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -48,23 +47,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from bench.common import (
-    Admin,
-    CertMinter,
-    CloudHub,
-    Figures,
-    PySpy,
-    SimEdge,
-    add_host_figures,
-    bench_pod,
-    connect_all,
-    keepalive_loop,
-    node_object,
-    percentile,
-    raise_nofile,
-    setup_logging,
-    wait_for_condition,
-)
+from bench.cloud import Admin, CloudHub, bench_pod, node_object
+from bench.common import raise_nofile, setup_logging, wait_for_condition
+from bench.measure import Figures, PySpy, percentile, run_benchmark
+from bench.simedge import CertMinter, SimEdge, connect_all, keepalive_loop
 
 log = logging.getLogger(__name__)
 
@@ -1031,21 +1017,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(verbose=args.verbose)
     fig = Figures(f"hub_scale nodes={args.nodes} workers={args.workers} updates={args.updates}")
-    code = 0
-    load0 = os.getloadavg()[0]
-    try:
-        asyncio.run(asyncio.wait_for(driver(args, fig), args.timeout))
-    except TimeoutError:
-        log.error("hard timeout of %.0fs reached; figures so far below", args.timeout)
-        code = 1
-    except KeyboardInterrupt:
-        code = 130
-    except Exception as exc:
-        log.error("run failed: %s: %s", type(exc).__name__, exc)
-        code = 1
-    add_host_figures(fig, load0)
-    fig.print()
-    return code
+    return run_benchmark(
+        fig, driver(args, fig), timeout=args.timeout, pass_fail=False, catch_interrupt=True
+    )
 
 
 if __name__ == "__main__":

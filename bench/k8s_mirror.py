@@ -19,7 +19,7 @@ The run, all on 127.0.0.1 in a temporary directory:
    emulator's own default of 1 s suits tests, not a cost measurement).
 2. ``--nodes`` (100) Node objects created through the API with the edge role label (as a join
    would leave them), then one ``cloudhub serve --kubeconfig K --replica-name bench``.
-3. ``--nodes`` simulated edges (:class:`bench.common.SimEdge`, certificates minted from
+3. ``--nodes`` simulated edges (:class:`bench.simedge.SimEdge`, certificates minted from
    cloudhub's CA key) connect; like edgecore each reports its node status on connect and then
    every ``--node-status-interval`` (300) s, staggered over the fleet.
 4. Phase 1: ``--pods`` (1,000) pods spread round-robin over the nodes, created through the
@@ -62,24 +62,10 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from bench.common import (
-    REPO_ROOT,
-    CertMinter,
-    CloudHub,
-    Figures,
-    SimEdge,
-    _frame,
-    _port_open,
-    add_host_figures,
-    bench_pod,
-    connect_all,
-    cpu_seconds,
-    keepalive_loop,
-    percentile,
-    raise_nofile,
-    setup_logging,
-    wait_for_condition,
-)
+from bench.cloud import CloudHub, bench_pod
+from bench.common import REPO_ROOT, port_open, raise_nofile, setup_logging, wait_for_condition
+from bench.measure import Figures, cpu_seconds, percentile, run_benchmark
+from bench.simedge import CertMinter, SimEdge, connect_all, encode_frame, keepalive_loop
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +315,7 @@ class KubeCloudHub(CloudHub):
         def up() -> bool:
             if not self.running:
                 raise RuntimeError(f"cloudhub exited; see {self.log_path}:\n{self.log_tail()}")
-            return self.ca_path.exists() and _port_open(self.ws_port)
+            return self.ca_path.exists() and port_open(self.ws_port)
 
         if not await wait_for_condition(up, timeout=timeout):
             raise RuntimeError(f"cloudhub did not come up in {timeout}s:\n{self.log_tail()}")
@@ -455,8 +441,10 @@ class K8sEdge(SimEdge):
         self.status_reports = 0
         self.uplink_payload = 0
         self.uplink_frames = 0
-        self._keepalive_size = len(_frame("keepalive", "node", "ping"))
-        self._ack_size = len(_frame("response", f"{NAMESPACE}/pod/p-0000", "OK", parent="x" * 36))
+        self._keepalive_size = len(encode_frame("keepalive", "node", "ping"))
+        self._ack_size = len(
+            encode_frame("response", f"{NAMESPACE}/pod/p-0000", "OK", parent="x" * 36)
+        )
         self._acks_counted = 0
 
     async def keepalive(self) -> None:
@@ -470,7 +458,7 @@ class K8sEdge(SimEdge):
         """``update null/nodestatus/{node}`` with the node's facts (edgecore's nodestatus)."""
         if self.ws is None or not self.open:
             return
-        frame = _frame("update", f"null/nodestatus/{self.node}", node_facts(self.node))
+        frame = encode_frame("update", f"null/nodestatus/{self.node}", node_facts(self.node))
         with contextlib.suppress(Exception):
             await self.ws.send(frame)
             self.status_reports += 1
@@ -943,20 +931,7 @@ def main(argv: list[str] | None = None) -> int:
         f"k8s_mirror nodes={args.nodes} pods={args.pods} idle={args.idle_minutes * 60:g}s "
         f"(Kubernetes mode, emulated API)"
     )
-    load0 = os.getloadavg()[0]
-    code = 0
-    try:
-        ok = asyncio.run(asyncio.wait_for(run(args, fig), args.timeout))
-        code = 0 if ok else 1
-    except TimeoutError:
-        log.error("hard timeout of %.0fs reached; figures so far below", args.timeout)
-        code = 1
-    except Exception as exc:
-        log.error("run failed: %s: %s", type(exc).__name__, exc)
-        code = 1
-    add_host_figures(fig, load0)
-    fig.print()
-    return code
+    return run_benchmark(fig, run(args, fig), timeout=args.timeout)
 
 
 if __name__ == "__main__":

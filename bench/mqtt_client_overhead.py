@@ -63,7 +63,8 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REPO_ROOT, Figures, add_host_figures, cpu_seconds, free_port
+from bench.common import REPO_ROOT, free_port
+from bench.measure import Figures, add_host_figures, cpu_seconds
 
 log = logging.getLogger("bench.mqtt")
 

@@ -79,20 +79,22 @@ if __package__ in (None, ""):
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.cloud import Admin, CloudHub
 from bench.common import (
     REPO_ROOT,
-    Admin,
-    CloudHub,
-    Figures,
-    PySpy,
-    add_host_figures,
-    cpu_seconds,
     free_port,
-    percentile,
+    port_open,
     raise_nofile,
-    rss_kib,
     setup_logging,
     wait_for_condition,
+)
+from bench.measure import (
+    Figures,
+    PySpy,
+    cpu_seconds,
+    percentile,
+    rss_kib,
+    run_benchmark,
 )
 from edgecore.eventbus.broker import Mosquitto
 
@@ -718,7 +720,7 @@ class EdgeCore:
         def up() -> bool:
             if not self.running:
                 raise RuntimeError(f"edgecore exited:\n{self.log_tail()}")
-            return _port_open(self.api_port) and _port_open(self.mqtt_port)
+            return port_open(self.api_port) and port_open(self.mqtt_port)
 
         if not await wait_for_condition(up, timeout=timeout):
             raise RuntimeError(f"edgecore did not come up in {timeout}s:\n{self.log_tail()}")
@@ -780,12 +782,6 @@ class EdgeCore:
                 return int(row[0])
         except sqlite3.Error:
             return -1
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def host_cpu_ticks() -> tuple[int, int]:
@@ -1414,22 +1410,19 @@ def main(argv: list[str] | None = None) -> int:
         f"steps={','.join(f'{r:.0f}' for r in args.rate_list)}/s x {args.duration:.0f}s"
     )
     results: list[StepResult] = []
-    code = 0
-    load0 = os.getloadavg()[0]
-    try:
-        asyncio.run(asyncio.wait_for(driver(args, fig, results), args.timeout))
-    except TimeoutError:
-        log.error("hard timeout of %.0fs reached; figures so far below", args.timeout)
-        code = 1
-    except KeyboardInterrupt:
-        code = 130
-    except Exception as exc:
-        log.error("run failed: %s: %s", type(exc).__name__, exc)
-        code = 1
-    step_figures(fig, results)
-    summary_figures(fig, results)
-    add_host_figures(fig, load0)
-    fig.print()
+
+    def result_figures() -> None:
+        step_figures(fig, results)
+        summary_figures(fig, results)
+
+    code = run_benchmark(
+        fig,
+        driver(args, fig, results),
+        timeout=args.timeout,
+        pass_fail=False,
+        catch_interrupt=True,
+        before_host=result_figures,
+    )
     print_table(results)
     return code
 
