@@ -24,6 +24,12 @@ Where things live:
   (:class:`Admin`) and the objects the benchmarks apply.
 - ``bench/simedge.py``: certificate minting (:class:`CertMinter`) and the simulated edge
   (:class:`SimEdge`) with its fleet helpers.
+- a script's own child-process and helper side, so the script itself reads as the driver:
+  ``bench/hub_workers.py`` (``hub_scale.py``'s ``--worker`` and ``--echo-server`` processes),
+  ``bench/twin_workers.py`` (``twin_throughput.py``'s ``--worker`` paho clients),
+  ``bench/twin_parts.py`` (its edgecore process, CPU meters and lag poller) and
+  ``bench/k8s_parts.py`` (``k8s_mirror.py``'s API emulator, ``--serve-emulator``). The child
+  processes are still started as the script with its flag; the script calls into the module.
 """
 
 from __future__ import annotations

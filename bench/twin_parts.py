@@ -1,0 +1,277 @@
+"""Driver-side parts of ``bench/twin_throughput.py``: the edge process, CPU meters, lag poller.
+
+:class:`EdgeCore` joins and runs a real edgecore with its internal mosquitto; :class:`CpuMeter`
+reads process and host CPU between two snapshots; :class:`LagPoller` samples devices from the
+admin API to time when the cloud shows a reported value. The names and payload shared with the
+worker side (``bench/twin_workers.py``) live here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.cloud import Admin, CloudHub
+from bench.common import REPO_ROOT, free_port, port_open, wait_for_condition
+from bench.measure import cpu_seconds
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "default"
+NODE = "bench-edge"
+MODEL = "bench-thermometer"
+PROPERTY = "temperature"
+RAW_TOPIC = "bench/raw"
+
+
+def update_payload(event_id: str, value: float, now_ms: int) -> bytes:
+    """A mapper's report, as KubeEdge's mappers write it (value as a string, type in metadata).
+
+    Hand-built: the clients share the CPU with what they measure.
+    """
+    return (
+        f'{{"event_id":"{event_id}","timestamp":{now_ms},"twin":{{"{PROPERTY}":'
+        f'{{"actual":{{"value":"{value:.6f}","metadata":{{"timestamp":{now_ms}}}}},'
+        f'"metadata":{{"type":"float"}}}}}}}}'
+    ).encode()
+
+
+# =============================================================================================
+# driver side: the edge process, machine counters
+# =============================================================================================
+
+
+class EdgeCore:
+    """``python -m edgecore join`` then ``run`` with the internal mosquitto on a free port."""
+
+    def __init__(self, *, workdir: Path, node: str, stop_grace: float = 10.0) -> None:
+        self.node = node
+        self.data_dir = workdir / "edge"
+        self.log_path = workdir / "edgecore.log"
+        self.api_port = free_port()
+        self.mqtt_port = free_port()
+        self.stop_grace = stop_grace
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._broker_pid: int | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._popen is None:
+            raise RuntimeError("edgecore is not started")
+        return self._popen.pid
+
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "edgecore.db"
+
+    def join(self, *, hub: CloudHub, token: str) -> None:
+        res = subprocess.run(
+            [
+                sys.executable, "-m", "edgecore", "join",
+                "--cloud", f"127.0.0.1:{hub.ws_port}",
+                "--token", token,
+                "--node-name", self.node,
+                "--cert-port", str(hub.https_port),
+                "--data-dir", str(self.data_dir),
+            ],
+            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+        )  # fmt: skip
+        if res.returncode != 0:
+            raise RuntimeError(f"edgecore join failed: {res.stderr.strip()}")
+
+    async def start(self, *, timeout: float = 30.0) -> None:
+        argv = [
+            sys.executable, "-m", "edgecore", "run",
+            "--data-dir", str(self.data_dir),
+            "--local-api", f"127.0.0.1:{self.api_port}",
+            "--mqtt-port", str(self.mqtt_port),
+        ]  # fmt: skip
+        self._launch(argv)
+        log.info("edgecore pid %d: local API %d, mqtt %d", self.pid, self.api_port, self.mqtt_port)
+
+        def up() -> bool:
+            if not self.running:
+                raise RuntimeError(f"edgecore exited:\n{self.log_tail()}")
+            return port_open(self.api_port) and port_open(self.mqtt_port)
+
+        if not await wait_for_condition(up, timeout=timeout):
+            raise RuntimeError(f"edgecore did not come up in {timeout}s:\n{self.log_tail()}")
+        self._broker_pid = self._find_broker()
+
+    def _launch(self, argv: list[str]) -> None:
+        with self.log_path.open("ab") as out:
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            self._popen = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
+            )
+
+    def _find_broker(self) -> int | None:
+        """The pid of edgecore's mosquitto (a child process running mosquitto)."""
+        text = ""
+        for children in Path(f"/proc/{self.pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                text += " " + children.read_text()
+        for pid in (int(p) for p in text.split()):
+            with contextlib.suppress(OSError):
+                if b"mosquitto" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+        return None
+
+    @property
+    def broker_pid(self) -> int | None:
+        return self._broker_pid
+
+    def stop(self) -> None:
+        p = self._popen
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(self.stop_grace)
+            except subprocess.TimeoutExpired:
+                log.info("edgecore did not stop in %.0fs; killing it", self.stop_grace)
+                p.kill()
+                p.wait(5)
+        # edgecore stops its mosquitto; should it not have, stop that one process too
+        bp = self._broker_pid
+        if bp is not None and Path(f"/proc/{bp}").exists():
+            with contextlib.suppress(OSError):
+                if b"mosquitto" in Path(f"/proc/{bp}/cmdline").read_bytes():
+                    os.kill(bp, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def outbox_rows(self) -> int:
+        """Rows in the twin's outbox (committed, not yet ACKed by the cloud); -1 if unreadable."""
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=1.0)
+            ) as db:
+                row = db.execute("SELECT count(*) FROM outbox").fetchone()
+                return int(row[0])
+        except sqlite3.Error:
+            return -1
+
+
+def host_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from ``/proc/stat``."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+class CpuMeter:
+    """CPU seconds of named processes and of the host between two snapshots."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids
+        self._t0 = 0.0
+        self._cpu0: dict[str, float] = {}
+        self._host0 = (0, 0)
+
+    def _cpu(self) -> dict[str, float]:
+        return {k: sum(cpu_seconds(p) for p in v) for k, v in self.pids.items()}
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._cpu0 = self._cpu()
+        self._host0 = host_cpu_ticks()
+
+    def stop(self) -> dict[str, float]:
+        """% of one core per name over the interval, and ``host_busy`` in % of all cores."""
+        dt = max(1e-6, time.monotonic() - self._t0)
+        cpu = self._cpu()
+        out = {k: 100.0 * (cpu[k] - self._cpu0.get(k, 0.0)) / dt for k in cpu}
+        busy, total = host_cpu_ticks()
+        dtotal = total - self._host0[1]
+        out["host_busy"] = 100.0 * (busy - self._host0[0]) / dtotal if dtotal else math.nan
+        # what the rest of the machine used meanwhile: > a few % means the figures are a floor
+        ours = sum(out[k] for k in cpu)
+        out["others"] = max(0.0, out["host_busy"] * (os.cpu_count() or 1) - ours)
+        return out
+
+
+# =============================================================================================
+# driver side: the visibility-lag poller
+# =============================================================================================
+
+
+class LagPoller:
+    """GETs sampled devices from the admin API; records (value sent, first seen) pairs."""
+
+    def __init__(self, *, admin: Admin, devices: list[str], epoch: float, interval: float) -> None:
+        self.admin = admin
+        self.devices = devices
+        self.epoch = epoch
+        self.interval = interval
+        #: (wall time the value was published, wall time the cloud first showed it)
+        self.samples: list[tuple[float, float]] = []
+        self.requests = 0
+        self.errors = 0
+        #: device -> wall time the poller last saw a new value
+        self._latest: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for i, name in enumerate(self.devices):
+            offset = self.interval * i / max(1, len(self.devices))
+            self._tasks.append(asyncio.create_task(self._poll(name, offset), name=f"poll:{name}"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def latest(self) -> dict[str, float]:
+        return dict(self._latest)
+
+    async def _poll(self, name: str, offset: float) -> None:
+        await asyncio.sleep(offset)
+        last: str | None = None
+        next_at = time.monotonic()
+        while True:
+            try:
+                obj = await self.admin.get("devices", NAMESPACE, name)
+            except Exception:
+                self.errors += 1
+                obj = {}
+            seen = time.time()
+            self.requests += 1
+            value = reported_value(obj)
+            if value is not None and value != last:
+                if last is not None:  # the first look tells nothing about when it arrived
+                    with contextlib.suppress(ValueError):
+                        self.samples.append((self.epoch + float(value), seen))
+                last = value
+                self._latest[name] = seen
+            next_at += self.interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            if next_at < time.monotonic() - 1.0:
+                next_at = time.monotonic()  # fell far behind: do not burst to catch up
+
+
+def reported_value(obj: dict[str, Any]) -> str | None:
+    for t in (obj.get("status") or {}).get("twins") or []:
+        if t.get("propertyName") == PROPERTY:
+            v = (t.get("reported") or {}).get("value")
+            return v if isinstance(v, str) else None
+    return None
