@@ -173,7 +173,7 @@ def loadgen_main(args: argparse.Namespace) -> None:
 
 async def _echo_twin(bus: Any) -> None:
     """The stand-in twin: every update answered at once on its result topic."""
-    from edgecore.eventbus import topics
+    from wire import topics
     from wire.messages import Message
 
     while True:
@@ -227,8 +227,8 @@ class AiomqttBridge:
     async def run(self) -> None:
         import aiomqtt
 
-        from edgecore.eventbus import topics
         from edgecore.eventbus.module import encode_payload
+        from wire import topics
         from wire.messages import Message
 
         window = asyncio.Semaphore(self.args.window)
@@ -390,7 +390,7 @@ def prepare_old(rev: str, into: Path) -> Path:
     (pkg / "mqtt.py").write_text(show("edgecore/eventbus/mqtt.py"))
     module = show("edgecore/eventbus/module.py").replace(
         "from edgecore.eventbus import mqtt, topics",
-        "from edgecore.eventbus import topics\nfrom old_eventbus import mqtt",
+        "from wire import topics\nfrom old_eventbus import mqtt",
     )
     (pkg / "module.py").write_text(module)
     return into
@@ -407,7 +407,7 @@ def copy_old(src: Path, into: Path) -> Path:
         .read_text()
         .replace(
             "from edgecore.eventbus import mqtt, topics",
-            "from edgecore.eventbus import topics\nfrom old_eventbus import mqtt",
+            "from wire import topics\nfrom old_eventbus import mqtt",
         )
     )
     return into

@@ -9,5 +9,6 @@ codec and the delivery state machines without a network.
 - :mod:`wire.codec` — bytes/text <-> :class:`~wire.messages.Message`, with a size limit.
 - :mod:`wire.delivery` — cloud->edge delivery: latest-wins per key, ACK deadlines, retries.
 - :mod:`wire.liveness` — keepalive and half-open link detection.
+- :mod:`wire.topics` — KubeEdge's MQTT device topics (``$hw/events/...``): parse and build.
 - :mod:`wire.errors` — the one error tree.
 """

@@ -35,14 +35,13 @@ from edgecore.devicetwin.payloads import (
 )
 from edgecore.devicetwin.state import (
     DEFAULT_NAMESPACE,
-    DEVICE_TOPIC,
-    NODE_TOPIC,
     Batch,
     Device,
     Publish,
     TwinState,
 )
 from edgecore.devicetwin.store import DeviceRecord, TwinRecord
+from wire import topics
 from wire.devicemodel import check_desired, check_value
 
 log = logging.getLogger(__name__)
@@ -51,11 +50,20 @@ _M = TypeVar("_M", bound=BaseModel)
 
 Kind = Literal["update", "get", "state", "membership"]
 
-_SUFFIXES: tuple[tuple[str, Kind], ...] = (
+#: the twin's request kinds, by the shared topic contract's names
+_KINDS: dict[str, Kind] = {
+    "twin_update": "update",
+    "twin_get": "get",
+    "state_update": "state",
+    "membership_get": "membership",
+}
+_REQUEST_SUFFIX: tuple[tuple[str, Kind], ...] = (
     ("/twin/update", "update"),
     ("/twin/get", "get"),
     ("/state/update", "state"),
 )
+#: result suffixes; built by hand, not with the checked builders of :mod:`wire.topics`,
+#: because a malformed id must still get its 404 on the topic the mapper used
 _RESULT_SUFFIX: dict[Kind, str] = {
     "update": "/twin/update/result",
     "get": "/twin/get/result",
@@ -70,14 +78,21 @@ def parse_topic(topic: str) -> tuple[Kind, str] | None:
     ``None`` for anything else, including the edge's own ``.../result`` and ``.../delta``
     topics should the broker echo them.
     """
-    if topic.startswith(DEVICE_TOPIC):
-        rest = topic[len(DEVICE_TOPIC) :]
-        for suffix, kind in _SUFFIXES:
-            if rest.endswith(suffix):
+    match = topics.parse(topic)
+    kind = _KINDS.get(match.kind)
+    if kind is None:
+        return _malformed_request(topic)
+    topic_id = match.node if kind == "membership" else match.device_id
+    return (kind, topic_id) if topic_id else None
+
+
+def _malformed_request(topic: str) -> tuple[Kind, str] | None:
+    """A device request whose id is not ``name`` or ``ns/name``: answered 404, not dropped."""
+    if topic.startswith(topics.DEVICE_PREFIX):
+        rest = topic[len(topics.DEVICE_PREFIX) :]
+        for suffix, kind in _REQUEST_SUFFIX:
+            if rest.endswith(suffix) and rest[: -len(suffix)]:
                 return kind, rest[: -len(suffix)]
-        return None
-    if topic.startswith(NODE_TOPIC) and topic.endswith("/membership/get"):
-        return "membership", topic[len(NODE_TOPIC) : -len("/membership/get")]
     return None
 
 
@@ -92,7 +107,7 @@ def device_id_of(topic_id: str) -> str | None:
 
 
 def reply_topic(kind: Kind, topic_id: str) -> str:
-    base = NODE_TOPIC if kind == "membership" else DEVICE_TOPIC
+    base = topics.NODE_PREFIX if kind == "membership" else topics.DEVICE_PREFIX
     return f"{base}{topic_id}{_RESULT_SUFFIX[kind]}"
 
 

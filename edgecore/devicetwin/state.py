@@ -28,12 +28,11 @@ from edgecore.devicetwin.payloads import (
     twin_json,
 )
 from edgecore.devicetwin.store import DeviceRecord, NewOutboxRow, TwinRecord, WriteSet
+from wire import topics
 from wire.devicemodel import PropertySpec
 from wire.devicemodel import same_value as _same_value
 
 NAME = "twin"
-DEVICE_TOPIC = "$hw/events/device/"
-NODE_TOPIC = "$hw/events/node/"
 DEFAULT_NAMESPACE = "default"
 
 #: after the commit: what to publish, given whether the commit succeeded
@@ -181,7 +180,7 @@ class TwinState:
             [self.membership_entry(d) for d in added or []],
             [self.membership_entry(d) for d in removed or []],
         )
-        return f"{NODE_TOPIC}{self.node}/membership/updated", payload
+        return f"{topics.NODE_PREFIX}{self.node}/membership/updated", payload
 
     # -- staging ------------------------------------------------------------------------------
 
@@ -232,7 +231,7 @@ class TwinState:
                 for name, (before, _, after_json) in doc.props.items()
             }
             payload = twin_document(doc.event_id, doc.timestamp, changes)
-            out.append((f"{DEVICE_TOPIC}{dev.topic_id}/twin/update/document", payload))
+            out.append((topics.twin_document(dev.topic_id), payload))
         return out
 
     def delta(self, device_id: str) -> Publish | None:
@@ -252,4 +251,4 @@ class TwinState:
             return None
         twin = {n: self.twin_json(r, versions=False) for n, r in sorted(dev.twins.items())}
         payload = twin_delta(str(uuid.uuid4()), self.clock(), twin, delta)
-        return f"{DEVICE_TOPIC}{dev.topic_id}/twin/update/delta", payload
+        return topics.twin_delta(dev.topic_id), payload

@@ -1,7 +1,7 @@
 """eventbus: MQTT between local devices (mappers) and the device twin.
 
-- :mod:`edgecore.eventbus.topics` — KubeEdge's twin/state/membership topics: the subscriptions,
-  :func:`~edgecore.eventbus.topics.parse`, and builders for the answers (pure).
+- :mod:`wire.topics` (shared with the twin) — KubeEdge's twin/state/membership topics: the
+  subscriptions, :func:`~wire.topics.parse`, and builders for the answers (pure).
 - :mod:`edgecore.eventbus.mqtt` — paho-mqtt driven by the event loop (no extra thread, manual
   acks so a slow twin applies back-pressure through the broker).
 - :mod:`edgecore.eventbus.broker` — :class:`~edgecore.eventbus.broker.Mosquitto`, the local

@@ -53,10 +53,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from edgecore.config import MqttSettings
-from edgecore.eventbus import mqtt, topics
+from edgecore.eventbus import mqtt
 from edgecore.eventbus.broker import Mosquitto
 from hive.backoff import backoff
 from hive.bus import Bus, UnknownModule
+from wire import topics
 from wire.errors import AuthError, ConfigError, WireError
 from wire.messages import Message
 

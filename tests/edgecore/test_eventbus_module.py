@@ -22,11 +22,11 @@ import aiomqtt
 import pytest
 
 from edgecore.config import MqttSettings
-from edgecore.eventbus import topics
 from edgecore.eventbus.module import EventBus, parse_url
 from hive.bus import Bus
 from tests.support.mosquitto import MosquittoServer, mosquitto  # noqa: F401  (fixture)
 from tests.support.procs import free_port, wait_until
+from wire import topics
 from wire.errors import ConfigError
 from wire.messages import Message
 

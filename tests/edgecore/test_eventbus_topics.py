@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgecore.eventbus import topics
-from edgecore.eventbus.topics import TopicMatch
+from wire import topics
 from wire.errors import InvalidResource
+from wire.topics import TopicMatch
 
 # a topic level as a mapper might write one: anything but "/", "+", "#" and empty
 level = st.text(

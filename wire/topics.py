@@ -24,8 +24,8 @@ from wire.errors import InvalidResource
 #: QoS of every subscription and publish (KubeEdge's eventbus subscribes at QoS 1).
 QOS: Final = 1
 
-_DEVICE_PREFIX: Final = "$hw/events/device/"
-_NODE_PREFIX: Final = "$hw/events/node/"
+DEVICE_PREFIX: Final = "$hw/events/device/"
+NODE_PREFIX: Final = "$hw/events/node/"
 
 #: what edgecore subscribes to: twin and state topics for both id forms, and membership.
 SUBSCRIPTIONS: Final[tuple[str, ...]] = (
@@ -114,8 +114,8 @@ def _valid_level(level: str) -> bool:
 
 def parse(topic: str) -> TopicMatch:
     """Classify ``topic``. Never raises: anything unrecognised is kind ``"unknown"``."""
-    if topic.startswith(_DEVICE_PREFIX):
-        levels = topic[len(_DEVICE_PREFIX) :].split("/")
+    if topic.startswith(DEVICE_PREFIX):
+        levels = topic[len(DEVICE_PREFIX) :].split("/")
         # the id is one or two levels; the shortest tail is two levels, the longest three
         for id_len in (1, 2):
             kind = _DEVICE_TAILS.get(tuple(levels[id_len:]))
@@ -127,8 +127,8 @@ def parse(topic: str) -> TopicMatch:
                     return TopicMatch(kind, device_name=ids[0])
                 return TopicMatch(kind, device_ns=ids[0], device_name=ids[1])
         return _UNKNOWN
-    if topic.startswith(_NODE_PREFIX):
-        levels = topic[len(_NODE_PREFIX) :].split("/")
+    if topic.startswith(NODE_PREFIX):
+        levels = topic[len(NODE_PREFIX) :].split("/")
         kind = _NODE_TAILS.get(tuple(levels[1:]))
         if kind is not None and _valid_level(levels[0]):
             return TopicMatch(kind, node=levels[0])
@@ -144,7 +144,7 @@ def _device(id_: str, tail: str) -> str:
     levels = id_.split("/")
     if len(levels) > 2 or not all(_valid_level(x) for x in levels):
         raise InvalidResource(f"device id {id_!r} is not 'name' or 'namespace/name'")
-    return f"{_DEVICE_PREFIX}{id_}/{tail}"
+    return f"{DEVICE_PREFIX}{id_}/{tail}"
 
 
 def twin_update(id_: str) -> str:
@@ -200,4 +200,4 @@ def membership_result(node: str) -> str:
 def _node(node: str, tail: str) -> str:
     if "/" in node or not _valid_level(node):
         raise InvalidResource(f"node name {node!r} is not a single topic level")
-    return f"{_NODE_PREFIX}{node}/{tail}"
+    return f"{NODE_PREFIX}{node}/{tail}"
