@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import re
-import signal
 import sys
 from pathlib import Path
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
+from hive.process import run_until_signalled, setup_logging
 from wire.errors import BridgeError
 
 log = logging.getLogger("cloudhub")
@@ -139,28 +138,15 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _serve(settings: CloudSettings) -> None:
     app = await cloud_app.start(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     log.info(
         "serving: edges on wss port %d, join/admin on https port %d", app.ws_port, app.https_port
     )
-    try:
-        await stop.wait()
-    finally:
-        log.info("stopping")
-        await app.stop()
+    await run_until_signalled(app.stop)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(verbose=args.verbose)
     hub = HubSettings(bind=args.bind, ws_port=args.ws_port)
     if args.heartbeat:
         hub.default_heartbeat = args.heartbeat

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from devices import drivers
 from devices.mapper import Mapper, MapperSettings
+from hive.process import setup_logging
 from wire.errors import BridgeError
 
 log = logging.getLogger("devices")
@@ -68,11 +69,7 @@ async def _run(mapper: Mapper) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run until stopped; returns the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(verbose=args.verbose)
     if not args.verbose:
         # paho/aiomqtt chatter is for debugging the library, not for watching a device.
         logging.getLogger("mqtt").setLevel(logging.WARNING)

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 
 from edgecore import app as edge_app
 from edgecore import config
 from edgecore.join import join
+from hive.process import run_until_signalled, setup_logging
 from wire.errors import BridgeError, ConfigError
 
 log = logging.getLogger("edgecore")
@@ -92,25 +91,12 @@ def _load(args: argparse.Namespace) -> config.EdgeSettings:
 
 async def _run(settings: config.EdgeSettings) -> None:
     app = await edge_app.start(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        log.info("stopping")
-        await app.stop()
+    await run_until_signalled(app.stop)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(verbose=args.verbose)
     try:
         if args.command == "join":
             settings = asyncio.run(

@@ -45,8 +45,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edgecore import config
-from edgecore.certmanager.credentials import write_atomic, write_pair
+from edgecore.certmanager.credentials import write_pair
 from edgecore.config import EdgeSettings, HubSettings
+from hive.files import write_atomic
 from wire.errors import ConfigError, TokenError
 
 logger = logging.getLogger(__name__)

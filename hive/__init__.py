@@ -4,6 +4,8 @@
   ``send_sync`` (reply matched on ``parent_msg_id``). Modules talk only through it.
 - :mod:`hive.module` — the ``Module`` protocol and the runner that starts, restarts and stops
   modules as named, owned tasks.
+- :mod:`hive.process` — logging setup and run-until-signalled, shared by the commands.
+- :mod:`hive.files` — atomic, permission-safe file writes (keys, certificates).
 - :mod:`hive.backoff` — jittered, capped exponential backoff (pure).
 
 No sockets, databases or HTTP here: only asyncio.

@@ -17,7 +17,6 @@ all together on start is :meth:`cloudhub.pki.Authority.load_or_create`.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cloudhub.pki.common import CLOCK_SKEW, logger
+from hive.files import write_atomic
 from wire.errors import ConfigError
 
 CA_CERT_FILE = "ca.crt"
@@ -39,22 +39,6 @@ TOKEN_KEY_FILE = "token.key"
 
 #: CA lifetime. Long, because rotating the CA means re-joining every node.
 CA_VALIDITY_DAYS = 3650
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # the umask may have narrowed it further than we asked
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_or_create_secret(path: Path, make: Callable[[], str]) -> str:

@@ -30,8 +30,8 @@ from cloudhub.pki.datadir import (
     key_pem,
     load_cert,
     load_ec_key,
-    write_atomic,
 )
+from hive.files import write_atomic
 from wire.errors import ConfigError
 
 #: Server certificate lifetime; it is re-issued on start anyway when close to expiry.

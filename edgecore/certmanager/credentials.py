@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import ssl
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgecore.config import EdgeSettings
+from hive.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -160,22 +160,6 @@ def write_pair(
     write_atomic(key_next, key_pem, mode=0o600)
     write_atomic(cert_next, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     recover_pending(settings)
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int) -> None:
-    """Write ``data`` via a fsynced temporary file and a rename: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # the umask may have narrowed it further than we asked
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _fsync_dir(path: Path) -> None:

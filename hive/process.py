@@ -1,0 +1,35 @@
+"""What every edgebridge command does around its app: logging, and running until signalled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+def setup_logging(*, verbose: bool) -> None:
+    """One format for every command, to stderr; DEBUG with ``-v``."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def run_until_signalled(stop: Callable[[], Awaitable[None]]) -> None:
+    """Wait for SIGINT or SIGTERM, then ``stop()`` the app (also if the wait is cancelled)."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on this platform
+            loop.add_signal_handler(sig, stopping.set)
+    try:
+        await stopping.wait()
+    finally:
+        log.info("stopping")
+        await stop()
