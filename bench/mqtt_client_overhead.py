@@ -296,7 +296,8 @@ class PahoEcho:
         self.received = self.published = 0
 
     async def run(self) -> None:
-        from edgecore.eventbus import mqtt, topics
+        from edgecore.eventbus import mqtt
+        from wire import topics
 
         def on_message(m: Any) -> bool:
             self.received += 1

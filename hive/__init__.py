@@ -6,6 +6,8 @@
   modules as named, owned tasks.
 - :mod:`hive.process` — logging setup and run-until-signalled, shared by the commands.
 - :mod:`hive.files` — atomic, permission-safe file writes (keys, certificates).
+- :mod:`hive.local_messages` — bus messages a module makes by the thousand, built without
+  pydantic's validation (their fields are typed already), with cheap process-unique ids.
 - :mod:`hive.backoff` — jittered, capped exponential backoff (pure).
 
 No sockets, databases or HTTP here: only asyncio.

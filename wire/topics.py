@@ -16,13 +16,17 @@ topic never parses two ways even when a namespace or name is itself ``twin`` or 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from wire.errors import InvalidResource
 
-#: QoS of every subscription and publish (KubeEdge's eventbus subscribes at QoS 1).
+#: QoS of every subscription, and of the edge's publishes that must not be lost (KubeEdge's
+#: eventbus subscribes at QoS 1).
 QOS: Final = 1
+#: QoS of the edge's answers and documents, see :func:`publish_qos`.
+QOS0: Final = 0
 
 DEVICE_PREFIX: Final = "$hw/events/device/"
 NODE_PREFIX: Final = "$hw/events/node/"
@@ -62,6 +66,18 @@ OUTPUT_KINDS: Final[frozenset[Kind]] = frozenset(
         "twin_get_result",
         "state_update_result",
         "membership_result",
+    }
+)
+
+#: what the edge publishes at QoS 0: answers to a request (they matter only to the client
+#: waiting for them) and documents (a report of a change already made; see publish_qos)
+QOS0_KINDS: Final[frozenset[Kind]] = frozenset(
+    {
+        "twin_update_result",
+        "twin_get_result",
+        "state_update_result",
+        "membership_result",
+        "twin_document",
     }
 )
 
@@ -112,8 +128,17 @@ def _valid_level(level: str) -> bool:
     return bool(level) and "+" not in level and "#" not in level
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(topic: str) -> TopicMatch:
-    """Classify ``topic``. Never raises: anything unrecognised is kind ``"unknown"``."""
+    """Classify ``topic``. Never raises: anything unrecognised is kind ``"unknown"``.
+
+    Memoised: every report is parsed three times on its way (eventbus, twin, its answer's
+    QoS), the same few topics per device over and over, and the result is immutable.
+    """
+    return _parse(topic)
+
+
+def _parse(topic: str) -> TopicMatch:
     if topic.startswith(DEVICE_PREFIX):
         levels = topic[len(DEVICE_PREFIX) :].split("/")
         # the id is one or two levels; the shortest tail is two levels, the longest three
@@ -133,6 +158,21 @@ def parse(topic: str) -> TopicMatch:
         if kind is not None and _valid_level(levels[0]):
             return TopicMatch(kind, node=levels[0])
     return _UNKNOWN
+
+
+def publish_qos(topic: str) -> int:
+    """The QoS the edge publishes ``topic`` with.
+
+    Answers and documents go at QoS 0. An answer is for a client that is connected and
+    waiting, and losing one loses nothing: the request it answers was committed or refused
+    either way, and ``twin/get`` reads the twin again. A document tells what a change did,
+    after the fact; a client that was away reads the current twin rather than a queue of old
+    documents (KubeEdge's own broker is QoS 0 throughout). At QoS 1 each would cost a PUBACK
+    each way, a third of the broker's and the edge's packets under load. Deltas (desired
+    values the device must act on) and membership changes are QoS 1, so a mapper that is away
+    gets them from its persistent session.
+    """
+    return QOS0 if parse(topic).kind in QOS0_KINDS else QOS
 
 
 def device_id(ns: str | None, name: str) -> str:

@@ -9,5 +9,4 @@
 - :mod:`edgecore.devicetwin.desired` — where the cloud's Devices and DeviceModels enter.
 - :mod:`edgecore.devicetwin.state` — the committed twin in memory, and the batch being staged.
 - :mod:`edgecore.devicetwin.uplink` — where upstream messages leave (the outbox sender).
-- :mod:`edgecore.devicetwin.bus_messages` — bus messages built without validation.
 """

@@ -22,7 +22,6 @@ import uuid
 from typing import Any
 
 from edgecore.devicetwin import merge as m
-from edgecore.devicetwin.payloads import twin_result
 from edgecore.devicetwin.state import (
     DEFAULT_NAMESPACE,
     Batch,
@@ -214,9 +213,7 @@ class DesiredSync:
         if not changed:
             return
         twin = {n: s.twin_json(after) for n, (_, after) in changed.items()}
-        s.stage_upstream(
-            batch, dev, "twin/edge_updated", lambda row_id: twin_result(row_id, now, twin)
-        )
+        s.stage_twin_upstream(batch, dev, now, twin)
         event_id = str(uuid.uuid4())
         for name, (before, after) in changed.items():
             batch.changed(dev.id, name, before, after, twin[name], event_id=event_id, timestamp=now)

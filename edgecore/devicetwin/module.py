@@ -41,9 +41,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from edgecore.devicetwin.bus_messages import MessageIds, bus_message
 from edgecore.devicetwin.desired import DesiredSync
 from edgecore.devicetwin.mqtt_handlers import MqttHandlers, device_id_of, parse_topic, reply_topic
 from edgecore.devicetwin.state import NAME, Batch, Device, Publish, TwinState, default_topic_id
@@ -51,6 +49,7 @@ from edgecore.devicetwin.store import TwinRecord, TwinStore
 from edgecore.devicetwin.uplink import Uplink
 from edgecore.metamanager.store import MetaStore, Subscription
 from hive.bus import Bus, UnknownModule
+from hive.local_messages import MessageIds, bus_message
 from wire.errors import StoreError
 from wire.messages import Message, Operation
 
@@ -320,16 +319,17 @@ class TwinModule:
                 delta = self._state.delta(device_id)
                 if delta is not None:
                     out.append(delta)
-        for topic, payload in out:
-            await self._publish(topic, payload)
+        if out:
+            await self._publish(out)
 
-    async def _publish(self, topic: str, payload: dict[str, Any]) -> None:
+    async def _publish(self, out: list[Publish]) -> None:
+        """Hand eventbus one batch's publishes as one message (in order)."""
         msg = bus_message(
             source=NAME,
             group="bus",
-            operation="publish",
-            resource=topic,
-            content=payload,
+            operation="publish_batch",
+            resource="",
+            content=out,
             msg_id=self._ids.next(),
         )
         try:

@@ -154,6 +154,22 @@ def event_id_of(obj: dict[str, Any] | Undecodable) -> str:
     return ""
 
 
+def _update_from_json(payload: Any) -> TwinUpdateIn | None:
+    """A ``twin/update`` parsed and validated in one step by pydantic, or ``None``.
+
+    The common case, in about half the time of ``json.loads`` and then the model. ``None``
+    when pydantic refuses the text (or it is not text): the two-step path then decides, and
+    gives the precise reason, so what is accepted and what each refusal says stay those of
+    :func:`decode` and :func:`validate` (a property test holds the two paths together).
+    """
+    if not isinstance(payload, str):
+        return None
+    try:
+        return TwinUpdateIn.model_validate_json(payload)
+    except ValidationError:
+        return None
+
+
 def validate(model: type[_M], obj: dict[str, Any]) -> _M:
     try:
         return model.model_validate(obj)
@@ -176,8 +192,13 @@ class MqttHandlers:
         kind, topic_id = parsed
         event_id = ""
         try:
-            obj = decode(payload)
-            event_id = event_id_of(obj)
+            update = _update_from_json(payload) if kind == "update" else None
+            if update is not None:
+                obj: dict[str, Any] | Undecodable = {}
+                event_id = update.event_id
+            else:
+                obj = decode(payload)
+                event_id = event_id_of(obj)
             if kind == "membership":
                 self._on_membership(topic_id, obj, batch)
                 return
@@ -191,7 +212,8 @@ class MqttHandlers:
             if isinstance(obj, Undecodable):
                 raise Refused(400, obj.reason)
             if kind == "update":
-                self._on_update(dev, topic_id, obj, batch)
+                req = update if update is not None else validate(TwinUpdateIn, obj)
+                self._on_update(dev, topic_id, req, batch)
             elif kind == "get":
                 self._on_get(dev, topic_id, obj, batch)
             else:
@@ -209,9 +231,8 @@ class MqttHandlers:
             reply_topic(kind, topic_id), error_result(event_id, self._s.clock(), code, reason)
         )
 
-    def _on_update(self, dev: Device, topic_id: str, obj: dict[str, Any], batch: Batch) -> None:
+    def _on_update(self, dev: Device, topic_id: str, req: TwinUpdateIn, batch: Batch) -> None:
         s = self._s
-        req = validate(TwinUpdateIn, obj)
         specs = s.models.get(dev.model)
         if specs is None:
             raise Refused(404, f"device model {dev.model or '(none)'} of {dev.id} is not known")
@@ -254,9 +275,7 @@ class MqttHandlers:
         if not result:  # an empty twin: nothing to store or send
             batch.fixed(topic, twin_result(eid, now, {}))
             return
-        s.stage_upstream(
-            batch, dev, "twin/edge_updated", lambda row_id: twin_result(row_id, now, result)
-        )
+        s.stage_twin_upstream(batch, dev, now, result)
         ok_payload = twin_result(eid, now, result)
         batch.outputs.append(lambda ok: (topic, ok_payload if ok else self.storage_error(eid)))
 

@@ -9,7 +9,7 @@ failed commit leaves memory exactly as it was.
 
 Why the document is per device per batch: a mapper reporting many times within one group
 commit needs the twin's state after the batch, not one ``.../update/document`` per report
-(each a QoS 1 publish). :meth:`Batch.changed` keeps, per property, the state before the batch
+(each a publish through the broker). :meth:`Batch.changed` keeps, per property, the state before the batch
 and the newest state; :meth:`TwinState.documents` renders one document per device from them.
 """
 
@@ -26,6 +26,7 @@ from edgecore.devicetwin.payloads import (
     twin_delta,
     twin_document,
     twin_json,
+    twin_result,
 )
 from edgecore.devicetwin.store import DeviceRecord, NewOutboxRow, TwinRecord, WriteSet
 from wire import topics
@@ -91,6 +92,8 @@ class Batch:
     docs: dict[str, DocChanges] = field(default_factory=dict)
     #: devices to check for a delta after the commit (ordered set)
     deltas: dict[str, None] = field(default_factory=dict)
+    #: the one ``twin/edge_updated`` outbox row per device in this batch, by device id
+    twin_rows: dict[str, NewOutboxRow] = field(default_factory=dict)
 
     def fixed(self, topic: str, payload: dict[str, Any]) -> None:
         self.outputs.append(lambda _ok: (topic, payload))
@@ -202,6 +205,34 @@ class TwinState:
                 created=self.clock(),
             )
         )
+
+    def stage_twin_upstream(
+        self, batch: Batch, dev: Device, timestamp: int, twin: dict[str, dict[str, Any]]
+    ) -> None:
+        """Queue changed twin properties (``{name: twin JSON}``) for the cloud.
+
+        One ``twin/edge_updated`` row per device per batch: a later change of a property in
+        the same batch replaces the earlier one in it. That loses nothing: each entry is the
+        property's whole twin after the change (both sides, with versions), staged in order,
+        so the later one is the newer on both sides, and the cloud keeps only the newest
+        anyway. Under load a mapper reports many times per commit; a row (and its JSON) per
+        report cost more than the rest of the commit.
+        """
+        row = batch.twin_rows.get(dev.id)
+        if row is not None:
+            row.content["twin"].update(twin)
+            row.content["timestamp"] = timestamp
+            return
+        rec = dev.record
+        row_id = str(uuid.uuid4())
+        row = NewOutboxRow(
+            msg_id=row_id,
+            resource=f"{rec.namespace}/device/{rec.name}/twin/edge_updated",
+            content=twin_result(row_id, timestamp, dict(twin)),
+            created=self.clock(),
+        )
+        batch.writes.outbox.append(row)
+        batch.twin_rows[dev.id] = row
 
     # -- after the commit -----------------------------------------------------------------------
 

@@ -34,10 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edgecore.devicetwin.bus_messages import bus_message
 from edgecore.devicetwin.state import NAME
 from edgecore.devicetwin.store import NewOutboxRow, TwinStore
 from hive.bus import Bus
+from hive.local_messages import bus_message
 from wire.errors import StoreError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ database (or a first connection) has no session to resume.
 
 Why an outbox in front of the connection: the twin publishes answers whether or not the
 broker is up. Publishes wait in a bounded outbox across reconnects and are handed to paho in
-order once connected, at most ``window`` unacknowledged at a time; paho keeps those across a
+order once connected, QoS 1 ones at most ``window`` unacknowledged at a time; paho keeps those across a
 lost link and sends them again, first, after the next CONNACK (QoS 1 is at-least-once, so a
 duplicate is allowed, a loss is not). While connected, a full outbox
 pushes back on the twin; while disconnected it drops its oldest entry instead, with a warning,
@@ -33,9 +33,11 @@ publishes arrive on it, and a twin blocked on publishing would otherwise never d
 may hand over again what the twin already has: QoS 1 is at-least-once both ways.
 
 Throughput: the MQTT client is paho-mqtt driven by this event loop (:mod:`edgecore.eventbus.mqtt`:
-no thread, no task per message); every message costs one bus message and one MQTT packet, no
-per-message INFO logging, debug lines behind ``isEnabledFor``, and up to ``window`` publishes in
-flight at once instead of one round trip each. ``bench/mqtt_client_overhead.py`` measures it.
+no thread, no task per message); every message in costs one bus message, the twin's answers
+come as one bus message per commit (``publish_batch``), answers and documents go at QoS 0
+(:func:`wire.topics.publish_qos`: no PUBACK to wait for), no per-message INFO logging, debug
+lines behind ``isEnabledFor``, and up to ``window`` QoS 1 publishes in flight at once instead of
+one round trip each. ``bench/mqtt_client_overhead.py`` measures it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from edgecore.eventbus import mqtt
 from edgecore.eventbus.broker import Mosquitto
 from hive.backoff import backoff
 from hive.bus import Bus, UnknownModule
+from hive.local_messages import MessageIds, bus_message
 from wire import topics
 from wire.errors import AuthError, ConfigError, WireError
 from wire.messages import Message
@@ -66,6 +69,9 @@ log = logging.getLogger(__name__)
 NAME = "eventbus"
 GROUP = "bus"
 PUBLISH = "publish"
+#: content: a list of ``(topic, content)`` pairs, published in order (the twin's per-commit
+#: answers: one bus message per batch instead of one per answer)
+PUBLISH_BATCH = "publish_batch"
 #: the operation of every message handed to the twin
 MESSAGE = "message"
 #: schemes of ``settings.url``: plain TCP and TLS (``tcp``/``ssl`` as KubeEdge writes them)
@@ -146,6 +152,8 @@ def _valid_publish_topic(topic: str) -> bool:
 class _Publish:
     topic: str
     payload: bytes
+    #: :func:`wire.topics.publish_qos`: 0 for answers, 1 for the rest
+    qos: int = 1
 
 
 class _Outbox:
@@ -308,6 +316,7 @@ class EventBus:
         self.last_error = ""
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._warned_no_twin = False
+        self._ids = MessageIds()
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics and benchmarks."""
@@ -353,26 +362,32 @@ class EventBus:
         """The only reader of our inbox: validate and encode publishes into the outbox."""
         while True:
             msg = await self._bus.receive(self.name)
-            if msg.operation != PUBLISH:
+            op = msg.operation
+            if op == PUBLISH:
+                await self._enqueue(msg.resource, msg.content, msg.route.source)
+            elif op == PUBLISH_BATCH and isinstance(msg.content, list):
+                for topic, content in msg.content:
+                    await self._enqueue(topic, content, msg.route.source)
+            else:
                 log.warning(
                     "ignoring %r for %s from %s: eventbus only publishes",
-                    msg.operation,
+                    op,
                     msg.resource,
                     msg.route.source,
                 )
-                continue
-            topic = msg.resource
-            if not _valid_publish_topic(topic):
-                log.warning("not publishing to invalid topic %r from %s", topic, msg.route.source)
-                continue
-            try:
-                payload = encode_payload(msg.content)
-            except (TypeError, ValueError) as exc:
-                log.warning("not publishing to %s: content is not JSON: %s", topic, exc)
-                continue
-            if self._outbox.full:
-                await self._make_room()
-            self._outbox.append(_Publish(topic, payload))
+
+    async def _enqueue(self, topic: str, content: Any, source: str) -> None:
+        if not _valid_publish_topic(topic):
+            log.warning("not publishing to invalid topic %r from %s", topic, source)
+            return
+        try:
+            payload = encode_payload(content)
+        except (TypeError, ValueError) as exc:
+            log.warning("not publishing to %s: content is not JSON: %s", topic, exc)
+            return
+        if self._outbox.full:
+            await self._make_room()
+        self._outbox.append(_Publish(topic, payload, topics.publish_qos(topic)))
 
     async def _make_room(self) -> None:
         """Wait for room while connected; drop the oldest publish while the broker is away."""
@@ -416,7 +431,11 @@ class EventBus:
                 if self._debug:
                     log.debug("> %s %d bytes", item.topic, len(item.payload))
                 try:
-                    inflight[client.publish(item.topic, item.payload)] = item
+                    if item.qos:
+                        inflight[client.publish(item.topic, item.payload)] = item
+                    else:  # nothing to wait for: paho writes it with the next flush
+                        client.publish(item.topic, item.payload, 0)
+                        self.published += 1
                 except ValueError as exc:  # over MQTT's size limit: it can never be sent
                     log.warning("not publishing to %s: %s", item.topic, exc)
                 if len(inflight) >= window:
@@ -540,8 +559,13 @@ class EventBus:
             content: str | None = p.payload.decode()
         except UnicodeDecodeError:
             content = None  # the twin answers 400
-        msg = Message.new(
-            source=NAME, group="twin", operation=MESSAGE, resource=topic, content=content
+        msg = bus_message(
+            source=NAME,
+            group="twin",
+            operation=MESSAGE,
+            resource=topic,
+            content=content,
+            msg_id=self._ids.next(),
         )
         if not self._backlog:
             try:

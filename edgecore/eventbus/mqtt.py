@@ -8,14 +8,15 @@ to the event loop and turns its callbacks into futures and exceptions.
 Why no paho thread (``loop_start``) and no aiomqtt: the eventbus runs in edgecore's event loop
 next to the twin, and at thousands of messages per second every thread hop and every task
 costs CPU the twin needs. Here the loop calls paho directly: ``add_reader`` on paho's socket
-runs ``loop_read``; writes paho queues during one loop iteration go out at the end of it
-(``call_soon``, with ``add_writer`` only while the socket is backed up); a 1 s timer runs
+runs ``loop_read``; writes paho queues during one loop iteration go out at the end of it in
+one ``send`` (``call_soon``, with ``add_writer`` only while the socket is backed up); a 1 s timer runs
 ``loop_misc`` (keepalive). aiomqtt on the same paho adds a task per received message and a
 future, an event and a timeout per publish, and acknowledges a message before the consumer
-has it. ``bench/mqtt_client_overhead.py`` on the 2-core box, CPU per message in + result out
-through the whole eventbus: ~75 µs here, ~195 µs on aiomqtt, ~40 µs with the hand-written
-MQTT client this replaced (paho reads each packet with three ``recv`` calls and builds several
-objects per packet; the difference is the price of not owning a protocol implementation).
+has it. ``bench/mqtt_client_overhead.py`` on the 2-core box, CPU per message in + answer out
+through the whole eventbus: ~50 µs here (~75 µs before paho's socket reads and writes went
+through buffers, :class:`_BufferedPaho`), ~180 µs on aiomqtt, ~40 µs with the hand-written
+MQTT client this replaced (paho builds several objects per packet; the difference is the price
+of not owning a protocol implementation).
 
 Why connect in a thread: paho's ``reconnect`` resolves the name, connects and does the TLS
 handshake blocking. Nothing else touches the client meanwhile, and the socket is attached to
@@ -61,11 +62,84 @@ _MISC_PERIOD: Final = 1.0
 #: ``loop_read`` rounds per readable event: enough to drain a burst, bounded so that one busy
 #: socket cannot starve the rest of the loop (epoll reports it again next iteration)
 _READ_ROUNDS: Final = 32
-#: Linux: hold partial segments until uncorked (None elsewhere: packets go out one by one)
-_TCP_CORK: Final = getattr(socket, "TCP_CORK", None)
+
+#: bytes read from the socket at once; paho asks for a packet in 3 pieces (type, length, rest)
+_RECV_SIZE: Final = 64 * 1024
 
 Message = paho.MQTTMessage
 _T = TypeVar("_T")
+
+
+class _BufferedPaho(paho.Client):
+    """paho reading and writing its socket through buffers.
+
+    Why: paho reads every packet with three ``recv`` calls (its type byte, its length bytes,
+    the rest) and writes every packet with its own ``send``, one system call each; at
+    thousands of small packets a second those were a fifth of edgecore's CPU. Here one
+    ``recv`` fills a 64 KiB buffer that paho's reads are served from, and paho's writes go to
+    a buffer that :class:`Client` sends with one ``send`` per event-loop iteration.
+    ``_sock_recv``/``_sock_send``/``_sock_close`` are paho's only socket paths (private, hence
+    paho < 3 in ``pyproject.toml``; the eventbus tests exercise them against mosquitto).
+
+    epoll cannot see bytes already in the read buffer: :meth:`Client._on_readable` keeps
+    reading while :meth:`buffered` says there are some.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+        self._wbuf = bytearray()
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buf, pos = self._rbuf, self._rpos
+        if pos >= len(buf):
+            buf = super()._sock_recv(_RECV_SIZE)  # BlockingIOError when there is nothing
+            if not buf:
+                return buf  # the end of the stream
+            pos = 0
+        end = min(pos + bufsize, len(buf))
+        self._rbuf, self._rpos = buf, end
+        return buf[pos:end]
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if self._sock is None:
+            raise ConnectionError("self._sock is None")
+        self._wbuf += buf
+        return len(buf)
+
+    def _sock_close(self) -> None:
+        # paho closes right after "writing" a DISCONNECT: send it (best effort) first
+        if self._sock is not None and self._wbuf:
+            with contextlib.suppress(OSError):
+                self._sock.send(self._wbuf)
+        self._wbuf.clear()
+        super()._sock_close()
+
+    def buffered(self) -> int:
+        """Bytes read from the socket that paho has not taken yet."""
+        return len(self._rbuf) - self._rpos
+
+    def send_buffered(self) -> bool:
+        """Send what paho wrote; ``True`` once all of it went, ``False`` if the kernel is full.
+
+        Raises:
+            OSError: the link is broken.
+        """
+        wbuf, sock = self._wbuf, self._sock
+        while wbuf and sock is not None:
+            try:
+                n = sock.send(wbuf)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return False
+            del wbuf[:n]
+        return True
+
+    def new_connection(self) -> None:
+        """Forget what the previous connection left unread or unsent."""
+        self._rbuf, self._rpos = b"", 0
+        self._wbuf.clear()
+
 
 #: ``on_message(message)`` returns ``True`` when the message is handled (a QoS 1 message is
 #: acknowledged at once) or ``False`` when the consumer keeps it and calls :meth:`Client.ack`
@@ -120,7 +194,7 @@ class Client:
         self._on_message = on_message
         self._on_published = on_published
         self._timeout = timeout
-        c = paho.Client(
+        c = _BufferedPaho(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=clean_session,
@@ -151,7 +225,6 @@ class Client:
         c.connect_async(host, port, keepalive)
         self._paho = c
         self._fd = -1
-        self._cork: Callable[[int], None] | None = None
         self._writer = False
         self._flush_scheduled = False
         self._misc: asyncio.TimerHandle | None = None
@@ -185,6 +258,7 @@ class Client:
         self._closing = False
         self._connack = self._loop.create_future()
         self.closed = self._loop.create_future()
+        self._paho.new_connection()
         pending = self._connecting = self._in_thread(self._paho.reconnect)
         try:
             await asyncio.shield(pending)
@@ -232,17 +306,18 @@ class Client:
         if refused:
             raise AuthError(f"MQTT broker refused the subscription to {', '.join(refused)}")
 
-    def publish(self, topic: str, payload: bytes) -> int:
-        """Hand paho a QoS 1 publish (not retained); returns its message id.
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> int:
+        """Hand paho a publish (not retained); returns its message id.
 
-        paho keeps it until the broker acknowledges it, across reconnects; ``on_published``
-        then gets the id. Without a connection it is sent after the next CONNACK.
+        At QoS 1 paho keeps it until the broker acknowledges it, across reconnects;
+        ``on_published`` then gets the id. Without a connection it is sent after the next
+        CONNACK. At QoS 0 it goes out with the next write, or not at all without a connection.
 
         Raises:
             ValueError: an invalid topic or a payload over MQTT's limit.
         """
         while True:
-            info = self._paho.publish(topic, payload, qos=1)
+            info = self._paho.publish(topic, payload, qos=qos)
             # "queue full" only when the id wrapped onto one still in flight: take the next
             if info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                 return info.mid
@@ -335,11 +410,9 @@ class Client:
         if sock is None:  # closed already (a callback from the connecting thread?)
             raise ConnectionResetError("MQTT connection closed while connecting")
         if isinstance(sock, socket.socket):
-            # paho sends each packet as it comes: without this, Nagle holds a small PUBACK or
-            # PUBLISH back until the previous segment is acknowledged (milliseconds each)
+            # one send per loop iteration: without this, Nagle holds it back until the
+            # previous segment is acknowledged (milliseconds each)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if _TCP_CORK is not None:
-                self._cork = functools.partial(sock.setsockopt, socket.IPPROTO_TCP, _TCP_CORK)
         self._fd = sock.fileno()
         self._loop.add_reader(self._fd, self._on_readable)
         self._misc = self._loop.call_later(_MISC_PERIOD, self._on_misc)
@@ -355,31 +428,46 @@ class Client:
                 sock = c.socket()
                 if sock is None:
                     return
-                if isinstance(sock, ssl.SSLSocket) and sock.pending():
-                    continue  # decrypted bytes epoll cannot see
+                if c.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                    continue  # bytes epoll cannot see (ours, or decrypted ones)
                 if self._progress == before:
                     return  # nothing complete left: wait for epoll
+            if c.buffered():
+                # a busy socket yields after _READ_ROUNDS; come back for what is buffered
+                self._loop.call_soon(self._on_readable)
         except Exception as exc:  # a consumer bug must not leave a half-dead link behind
             log.exception("MQTT message handling failed; dropping the connection")
             self.abort(exc)
 
     def _flush(self) -> None:
+        """paho's queued packets into the write buffer, and the buffer to the socket."""
         self._flush_scheduled = False
         c = self._paho
         if c.socket() is None:
             return
-        if self._cork:
-            # paho sends packet by packet; corked, the kernel sends them as one segment
-            self._cork(1)
+        # paho reports each QoS 0 publish it writes to on_publish, with a reason code and a
+        # properties object built for it; nothing here needs that (the eventbus counts a QoS 0
+        # publish when it hands it over), and at thousands a second it costs. QoS 1 PUBACKs
+        # are read, not written, so they still reach on_publish.
+        on_publish, c.on_publish = c.on_publish, None
+        try:
             c.loop_write()
-            if c.socket() is not None:
-                self._cork(0)
-        else:
-            c.loop_write()
-        if c.want_write() and not self._writer and c.socket() is not None:
-            # the socket is backed up: write again when the kernel has room
+        finally:
+            c.on_publish = on_publish
+        if c.socket() is None:
+            return
+        try:
+            backed_up = not c.send_buffered() or c.want_write()
+        except OSError as exc:
+            self.abort(exc)  # paho reads the end of the link next and reports it
+            return
+        if backed_up and not self._writer:
+            # the kernel is full: write again when it has room
             self._writer = True
             self._loop.add_writer(self._fd, self._flush)
+        elif not backed_up and self._writer:
+            self._writer = False
+            self._loop.remove_writer(self._fd)
 
     def _on_misc(self) -> None:
         self._misc = None
@@ -395,15 +483,13 @@ class Client:
             self._loop.call_soon(self._flush)
 
     def _on_unregister_write(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
-        if self._writer:
-            self._writer = False
-            self._loop.remove_writer(self._fd)
+        # paho's queue is empty, but the write buffer may not be: _flush decides
+        pass
 
     def _on_socket_close(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
         if threading.get_ident() != self._thread or self._fd < 0:
             return  # never attached (or paho's __del__ after the loop is gone)
         self._loop.remove_reader(self._fd)
-        self._cork = None
         if self._writer:
             self._writer = False
             self._loop.remove_writer(self._fd)

@@ -132,8 +132,8 @@ async def test_own_publishes_received_back_are_dropped(tmp_path: Path) -> None:
     assert bus.receive_nowait("twin") is None
 
 
-async def test_publishes_from_inbox_compact_json_qos1(tmp_path: Path) -> None:
-    """A publish message goes out at QoS 1, not retained; dicts as compact JSON, str as is."""
+async def test_publishes_answers_qos0_others_qos1_compact_json(tmp_path: Path) -> None:
+    """Answers go out at QoS 0, deltas at QoS 1, not retained; dicts as compact JSON, str as is."""
     bus = new_bus()
     async with running(make(bus, tmp_path)) as eb:
         async with aiomqtt.Client("127.0.0.1", eb.address.port, identifier="app") as app:
@@ -149,8 +149,35 @@ async def test_publishes_from_inbox_compact_json_qos1(tmp_path: Path) -> None:
         await wait_until(lambda: eb.published == 2, timeout=2)
     assert first.topic.value == topics.twin_update_result("d1")
     assert first.payload == b'{"event_id":"e","twin":{}}'
-    assert (first.qos, first.retain) == (1, False)
+    assert (first.qos, first.retain) == (0, False)
     assert second.payload == b"plain text"
+    assert (second.qos, second.retain) == (1, False)
+
+
+async def test_publish_batch_goes_out_in_order_with_each_topics_qos(tmp_path: Path) -> None:
+    """One publish_batch message: every pair published, in order, answers QoS 0, deltas QoS 1."""
+    bus = new_bus()
+    pairs = [
+        (topics.twin_update_result("d1"), {"n": 1}),
+        (topics.twin_delta("d1"), {"n": 2}),
+        (topics.twin_update_result("d1"), {"n": 3}),
+    ]
+    async with running(make(bus, tmp_path)) as eb:
+        async with aiomqtt.Client("127.0.0.1", eb.address.port, identifier="app") as app:
+            await app.subscribe("$hw/events/device/+/twin/update/+", qos=1)
+            batch = Message.new(
+                source="twin", group="bus", operation="publish_batch", resource="", content=pairs
+            )
+            await bus.send("eventbus", batch)
+            async with asyncio.timeout(2):
+                it = aiter(app.messages)
+                got = [await anext(it) for _ in pairs]
+        await wait_until(lambda: eb.published == 3, timeout=2)
+    assert [(m.topic.value, json.loads(m.payload), m.qos) for m in got] == [
+        (topics.twin_update_result("d1"), {"n": 1}, 0),
+        (topics.twin_delta("d1"), {"n": 2}, 1),
+        (topics.twin_update_result("d1"), {"n": 3}, 0),
+    ]
 
 
 async def test_reconnects_after_supervised_broker_is_killed(tmp_path: Path) -> None:
@@ -206,12 +233,12 @@ async def test_publishes_wait_for_the_broker(
     """A publish made while the broker is down is sent once it is back, not lost."""
     app = aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="app", clean_session=False)
     async with app:
-        await app.subscribe("$hw/events/device/+/twin/update/result", qos=1)
+        await app.subscribe("$hw/events/device/+/twin/update/delta", qos=1)
     bus = new_bus()
     async with running(make(bus, tmp_path, url=mosquitto.url)) as eb:
         await mosquitto.stop()
         await wait_until(lambda: not eb.connected.is_set(), timeout=2)
-        await bus.send("eventbus", publish_msg(topics.twin_update_result("d1"), {"n": 1}))
+        await bus.send("eventbus", publish_msg(topics.twin_delta("d1"), {"n": 1}))
         await wait_until(lambda: eb.stats()["pending"] == 1, timeout=2)
         await mosquitto.start()
         await wait_until(lambda: eb.published == 1, timeout=5)
@@ -228,16 +255,16 @@ async def test_unacknowledged_publishes_are_resent_after_a_crash(tmp_path: Path)
         assert eb.broker is not None
         app = aiomqtt.Client("127.0.0.1", eb.address.port, identifier="app", clean_session=False)
         async with app:
-            await app.subscribe("$hw/events/device/+/twin/update/result", qos=1)
+            await app.subscribe("$hw/events/device/+/twin/update/delta", qos=1)
         pid = eb.broker.pid
         assert pid is not None
         db = eb.broker.dir / "mosquitto.db"
         os.kill(pid, signal.SIGUSR1)  # save both sessions now
-        await wait_until(lambda: db.exists() and b"twin/update/result" in db.read_bytes())
+        await wait_until(lambda: db.exists() and b"twin/update/delta" in db.read_bytes())
         os.kill(pid, signal.SIGSTOP)  # frozen: reads nothing, acknowledges nothing
         try:
             for n in range(10):
-                await bus.send("eventbus", publish_msg(topics.twin_update_result("d1"), {"n": n}))
+                await bus.send("eventbus", publish_msg(topics.twin_delta("d1"), {"n": n}))
             await wait_until(lambda: eb.stats()["inflight"] == 10, timeout=2)
         finally:
             os.kill(pid, signal.SIGKILL)
@@ -256,13 +283,13 @@ async def test_full_outbox_drops_oldest_while_broker_is_away(
     """Beyond max_pending the oldest publishes go (counted); the newest are sent later."""
     app = aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="app", clean_session=False)
     async with app:
-        await app.subscribe("$hw/events/device/+/twin/update/result", qos=1)
+        await app.subscribe("$hw/events/device/+/twin/update/delta", qos=1)
     bus = new_bus()
     async with running(make(bus, tmp_path, url=mosquitto.url, max_pending=3)) as eb:
         await mosquitto.stop()
         await wait_until(lambda: not eb.connected.is_set(), timeout=2)
         for n in range(5):
-            await bus.send("eventbus", publish_msg(topics.twin_update_result("d1"), {"n": n}))
+            await bus.send("eventbus", publish_msg(topics.twin_delta("d1"), {"n": n}))
         await wait_until(lambda: eb.dropped == 2 and eb.stats()["pending"] == 3, timeout=2)
         await mosquitto.start()
         await wait_until(lambda: eb.published == 3, timeout=5)
@@ -339,7 +366,7 @@ async def test_stop_during_a_blocked_connect_is_prompt(tmp_path: Path) -> None:
     ids=["volume", "every-queue-tiny"],
 )
 async def test_echo_round_trip(tmp_path: Path, n: int, small: bool) -> None:
-    """Updates in and results out through a stand-in twin: none lost, no deadlock.
+    """Updates in and QoS 1 deltas out through a stand-in twin: none lost, no deadlock.
 
     With every queue tiny (twin and eventbus inboxes, outbox, publish window) each side
     waits on the other at some point; it must still all flow.
@@ -354,7 +381,8 @@ async def test_echo_round_trip(tmp_path: Path, n: int, small: bool) -> None:
             assert match.device_id is not None
             await bus.send(
                 "eventbus",
-                publish_msg(topics.twin_update_result(match.device_id), {"v": msg.content}),
+                # a delta: QoS 1, so the publish window and PUBACKs are part of the flow
+                publish_msg(topics.twin_delta(match.device_id), {"v": msg.content}),
             )
 
     async with running(make(bus, tmp_path, **tiny)) as eb:
@@ -363,7 +391,7 @@ async def test_echo_round_trip(tmp_path: Path, n: int, small: bool) -> None:
             async with aiomqtt.Client(
                 "127.0.0.1", eb.address.port, identifier="mapper", max_inflight_messages=200
             ) as mapper:
-                await mapper.subscribe("$hw/events/device/+/twin/update/result", qos=1)
+                await mapper.subscribe("$hw/events/device/+/twin/update/delta", qos=1)
                 sender = asyncio.gather(
                     *(mapper.publish(topics.twin_update(f"d{i % 10}"), str(i), qos=1)
                       for i in range(n))

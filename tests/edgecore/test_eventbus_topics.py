@@ -137,3 +137,21 @@ def test_subscriptions_cover_every_input_form() -> None:
         "$hw/events/node/+/membership/get",
     }
     assert topics.QOS == 1
+
+
+def test_answers_are_qos0_and_what_the_edge_says_on_its_own_qos1() -> None:
+    """Results and documents go at QoS 0; deltas and membership changes at QoS 1."""
+    for answer in (
+        topics.twin_document("ns/d1"),
+        topics.twin_update_result("d1"),
+        topics.twin_get_result("ns/d1"),
+        topics.state_update_result("d1"),
+        topics.membership_result("edge-1"),
+    ):
+        assert topics.publish_qos(answer) == 0, answer
+    for own in (
+        topics.twin_delta("d1"),
+        "$hw/events/node/edge-1/membership/updated",
+        "some/other/topic",
+    ):
+        assert topics.publish_qos(own) == 1, own

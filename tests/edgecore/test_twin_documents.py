@@ -1,5 +1,5 @@
 """Documents are per device per batch (the state before the batch and the newest), results per
-message; the bus messages the twin builds cheaply are the same models ``Message.new`` makes."""
+message."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edgecore.devicetwin.bus_messages import MessageIds, bus_message
 from edgecore.devicetwin.store import WriteSet
 from tests.edgecore.test_twin_support import DEV, report, running_edge
-from wire.codec import decode, encode
 from wire.errors import StoreError
 from wire.messages import Message
 
@@ -62,45 +60,3 @@ async def test_document_of_a_failed_batch_is_not_published(
         await edge.module.process([_mqtt(f"{DEV}/twin/update", report(temperature="1"), "x")])
         topics = [t for t, _ in edge.drain()]
         assert topics == [f"{DEV}/twin/update/result"]
-
-
-def test_bus_message_is_what_message_new_makes() -> None:
-    """The cheaply built message has the same fields, encodes the same, and decodes back."""
-    ids = MessageIds()
-    msg_id = ids.next()
-    cheap = bus_message(
-        source="twin",
-        group="bus",
-        operation="publish",
-        resource="$hw/events/device/d/twin/update/result",
-        content={"event_id": "e", "timestamp": 1},
-        msg_id=msg_id,
-        timestamp=7,
-    )
-    full = Message.new(
-        source="twin",
-        group="bus",
-        operation="publish",
-        resource="$hw/events/device/d/twin/update/result",
-        content={"event_id": "e", "timestamp": 1},
-        timestamp_ms=7,
-    )
-    full.header.msg_id = msg_id
-    assert cheap == full
-    assert encode(cheap) == encode(full)
-    assert decode(encode(cheap)) == full
-    assert (cheap.id, cheap.operation, cheap.resource, cheap.route.source) == (
-        msg_id,
-        "publish",
-        "$hw/events/device/d/twin/update/result",
-        "twin",
-    )
-    assert cheap.model_copy(deep=True) == cheap
-
-
-def test_message_ids_are_unique_and_uuid_shaped() -> None:
-    """Internal message ids never repeat within a process and look like UUIDs."""
-    a, b = MessageIds(), MessageIds()
-    got = [a.next() for _ in range(1000)] + [b.next() for _ in range(1000)]
-    assert len(set(got)) == len(got)
-    assert all(len(i) == 36 and i.count("-") == 4 for i in got)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from edgecore.devicetwin import merge as m
+from edgecore.devicetwin.mqtt_handlers import _update_from_json, decode, validate
 from edgecore.devicetwin.payloads import (
     StateUpdateIn,
     TwinUpdateIn,
@@ -100,3 +103,44 @@ def test_fast_builder_equals_model_dump(
     """The hot-path dict builder gives exactly the MsgTwin model's dump."""
     kw = {"type_": type_, "optional": optional, "versions": versions}
     assert twin_json(twin, **kw) == dump(msg_twin(twin, **kw))  # type: ignore[arg-type]
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_value = st.fixed_dictionaries({"value": _json}, optional={"metadata": _json})
+_prop = st.fixed_dictionaries(
+    {},
+    optional={
+        "actual": _value | _json,
+        "expected": _value | _json,
+        "optional": _json,
+        "metadata": _json,
+    },
+)
+_updates = st.fixed_dictionaries(
+    {"twin": st.dictionaries(st.text(max_size=6), _prop | _json, max_size=3) | _json},
+    optional={"event_id": _json, "timestamp": _json},
+)
+
+
+@given(_updates)
+def test_one_step_update_parse_agrees_with_two_step(payload: dict[str, object]) -> None:
+    """Whatever the one-step JSON parse accepts, json.loads + the model accepts as the same."""
+    text = json.dumps(payload)
+    fast = _update_from_json(text)
+    if fast is not None:
+        obj = decode(text)
+        assert isinstance(obj, dict)
+        assert validate(TwinUpdateIn, obj) == fast

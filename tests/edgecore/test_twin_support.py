@@ -229,19 +229,23 @@ class TwinEdge:
                     if t == topic:
                         del self.pubs[i]
                         return payload
-                msg = await self.bus.receive("eventbus")
-                assert msg.operation == "publish"
-                assert isinstance(msg.content, dict)
-                check_schema(msg.resource, msg.content)
-                self.pubs.append((msg.resource, msg.content))
+                self._take(await self.bus.receive("eventbus"))
 
     def drain(self) -> list[tuple[str, dict[str, Any]]]:
         """Every publish so far, taken."""
         while (msg := self.bus.receive_nowait("eventbus")) is not None:
-            check_schema(msg.resource, msg.content)
-            self.pubs.append((msg.resource, msg.content))
+            self._take(msg)
         out, self.pubs = self.pubs, []
         return out
+
+    def _take(self, msg: Message) -> None:
+        """Keep the publishes of one eventbus message (the twin sends one batch per commit)."""
+        assert msg.operation == "publish_batch"
+        assert isinstance(msg.content, list) and msg.content
+        for topic, payload in msg.content:
+            assert isinstance(payload, dict)
+            check_schema(topic, payload)
+            self.pubs.append((topic, payload))
 
     async def barrier(self, device_topic: str = DEV) -> None:
         """Wait until everything sent before has been handled and published."""

@@ -1,9 +1,10 @@
-"""Bus messages the twin makes by the thousand, built cheaply.
+"""Bus messages modules make by the thousand, built cheaply.
 
-Per accepted report the twin puts a result (and, per batch, a document) in eventbus's inbox
-and an upstream message in edgehub's. ``Message.new`` validates three pydantic models and
-draws a random UUID for each message, which showed as several percent of edgecore's CPU under
-load. :func:`bus_message` assembles the same objects directly.
+Per MQTT report, eventbus hands the twin a message; per accepted report the twin puts a result
+in eventbus's inbox and an upstream message in edgehub's. ``Message.new`` validates three
+pydantic models and draws a random UUID for each message, which showed as several percent of
+edgecore's CPU under load. :func:`bus_message` assembles the same objects directly; validation
+stays where data enters the process (the codec, the MQTT payload parsers).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def bus_message(
 ) -> Message:
     """A :class:`Message` with every field given, built without pydantic's validation.
 
-    The twin makes a few bus messages per report. ``Message.new`` validates three models and
+    A module makes a few bus messages per report. ``Message.new`` validates three models and
     draws a UUID for each; pydantic's own ``model_construct`` is no cheaper, as it still
     walks the fields in Python. The values here are typed already, so the objects are
     assembled as ``model_construct`` would assemble them (the models allow no extra fields and
@@ -80,10 +81,11 @@ def bus_message(
 
 
 class MessageIds:
-    """Ids for the twin's bus-internal messages: UUID-shaped, unique in the process, cheap.
+    """Ids for bus-internal messages: UUID-shaped, unique in the process, cheap.
 
-    Publishes to eventbus never reach the wire (only their topic and content do), so they need
-    no random UUID each (a ``urandom`` call): one random prefix and a counter suffice.
+    Messages between eventbus and the twin never reach the wire (only their topic and content
+    do), so they need no random UUID each (a ``urandom`` call): one random prefix and a counter
+    suffice.
     """
 
     def __init__(self) -> None:
