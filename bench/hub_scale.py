@@ -12,10 +12,13 @@ to them is not far from what the websocket stack itself can do. So the benchmark
    as the admin API takes them (throughput phase), then ~200 updates/s for ~10 s (latency
    phase: each update carries ``bench/sent`` = wall clock at send time; edges record
    receive time minus that);
-4. stops cloudhub and runs the baseline: a bare ``websockets`` echo server (same TLS, no
+4. with only C of the N edges left connected, runs the throughput phase again, so that
+   edgebridge is also measured at the baseline's connection count;
+5. stops cloudhub and runs the baseline: a bare ``websockets`` echo server (same TLS, no
    compression) in its own process, driven by the same worker processes with C connections
    sending ~1 KB JSON and awaiting the echo. The ratio edgebridge/raw says how much of the
-   ceiling cloudhub's own logic leaves on the table.
+   ceiling cloudhub's own logic leaves on the table (printed for the full fleet and for C
+   connections; bench/README.md says which is which).
 
 Client processes share the machine with cloudhub, so on a small box the figures are a floor:
 they include the clients' CPU. The echo baseline is measured the same way, which keeps the
@@ -46,7 +49,7 @@ if __package__ in (None, ""):
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
 from bench.common import raise_nofile, setup_logging
 from bench.hub_workers import NAMESPACE, echo_server_main, node_name, pod_name, worker_main
-from bench.measure import Figures, PySpy, percentile, run_benchmark
+from bench.measure import Figures, PySpy, cpu_seconds, percentile, run_benchmark
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,11 @@ THIS_FILE = Path(__file__).resolve()
 PHASE_CREATE = "create"
 PHASE_TPUT = "tput"
 PHASE_LAT = "lat"
+#: the throughput phase again, with only as many edges connected as the echo baseline uses
+PHASE_TPUT_SAME = "tput-same"
+#: seconds to wait after a burst of connects/disconnects before measuring: cloudhub freezes
+#: the survivors of a burst for its garbage collector within 5 s (cloudhub.tuning)
+SETTLE_MIN_WAIT = 6.0
 
 
 # =============================================================================================
@@ -397,7 +405,8 @@ async def _edgebridge_phases(
         for e in r["errors"]:
             log.warning("connect error: %s", e)
     connect_s = t_last - t0
-    cpu_connect = hub.cpu_seconds() - cpu_before
+    cpu_connected, t_connected = hub.cpu_seconds(), time.monotonic()
+    cpu_connect = cpu_connected - cpu_before
     log.info("%d/%d nodes connected and synced in %.1fs (%d failed)", synced, n, connect_s, failed)
     await asyncio.sleep(2.0)
     rss_after = hub.rss_kib()
@@ -426,6 +435,15 @@ async def _edgebridge_phases(
     )
     if synced == 0:
         raise RuntimeError("no node could connect; see the cloudhub log")
+
+    # -- the burst's after-effects: Nodes marked Ready, the GC freeze after a burst -----------
+    await _settle(hub, min_wait=SETTLE_MIN_WAIT)
+    fig.add(
+        "cloudhub_cpu_settle",
+        hub.cpu_seconds() - cpu_connected,
+        "s CPU from the last node synced until cloudhub went quiet",
+    )
+    fig.add("settle_time", time.monotonic() - t_connected, "s (idem)")
 
     # -- holding the fleet with nothing to deliver: keepalives only ----------------------------
     if args.idle_seconds > 0:
@@ -561,6 +579,89 @@ async def _edgebridge_phases(
     args.measured.update(
         updates_per_s=updates_per_s, delivered_per_s=delivered_per_s, avg_msg=avg_msg
     )
+    if args.echo_seconds > 0 and min(args.echo_conns, len(held)) < held_end:
+        await _same_conns_phase(args, fig, hub, admin, workers, plan, sample, held)
+
+
+async def _same_conns_phase(
+    args: argparse.Namespace,
+    fig: Figures,
+    hub: CloudHub,
+    admin: Admin,
+    workers: list[Child],
+    plan: Plan,
+    sample: list[int],
+    held: list[int],
+) -> None:
+    """The throughput phase again with only ``--echo-conns`` edges connected.
+
+    The echo baseline runs over ``--echo-conns`` connections; the full-fleet phase has every
+    node connected (each idle link costs its keepalives, each live session its share of the
+    hub's bookkeeping). Measuring edgebridge at the echo's connection count as well makes the
+    comparison like for like; both figures are printed.
+    """
+    conns = min(args.echo_conns, len(held))
+    k = min(conns, len(sample))
+    active = [sample[(j * len(sample)) // k] for j in range(k)]
+    keep = set(active)
+    for i in held:  # more connections than pods: idle ones, as in the full fleet
+        if len(keep) >= conns:
+            break
+        keep.add(i)
+    names = [node_name(i) for i in sorted(keep)]
+    for child in workers:
+        child.send({"cmd": "keep_only", "nodes": names})
+    kept = sum(e["open"] for e in await gather_events(workers, "kept", 120))
+    await _settle(hub, min_wait=SETTLE_MIN_WAIT)
+    log.info("throughput phase at %d connections (%d pods updated)", kept, k)
+    cpu0 = hub.cpu_seconds()
+    res = await run_phase(
+        phase=PHASE_TPUT_SAME,
+        workers=workers,
+        plan=plan,
+        sample=active,
+        updates=[j % k for j in range(args.updates)],
+        admin=admin,
+        batch=args.batch,
+        concurrency=args.apply_concurrency,
+        rate=None,
+        converge_timeout=args.converge_timeout,
+    )
+    cpu = hub.cpu_seconds() - cpu0
+    for child in workers:
+        child.send({"cmd": "report"})
+    reports = await gather_events(workers, "report", 120)
+    delivered = sum(r["acked"].get(PHASE_TPUT_SAME, 0) for r in reports)
+    secs = res["end"] - res["start"]
+    rate = res["updates"] / secs if secs > 0 else math.nan
+    fig.add("same_conns_nodes", kept, "edges connected (the echo baseline's connection count)")
+    fig.add("same_conns_pods", k, "pods updated")
+    fig.add("edgebridge_updates_per_s_same_conns", rate, "updates/s (applied and converged)")
+    fig.add(
+        "edgebridge_delivered_per_s_same_conns",
+        delivered / secs if secs > 0 else math.nan,
+        "messages/s delivered+ACKed",
+    )
+    fig.add(
+        "cloudhub_cpu_per_update_same_conns",
+        cpu / res["updates"] * 1e6 if res["updates"] else math.nan,
+        "us CPU per update",
+    )
+    args.measured["updates_per_s_same_conns"] = rate
+
+
+async def _settle(
+    hub: CloudHub, *, min_wait: float = 0.0, quiet: float = 0.25, timeout: float = 60.0
+) -> None:
+    """Wait at least ``min_wait`` seconds, then until cloudhub uses less than ``quiet`` of a
+    core over a second: the after-effects of a burst of connects or disconnects (Nodes marked
+    Ready or not, the GC freeze) are over."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        before = hub.cpu_seconds()
+        await asyncio.sleep(1.0)
+        if time.monotonic() - start >= min_wait and hub.cpu_seconds() - before < quiet:
+            return
 
 
 async def _echo_phase(
@@ -581,17 +682,27 @@ async def _echo_phase(
         payload,
         args.echo_seconds,
     )
+    cpu0 = cpu_seconds(echo.proc.pid)
     for child in workers:
         child.send({"cmd": "echo_run", "payload": payload, "seconds": args.echo_seconds})
     done = await gather_events(workers, "echo_done", args.echo_seconds + 120)
+    cpu = cpu_seconds(echo.proc.pid) - cpu0
     roundtrips = sum(d["roundtrips"] for d in done)
     seconds = max(d["seconds"] for d in done)
     raw = roundtrips / seconds if seconds > 0 else math.nan
     fig.add("raw_connections", n_conns, "echo connections")
     fig.add("raw_payload", payload, "bytes per message")
     fig.add("raw_roundtrips_per_s", raw, "round trips/s (websockets echo, TLS, no compression)")
+    fig.add(
+        "raw_server_cpu_per_roundtrip",
+        cpu / roundtrips * 1e6 if roundtrips else math.nan,
+        "us CPU of the echo server per round trip",
+    )
     fig.ratio("ratio_updates_vs_raw", args.measured["updates_per_s"], raw)
     fig.ratio("ratio_delivered_vs_raw", args.measured["delivered_per_s"], raw)
+    same = args.measured.get("updates_per_s_same_conns")
+    if same is not None:
+        fig.ratio("ratio_updates_vs_raw_same_conns", same, raw)
 
 
 # =============================================================================================

@@ -162,6 +162,11 @@ async def worker_main(args: argparse.Namespace) -> None:
                         "close_reasons": _reasons(edges),
                     }
                 )
+            elif name == "keep_only":
+                # Drop every edge not named, as a fleet shrinking to the echo's size would.
+                keep = set(cmd["nodes"])
+                await asyncio.gather(*(e.close() for e in edges if e.node not in keep))
+                emit({"ev": "kept", "open": sum(1 for e in edges if e.open)})
             elif name == "disconnect":
                 keepalive.cancel()
                 await asyncio.gather(*(e.close() for e in edges))

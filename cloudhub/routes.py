@@ -46,6 +46,8 @@ class Fanout:
 
     nodes: tuple[str, ...]
     object: dict[str, Any]
+    #: ``object`` as JSON, when the store handed it over (not for removals): sent as it is
+    body: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

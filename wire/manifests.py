@@ -393,12 +393,17 @@ def _describe(exc: ValidationError) -> str:
     return f"{where}: {msg}"
 
 
-def validate(obj: Any) -> dict[str, Any]:
+def validate(obj: Any, *, owned: bool = False) -> dict[str, Any]:
     """Check one object and return a normalised copy.
 
     The copy has ``metadata.namespace`` defaulted to ``default`` for namespaced kinds and
     removed for Node, and a Secret's ``stringData`` folded into base64 ``data`` (as the
     Kubernetes API server does). All other fields, known or not, are kept as given.
+
+    Args:
+        owned: the caller hands ``obj`` over (it was just parsed from a request body and
+            nothing else holds it): it is normalised in place and returned, not copied. The
+            copy was the largest part of validating a big apply.
 
     Raises:
         InvalidObject: one line such as ``Pod default/x: spec.containers: ...``.
@@ -418,7 +423,7 @@ def validate(obj: Any) -> dict[str, Any]:
         raise InvalidObject(f"{ident}: apiVersion must be {schema.api_version!r}, got {got}")
     try:
         schema.model.model_validate(obj)
-        out = copy.deepcopy(obj)
+        out: dict[str, Any] = obj if owned else copy_json(obj)
     except ValidationError as exc:
         raise InvalidObject(f"{ident}: {_describe(exc)}") from exc
     except RecursionError as exc:
@@ -440,10 +445,31 @@ def validate(obj: Any) -> dict[str, Any]:
     return out
 
 
-def validate_all(objs: Iterable[Any]) -> list[dict[str, Any]]:
+def validate_all(objs: Iterable[Any], *, owned: bool = False) -> list[dict[str, Any]]:
     """:func:`validate` every object; raise on the first bad one before returning any.
+
+    ``owned``: as for :func:`validate`; objects before the bad one may then have been
+    normalised already.
 
     Raises:
         InvalidObject: the first invalid object's reason.
     """
-    return [validate(obj) for obj in objs]
+    return [validate(obj, owned=owned) for obj in objs]
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, strings, numbers, booleans, null).
+
+    Several times faster than ``copy.deepcopy``, which keeps a memo of every object it copies
+    for the shared references and cycles JSON cannot have. Anything else met on the way (a set
+    or an object in a hand-built dict) is deep-copied the general way, so it still reaches the
+    store's JSON check and is refused there as before. A cycle ends in ``RecursionError``.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {k: copy_json(v) for k, v in value.items()}
+    if kind is list:
+        return [copy_json(v) for v in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)

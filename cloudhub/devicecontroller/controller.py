@@ -21,14 +21,13 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from cloudhub import routes
 from cloudhub.devicecontroller.twins import merge_report, parse_state_report, parse_twin_report
 from cloudhub.hub.module import Replies
-from cloudhub.store.base import ObjectStore, StatusUpdate
+from cloudhub.store.base import ObjectStore, StatusCompute, StatusMerger, StatusUpdate
 from hive.bus import Bus
 from wire.errors import InvalidObject, NotFound, StoreError, WireError
 from wire.messages import Message, Operation
@@ -38,18 +37,6 @@ log = logging.getLogger(__name__)
 
 TWIN_SUFFIX = "twin/edge_updated"
 STATE_SUFFIX = "state/update"
-
-#: ``compute(index, device or None) -> status to merge or None``
-StatusCompute = Callable[[int, dict[str, Any] | None], dict[str, Any] | None]
-
-
-@runtime_checkable
-class StatusMerger(Protocol):
-    """A store that reads, merges and writes statuses in one transaction (the embedded one)."""
-
-    async def merge_statuses(
-        self, type: str, keys: Sequence[tuple[str | None, str]], compute: StatusCompute
-    ) -> list[dict[str, Any] | None]: ...
 
 
 class DeviceController:

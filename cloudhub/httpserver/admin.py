@@ -324,7 +324,8 @@ class AdminApi:
         objects = await _parse_objects(request)
         if not objects:
             raise InvalidObject("nothing to apply: 'objects' is empty")
-        objects = validate_all(objects)
+        # Just parsed from this request's body: nothing else holds them, no copy needed.
+        objects = validate_all(objects, owned=True)
         await self._check_desired(objects)
         if self._detailed is not None:
             applied = await self._detailed.apply_detailed(objects, validated=True)

@@ -3,7 +3,9 @@
 Where a message enters: :meth:`HubModule._handle` reads each frame of a node's connection,
 decodes it, and routes it by operation (ACKs to the node's delivery state, keepalives answered,
 inventory starts delivery, queries go to edgecontroller). Where it leaves: each
-:class:`~cloudhub.hub.session.NodeSession` writes what its delivery state says is due.
+:class:`~cloudhub.hub.session.NodeSession` writes what its delivery state says is due, from
+the task that made it due when that cannot wait (the inbox routing a change for a few nodes,
+the reader that took an ACK), else from its writer.
 
 Inbox (from other modules, in order): fan-out of object changes, the answer to a node's
 ``desired`` query (which starts its delivery), answers to a node's own queries.
@@ -71,6 +73,8 @@ _CHEAP_FRAME = re.compile(
     ).replace("@", r'[^"\\\x00-\x1f]*')
 )
 _PONG = json_string("pong")
+#: fan-outs to at most this many nodes are written by the hub's routing task itself
+_DIRECT_FANOUT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +225,7 @@ class HubModule:
             window=self._settings.window,
             min_interval=self._settings.coalesce,
             encoded=self._encoded,
+            ids=self._ids,
         )
         if self._owners is not None and not await self._owners.claim(peer.node):
             # Another replica serves this node; the edge's backoff brings it back, here or
@@ -259,7 +264,8 @@ class HubModule:
                 if cheap is None:
                     cost = await self._read_frame(session, frame)
                 elif cheap["op"] == Operation.RESPONSE:
-                    session.ack(cheap["parent"])
+                    if session.ack(cheap["parent"]):
+                        await session.deliver()
                     cost = _CHEAP_FRAME_COST
                 else:
                     await session.send_text(self._pong(cheap))
@@ -308,7 +314,8 @@ class HubModule:
     async def _upstream(self, session: NodeSession, msg: Message) -> None:
         op = msg.operation
         if op == Operation.RESPONSE:
-            session.ack(msg.parent_id)
+            if session.ack(msg.parent_id):
+                await session.deliver()
         elif op == Operation.KEEPALIVE:
             await session.send(msg.reply("pong", source=routes.HUB))
         elif op == Operation.INVENTORY:
@@ -391,14 +398,14 @@ class HubModule:
         while True:
             msg = await self._bus.receive(self.name)
             try:
-                self._route(msg)
+                if isinstance(msg.content, routes.Fanout):
+                    await self._fan_out(msg, msg.content)
+                else:
+                    self._route(msg)
             except Exception:
                 log.exception("failed to route %s %s", msg.operation, msg.resource)
 
     def _route(self, msg: Message) -> None:
-        if isinstance(msg.content, routes.Fanout):
-            self._fan_out(msg, msg.content)
-            return
         if isinstance(msg.content, Replies):
             self._reply_all(msg.content)
             return
@@ -444,10 +451,16 @@ class HubModule:
                 )
             )
 
-    def _fan_out(self, msg: Message, fanout: routes.Fanout) -> None:
+    async def _fan_out(self, msg: Message, fanout: routes.Fanout) -> None:
         key = msg.resource
         rv = msg.header.resourceversion
         remove = msg.operation == Operation.DELETE
+        if fanout.body is not None and not remove:
+            # The store's own text of this version: every session sends it as it is.
+            self._encoded.put((key, rv), fanout.body)
+        # A change for a few nodes is written from here; one for many is left to their
+        # writers, so that routing it does not hold the loop for the whole fan-out.
+        direct = len(fanout.nodes) <= _DIRECT_FANOUT
         for node in fanout.nodes:
             session = self.sessions.get(node)
             if session is None or not session.started:
@@ -456,10 +469,14 @@ class HubModule:
                 session.downstream.remove(key, fanout.object)
             else:
                 session.downstream.update(key, rv, fanout.object)
-            # Only a writer with something to send now is woken: while the key's previous
-            # version awaits its ACK (a burst of edits), that ACK wakes it. Waking every
+            # Only a session with something to send now is served: while the key's previous
+            # version awaits its ACK (a burst of edits), that ACK does it. Waking every
             # session of a widely used object on every edit was most of a burst's cost.
-            if session.downstream.ready:
+            if not session.downstream.ready:
+                continue
+            if direct:
+                await session.deliver()
+            else:
                 session.wake()
 
 

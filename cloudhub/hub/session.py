@@ -10,6 +10,12 @@ that rings early just makes the writer look again and set the next one.
 Reading happens in the websocket handler of :mod:`cloudhub.hub.module`, which feeds ACKs and
 signs of life in here.
 
+The common case skips the writer: a change for this node, or an ACK that frees a key with a
+newer version waiting, is written at once by the task that learnt of it
+(:meth:`NodeSession.deliver`), provided the writer is parked and the write cannot wait for
+the peer. Writes that could wait (a full buffer, a frozen peer) go through the writer and its
+time limit (``SEND_TIMEOUT``); writes that cannot get none, which saves a timer per message.
+
 When the writer has several frames for one link (a batch of ACKs for a node's device reports,
 a resync), it corks the TCP socket while writing them: each frame is still its own TLS record
 and ``send``, but the kernel pushes them in one go instead of running the whole TCP path (on
@@ -25,7 +31,6 @@ string joins instead of three model constructions and two dumps, and the text is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -34,7 +39,7 @@ import re
 import socket
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -50,6 +55,8 @@ log = logging.getLogger(__name__)
 
 #: seconds a single frame write may block (a frozen peer with a full TCP window)
 SEND_TIMEOUT = 10.0
+#: bytes a frame may take on the wire beyond its text: websocket header, TLS record
+_FRAME_OVERHEAD = 64
 
 
 #: Linux's TCP_CORK (None elsewhere: frames then go out one by one, as without it)
@@ -71,9 +78,9 @@ class MessageIds:
     """``msg_id``s for frames the hub writes, shaped like UUIDv4s and unique per instance.
 
     uuid4 reads the OS's random source for every id; a random prefix chosen once and a counter
-    cost a fifth of that and cannot collide within the process. Nobody outside can use them:
-    they name the hub's own replies and forwarded requests (an edge ACKs the ids of object
-    messages, which :mod:`wire.delivery` draws).
+    cost a fifth of that and cannot collide within the process. That they are predictable
+    gives nobody anything: they name the hub's own replies, forwarded requests and object
+    messages, and an edge can only ACK (by id) the object messages of its own link.
     """
 
     def __init__(self) -> None:
@@ -138,6 +145,7 @@ class NodeSession:
         window: int,
         min_interval: float = 0.0,
         encoded: ContentCache | None = None,
+        ids: MessageIds | None = None,
     ) -> None:
         self.node = node
         self.ws = ws
@@ -149,8 +157,13 @@ class NodeSession:
         self._clock = loop.time
         #: the writer's alarm (see the module notes); None when not set or already rung
         self._alarm: asyncio.TimerHandle | None = None
+        # The hub's ids for object messages too: an ACK only has to name a message of this
+        # link, and a counter costs a fifth of a uuid4 (an OS random read per message).
         self.downstream = Downstream(
-            ack_timeout=ack_timeout, window=window, min_interval=min_interval
+            ack_timeout=ack_timeout,
+            window=window,
+            min_interval=min_interval,
+            new_id=ids if ids is not None else MessageIds(),
         )
         #: shared by all sessions of a hub: a fanned-out object is encoded once
         self._encoded = encoded if encoded is not None else ContentCache()
@@ -163,6 +176,8 @@ class NodeSession:
         #: frames queued by :meth:`send_soon` (replies), written by the writer before objects
         self._outbox: deque[str] = deque()
         self._writer: asyncio.Task[None] | None = None
+        #: the writer is waiting for a wake-up (not writing): :meth:`deliver` may write
+        self._parked = False
         self.closed = asyncio.Event()
         self.close_reason = ""
 
@@ -196,9 +211,41 @@ class NodeSession:
         self.liveness.received(self._clock())
         self.last_seen = time.time()
 
-    def ack(self, msg_id: str) -> None:
-        if self.downstream.ack(msg_id) and self.downstream.ready:
+    def ack(self, msg_id: str) -> bool:
+        """Apply an ACK; whether something can be sent now (then call :meth:`deliver`)."""
+        return self.downstream.ack(msg_id) and self.downstream.ready
+
+    async def deliver(self) -> None:
+        """Send what is due now, from the calling task when the writer is parked and the link
+        takes it at once; otherwise wake the writer.
+
+        A delivery is nearly always one frame to a link with an empty write buffer. Written
+        here (by the hub routing a change, or the reader that just took an ACK), it costs no
+        writer wake-up: an event, a task step and a pass of the writer's loop, about a tenth
+        of a pod update's CPU. The writer keeps everything that can wait: retries and held
+        keys (its alarm), replies, a full write buffer, a link going down. The sends here
+        cannot wait (:meth:`_may_wait`), so they run to completion before the writer can
+        look again.
+        """
+        if not self._parked or self._outbox or not self.started or self.closed.is_set():
             self.wake()
+            return
+        now = self._clock()
+        batch = self.downstream.poll(now)
+        if batch:
+            frames = [self._frame(out) for out in batch]
+            if self._may_wait(frames):
+                self._outbox.extend(frames)  # the writer sends them, within its time limit
+                self.wake()
+                return
+            try:
+                await self._send_all(frames)
+            except (ConnectionClosed, OSError) as exc:
+                log.info("node %s: write failed: %s", self.node, exc or type(exc).__name__)
+                await self.close(f"write failed: {exc or type(exc).__name__}")
+                return
+        # The writer's alarm must cover the new ACK deadlines and any key held back.
+        self._arm(self._next_deadline())
 
     async def send(self, message: Message) -> None:
         """Send one out-of-band frame (replies, errors).
@@ -248,49 +295,80 @@ class NodeSession:
                     await self.close("keepalive timeout")
                     return
                 if self._outbox:
-                    outbox = self._outbox
-                    with self._corked(len(outbox)):
-                        async with asyncio.timeout(SEND_TIMEOUT * max(1, len(outbox) // 64)):
-                            while outbox:
-                                await self.ws.send(outbox.popleft())
+                    frames = list(self._outbox)
+                    self._outbox.clear()
+                    await self._send_all(frames)
                 if self.started:
                     batch = self.downstream.poll(now)
                     if batch:
-                        # asyncio.timeout, not wait_for: no task per frame on the hot path
-                        with self._corked(len(batch)):
-                            async with asyncio.timeout(SEND_TIMEOUT * max(1, len(batch) // 64)):
-                                for out in batch:
-                                    await self.ws.send(self._frame(out))
-                deadline = self.liveness.next_deadline(sending=False)
-                ack_deadline = self.downstream.next_deadline()
-                if ack_deadline is not None:
-                    deadline = min(deadline, ack_deadline)
+                        await self._send_all([self._frame(out) for out in batch])
+                deadline = self._next_deadline()
                 self._wake.clear()
                 if self._outbox or (self.started and self.downstream.ready):
                     continue
                 self._arm(deadline)
-                await self._wake.wait()
+                self._parked = True
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._parked = False
         except (ConnectionClosed, TimeoutError, OSError) as exc:
             log.info("node %s: writer stopped: %s", self.node, exc or type(exc).__name__)
             await self.close(f"write failed: {exc or type(exc).__name__}")
 
-    @contextlib.contextmanager
-    def _corked(self, frames: int) -> Iterator[None]:
-        """Hold back TCP segments while ``frames`` frames are written (see the module notes)."""
-        sock = self._socket
-        if frames < 2 or sock is None or _TCP_CORK is None:
-            yield
-            return
+    async def _send_all(self, frames: list[str]) -> None:
+        """Write ``frames`` in order, corked when several, within a time limit when a write
+        could wait for the peer (see :meth:`_may_wait`)."""
+        corked = len(frames) > 1 and self._cork(True)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
-        except OSError:  # not TCP after all (a unix socket in a test): nothing to hold back
-            yield
-            return
-        try:
-            yield
+            if self._may_wait(frames):
+                # asyncio.timeout, not wait_for: no task per frame
+                async with asyncio.timeout(SEND_TIMEOUT * max(1, len(frames) // 64)):
+                    for frame in frames:
+                        await self.ws.send(frame)
+            else:
+                for frame in frames:
+                    await self.ws.send(frame)
         finally:
-            with contextlib.suppress(OSError):  # the link died meanwhile
-                sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+            if corked:
+                self._cork(False)
+
+    def _may_wait(self, frames: list[str]) -> bool:
+        """Whether sending ``frames`` could wait for the peer to read (a frozen link).
+
+        websockets' ``send`` waits only while the transport has paused writing. asyncio pauses
+        it when its write buffer reaches the high-water mark and resumes it as soon as the
+        buffer is back at the low-water mark, so with the buffer at or below the low-water
+        mark and room for the frames under the high-water mark, every send completes at once.
+        Only writes that might wait get a timeout: one is a timer set and cancelled per
+        message, and on a healthy link nearly every write finds an empty buffer.
+        """
+        transport = self.ws.transport
+        size = transport.get_write_buffer_size()
+        low, high = transport.get_write_buffer_limits()
+        if size > low:
+            return True
+        # At most 4 bytes a character, plus websocket header and TLS record per frame.
+        return size + sum(4 * len(f) + _FRAME_OVERHEAD for f in frames) >= high
+
+    def _cork(self, on: bool) -> bool:
+        """Hold back (or release) TCP segments while several frames are written (see the
+        module notes); whether the socket could be corked."""
+        sock = self._socket
+        if sock is None or _TCP_CORK is None:
+            return False
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
+        except OSError:  # not TCP after all (a unix socket in a test), or the link died
+            return False
+        return True
+
+    def _next_deadline(self) -> float:
+        """When the writer must look again: the keepalive expiry, an ACK deadline or a held
+        key's release, whichever comes first."""
+        deadline = self.liveness.next_deadline(sending=False)
+        ack_deadline = self.downstream.next_deadline()
+        return deadline if ack_deadline is None else min(deadline, ack_deadline)
 
     def _arm(self, deadline: float) -> None:
         """Make sure the writer wakes by ``deadline`` (an alarm set earlier already does)."""

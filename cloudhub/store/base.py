@@ -12,9 +12,9 @@ Objects are Kubernetes-shaped dicts (``apiVersion``, ``kind``, ``metadata``, ``s
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
@@ -26,6 +26,9 @@ class WatchEvent:
     type: EventType
     #: the object after the change (for DELETED: the last state, with the deletion's RV)
     object: dict[str, Any]
+    #: ``object`` as JSON text exactly as the store holds it, when the store has it: the hub
+    #: sends it to edges as it is instead of encoding the object again
+    body: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +110,17 @@ class ObjectStore(Protocol):
         Returns the objects after the merge, ``None`` for objects that do not exist.
         """
         ...
+
+
+#: ``compute(index, object or None) -> status to merge or None``, see :class:`StatusMerger`
+StatusCompute = Callable[[int, dict[str, Any] | None], dict[str, Any] | None]
+
+
+@runtime_checkable
+class StatusMerger(Protocol):
+    """A store that reads, merges and writes many statuses in one transaction (the embedded
+    one): a batch costs one commit, with no read per object before it."""
+
+    async def merge_statuses(
+        self, type: str, keys: Sequence[tuple[str | None, str]], compute: StatusCompute
+    ) -> builtins.list[dict[str, Any] | None]: ...

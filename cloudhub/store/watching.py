@@ -11,8 +11,12 @@
   to block writers: its next read raises :class:`~wire.errors.Gone`, and it must re-list and
   watch again from the list's resourceVersion, exactly as after a 410 from Kubernetes.
 
-Bodies stay JSON text in the buffers until read, so a lagging watcher costs little memory and
-every watcher decodes its own private copy.
+Every watcher gets a private copy of each object. The first watcher of a type is handed the
+dict an apply encoded the body from (the store no longer holds it: a JSON decode less per
+write, the largest single cost of a watch); any other watcher, and every status write,
+decodes the JSON text when it reads the event. A lagging first watcher therefore buffers
+dicts rather than text: at most ``watch_buffer`` of them, which the binding index it feeds
+holds anyway once it catches up.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Sequence
+from typing import Any
 
 from cloudhub.store.base import EventType
 from wire.errors import Gone
@@ -33,15 +39,15 @@ DEFAULT_WATCH_BUFFER = 10_000
 
 #: (type, rv, event type, JSON body): committed events as the store logs and publishes them
 Events = list[tuple[str, int, EventType, str]]
-#: (rv, event type, JSON body): one buffered event
-Pending = tuple[int, EventType, str]
+#: (rv, event type, JSON body, the dict the body was encoded from or None): one buffered event
+Pending = tuple[int, EventType, str, dict[str, Any] | None]
 
 
 class Watcher:
-    """One watch's buffer of committed events not yet read: ``(rv, event type, JSON body)``.
+    """One watch's buffer of committed events not yet read (:data:`Pending`).
 
-    Bodies stay JSON text until read, so a lagging watcher costs little memory and every
-    watcher decodes its own private copy.
+    Each event carries its JSON text and, for the first watcher of an applied object, the
+    dict it was encoded from (see the module notes).
     """
 
     __slots__ = ("closed", "limit", "overflowed", "pending", "type", "wakeup")
@@ -104,14 +110,23 @@ class WatchHub:
         if watchers is not None:
             watchers.discard(watcher)
 
-    def publish(self, events: Events) -> None:
-        """Hand committed events to the watchers of their type (never blocks)."""
-        for type, rv, event_type, body in events:
+    def publish(
+        self, events: Events, written: Sequence[dict[str, Any] | None] | None = None
+    ) -> None:
+        """Hand committed events to the watchers of their type (never blocks).
+
+        ``written`` (optional, one per event): the dict the event's body was encoded from,
+        which the writer no longer holds. The first watcher of the type takes it as its
+        private copy instead of decoding the body; any other decodes its own.
+        """
+        for index, (type, rv, event_type, body) in enumerate(events):
             watchers = self._watchers.get(type)
             if not watchers:
                 continue
+            obj = None if written is None else written[index]
             for watcher in list(watchers):
-                if not watcher.offer((rv, event_type, body)):
+                offered, obj = obj, None
+                if not watcher.offer((rv, event_type, body, offered)):
                     watchers.discard(watcher)
                     log.warning(
                         "a watch on %s fell %d events behind and was dropped (it must re-list)",

@@ -7,10 +7,10 @@ request. The picture holds committed state only. Handlers (:mod:`.mqtt_handlers`
 the batch's writes in one transaction and only then calls :meth:`TwinState.install`, so a
 failed commit leaves memory exactly as it was.
 
-Why the document is per device per batch: a mapper reporting many times within one group
-commit needs the twin's state after the batch, not one ``.../update/document`` per report
-(each a publish through the broker). :meth:`Batch.changed` keeps, per property, the state before the batch
-and the newest state; :meth:`TwinState.documents` renders one document per device from them.
+Why the document is per device per batch: a mapper reporting many times within one group commit
+needs the twin's state after the batch, not one ``.../update/document`` per report (each a publish
+through the broker). :meth:`Batch.changed` keeps, per property, the state before the batch and the
+newest state; :meth:`TwinState.documents` renders one document per device from them.
 """
 
 from __future__ import annotations

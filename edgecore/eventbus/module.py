@@ -14,14 +14,13 @@ restarting, and hands them over when it reconnects. Mappers' reports sent during
 upgrade are therefore not lost. We still re-subscribe on every connect: a broker that lost its
 database (or a first connection) has no session to resume.
 
-Why an outbox in front of the connection: the twin publishes answers whether or not the
-broker is up. Publishes wait in a bounded outbox across reconnects and are handed to paho in
-order once connected, QoS 1 ones at most ``window`` unacknowledged at a time; paho keeps those across a
-lost link and sends them again, first, after the next CONNACK (QoS 1 is at-least-once, so a
-duplicate is allowed, a loss is not). While connected, a full outbox
-pushes back on the twin; while disconnected it drops its oldest entry instead, with a warning,
-so the twin never stalls on a broker that is away (its state is in SQLite; a mapper gets the
-current twin with ``twin/get``).
+Why an outbox in front of the connection: the twin publishes answers whether or not the broker is
+up. Publishes wait in a bounded outbox across reconnects and are handed to paho in order once
+connected, QoS 1 ones at most ``window`` unacknowledged at a time; paho keeps those across a lost
+link and sends them again, first, after the next CONNACK (QoS 1 is at-least-once, so a duplicate is
+allowed, a loss is not). While connected, a full outbox pushes back on the twin; while disconnected
+it drops its oldest entry instead, with a warning, so the twin never stalls on a broker that is away
+(its state is in SQLite; a mapper gets the current twin with ``twin/get``).
 
 Why received messages are acknowledged only once the twin's inbox took them: the broker keeps
 at most its in-flight limit of unacknowledged QoS 1 messages on the way to us (mosquitto's

@@ -5,18 +5,17 @@ the QoS 1 publishes not yet acknowledged, which it keeps across reconnects of th
 :class:`Client` and sends again (DUP set) after the next CONNACK. This module only connects paho
 to the event loop and turns its callbacks into futures and exceptions.
 
-Why no paho thread (``loop_start``) and no aiomqtt: the eventbus runs in edgecore's event loop
-next to the twin, and at thousands of messages per second every thread hop and every task
-costs CPU the twin needs. Here the loop calls paho directly: ``add_reader`` on paho's socket
-runs ``loop_read``; writes paho queues during one loop iteration go out at the end of it in
-one ``send`` (``call_soon``, with ``add_writer`` only while the socket is backed up); a 1 s timer runs
-``loop_misc`` (keepalive). aiomqtt on the same paho adds a task per received message and a
-future, an event and a timeout per publish, and acknowledges a message before the consumer
-has it. ``bench/mqtt_client_overhead.py`` on the 2-core box, CPU per message in + answer out
-through the whole eventbus: ~50 µs here (~75 µs before paho's socket reads and writes went
-through buffers, :class:`_BufferedPaho`), ~180 µs on aiomqtt, ~40 µs with the hand-written
-MQTT client this replaced (paho builds several objects per packet; the difference is the price
-of not owning a protocol implementation).
+Why no paho thread (``loop_start``) and no aiomqtt: the eventbus runs in edgecore's event loop next
+to the twin, and at thousands of messages per second every thread hop and every task costs CPU the
+twin needs. Here the loop calls paho directly: ``add_reader`` on paho's socket runs ``loop_read``;
+writes paho queues during one loop iteration go out at the end of it in one ``send`` (``call_soon``,
+with ``add_writer`` only while the socket is backed up); a 1 s timer runs ``loop_misc`` (keepalive).
+aiomqtt on the same paho adds a task per received message and a future, an event and a timeout per
+publish, and acknowledges a message before the consumer has it. ``bench/mqtt_client_overhead.py`` on
+the 2-core box, CPU per message in + answer out through the whole eventbus: ~50 µs here (~75 µs
+before paho's socket reads and writes went through buffers, :class:`_BufferedPaho`), ~180 µs on
+aiomqtt, ~40 µs with the hand-written MQTT client this replaced (paho builds several objects per
+packet; the difference is the price of not owning a protocol implementation).
 
 Why connect in a thread: paho's ``reconnect`` resolves the name, connects and does the TLS
 handshake blocking. Nothing else touches the client meanwhile, and the socket is attached to

@@ -315,3 +315,39 @@ async def test_ack_shaped_frames_for_unknown_ids_change_nothing(
     await ws.send(encode(ping))
     assert (await _answers(ws, {ping.id}))[ping.id]["content"] == "pong"
     assert "edge-1" in cloud.hub.sessions
+
+
+async def test_objects_reach_the_edge_as_the_store_holds_them(
+    linked: tuple[cloud_app.CloudApp, ClientConnection],
+) -> None:
+    """An update applied after the link is up is sent with the store's own JSON text of that
+    version (not encoded again), and reads back as the stored object."""
+    cloud, ws = linked
+    await ws.send(encode_inventory({}))
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p1", "namespace": "default", "annotations": {"note": "héllo ✓"}},
+        "spec": {"nodeName": "edge-1", "containers": [{"name": "c", "image": "i"}]},
+    }
+    await wait_until(lambda: cloud.hub.sessions["edge-1"].started, timeout=5)
+    (applied,) = await cloud.store.apply_detailed([pod])  # type: ignore[attr-defined]
+    while True:
+        frame = await asyncio.wait_for(ws.recv(), 5)
+        doc = json.loads(frame)
+        if doc["route"]["resource"] == "default/pod/p1":
+            break
+    assert isinstance(frame, str) and frame.endswith(f',"content":{applied.body}}}')
+    assert doc["content"] == await cloud.store.get("pod", "default", "p1")
+
+
+def encode_inventory(inventory: dict[str, str]) -> str:
+    return encode(
+        Message.new(
+            source="edgehub",
+            group="resource",
+            operation="inventory",
+            resource="null/node/edge-1",
+            content=inventory,
+        )
+    )

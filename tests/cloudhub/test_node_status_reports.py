@@ -85,3 +85,79 @@ async def test_malformed_report_is_refused(running: tuple[Bus, EmbeddedStore]) -
     msg.content = {"status": "broken"}
     reply = await answer(bus, msg)
     assert reply.operation == "error" and "invalid node status" in reply.content
+
+
+class CountingStore:
+    """The embedded store behind a narrower face: counts status writes, and without
+    ``merge_statuses`` when ``merging`` is false (as the Kubernetes store is)."""
+
+    def __init__(self, store: EmbeddedStore, *, merging: bool) -> None:
+        self._store = store
+        self._merging = merging
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "merge_statuses":
+            if not self._merging:
+                raise AttributeError(name)
+            return self._merge_statuses
+        return getattr(self._store, name)
+
+    async def _merge_statuses(self, *args: Any) -> Any:
+        self.writes += 1
+        return await self._store.merge_statuses(*args)
+
+    async def update_statuses(self, updates: Any) -> Any:
+        self.writes += 1
+        return await self._store.update_statuses(updates)
+
+
+@pytest.mark.parametrize("merging", [True, False])
+async def test_presence_of_a_connect_storm_is_written_in_batches(
+    tmp_path: Path, merging: bool
+) -> None:
+    """Many nodes coming online at once: every Node gets Ready=True, in a few writes; nodes
+    without a Node object are skipped."""
+    store = EmbeddedStore(tmp_path / "store.db")
+    await store.start()
+    names = [f"edge-{i}" for i in range(60)]
+    await store.apply([node(n) for n in names])
+    counting = CountingStore(store, merging=merging)
+    bus = Bus()
+    bus.register(routes.HUB, "hub")
+    bus.register(routes.EDGECONTROLLER, "resource")
+    ctl = EdgeController(bus=bus, store=counting)  # type: ignore[arg-type]
+    task = asyncio.create_task(ctl.run(), name="edgecontroller")
+    try:
+        await asyncio.wait_for(ctl.synced.wait(), 5)
+        for n in [*names, "ghost"]:
+            await bus.send(
+                routes.EDGECONTROLLER,
+                Message.new(
+                    source=routes.HUB,
+                    group="resource",
+                    operation="update",
+                    resource=routes.nodestatus_resource(n),
+                    content=routes.NodeStatusReport(online=True, at=1_700_000_000.0),
+                ),
+            )
+
+        async def all_ready() -> None:
+            while True:
+                objs, _ = await store.list("node")
+                ready = [
+                    c["status"]
+                    for o in objs
+                    for c in (o.get("status") or {}).get("conditions") or []
+                    if c["type"] == "Ready"
+                ]
+                if ready.count("True") == len(names):
+                    return
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(all_ready(), 5)
+        assert 0 < counting.writes < 10
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()

@@ -184,3 +184,12 @@ async def test_a_write_costs_the_same_round_trips_for_1_or_200_objects(
         [StatusUpdate("configmap", None, f"c{i}", {"a": 1}) for i in range(50)]
     )
     assert counting.calls == 5
+
+
+async def test_object_containing_itself_writes_nothing(store: EmbeddedStore) -> None:
+    """A hand-built cycle handed over as validated is refused by the encoder, not looped on."""
+    (bad,) = validate_all([configmap("loop")])
+    bad["data"] = {"self": bad}
+    with pytest.raises(InvalidObject, match="default/configmap/loop: not representable"):
+        await store.apply_detailed([bad], validated=True)
+    assert await store.list("configmap") == ([], "0")

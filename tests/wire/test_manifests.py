@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wire.errors import InvalidObject
-from wire.manifests import load, parse_documents, validate, validate_all
+from wire.manifests import copy_json, load, parse_documents, validate, validate_all
 
 
 def pod(**spec: Any) -> dict[str, Any]:
@@ -199,6 +199,30 @@ def test_unknown_fields_are_kept_and_input_is_not_mutated() -> None:
     assert obj == before
     assert out["x-extra"] == {"deep": [1, 2]}
     assert out["spec"]["tolerations"] == [{"key": "k"}]
+
+
+def test_owned_input_is_normalised_in_place() -> None:
+    """A caller that hands its dict over gets that same dict back, normalised."""
+    obj = pod()
+    out = validate(obj, owned=True)
+    assert out is obj and obj["metadata"]["namespace"] == "default"
+
+
+def test_copy_json_is_a_deep_copy() -> None:
+    """Nothing mutable is shared with the original; non-JSON values are deep-copied too."""
+    obj: dict[str, Any] = {"a": [{"b": "c"}, 1, 2.5, True, None], "s": {1, 2}}
+    out = copy_json(obj)
+    assert out == obj
+    assert out["a"] is not obj["a"] and out["a"][0] is not obj["a"][0]
+    assert out["s"] is not obj["s"]
+
+
+def test_cyclic_object_is_invalid() -> None:
+    """A hand-built object that contains itself is refused, not copied forever."""
+    obj = pod()
+    obj["spec"]["loop"] = obj
+    with pytest.raises(InvalidObject, match="nested too deeply"):
+        validate(obj)
 
 
 @pytest.mark.parametrize(
