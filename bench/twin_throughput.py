@@ -18,7 +18,7 @@ thing end to end, all on 127.0.0.1:
 3. M simulated mappers (paho, QoS 1, one MQTT connection per device, spread over a few
    worker processes; each worker drives its clients from one ``selectors`` loop, no thread
    per client) publish ``$hw/events/device/{id}/twin/update`` with an ``actual`` value at a
-   target aggregate rate, step by step (1000, 2000, 3000, 4000, 6000 updates/s by default),
+   target aggregate rate, step by step (1000, 3000, 6000, 8000, 10000, 12000 updates/s by default),
    and count the ``.../twin/update/result`` answers;
 4. meanwhile a poller reads a sample of the Devices from the cloud's admin API every few
    tens of milliseconds to time when each reported value becomes visible there.
@@ -90,7 +90,7 @@ log = logging.getLogger(__name__)
 
 THIS_FILE = Path(__file__).resolve()
 
-DEFAULT_RATES = "1000,2000,3000,4000,6000"
+DEFAULT_RATES = "1000,3000,6000,8000,10000,12000"
 #: the issue's targets
 TARGET_RATE = 3000.0
 TARGET_P99_LAG = 1.0
