@@ -46,7 +46,6 @@ check and the live fan-out to watchers.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import uuid
@@ -71,6 +70,7 @@ from cloudhub.store.sqlite_schema import (
     write_counters,
 )
 from cloudhub.store.watching import DEFAULT_WATCH_BUFFER, Events, Watcher, WatchHub, check_since
+from wire.codec import STDLIB_ENCODER, dump_plain_json, parse_json
 from wire.errors import ConfigError, Gone, InvalidObject, InvalidResource, NotFound, StoreError
 from wire.manifests import validate_all
 from wire.resources import CLUSTER_SCOPED_TYPES, TYPE_TO_KIND, key_of
@@ -122,7 +122,7 @@ class Applied:
         Decoded on demand because the store hands the dict it wrote to a watcher instead (one
         decode less per write), and the admin API, the busiest caller, only needs the text.
         """
-        obj: dict[str, Any] = json.loads(self.body)
+        obj: dict[str, Any] = parse_json(self.body)
         return obj
 
 
@@ -131,23 +131,23 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-#: Without the check for circular references (a quarter of the encoding time): a cycle ends
-#: in RecursionError instead of ValueError, which :func:`_encode_object` reports the same way.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
-
-
 def _encode(obj: dict[str, Any]) -> str:
-    return _ENCODER.encode(obj)
+    # Without the check for circular references (a quarter of the encoding time): a cycle ends
+    # in RecursionError instead of ValueError, which _encode_object reports the same way.
+    return STDLIB_ENCODER.encode(obj)
 
 
-def _encode_object(obj: dict[str, Any]) -> str:
+def _encode_object(obj: dict[str, Any], *, plain: bool = False) -> str:
     """:func:`_encode`, failing with the object's key (nothing is written then).
+
+    ``plain``: ``obj`` holds only what a JSON parser returns; then the faster encoder
+    (:func:`wire.codec.dump_plain_json`) writes it, accepting and refusing the same.
 
     Raises:
         InvalidObject: a value JSON cannot carry (NaN, a set...), or nesting too deep.
     """
     try:
-        return _encode(obj)
+        return dump_plain_json(obj) if plain else _encode(obj)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidObject(f"{key_of(obj)}: not representable as JSON: {exc}") from exc
 
@@ -232,7 +232,7 @@ class EmbeddedStore:
             rows = await self._query(
                 "SELECT body FROM objects WHERE type = ? ORDER BY namespace, name", (type,)
             )
-            return [json.loads(body) for (body,) in rows], str(self._rv)
+            return [parse_json(body) for (body,) in rows], str(self._rv)
 
     async def get(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
         """One object (``namespace`` is ignored for nodes, ``None`` means ``default`` otherwise).
@@ -250,7 +250,7 @@ class EmbeddedStore:
             )
         if not rows:
             raise NotFound(_describe(type, namespace_, name))
-        obj: dict[str, Any] = json.loads(rows[0][0])
+        obj: dict[str, Any] = parse_json(rows[0][0])
         return obj
 
     def watch(self, type: str, since: str) -> AsyncIterator[WatchEvent]:
@@ -293,7 +293,7 @@ class EmbeddedStore:
                     rows = await self._query(REPLAY_EVENTS, (type, last, head, _REPLAY_PAGE))
                 for rv, event_type, body in rows:
                     last = int(rv)
-                    yield WatchEvent(event_type, json.loads(body), body)
+                    yield WatchEvent(event_type, parse_json(body), body)
                 if len(rows) < _REPLAY_PAGE:
                     break
             # Live: the buffer may repeat what the replay already yielded; skip by rv.
@@ -301,7 +301,7 @@ class EmbeddedStore:
                 rv, event_type, body, obj = item
                 if rv > last:
                     last = rv
-                    yield WatchEvent(event_type, json.loads(body) if obj is None else obj, body)
+                    yield WatchEvent(event_type, parse_json(body) if obj is None else obj, body)
         finally:
             self._hub.unregister(watcher)
 
@@ -324,13 +324,22 @@ class EmbeddedStore:
         """
         return [applied.object for applied in await self.apply_detailed(objects)]
 
-    async def apply_detailed(self, objects: _Objects, *, validated: bool = False) -> _AppliedList:
+    async def apply_detailed(
+        self, objects: _Objects, *, validated: bool = False, plain: bool = False
+    ) -> _AppliedList:
         """:meth:`apply`, saying per object what it did and handing back its JSON text.
 
         Args:
             objects: the objects to apply, in order.
             validated: ``objects`` are :func:`wire.manifests.validate_all`'s output and the
                 store may take them over (it sets their metadata); skips validating again.
+            plain: ``objects`` hold nothing but what a JSON parser returns (dicts with string
+                keys, lists, strings, numbers, booleans, null), e.g. they were just parsed
+                from a request body: the store then encodes them with
+                :func:`wire.codec.dump_plain_json`, which refuses exactly what the standard
+                library's encoder refuses for such data, in a third of the time. Anything
+                else (a set, a datetime, a tuple) must not be passed as plain: pydantic's
+                encoder would write it where the standard library refuses it.
 
         Returns:
             One :class:`Applied` per object, in the given order.
@@ -339,9 +348,9 @@ class EmbeddedStore:
             InvalidObject: an object is not valid; nothing was written.
         """
         valid = objects if validated else validate_all(objects)
-        return await self._shielded(self._apply(valid))
+        return await self._shielded(self._apply(valid, plain=plain))
 
-    async def _apply(self, valid: _Objects) -> _AppliedList:
+    async def _apply(self, valid: _Objects, *, plain: bool) -> _AppliedList:
         keys: _Keys = []
         for obj in valid:
             key = key_of(obj)
@@ -361,7 +370,7 @@ class EmbeddedStore:
                 current = await self._find_many(keys)
                 for obj, k in zip(valid, keys, strict=True):
                     text = current.get(k)
-                    stored: dict[str, Any] | None = None if text is None else json.loads(text)
+                    stored: dict[str, Any] | None = None if text is None else parse_json(text)
                     meta: dict[str, Any] = obj["metadata"]
                     event_type: EventType
                     if stored is None:
@@ -388,7 +397,9 @@ class EmbeddedStore:
                             continue
                         event_type = "MODIFIED"
                     meta["resourceVersion"] = str(self._next_rv())
-                    body = _encode_object(obj)
+                    # Still plain if given so: what the store adds is strings, an int and the
+                    # stored status (parsed from JSON).
+                    body = _encode_object(obj, plain=plain)
                     rows.append((k[0], k[1], k[2], meta["uid"], self._rv, body))
                     events.append((k[0], self._rv, event_type, body))
                     # Not touched after this (a dict given twice is found unchanged the second
@@ -436,7 +447,7 @@ class EmbeddedStore:
                 text = (await self._find_many([key])).get(key)
                 if text is None:
                     raise NotFound(_describe(type, namespace_, name))
-                obj: dict[str, Any] = json.loads(text)
+                obj: dict[str, Any] = parse_json(text)
                 obj["metadata"]["resourceVersion"] = str(self._next_rv())
                 body = _encode(obj)
                 await db.execute(DELETE_OBJECT, key)
@@ -482,7 +493,7 @@ class EmbeddedStore:
                 raise InvalidObject(f"status must be an object, got {_type_name(u.status)}")
             try:
                 # A private copy (the caller keeps its dict) that is also the JSON check.
-                patches.append(json.loads(_encode(u.status)))
+                patches.append(parse_json(_encode(u.status)))
             except (TypeError, ValueError, RecursionError) as exc:
                 raise InvalidObject(f"status is not representable as JSON: {exc}") from exc
             keys.append((u.type, _namespace(u.type, u.namespace), u.name))
@@ -522,7 +533,7 @@ class EmbeddedStore:
                 current = await self._find_many(keys)
                 for index, k in enumerate(keys):
                     text = current.get(k)
-                    obj: dict[str, Any] | None = None if text is None else json.loads(text)
+                    obj: dict[str, Any] | None = None if text is None else parse_json(text)
                     patch = compute(index, obj)
                     results.append(obj)
                     if obj is None or patch is None:

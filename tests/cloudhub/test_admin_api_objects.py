@@ -123,6 +123,38 @@ async def test_invalid_object_in_batch_applies_nothing(api: Api) -> None:
         await api.store.get("pod", "default", "a")
 
 
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+async def test_non_finite_numbers_are_refused(api: Api, number: bytes) -> None:
+    """JSON has no NaN or infinities: an object holding one is refused and nothing stored,
+    whichever encoder the store uses."""
+    body = (
+        b'{"objects": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},'
+        b' "data": {}, "weight": ' + number + b"}]}"
+    )
+    async with api.session.post(api.base + "/apply", data=body) as resp:
+        assert resp.status == 400
+        assert "not representable as JSON" in (await resp.json())["error"]
+    with pytest.raises(NotFound):
+        await api.store.get("configmap", "default", "c")
+
+
+async def test_non_ascii_and_big_numbers_are_stored_as_given(api: Api) -> None:
+    obj = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "annotations": {"note": "caf\u00e9 \U0001f600"}},
+        "data": {"k": "\u2028"},
+        "big": 2**80,
+        "small": 1e-7,
+    }
+    status, body = await api.call("POST", "/apply", {"objects": [obj]})
+    assert status == 200, body
+    stored = await api.store.get("configmap", "default", "c")
+    assert body["objects"][0] == stored
+    assert stored["metadata"]["annotations"] == obj["metadata"]["annotations"]
+    assert (stored["data"], stored["big"], stored["small"]) == ({"k": "\u2028"}, 2**80, 1e-7)
+
+
 @pytest.mark.parametrize(
     "payload",
     [{}, {"objects": "nope"}, {"objects": []}, {"objects": [], "extra": 1}, [1, 2]],

@@ -7,6 +7,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.protocol import CLOSING, OPEN, State
 
 from cloudhub.hub import session as session_module
 from cloudhub.hub.session import NodeSession
@@ -19,6 +22,10 @@ class FakeTransport:
     def __init__(self, buffered: int) -> None:
         self.buffered = buffered
         self.aborted = False
+        self.written: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return self.aborted
 
     def get_extra_info(self, name: str) -> Any:
         return None
@@ -33,18 +40,47 @@ class FakeTransport:
         self.aborted = True
 
 
-class FakeLink:
-    """A websocket whose sends complete at once, or never (a peer that stopped reading)."""
+class FakeProtocol:
+    """The sans-I/O side: frames handed to it wait in ``writes`` until the link flushes them."""
 
-    def __init__(self, *, buffered: int = 0, stuck: bool = False) -> None:
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.writes: list[str] = []
+        #: called after each frame (a test's hook to change the link's state mid-batch)
+        self.after_frame: Any = None
+
+    def send_text(self, data: bytes) -> None:
+        assert self.state is OPEN
+        self.writes.append(data.decode())
+        if self.after_frame is not None:
+            self.after_frame()
+
+
+class FakeLink:
+    """A websocket whose sends complete at once, or never (a peer that stopped reading).
+
+    ``sent`` holds every frame in the order it reached the link, ``direct`` those written
+    through the protocol object (the session's path that skips ``send``).
+    """
+
+    def __init__(self, *, buffered: int = 0, stuck: bool = False, state: State = OPEN) -> None:
         self.transport = FakeTransport(buffered)
+        self.protocol = FakeProtocol(state)
+        self.send_in_progress: asyncio.Future[None] | None = None
+        self.paused = False
         self.stuck = stuck
         self.sent: list[str] = []
+        self.direct: list[str] = []
 
     async def send(self, frame: str) -> None:
         if self.stuck:
             await asyncio.Event().wait()
         self.sent.append(frame)
+
+    def send_data(self) -> None:
+        frames, self.protocol.writes = self.protocol.writes, []
+        self.sent.extend(frames)
+        self.direct.extend(frames)
 
 
 def make_session(link: FakeLink) -> NodeSession:
@@ -127,3 +163,71 @@ async def test_a_change_that_could_wait_is_left_to_the_writer() -> None:
     assert link.sent == [] and session._wake.is_set()
     await wait_until(lambda: len(link.sent) == 1, timeout=5)
     await session.close("done")
+
+
+async def test_a_frame_that_cannot_wait_skips_send() -> None:
+    link = FakeLink()
+    session = make_session(link)
+    await session.send_text("pong")
+    assert link.sent == ["pong"] and link.direct == ["pong"]
+
+
+@pytest.mark.parametrize("blocker", ["closing", "fragment", "paused", "aborted", "full"])
+async def test_anything_send_would_decide_goes_through_send(blocker: str) -> None:
+    """A link closing, a fragmented message under way, paused writing, a transport going
+    down or a buffer that may fill: the frame takes ``send`` (which waits or raises)."""
+    link = FakeLink(buffered=16 * 1024 if blocker == "full" else 0)
+    if blocker == "closing":
+        link.protocol.state = CLOSING
+    elif blocker == "fragment":
+        link.send_in_progress = asyncio.get_running_loop().create_future()
+    elif blocker == "paused":
+        link.paused = True
+    elif blocker == "aborted":
+        link.transport.aborted = True
+    session = make_session(link)
+    await session.send_text("pong")
+    await session._send_all(["a", "b"])
+    assert link.sent == ["pong", "a", "b"] and link.direct == []
+
+
+async def test_frames_stay_in_order_when_the_link_stops_taking_direct_writes() -> None:
+    """Once one frame of a batch takes ``send``, the rest follow it there, in order."""
+    link = FakeLink()
+
+    def pause() -> None:
+        link.paused = True
+
+    link.protocol.after_frame = pause
+    session = make_session(link)
+    await session._send_all(["a", "b", "c"])
+    assert link.sent == ["a", "b", "c"] and link.direct == ["a"]
+
+
+async def test_direct_writes_reach_a_real_websockets_peer() -> None:
+    """The protocol object and ``send_data`` as websockets has them: frames arrive whole,
+    in order, interleaved with ``send``'s."""
+    done = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        session = NodeSession(node="edge-1", ws=ws, heartbeat=30.0, ack_timeout=5.0, window=16)
+        await session.send_text("one")
+        await ws.send("two")
+        await session._send_all(["three", "vier \u00e9\u00e8"])
+        await session.send_text("x" * 100_000)  # could fill the buffer: takes send
+        await done.wait()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", compression=None) as client:
+            got = [await client.recv() for _ in range(5)]
+            done.set()
+    assert got == ["one", "two", "three", "vier \u00e9\u00e8", "x" * 100_000]
+
+
+async def test_a_frame_that_is_not_utf8_is_left_to_send() -> None:
+    """What send does with text it cannot encode (it fails the link) stays its decision."""
+    link = FakeLink()
+    session = make_session(link)
+    await session.send_text("lone \ud800")
+    assert link.sent == ["lone \ud800"] and link.direct == []
