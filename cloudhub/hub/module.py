@@ -44,8 +44,9 @@ from cloudhub.config import HubSettings
 from cloudhub.httpserver.app import NodePresence
 from cloudhub.hub.handshake import Peer, identify, refuse
 from cloudhub.hub.limits import ConnectionGate, TokenBucket
-from cloudhub.hub.session import MessageIds, NodeSession, json_string, response_frame
+from cloudhub.hub.session import NodeSession, json_string, response_frame
 from hive.bus import Bus
+from hive.local_messages import MessageIds
 from wire.codec import ContentCache, decode, encode, encode_content
 from wire.errors import AuthError, WireError
 from wire.messages import Group, Header, Message, Operation, Route

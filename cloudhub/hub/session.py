@@ -33,16 +33,14 @@ Frames the hub writes are spliced from templates (:func:`object_frame`,
 :func:`response_frame`) rather than built as pydantic models and dumped: each costs a few
 string joins instead of three model constructions and two dumps, and the text is exactly what
 ``wire.codec.encode`` writes for the same message (the tests hold them to that). Their
-``msg_id``s come from :class:`MessageIds`, a counter behind a random prefix.
+``msg_id``s come from :class:`hive.local_messages.MessageIds`, a counter behind a random prefix.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
-import os
 import re
 import socket
 import time
@@ -54,6 +52,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
 
+from hive.local_messages import MessageIds
 from wire.codec import ContentCache, encode, encode_content
 from wire.delivery import Downstream, Outgoing
 from wire.liveness import Liveness
@@ -81,25 +80,6 @@ def json_string(text: str) -> str:
         return f'"{text}"'
     # Rare (keys and ids are plain): ASCII escapes are valid JSON whatever the text holds.
     return json.dumps(text)
-
-
-class MessageIds:
-    """``msg_id``s for frames the hub writes, shaped like UUIDv4s and unique per instance.
-
-    uuid4 reads the OS's random source for every id; a random prefix chosen once and a counter
-    cost a fifth of that and cannot collide within the process. That they are predictable
-    gives nobody anything: they name the hub's own replies, forwarded requests and object
-    messages, and an edge can only ACK (by id) the object messages of its own link.
-    """
-
-    def __init__(self) -> None:
-        r = os.urandom(10).hex()
-        variant = "89ab"[int(r[15], 16) & 3]
-        self._prefix = f"{r[:8]}-{r[8:12]}-4{r[12:15]}-{variant}{r[16:19]}-"
-        self._count = itertools.count()
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._count) & 0xFFFFFFFFFFFF:012x}"
 
 
 def response_frame(

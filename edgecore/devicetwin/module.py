@@ -330,7 +330,7 @@ class TwinModule:
             operation="publish_batch",
             resource="",
             content=out,
-            msg_id=self._ids.next(),
+            msg_id=self._ids(),
         )
         try:
             if not self._bus.send_nowait(self._eventbus, msg):

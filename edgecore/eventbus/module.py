@@ -564,7 +564,7 @@ class EventBus:
             operation=MESSAGE,
             resource=topic,
             content=content,
-            msg_id=self._ids.next(),
+            msg_id=self._ids(),
         )
         if not self._backlog:
             try:

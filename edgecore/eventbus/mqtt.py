@@ -220,7 +220,6 @@ class Client:
         c.on_publish = self._on_publish
         c.on_socket_close = self._on_socket_close
         c.on_socket_register_write = self._on_register_write
-        c.on_socket_unregister_write = self._on_unregister_write
         c.connect_async(host, port, keepalive)
         self._paho = c
         self._fd = -1
@@ -480,10 +479,6 @@ class Client:
         if not self._flush_scheduled and threading.get_ident() == self._thread:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-
-    def _on_unregister_write(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
-        # paho's queue is empty, but the write buffer may not be: _flush decides
-        pass
 
     def _on_socket_close(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
         if threading.get_ident() != self._thread or self._fd < 0:

@@ -21,8 +21,9 @@ from cloudhub import app as cloud_app
 from cloudhub import routes
 from cloudhub.config import CloudSettings, HubSettings
 from cloudhub.hub.module import _CHEAP_FRAME
-from cloudhub.hub.session import MessageIds, object_frame, response_frame
+from cloudhub.hub.session import object_frame, response_frame
 from edgecore.join import join
+from hive.local_messages import MessageIds
 from tests.support.procs import wait_until
 from wire.codec import decode, encode, encode_content, encode_with_content
 from wire.errors import WireError

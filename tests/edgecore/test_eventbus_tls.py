@@ -144,7 +144,7 @@ async def test_tls_burst_both_ways(tmp_path: Path) -> None:
                         operation="publish_batch",
                         resource="",
                         content=answers,
-                        msg_id=ids.next(),
+                        msg_id=ids(),
                     ),
                 )
                 async with asyncio.timeout(10):

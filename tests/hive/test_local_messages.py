@@ -10,7 +10,7 @@ from wire.messages import Message
 def test_bus_message_is_what_message_new_makes() -> None:
     """The cheaply built message has the same fields, encodes the same, and decodes back."""
     ids = MessageIds()
-    msg_id = ids.next()
+    msg_id = ids()
     cheap = bus_message(
         source="twin",
         group="bus",
@@ -44,6 +44,6 @@ def test_bus_message_is_what_message_new_makes() -> None:
 def test_message_ids_are_unique_and_uuid_shaped() -> None:
     """Internal message ids never repeat within a process and look like UUIDs."""
     a, b = MessageIds(), MessageIds()
-    got = [a.next() for _ in range(1000)] + [b.next() for _ in range(1000)]
+    got = [a() for _ in range(1000)] + [b() for _ in range(1000)]
     assert len(set(got)) == len(got)
     assert all(len(i) == 36 and i.count("-") == 4 for i in got)
