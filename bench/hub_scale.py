@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import shutil
@@ -46,6 +45,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.children import Child, gather_events
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
 from bench.common import raise_nofile, setup_logging
 from bench.hub_workers import NAMESPACE, echo_server_main, node_name, pod_name, worker_main
@@ -68,83 +68,6 @@ SETTLE_MIN_WAIT = 6.0
 # =============================================================================================
 # driver
 # =============================================================================================
-
-
-class Child:
-    """A child process of this script talking JSON lines (stdin commands, stdout events)."""
-
-    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
-        self.name = name
-        self.proc = proc
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.progress: dict[str, Any] = {}
-        self._reader = asyncio.create_task(self._read(), name=f"read:{name}")
-
-    @classmethod
-    async def spawn(cls, name: str, argv: list[str]) -> Child:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(THIS_FILE),
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=64 * 1024 * 1024,
-        )
-        return cls(name, proc)
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while True:
-            line = await self.proc.stdout.readline()
-            if not line:
-                await self.events.put({"ev": "eof"})
-                return
-            event = json.loads(line)
-            if event.get("ev") == "progress":
-                self.progress = event
-            else:
-                await self.events.put(event)
-
-    def send(self, cmd: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
-
-    async def expect(self, ev: str, timeout: float, *, phase: str | None = None) -> dict[str, Any]:
-        """The next event named ``ev`` (for ``phase``, if given); others are skipped.
-
-        Raises:
-            TimeoutError: none within ``timeout``.
-            RuntimeError: the child exited.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"{self.name}: no {ev!r} within {timeout:.0f}s")
-            event = await asyncio.wait_for(self.events.get(), left)
-            if event.get("ev") == ev and (phase is None or event.get("phase") == phase):
-                return event
-            if event.get("ev") == "eof":
-                raise RuntimeError(f"{self.name} exited (code {await self.proc.wait()})")
-            log.debug("%s: skipping %s while waiting for %s", self.name, event.get("ev"), ev)
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, BrokenPipeError, ConnectionResetError):
-                self.send({"cmd": "exit"})
-                if self.proc.stdin is not None:
-                    self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                await self.proc.wait()
-        self._reader.cancel()
-
-
-async def gather_events(children: list[Child], ev: str, timeout: float) -> list[dict[str, Any]]:
-    return list(await asyncio.gather(*(c.expect(ev, timeout) for c in children)))
 
 
 @dataclass
@@ -289,6 +212,7 @@ async def driver(args: argparse.Namespace, fig: Figures) -> None:
         if args.echo_seconds > 0 and workers:
             echo = await Child.spawn(
                 "echo-server",
+                THIS_FILE,
                 [
                     "--echo-server",
                     "--data-dir",
@@ -338,6 +262,7 @@ async def _edgebridge_phases(
         workers.append(
             await Child.spawn(
                 f"worker-{w}",
+                THIS_FILE,
                 [
                     "--worker",
                     "--worker-index",

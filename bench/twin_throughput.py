@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -70,6 +69,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.children import Child
 from bench.cloud import Admin, CloudHub
 from bench.common import REPO_ROOT, free_port, raise_nofile, setup_logging, wait_for_condition
 from bench.measure import Figures, PySpy, percentile, rss_kib, run_benchmark
@@ -148,77 +148,6 @@ def device_object(name: str) -> dict[str, Any]:
 # =============================================================================================
 
 
-class Child:
-    """A worker process of this script talking JSON lines (stdin commands, stdout events)."""
-
-    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
-        self.name = name
-        self.proc = proc
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._reader = asyncio.create_task(self._read(), name=f"read:{name}")
-
-    @classmethod
-    async def spawn(cls, name: str, argv: list[str]) -> Child:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(THIS_FILE),
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=64 * 1024 * 1024,
-        )
-        return cls(name, proc)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while True:
-            line = await self.proc.stdout.readline()
-            if not line:
-                await self.events.put({"ev": "eof"})
-                return
-            await self.events.put(json.loads(line))
-
-    def send(self, cmd: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
-
-    async def expect(self, ev: str, timeout: float) -> dict[str, Any]:
-        """The next event named ``ev``; others are skipped.
-
-        Raises:
-            TimeoutError: none within ``timeout``.
-            RuntimeError: the child exited.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"{self.name}: no {ev!r} within {timeout:.0f}s")
-            event = await asyncio.wait_for(self.events.get(), left)
-            if event.get("ev") == ev:
-                return event
-            if event.get("ev") == "eof":
-                raise RuntimeError(f"{self.name} exited (code {await self.proc.wait()})")
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, BrokenPipeError, ConnectionResetError):
-                self.send({"cmd": "exit"})
-                if self.proc.stdin is not None:
-                    self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                await self.proc.wait()
-        self._reader.cancel()
-
-
 async def ask_all(
     children: Sequence[Child], cmd: dict[str, Any], ev: str, timeout: float
 ) -> list[dict[str, Any]]:
@@ -246,7 +175,7 @@ async def spawn_workers(
         ]  # fmt: skip
         if args.verbose:
             argv.append("-v")
-        children.append(await Child.spawn(f"{role}-{w}", argv))
+        children.append(await Child.spawn(f"{role}-{w}", THIS_FILE, argv))
     return children
 
 
@@ -326,6 +255,7 @@ async def raw_baseline(args: argparse.Namespace, fig: Figures, workdir: Path) ->
         assert broker.pid is not None
         sub = await Child.spawn(
             "raw-sub",
+            THIS_FILE,
             ["--worker", "--role", "sub", "--port", str(broker.port), "--window", "1"],
         )
         children.append(sub)
