@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -49,7 +50,7 @@ from bench.children import Child, gather_events
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
 from bench.common import raise_nofile, setup_logging
 from bench.hub_workers import NAMESPACE, echo_server_main, node_name, pod_name, worker_main
-from bench.measure import Figures, PySpy, cpu_seconds, percentile, run_benchmark
+from bench.measure import CpuMeter, Figures, PySpy, cpu_seconds, percentile, run_benchmark
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,33 @@ class Plan:
             if first <= index < first + count:
                 return w
         raise IndexError(index)
+
+
+def machine_meter(cloud_pid: int, workers: list[Child]) -> CpuMeter:
+    """CPU of the server under test (cloudhub or the echo), the client workers and this driver
+    (it builds the apply requests), so a phase's whole cost per message can be compared."""
+    return CpuMeter(
+        {
+            "server": [cloud_pid],
+            "clients": [w.proc.pid for w in workers],
+            "driver": [os.getpid()],
+        }
+    )
+
+
+def add_machine_figures(fig: Figures, prefix: str, cpu: dict[str, float], events: float) -> float:
+    """Per-process CPU of a phase and the machine CPU per message (server + clients + driver);
+    returns the latter in µs."""
+    server = "cloudhub" if prefix != "raw" else "echo_server"
+    fig.add(f"{prefix}_cpu_{server}", cpu["server"], "% of a core")
+    fig.add(f"{prefix}_cpu_clients", cpu["clients"], "% of a core (all workers)")
+    fig.add(f"{prefix}_cpu_driver", cpu["driver"], "% of a core (this script)")
+    fig.add(f"{prefix}_host_busy", cpu["host_busy"], "% of all cores")
+    fig.add(f"{prefix}_cpu_other_processes", cpu["others"], "% of a core (not ours)")
+    ours = (cpu["server"] + cpu["clients"] + cpu["driver"]) / 100 * cpu["seconds"]
+    per = ours / events * 1e6 if events else math.nan
+    fig.add(f"{prefix}_machine_cpu_per_msg", per, "us (server, clients and driver)", digits=0)
+    return per
 
 
 def pod_update(node: str, phase: str, seq: int, sent: float) -> dict[str, Any]:
@@ -410,6 +438,8 @@ async def _edgebridge_phases(
     if profiler is not None:
         profiler.start()
     cpu0 = hub.cpu_seconds()
+    meter = machine_meter(hub.pid, workers)
+    meter.start()
     tput = await run_phase(
         phase=PHASE_TPUT,
         workers=workers,
@@ -423,6 +453,7 @@ async def _edgebridge_phases(
         converge_timeout=args.converge_timeout,
     )
     cpu_tput = hub.cpu_seconds() - cpu0
+    tput_machine = meter.stop()
     # -- latency ------------------------------------------------------------------------------
     lat_updates = round(args.latency_rate * args.latency_seconds)
     log.info("latency phase: %d updates at %.0f/s", lat_updates, args.latency_rate)
@@ -479,6 +510,8 @@ async def _edgebridge_phases(
     fig.add("tput_latency_p50", percentile(tput_lat, 50) * 1000, "ms (under saturation)")
     fig.add("tput_latency_p99", percentile(tput_lat, 99) * 1000, "ms (under saturation)")
     fig.add("cloudhub_cpu_per_update", cpu_tput / tput["updates"] * 1e6, "us CPU per update")
+    args.measured["hub_us"] = cpu_tput / tput["updates"] * 1e6
+    args.measured["machine_us"] = add_machine_figures(fig, "tput", tput_machine, tput["updates"])
     if "idle_cpu" in args.measured:
         net = cpu_tput - args.measured["idle_cpu"] * tput_s
         fig.add(
@@ -540,6 +573,8 @@ async def _same_conns_phase(
     await _settle(hub, min_wait=SETTLE_MIN_WAIT)
     log.info("throughput phase at %d connections (%d pods updated)", kept, k)
     cpu0 = hub.cpu_seconds()
+    meter = machine_meter(hub.pid, workers)
+    meter.start()
     res = await run_phase(
         phase=PHASE_TPUT_SAME,
         workers=workers,
@@ -553,6 +588,7 @@ async def _same_conns_phase(
         converge_timeout=args.converge_timeout,
     )
     cpu = hub.cpu_seconds() - cpu0
+    machine = meter.stop()
     for child in workers:
         child.send({"cmd": "report"})
     reports = await gather_events(workers, "report", 120)
@@ -573,6 +609,11 @@ async def _same_conns_phase(
         "us CPU per update",
     )
     args.measured["updates_per_s_same_conns"] = rate
+    if res["updates"]:
+        args.measured["hub_us"] = cpu / res["updates"] * 1e6
+        args.measured["machine_us"] = add_machine_figures(
+            fig, "same_conns", machine, res["updates"]
+        )
 
 
 async def _settle(
@@ -608,10 +649,13 @@ async def _echo_phase(
         args.echo_seconds,
     )
     cpu0 = cpu_seconds(echo.proc.pid)
+    meter = machine_meter(echo.proc.pid, workers)
+    meter.start()
     for child in workers:
         child.send({"cmd": "echo_run", "payload": payload, "seconds": args.echo_seconds})
     done = await gather_events(workers, "echo_done", args.echo_seconds + 120)
     cpu = cpu_seconds(echo.proc.pid) - cpu0
+    machine = meter.stop()
     roundtrips = sum(d["roundtrips"] for d in done)
     seconds = max(d["seconds"] for d in done)
     raw = roundtrips / seconds if seconds > 0 else math.nan
@@ -623,11 +667,19 @@ async def _echo_phase(
         cpu / roundtrips * 1e6 if roundtrips else math.nan,
         "us CPU of the echo server per round trip",
     )
+    add_machine_figures(fig, "raw", machine, roundtrips)
     fig.ratio("ratio_updates_vs_raw", args.measured["updates_per_s"], raw)
     fig.ratio("ratio_delivered_vs_raw", args.measured["delivered_per_s"], raw)
     same = args.measured.get("updates_per_s_same_conns")
     if same is not None:
         fig.ratio("ratio_updates_vs_raw_same_conns", same, raw)
+    # What the ratio could be at most on this machine, from CPU alone (the phase measured last,
+    # over the echo's connection count when there was one): if our run filled every core, and
+    # if one cloudhub process had a whole core to itself.
+    if "machine_us" in args.measured:
+        cores = os.cpu_count() or 1
+        fig.ratio("ratio_ceiling_cpu", cores * 1e6 / args.measured["machine_us"], raw)
+        fig.ratio("ratio_ceiling_one_process", 1e6 / args.measured["hub_us"], raw)
 
 
 # =============================================================================================

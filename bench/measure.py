@@ -1,5 +1,6 @@
-"""Measuring a benchmark run: a process's RSS and CPU from ``/proc``, percentiles, the
-final :class:`Figures` block on stdout, the shared ``main`` runner, and py-spy profiling."""
+"""Measuring a benchmark run: a process's RSS and CPU and the machine's from ``/proc``
+(:class:`CpuMeter`), percentiles, the final :class:`Figures` block on stdout, the shared
+``main`` runner, and py-spy profiling."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,47 @@ def cpu_seconds(pid: int) -> float:
     ticks = os.sysconf("SC_CLK_TCK")
     # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def host_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from ``/proc/stat``."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+class CpuMeter:
+    """CPU seconds of named processes and of the host between two snapshots."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids
+        self._t0 = 0.0
+        self._cpu0: dict[str, float] = {}
+        self._host0 = (0, 0)
+
+    def _cpu(self) -> dict[str, float]:
+        return {k: sum(cpu_seconds(p) for p in v) for k, v in self.pids.items()}
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._cpu0 = self._cpu()
+        self._host0 = host_cpu_ticks()
+
+    def stop(self) -> dict[str, float]:
+        """% of one core per name over the interval, ``host_busy`` in % of all cores, ``others``
+        (% of a core used by processes not named) and ``seconds`` (the interval)."""
+        dt = max(1e-6, time.monotonic() - self._t0)
+        cpu = self._cpu()
+        out = {k: 100.0 * (cpu[k] - self._cpu0.get(k, 0.0)) / dt for k in cpu}
+        busy, total = host_cpu_ticks()
+        dtotal = total - self._host0[1]
+        out["host_busy"] = 100.0 * (busy - self._host0[0]) / dtotal if dtotal else math.nan
+        # what the rest of the machine used meanwhile: > a few % means the figures are a floor
+        ours = sum(out[k] for k in cpu)
+        out["others"] = max(0.0, out["host_busy"] * (os.cpu_count() or 1) - ours)
+        out["seconds"] = dt
+        return out
 
 
 def percentile(values: Sequence[float], q: float) -> float:

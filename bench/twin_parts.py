@@ -1,9 +1,8 @@
-"""Driver-side parts of ``bench/twin_throughput.py``: the edge process, CPU meters, lag poller.
+"""Driver-side parts of ``bench/twin_throughput.py``: the edge process and the lag poller.
 
-:class:`EdgeCore` joins and runs a real edgecore with its internal mosquitto; :class:`CpuMeter`
-reads process and host CPU between two snapshots; :class:`LagPoller` samples devices from the
-admin API to time when the cloud shows a reported value. The names and payload shared with the
-worker side (``bench/twin_workers.py``) live here too.
+:class:`EdgeCore` joins and runs a real edgecore with its internal mosquitto; :class:`LagPoller`
+samples devices from the admin API to time when the cloud shows a reported value. The names
+and payload shared with the worker side (``bench/twin_workers.py``) live here too.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import signal
 import sqlite3
@@ -23,7 +21,6 @@ from typing import Any
 
 from bench.cloud import Admin, CloudHub
 from bench.common import REPO_ROOT, free_port, port_open, wait_for_condition
-from bench.measure import cpu_seconds
 
 log = logging.getLogger(__name__)
 
@@ -168,45 +165,6 @@ class EdgeCore:
                 return int(row[0])
         except sqlite3.Error:
             return -1
-
-
-def host_cpu_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine from ``/proc/stat``."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    total = sum(fields[:8])
-    return total - idle, total
-
-
-class CpuMeter:
-    """CPU seconds of named processes and of the host between two snapshots."""
-
-    def __init__(self, pids: dict[str, list[int]]) -> None:
-        self.pids = pids
-        self._t0 = 0.0
-        self._cpu0: dict[str, float] = {}
-        self._host0 = (0, 0)
-
-    def _cpu(self) -> dict[str, float]:
-        return {k: sum(cpu_seconds(p) for p in v) for k, v in self.pids.items()}
-
-    def start(self) -> None:
-        self._t0 = time.monotonic()
-        self._cpu0 = self._cpu()
-        self._host0 = host_cpu_ticks()
-
-    def stop(self) -> dict[str, float]:
-        """% of one core per name over the interval, and ``host_busy`` in % of all cores."""
-        dt = max(1e-6, time.monotonic() - self._t0)
-        cpu = self._cpu()
-        out = {k: 100.0 * (cpu[k] - self._cpu0.get(k, 0.0)) / dt for k in cpu}
-        busy, total = host_cpu_ticks()
-        dtotal = total - self._host0[1]
-        out["host_busy"] = 100.0 * (busy - self._host0[0]) / dtotal if dtotal else math.nan
-        # what the rest of the machine used meanwhile: > a few % means the figures are a floor
-        ours = sum(out[k] for k in cpu)
-        out["others"] = max(0.0, out["host_busy"] * (os.cpu_count() or 1) - ours)
-        return out
 
 
 # =============================================================================================

@@ -72,13 +72,12 @@ if __package__ in (None, ""):
 from bench.children import Child
 from bench.cloud import Admin, CloudHub
 from bench.common import REPO_ROOT, free_port, raise_nofile, setup_logging, wait_for_condition
-from bench.measure import Figures, PySpy, percentile, rss_kib, run_benchmark
+from bench.measure import CpuMeter, Figures, PySpy, percentile, rss_kib, run_benchmark
 from bench.twin_parts import (
     MODEL,
     NAMESPACE,
     NODE,
     PROPERTY,
-    CpuMeter,
     EdgeCore,
     LagPoller,
     update_payload,
