@@ -217,7 +217,14 @@ async def start(settings: CloudSettings) -> CloudApp:
     runner.start_module(hub)
     if cluster is not None:
         runner.start_module(cluster.lifecycle)
-    runner.spawn("gc-tuning", lambda: freeze_after_bursts(lambda: hub.connections_total))
+    runner.spawn(
+        "gc-tuning",
+        lambda: freeze_after_bursts(
+            lambda: hub.connections_total,
+            lambda: hub.closed_total,
+            lambda: len(hub.sessions),
+        ),
+    )
     log.info(
         "cloudhub ready: CA sha256 %s, data in %s, node certificates valid %s",
         authority.ca_hash,

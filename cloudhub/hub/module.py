@@ -119,8 +119,9 @@ class HubModule:
         self._owners = owners
         #: every object version encoded once for all nodes that receive it
         self._encoded = ContentCache()
-        #: links accepted since start (for the GC tuning in :mod:`cloudhub.tuning`)
+        #: links accepted / ended since start (for the GC tuning in :mod:`cloudhub.tuning`)
         self.connections_total = 0
+        self.closed_total = 0
         self._settings = settings
         self._ssl = ssl_context
         self._revocations = revocations
@@ -280,6 +281,7 @@ class HubModule:
             pass
         finally:
             fallback.cancel()
+            self.closed_total += 1
             await session.close(session.close_reason or "connection closed")
             if self.sessions.get(peer.node) is session:
                 del self.sessions[peer.node]
