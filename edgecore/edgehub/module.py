@@ -9,7 +9,11 @@ other modules put in edgehub's inbox (ACKs, later status), and the keepalive tas
 
 Reconnects use jittered exponential backoff starting under a second and capped, instead of
 KubeEdge's fixed 30 s; a refused handshake (bad certificate, identity) is logged with the
-server's reason and retried at the cap, since only an operator can fix it.
+server's reason and retried at the cap, since only an operator can fix it. A link that stayed
+up for two heartbeats worked, so the backoff starts over when it ends: without that, an edge
+that once waited out a long outage took up to the cap (30 s) to come back from every later
+blip. A link the cloud drops sooner (a replica that refuses the node right after the
+handshake) keeps the delays growing, so a fleet does not hammer it.
 
 The TLS context is built from the files for every attempt, so a certificate renewed by
 certmanager or replaced by ``edgecore join`` is used without a restart. When the certificate
@@ -90,6 +94,8 @@ class EdgeHub:
         self._upstream: dict[str, str] = {}
         #: the live link, or ``None`` while offline
         self._ws: ClientConnection | None = None
+        #: monotonic time the live link was established (inventory stated)
+        self._up_since = 0.0
 
     @property
     def url(self) -> str:
@@ -136,6 +142,8 @@ class EdgeHub:
                 if self.connected.is_set():
                     self.connected.clear()
                     self._upstream.clear()
+                    if time.monotonic() - self._up_since >= 2 * h.heartbeat:
+                        delays = backoff(initial=h.reconnect_initial, cap=h.reconnect_cap)
                     log.warning("disconnected from cloud; serving from the local cache")
                     await self._notify(DISCONNECTED)
             if problem:
@@ -225,6 +233,7 @@ class EdgeHub:
         )
         self.connections += 1
         self._ws = ws
+        self._up_since = time.monotonic()
         self.connected.set()
         log.info("connected to %s; stated inventory of %d objects", self.url, len(inventory))
         await self._notify(CONNECTED)

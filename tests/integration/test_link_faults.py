@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 
 import pytest
@@ -15,6 +17,12 @@ pytestmark = pytest.mark.timeout(60)
 CM = "/api/v1/namespaces/default/configmaps/web-config"
 POD = "/api/v1/namespaces/default/pods/web"
 HEARTBEAT = 0.5
+_RETRY = re.compile(r"reconnecting in ([0-9.]+)s")
+
+
+def _retry_delays(edge: Edge) -> list[float]:
+    """The reconnect delays the edge logged, in order."""
+    return [float(d) for d in _RETRY.findall(edge.proc.text())]
 
 
 async def _through_proxy(cloud: Cloud, make_edge, proxy: FaultProxy) -> Edge:  # type: ignore[no-untyped-def]
@@ -62,3 +70,23 @@ async def test_half_open_link_detected_within_two_heartbeats(cloud: Cloud, make_
         await wait_until(lambda: cloud.node_ready("edge-1"), timeout=15)
         cloud.apply(configmap(value="after-thaw"))
         await wait_until(lambda: edge.get(CM)[1]["data"]["LEVEL"] == "after-thaw")
+
+
+async def test_backoff_starts_over_after_a_link_that_stayed_up(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+    """After an outage long enough for the retry delays to grow, a link that stayed up two
+    heartbeats resets them: the next cut is retried within the first, sub-second delay."""
+    async with FaultProxy() as proxy:
+        edge = await _through_proxy(cloud, make_edge, proxy)
+        proxy.refuse()
+        proxy.cut()
+        await wait_until(lambda: max(_retry_delays(edge), default=0.0) >= 2.0, timeout=30)
+        proxy.accept()
+        await wait_until(lambda: cloud.node_ready("edge-1"), timeout=30)
+        seen = len(_retry_delays(edge))
+        # the behaviour under test: the link stays up for longer than two heartbeats
+        await asyncio.sleep(3 * HEARTBEAT)
+        proxy.cut()
+        await wait_until(lambda: len(_retry_delays(edge)) > seen)
+        assert _retry_delays(edge)[seen] <= 0.5, _retry_delays(edge)
+        cloud.apply(configmap(value="after-second-cut"))
+        await wait_until(lambda: edge.get(CM)[1]["data"]["LEVEL"] == "after-second-cut", timeout=5)
