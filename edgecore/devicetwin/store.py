@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,20 @@ class NewOutboxRow:
     resource: str
     content: dict[str, Any]
     created: int
+
+
+#: rows of one resource, oldest first -> ``(msg_id, content)`` of the one row that replaces them
+MergeRows = Callable[[list[NewOutboxRow]], tuple[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Compaction:
+    """What :meth:`TwinStore.compact_outbox` did."""
+
+    rows_before: int
+    rows_after: int
+    #: the greatest seq in the outbox afterwards (0 when empty)
+    last_seq: int
 
 
 @dataclass
@@ -330,6 +345,29 @@ class TwinStore:
             row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    async def compact_outbox(self, merge: MergeRows) -> Compaction:
+        """Fold the outbox rows of each resource into one row, in one transaction.
+
+        For the link-down stretch only (the module's caller makes sure): no row may belong to
+        a message in flight. Each resource with several rows gets one new row (a new id and
+        seq, ``merge``'s content, the newest row's ``created``) and loses the others; rows that
+        are not valid JSON are left alone. Lossless as long as ``merge`` is: the cloud keeps
+        the greatest version per property, so one row with the newest of each says it all.
+
+        Raises:
+            StoreError: SQLite refused; nothing was changed.
+        """
+        async with self._lock:
+            if self._closed:
+                raise StoreError("the twin store is closed")
+            try:
+                result = await _compact(self._writer, merge)
+            except sqlite3.Error as exc:
+                raise StoreError(f"twin outbox compaction failed: {exc}") from exc
+            if result.rows_before != result.rows_after:
+                self.commits += 1
+            return result
+
     async def outbox_size(self) -> int:
         async with self._reader.execute("SELECT count(*) FROM outbox") as cur:
             row = await cur.fetchone()
@@ -412,6 +450,59 @@ async def _write(db: aiosqlite.Connection, w: WriteSet) -> int:
     if w.acked:
         await db.executemany("DELETE FROM outbox WHERE msg_id = ?", [(m,) for m in sorted(w.acked)])
     return last
+
+
+async def _compact(db: aiosqlite.Connection, merge: MergeRows) -> Compaction:
+    """The transaction of :meth:`TwinStore.compact_outbox`."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        async with db.execute("SELECT count(*) FROM outbox") as cur:
+            row = await cur.fetchone()
+        before = int(row[0]) if row else 0
+        async with db.execute(
+            "SELECT resource FROM outbox GROUP BY resource HAVING count(*) > 1"
+        ) as cur:
+            resources = [r[0] for r in await cur.fetchall()]
+        removed = 0
+        for resource in resources:
+            async with db.execute(
+                "SELECT seq, msg_id, content, created FROM outbox WHERE resource = ? ORDER BY seq",
+                (resource,),
+            ) as cur:
+                found = list(await cur.fetchall())
+            seqs: list[tuple[int]] = []
+            rows: list[NewOutboxRow] = []
+            for seq, msg_id, content, created in found:
+                try:
+                    obj = json.loads(content)
+                except ValueError:
+                    continue  # left for the sender, which skips and logs it
+                if isinstance(obj, dict):
+                    seqs.append((seq,))
+                    rows.append(NewOutboxRow(msg_id, resource, obj, created))
+            if len(rows) < 2:
+                continue
+            msg_id, content_obj = merge(rows)
+            await db.executemany("DELETE FROM outbox WHERE seq = ?", seqs)
+            await db.execute(
+                "INSERT INTO outbox (msg_id, resource, content, created) VALUES (?, ?, ?, ?)",
+                (msg_id, resource, _dumps(content_obj), rows[-1].created),
+            )
+            removed += len(rows) - 1
+        async with db.execute("SELECT max(seq) FROM outbox") as cur:
+            row = await cur.fetchone()
+        last = int(row[0]) if row and row[0] is not None else 0
+        if removed:
+            await db.execute("COMMIT")
+        else:
+            await db.execute("ROLLBACK")  # nothing written: no fsync
+    except BaseException:
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.debug("rollback failed", exc_info=True)
+        raise
+    return Compaction(before, before - removed, last)
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:

@@ -221,6 +221,11 @@ class Uplink:
             self._rows_waiting += len(rows)
         self._kick.set()
 
+    def compacted(self, last_seq: int) -> None:
+        """The outbox was folded while the link was down (new rows up to ``last_seq``): the
+        next replay must reach them."""
+        self._high = max(self._high, last_seq)
+
     def answered(self, msg_id: str) -> list[str]:
         """The outbox row ids the cloud's answer to ``msg_id`` covers."""
         flight = self._flights.pop(msg_id, None)

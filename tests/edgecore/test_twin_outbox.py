@@ -87,7 +87,8 @@ async def test_reconnect_resends_unanswered_rows_with_same_ids(edge: TwinEdge) -
 
 
 async def test_restart_keeps_twin_and_unacked_rows(edge: TwinEdge) -> None:
-    """A new module on the same database has the twin and every unanswered row."""
+    """A new module on the same database has the twin and what every unanswered row said
+    (folded at start-up into one row per device and kind)."""
     await edge.mqtt(f"{DEV}/state/update", {"state": "online"})
     await edge.published(f"{DEV}/state/update/result")
     await reports(edge, "1", "2")
@@ -102,8 +103,9 @@ async def test_restart_keeps_twin_and_unacked_rows(edge: TwinEdge) -> None:
     got = await edge.published(f"{DEV}/twin/get/result")
     assert got["twin"]["temperature"]["actual"]["value"] == "2"
     await edge.hub("connected")
-    resent = await edge.upstream(2)
+    resent = await edge.upstream(1)
     assert [m.id for m in resent] == [r[0] for r in outbox_rows(edge.path)]
+    assert resent[0].content["twin"]["temperature"]["actual"]["value"] == "2"
 
 
 async def test_versions_keep_growing_after_restart(edge: TwinEdge) -> None:
