@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho_client
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edgecore.config import MqttSettings
+from edgecore.eventbus import mqtt as mqtt_client
 from edgecore.eventbus.module import EventBus, parse_url
 from hive.bus import Bus
 from tests.support.mosquitto import MosquittoServer, mosquitto  # noqa: F401  (fixture)
@@ -438,3 +441,32 @@ def test_external_mode_needs_url(tmp_path: Path) -> None:
             node_name="n1",
             data_dir=tmp_path,
         )
+
+
+@pytest.mark.parametrize("topic", ["", "a/+/b", "a/#"])
+def test_qos0_fast_path_refuses_what_paho_refuses(topic: str) -> None:
+    """A QoS 0 publish without paho's per-call info object checks the topic as paho does."""
+    client = mqtt_client._BufferedPaho(CallbackAPIVersion.VERSION2, client_id="t")
+    with pytest.raises(ValueError):
+        client.publish_qos0(topic, b"x")
+    with pytest.raises(ValueError):
+        client.publish(topic or "a/#", b"x", qos=0)
+
+
+def test_qos0_fast_path_makes_no_info_per_publish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QoS 0 publishes take ids in sequence with paho's own and build no per-call info object
+    (paho's ``publish`` builds one, with a lock, each time)."""
+    client = mqtt_client._BufferedPaho(CallbackAPIVersion.VERSION2, client_id="t")
+    made: list[int] = []
+    original = paho_client.MQTTMessageInfo.__init__
+
+    def counting(self: paho_client.MQTTMessageInfo, mid: int) -> None:
+        made.append(mid)
+        original(self, mid)
+
+    monkeypatch.setattr(paho_client.MQTTMessageInfo, "__init__", counting)
+    first = client.publish_qos0("a/b", b"x")
+    assert client.publish_qos0("a/b", b"y") == first + 1
+    assert made == []
+    assert client.publish("a/b", b"z", qos=0).mid == first + 2
+    assert made == [first + 2]
