@@ -50,7 +50,7 @@ from bench.children import Child, gather_events
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
 from bench.common import raise_nofile, setup_logging
 from bench.hub_workers import NAMESPACE, echo_server_main, node_name, pod_name, worker_main
-from bench.measure import CpuMeter, Figures, PySpy, cpu_seconds, percentile, run_benchmark
+from bench.measure import CpuMeter, Figures, PySpy, percentile, run_benchmark
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,11 @@ def machine_meter(cloud_pid: int, workers: list[Child]) -> CpuMeter:
             "driver": [os.getpid()],
         }
     )
+
+
+def server_seconds(cpu: dict[str, float]) -> float:
+    """CPU seconds of the server under test in a phase :func:`machine_meter` measured."""
+    return cpu["server"] / 100 * cpu["seconds"]
 
 
 def add_machine_figures(fig: Figures, prefix: str, cpu: dict[str, float], events: float) -> float:
@@ -437,7 +442,6 @@ async def _edgebridge_phases(
     profiler = PySpy(pid=hub.pid, out=workdir / "cloudhub-profile.txt") if args.profile else None
     if profiler is not None:
         profiler.start()
-    cpu0 = hub.cpu_seconds()
     meter = machine_meter(hub.pid, workers)
     meter.start()
     tput = await run_phase(
@@ -452,8 +456,8 @@ async def _edgebridge_phases(
         rate=None,
         converge_timeout=args.converge_timeout,
     )
-    cpu_tput = hub.cpu_seconds() - cpu0
     tput_machine = meter.stop()
+    cpu_tput = server_seconds(tput_machine)
     # -- latency ------------------------------------------------------------------------------
     lat_updates = round(args.latency_rate * args.latency_seconds)
     log.info("latency phase: %d updates at %.0f/s", lat_updates, args.latency_rate)
@@ -572,7 +576,6 @@ async def _same_conns_phase(
     kept = sum(e["open"] for e in await gather_events(workers, "kept", 120))
     await _settle(hub, min_wait=SETTLE_MIN_WAIT)
     log.info("throughput phase at %d connections (%d pods updated)", kept, k)
-    cpu0 = hub.cpu_seconds()
     meter = machine_meter(hub.pid, workers)
     meter.start()
     res = await run_phase(
@@ -587,8 +590,8 @@ async def _same_conns_phase(
         rate=None,
         converge_timeout=args.converge_timeout,
     )
-    cpu = hub.cpu_seconds() - cpu0
     machine = meter.stop()
+    cpu = server_seconds(machine)
     for child in workers:
         child.send({"cmd": "report"})
     reports = await gather_events(workers, "report", 120)
@@ -648,14 +651,13 @@ async def _echo_phase(
         payload,
         args.echo_seconds,
     )
-    cpu0 = cpu_seconds(echo.proc.pid)
     meter = machine_meter(echo.proc.pid, workers)
     meter.start()
     for child in workers:
         child.send({"cmd": "echo_run", "payload": payload, "seconds": args.echo_seconds})
     done = await gather_events(workers, "echo_done", args.echo_seconds + 120)
-    cpu = cpu_seconds(echo.proc.pid) - cpu0
     machine = meter.stop()
+    cpu = server_seconds(machine)
     roundtrips = sum(d["roundtrips"] for d in done)
     seconds = max(d["seconds"] for d in done)
     raw = roundtrips / seconds if seconds > 0 else math.nan

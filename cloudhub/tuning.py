@@ -117,8 +117,8 @@ def tune_process() -> None:
 
 async def freeze_after_bursts(
     connections: Callable[[], int],
-    closed: Callable[[], int] = lambda: 0,
-    live: Callable[[], int] = lambda: 0,
+    closed: Callable[[], int],
+    live: Callable[[], int],
     *,
     policy: FreezePolicy | None = None,
     interval: float = FREEZE_CHECK_INTERVAL,

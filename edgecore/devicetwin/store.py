@@ -26,14 +26,15 @@ sees only committed rows (the outbox sender must never send a row that might sti
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -41,6 +42,8 @@ from edgecore.devicetwin.merge import Twin, TwinValue
 from wire.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: milliseconds a writer waits for metamanager's transaction on the same file
 BUSY_TIMEOUT_MS = 5000
@@ -273,15 +276,23 @@ class TwinStore:
         return await asyncio.shield(task)
 
     async def _commit(self, w: WriteSet) -> int:
+        last = await self._locked(functools.partial(_write, w=w), "twin store write failed")
+        self.commits += 1
+        return last
+
+    async def _locked(self, work: Callable[[aiosqlite.Connection], Awaitable[_T]], what: str) -> _T:
+        """``work`` in one write transaction, one writer at a time.
+
+        Raises:
+            StoreError: closed, or SQLite refused (``what: reason``); nothing was written.
+        """
         async with self._lock:
             if self._closed:
                 raise StoreError("the twin store is closed")
             try:
-                last = await _transaction(self._writer, w)
+                return await _transaction(self._writer, work)
             except sqlite3.Error as exc:
-                raise StoreError(f"twin store write failed: {exc}") from exc
-            self.commits += 1
-            return last
+                raise StoreError(f"{what}: {exc}") from exc
 
     # -- reads (committed data only) ----------------------------------------------------------
 
@@ -357,16 +368,12 @@ class TwinStore:
         Raises:
             StoreError: SQLite refused; nothing was changed.
         """
-        async with self._lock:
-            if self._closed:
-                raise StoreError("the twin store is closed")
-            try:
-                result = await _compact(self._writer, merge)
-            except sqlite3.Error as exc:
-                raise StoreError(f"twin outbox compaction failed: {exc}") from exc
-            if result.rows_before != result.rows_after:
-                self.commits += 1
-            return result
+        result = await self._locked(
+            functools.partial(_compact, merge=merge), "twin outbox compaction failed"
+        )
+        if result.rows_before != result.rows_after:
+            self.commits += 1
+        return result
 
     async def outbox_size(self) -> int:
         async with self._reader.execute("SELECT count(*) FROM outbox") as cur:
@@ -388,11 +395,13 @@ async def _open_writer(path: Path) -> aiosqlite.Connection:
     return db
 
 
-async def _transaction(db: aiosqlite.Connection, w: WriteSet) -> int:
-    """One transaction with everything in ``w`` (one fsync)."""
+async def _transaction(
+    db: aiosqlite.Connection, work: Callable[[aiosqlite.Connection], Awaitable[_T]]
+) -> _T:
+    """``work`` in one transaction (one fsync if it wrote anything)."""
     await db.execute("BEGIN IMMEDIATE")
     try:
-        last = await _write(db, w)
+        result = await work(db)
         await db.execute("COMMIT")
     except BaseException:
         # a half-open transaction would block every later write
@@ -401,7 +410,7 @@ async def _transaction(db: aiosqlite.Connection, w: WriteSet) -> int:
         except sqlite3.Error:
             log.debug("rollback failed", exc_info=True)
         raise
-    return last
+    return result
 
 
 async def _write(db: aiosqlite.Connection, w: WriteSet) -> int:
@@ -453,55 +462,42 @@ async def _write(db: aiosqlite.Connection, w: WriteSet) -> int:
 
 
 async def _compact(db: aiosqlite.Connection, merge: MergeRows) -> Compaction:
-    """The transaction of :meth:`TwinStore.compact_outbox`."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        async with db.execute("SELECT count(*) FROM outbox") as cur:
-            row = await cur.fetchone()
-        before = int(row[0]) if row else 0
+    """The work of :meth:`TwinStore.compact_outbox`, inside its transaction."""
+    async with db.execute("SELECT count(*) FROM outbox") as cur:
+        row = await cur.fetchone()
+    before = int(row[0]) if row else 0
+    many = "SELECT resource FROM outbox GROUP BY resource HAVING count(*) > 1"
+    async with db.execute(many) as cur:
+        resources = [r[0] for r in await cur.fetchall()]
+    removed = 0
+    for resource in resources:
         async with db.execute(
-            "SELECT resource FROM outbox GROUP BY resource HAVING count(*) > 1"
+            "SELECT seq, msg_id, content, created FROM outbox WHERE resource = ? ORDER BY seq",
+            (resource,),
         ) as cur:
-            resources = [r[0] for r in await cur.fetchall()]
-        removed = 0
-        for resource in resources:
-            async with db.execute(
-                "SELECT seq, msg_id, content, created FROM outbox WHERE resource = ? ORDER BY seq",
-                (resource,),
-            ) as cur:
-                found = list(await cur.fetchall())
-            seqs: list[tuple[int]] = []
-            rows: list[NewOutboxRow] = []
-            for seq, msg_id, content, created in found:
-                try:
-                    obj = json.loads(content)
-                except ValueError:
-                    continue  # left for the sender, which skips and logs it
-                if isinstance(obj, dict):
-                    seqs.append((seq,))
-                    rows.append(NewOutboxRow(msg_id, resource, obj, created))
-            if len(rows) < 2:
-                continue
-            msg_id, content_obj = merge(rows)
-            await db.executemany("DELETE FROM outbox WHERE seq = ?", seqs)
-            await db.execute(
-                "INSERT INTO outbox (msg_id, resource, content, created) VALUES (?, ?, ?, ?)",
-                (msg_id, resource, _dumps(content_obj), rows[-1].created),
-            )
-            removed += len(rows) - 1
-        async with db.execute("SELECT max(seq) FROM outbox") as cur:
-            row = await cur.fetchone()
-        last = int(row[0]) if row and row[0] is not None else 0
-        if removed:
-            await db.execute("COMMIT")
-        else:
-            await db.execute("ROLLBACK")  # nothing written: no fsync
-    except BaseException:
-        try:
-            await db.execute("ROLLBACK")
-        except sqlite3.Error:
-            log.debug("rollback failed", exc_info=True)
-        raise
+            found = list(await cur.fetchall())
+        seqs: list[tuple[int]] = []
+        rows: list[NewOutboxRow] = []
+        for seq, msg_id, content, created in found:
+            try:
+                obj = json.loads(content)
+            except ValueError:
+                continue  # left for the sender, which skips and logs it
+            if isinstance(obj, dict):
+                seqs.append((seq,))
+                rows.append(NewOutboxRow(msg_id, resource, obj, created))
+        if len(rows) < 2:
+            continue
+        msg_id, content_obj = merge(rows)
+        await db.executemany("DELETE FROM outbox WHERE seq = ?", seqs)
+        await db.execute(
+            "INSERT INTO outbox (msg_id, resource, content, created) VALUES (?, ?, ?, ?)",
+            (msg_id, resource, _dumps(content_obj), rows[-1].created),
+        )
+        removed += len(rows) - 1
+    async with db.execute("SELECT max(seq) FROM outbox") as cur:
+        row = await cur.fetchone()
+    last = int(row[0]) if row and row[0] is not None else 0
     return Compaction(before, before - removed, last)
 
 

@@ -4,18 +4,14 @@ close, so a fleet that drops and reconnects does not grow cloudhub's memory for 
 from __future__ import annotations
 
 import gc
-import ssl
 import weakref
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection
 
 from cloudhub import app as cloud_app
-from cloudhub.config import CloudSettings, HubSettings
 from cloudhub.tuning import FreezePolicy, refreeze
-from edgecore.join import join
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -81,34 +77,18 @@ def test_refreeze_collects_frozen_garbage(unfrozen: None) -> None:
     assert gc.get_freeze_count() > 0
 
 
-async def test_a_closed_link_frozen_while_open_is_collected(tmp_path: Path, unfrozen: None) -> None:
+async def test_a_closed_link_frozen_while_open_is_collected(
+    linked: tuple[cloud_app.CloudApp, ClientConnection], unfrozen: None
+) -> None:
     """A node session frozen while its link was open is counted when the link closes and is
     gone after the refreeze."""
-    cloud = await cloud_app.start(
-        CloudSettings(
-            data_dir=tmp_path / "cloud", https_port=0, hub=HubSettings(bind="127.0.0.1", ws_port=0)
-        )
-    )
-    try:
-        edge = await join(
-            cloud=f"127.0.0.1:{cloud.ws_port}",
-            token=cloud.authority.issue_token(600),
-            node_name="edge-1",
-            cert_port=cloud.https_port,
-            data_dir=tmp_path / "edge-1",
-        )
-        ctx = ssl.create_default_context(cafile=str(edge.ca_path))
-        ctx.load_cert_chain(str(edge.cert_path), str(edge.key_path))
-        url = f"wss://127.0.0.1:{cloud.ws_port}/project/edge-1/events"
-        async with connect(url, ssl=ctx):
-            await wait_until(lambda: "edge-1" in cloud.hub.sessions, timeout=5)
-            session = weakref.ref(cloud.hub.sessions["edge-1"])
-            assert cloud.hub.connections_total == 1
-            gc.collect()
-            gc.freeze()
-        await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
-        await wait_until(lambda: cloud.hub.closed_total == 1, timeout=5)
-        refreeze()
-        assert session() is None
-    finally:
-        await cloud.stop()
+    cloud, ws = linked
+    session = weakref.ref(cloud.hub.sessions["edge-1"])
+    assert cloud.hub.connections_total == 1
+    gc.collect()
+    gc.freeze()
+    await ws.close()
+    await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
+    await wait_until(lambda: cloud.hub.closed_total == 1, timeout=5)
+    refreeze()
+    assert session() is None

@@ -7,22 +7,17 @@ import asyncio
 import json
 import re
 import socket
-import ssl
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from cloudhub import app as cloud_app
 from cloudhub import routes
-from cloudhub.config import CloudSettings, HubSettings
 from cloudhub.hub.module import _CHEAP_FRAME
 from cloudhub.hub.session import object_frame, response_frame
-from edgecore.join import join
 from hive.local_messages import MessageIds
 from tests.support.procs import wait_until
 from wire.codec import decode, encode, encode_content, encode_with_content
@@ -190,48 +185,6 @@ def test_message_ids_are_unique_and_uuid_shaped() -> None:
 
 
 # -- over a live link ---------------------------------------------------------------------------
-
-MODEL = {
-    "apiVersion": "devices.kubeedge.io/v1beta1",
-    "kind": "DeviceModel",
-    "metadata": {"name": "thermostat", "namespace": "default"},
-    "spec": {"properties": [{"name": "temperature", "type": "FLOAT", "accessMode": "ReadOnly"}]},
-}
-DEVICE = {
-    "apiVersion": "devices.kubeedge.io/v1beta1",
-    "kind": "Device",
-    "metadata": {"name": "t1", "namespace": "default"},
-    "spec": {"deviceModelRef": {"name": "thermostat"}, "nodeName": "edge-1"},
-}
-
-
-@pytest.fixture
-async def linked(tmp_path: Path) -> AsyncIterator[tuple[cloud_app.CloudApp, ClientConnection]]:
-    """A real cloudhub and a hand-driven link of node edge-1 (which has one Device)."""
-    cloud = await cloud_app.start(
-        CloudSettings(
-            data_dir=tmp_path / "cloud",
-            https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0),
-        )
-    )
-    try:
-        await cloud.store.apply([MODEL, DEVICE])
-        edge = await join(
-            cloud=f"127.0.0.1:{cloud.ws_port}",
-            token=cloud.authority.issue_token(600),
-            node_name="edge-1",
-            cert_port=cloud.https_port,
-            data_dir=tmp_path / "edge-1",
-        )
-        ctx = ssl.create_default_context(cafile=str(edge.ca_path))
-        ctx.load_cert_chain(str(edge.cert_path), str(edge.key_path))
-        url = f"wss://127.0.0.1:{cloud.ws_port}/project/edge-1/events"
-        async with connect(url, ssl=ctx) as ws:
-            await wait_until(lambda: "edge-1" in cloud.hub.sessions, timeout=5)
-            yield cloud, ws
-    finally:
-        await cloud.stop()
 
 
 async def _answers(ws: ClientConnection, ids: set[str]) -> dict[str, dict[str, Any]]:
