@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -15,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import REPO_ROOT, free_port, port_open, wait_for_condition
-from bench.measure import cpu_seconds, proc_status, rss_kib
+from bench.measure import proc_status, rss_kib, tree_cpu_seconds, tree_rss_kib
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,17 @@ class CloudHub:
     then SIGKILL after ``stop_grace`` seconds).
     """
 
-    def __init__(self, *, workdir: Path, stop_grace: float = 5.0, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        stop_grace: float = 5.0,
+        verbose: bool = False,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.workdir = workdir
+        #: more ``cloudhub serve`` options (e.g. ``--link-workers 0``)
+        self.extra_args = list(extra_args or [])
         self.data_dir = workdir / "cloud"
         self.log_path = workdir / "cloudhub.log"
         self.ws_port = free_port()
@@ -84,6 +94,7 @@ class CloudHub:
             str(self.ws_port),
             "--https-port",
             str(self.https_port),
+            *self.extra_args,
         ]
         self._launch(argv)
         log.info("cloudhub pid %d: wss %d, https %d", self.pid, self.ws_port, self.https_port)
@@ -138,13 +149,19 @@ class CloudHub:
             return 0
 
     def rss_kib(self) -> int:
+        """cloudhub's own process (see :meth:`rss_kib_with_children`)."""
         return rss_kib(self.pid)
+
+    def rss_kib_with_children(self) -> int:
+        """cloudhub and its link worker processes, summed (shared pages count repeatedly)."""
+        return tree_rss_kib(self.pid)
 
     def peak_rss_kib(self) -> int:
         return proc_status(self.pid).get("VmHWM", 0)
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU of cloudhub and its link worker processes (theirs is cloudhub's work)."""
+        return tree_cpu_seconds(self.pid)
 
     async def __aenter__(self) -> CloudHub:
         try:
@@ -195,6 +212,28 @@ class Admin:
             if resp.status != 200:
                 raise RuntimeError(f"apply failed ({resp.status}): {body.get('error')}")
             return body
+
+    async def apply_body(self, body: bytes) -> None:
+        """POST /admin/v1/apply with a ready JSON body (``{"objects": [...]}``); the response
+        body is read but only parsed on an error.
+
+        For load generators that share the machine with the server under test: encoding the
+        request and decoding the echo of every stored object would cost them CPU the server
+        then lacks.
+
+        Raises:
+            RuntimeError: the server answered with an error status.
+        """
+        async with self._session.post(
+            "/admin/v1/apply", data=body, headers={"Content-Type": "application/json"}
+        ) as resp:
+            raw = await resp.read()  # read to the end, so the connection can be reused
+            if resp.status != 200:
+                try:
+                    error = json.loads(raw).get("error")
+                except (ValueError, AttributeError):
+                    error = raw[:200].decode(errors="replace")
+                raise RuntimeError(f"apply failed ({resp.status}): {error}")
 
     async def create_token(self, *, ttl_seconds: float = 3600.0, node: str | None = None) -> str:
         """POST /admin/v1/tokens: a join token (for a real ``edgecore join``).

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,94 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (``fields[0]`` is the state,
+    field 3 of stat), or ``None`` if the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(pid: int, *, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Every live descendant of ``pid`` (children, grandchildren...), found afresh each call;
+    a process in ``exclude`` is left out together with its own descendants.
+
+    ``/proc/PID/task/TID/children`` is used where the kernel has it (CONFIG_PROC_CHILDREN);
+    otherwise one scan of ``/proc/*/stat`` for parent ids, which costs a few ms and is only
+    done when a meter samples (start and stop of a phase), not per message.
+    """
+    if Path(f"/proc/{pid}/task/{pid}/children").exists():
+
+        def kids_of(p: int) -> list[int]:
+            out: list[int] = []
+            try:
+                tasks = list(Path(f"/proc/{p}/task").iterdir())
+            except OSError:
+                return out
+            for t in tasks:
+                try:
+                    out.extend(int(c) for c in (t / "children").read_text().split())
+                except (OSError, ValueError):
+                    continue
+            return out
+
+    else:
+        children: dict[int, list[int]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and len(fields) > 1:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+
+        def kids_of(p: int) -> list[int]:
+            return children.get(p, [])
+
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = [k for k in kids_of(todo.pop()) if k not in exclude]
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def process_tree(pid: int, *, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """``pid`` and its live descendants (see :func:`descendants`); ``[]`` if ``pid`` is
+    excluded."""
+    if pid in exclude:
+        return []
+    return [pid, *descendants(pid, exclude=exclude)]
+
+
+def tree_cpu_seconds(pid: int, *, exclude: frozenset[int] = frozenset()) -> float:
+    """CPU seconds of ``pid`` and all its descendants (minus those in ``exclude`` and their
+    subtrees), for a server whose work is spread over helper processes (cloudhub's link
+    workers terminate TLS for it, so their CPU is cloudhub's).
+
+    Each process counts its own user + system time plus the time of the children it has
+    reaped (cutime + cstime), so a helper that exits between two samples still counts: its
+    last live figure moves into its parent's reaped-children time.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid, exclude=exclude):
+        fields = _stat_fields(p)
+        if fields is None:
+            continue
+        # utime, stime, cutime, cstime are fields 14-17 of stat
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return total / ticks
+
+
+def tree_rss_kib(pid: int) -> int:
+    """RSS of ``pid`` plus all its descendants in KiB. Pages shared between them (a forked
+    child's copy-on-write pages, shared libraries) are counted once per process, so this is
+    an upper bound of the tree's footprint."""
+    return sum(rss_kib(p) for p in process_tree(pid))
+
+
 def host_cpu_ticks() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine from ``/proc/stat``."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -60,16 +148,42 @@ def host_cpu_ticks() -> tuple[int, int]:
 
 
 class CpuMeter:
-    """CPU seconds of named processes and of the host between two snapshots."""
+    """CPU seconds of named processes and of the host between two snapshots.
 
-    def __init__(self, pids: dict[str, list[int]]) -> None:
+    Names in ``trees`` count each of their processes together with its descendants, found
+    afresh at every snapshot (a server that spawns helper processes, e.g. cloudhub's link
+    workers). A descendant that is itself listed under any name is left out of the tree, with
+    its subtree, so nothing is counted twice.
+    """
+
+    def __init__(
+        self,
+        pids: dict[str, list[int]],
+        *,
+        trees: Iterable[str] = (),
+        views: Iterable[str] = (),
+    ) -> None:
+        """``views``: names whose processes are counted under another name too (e.g. a
+        server's main process alone, next to its tree); left out of ``others``."""
         self.pids = pids
+        self.trees = frozenset(trees)
+        self.views = frozenset(views)
+        unknown = self.trees - pids.keys()
+        if unknown:
+            raise ValueError(f"tree names not among the pids: {sorted(unknown)}")
         self._t0 = 0.0
         self._cpu0: dict[str, float] = {}
         self._host0 = (0, 0)
 
     def _cpu(self) -> dict[str, float]:
-        return {k: sum(cpu_seconds(p) for p in v) for k, v in self.pids.items()}
+        listed = frozenset(p for v in self.pids.values() for p in v)
+        out: dict[str, float] = {}
+        for k, v in self.pids.items():
+            if k in self.trees:
+                out[k] = sum(tree_cpu_seconds(p, exclude=listed - {p}) for p in v)
+            else:
+                out[k] = sum(cpu_seconds(p) for p in v)
+        return out
 
     def start(self) -> None:
         self._t0 = time.monotonic()
@@ -86,7 +200,7 @@ class CpuMeter:
         dtotal = total - self._host0[1]
         out["host_busy"] = 100.0 * (busy - self._host0[0]) / dtotal if dtotal else math.nan
         # what the rest of the machine used meanwhile: > a few % means the figures are a floor
-        ours = sum(out[k] for k in cpu)
+        ours = sum(out[k] for k in cpu if k not in self.views)
         out["others"] = max(0.0, out["host_busy"] * (os.cpu_count() or 1) - ours)
         out["seconds"] = dt
         return out
@@ -197,7 +311,7 @@ class PySpy:
     perturbs the figures only slightly.
     """
 
-    def __init__(self, *, pid: int, out: Path, rate: int = 100) -> None:
+    def __init__(self, *, pid: int, out: Path, rate: int = 250) -> None:
         self.pid = pid
         self.out = out
         self.rate = rate

@@ -33,7 +33,7 @@ from cloudhub.config import CloudSettings
 from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.edgecontroller.controller import EdgeController
 from cloudhub.httpserver.app import bound_port, make_app, serve_https
-from cloudhub.hub.module import HubModule
+from cloudhub.hub.module import HubModule, WorkerTls
 from cloudhub.k8s import cluster_requested
 from cloudhub.k8s.lifecycle import NodeLifecycle
 from cloudhub.k8s.ownership import NodeOwnership
@@ -175,6 +175,11 @@ async def start(settings: CloudSettings) -> CloudApp:
         ssl_context=authority.mtls_ssl_context(),
         revocations=revocations,
         owners=cluster.ownership if cluster else None,
+        worker_tls=WorkerTls(
+            server_cert=authority.server_cert_path,
+            server_key=authority.server_key_path,
+            ca_cert=authority.ca_cert_path,
+        ),
     )
     if cluster is not None:
         cluster.ownership.on_lost = lambda node: hub.drop(

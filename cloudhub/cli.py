@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -119,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
         "another replica serves them (default 20)",
     )
     s.add_argument(
+        "--link-workers",
+        default="auto",
+        metavar="N",
+        help="processes that terminate the edges' TLS and websocket framing, so that a busy "
+        "hub uses more than one core; 0 does it all in this process (default auto: one per "
+        "core beyond the first, at most 4)",
+    )
+    s.add_argument(
         "--auth-refresh-interval",
         type=float,
         default=30.0,
@@ -134,6 +143,17 @@ def _parser() -> argparse.ArgumentParser:
         "bursts of edits coalesce (default 0.05)",
     )
     return p
+
+
+def _link_workers(value: str) -> int | None:
+    """``--link-workers``: a count, or ``auto`` (one per core beyond the first, at most 4)."""
+    if value == "auto":
+        return max(0, min(4, (os.cpu_count() or 1) - 1))
+    try:
+        count = int(value)
+    except ValueError:
+        return None
+    return count if 0 <= count <= 64 else None
 
 
 async def _serve(settings: CloudSettings) -> None:
@@ -162,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             print("cloudhub: --max-pending-per-ip must be at least 1", file=sys.stderr)
             return 2
         hub.max_pending_per_ip = args.max_pending_per_ip
+    workers = _link_workers(args.link_workers)
+    if workers is None:
+        print("cloudhub: --link-workers must be 'auto' or a number from 0 to 64", file=sys.stderr)
+        return 2
+    hub.link_workers = workers
     if not args.auth_refresh_interval > 0:
         print("cloudhub: --auth-refresh-interval must be positive", file=sys.stderr)
         return 2

@@ -54,6 +54,9 @@ class HubSettings(BaseModel):
     node_byte_rate: float = 8 * 1024 * 1024
     #: bytes one node may send in a burst before pacing starts
     node_byte_burst: float = 16 * 1024 * 1024
+    #: processes that terminate the edges' TLS and websocket framing for this one
+    #: (``--link-workers``); 0 does it in this process
+    link_workers: int = 0
 
 
 class CloudSettings(BaseModel):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from cloudhub.pki import REJOIN_HINT, check_node_cert_time, read_node_cert
@@ -61,6 +62,24 @@ def identify(
     """
     ssl_object = connection.transport.get_extra_info("ssl_object")
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return identify_parts(der, request.headers, request.path, is_revoked=is_revoked, now=now)
+
+
+def identify_parts(
+    der: bytes | None,
+    headers: Headers,
+    path: str,
+    *,
+    is_revoked: Callable[[int], bool] = lambda serial: False,
+    now: float | None = None,
+) -> Peer:
+    """:func:`identify` from the handshake's parts: the client certificate (DER), the
+    request's headers and path. A link worker hands these over for the peers it terminates.
+
+    Raises:
+        IdentityMismatch: no usable certificate, or a header/path naming another node.
+        AuthError: the certificate is expired, not yet valid, or revoked.
+    """
     cert = read_node_cert(der) if der else None
     if cert is None:
         raise IdentityMismatch("client certificate does not name a node (CN=system:node:NAME)")
@@ -68,17 +87,17 @@ def identify(
     check_node_cert_time(cert, time.time() if now is None else now)
     if is_revoked(cert.serial):
         raise AuthError(f"node certificate of {node} was revoked: {REJOIN_HINT}")
-    claimed = request.headers.get("node_id")
+    claimed = headers.get("node_id")
     if claimed and claimed != node:
         raise IdentityMismatch(f"node_id header {claimed!r} disagrees with certificate {node!r}")
-    parts = [p for p in request.path.split("?")[0].split("/") if p]
-    project = request.headers.get("project_id", "")
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    project = headers.get("project_id", "")
     if len(parts) >= 3 and parts[-1] == "events":
         project = project or parts[-3]
         if parts[-2] != node:
             raise IdentityMismatch(f"path names node {parts[-2]!r}, certificate says {node!r}")
     heartbeat: float | None = None
-    raw = request.headers.get(HEARTBEAT_HEADER)
+    raw = headers.get(HEARTBEAT_HEADER)
     if raw:
         try:
             heartbeat = min(300.0, max(0.05, float(raw)))

@@ -151,6 +151,17 @@ class ConnectionGate:
             raise
         return sock
 
+    def adopt(self, fd: int) -> socket.socket:
+        """A listening socket inherited as descriptor ``fd`` (bound and listening already, by
+        the process that started this one), whose accepts go through this gate from now on.
+        """
+        probe = socket.socket(fileno=fd)
+        family, type_, proto = probe.family, probe.type, probe.proto
+        probe.detach()
+        sock = _GatedListener(family, type_, proto, fileno=fd)
+        sock.gate = self
+        return sock
+
     def authenticated(self, sock: Any) -> None:
         """The peer on ``sock`` proved who it is: it no longer counts as pending.
 

@@ -1,6 +1,7 @@
 """The ``cloudhub`` module: the wss server edges connect to.
 
-Where a message enters: :meth:`HubModule._handle` reads each frame of a node's connection,
+Where a message enters: :meth:`HubModule._serve_link` reads each frame of a node's link (a
+websocket this process terminated, or one a link worker relays: :mod:`cloudhub.hub.links`),
 decodes it, and routes it by operation (ACKs to the node's delivery state, keepalives answered,
 inventory starts delivery, queries go to edgecontroller). Where it leaves: each
 :class:`~cloudhub.hub.session.NodeSession` writes what its delivery state says is due, from
@@ -27,11 +28,15 @@ closed as soon as the revocation is made.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import re
+import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -42,9 +47,12 @@ from cloudhub import routes
 from cloudhub.auth.revocation import RevocationCheck
 from cloudhub.config import HubSettings
 from cloudhub.httpserver.app import NodePresence
-from cloudhub.hub.handshake import Peer, identify, refuse
+from cloudhub.hub.handshake import Peer, identify, identify_parts, refuse
 from cloudhub.hub.limits import ConnectionGate, TokenBucket
+from cloudhub.hub.links import Link, WebsocketLink
 from cloudhub.hub.session import NodeSession, json_string, response_frame
+from cloudhub.linkworker.pool import Hello, LinkWorkers, RelayedLink
+from cloudhub.linkworker.worker import WorkerConfig
 from hive.bus import Bus
 from hive.local_messages import MessageIds
 from wire.codec import ContentCache, decode, encode, encode_content
@@ -114,8 +122,13 @@ class HubModule:
         ssl_context: ssl.SSLContext,
         revocations: RevocationCheck | None = None,
         owners: NodeOwners | None = None,
+        worker_tls: WorkerTls | None = None,
     ) -> None:
         self._bus = bus
+        #: what link workers build their TLS context from (``settings.link_workers`` > 0)
+        self._worker_tls = worker_tls
+        #: the link worker processes, when TLS is terminated outside this process
+        self.workers: LinkWorkers | None = None
         self._owners = owners
         #: every object version encoded once for all nodes that receive it
         self._encoded = ContentCache()
@@ -144,6 +157,8 @@ class HubModule:
         self._forwarded: dict[str, tuple[str, Message]] = {}
         self.port = 0
         self._server: Server | None = None
+        #: the listening socket while link workers accept on it
+        self._listener: socket.socket | None = None
         self._ids = MessageIds()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -155,7 +170,10 @@ class HubModule:
             OSError: the address cannot be bound.
         """
         s = self._settings
-        sock = self.gate.listen(s.bind, s.ws_port)
+        sock = await _bind(self.gate, s.bind, s.ws_port)
+        if s.link_workers > 0:
+            await self._start_workers(sock)
+            return
         try:
             self._server = await serve(
                 self._handle,
@@ -175,15 +193,69 @@ class HubModule:
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         log.info("listening for edges on wss://%s:%d", s.bind, self.port)
 
+    async def _start_workers(self, sock: socket.socket) -> None:
+        """Hand the listening socket to link worker processes (see :mod:`cloudhub.linkworker`).
+
+        Raises:
+            OSError: a worker could not be started.
+        """
+        s = self._settings
+        if self._worker_tls is None:
+            sock.close()
+            raise ValueError("link workers need the TLS files (worker_tls)")
+        tls = self._worker_tls
+        self.workers = LinkWorkers(
+            count=s.link_workers,
+            sock=sock,
+            config=WorkerConfig(
+                index=0,
+                listen_fd=-1,
+                channel_fd=-1,
+                server_cert=tls.server_cert,
+                server_key=tls.server_key,
+                ca_cert=tls.ca_cert,
+                max_frame=s.max_frame,
+                handshake_timeout=s.handshake_timeout,
+                max_pending_handshakes=s.max_pending_handshakes,
+                max_pending_per_ip=s.max_pending_per_ip,
+                verbose=log.isEnabledFor(logging.DEBUG),
+            ),
+            admit=self._admit_relayed,
+            serve=self._serve_link,
+        )
+        self._listener = sock
+        try:
+            await self.workers.start()
+        except BaseException:
+            await self.workers.stop()
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        log.info(
+            "listening for edges on wss://%s:%d (%d link worker processes)",
+            s.bind,
+            self.port,
+            s.link_workers,
+        )
+
     async def run(self) -> None:
         """Route the inbox until cancelled; then close every link and the server."""
         try:
-            await self._route_inbox()
+            if self.workers is None:
+                await self._route_inbox()
+            else:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._route_inbox(), name="hub:inbox")
+                    tg.create_task(self.workers.run(), name="hub:link-workers")
         finally:
             for session in list(self.sessions.values()):
                 await session.close("cloudhub stopping")
             if self._server is not None:
                 self._server.close(close_connections=False)
+            if self.workers is not None:
+                await self.workers.stop()
+            if self._listener is not None:
+                self._listener.close()
 
     def presence(self, node: str) -> NodePresence:
         """Whether ``node`` is connected now and when it was last heard from."""
@@ -218,10 +290,29 @@ class HubModule:
         )
 
     async def _handle(self, ws: ServerConnection) -> None:
-        peer = self._peers.pop(id(ws))
+        """websockets' handler for a link this process terminated."""
+        await self._serve_link(WebsocketLink(ws), self._peers.pop(id(ws)))
+
+    def _admit_relayed(self, hello: Hello) -> Peer:
+        """A link worker's upgrade request: who the peer is (the checks :meth:`_process_request`
+        makes for a link of this process).
+
+        Raises:
+            AuthError: refused; the worker answers 403 with the reason.
+        """
+        revocations = self._revocations
+        return identify_parts(
+            hello.der,
+            hello.headers,
+            hello.path,
+            is_revoked=revocations.is_revoked if revocations is not None else _never,
+        )
+
+    async def _serve_link(self, link: Link, peer: Peer) -> None:
+        """One node's link from the upgrade to its end: the session, then every frame read."""
         session = NodeSession(
             node=peer.node,
-            ws=ws,
+            link=link,
             heartbeat=peer.heartbeat or self._settings.default_heartbeat,
             ack_timeout=self._settings.ack_timeout,
             window=self._settings.window,
@@ -233,7 +324,7 @@ class HubModule:
             # Another replica serves this node; the edge's backoff brings it back, here or
             # there, once that replica lets go or its lease expires.
             log.info("node %s is served by another replica; refusing this link", peer.node)
-            await ws.close(1013, "node is served by another cloudhub replica; retry later")
+            await link.close(1013, "node is served by another cloudhub replica; retry later")
             return
         self.connections_total += 1
         old = self.sessions.get(peer.node)
@@ -242,41 +333,37 @@ class HubModule:
             await old.close("replaced by a new connection")
         self.sessions[peer.node] = session
         self._serials[peer.node] = peer.serial
-        log.info("node %s connected from %s", peer.node, ws.remote_address)
+        log.info("node %s connected from %s", peer.node, link.remote_address)
         await self._report(peer.node, online=True)
         session.run_writer()
         fallback = asyncio.get_running_loop().call_later(
             self._settings.inventory_timeout, self._request_start, session, None
         )
         loop = asyncio.get_running_loop()
-        s = self._settings
-        frames = TokenBucket(rate=s.node_rate, burst=s.node_burst, now=loop.time())
-        volume = TokenBucket(rate=s.node_byte_rate, burst=s.node_byte_burst, now=loop.time())
-        max_frame = s.max_frame
+        reader = _Reader(session, self._settings, loop.time)
+        if isinstance(link, RelayedLink):
+            # ACKs arriving while this task waits are applied by the channel's callback.
+            link.sink = reader.ack_now
         try:
-            async for frame in ws:
+            async for frame in link:
+                # Pace, don't drop: while we sleep nothing is read and TCP slows the sender.
+                wait = reader.pace_until - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if reader.ack_now(frame):
+                    continue
                 session.received()
-                cheap = (
-                    _CHEAP_FRAME.fullmatch(frame)
-                    if isinstance(frame, str)
-                    and len(frame) <= _CHEAP_FRAME_MAX
-                    and 4 * len(frame) <= max_frame  # UTF-8 takes at most 4 bytes a character
-                    else None
-                )
+                cheap = reader.cheap(frame)
                 if cheap is None:
                     cost = await self._read_frame(session, frame)
                 elif cheap["op"] == Operation.RESPONSE:
-                    if session.ack(cheap["parent"]):
-                        await session.deliver()
+                    if session.ack(cheap["parent"]):  # an ACK the fast path did not take
+                        session.deliver()
                     cost = _CHEAP_FRAME_COST
                 else:
                     await session.send_text(self._pong(cheap))
                     cost = _CHEAP_FRAME_COST
-                # Pace, don't drop: while we sleep nothing is read and TCP slows the sender.
-                now = loop.time()
-                wait = max(frames.reserve(cost, now), volume.reserve(len(frame), now))
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                reader.pace(cost, len(frame), loop.time())
         except ConnectionClosed:
             pass
         finally:
@@ -318,7 +405,7 @@ class HubModule:
         op = msg.operation
         if op == Operation.RESPONSE:
             if session.ack(msg.parent_id):
-                await session.deliver()
+                session.deliver()
         elif op == Operation.KEEPALIVE:
             await session.send(msg.reply("pong", source=routes.HUB))
         elif op == Operation.INVENTORY:
@@ -478,7 +565,7 @@ class HubModule:
             if not session.downstream.ready:
                 continue
             if direct:
-                await session.deliver()
+                session.deliver()
             else:
                 session.wake()
 
@@ -488,6 +575,95 @@ _CHEAP_OPS = frozenset({Operation.RESPONSE, Operation.KEEPALIVE})
 
 def _never(serial: int) -> bool:
     return False
+
+
+class _Reader:
+    """One node's reading: its rate budget, and ACKs applied without a task switch.
+
+    Most frames an edge sends are ACKs. :meth:`ack_now` applies one and delivers what it
+    frees at once (:meth:`NodeSession.deliver` never awaits). The hub's reader task calls it
+    first for every frame; a relayed link also calls it straight from its channel's callback
+    while the task is parked with nothing queued, which saves a task wake-up per ACK. While
+    the budget says wait (``pace_until``), the fast path declines, frames queue, and the task
+    sleeps before reading on, so pacing holds for both paths.
+    """
+
+    __slots__ = ("_clock", "_frames", "_max_frame", "_session", "_volume", "pace_until")
+
+    def __init__(
+        self, session: NodeSession, settings: HubSettings, clock: Callable[[], float]
+    ) -> None:
+        self._session = session
+        self._clock = clock
+        now = clock()
+        self._frames = TokenBucket(rate=settings.node_rate, burst=settings.node_burst, now=now)
+        self._volume = TokenBucket(
+            rate=settings.node_byte_rate, burst=settings.node_byte_burst, now=now
+        )
+        self._max_frame = settings.max_frame
+        #: loop time before which nothing more is read from the node
+        self.pace_until = 0.0
+
+    def cheap(self, frame: str | bytes) -> re.Match[str] | None:
+        """The fast-path match of an ACK or keepalive (see the module notes), or None."""
+        if (
+            isinstance(frame, str)
+            and len(frame) <= _CHEAP_FRAME_MAX
+            and 4 * len(frame) <= self._max_frame  # UTF-8 takes at most 4 bytes a character
+        ):
+            return _CHEAP_FRAME.fullmatch(frame)
+        return None
+
+    def ack_now(self, frame: str | bytes) -> bool:
+        """Apply ``frame`` if it is an ACK and reading is not being paced; whether it was."""
+        now = self._clock()
+        if now < self.pace_until:
+            return False
+        cheap = self.cheap(frame)
+        if cheap is None or cheap["op"] != Operation.RESPONSE:
+            return False
+        session = self._session
+        session.received()
+        if session.ack(cheap["parent"]):
+            session.deliver()
+        self.pace(_CHEAP_FRAME_COST, len(frame), now)
+        return True
+
+    def pace(self, cost: float, size: int, now: float) -> None:
+        """Charge a frame to the node's budgets; past them, hold reading for a while."""
+        wait = max(self._frames.reserve(cost, now), self._volume.reserve(size, now))
+        if wait > 0:
+            self.pace_until = now + wait
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTls:
+    """The files link workers build the wss TLS context from (server cert, key, CA)."""
+
+    server_cert: Path
+    server_key: Path
+    ca_cert: Path
+
+
+#: seconds to keep trying a port still held by a previous cloudhub's exiting link workers
+_BIND_PATIENCE = 3.0
+
+
+async def _bind(gate: ConnectionGate, host: str, port: int) -> socket.socket:
+    """The listening socket; a port in use is tried again for a moment when it is fixed
+    (link workers of a cloudhub killed just before exit a few milliseconds after it).
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    deadline = time.monotonic() + _BIND_PATIENCE
+    while True:
+        try:
+            return gate.listen(host, port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or port == 0 or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.1)
 
 
 def _error(reason: str) -> Message:
@@ -500,4 +676,4 @@ def _error(reason: str) -> Message:
     )
 
 
-__all__ = ["HubModule", "Replies"]
+__all__ = ["HubModule", "Replies", "WorkerTls"]

@@ -21,13 +21,11 @@ a resync), it corks the TCP socket while writing them: each frame is still its o
 and ``send``, but the kernel pushes them in one go instead of running the whole TCP path (on
 loopback, the receiver's too) once per frame.
 
-A frame that cannot wait is handed to websockets' sans-I/O protocol object and its bytes to
-the transport directly (:meth:`NodeSession._write_now`), as ``websockets.broadcast`` does,
-instead of through ``ServerConnection.send``: that coroutine's context manager, state checks
-and drain cost about 2 µs of the 9 µs a 1 KiB frame takes over TLS (server CPU, loopback), and
-with the link open, no fragmented message under way and room in the write buffer they decide
-nothing. Everything else (a link closing, a buffer that may be paused, an older websockets
-without the attributes checked) still goes through ``send``, which waits or raises.
+A frame that cannot wait is written at once (:meth:`~cloudhub.hub.links.Link.write_now`:
+on a websocket of this process, straight to websockets' sans-I/O protocol object, as
+``websockets.broadcast`` does; on a link a worker terminates, into the relay's buffer).
+Everything else (a link closing, a buffer that may be paused) goes through ``send``, which
+waits or raises. Which kind of link a session holds is :mod:`cloudhub.hub.links`' business.
 
 Frames the hub writes are spliced from templates (:func:`object_frame`,
 :func:`response_frame`) rather than built as pydantic models and dumped: each costs a few
@@ -42,7 +40,6 @@ import asyncio
 import json
 import logging
 import re
-import socket
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -50,8 +47,8 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import OPEN
 
+from cloudhub.hub.links import Link, WebsocketLink
 from hive.local_messages import MessageIds
 from wire.codec import ContentCache, encode, encode_content
 from wire.delivery import Downstream, Outgoing
@@ -63,12 +60,6 @@ log = logging.getLogger(__name__)
 
 #: seconds a single frame write may block (a frozen peer with a full TCP window)
 SEND_TIMEOUT = 10.0
-#: bytes a frame may take on the wire beyond its text: websocket header, TLS record
-_FRAME_OVERHEAD = 64
-
-
-#: Linux's TCP_CORK (None elsewhere: frames then go out one by one, as without it)
-_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
 
 #: JSON string contents that need no escaping (no quote, backslash or control character)
 _PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
@@ -128,7 +119,8 @@ class NodeSession:
         self,
         *,
         node: str,
-        ws: ServerConnection,
+        ws: ServerConnection | None = None,
+        link: Link | None = None,
         heartbeat: float,
         ack_timeout: float,
         window: int,
@@ -137,13 +129,12 @@ class NodeSession:
         ids: MessageIds | None = None,
     ) -> None:
         self.node = node
-        self.ws = ws
-        #: the TCP socket under the TLS link (asyncio's wrapper of it), for corking; None if
-        #: the transport has none
-        self._socket: socket.socket | None = ws.transport.get_extra_info("socket")
-        #: whether this websockets has what :meth:`_write_now` checks (older releases named
-        #: the send lock ``fragmented_send_waiter``); if not, every frame takes ``send``
-        self._direct = all(hasattr(ws, a) for a in ("send_in_progress", "paused", "send_data"))
+        if link is None:
+            if ws is None:
+                raise TypeError("NodeSession needs a link (or a websockets connection)")
+            link = WebsocketLink(ws)
+        #: where frames go: this process's websocket, or one a link worker terminates
+        self.link: Link = link
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._clock = loop.time
@@ -207,17 +198,18 @@ class NodeSession:
         """Apply an ACK; whether something can be sent now (then call :meth:`deliver`)."""
         return self.downstream.ack(msg_id) and self.downstream.ready
 
-    async def deliver(self) -> None:
+    def deliver(self) -> None:
         """Send what is due now, from the calling task when the writer is parked and the link
         takes it at once; otherwise wake the writer.
 
         A delivery is nearly always one frame to a link with an empty write buffer. Written
         here (by the hub routing a change, or the reader that just took an ACK), it costs no
         writer wake-up: an event, a task step and a pass of the writer's loop, about a tenth
-        of a pod update's CPU. The writer keeps everything that can wait: retries and held
-        keys (its alarm), replies, a full write buffer, a link going down. The sends here
-        cannot wait (:meth:`_may_wait`), so they run to completion before the writer can
-        look again.
+        of a pod update's CPU. Nothing here awaits, so the reader of a relayed link may call
+        it from its channel's callback, without a task switch per ACK either. The writer keeps
+        everything that can wait: retries and held keys (its alarm), replies, a full write
+        buffer, a link going down, and any frame the link would not take at once (it goes
+        to the writer's queue, in order, and ``send`` there waits or fails the link).
         """
         if not self._parked or self._outbox or not self.started or self.closed.is_set():
             self.wake()
@@ -230,12 +222,17 @@ class NodeSession:
                 self._outbox.extend(frames)  # the writer sends them, within its time limit
                 self.wake()
                 return
+            link = self.link
+            corked = len(frames) > 1 and self._cork(True)
             try:
-                await self._send_all(frames, may_wait=False)
-            except (ConnectionClosed, OSError) as exc:
-                log.info("node %s: write failed: %s", self.node, exc or type(exc).__name__)
-                await self.close(f"write failed: {exc or type(exc).__name__}")
-                return
+                for index, frame in enumerate(frames):
+                    if not link.write_now(frame):
+                        self._outbox.extend(frames[index:])
+                        self.wake()
+                        break
+            finally:
+                if corked:
+                    self._cork(False)
         # The writer's alarm must cover the new ACK deadlines and any key held back.
         self._arm(self._next_deadline())
 
@@ -249,8 +246,9 @@ class NodeSession:
 
     async def send_text(self, frame: str) -> None:
         """:meth:`send` for a frame already encoded."""
-        if self._may_wait_one(frame) or not self._write_now(frame):
-            await self.ws.send(frame)
+        link = self.link
+        if link.may_wait_one(frame) or not link.write_now(frame):
+            await link.send(frame)
 
     def send_soon(self, frame: str) -> None:
         """Queue a frame for the writer (replies from other modules: no task per frame).
@@ -270,7 +268,7 @@ class NodeSession:
         if self._alarm is not None:
             self._alarm.cancel()
             self._alarm = None
-        self.ws.transport.abort()
+        self.link.abort()
         self.closed.set()
 
     # -- the writer ----------------------------------------------------------------------------
@@ -319,14 +317,14 @@ class NodeSession:
                 # asyncio.timeout, not wait_for: no task per frame
                 async with asyncio.timeout(SEND_TIMEOUT * max(1, len(frames) // 64)):
                     for frame in frames:
-                        await self.ws.send(frame)
+                        await self.link.send(frame)
             else:
-                ws = self.ws
+                link = self.link
                 for index, frame in enumerate(frames):
-                    if not self._write_now(frame):
+                    if not link.write_now(frame):
                         # In order: once one frame takes send (it may wait), the rest follow it.
                         for rest in frames[index:]:
-                            await ws.send(rest)
+                            await link.send(rest)
                         break
         finally:
             if corked:
@@ -335,68 +333,15 @@ class NodeSession:
     def _may_wait(self, frames: list[str]) -> bool:
         """Whether sending ``frames`` could wait for the peer to read (a frozen link).
 
-        websockets' ``send`` waits only while the transport has paused writing. asyncio pauses
-        it when its write buffer reaches the high-water mark and resumes it as soon as the
-        buffer is back at the low-water mark, so with the buffer at or below the low-water
-        mark and room for the frames under the high-water mark, every send completes at once.
         Only writes that might wait get a timeout: one is a timer set and cancelled per
         message, and on a healthy link nearly every write finds an empty buffer.
         """
-        transport = self.ws.transport
-        size = transport.get_write_buffer_size()
-        low, high = transport.get_write_buffer_limits()
-        if size > low:
-            return True
-        # At most 4 bytes a character, plus websocket header and TLS record per frame.
-        return size + sum(4 * len(f) + _FRAME_OVERHEAD for f in frames) >= high
-
-    def _may_wait_one(self, frame: str) -> bool:
-        """:meth:`_may_wait` for a single frame (no list built)."""
-        transport = self.ws.transport
-        size = transport.get_write_buffer_size()
-        low, high = transport.get_write_buffer_limits()
-        return size > low or size + 4 * len(frame) + _FRAME_OVERHEAD >= high
-
-    def _write_now(self, frame: str) -> bool:
-        """Write ``frame`` without ``ServerConnection.send`` if nothing could make it wait or
-        fail there; whether it was written. Call only when :meth:`_may_wait` said no.
-
-        What ``send`` would otherwise decide, checked here the way ``websockets.broadcast``
-        checks it: the protocol is OPEN (not closing: then ``send`` waits for the close and
-        raises ConnectionClosed), no fragmented message is being sent (``send`` waits for it;
-        the protocol would refuse a new frame), writing is not paused and the transport is not
-        closing (``send`` would wait in its drain). ``send_data`` is the very method ``send``
-        flushes the protocol's output with. Nothing here awaits, so no other task's write can
-        come between the frame and its bytes, as in ``send``.
-        """
-        ws = self.ws
-        if (
-            not self._direct
-            or ws.protocol.state is not OPEN
-            or ws.send_in_progress is not None
-            or ws.paused
-            or ws.transport.is_closing()
-        ):
-            return False
-        try:
-            data = frame.encode()
-        except UnicodeEncodeError:  # a lone surrogate: send fails the link over it, as before
-            return False
-        ws.protocol.send_text(data)
-        ws.send_data()
-        return True
+        return self.link.may_wait(frames)
 
     def _cork(self, on: bool) -> bool:
         """Hold back (or release) TCP segments while several frames are written (see the
         module notes); whether the socket could be corked."""
-        sock = self._socket
-        if sock is None or _TCP_CORK is None:
-            return False
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
-        except OSError:  # not TCP after all (a unix socket in a test), or the link died
-            return False
-        return True
+        return self.link.cork(on)
 
     def _next_deadline(self) -> float:
         """When the writer must look again: the keepalive expiry, an ACK deadline or a held

@@ -17,7 +17,7 @@ TLS 1.2, so an RSA server key would lock them out. Each module's docstring says 
 looks the way it does.
 """
 
-from cloudhub.pki.authority import Authority
+from cloudhub.pki.authority import Authority, mtls_server_context
 from cloudhub.pki.common import CLOCK_SKEW
 from cloudhub.pki.datadir import (
     ADMIN_TOKEN_FILE,
@@ -70,6 +70,7 @@ __all__ = [
     "default_sans",
     "is_valid_node_name",
     "make_node_key_and_csr",
+    "mtls_server_context",
     "node_name_from_cert",
     "read_node_cert",
     "rfc3339",

@@ -238,8 +238,16 @@ class Authority:
         in words instead of getting a bare TLS alert. Whoever uses this context for anything
         else must check the time too.
         """
-        ctx = self.server_ssl_context()
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
-        ctx.load_verify_locations(cadata=self._ca_der)
-        return ctx
+        return mtls_server_context(self.server_cert_path, self.server_key_path, self._ca_der)
+
+
+def mtls_server_context(cert: Path, key: Path, ca_der: bytes) -> ssl.SSLContext:
+    """:meth:`Authority.mtls_ssl_context` from its files: the server certificate and key, and
+    the CA (DER) client certificates must chain to. Link worker processes build theirs so."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
+    ctx.load_verify_locations(cadata=ca_der)
+    return ctx

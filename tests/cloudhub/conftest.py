@@ -28,14 +28,17 @@ DEVICE = {
 }
 
 
-@pytest.fixture
-async def linked(tmp_path: Path) -> AsyncIterator[tuple[cloud_app.CloudApp, ClientConnection]]:
-    """A real cloudhub and a hand-driven link of node edge-1 (which has one Device)."""
+@pytest.fixture(params=[0, 1], ids=["in-process", "link-worker"])
+async def linked(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[cloud_app.CloudApp, ClientConnection]]:
+    """A real cloudhub and a hand-driven link of node edge-1 (which has one Device); the link
+    is terminated by cloudhub itself, then by a link worker process."""
     cloud = await cloud_app.start(
         CloudSettings(
             data_dir=tmp_path / "cloud",
             https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0),
+            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=request.param),
         )
     )
     try:

@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection
 
 from cloudhub import app as cloud_app
 from cloudhub import routes
+from cloudhub.hub.links import WebsocketLink
 from cloudhub.hub.module import _CHEAP_FRAME
 from cloudhub.hub.session import object_frame, response_frame
 from hive.local_messages import MessageIds
@@ -253,7 +254,8 @@ async def test_device_reports_are_answered_once_each_after_the_commit(
         assert answers[msg.id]["content"] == "OK"
     device = await cloud.store.get("device", "default", "t1")
     assert device["status"]["twins"][0]["reported"]["value"] == "5"
-    sock = cloud.hub.sessions["edge-1"]._socket
+    link = cloud.hub.sessions["edge-1"].link
+    sock = link._socket if isinstance(link, WebsocketLink) else None
     if sock is not None and hasattr(socket, "TCP_CORK"):
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0
 

@@ -147,7 +147,7 @@ async def test_a_change_is_written_by_the_caller_when_it_cannot_wait() -> None:
     link = FakeLink()
     session = await started_session(link)
     session.downstream.update("default/pod/p", "5", POD)
-    await session.deliver()
+    session.deliver()
     assert len(link.sent) == 1 and '"resource":"default/pod/p"' in link.sent[0]
     assert not session._wake.is_set()
     assert session.downstream.in_flight == 1
@@ -159,7 +159,7 @@ async def test_a_change_that_could_wait_is_left_to_the_writer() -> None:
     link = FakeLink(buffered=16 * 1024)
     session = await started_session(link)
     session.downstream.update("default/pod/p", "5", POD)
-    await session.deliver()
+    session.deliver()
     assert link.sent == [] and session._wake.is_set()
     await wait_until(lambda: len(link.sent) == 1, timeout=5)
     await session.close("done")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.integration.manifests import bundle, configmap
@@ -71,3 +74,39 @@ async def test_edge_restarted_without_cloud_serves_its_cache(cloud: Cloud, make_
     assert edge.has(SECRET)
     status, pods = edge.get("/api/v1/pods")
     assert status == 200 and [p["metadata"]["name"] for p in pods["items"]] == ["web"]
+
+
+def _children(pid: int) -> set[int]:
+    """Child process ids of ``pid`` (Linux /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ")[-1][:1] != "Z"
+
+
+async def test_link_workers_do_not_outlive_a_killed_cloudhub(tmp_path: Path, make_edge) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 of cloudhub: its link workers exit, and a restart on the same ports serves."""
+    cloud = Cloud(tmp_path, extra=["--link-workers", "2"])
+    try:
+        await cloud.start()
+        assert cloud.proc.popen is not None
+        await wait_until(lambda: len(_children(cloud.proc.popen.pid)) == 2, timeout=10)
+        workers = _children(cloud.proc.popen.pid)
+        edge = await _mirrored(cloud, make_edge)
+        cloud.proc.kill9()
+        await wait_until(lambda: not any(_alive(p) for p in workers), timeout=10)
+        await cloud.start()
+        await wait_until(lambda: cloud.node_ready("edge-1"), timeout=15)
+        cloud.apply(configmap(value="after-restart"))
+        await wait_until(lambda: edge.get(CM)[1]["data"]["LEVEL"] == "after-restart")
+    finally:
+        cloud.proc.stop()

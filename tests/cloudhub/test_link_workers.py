@@ -1,0 +1,235 @@
+"""Links terminated by a link worker process behave as links cloudhub terminates itself:
+identity from the certificate, refusals with the reason, closes, frame limits, pacing; a
+worker that dies is replaced and its edges reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from cloudhub import app as cloud_app
+from cloudhub.config import CloudSettings, HubSettings
+from cloudhub.linkworker.pool import PAUSE_AT, RESUME_AT, RelayedLink
+from cloudhub.linkworker.records import Kind
+from edgecore.config import EdgeSettings
+from tests.security.conftest import join_node, link
+from tests.support.procs import wait_until
+from wire.codec import encode
+from wire.messages import Group, Message, Operation
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+async def relayed(tmp_path: Path) -> AsyncIterator[tuple[cloud_app.CloudApp, EdgeSettings]]:
+    """A cloudhub with one link worker (frames up to 64 KiB), and node edge-1 joined to it."""
+    cloud = await cloud_app.start(
+        CloudSettings(
+            data_dir=tmp_path / "cloud",
+            https_port=0,
+            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=1, max_frame=64 * 1024),
+        )
+    )
+    try:
+        yield cloud, await join_node(cloud, tmp_path)
+    finally:
+        await cloud.stop()
+
+
+async def _synced(ws: ClientConnection) -> dict[str, Any]:
+    """State an empty inventory; the first object message (the node's own Node)."""
+    await ws.send(
+        encode(
+            Message.new(
+                source="edgehub",
+                group=Group.RESOURCE,
+                operation=Operation.INVENTORY,
+                resource="",
+                content={},
+            )
+        )
+    )
+    while True:
+        msg = json.loads(await ws.recv())
+        if msg["route"]["operation"] in ("insert", "update"):
+            return dict(msg)
+
+
+async def test_an_edge_linked_through_a_worker_is_served_by_cloudhub(
+    relayed: tuple[cloud_app.CloudApp, EdgeSettings],
+) -> None:
+    """The session holds a relayed link; the edge gets its Node and its ACK is taken."""
+    cloud, edge = relayed
+    async with link(cloud, edge) as ws:
+        await wait_until(lambda: "edge-1" in cloud.hub.sessions, timeout=5)
+        assert isinstance(cloud.hub.sessions["edge-1"].link, RelayedLink)
+        msg = await _synced(ws)
+        assert msg["route"]["resource"].endswith("node/edge-1")
+        session = cloud.hub.sessions["edge-1"]
+        assert session.downstream.in_flight
+        await ws.send(
+            encode(
+                Message.new(
+                    source="edgehub",
+                    group=Group.RESOURCE,
+                    operation=Operation.RESPONSE,
+                    resource=msg["route"]["resource"],
+                    content="OK",
+                    parent_id=msg["header"]["msg_id"],
+                )
+            )
+        )
+        await wait_until(lambda: not session.downstream.in_flight, timeout=5)
+
+
+async def test_a_worker_refuses_an_impersonating_peer_with_the_reason(
+    relayed: tuple[cloud_app.CloudApp, EdgeSettings], tmp_path: Path
+) -> None:
+    """A node_id header naming another node gets cloudhub's 403 and reason, via the worker."""
+    cloud, edge = relayed
+    await join_node(cloud, tmp_path, "edge-2")
+    with pytest.raises(InvalidStatus) as info:
+        async with link(cloud, edge, additional_headers={"node_id": "edge-2"}):
+            pass
+    assert info.value.response.status_code == 403
+    assert b"disagrees with certificate" in info.value.response.body
+    assert not cloud.hub.sessions
+
+
+async def test_cloudhub_dropping_a_link_closes_it_at_the_edge(
+    relayed: tuple[cloud_app.CloudApp, EdgeSettings],
+) -> None:
+    """hub.drop (ownership lost, revocation) reaches the worker: the edge's link ends."""
+    cloud, edge = relayed
+    async with link(cloud, edge) as ws:
+        await wait_until(lambda: "edge-1" in cloud.hub.sessions, timeout=5)
+        cloud.hub.drop("edge-1", "test")
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(5):
+                while True:
+                    await ws.recv()
+    await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
+
+
+async def test_an_oversized_frame_closes_only_that_link(
+    relayed: tuple[cloud_app.CloudApp, EdgeSettings], tmp_path: Path
+) -> None:
+    """A frame over max_frame closes its link with 1009; another edge's link stays up."""
+    cloud, edge = relayed
+    other = await join_node(cloud, tmp_path, "edge-2")
+    async with link(cloud, other) as bystander, link(cloud, edge) as ws:
+        await wait_until(lambda: {"edge-1", "edge-2"} <= set(cloud.hub.sessions), timeout=5)
+        await ws.send("x" * (65 * 1024))
+        with pytest.raises(ConnectionClosed) as info:
+            async with asyncio.timeout(5):
+                while True:
+                    await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
+        assert "edge-2" in cloud.hub.sessions
+        await _synced(bystander)
+
+
+async def test_a_killed_worker_is_replaced_and_its_edges_reconnect(
+    relayed: tuple[cloud_app.CloudApp, EdgeSettings],
+) -> None:
+    """kill -9 of a link worker: its links end in cloudhub, a new worker serves reconnects."""
+    cloud, edge = relayed
+    workers = cloud.hub.workers
+    assert workers is not None
+    async with link(cloud, edge):
+        await wait_until(lambda: "edge-1" in cloud.hub.sessions, timeout=5)
+        os.kill(workers.pids[0], signal.SIGKILL)
+        await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
+    await wait_until(lambda: workers.started_total == 2 and len(workers.pids) == 1, timeout=15)
+
+    # The listening socket stayed open in cloudhub: this waits in its backlog for the new worker.
+    async with link(cloud, edge) as ws:
+        await _synced(ws)
+
+
+class _FakeChannel:
+    """What a RelayedLink writes to: the records it emitted."""
+
+    def __init__(self) -> None:
+        self.emitted: list[tuple[Kind, int, bytes]] = []
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def emit(self, kind: Kind, conn: int, payload: bytes = b"") -> None:
+        self.emitted.append((kind, conn, payload))
+
+    def forget(self, conn: int) -> None:
+        pass
+
+
+async def test_a_link_the_hub_does_not_keep_up_with_is_paused_at_its_worker() -> None:
+    """PAUSE once PAUSE_AT frames wait unread, RESUME when the reader is back to RESUME_AT."""
+    channel = _FakeChannel()
+    relayed = RelayedLink(channel, 7, ("127.0.0.1", 1))  # type: ignore[arg-type]
+    for i in range(PAUSE_AT + 10):
+        relayed.feed(f"frame-{i}")
+    assert [k for k, _, _ in channel.emitted] == [Kind.PAUSE]
+    frames = aiter(relayed)
+    for _ in range(PAUSE_AT + 10 - RESUME_AT):
+        await anext(frames)
+    assert [k for k, _, _ in channel.emitted] == [Kind.PAUSE, Kind.RESUME]
+
+
+async def test_frames_read_before_the_edge_left_are_still_handled() -> None:
+    """An end reported by the worker keeps what was read; an abort by cloudhub drops it."""
+    channel = _FakeChannel()
+    ended = RelayedLink(channel, 1, ())  # type: ignore[arg-type]
+    ended.feed("a")
+    ended.ended()
+    assert [f async for f in ended] == ["a"]
+    aborted = RelayedLink(channel, 2, ())  # type: ignore[arg-type]
+    aborted.feed("b")
+    aborted.abort()
+    assert [f async for f in aborted] == []
+    assert (Kind.CLOSE, 2, b"") in channel.emitted
+    with pytest.raises(ConnectionClosed):
+        await aborted.send("late")
+
+
+async def test_a_worker_caps_unauthenticated_connections_per_address(tmp_path: Path) -> None:
+    """Beyond max_pending_per_ip, a worker closes a flood's connections at accept; an edge
+    from another address still connects."""
+    cloud = await cloud_app.start(
+        CloudSettings(
+            data_dir=tmp_path / "cloud",
+            https_port=0,
+            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=1, max_pending_per_ip=4),
+        )
+    )
+    try:
+        edge = await join_node(cloud, tmp_path)
+        flood = [
+            await asyncio.open_connection("127.0.0.1", cloud.ws_port, local_addr=("127.0.0.2", 0))
+            for _ in range(12)
+        ]
+
+        async def closed(reader: asyncio.StreamReader) -> bool:
+            try:
+                return await reader.read(1) == b""
+            except ConnectionError:
+                return True
+
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(*(closed(r) for r, _ in flood[4:]))
+        assert all(results)
+        async with link(cloud, edge) as ws:
+            await _synced(ws)
+        for _, writer in flood:
+            writer.close()
+    finally:
+        await cloud.stop()
