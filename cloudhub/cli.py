@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import math
 import os
 import re
 import sys
@@ -148,12 +149,28 @@ def _parser() -> argparse.ArgumentParser:
 def _link_workers(value: str) -> int | None:
     """``--link-workers``: a count, or ``auto`` (one per core beyond the first, at most 4)."""
     if value == "auto":
-        return max(0, min(4, (os.cpu_count() or 1) - 1))
+        return max(0, min(4, available_cpus() - 1))
     try:
         count = int(value)
     except ValueError:
         return None
     return count if 0 <= count <= 64 else None
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a
+    container's CPU limit, which ``os.cpu_count()`` does not see)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit readable: the affinity is the limit
+    return max(1, cpus)
 
 
 async def _serve(settings: CloudSettings) -> None:

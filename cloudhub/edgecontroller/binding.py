@@ -125,16 +125,7 @@ class BindingIndex:
         refs: frozenset[str] = frozenset()
         node: str | None = None
         if rkey.type in HOLDER_TYPES:
-            if (
-                previous is not None
-                and key in self._holder_node
-                and previous.get("spec") == obj.get("spec")
-            ):
-                # Same spec, same binding: most pod updates touch metadata or status only,
-                # and comparing specs costs a fifth of walking one for its references.
-                node, refs = self._holder_node[key], self._holder_refs[key]
-            else:
-                node, refs = _holder_binding(rkey.type, rkey.namespace or "default", obj)
+            node, refs = _holder_binding(rkey.type, rkey.namespace or "default", obj)
         # Only this holder's old and new node can gain or lose one of its references.
         candidates = {n for n in (self._holder_node.get(key), node) if n is not None}
         affected = self._holder_refs.get(key, frozenset()) | refs

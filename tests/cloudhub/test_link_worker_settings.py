@@ -1,0 +1,91 @@
+"""How many link workers cloudhub starts, and how a node's reading is paced on the ACK fast
+path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cloudhub import cli
+from cloudhub.config import HubSettings
+from cloudhub.hub.module import _Reader
+
+pytestmark = pytest.mark.timeout(10)
+
+ACK = (
+    '{"header":{"msg_id":"a1","parent_msg_id":"m1","timestamp":0,"resourceversion":"",'
+    '"sync":false,"type":""},"route":{"source":"edgehub","destination":"","group":"resource",'
+    '"operation":"response","resource":"default/pod/p"},"content":"OK"}'
+)
+
+
+def test_a_container_cpu_limit_caps_the_cores_counted(tmp_path: Path) -> None:
+    """A cgroup v2 quota of 1.5 CPUs counts as 2 cores at most; no limit leaves the affinity."""
+    limited = tmp_path / "cpu.max"
+    limited.write_text("150000 100000\n")
+    assert cli.available_cpus(limited) <= 2
+    unlimited = tmp_path / "unlimited"
+    unlimited.write_text("max 100000\n")
+    assert cli.available_cpus(unlimited) >= 1
+    assert cli.available_cpus(tmp_path / "missing") >= 1
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0), ("3", 3), ("-1", None), ("x", None)])
+def test_link_workers_takes_a_count(value: str, expected: int | None) -> None:
+    """--link-workers N is a count from 0 to 64; anything else is refused."""
+    assert cli._link_workers(value) == expected
+
+
+def test_auto_leaves_one_core_to_cloudhub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto: one worker per core beyond the first, none on one core, at most 4."""
+    for cores, workers in [(1, 0), (2, 1), (4, 3), (32, 4)]:
+        monkeypatch.setattr(cli, "available_cpus", lambda cores=cores: cores)
+        assert cli._link_workers("auto") == workers
+
+
+def test_the_cli_rejects_a_bad_worker_count(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad --link-workers exits 2 with one line saying what is allowed."""
+    assert cli.main(["serve", "--link-workers", "many"]) == 2
+    assert "--link-workers must be" in capsys.readouterr().err
+
+
+class _Session:
+    """What the reader calls on a session: sign of life, ACK, delivery."""
+
+    def __init__(self) -> None:
+        self.acks: list[str] = []
+        self.delivered = 0
+
+    def received(self) -> None:
+        pass
+
+    def ack(self, msg_id: str) -> bool:
+        self.acks.append(msg_id)
+        return True
+
+    def deliver(self) -> None:
+        self.delivered += 1
+
+
+def test_the_ack_fast_path_declines_while_reading_is_paced() -> None:
+    """Past the node's frame budget, ACKs wait for the paced reader instead of the fast path."""
+    now = [100.0]
+    session = _Session()
+    settings = HubSettings(node_rate=20.0, node_burst=0.1)  # two ACKs (0.05 each) at once
+    reader = _Reader(session, settings, lambda: now[0])  # type: ignore[arg-type]
+    assert reader.ack_now(ACK) and reader.ack_now(ACK)
+    assert reader.ack_now(ACK)  # goes into debt: reading is held from here
+    assert reader.pace_until > now[0]
+    assert not reader.ack_now(ACK)
+    assert session.acks == ["m1"] * 3 and session.delivered == 3
+    now[0] = reader.pace_until
+    assert reader.ack_now(ACK)
+
+
+def test_only_acks_take_the_fast_path() -> None:
+    """A keepalive or any other frame is left to the reader task."""
+    reader = _Reader(_Session(), HubSettings(), lambda: 0.0)  # type: ignore[arg-type]
+    assert not reader.ack_now(ACK.replace('"response"', '"keepalive"'))
+    assert not reader.ack_now(b"binary")
+    assert not reader.ack_now(ACK.replace('"OK"', '{"a": 1}'))
