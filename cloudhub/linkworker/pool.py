@@ -374,6 +374,10 @@ class LinkWorkers:
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers.values()]
 
+    def _channels(self) -> list[_Channel]:
+        """The live workers' channels (for tests)."""
+        return [w.channel for w in self._workers.values()]
+
     def hello(self, channel: _Channel, record: Record) -> None:
         """Answer a worker's HELLO: ACCEPT (and serve the link) or REFUSE with the reason."""
         try:

@@ -181,7 +181,19 @@ class Relay:
         reading = asyncio.Event()
         reading.set()
         self._reading[conn] = reading
+        lost = getattr(connection, "connection_lost_waiter", None)
+        if lost is not None:
+            # The upgrade can still fail after this (the peer leaves before the 101): then no
+            # handler runs, and cloudhub must hear of the end from here.
+            lost.add_done_callback(lambda _: self._never_served(connection))
         return None
+
+    def _never_served(self, connection: ServerConnection) -> None:
+        conn = self._conn_of.pop(id(connection), None)
+        if conn is None:
+            return  # the handler took it, and reports its end itself
+        self._forget(conn)
+        self.channel.emit(Kind.CLOSED, conn, b"connection lost during the upgrade")
 
     async def handler(self, ws: ServerConnection) -> None:
         conn = self._conn_of.pop(id(ws))
@@ -203,12 +215,15 @@ class Relay:
         except ConnectionClosed as exc:
             reason = f"connection closed: {exc}"
         finally:
-            self.closed_total += 1
-            self._conns.pop(conn, None)
-            self._reading.pop(conn, None)
-            self._backlog.pop(conn, None)
-            self._backlog_bytes.pop(conn, None)
+            self._forget(conn)
             emit(Kind.CLOSED, conn, reason.encode())
+
+    def _forget(self, conn: int) -> None:
+        self.closed_total += 1
+        self._conns.pop(conn, None)
+        self._reading.pop(conn, None)
+        self._backlog.pop(conn, None)
+        self._backlog_bytes.pop(conn, None)
 
     # -- records from cloudhub -----------------------------------------------------------------
 

@@ -8,6 +8,9 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import struct
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from cloudhub.config import CloudSettings, HubSettings
 from cloudhub.linkworker.pool import PAUSE_AT, RESUME_AT, RelayedLink
 from cloudhub.linkworker.records import Kind
 from edgecore.config import EdgeSettings
-from tests.security.conftest import join_node, link
+from tests.security.conftest import edge_tls, join_node, link
 from tests.support.procs import wait_until
 from wire.codec import encode
 from wire.messages import Group, Message, Operation
@@ -233,3 +236,46 @@ async def test_a_worker_caps_unauthenticated_connections_per_address(tmp_path: P
             writer.close()
     finally:
         await cloud.stop()
+
+
+async def test_an_edge_that_leaves_during_the_upgrade_leaves_no_session(
+    relayed: tuple[cloud_app.CloudApp, EdgeSettings],
+) -> None:
+    """A peer that resets its connection while cloudhub decides on its upgrade does not stay
+    online in cloudhub until its keepalive runs out."""
+    cloud, edge = relayed
+    workers = cloud.hub.workers
+    assert workers is not None
+    admit = workers._admit
+    served: list[str] = []
+    deciding, reset_sent = threading.Event(), threading.Event()
+
+    def slow_admit(hello: Any) -> Any:
+        deciding.set()
+        reset_sent.wait(5)  # blocks cloudhub's loop until the peer has gone
+        peer = admit(hello)
+        served.append(peer.node)
+        return peer
+
+    workers._admit = slow_admit
+
+    def upgrade_then_reset() -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", cloud.ws_port)) as raw:
+                tls = edge_tls(edge).wrap_socket(raw, server_hostname="127.0.0.1")
+                tls.sendall(
+                    b"GET /project/edge-1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n"
+                )
+                deciding.wait(5)  # the worker has sent HELLO; cloudhub is deciding
+                tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                tls.close()  # an RST, not a goodbye
+        finally:
+            reset_sent.set()
+
+    reset = asyncio.get_running_loop().run_in_executor(None, upgrade_then_reset)
+    await wait_until(lambda: served == ["edge-1"], timeout=5)
+    await reset
+    await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
