@@ -168,6 +168,9 @@ class Relay:
             async with asyncio.timeout(self._config.handshake_timeout):
                 record = await verdict
         except TimeoutError:
+            # If cloudhub accepts it after all, this tells it the link is gone (the record
+            # follows the HELLO on the channel, so it is read after the decision).
+            self.channel.emit(Kind.CLOSED, conn, b"no answer from cloudhub in time")
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "cloudhub is busy\n")
         finally:
             self._verdicts.pop(conn, None)
@@ -196,7 +199,9 @@ class Relay:
         self.channel.emit(Kind.CLOSED, conn, b"connection lost during the upgrade")
 
     async def handler(self, ws: ServerConnection) -> None:
-        conn = self._conn_of.pop(id(ws))
+        conn = self._conn_of.pop(id(ws), None)
+        if conn is None:
+            return  # lost before this ran: _never_served reported it
         reason = "connection closed"
         emit = self.channel.emit
         writable = self.channel.writable
