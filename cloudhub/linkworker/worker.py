@@ -164,14 +164,19 @@ class Relay:
         verdict: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
         self._verdicts[conn] = verdict
         self.channel.emit(Kind.HELLO, conn, json.dumps(hello).encode())
+        # If cloudhub accepts it after all, a CLOSED record tells it the link is gone (it
+        # follows the HELLO on the channel, so cloudhub reads it after its decision).
         try:
-            async with asyncio.timeout(self._config.handshake_timeout):
+            # A little under websockets' own limit on the whole opening handshake, so that the
+            # edge hears why rather than seeing its connection dropped.
+            async with asyncio.timeout(0.9 * self._config.handshake_timeout):
                 record = await verdict
         except TimeoutError:
-            # If cloudhub accepts it after all, this tells it the link is gone (the record
-            # follows the HELLO on the channel, so it is read after the decision).
             self.channel.emit(Kind.CLOSED, conn, b"no answer from cloudhub in time")
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "cloudhub is busy\n")
+        except BaseException:  # cancelled: websockets gave up on the handshake
+            self.channel.emit(Kind.CLOSED, conn, b"handshake abandoned")
+            raise
         finally:
             self._verdicts.pop(conn, None)
         if record.kind == Kind.REFUSE:

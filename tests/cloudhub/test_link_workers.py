@@ -279,3 +279,51 @@ async def test_an_edge_that_leaves_during_the_upgrade_leaves_no_session(
     await wait_until(lambda: served == ["edge-1"], timeout=5)
     await reset
     await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
+
+
+async def test_an_upgrade_cloudhub_answers_too_late_leaves_no_session(tmp_path: Path) -> None:
+    """The worker answers 503 when cloudhub's verdict comes after the handshake timeout;
+    cloudhub's late ACCEPT then finds the link gone instead of keeping it online."""
+    cloud = await cloud_app.start(
+        CloudSettings(
+            data_dir=tmp_path / "cloud",
+            https_port=0,
+            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=1, handshake_timeout=0.5),
+        )
+    )
+    try:
+        edge = await join_node(cloud, tmp_path)
+        workers = cloud.hub.workers
+        assert workers is not None
+        admit = workers._admit
+        served: list[str] = []
+        refused = threading.Event()
+
+        def late_admit(hello: Any) -> Any:
+            refused.wait(5)  # blocks cloudhub's loop past the worker's timeout
+            peer = admit(hello)
+            served.append(peer.node)
+            return peer
+
+        workers._admit = late_admit
+
+        def attempt() -> int:
+            try:
+                with socket.create_connection(("127.0.0.1", cloud.ws_port)) as raw:
+                    tls = edge_tls(edge).wrap_socket(raw, server_hostname="127.0.0.1")
+                    tls.sendall(
+                        b"GET /project/edge-1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        b"Sec-WebSocket-Version: 13\r\n\r\n"
+                    )
+                    return int(tls.recv(64).split()[1])
+            finally:
+                refused.set()
+
+        status = await asyncio.get_running_loop().run_in_executor(None, attempt)
+        assert status == 503
+        await wait_until(lambda: served == ["edge-1"], timeout=5)
+        await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
+    finally:
+        await cloud.stop()
