@@ -58,8 +58,6 @@ from bench.measure import (
     PySpy,
     percentile,
     run_benchmark,
-    tree_cpu_seconds,
-    tree_rss_kib,
 )
 
 log = logging.getLogger(__name__)
@@ -111,11 +109,6 @@ def machine_meter(cloud_pid: int, workers: list[Child]) -> CpuMeter:
         trees=["server"],
         views=["server_main"],
     )
-
-
-def hub_cpu_seconds(hub: CloudHub) -> float:
-    """CPU seconds of cloudhub and its descendant processes (link workers) so far."""
-    return tree_cpu_seconds(hub.pid)
 
 
 def server_seconds(cpu: dict[str, float]) -> float:
@@ -197,29 +190,35 @@ class PodBodies:
         mid1, rest = rest.split(json.dumps(seq))
         mid2, tail = rest.split(json.dumps(sent))
         parts = (head, mid1, mid2, tail)
-        probe = self._fill(parts, "probe", 7, 1234.5)
+        esc = encode_basestring_ascii
+        probe = self._fill(parts, esc("probe"), esc("7"), esc(repr(1234.5)))
         if probe != json.dumps(pod_update(node, "probe", 7, 1234.5)):
             raise RuntimeError(f"pod template for {node} does not match pod_update")
         self._parts[node_idx] = parts
         return parts
 
     @staticmethod
-    def _fill(parts: tuple[str, str, str, str], phase: str, seq: int, sent: float) -> str:
-        esc = encode_basestring_ascii  # what json.dumps does to a str (ensure_ascii)
+    def _fill(parts: tuple[str, str, str, str], phase: str, seq: str, sent: str) -> str:
+        """The pod's text with the three values, each already a JSON string literal."""
         head, mid1, mid2, tail = parts
-        return "".join((head, esc(phase), mid1, esc(str(seq)), mid2, esc(repr(sent)), tail))
+        return "".join((head, phase, mid1, seq, mid2, sent, tail))
 
     def body(self, chunk: list[tuple[int, int]], phase: str, sent: float) -> bytes:
         """The apply body for ``(node index, seq)`` pairs, all stamped ``phase`` and ``sent``
         (one ``sent`` for the whole batch, as before: the batch is stamped when built)."""
-        esc = encode_basestring_ascii
+        esc = encode_basestring_ascii  # what json.dumps does to a str (ensure_ascii)
         phase_text = esc(phase)
         sent_text = esc(repr(sent))
         parts = self._parts
-        pods = []
-        for node_idx, seq in chunk:
-            head, mid1, mid2, tail = parts.get(node_idx) or self._template(node_idx)
-            pods.append("".join((head, phase_text, mid1, esc(str(seq)), mid2, sent_text, tail)))
+        pods = [
+            self._fill(
+                parts.get(node_idx) or self._template(node_idx),
+                phase_text,
+                esc(str(seq)),
+                sent_text,
+            )
+            for node_idx, seq in chunk
+        ]
         return ('{"objects": [' + ", ".join(pods) + "]}").encode("ascii")
 
 
@@ -430,8 +429,8 @@ async def _edgebridge_phases(
     await gather_events(workers, "ready", 300)
     await asyncio.sleep(1.0)
     rss_before = hub.rss_kib()
-    rss_before_tree = tree_rss_kib(hub.pid)
-    cpu_before = hub_cpu_seconds(hub)
+    rss_before_tree = hub.rss_kib_with_children()
+    cpu_before = hub.cpu_seconds()
     log.info("connecting %d nodes from %d workers (cloudhub RSS %d KiB)", n, k, rss_before)
 
     t0 = time.time()
@@ -469,12 +468,12 @@ async def _edgebridge_phases(
         for e in r["errors"]:
             log.warning("connect error: %s", e)
     connect_s = t_last - t0
-    cpu_connected, t_connected = hub_cpu_seconds(hub), time.monotonic()
+    cpu_connected, t_connected = hub.cpu_seconds(), time.monotonic()
     cpu_connect = cpu_connected - cpu_before
     log.info("%d/%d nodes connected and synced in %.1fs (%d failed)", synced, n, connect_s, failed)
     await asyncio.sleep(2.0)
     rss_after = hub.rss_kib()
-    rss_after_tree = tree_rss_kib(hub.pid)
+    rss_after_tree = hub.rss_kib_with_children()
 
     fig.add("nodes_requested", n, "nodes")
     fig.add("nodes_connected", connected, "nodes")
@@ -512,7 +511,7 @@ async def _edgebridge_phases(
     await _settle(hub, min_wait=SETTLE_MIN_WAIT)
     fig.add(
         "cloudhub_cpu_settle",
-        hub_cpu_seconds(hub) - cpu_connected,
+        hub.cpu_seconds() - cpu_connected,
         "s CPU from the last node synced until cloudhub went quiet",
     )
     fig.add("settle_time", time.monotonic() - t_connected, "s (idem)")
@@ -520,9 +519,9 @@ async def _edgebridge_phases(
     # -- holding the fleet with nothing to deliver: keepalives only ----------------------------
     if args.idle_seconds > 0:
         log.info("idle phase: %.0fs with every link up and nothing to deliver", args.idle_seconds)
-        cpu_idle0 = hub_cpu_seconds(hub)
+        cpu_idle0 = hub.cpu_seconds()
         await asyncio.sleep(args.idle_seconds)
-        idle_cpu = (hub_cpu_seconds(hub) - cpu_idle0) / args.idle_seconds
+        idle_cpu = (hub.cpu_seconds() - cpu_idle0) / args.idle_seconds
         fig.add("cloudhub_idle_cpu", idle_cpu * 100, "% of a core holding the fleet (keepalives)")
         args.measured["idle_cpu"] = idle_cpu
 
@@ -594,7 +593,7 @@ async def _edgebridge_phases(
         child.send({"cmd": "report"})
     reports = await gather_events(workers, "report", 120)
     rss_end = hub.rss_kib()
-    rss_end_tree = tree_rss_kib(hub.pid)
+    rss_end_tree = hub.rss_kib_with_children()
     peak = hub.peak_rss_kib()
 
     acked = {ph: sum(r["acked"].get(ph, 0) for r in reports) for ph in (PHASE_TPUT, PHASE_LAT)}
@@ -745,9 +744,9 @@ async def _settle(
     Ready or not, the GC freeze) are over."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        before = hub_cpu_seconds(hub)
+        before = hub.cpu_seconds()
         await asyncio.sleep(1.0)
-        if time.monotonic() - start >= min_wait and hub_cpu_seconds(hub) - before < quiet:
+        if time.monotonic() - start >= min_wait and hub.cpu_seconds() - before < quiet:
             return
 
 

@@ -40,17 +40,6 @@ def rss_kib(pid: int) -> int:
     return proc_status(pid).get("VmRSS", 0)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds ``pid`` has used so far (0.0 if the process is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
 def _stat_fields(pid: int) -> list[str] | None:
     """The fields of ``/proc/PID/stat`` after the command name (``fields[0]`` is the state,
     field 3 of stat), or ``None`` if the process is gone."""
@@ -60,45 +49,34 @@ def _stat_fields(pid: int) -> list[str] | None:
         return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used so far (0.0 if the process is gone)."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid: int, *, exclude: frozenset[int] = frozenset()) -> list[int]:
     """Every live descendant of ``pid`` (children, grandchildren...), found afresh each call;
     a process in ``exclude`` is left out together with its own descendants.
 
-    ``/proc/PID/task/TID/children`` is used where the kernel has it (CONFIG_PROC_CHILDREN);
-    otherwise one scan of ``/proc/*/stat`` for parent ids, which costs a few ms and is only
-    done when a meter samples (start and stop of a phase), not per message.
+    One scan of ``/proc/*/stat`` for parent ids (``/proc/PID/task/TID/children`` needs a
+    kernel option not every kernel has): a few ms, and only done when a meter samples (start
+    and stop of a phase), not per message.
     """
-    if Path(f"/proc/{pid}/task/{pid}/children").exists():
-
-        def kids_of(p: int) -> list[int]:
-            out: list[int] = []
-            try:
-                tasks = list(Path(f"/proc/{p}/task").iterdir())
-            except OSError:
-                return out
-            for t in tasks:
-                try:
-                    out.extend(int(c) for c in (t / "children").read_text().split())
-                except (OSError, ValueError):
-                    continue
-            return out
-
-    else:
-        children: dict[int, list[int]] = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            fields = _stat_fields(int(entry.name))
-            if fields is not None and len(fields) > 1:
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-
-        def kids_of(p: int) -> list[int]:
-            return children.get(p, [])
-
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
     found: list[int] = []
     todo = [pid]
     while todo:
-        kids = [k for k in kids_of(todo.pop()) if k not in exclude]
+        kids = [k for k in children.get(todo.pop(), []) if k not in exclude]
         found.extend(kids)
         todo.extend(kids)
     return found

@@ -31,19 +31,17 @@ class Link(Protocol):
     """One node's connection, as the hub and its session use it."""
 
     @property
-    def remote_address(self) -> Any: ...
+    def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it (for logs)."""
 
     def may_wait(self, frames: list[str]) -> bool:
         """Whether writing ``frames`` could wait for the peer to read."""
-        ...
 
     def may_wait_one(self, frame: str) -> bool:
         """:meth:`may_wait` for one frame (no list built)."""
-        ...
 
     def write_now(self, frame: str) -> bool:
         """Write ``frame`` if nothing could make it wait or fail; whether it was written."""
-        ...
 
     async def send(self, frame: str) -> None:
         """Write ``frame``, waiting for room if need be.
@@ -51,23 +49,18 @@ class Link(Protocol):
         Raises:
             ConnectionClosed: the link is closed or closing.
         """
-        ...
 
     def cork(self, on: bool) -> bool:
         """Hold back (or release) TCP segments around a batch; whether that was possible."""
-        ...
 
     def abort(self) -> None:
         """Drop the connection at once (a half-open peer would never finish a close)."""
-        ...
 
     async def close(self, code: int, reason: str) -> None:
         """Close with a websocket close code and reason."""
-        ...
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         """The peer's frames until the link ends (then ConnectionClosed or the end)."""
-        ...
 
 
 class WebsocketLink:

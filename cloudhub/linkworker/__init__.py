@@ -6,6 +6,7 @@ cost per message once the rest is lean, and hands it to N worker processes, whic
 other cores.
 
 - :mod:`cloudhub.linkworker.records` — the records on the socketpair (pure codec).
+- :mod:`cloudhub.linkworker.channel` — either end of the socketpair (batched writes).
 - :mod:`cloudhub.linkworker.worker` — the worker process (``python -m cloudhub.linkworker``).
 - :mod:`cloudhub.linkworker.pool` — cloudhub's side: starts and restarts the workers, and
   gives the hub a :class:`~cloudhub.linkworker.pool.RelayedLink` per accepted edge.

@@ -8,8 +8,9 @@ from the certificate, revocation, impersonation), and an accepted edge gets a
 :class:`RelayedLink` and a task running the hub's ``serve`` for it, exactly as a link this
 process terminated would.
 
-Records to a worker are buffered and written once per event loop turn, so a fan-out to a
-thousand nodes is one socket write, not a thousand TLS records.
+Records to a worker are buffered and written once per event loop turn
+(:class:`~cloudhub.linkworker.channel.RecordChannel`), so a fan-out to a thousand nodes is
+one socket write, not a thousand TLS records.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from typing import Any
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 
-from cloudhub.linkworker.records import Kind, Record, RecordReader, record_header
+from cloudhub.linkworker.channel import RecordChannel
+from cloudhub.linkworker.records import Kind, Record
 from cloudhub.linkworker.worker import WorkerConfig
 from hive.backoff import backoff
-from wire.errors import AuthError, WireError
+from wire.errors import AuthError
 
 log = logging.getLogger(__name__)
 
@@ -193,31 +195,16 @@ class RelayedLink:
         self._channel.forget(self.conn)
 
 
-class _Channel(asyncio.Protocol):
-    """cloudhub's end of one worker's socketpair."""
+class _Channel(RecordChannel):
+    """cloudhub's end of one worker's socketpair: frames to links, HELLOs to the pool."""
 
     def __init__(self, pool: LinkWorkers, index: int) -> None:
+        super().__init__(f"link worker {index}")
         self._pool = pool
         self.index = index
-        self._reader = RecordReader()
-        self._out: list[bytes] = []
-        self._transport: asyncio.Transport | None = None
         self.links: dict[int, RelayedLink] = {}
-        self.writable = asyncio.Event()
-        self.writable.set()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            records = self._reader.feed(data)
-        except WireError as exc:
-            log.error("link worker %d: corrupt channel (%s); dropping it", self.index, exc)
-            if self._transport is not None:
-                self._transport.abort()
-            return
+    def received(self, records: list[Record]) -> None:
         links = self.links
         for record in records:
             kind = record.kind
@@ -245,31 +232,8 @@ class _Channel(asyncio.Protocol):
             link.ended()
         self.writable.set()  # nothing will drain now: let writers fail on the closed links
 
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
-
     def forget(self, conn: int) -> None:
         self.links.pop(conn, None)
-
-    def emit(self, kind: Kind, conn: int, payload: bytes = b"") -> None:
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(record_header(kind, conn, len(payload)))
-        if payload:
-            self._out.append(payload)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(b"".join(out))
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
 
 
 @dataclass

@@ -45,10 +45,10 @@ from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 
 from cloudhub.hub.limits import ConnectionGate
-from cloudhub.linkworker.records import Kind, Record, RecordReader, record_header
+from cloudhub.linkworker.channel import RecordChannel
+from cloudhub.linkworker.records import Kind, Record
 from cloudhub.pki import mtls_server_context
 from cloudhub.tuning import freeze_after_bursts, tune_process
-from wire.errors import WireError
 
 log = logging.getLogger("cloudhub.linkworker")
 
@@ -74,55 +74,21 @@ class WorkerConfig(BaseModel):
     verbose: bool = False
 
 
-class _Channel(asyncio.Protocol):
-    """The worker's end of the socketpair: records in, records out (batched per loop turn)."""
+class _Channel(RecordChannel):
+    """The worker's end of the socketpair: records from cloudhub drive the relay."""
 
     def __init__(self, relay: Relay) -> None:
+        super().__init__("channel from cloudhub")
         self._relay = relay
-        self._reader = RecordReader()
-        self._out: list[bytes] = []
-        self._transport: asyncio.Transport | None = None
-        #: set while cloudhub keeps up with what we write; cleared when asyncio pauses us
-        self.writable = asyncio.Event()
-        self.writable.set()
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            records = self._reader.feed(data)
-        except WireError as exc:
-            log.error("corrupt channel from cloudhub: %s; stopping", exc)
-            if self._transport is not None:
-                self._transport.abort()
-            return
+    def received(self, records: list[Record]) -> None:
         for record in records:
             self._relay.dispatch(record)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
             self.lost.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
-
-    def emit(self, kind: Kind, conn: int, payload: bytes = b"") -> None:
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(record_header(kind, conn, len(payload)))
-        if payload:
-            self._out.append(payload)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(out))
 
 
 class Relay:

@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection
 from cloudhub import app as cloud_app
 from cloudhub import routes
 from cloudhub.hub.links import WebsocketLink
-from cloudhub.hub.module import _CHEAP_FRAME
+from cloudhub.hub.reader import _CHEAP_FRAME
 from cloudhub.hub.session import object_frame, response_frame
 from hive.local_messages import MessageIds
 from tests.support.procs import wait_until

@@ -9,7 +9,7 @@ import pytest
 
 from cloudhub import cli
 from cloudhub.config import HubSettings
-from cloudhub.hub.module import _Reader
+from cloudhub.hub.reader import FrameReader
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -73,7 +73,7 @@ def test_the_ack_fast_path_declines_while_reading_is_paced() -> None:
     now = [100.0]
     session = _Session()
     settings = HubSettings(node_rate=20.0, node_burst=0.1)  # two ACKs (0.05 each) at once
-    reader = _Reader(session, settings, lambda: now[0])  # type: ignore[arg-type]
+    reader = FrameReader(session, settings, lambda: now[0])  # type: ignore[arg-type]
     assert reader.ack_now(ACK) and reader.ack_now(ACK)
     assert reader.ack_now(ACK)  # goes into debt: reading is held from here
     assert reader.pace_until > now[0]
@@ -85,7 +85,7 @@ def test_the_ack_fast_path_declines_while_reading_is_paced() -> None:
 
 def test_only_acks_take_the_fast_path() -> None:
     """A keepalive or any other frame is left to the reader task."""
-    reader = _Reader(_Session(), HubSettings(), lambda: 0.0)  # type: ignore[arg-type]
+    reader = FrameReader(_Session(), HubSettings(), lambda: 0.0)  # type: ignore[arg-type]
     assert not reader.ack_now(ACK.replace('"response"', '"keepalive"'))
     assert not reader.ack_now(b"binary")
     assert not reader.ack_now(ACK.replace('"OK"', '{"a": 1}'))

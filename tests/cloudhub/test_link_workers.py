@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import AsyncIterator
@@ -160,6 +161,43 @@ async def test_a_killed_worker_is_replaced_and_its_edges_reconnect(
         await _synced(ws)
 
 
+def _hold_verdicts(
+    cloud: cloud_app.CloudApp, *, until: threading.Event
+) -> tuple[threading.Event, list[str]]:
+    """Make cloudhub's decision on each upgrade block its loop until ``until`` is set.
+
+    Returns an event set once a decision has started, and the nodes admitted since.
+    """
+    workers = cloud.hub.workers
+    assert workers is not None
+    admit = workers._admit
+    deciding = threading.Event()
+    served: list[str] = []
+
+    def held(hello: Any) -> Any:
+        deciding.set()
+        until.wait(5)
+        peer = admit(hello)
+        served.append(peer.node)
+        return peer
+
+    workers._admit = held
+    return deciding, served
+
+
+def _upgrade_request(cloud: cloud_app.CloudApp, edge: EdgeSettings) -> ssl.SSLSocket:
+    """A blocking TLS connection as ``edge`` that has sent a websocket upgrade request and
+    not read the answer (a raw socket, so a test can reset it or read the status line)."""
+    raw = socket.create_connection(("127.0.0.1", cloud.ws_port))
+    tls = edge_tls(edge).wrap_socket(raw, server_hostname="127.0.0.1")
+    tls.sendall(
+        b"GET /project/edge-1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    return tls
+
+
 class _FakeChannel:
     """What a RelayedLink writes to: the records it emitted."""
 
@@ -244,31 +282,12 @@ async def test_an_edge_that_leaves_during_the_upgrade_leaves_no_session(
     """A peer that resets its connection while cloudhub decides on its upgrade does not stay
     online in cloudhub until its keepalive runs out."""
     cloud, edge = relayed
-    workers = cloud.hub.workers
-    assert workers is not None
-    admit = workers._admit
-    served: list[str] = []
-    deciding, reset_sent = threading.Event(), threading.Event()
-
-    def slow_admit(hello: Any) -> Any:
-        deciding.set()
-        reset_sent.wait(5)  # blocks cloudhub's loop until the peer has gone
-        peer = admit(hello)
-        served.append(peer.node)
-        return peer
-
-    workers._admit = slow_admit
+    reset_sent = threading.Event()
+    deciding, served = _hold_verdicts(cloud, until=reset_sent)
 
     def upgrade_then_reset() -> None:
         try:
-            with socket.create_connection(("127.0.0.1", cloud.ws_port)) as raw:
-                tls = edge_tls(edge).wrap_socket(raw, server_hostname="127.0.0.1")
-                tls.sendall(
-                    b"GET /project/edge-1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                    b"Sec-WebSocket-Version: 13\r\n\r\n"
-                )
+            with _upgrade_request(cloud, edge) as tls:
                 deciding.wait(5)  # the worker has sent HELLO; cloudhub is deciding
                 tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 tls.close()  # an RST, not a goodbye
@@ -293,30 +312,12 @@ async def test_an_upgrade_cloudhub_answers_too_late_leaves_no_session(tmp_path: 
     )
     try:
         edge = await join_node(cloud, tmp_path)
-        workers = cloud.hub.workers
-        assert workers is not None
-        admit = workers._admit
-        served: list[str] = []
         refused = threading.Event()
-
-        def late_admit(hello: Any) -> Any:
-            refused.wait(5)  # blocks cloudhub's loop past the worker's timeout
-            peer = admit(hello)
-            served.append(peer.node)
-            return peer
-
-        workers._admit = late_admit
+        _, served = _hold_verdicts(cloud, until=refused)  # past the worker's timeout
 
         def attempt() -> int:
             try:
-                with socket.create_connection(("127.0.0.1", cloud.ws_port)) as raw:
-                    tls = edge_tls(edge).wrap_socket(raw, server_hostname="127.0.0.1")
-                    tls.sendall(
-                        b"GET /project/edge-1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                        b"Sec-WebSocket-Version: 13\r\n\r\n"
-                    )
+                with _upgrade_request(cloud, edge) as tls:
                     return int(tls.recv(64).split()[1])
             finally:
                 refused.set()

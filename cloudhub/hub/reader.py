@@ -1,0 +1,95 @@
+"""One node's reading: the fast path for ACKs and keepalives, and pacing.
+
+Most frames an edge sends are ACKs and keepalives, and a fleet sends them all the time. Those
+are recognised by one regular expression over the exact layout ``wire.codec.encode`` writes
+(edgecore's frames), every string in it free of escapes, so whatever it matches decodes to the
+same message with the same values; an ACK is then applied and a keepalive answered from a
+template, without a pydantic round trip. Anything else (another layout, an escape, a field too
+many or too few) takes the full decode and its validation, as every frame did before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from cloudhub.config import HubSettings
+from cloudhub.hub.limits import TokenBucket
+from cloudhub.hub.session import NodeSession
+from wire.messages import Operation
+
+#: what an ACK or keepalive costs in a node's rate budget (a frame that makes work costs 1):
+#: ACKs are bounded by what the cloud sent, and a resync of 10,000 objects must not crawl
+CHEAP_FRAME_COST = 0.05
+#: frames longer than this never take the fast path (ACKs and keepalives are ~300 characters)
+_CHEAP_FRAME_MAX = 1024
+#: an ACK or keepalive exactly as ``wire.codec.encode`` lays it out; see the module notes. ``@``
+#: stands for a JSON string's contents without escapes (no quote, backslash or control).
+_CHEAP_FRAME = re.compile(
+    (
+        r'\{"header":\{"msg_id":"(?P<id>@)","parent_msg_id":"(?P<parent>@)",'
+        r'"timestamp":(?:0|[1-9][0-9]{0,17}),"resourceversion":"@","sync":(?:true|false),'
+        r'"type":"@"\},"route":\{"source":"@","destination":"@","group":"(?P<group>@)",'
+        r'"operation":"(?P<op>response|keepalive)","resource":"(?P<resource>@)"\},'
+        r'"content":(?:"@"|null)\}'
+    ).replace("@", r'[^"\\\x00-\x1f]*')
+)
+
+
+class FrameReader:
+    """One node's reading: its rate budget, and ACKs applied without a task switch.
+
+    Most frames an edge sends are ACKs. :meth:`ack_now` applies one and delivers what it
+    frees at once (:meth:`NodeSession.deliver` never awaits). The hub's reader task calls it
+    first for every frame; a relayed link also calls it straight from its channel's callback
+    while the task is parked with nothing queued, which saves a task wake-up per ACK. While
+    the budget says wait (``pace_until``), the fast path declines, frames queue, and the task
+    sleeps before reading on, so pacing holds for both paths.
+    """
+
+    __slots__ = ("_clock", "_frames", "_max_frame", "_session", "_volume", "pace_until")
+
+    def __init__(
+        self, session: NodeSession, settings: HubSettings, clock: Callable[[], float]
+    ) -> None:
+        self._session = session
+        self._clock = clock
+        now = clock()
+        self._frames = TokenBucket(rate=settings.node_rate, burst=settings.node_burst, now=now)
+        self._volume = TokenBucket(
+            rate=settings.node_byte_rate, burst=settings.node_byte_burst, now=now
+        )
+        self._max_frame = settings.max_frame
+        #: loop time before which nothing more is read from the node
+        self.pace_until = 0.0
+
+    def cheap(self, frame: str | bytes) -> re.Match[str] | None:
+        """The fast-path match of an ACK or keepalive (see the module notes), or None."""
+        if (
+            isinstance(frame, str)
+            and len(frame) <= _CHEAP_FRAME_MAX
+            and 4 * len(frame) <= self._max_frame  # UTF-8 takes at most 4 bytes a character
+        ):
+            return _CHEAP_FRAME.fullmatch(frame)
+        return None
+
+    def ack_now(self, frame: str | bytes) -> bool:
+        """Apply ``frame`` if it is an ACK and reading is not being paced; whether it was."""
+        now = self._clock()
+        if now < self.pace_until:
+            return False
+        cheap = self.cheap(frame)
+        if cheap is None or cheap["op"] != Operation.RESPONSE:
+            return False
+        session = self._session
+        session.received()
+        if session.ack(cheap["parent"]):
+            session.deliver()
+        self.pace(CHEAP_FRAME_COST, len(frame), now)
+        return True
+
+    def pace(self, cost: float, size: int, now: float) -> None:
+        """Charge a frame to the node's budgets; past them, hold reading for a while."""
+        wait = max(self._frames.reserve(cost, now), self._volume.reserve(size, now))
+        if wait > 0:
+            self.pace_until = now + wait
