@@ -18,7 +18,10 @@ to them is not far from what the websocket stack itself can do. So the benchmark
    compression) in its own process, driven by the same worker processes with C connections
    sending ~1 KB JSON and awaiting the echo. The ratio edgebridge/raw says how much of the
    ceiling cloudhub's own logic leaves on the table (printed for the full fleet and for C
-   connections; bench/README.md says which is which).
+   connections; bench/README.md says which is which);
+6. when the fleet was larger than C, runs the echo again with as many connections as the
+   fleet held, all but C of them idle and sending keepalives as idle edges do: the baseline
+   at the same load as the full-fleet phase.
 
 Client processes share the machine with cloudhub, so on a small box the figures are a floor:
 they include the clients' CPU. The echo baseline is measured the same way, which keeps the
@@ -124,9 +127,10 @@ def main_seconds(cpu: dict[str, float]) -> float:
 def add_machine_figures(fig: Figures, prefix: str, cpu: dict[str, float], events: float) -> float:
     """Per-process CPU of a phase and the machine CPU per message (server + clients + driver);
     returns the latter in µs."""
-    server = "cloudhub" if prefix != "raw" else "echo_server"
+    raw = prefix.startswith("raw")
+    server = "echo_server" if raw else "cloudhub"
     fig.add(f"{prefix}_cpu_{server}", cpu["server"], "% of a core")
-    if prefix != "raw":
+    if not raw:
         fig.add(
             f"{prefix}_cpu_cloudhub_main",
             cpu["server_main"],
@@ -631,6 +635,7 @@ async def _edgebridge_phases(
     args.measured["hub_us"] = cpu_tput / tput["updates"] * 1e6
     args.measured["hub_main_us"] = main_seconds(tput_machine) / tput["updates"] * 1e6
     args.measured["machine_us"] = add_machine_figures(fig, "tput", tput_machine, tput["updates"])
+    args.measured["full_fleet_machine_us"] = args.measured["machine_us"]
     if "idle_cpu" in args.measured:
         net = cpu_tput - args.measured["idle_cpu"] * tput_s
         fig.add(
@@ -655,7 +660,10 @@ async def _edgebridge_phases(
     for reason, c in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
         log.warning("%d links closed: %s", c, reason)
     args.measured.update(
-        updates_per_s=updates_per_s, delivered_per_s=delivered_per_s, avg_msg=avg_msg
+        updates_per_s=updates_per_s,
+        delivered_per_s=delivered_per_s,
+        avg_msg=avg_msg,
+        fleet=held_end,
     )
     if args.echo_seconds > 0 and min(args.echo_conns, len(held)) < held_end:
         await _same_conns_phase(args, fig, hub, admin, workers, plan, sample, held)
@@ -753,18 +761,59 @@ async def _settle(
 async def _echo_phase(
     args: argparse.Namespace, fig: Figures, workers: list[Child], port: int, echo: Child
 ) -> None:
+    raw = await _echo_run(args, fig, workers, port, echo, prefix="raw", idle=0)
+    fig.ratio("ratio_updates_vs_raw", args.measured["updates_per_s"], raw)
+    fig.ratio("ratio_delivered_vs_raw", args.measured["delivered_per_s"], raw)
+    same = args.measured.get("updates_per_s_same_conns")
+    if same is not None:
+        fig.ratio("ratio_updates_vs_raw_same_conns", same, raw)
+    # What the ratio could be at most on this machine, from CPU alone (the phase measured last,
+    # over the echo's connection count when there was one): if our run filled every core, and
+    # if one cloudhub process had a whole core to itself.
+    if "machine_us" in args.measured:
+        cores = os.cpu_count() or 1
+        fig.ratio("ratio_ceiling_cpu", cores * 1e6 / args.measured["machine_us"], raw)
+        fig.ratio("ratio_ceiling_one_process", 1e6 / args.measured["hub_main_us"], raw)
+    idle = int(args.measured.get("fleet", 0)) - args.echo_conns
+    if args.echo_fleet and idle > 0:
+        fleet = await _echo_run(args, fig, workers, port, echo, prefix="raw_full_fleet", idle=idle)
+        fig.ratio("ratio_updates_vs_raw_full_fleet", args.measured["updates_per_s"], fleet)
+        cores = os.cpu_count() or 1
+        fig.ratio(
+            "ratio_ceiling_cpu_full_fleet",
+            cores * 1e6 / args.measured["full_fleet_machine_us"],
+            fleet,
+        )
+
+
+async def _echo_run(
+    args: argparse.Namespace,
+    fig: Figures,
+    workers: list[Child],
+    port: int,
+    echo: Child,
+    *,
+    prefix: str,
+    idle: int,
+) -> float:
+    """One echo run over ``--echo-conns`` busy connections plus ``idle`` ones that only send
+    keepalives; its figures under ``prefix``. Returns its round trips per second."""
     k = len(workers)
     conns = args.echo_conns
     per = [conns // k + (1 if w < conns % k else 0) for w in range(k)]
+    per_idle = [idle // k + (1 if w < idle % k else 0) for w in range(k)]
     url = f"wss://127.0.0.1:{port}/echo"
     for w, child in enumerate(workers):
-        child.send({"cmd": "echo_connect", "url": url, "conns": per[w]})
-    got = await gather_events(workers, "echo_connected", 300)
+        child.send({"cmd": "echo_connect", "url": url, "conns": per[w], "idle": per_idle[w]})
+    got = await gather_events(workers, "echo_connected", 600)
     n_conns = sum(g["n"] for g in got)
+    n_idle = sum(g.get("idle", 0) for g in got)
     payload = int(args.measured.get("avg_msg") or 1000) or 1000
     log.info(
-        "raw echo baseline: %d connections, %d-byte JSON, %.0fs",
+        "raw echo baseline: %d busy connections (%d more idle, keepalives only), "
+        "%d-byte JSON, %.0fs",
         n_conns,
+        n_idle,
         payload,
         args.echo_seconds,
     )
@@ -778,27 +827,24 @@ async def _echo_phase(
     roundtrips = sum(d["roundtrips"] for d in done)
     seconds = max(d["seconds"] for d in done)
     raw = roundtrips / seconds if seconds > 0 else math.nan
-    fig.add("raw_connections", n_conns, "echo connections")
-    fig.add("raw_payload", payload, "bytes per message")
-    fig.add("raw_roundtrips_per_s", raw, "round trips/s (websockets echo, TLS, no compression)")
+    if idle:
+        fig.add(f"{prefix}_connections", n_conns + n_idle, f"echo connections, {n_idle} idle")
+        fig.add(f"{prefix}_roundtrips_per_s", raw, "round trips/s on the busy connections")
+    else:
+        fig.add(f"{prefix}_connections", n_conns, "echo connections")
+        fig.add(f"{prefix}_payload", payload, "bytes per message")
+        fig.add(
+            f"{prefix}_roundtrips_per_s",
+            raw,
+            "round trips/s (websockets echo, TLS, no compression)",
+        )
     fig.add(
-        "raw_server_cpu_per_roundtrip",
+        f"{prefix}_server_cpu_per_roundtrip",
         cpu / roundtrips * 1e6 if roundtrips else math.nan,
         "us CPU of the echo server per round trip",
     )
-    add_machine_figures(fig, "raw", machine, roundtrips)
-    fig.ratio("ratio_updates_vs_raw", args.measured["updates_per_s"], raw)
-    fig.ratio("ratio_delivered_vs_raw", args.measured["delivered_per_s"], raw)
-    same = args.measured.get("updates_per_s_same_conns")
-    if same is not None:
-        fig.ratio("ratio_updates_vs_raw_same_conns", same, raw)
-    # What the ratio could be at most on this machine, from CPU alone (the phase measured last,
-    # over the echo's connection count when there was one): if our run filled every core, and
-    # if one cloudhub process had a whole core to itself.
-    if "machine_us" in args.measured:
-        cores = os.cpu_count() or 1
-        fig.ratio("ratio_ceiling_cpu", cores * 1e6 / args.measured["machine_us"], raw)
-        fig.ratio("ratio_ceiling_one_process", 1e6 / args.measured["hub_main_us"], raw)
+    add_machine_figures(fig, prefix, machine, roundtrips)
+    return raw
 
 
 # =============================================================================================
@@ -836,6 +882,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="updates per apply request in the latency phase (10)",
     )
     p.add_argument("--echo-conns", type=int, default=1000, help="raw baseline connections (1000)")
+    p.add_argument(
+        "--no-echo-fleet",
+        dest="echo_fleet",
+        action="store_false",
+        help="skip the second echo run, over as many connections as the fleet held (all but "
+        "--echo-conns of them idle, sending keepalives)",
+    )
     p.add_argument(
         "--echo-seconds", type=float, default=10.0, help="raw baseline duration; 0 skips it (10)"
     )

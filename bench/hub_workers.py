@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +26,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from bench.common import raise_nofile, wait_for_condition
-from bench.simedge import CertMinter, SimEdge, connect_all, keepalive_loop
+from bench.common import raise_nofile, shrink_tls_buffers, wait_for_condition
+from bench.simedge import CertMinter, SimEdge, connect_all, encode_frame, keepalive_loop
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ async def _stdin_lines() -> asyncio.StreamReader:
 
 async def worker_main(args: argparse.Namespace) -> None:
     raise_nofile()
+    shrink_tls_buffers()
     names = [node_name(i) for i in range(args.first, args.first + args.count)]
     minter = CertMinter(data_dir=args.data_dir, out_dir=args.cert_dir / f"w{args.worker_index}")
     t = time.monotonic()
@@ -131,6 +134,7 @@ async def worker_main(args: argparse.Namespace) -> None:
     by_node = {e.node: e for e in edges}
     keepalive = asyncio.create_task(keepalive_loop(lambda: edges), name="keepalive")
     echo_conns: list[ClientConnection] = []
+    echo_idle: list[ClientConnection] = []
     stdin = await _stdin_lines()
     emit({"ev": "ready", "count": len(edges)})
     try:
@@ -172,14 +176,25 @@ async def worker_main(args: argparse.Namespace) -> None:
                 await asyncio.gather(*(e.close() for e in edges))
                 emit({"ev": "disconnected"})
             elif name == "echo_connect":
-                echo_conns = await _echo_connect(cmd["url"], contexts[: cmd["conns"]], cmd)
-                emit({"ev": "echo_connected", "n": len(echo_conns)})
+                # `conns` busy connections, then `idle` ones that only send keepalives (a
+                # fleet of the same size as edgebridge's, most of it idle)
+                active, idle = cmd["conns"], cmd.get("idle", 0)
+                echo_conns = await _echo_connect(cmd["url"], contexts[: active + idle], cmd)
+                echo_idle = echo_conns[active:]
+                echo_conns = echo_conns[:active]
+                emit({"ev": "echo_connected", "n": len(echo_conns), "idle": len(echo_idle)})
             elif name == "echo_run":
-                count, seconds = await _echo_run(echo_conns, cmd["payload"], cmd["seconds"])
+                count, seconds = await _echo_run(
+                    echo_conns,
+                    cmd["payload"],
+                    cmd["seconds"],
+                    idle=echo_idle,
+                    heartbeat=args.heartbeat,
+                )
                 emit({"ev": "echo_done", "roundtrips": count, "seconds": seconds})
-                for ws in echo_conns:
+                for ws in echo_conns + echo_idle:
                     ws.transport.abort()
-                echo_conns = []
+                echo_conns, echo_idle = [], []
             elif name == "exit":
                 return
     finally:
@@ -281,9 +296,19 @@ async def _echo_connect(
 
 
 async def _echo_run(
-    conns: list[ClientConnection], payload_size: int, seconds: float
+    conns: list[ClientConnection],
+    payload_size: int,
+    seconds: float,
+    *,
+    idle: Sequence[ClientConnection] = (),
+    heartbeat: float = 15.0,
 ) -> tuple[int, float]:
-    """Closed loop per connection: send ~payload_size bytes of JSON, await the echo, parse it."""
+    """Closed loop per connection: send ~payload_size bytes of JSON, await the echo, parse it.
+
+    Each of ``idle`` meanwhile sends what an idle edge sends, a keepalive every ``heartbeat``
+    seconds (first at a random point of the period), and awaits its echo; those round trips
+    are not counted, as the fleet's keepalives are not counted as updates.
+    """
     start = time.monotonic()
     stop_at = start + seconds
     counts = [0] * len(conns)
@@ -307,7 +332,25 @@ async def _echo_run(
         except ConnectionClosed:
             pass
 
-    await asyncio.gather(*(loop(i, ws) for i, ws in enumerate(conns)))
+    async def keepalives(ws: ClientConnection) -> None:
+        ping = encode_frame("keepalive", "node", "ping")
+        next_at = start + heartbeat * random.uniform(0.0, 1.0)
+        try:
+            while next_at < stop_at:
+                await asyncio.sleep(next_at - time.monotonic())
+                await ws.send(ping)
+                json.loads(await ws.recv())
+                next_at += heartbeat
+        except ConnectionClosed:
+            pass
+
+    idlers = [asyncio.create_task(keepalives(ws), name="echo-idle") for ws in idle]
+    try:
+        await asyncio.gather(*(loop(i, ws) for i, ws in enumerate(conns)))
+    finally:
+        for task in idlers:
+            task.cancel()
+        await asyncio.gather(*idlers, return_exceptions=True)
     return sum(counts), time.monotonic() - start
 
 
@@ -318,6 +361,7 @@ async def _echo_run(
 
 async def echo_server_main(args: argparse.Namespace) -> None:
     raise_nofile()
+    shrink_tls_buffers()
     minter = CertMinter(data_dir=args.data_dir, out_dir=args.cert_dir / "echo")
     ctx = minter.server_context()
 

@@ -65,6 +65,19 @@ def _sans_status(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k != "status"} | {"metadata": meta}
 
 
+def _changed(type: str, previous: dict[str, Any], obj: dict[str, Any]) -> bool:
+    """Whether a node holding ``previous`` must be sent ``obj``.
+
+    A new resourceVersion settles it without walking either object (the previous one is
+    long out of the CPU's caches); only an equal one, or a status-only type, compares.
+    """
+    if type in STATUS_ONLY_QUIET:
+        return _sans_status(previous) != _sans_status(obj)
+    if resource_version_of(previous) != resource_version_of(obj):
+        return True
+    return previous != obj
+
+
 class BindingIndex:
     """Objects by key, and for each node the keys that must be on it."""
 
@@ -126,6 +139,18 @@ class BindingIndex:
         node: str | None = None
         if rkey.type in HOLDER_TYPES:
             node, refs = _holder_binding(rkey.type, rkey.namespace or "default", obj)
+            if (
+                previous is not None
+                and node is not None
+                and self._holder_node.get(key) == node
+                and self._holder_refs.get(key) == refs
+            ):
+                # The common update (a pod edited in place): same node, same references, so
+                # no binding moves and only the object itself may need sending.
+                self._objects[key] = obj
+                if not _changed(rkey.type, previous, obj):
+                    return []
+                return [self._add(node, key, obj)]
         # Only this holder's old and new node can gain or lose one of its references.
         candidates = {n for n in (self._holder_node.get(key), node) if n is not None}
         affected = self._holder_refs.get(key, frozenset()) | refs
@@ -135,9 +160,7 @@ class BindingIndex:
         self._by_type.setdefault(rkey.type, set()).add(key)
         if rkey.type in HOLDER_TYPES:
             self._rebind(key, node, refs)
-        changed = previous != obj
-        if changed and previous is not None and rkey.type in STATUS_ONLY_QUIET:
-            changed = _sans_status(previous) != _sans_status(obj)
+        changed = previous is None or _changed(rkey.type, previous, obj)
         return self._diff(key, before, candidates, changed=changed, last=obj)
 
     def delete(self, obj: dict[str, Any]) -> list[Change]:

@@ -142,7 +142,12 @@ class DetailedApply(Protocol):
     """A store whose apply reports per object what it did (see the module notes)."""
 
     async def apply_detailed(
-        self, objects: list[dict[str, Any]], *, validated: bool = False, plain: bool = False
+        self,
+        objects: list[dict[str, Any]],
+        *,
+        validated: bool = False,
+        plain: bool = False,
+        owned: bool = False,
     ) -> list[Applied]: ...
 
 
@@ -325,12 +330,18 @@ class AdminApi:
         objects = await _parse_objects(request)
         if not objects:
             raise InvalidObject("nothing to apply: 'objects' is empty")
+        if self._detailed is not None and not any(o.get("kind") == "Device" for o in objects):
+            # Just parsed from this request's body: nothing else holds them, so the store may
+            # validate them in place as it goes (owned). Parsed from JSON (by either parser in
+            # _parse_objects), and validating adds only strings: plain data, which the store
+            # may encode the faster way.
+            applied = await self._detailed.apply_detailed(objects, plain=True, owned=True)
+            logger.info("applied %d object(s)", len(applied))
+            return _applied_response(applied)
         # Just parsed from this request's body: nothing else holds them, no copy needed.
         objects = validate_all(objects, owned=True)
         await self._check_desired(objects)
         if self._detailed is not None:
-            # Parsed from JSON (by either parser in _parse_objects), and validating adds only
-            # strings: plain data, which the store may encode the faster way.
             applied = await self._detailed.apply_detailed(objects, validated=True, plain=True)
             logger.info("applied %d object(s)", len(applied))
             return _applied_response(applied)

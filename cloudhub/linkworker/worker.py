@@ -12,7 +12,8 @@ What a worker does per connection:
 2. At the websocket upgrade it sends HELLO (the certificate, the request's path and headers)
    and waits for cloudhub's ACCEPT or REFUSE. It decides nothing itself: identity,
    revocation and impersonation checks all run in cloudhub.
-3. Each frame read becomes a TEXT/BINARY record; each SEND record becomes a frame written,
+3. Each message read becomes a TEXT/BINARY record, as soon as websockets has parsed it
+   (:class:`RelayedConnection`); each SEND record becomes a frame written,
    at once when nothing could make it wait, else through a per-connection backlog drained by
    ``send`` within :data:`SEND_TIMEOUT` (a frozen peer loses its link, as in-process).
    PAUSE/RESUME stop and restart reading a connection (cloudhub paces a node by not reading),
@@ -41,8 +42,9 @@ from pathlib import Path
 from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import BINARY, TEXT, Frame
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN
+from websockets.protocol import OPEN, Event
 
 from cloudhub.hub.limits import ConnectionGate
 from cloudhub.linkworker.channel import RecordChannel
@@ -89,6 +91,38 @@ class _Channel(RecordChannel):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
             self.lost.set_result(None)
+
+
+class RelayedConnection(ServerConnection):
+    """A websocket whose whole messages go to the channel as they are parsed.
+
+    websockets would queue each message for the handler task and wake it: a future, a task
+    step and a record written a loop turn later, per ACK. Here a complete text or binary
+    frame becomes its record in the callback that parsed it. Everything else takes the
+    handler's way, in order: control frames, fragments, a text frame that is not UTF-8 (the
+    handler's ``recv`` fails the link over it, code 1007), frames read before the handler
+    started, and any frame while one is queued, reading is paused or the channel is
+    congested (the queue then fills and websockets stops reading the socket).
+    """
+
+    #: set by :meth:`Relay.handler` once it serves this connection; 0 until then
+    relay_conn = 0
+    relay: Relay | None = None
+
+    def process_event(self, event: Event) -> None:
+        conn = self.relay_conn
+        if (
+            conn
+            and isinstance(event, Frame)
+            and event.fin
+            and (event.opcode is TEXT or event.opcode is BINARY)
+            and not len(self.recv_messages.frames)
+        ):
+            relay = self.relay
+            assert relay is not None
+            if relay.take(conn, event):
+                return
+        super().process_event(event)
 
 
 class Relay:
@@ -177,6 +211,9 @@ class Relay:
         emit = self.channel.emit
         writable = self.channel.writable
         reading = self._reading[conn]
+        if isinstance(ws, RelayedConnection):
+            ws.relay = self
+            ws.relay_conn = conn
         try:
             while True:
                 if not reading.is_set():
@@ -193,6 +230,22 @@ class Relay:
         finally:
             self._forget(conn)
             emit(Kind.CLOSED, conn, reason.encode())
+
+    def take(self, conn: int, frame: Frame) -> bool:
+        """Relay a whole message read on ``conn`` now, if nothing must make it wait."""
+        reading = self._reading.get(conn)
+        if reading is None or not reading.is_set() or not self.channel.writable.is_set():
+            return False
+        data = bytes(frame.data)  # the same object when it is bytes already
+        if frame.opcode is TEXT:
+            try:
+                data.decode()  # cloudhub decodes TEXT payloads trusting this check
+            except UnicodeDecodeError:
+                return False
+            self.channel.emit(Kind.TEXT, conn, data)
+        else:
+            self.channel.emit(Kind.BINARY, conn, data)
+        return True
 
     def _forget(self, conn: int) -> None:
         self.closed_total += 1
@@ -312,6 +365,7 @@ async def run_worker(config: WorkerConfig) -> None:
         ping_interval=None,
         max_queue=64,
         open_timeout=config.handshake_timeout,
+        create_connection=RelayedConnection,
     )
     log.info("link worker %d serving", config.index)
     gc_tuning = loop.create_task(

@@ -28,14 +28,20 @@ transaction's uncommitted rows.
 **Round trips, not rows, are what a write costs.** aiosqlite runs every statement in its own
 thread and each statement is a hand-off there and back (a future, a thread wake-up, a
 self-pipe write). So a transaction issues a fixed handful of statements whatever its size:
-``BEGIN``, one ``SELECT`` of all the objects it touches (per 300), one ``executemany`` for the
-rows, one for the events, ``COMMIT``. Nothing else is written per commit: the resourceVersion
-counter is the newest event's rv (every rv has exactly one event and the newest is never
-trimmed), and the compaction point is the oldest kept event's rv minus one (rvs are
-contiguous), so both are read back from the log at start-up. The log is trimmed in steps of
-``history // 100`` events, so it holds between ``history`` and 1% more; Gone is decided from
-what was actually trimmed. The ``meta`` table older versions wrote on every commit is still
-read, and written at close.
+``BEGIN``, one ``SELECT`` of all the objects it touches (per 500), one multi-row ``INSERT``
+for the rows and one for the events (per 500), ``COMMIT``. Each of those is also a single
+SQLite step, and that matters as much: Python's sqlite3 lets go of the GIL around every step
+and must take it back from the busy event loop after each, so ``executemany`` (a step per row)
+and a plain ``SELECT`` (a step per row fetched) turned a 500-object write into hundreds of GIL
+hand-offs. The read comes back as one row (see
+:func:`~cloudhub.store.sqlite_schema.find_many_sql`).
+
+Nothing else is written per commit: the resourceVersion counter is the newest event's rv (every
+rv has exactly one event and the newest is never trimmed), and the compaction point is the
+oldest kept event's rv minus one (rvs are contiguous), so both are read back from the log at
+start-up. The log is trimmed in steps of ``history // 100`` events, so it holds between
+``history`` and 1% more; Gone is decided from what was actually trimmed. The ``meta`` table
+older versions wrote on every commit is still read, and written at close.
 
 Where the parts live: this module is the store itself (reads, the write transactions, the
 event log's replay and trimming); :mod:`cloudhub.store.sqlite_schema` has the file, the schema,
@@ -49,7 +55,7 @@ import asyncio
 import logging
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,19 +66,29 @@ import aiosqlite
 from cloudhub.store.base import EventType, StatusCompute, StatusUpdate, WatchEvent
 from cloudhub.store.sqlite_schema import (
     DELETE_OBJECT,
-    INSERT_EVENTS,
+    FOUND_SEPARATOR,
+    INDEX_SEPARATOR,
     REPLAY_EVENTS,
     TRIM_EVENTS,
-    UPDATE_BODY,
-    UPSERT,
+    chunked_rows,
     find_many_sql,
+    insert_events_sql,
     open_store,
+    upsert_sql,
     write_counters,
 )
 from cloudhub.store.watching import DEFAULT_WATCH_BUFFER, Events, Watcher, WatchHub, check_since
 from wire.codec import STDLIB_ENCODER, dump_plain_json, parse_json
-from wire.errors import ConfigError, Gone, InvalidObject, InvalidResource, NotFound, StoreError
-from wire.manifests import validate_all
+from wire.errors import (
+    ConfigError,
+    Gone,
+    InvalidObject,
+    InvalidResource,
+    NotFound,
+    StoreError,
+    WireError,
+)
+from wire.manifests import validate, validate_all
 from wire.resources import CLUSTER_SCOPED_TYPES, TYPE_TO_KIND, key_of
 
 log = logging.getLogger(__name__)
@@ -96,9 +112,9 @@ Action = Literal["created", "configured", "unchanged"]
 DEFAULT_HISTORY = 100_000
 #: Rows fetched per round trip when a watch replays the event log.
 _REPLAY_PAGE = 500
-#: Keys looked up per SELECT when a write reads the objects it changes (3 parameters each;
+#: Keys looked up per SELECT when a write reads the objects it changes (4 parameters each;
 #: far below SQLite's parameter limit).
-_READ_CHUNK = 300
+_READ_CHUNK = 500
 #: The log is trimmed when it is this share of ``history`` over it: one DELETE per ~1% of
 #: ``history`` writes instead of one per commit.
 _TRIM_FRACTION = 100
@@ -325,7 +341,12 @@ class EmbeddedStore:
         return [applied.object for applied in await self.apply_detailed(objects)]
 
     async def apply_detailed(
-        self, objects: _Objects, *, validated: bool = False, plain: bool = False
+        self,
+        objects: _Objects,
+        *,
+        validated: bool = False,
+        plain: bool = False,
+        owned: bool = False,
     ) -> _AppliedList:
         """:meth:`apply`, saying per object what it did and handing back its JSON text.
 
@@ -333,6 +354,12 @@ class EmbeddedStore:
             objects: the objects to apply, in order.
             validated: ``objects`` are :func:`wire.manifests.validate_all`'s output and the
                 store may take them over (it sets their metadata); skips validating again.
+            owned: ``objects`` are not validated yet but the store may take them over (e.g.
+                just parsed from a request body): each is validated in place right before it
+                is compared and encoded, while it is still in the CPU's caches (validating
+                them all first walked each object from cold memory twice). Still nothing is
+                written unless every object is valid, and the error is the first invalid
+                object's, as :func:`~wire.manifests.validate_all` says it.
             plain: ``objects`` hold nothing but what a JSON parser returns (dicts with string
                 keys, lists, strings, numbers, booleans, null), e.g. they were just parsed
                 from a request body: the store then encodes them with
@@ -347,14 +374,26 @@ class EmbeddedStore:
         Raises:
             InvalidObject: an object is not valid; nothing was written.
         """
-        valid = objects if validated else validate_all(objects)
-        return await self._shielded(self._apply(valid, plain=plain))
+        if validated:
+            return await self._shielded(self._apply(objects, plain=plain, check=False))
+        if owned:
+            try:
+                keys = _keys_of(objects)
+            except (WireError, AttributeError):
+                pass  # malformed: validating all first raises the right error
+            else:
+                return await self._shielded(self._apply(objects, plain=plain, keys=keys))
+            return await self._shielded(
+                self._apply(validate_all(objects, owned=True), plain=plain, check=False)
+            )
+        valid = validate_all(objects)
+        return await self._shielded(self._apply(valid, plain=plain, check=False))
 
-    async def _apply(self, valid: _Objects, *, plain: bool) -> _AppliedList:
-        keys: _Keys = []
-        for obj in valid:
-            key = key_of(obj)
-            keys.append((key.type, key.namespace or "", key.name))
+    async def _apply(
+        self, objects: _Objects, *, plain: bool, check: bool = True, keys: _Keys | None = None
+    ) -> _AppliedList:
+        """The apply transaction; ``check``: validate each object (in place) on the way."""
+        keys = _keys_of(objects) if keys is None else keys
         async with self._lock:
             db = self._conn()
             results: _AppliedList = []
@@ -368,7 +407,9 @@ class EmbeddedStore:
                 # Read inside the transaction, all at once; `current` then follows the batch's
                 # own writes, so an object given twice is applied twice, in order.
                 current = await self._find_many(keys)
-                for obj, k in zip(valid, keys, strict=True):
+                for obj, k in zip(objects, keys, strict=True):
+                    if check:
+                        obj = validate(obj, owned=True)
                     text = current.get(k)
                     stored: dict[str, Any] | None = None if text is None else parse_json(text)
                     meta: dict[str, Any] = obj["metadata"]
@@ -407,8 +448,7 @@ class EmbeddedStore:
                     written.append(obj)
                     current[k] = body
                     results.append(Applied(_ACTION_OF[event_type], body))
-                if rows:
-                    await db.executemany(UPSERT, rows)
+                await self._write_rows(db, upsert_sql, rows)
                 await self._commit(db, events)
             except BaseException as exc:
                 await self._rollback(db, start_rv)
@@ -526,7 +566,7 @@ class EmbeddedStore:
             db = self._conn()
             start_rv = self._rv
             events: _Events = []
-            rows: list[tuple[int, str, str, str, str]] = []
+            rows: list[tuple[str, str, str, str, int, str]] = []
             results: _Results = []
             try:
                 await db.execute("BEGIN IMMEDIATE")
@@ -548,11 +588,12 @@ class EmbeddedStore:
                     obj["status"] = merged
                     obj["metadata"]["resourceVersion"] = str(self._next_rv())
                     body = _encode_object(obj)
-                    rows.append((self._rv, body, *k))
+                    # As an upsert of the row just read: one statement for all rows (see
+                    # _write_rows), and a key given twice ends with its last write.
+                    rows.append((*k, obj["metadata"]["uid"], self._rv, body))
                     events.append((k[0], self._rv, "MODIFIED", body))
                     current[k] = body
-                if rows:
-                    await db.executemany(UPDATE_BODY, rows)
+                await self._write_rows(db, upsert_sql, rows)
                 await self._commit(db, events)
             except BaseException as exc:
                 await self._rollback(db, start_rv)
@@ -600,18 +641,22 @@ class EmbeddedStore:
         for start in range(0, len(unique), _READ_CHUNK):
             chunk = unique[start : start + _READ_CHUNK]
             rows = await self._query(
-                find_many_sql(len(chunk)), [part for key in chunk for part in key]
+                find_many_sql(len(chunk)),
+                [part for index, key in enumerate(chunk) for part in (*key, index)],
             )
-            for typ, namespace, name, body in rows:
-                found[(typ, namespace, name)] = body
+            joined = rows[0][0] if rows else None
+            for item in joined.split(FOUND_SEPARATOR) if joined else ():
+                index, _, body = item.partition(INDEX_SEPARATOR)
+                found[chunk[int(index)]] = body
         return found
 
     async def _commit(self, db: aiosqlite.Connection, events: _Events) -> None:
         """Log ``events``, trim the log when it is a step over ``history``, commit."""
         trim_to = 0
         if events:
-            await db.executemany(
-                INSERT_EVENTS,
+            await self._write_rows(
+                db,
+                insert_events_sql,
                 [(rv, type, event_type, body) for type, rv, event_type, body in events],
             )
             # Every rv has exactly one event, so keeping rv > current - history keeps (at
@@ -623,6 +668,15 @@ class EmbeddedStore:
         await db.execute("COMMIT")
         if trim_to:
             self._compacted = trim_to
+
+    @staticmethod
+    async def _write_rows(
+        db: aiosqlite.Connection, sql_for: Callable[[int], str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Write ``rows`` with multi-row statements (see
+        :data:`~cloudhub.store.sqlite_schema.ROWS_PER_STATEMENT` for why not ``executemany``)."""
+        for sql, params in chunked_rows(sql_for, rows):
+            await db.execute(sql, params)
 
     async def _rollback(self, db: aiosqlite.Connection, start_rv: int) -> None:
         self._rv = start_rv
@@ -641,6 +695,20 @@ class EmbeddedStore:
         any more (or ``None``); one watcher gets it instead of decoding the body.
         """
         self._hub.publish(events, written)
+
+
+def _keys_of(objects: _Objects) -> _Keys:
+    """Each object's primary key (type, namespace column, name), as validating leaves it.
+
+    Raises:
+        InvalidResource: an object of a kind edgebridge does not store, or without a name.
+        AttributeError: an object is not a mapping.
+    """
+    keys: _Keys = []
+    for obj in objects:
+        key = key_of(obj)
+        keys.append((key.type, key.namespace or "", key.name))
+    return keys
 
 
 def _check_type(type: str) -> None:

@@ -19,11 +19,14 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import BINARY, TEXT, Frame
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
+from cloudhub.hub.limits import ConnectionGate
 from cloudhub.linkworker.pool import PAUSE_AT, RESUME_AT, RelayedLink
 from cloudhub.linkworker.records import Kind
+from cloudhub.linkworker.worker import Relay, WorkerConfig
 from edgecore.config import EdgeSettings
 from tests.security.conftest import edge_tls, join_node, link
 from tests.support.procs import wait_until
@@ -328,3 +331,59 @@ async def test_an_upgrade_cloudhub_answers_too_late_leaves_no_session(tmp_path: 
         await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
     finally:
         await cloud.stop()
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_its_link_with_1007(
+    relayed: tuple[cloud_app.CloudApp, EdgeSettings],
+) -> None:
+    """The worker relays no text frame that is not UTF-8: the link is failed with 1007, as a
+    link cloudhub terminates itself would be."""
+    cloud, edge = relayed
+    async with link(cloud, edge) as ws:
+        await _synced(ws)
+        await ws.send(b"\xff\xfe not text", text=True)
+        with pytest.raises(ConnectionClosed) as info:
+            async with asyncio.timeout(5):
+                while True:
+                    await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1007
+    await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
+
+
+async def test_a_worker_relays_a_whole_message_at_once_unless_it_must_wait(
+    tmp_path: Path,
+) -> None:
+    """A complete frame becomes its record in the callback that parsed it, except while its
+    link is paused, the channel is congested or the text is not UTF-8 (then it queues for the
+    handler, which keeps the order and the errors websockets gives)."""
+    relay = Relay(
+        WorkerConfig(
+            index=0,
+            listen_fd=-1,
+            channel_fd=-1,
+            server_cert=tmp_path / "c",
+            server_key=tmp_path / "k",
+            ca_cert=tmp_path / "ca",
+            max_frame=1024,
+            handshake_timeout=1.0,
+            max_pending_handshakes=1,
+            max_pending_per_ip=1,
+        ),
+        ConnectionGate(name="test", max_pending=1, max_pending_per_ip=1),
+    )
+    emitted: list[tuple[Kind, int, bytes]] = []
+    relay.channel.emit = lambda kind, conn, payload=b"": emitted.append((kind, conn, payload))  # type: ignore[method-assign]
+    reading = relay._reading[5] = asyncio.Event()
+    reading.set()
+
+    assert relay.take(5, Frame(TEXT, b'{"ack": 1}'))
+    assert relay.take(5, Frame(BINARY, b"\x00\x01"))
+    assert emitted == [(Kind.TEXT, 5, b'{"ack": 1}'), (Kind.BINARY, 5, b"\x00\x01")]
+    assert not relay.take(5, Frame(TEXT, b"\xff"))
+    assert not relay.take(6, Frame(TEXT, b"{}"))  # not (or no longer) a link being served
+    reading.clear()
+    assert not relay.take(5, Frame(TEXT, b"{}"))
+    reading.set()
+    relay.channel.writable.clear()
+    assert not relay.take(5, Frame(TEXT, b"{}"))
+    assert len(emitted) == 2

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cloudhub.store import embedded
+from cloudhub.store import embedded, sqlite_schema
 from cloudhub.store.base import StatusUpdate
 from cloudhub.store.embedded import EmbeddedStore
 from wire.errors import InvalidObject
@@ -193,3 +193,79 @@ async def test_object_containing_itself_writes_nothing(store: EmbeddedStore) -> 
     with pytest.raises(InvalidObject, match="default/configmap/loop: not representable"):
         await store.apply_detailed([bad], validated=True)
     assert await store.list("configmap") == ([], "0")
+
+
+async def test_owned_objects_are_validated_in_place_as_they_are_applied(
+    store: EmbeddedStore,
+) -> None:
+    """owned=True: the store validates each object itself; the result is what validating
+    first gives (namespace defaulted, stringData folded), and the caller's dicts are used."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s"},
+        "stringData": {"k": "v"},
+    }
+    out = await store.apply_detailed([configmap("a", k="1"), secret], owned=True)
+    assert [a.action for a in out] == ["created", "created"]
+    assert secret["metadata"]["namespace"] == "default" and secret["data"] == {"k": "dg=="}
+    assert await store.get("secret", "default", "s") == out[1].object
+
+
+async def test_an_invalid_owned_object_writes_nothing_and_names_the_first_bad_one(
+    store: EmbeddedStore,
+) -> None:
+    """An invalid object in the middle of an owned batch: nothing written, no resourceVersion
+    used, and the error is the first invalid object's, as validating all first says it."""
+    bad_name = configmap("Bad_Name")
+    bad_kind = {"apiVersion": "v1", "kind": "Widget", "metadata": {"name": "w"}}
+    with pytest.raises(InvalidObject) as owned:
+        await store.apply_detailed([configmap("a"), bad_name, bad_kind], owned=True)
+    with pytest.raises(InvalidObject) as first:
+        validate_all([configmap("a"), configmap("Bad_Name"), dict(bad_kind)])
+    assert str(owned.value) == str(first.value)
+    with pytest.raises(InvalidObject, match="Widget"):
+        await store.apply_detailed([configmap("a"), bad_kind], owned=True)
+    assert await store.list("configmap") == ([], "0")
+    (created,) = await store.apply_detailed([configmap("a")], owned=True)
+    assert created.object["metadata"]["resourceVersion"] == "1"
+
+
+async def test_a_status_written_twice_in_one_batch_ends_with_the_last(
+    store: EmbeddedStore,
+) -> None:
+    """Status writes go out as one multi-row statement: a key given twice keeps its last."""
+    await store.apply([configmap("a")])
+    await store.update_statuses(
+        [
+            StatusUpdate("configmap", None, "a", {"phase": "one"}),
+            StatusUpdate("configmap", None, "a", {"phase": "two"}),
+        ]
+    )
+    stored = await store.get("configmap", None, "a")
+    assert stored["status"] == {"phase": "two"}
+    assert stored["metadata"]["resourceVersion"] == "3"
+
+
+async def test_batches_larger_than_a_statement_are_written_whole(
+    store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows beyond one multi-row statement's share go in further statements, all of them."""
+    monkeypatch.setattr(sqlite_schema, "ROWS_PER_STATEMENT", 3)
+    out = await store.apply_detailed([configmap(f"c{i}", k="1") for i in range(8)])
+    assert [a.action for a in out] == ["created"] * 8
+    objects, rv = await store.list("configmap")
+    assert [o["metadata"]["name"] for o in objects] == [f"c{i}" for i in range(8)]
+    assert rv == "8"
+    events = [e async for e in _first(store.watch("configmap", "0"), 8)]
+    assert [e.object["metadata"]["resourceVersion"] for e in events] == [
+        str(i) for i in range(1, 9)
+    ]
+
+
+async def _first(events: AsyncIterator[Any], count: int) -> AsyncIterator[Any]:
+    async for event in events:
+        yield event
+        count -= 1
+        if not count:
+            return
