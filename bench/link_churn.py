@@ -49,7 +49,7 @@ def node_name(i: int) -> str:
     return f"churn-{i:05d}"
 
 
-async def run(args: argparse.Namespace, fig: Figures) -> int:
+async def run(args: argparse.Namespace, fig: Figures) -> bool:
     raise_nofile()
     workdir = Path(tempfile.mkdtemp(prefix="edgebridge-link-churn-", dir=args.workdir))
     hub = CloudHub(workdir=workdir, extra_args=["--link-workers", str(args.link_workers)])
@@ -77,7 +77,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> int:
             ok, failed, errors = await connect_all(edges, concurrency=args.concurrency)
             if failed:
                 log.error("%d edges could not connect: %s", failed, errors[:3])
-                return 1
+                return False
             # cloudhub (and each link worker) freezes a burst within its check interval (5 s)
             await wait_for_condition(
                 lambda froze=froze: hub.count_log(FROZE) >= froze + collectors,
@@ -136,7 +136,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> int:
         "PASS" if held else "FAIL",
         f"(growth per node per outage <= {args.max_growth} KiB)",
     )
-    return 0 if held else 1
+    return held
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -53,7 +53,7 @@ def _db_bytes(edge: EdgeCore) -> int:
     return sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if p.is_file())
 
 
-async def run(args: argparse.Namespace, fig: Figures) -> int:
+async def run(args: argparse.Namespace, fig: Figures) -> bool:
     workdir = Path(tempfile.mkdtemp(prefix="edgebridge-twin-offline-", dir=args.workdir))
     hub = TunedCloudHub(workdir=workdir, node_rate=None)
     edge = EdgeCore(workdir=workdir, node=NODE)
@@ -151,7 +151,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> int:
         "PASS" if ok else "FAIL",
         "(every report accepted, outbox empty after the outage)",
     )
-    return 0 if ok else 1
+    return ok
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
