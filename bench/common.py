@@ -86,27 +86,6 @@ def raise_nofile() -> int:
     return hard
 
 
-#: the TLS read buffer per connection cloudhub uses (cloudhub.tuning.TLS_READ_BUFFER)
-TLS_READ_BUFFER = 32 * 1024
-
-
-def shrink_tls_buffers() -> None:
-    """Give this process's asyncio TLS connections cloudhub's read buffer size.
-
-    CPython 3.11 allocates a 256 KiB read buffer per TLS connection. The client workers hold
-    thousands of connections and the echo server as many as the fleet, so both use the size
-    cloudhub itself runs with (:mod:`cloudhub.tuning`): the baseline does not pay a memory
-    cost cloudhub avoids, and the clients' memory does not grow with the fleet for nothing.
-    """
-    try:
-        from asyncio import sslproto
-
-        if getattr(sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER:
-            sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
-    except (ImportError, AttributeError):  # another Python: keep its defaults
-        pass
-
-
 def port_open(port: int) -> bool:
     """Whether something accepts TCP connections on 127.0.0.1:``port`` right now."""
     with socket.socket() as s:

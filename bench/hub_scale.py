@@ -761,6 +761,7 @@ async def _settle(
 async def _echo_phase(
     args: argparse.Namespace, fig: Figures, workers: list[Child], port: int, echo: Child
 ) -> None:
+    cores = os.cpu_count() or 1
     raw = await _echo_run(args, fig, workers, port, echo, prefix="raw", idle=0)
     fig.ratio("ratio_updates_vs_raw", args.measured["updates_per_s"], raw)
     fig.ratio("ratio_delivered_vs_raw", args.measured["delivered_per_s"], raw)
@@ -771,14 +772,12 @@ async def _echo_phase(
     # over the echo's connection count when there was one): if our run filled every core, and
     # if one cloudhub process had a whole core to itself.
     if "machine_us" in args.measured:
-        cores = os.cpu_count() or 1
         fig.ratio("ratio_ceiling_cpu", cores * 1e6 / args.measured["machine_us"], raw)
         fig.ratio("ratio_ceiling_one_process", 1e6 / args.measured["hub_main_us"], raw)
     idle = int(args.measured.get("fleet", 0)) - args.echo_conns
     if args.echo_fleet and idle > 0:
         fleet = await _echo_run(args, fig, workers, port, echo, prefix="raw_full_fleet", idle=idle)
         fig.ratio("ratio_updates_vs_raw_full_fleet", args.measured["updates_per_s"], fleet)
-        cores = os.cpu_count() or 1
         fig.ratio(
             "ratio_ceiling_cpu_full_fleet",
             cores * 1e6 / args.measured["full_fleet_machine_us"],

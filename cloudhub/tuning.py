@@ -102,8 +102,8 @@ def refreeze() -> tuple[int, float]:
     return collected, time.perf_counter() - start
 
 
-def tune_process() -> None:
-    """Apply the process-wide settings once, at start-up."""
+def shrink_tls_read_buffer() -> None:
+    """Give this process's asyncio TLS connections a :data:`TLS_READ_BUFFER` read buffer."""
     try:
         from asyncio import sslproto
 
@@ -111,6 +111,11 @@ def tune_process() -> None:
             sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
     except (ImportError, AttributeError):  # another Python: keep its defaults
         log.debug("asyncio TLS buffer size not tunable here")
+
+
+def tune_process() -> None:
+    """Apply the process-wide settings once, at start-up."""
+    shrink_tls_read_buffer()
     _, t1, t2 = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD0, t1, t2)
 

@@ -9,6 +9,7 @@ side's business (:meth:`RecordChannel.received`).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 
@@ -18,7 +19,7 @@ from wire.errors import WireError
 log = logging.getLogger(__name__)
 
 
-class RecordChannel(asyncio.Protocol):
+class RecordChannel(asyncio.Protocol, abc.ABC):
     """Records in and out over one stream; subclasses handle what arrives."""
 
     def __init__(self, name: str) -> None:
@@ -31,9 +32,9 @@ class RecordChannel(asyncio.Protocol):
         self.writable = asyncio.Event()
         self.writable.set()
 
+    @abc.abstractmethod
     def received(self, records: list[Record]) -> None:
         """Handle records just read, in order."""
-        raise NotImplementedError
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)

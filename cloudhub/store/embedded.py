@@ -374,26 +374,23 @@ class EmbeddedStore:
         Raises:
             InvalidObject: an object is not valid; nothing was written.
         """
-        if validated:
-            return await self._shielded(self._apply(objects, plain=plain, check=False))
-        if owned:
+        check = False
+        if owned and not validated:
             try:
                 keys = _keys_of(objects)
+                check = True
             except (WireError, AttributeError):
-                pass  # malformed: validating all first raises the right error
-            else:
-                return await self._shielded(self._apply(objects, plain=plain, keys=keys))
-            return await self._shielded(
-                self._apply(validate_all(objects, owned=True), plain=plain, check=False)
-            )
-        valid = validate_all(objects)
-        return await self._shielded(self._apply(valid, plain=plain, check=False))
+                pass  # malformed: validating all first (below) raises the right error
+        if not check:
+            if not validated:
+                objects = validate_all(objects, owned=owned)
+            keys = _keys_of(objects)
+        return await self._shielded(self._apply(objects, keys, plain=plain, check=check))
 
     async def _apply(
-        self, objects: _Objects, *, plain: bool, check: bool = True, keys: _Keys | None = None
+        self, objects: _Objects, keys: _Keys, *, plain: bool, check: bool
     ) -> _AppliedList:
         """The apply transaction; ``check``: validate each object (in place) on the way."""
-        keys = _keys_of(objects) if keys is None else keys
         async with self._lock:
             db = self._conn()
             results: _AppliedList = []

@@ -5,6 +5,7 @@ worker that dies is replaced and its edges reconnect."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -36,20 +37,27 @@ from wire.messages import Group, Message, Operation
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture
-async def relayed(tmp_path: Path) -> AsyncIterator[tuple[cloud_app.CloudApp, EdgeSettings]]:
-    """A cloudhub with one link worker (frames up to 64 KiB), and node edge-1 joined to it."""
+@contextlib.asynccontextmanager
+async def _one_worker(tmp_path: Path, **hub: Any) -> AsyncIterator[cloud_app.CloudApp]:
+    """A cloudhub on free ports with one link worker and these hub settings."""
     cloud = await cloud_app.start(
         CloudSettings(
             data_dir=tmp_path / "cloud",
             https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=1, max_frame=64 * 1024),
+            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=1, **hub),
         )
     )
     try:
-        yield cloud, await join_node(cloud, tmp_path)
+        yield cloud
     finally:
         await cloud.stop()
+
+
+@pytest.fixture
+async def relayed(tmp_path: Path) -> AsyncIterator[tuple[cloud_app.CloudApp, EdgeSettings]]:
+    """A cloudhub with one link worker (frames up to 64 KiB), and node edge-1 joined to it."""
+    async with _one_worker(tmp_path, max_frame=64 * 1024) as cloud:
+        yield cloud, await join_node(cloud, tmp_path)
 
 
 async def _synced(ws: ClientConnection) -> dict[str, Any]:
@@ -248,14 +256,7 @@ async def test_frames_read_before_the_edge_left_are_still_handled() -> None:
 async def test_a_worker_caps_unauthenticated_connections_per_address(tmp_path: Path) -> None:
     """Beyond max_pending_per_ip, a worker closes a flood's connections at accept; an edge
     from another address still connects."""
-    cloud = await cloud_app.start(
-        CloudSettings(
-            data_dir=tmp_path / "cloud",
-            https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=1, max_pending_per_ip=4),
-        )
-    )
-    try:
+    async with _one_worker(tmp_path, max_pending_per_ip=4) as cloud:
         edge = await join_node(cloud, tmp_path)
         flood = [
             await asyncio.open_connection("127.0.0.1", cloud.ws_port, local_addr=("127.0.0.2", 0))
@@ -275,8 +276,6 @@ async def test_a_worker_caps_unauthenticated_connections_per_address(tmp_path: P
             await _synced(ws)
         for _, writer in flood:
             writer.close()
-    finally:
-        await cloud.stop()
 
 
 async def test_an_edge_that_leaves_during_the_upgrade_leaves_no_session(
@@ -306,14 +305,7 @@ async def test_an_edge_that_leaves_during_the_upgrade_leaves_no_session(
 async def test_an_upgrade_cloudhub_answers_too_late_leaves_no_session(tmp_path: Path) -> None:
     """The worker answers 503 when cloudhub's verdict comes after the handshake timeout;
     cloudhub's late ACCEPT then finds the link gone instead of keeping it online."""
-    cloud = await cloud_app.start(
-        CloudSettings(
-            data_dir=tmp_path / "cloud",
-            https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=1, handshake_timeout=0.5),
-        )
-    )
-    try:
+    async with _one_worker(tmp_path, handshake_timeout=0.5) as cloud:
         edge = await join_node(cloud, tmp_path)
         refused = threading.Event()
         _, served = _hold_verdicts(cloud, until=refused)  # past the worker's timeout
@@ -329,8 +321,6 @@ async def test_an_upgrade_cloudhub_answers_too_late_leaves_no_session(tmp_path: 
         assert status == 503
         await wait_until(lambda: served == ["edge-1"], timeout=5)
         await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
-    finally:
-        await cloud.stop()
 
 
 async def test_a_text_frame_that_is_not_utf8_closes_its_link_with_1007(
