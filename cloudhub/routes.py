@@ -4,9 +4,10 @@ Module names are KubeEdge's. The content of in-process messages may hold Python 
 never touch the wire); everything that crosses the websocket is built by ``cloudhub.hub``.
 
 edgecontroller -> cloudhub
-    ``update``/``delete`` of an edge key with content :class:`Fanout`: deliver (or remove) this
-    object on these nodes. One message per object change, whatever the number of nodes, so a
-    burst is coalesced by the hub's per-node delivery state, not queued per node.
+    ``update`` with content :class:`Fanouts`: object changes in the order they happened, each
+    to deliver (or remove) on some nodes. One entry per object change, whatever the number of
+    nodes, so a burst is coalesced by the hub's per-node delivery state, not queued per node;
+    the changes a watch had ready at once share one message.
     ``response`` to a ``desired`` query: content ``dict[key, (rv, object)]``.
     ``response``/``error`` to a node's ``query``: resource ``node/{node}/...``.
 
@@ -42,12 +43,22 @@ NODESTATUS = "nodestatus"
 
 @dataclass(frozen=True, slots=True)
 class Fanout:
-    """Deliver ``object`` at ``resource_version`` (or remove it, for ``delete``) on ``nodes``."""
+    """Deliver ``object`` (edge key ``key``) at ``resource_version`` on ``nodes``, or remove
+    it from them when ``resource_version`` is ``None``."""
 
+    key: str
+    resource_version: str | None
     nodes: tuple[str, ...]
     object: dict[str, Any]
     #: ``object`` as JSON, when the store handed it over (not for removals): sent as it is
     body: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fanouts:
+    """Object changes for the hub, in the order they happened."""
+
+    changes: tuple[Fanout, ...]
 
 
 @dataclass(frozen=True, slots=True)

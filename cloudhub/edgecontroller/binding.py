@@ -126,19 +126,28 @@ class BindingIndex:
 
     # ------------------------------------------------------------------ updates
 
-    def upsert(self, obj: dict[str, Any]) -> list[Change]:
+    def upsert(self, obj: dict[str, Any], *, key: str | None = None) -> list[Change]:
         """Record a created or changed object; the changes it causes on nodes.
+
+        ``key``: ``str(key_of(obj))``, when the caller has it already.
 
         Raises:
             wire.errors.InvalidResource: not a kind edgebridge mirrors, or no name.
         """
         rkey = key_of(obj)
-        key = str(rkey)
+        if key is None:
+            key = str(rkey)
         previous = self._objects.get(key)
         refs: frozenset[str] = frozenset()
         node: str | None = None
         if rkey.type in HOLDER_TYPES:
-            node, refs = _holder_binding(rkey.type, rkey.namespace or "default", obj)
+            bound = self._holder_node.get(key)
+            if previous is not None and bound is not None and _same_generation(previous, obj):
+                # Same generation, same spec: the node and references are in the spec, so they
+                # are as recorded (walking a pod's containers for them was a third of this).
+                node, refs = bound, self._holder_refs.get(key, frozenset())
+            else:
+                node, refs = _holder_binding(rkey.type, rkey.namespace or "default", obj)
             if (
                 previous is not None
                 and node is not None
@@ -325,6 +334,14 @@ def _pod_references(namespace: str, spec: dict[str, Any]) -> Iterator[str]:
     for name in secrets:
         if name:
             yield f"{namespace}/secret/{name}"
+
+
+def _same_generation(previous: dict[str, Any], obj: dict[str, Any]) -> bool:
+    """Both versions carry the same ``metadata.generation``, which counts spec changes: the
+    embedded store bumps it on every one, and so does Kubernetes for the spec fields that
+    may change at all (a pod's node and references may not, once it is bound)."""
+    gen = (obj.get("metadata") or {}).get("generation")
+    return gen is not None and (previous.get("metadata") or {}).get("generation") == gen
 
 
 def _dicts(value: Any) -> Iterator[dict[str, Any]]:

@@ -468,12 +468,19 @@ class HubModule:
         while True:
             msg = await self._bus.receive(self.name)
             try:
-                if isinstance(msg.content, routes.Fanout):
-                    await self._fan_out(msg, msg.content)
+                if isinstance(msg.content, routes.Fanouts):
+                    self._fan_out_all(msg.content.changes)
                 else:
                     self._route(msg)
             except Exception:
                 log.exception("failed to route %s %s", msg.operation, msg.resource)
+
+    def _fan_out_all(self, changes: tuple[routes.Fanout, ...]) -> None:
+        for fanout in changes:
+            try:
+                self._fan_out(fanout)
+            except Exception:
+                log.exception("failed to route the change of %s", fanout.key)
 
     def _route(self, msg: Message) -> None:
         if isinstance(msg.content, Replies):
@@ -521,11 +528,10 @@ class HubModule:
                 )
             )
 
-    async def _fan_out(self, msg: Message, fanout: routes.Fanout) -> None:
-        key = msg.resource
-        rv = msg.header.resourceversion
-        remove = msg.operation == Operation.DELETE
-        if fanout.body is not None and not remove:
+    def _fan_out(self, fanout: routes.Fanout) -> None:
+        key = fanout.key
+        rv = fanout.resource_version
+        if fanout.body is not None and rv is not None:
             # The store's own text of this version: every session sends it as it is.
             self._encoded.put((key, rv), fanout.body)
         # A change for a few nodes is written from here; one for many is left to their
@@ -535,7 +541,7 @@ class HubModule:
             session = self.sessions.get(node)
             if session is None or not session.started:
                 continue  # it gets the current state from its inventory diff
-            if remove:
+            if rv is None:
                 session.downstream.remove(key, fanout.object)
             else:
                 session.downstream.update(key, rv, fanout.object)

@@ -29,6 +29,8 @@ class WatchEvent:
     #: ``object`` as JSON text exactly as the store holds it, when the store has it: the hub
     #: sends it to edges as it is instead of encoding the object again
     body: str | None = None
+    #: another event is ready now (a hint: a consumer may batch what it does until the last)
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)

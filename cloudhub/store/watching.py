@@ -11,12 +11,13 @@
   to block writers: its next read raises :class:`~wire.errors.Gone`, and it must re-list and
   watch again from the list's resourceVersion, exactly as after a 410 from Kubernetes.
 
-Every watcher gets a private copy of each object. The first watcher of a type is handed the
-dict an apply encoded the body from (the store no longer holds it: a JSON decode less per
-write, the largest single cost of a watch); any other watcher, and every status write,
-decodes the JSON text when it reads the event. A lagging first watcher therefore buffers
-dicts rather than text: at most ``watch_buffer`` of them, which the binding index it feeds
-holds anyway once it catches up.
+Watchers must not modify the objects they are handed (as with a Kubernetes informer's
+cache). The first watcher of a type is handed the dict an apply encoded the body from (a JSON
+decode less per write, the largest single cost of a watch), which the store also keeps, read
+only, to compare the next apply of that object against; any other watcher, and every status
+write, decodes the JSON text when it reads the event. A lagging first watcher therefore
+buffers dicts rather than text: at most ``watch_buffer`` of them, which the binding index it
+feeds holds anyway once it catches up.
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ class WatchHub:
         """Hand committed events to the watchers of their type (never blocks).
 
         ``written`` (optional, one per event): the dict the event's body was encoded from,
-        which the writer no longer holds. The first watcher of the type takes it as its
-        private copy instead of decoding the body; any other decodes its own.
+        which nothing modifies any more. The first watcher of the type takes it instead of
+        decoding the body; any other decodes its own.
         """
         for index, (type, rv, event_type, body) in enumerate(events):
             watchers = self._watchers.get(type)

@@ -231,6 +231,66 @@ async def test_an_invalid_owned_object_writes_nothing_and_names_the_first_bad_on
     assert created.object["metadata"]["resourceVersion"] == "1"
 
 
+def pod(name: str, image: str = "nginx", **labels: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": image}]},
+    }
+
+
+async def test_owned_updates_check_a_changed_spec_and_always_the_metadata(
+    store: EmbeddedStore,
+) -> None:
+    """An owned update whose spec equals the stored one skips the spec's checks (it passed them
+    when stored) but not the metadata's; a changed spec is checked and bumps generation."""
+    await store.apply_detailed([pod("web")], owned=True)
+    (same,) = await store.apply_detailed([pod("web", v="2")], owned=True)
+    assert same.action == "configured"
+    assert same.object["metadata"]["generation"] == 1
+    bad_label = pod("web")
+    bad_label["metadata"]["labels"] = {"v": 3}
+    with pytest.raises(InvalidObject, match="labels"):
+        await store.apply_detailed([bad_label], owned=True)
+    with pytest.raises(InvalidObject, match="image"):
+        await store.apply_detailed([pod("web", image=" ")], owned=True)
+    (changed,) = await store.apply_detailed([pod("web", image="nginx:2", v="2")], owned=True)
+    assert changed.object["metadata"]["generation"] == 2
+    assert (await store.get("pod", "default", "web"))["metadata"]["labels"] == {"v": "2"}
+
+
+async def test_an_owned_object_with_a_namespace_that_is_not_text_is_refused(
+    store: EmbeddedStore,
+) -> None:
+    """A namespace that is a list (fuzzed input) is an invalid object, not a crash."""
+    bad = pod("web")
+    bad["metadata"]["namespace"] = [None]
+    with pytest.raises(InvalidObject, match=r"metadata\.namespace"):
+        await store.apply_detailed([bad], owned=True, plain=True)
+    assert await store.list("pod") == ([], "0")
+
+
+async def test_an_apply_compares_with_what_was_committed_last(store: EmbeddedStore) -> None:
+    """The store keeps the objects it last applied to compare the next apply with; what it
+    compares with is still what is stored: not a batch that rolled back, not a status written
+    since, not an object deleted since."""
+    await store.apply_detailed([pod("web")], owned=True)
+    with pytest.raises(InvalidObject):
+        await store.apply_detailed([pod("web", v="2"), configmap("Bad_Name")], owned=True)
+    (after_rollback,) = await store.apply_detailed([pod("web", v="2")], owned=True)
+    assert after_rollback.action == "configured"
+    await store.update_status("pod", "default", "web", {"phase": "Running"})
+    (after_status,) = await store.apply_detailed([pod("web", v="3")], owned=True)
+    assert after_status.object["status"] == {"phase": "Running"}
+    (same,) = await store.apply_detailed([pod("web", v="3")], owned=True)
+    assert same.action == "unchanged"
+    uid = same.object["metadata"]["uid"]
+    await store.delete("pod", "default", "web")
+    (again,) = await store.apply_detailed([pod("web", v="3")], owned=True)
+    assert again.action == "created" and again.object["metadata"]["uid"] != uid
+
+
 async def test_a_status_written_twice_in_one_batch_ends_with_the_last(
     store: EmbeddedStore,
 ) -> None:

@@ -73,6 +73,29 @@ async def test_empty_since_means_from_now(store: EmbeddedStore) -> None:
     assert await take(watch, 1) == [("ADDED", "new", "2")]
 
 
+async def test_events_ready_together_say_more_is_coming_but_the_last(
+    store: EmbeddedStore,
+) -> None:
+    """A commit of three objects reaches a live watcher as three events, the first two marked
+    ``more`` (a consumer may batch until the last); a replay marks its page the same way."""
+    _, since = await store.list("configmap")
+    await store.apply([configmap("x")])
+    watch = store.watch("configmap", since)
+    assert (await take(watch, 1))[0][1] == "x"  # replayed: the watch is live from here
+    await store.apply([configmap("a"), configmap("b"), configmap("c")])
+    live = [await asyncio.wait_for(anext(watch), WAIT) for _ in range(3)]
+    assert [(e.object["metadata"]["name"], e.more) for e in live] == [
+        ("a", True),
+        ("b", True),
+        ("c", False),
+    ]
+    replay = store.watch("configmap", since)
+    again = [await asyncio.wait_for(anext(replay), WAIT) for _ in range(4)]
+    assert [e.more for e in again] == [True, True, True, False]
+    await watch.aclose()
+    await replay.aclose()
+
+
 async def test_watch_sees_only_its_type(store: EmbeddedStore) -> None:
     """A configmap watch skips node events."""
     watch = store.watch("configmap", "0")

@@ -14,29 +14,26 @@ from hive.bus import Bus
 from tests.k8s.objects import node, pod
 from tests.support.kubeapi import KubeApiEmulator
 from tests.support.procs import wait_until
-from wire.messages import Message
 
 pytestmark = pytest.mark.timeout(20)
 
 
 class Hub:
-    """Drains the hub's inbox, keeping the Fanout messages."""
+    """Drains the hub's inbox, keeping the object changes it was sent."""
 
     def __init__(self, bus: Bus) -> None:
-        self.fanouts: list[Message] = []
+        self.fanouts: list[routes.Fanout] = []
         self._bus = bus
         self._task = asyncio.create_task(self._drain(), name="test:hub-inbox")
 
     async def _drain(self) -> None:
         while True:
             msg = await self._bus.receive(routes.HUB)
-            if isinstance(msg.content, routes.Fanout):
-                self.fanouts.append(msg)
+            if isinstance(msg.content, routes.Fanouts):
+                self.fanouts.extend(msg.content.changes)
 
-    def for_version(self, resource: str, rv: str) -> list[Message]:
-        return [
-            m for m in self.fanouts if m.resource == resource and m.header.resourceversion == rv
-        ]
+    def for_version(self, resource: str, rv: str) -> list[routes.Fanout]:
+        return [f for f in self.fanouts if f.key == resource and f.resource_version == rv]
 
     async def stop(self) -> None:
         self._task.cancel()
@@ -71,8 +68,8 @@ async def test_a_pod_change_reaches_the_hub_as_a_fanout(
     changed["metadata"]["labels"] = {"v": "2"}
     rv = kubeapi.seed(changed)["metadata"]["resourceVersion"]
     found = await wait_until(lambda: hub.for_version("default/pod/web", rv))
-    assert found[0].content.nodes == ("edge-1",)
-    assert found[0].content.object["metadata"]["labels"] == {"v": "2"}
+    assert found[0].nodes == ("edge-1",)
+    assert found[0].object["metadata"]["labels"] == {"v": "2"}
 
 
 async def test_after_a_forced_410_the_controller_relists_and_keeps_mirroring(
@@ -88,5 +85,5 @@ async def test_after_a_forced_410_the_controller_relists_and_keeps_mirroring(
     changed["metadata"]["labels"] = {"after": "410"}
     rv = kubeapi.seed(changed)["metadata"]["resourceVersion"]
     found = await wait_until(lambda: hub.for_version("default/pod/web", rv))
-    assert found[0].content.nodes == ("edge-1",)
-    assert found[0].operation == "update"
+    assert found[0].nodes == ("edge-1",)
+    assert found[0].resource_version is not None  # an update, not a removal

@@ -208,6 +208,23 @@ def test_owned_input_is_normalised_in_place() -> None:
     assert out is obj and obj["metadata"]["namespace"] == "default"
 
 
+def test_a_spec_known_valid_is_not_checked_again_but_the_rest_is() -> None:
+    """spec_valid=True skips the spec's checks (the store passes it for an unchanged spec);
+    metadata is still checked, and a pod without a spec is still refused."""
+    bad_spec = pod(containers=[])
+    with pytest.raises(InvalidObject, match="at least one container"):
+        validate(copy.deepcopy(bad_spec))
+    assert validate(bad_spec, spec_valid=True)["spec"] == {"containers": []}
+    bad_name = pod()
+    bad_name["metadata"]["name"] = "Not_Valid"
+    with pytest.raises(InvalidObject, match="not a valid name"):
+        validate(bad_name, spec_valid=True)
+    no_spec = pod()
+    del no_spec["spec"]
+    with pytest.raises(InvalidObject, match="spec is required"):
+        validate(no_spec, spec_valid=True)
+
+
 def test_copy_json_is_a_deep_copy() -> None:
     """Nothing mutable is shared with the original; non-JSON values are deep-copied too."""
     obj: dict[str, Any] = {"a": [{"b": "c"}, 1, 2.5, True, None], "s": {1, 2}}

@@ -120,10 +120,11 @@ def test_key_of_covers_every_mirrored_kind() -> None:
         ({"kind": "Pod", "metadata": "junk"}, "without metadata.name"),
         ({"kind": "Pod", "metadata": {"name": ""}}, "without metadata.name"),
         ({"kind": "Pod", "metadata": {"name": 5}}, "without metadata.name"),
+        ({"kind": "Pod", "metadata": {"name": "a", "namespace": [None]}}, "must be a string"),
     ],
 )
 def test_key_of_refuses_objects_it_cannot_key(obj: dict[str, Any], reason: str) -> None:
-    """Unknown kind or missing name raise InvalidResource with the reason."""
+    """Unknown kind, missing name or a namespace that is not text raise InvalidResource."""
     with pytest.raises(InvalidResource, match=reason):
         key_of(obj)
 
