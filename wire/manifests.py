@@ -430,10 +430,10 @@ def validate(obj: Any, *, owned: bool = False, spec_valid: bool = False) -> dict
     schema = _SCHEMAS.get(kind)
     if schema is None:
         raise InvalidObject(f"kind {kind!r} is not supported (expected one of {', '.join(KINDS)})")
-    ident = _identity(kind, obj, schema.namespaced)
     api_version = obj.get("apiVersion")
     if api_version != schema.api_version:
         got = "missing" if api_version is None else repr(api_version)
+        ident = _identity(kind, obj, schema.namespaced)
         raise InvalidObject(f"{ident}: apiVersion must be {schema.api_version!r}, got {got}")
     model = schema.model
     if spec_valid and schema.model_without_spec is not None and "spec" in obj:
@@ -442,9 +442,10 @@ def validate(obj: Any, *, owned: bool = False, spec_valid: bool = False) -> dict
         model.model_validate(obj)
         out: dict[str, Any] = obj if owned else copy_json(obj)
     except ValidationError as exc:
-        raise InvalidObject(f"{ident}: {_describe(exc)}") from exc
+        raise InvalidObject(f"{_identity(kind, obj, schema.namespaced)}: {_describe(exc)}") from exc
     except RecursionError as exc:
         # Only hand-built dicts get here (the parsers refuse such nesting first).
+        ident = _identity(kind, obj, schema.namespaced)
         raise InvalidObject(f"{ident}: nested too deeply") from exc
 
     meta: dict[str, Any] = out["metadata"]

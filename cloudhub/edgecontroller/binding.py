@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from wire.resources import NULL_NAMESPACE, key_of, resource_version_of
+from wire.resources import NULL_NAMESPACE, ResourceKey, key_of, resource_version_of
 
 #: Types bound to a node by their own ``spec.nodeName``.
 HOLDER_TYPES = frozenset({"pod", "device"})
@@ -126,17 +126,17 @@ class BindingIndex:
 
     # ------------------------------------------------------------------ updates
 
-    def upsert(self, obj: dict[str, Any], *, key: str | None = None) -> list[Change]:
+    def upsert(self, obj: dict[str, Any], *, rkey: ResourceKey | None = None) -> list[Change]:
         """Record a created or changed object; the changes it causes on nodes.
 
-        ``key``: ``str(key_of(obj))``, when the caller has it already.
+        ``rkey``: ``key_of(obj)``, when the caller has it already.
 
         Raises:
             wire.errors.InvalidResource: not a kind edgebridge mirrors, or no name.
         """
-        rkey = key_of(obj)
-        if key is None:
-            key = str(rkey)
+        if rkey is None:
+            rkey = key_of(obj)
+        key = str(rkey)
         previous = self._objects.get(key)
         refs: frozenset[str] = frozenset()
         node: str | None = None

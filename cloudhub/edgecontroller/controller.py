@@ -141,8 +141,9 @@ class EdgeController:
                         self._stage(self.index.delete(event.object))
                         known.discard(str(key_of(event.object)))
                     else:
-                        key = str(key_of(event.object))
-                        self._stage(self.index.upsert(event.object, key=key), key, event.body)
+                        rkey = key_of(event.object)
+                        key = str(rkey)
+                        self._stage(self.index.upsert(event.object, rkey=rkey), key, event.body)
                         known.add(key)
                     if not event.more or len(self._staged) >= FANOUT_BATCH:
                         await self._flush()
@@ -162,9 +163,9 @@ class EdgeController:
     async def _relist(self, typ: str, objects: list[dict[str, Any]]) -> None:
         seen: set[str] = set()
         for obj in objects:
-            key = str(key_of(obj))
-            seen.add(key)
-            self._stage(self.index.upsert(obj, key=key))
+            rkey = key_of(obj)
+            seen.add(str(rkey))
+            self._stage(self.index.upsert(obj, rkey=rkey))
             if len(self._staged) >= FANOUT_BATCH:
                 await self._flush()
         for key in self._known[typ] - seen:
