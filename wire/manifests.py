@@ -292,6 +292,12 @@ class NodeObject(_Lenient):
     metadata: ObjectMeta
 
 
+class MetadataOnly(_Lenient):
+    """An object of any kind whose other fields are known to be valid (see :func:`validate`)."""
+
+    metadata: ObjectMeta
+
+
 class PodObject(_Lenient):
     metadata: ObjectMeta
     spec: PodSpec
@@ -336,14 +342,14 @@ class _Schema:
 
 _SCHEMAS: dict[str, _Schema] = {
     "Node": _Schema(CORE_API_VERSION, NodeObject, namespaced=False),
-    "Pod": _Schema(CORE_API_VERSION, PodObject, namespaced=True, model_without_spec=NodeObject),
+    "Pod": _Schema(CORE_API_VERSION, PodObject, namespaced=True, model_without_spec=MetadataOnly),
     "ConfigMap": _Schema(CORE_API_VERSION, ConfigMapObject, namespaced=True),
     "Secret": _Schema(CORE_API_VERSION, SecretObject, namespaced=True),
     "Device": _Schema(
-        DEVICES_API_VERSION, DeviceObject, namespaced=True, model_without_spec=NodeObject
+        DEVICES_API_VERSION, DeviceObject, namespaced=True, model_without_spec=MetadataOnly
     ),
     "DeviceModel": _Schema(
-        DEVICES_API_VERSION, DeviceModelObject, namespaced=True, model_without_spec=NodeObject
+        DEVICES_API_VERSION, DeviceModelObject, namespaced=True, model_without_spec=MetadataOnly
     ),
 }
 

@@ -424,7 +424,7 @@ class EmbeddedStore:
                     if text is not None:
                         hit = recent.get(k)
                         stored = hit[1] if hit is not None and hit[0] == text else parse_json(text)
-                    #: whether the spec differs from the stored one (None: not compared yet)
+                    # whether the spec differs from the stored one (None: not compared yet)
                     new_spec: bool | None = None
                     if check:
                         # A spec equal to the stored one passed this check when it was stored.
