@@ -147,15 +147,14 @@ class EdgeController:
                         known.add(key)
                     if not event.more or len(self._staged) >= FANOUT_BATCH:
                         await self._flush()
-                await self._flush()
+                # What is still staged goes out with the re-list's changes, in order.
                 log.warning("watch of %s ended; re-listing", typ)
             except Gone:
-                await self._flush()
                 log.info("watch of %s expired (410 Gone); re-listing", typ)
             except asyncio.CancelledError:
                 raise
             except (StoreError, WireError, OSError) as exc:
-                await self._flush()
+                await self._flush()  # not held back while this watch waits to retry
                 delay = next(delays)
                 log.warning("watching %s failed: %s; retrying in %.1fs", typ, exc, delay)
                 await asyncio.sleep(delay)

@@ -54,7 +54,6 @@ class ObjectStore(Protocol):
 
     async def list(self, type: str) -> tuple[builtins.list[dict[str, Any]], str]:
         """All objects of ``type`` in every namespace, and the list's resourceVersion."""
-        ...
 
     def watch(self, type: str, since: str) -> AsyncIterator[WatchEvent]:
         """Changes of ``type`` after resourceVersion ``since``, forever.
@@ -62,7 +61,6 @@ class ObjectStore(Protocol):
         Raises:
             wire.errors.Gone: ``since`` is older than the history kept; re-list.
         """
-        ...
 
     async def get(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
         """One object.
@@ -70,7 +68,6 @@ class ObjectStore(Protocol):
         Raises:
             wire.errors.NotFound: no such object.
         """
-        ...
 
     async def apply(self, objects: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         """Create or replace each object, all or nothing.
@@ -82,7 +79,6 @@ class ObjectStore(Protocol):
         Raises:
             wire.errors.InvalidObject: an object is not valid; nothing was written.
         """
-        ...
 
     async def delete(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
         """Delete one object and return its last state.
@@ -90,7 +86,6 @@ class ObjectStore(Protocol):
         Raises:
             wire.errors.NotFound: no such object.
         """
-        ...
 
     async def update_status(
         self, type: str, namespace: str | None, name: str, status: dict[str, Any]
@@ -102,7 +97,6 @@ class ObjectStore(Protocol):
         Raises:
             wire.errors.NotFound: no such object.
         """
-        ...
 
     async def update_statuses(
         self, updates: Sequence[StatusUpdate]
@@ -111,7 +105,6 @@ class ObjectStore(Protocol):
 
         Returns the objects after the merge, ``None`` for objects that do not exist.
         """
-        ...
 
 
 #: ``compute(index, object or None) -> status to merge or None``, see :class:`StatusMerger`

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,8 +11,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from cloudhub import app as cloud_app
+from cloudhub import routes
 from cloudhub.config import CloudSettings, HubSettings
+from cloudhub.edgecontroller.controller import EdgeController
+from cloudhub.store.embedded import EmbeddedStore
 from edgecore.join import join
+from hive.bus import Bus
 from tests.support.procs import wait_until
 
 MODEL = {
@@ -58,3 +63,29 @@ async def linked(
             yield cloud, ws
     finally:
         await cloud.stop()
+
+
+@pytest.fixture
+async def controlled(tmp_path: Path) -> AsyncIterator[tuple[Bus, EmbeddedStore]]:
+    """An edgecontroller on an embedded store holding Nodes edge-1 and edge-2, synced, with
+    what its start-up list sent the hub already drained; the bus has no hub reading it."""
+    store = EmbeddedStore(tmp_path / "store.db")
+    await store.start()
+    await store.apply(
+        [
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}}
+            for n in ("edge-1", "edge-2")
+        ]
+    )
+    bus = Bus()
+    bus.register(routes.HUB, "hub")
+    bus.register(routes.EDGECONTROLLER, "resource")
+    ctl = EdgeController(bus=bus, store=store)
+    task = asyncio.create_task(ctl.run(), name="edgecontroller")
+    await asyncio.wait_for(ctl.synced.wait(), 5)
+    while bus.receive_nowait(routes.HUB) is not None:
+        pass
+    yield bus, store
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await store.close()

@@ -4,23 +4,17 @@ and anything else it sends after the changes that came before it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cloudhub import routes
-from cloudhub.edgecontroller.controller import FANOUT_BATCH, EdgeController
+from cloudhub.edgecontroller.controller import FANOUT_BATCH
 from cloudhub.store.embedded import EmbeddedStore
 from hive.bus import Bus
 from wire.messages import Message
 
 pytestmark = pytest.mark.timeout(20)
-
-
-def node(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
 
 
 def pod(name: str, node_name: str, **labels: str) -> dict[str, Any]:
@@ -32,35 +26,16 @@ def pod(name: str, node_name: str, **labels: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[tuple[Bus, EmbeddedStore]]:
-    store = EmbeddedStore(tmp_path / "store.db")
-    await store.start()
-    await store.apply([node("edge-1"), node("edge-2")])
-    bus = Bus()
-    bus.register(routes.HUB, "hub")
-    bus.register(routes.EDGECONTROLLER, "resource")
-    ctl = EdgeController(bus=bus, store=store)
-    task = asyncio.create_task(ctl.run(), name="edgecontroller")
-    await asyncio.wait_for(ctl.synced.wait(), 5)
-    while bus.receive_nowait(routes.HUB) is not None:
-        pass  # what the start-up list sent
-    yield bus, store
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await store.close()
-
-
 async def next_for_hub(bus: Bus) -> Message:
     return await asyncio.wait_for(bus.receive(routes.HUB), 5)
 
 
 async def test_one_commit_reaches_the_hub_as_one_message_in_order(
-    running: tuple[Bus, EmbeddedStore],
+    controlled: tuple[Bus, EmbeddedStore],
 ) -> None:
     """Three pods applied together: one message, their three changes in the applied order,
     each for its own node and carrying the stored text."""
-    bus, store = running
+    bus, store = controlled
     stored = await store.apply([pod("c", "edge-1"), pod("a", "edge-2"), pod("b", "edge-1", v="1")])
     msg = await next_for_hub(bus)
     assert isinstance(msg.content, routes.Fanouts)
@@ -78,11 +53,11 @@ async def test_one_commit_reaches_the_hub_as_one_message_in_order(
 
 
 async def test_a_large_commit_is_split_and_a_removal_has_no_version(
-    running: tuple[Bus, EmbeddedStore],
+    controlled: tuple[Bus, EmbeddedStore],
 ) -> None:
     """More changes than FANOUT_BATCH go in several messages, none lost or reordered; a
     deleted pod becomes a change without a resourceVersion."""
-    bus, store = running
+    bus, store = controlled
     n = FANOUT_BATCH + 3
     await store.apply([pod(f"p{i:04d}", "edge-1") for i in range(n)])
     keys: list[str] = []
@@ -98,11 +73,11 @@ async def test_a_large_commit_is_split_and_a_removal_has_no_version(
 
 
 async def test_a_desired_answer_comes_after_the_changes_it_includes(
-    running: tuple[Bus, EmbeddedStore],
+    controlled: tuple[Bus, EmbeddedStore],
 ) -> None:
     """A node's desired set, asked right after a commit, reaches the hub after that commit's
     changes: the hub never applies an older change on top of a newer desired set."""
-    bus, store = running
+    bus, store = controlled
     await store.apply([pod("web", "edge-1")])
     query = Message.new(
         source=routes.HUB,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +20,6 @@ pytestmark = pytest.mark.timeout(20)
 
 def node(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
-
-
-@pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[tuple[Bus, EmbeddedStore]]:
-    store = EmbeddedStore(tmp_path / "store.db")
-    await store.start()
-    await store.apply([node("edge-1"), node("edge-2")])
-    bus = Bus()
-    bus.register(routes.HUB, "hub")
-    bus.register(routes.EDGECONTROLLER, "resource")
-    ctl = EdgeController(bus=bus, store=store)
-    task = asyncio.create_task(ctl.run(), name="edgecontroller")
-    await asyncio.wait_for(ctl.synced.wait(), 5)
-    yield bus, store
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await store.close()
 
 
 async def answer(bus: Bus, msg: Message) -> Message:
@@ -58,9 +40,9 @@ def report(sender: str, about: str) -> Message:
     )
 
 
-async def test_own_status_report_is_stored(running: tuple[Bus, EmbeddedStore]) -> None:
+async def test_own_status_report_is_stored(controlled: tuple[Bus, EmbeddedStore]) -> None:
     """capacity, nodeInfo and os/arch labels from the edge appear on its Node."""
-    bus, store = running
+    bus, store = controlled
     reply = await answer(bus, report("edge-1", "edge-1"))
     assert reply.operation == "response"
     obj = await store.get("node", None, "edge-1")
@@ -69,18 +51,18 @@ async def test_own_status_report_is_stored(running: tuple[Bus, EmbeddedStore]) -
     assert obj["metadata"]["labels"]["kubernetes.io/os"] == "linux"
 
 
-async def test_report_about_another_node_is_refused(running: tuple[Bus, EmbeddedStore]) -> None:
+async def test_report_about_another_node_is_refused(controlled: tuple[Bus, EmbeddedStore]) -> None:
     """A node cannot write another node's status; the other Node is unchanged."""
-    bus, store = running
+    bus, store = controlled
     before = await store.get("node", None, "edge-2")
     reply = await answer(bus, report("edge-1", "edge-2"))
     assert reply.operation == "error" and "may not" in reply.content
     assert await store.get("node", None, "edge-2") == before
 
 
-async def test_malformed_report_is_refused(running: tuple[Bus, EmbeddedStore]) -> None:
+async def test_malformed_report_is_refused(controlled: tuple[Bus, EmbeddedStore]) -> None:
     """A report that is not NodeStatus-shaped gets an error naming the problem."""
-    bus, _ = running
+    bus, _ = controlled
     msg = report("edge-1", "edge-1")
     msg.content = {"status": "broken"}
     reply = await answer(bus, msg)
