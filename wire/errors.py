@@ -7,7 +7,8 @@
     │   ├── DecodeError           not JSON, or not the envelope's shape
     │   ├── MessageTooLarge       over the configured size limit
     │   ├── InvalidResource       a resource string that does not parse
-    │   └── UnknownOperation      an operation this side does not handle
+    │   ├── UnknownOperation      an operation this side does not handle
+    │   └── StreamError           a logs/exec stream broke its protocol (order, window)
     ├── AuthError                 who is asking may not do this
     │   ├── TokenError            join token expired, forged, used up or malformed
     │   ├── IdentityMismatch      node_id header/path disagrees with the certificate
@@ -53,6 +54,10 @@ class InvalidResource(WireError, ValueError):
 
 class UnknownOperation(WireError):
     """An operation this side does not handle."""
+
+
+class StreamError(WireError):
+    """A stream message out of order, over its window, or for a stream that is not open."""
 
 
 class AuthError(BridgeError):

@@ -49,6 +49,8 @@ class Group(StrEnum):
     USER = "user"
     META = "meta"
     HUB = "hub"
+    #: logs and exec relayed to a pod (:mod:`wire.streams`)
+    STREAM = "stream"
 
 
 class Header(BaseModel):
