@@ -6,6 +6,7 @@
                                           <──status────                <──bus── │ wss :10000
     httpserver (HTTPS :10002): join (/ca.crt, /edge.crt) and the admin API used by edgectl
     certcontroller: renews node certificates over the link, revokes deleted nodes' certificates
+    cloudstream: pods' logs and exec (admin API, kubelet-shaped endpoints) relayed over links
     auth ledger (auth.db; the Secret edgebridge-auth in Kubernetes mode, shared by replicas):
         token use counts, issued and revoked certificates
 
@@ -29,6 +30,7 @@ from cloudhub.auth.issuer import CertIssuer
 from cloudhub.auth.ledger import AuthLedger, SqliteLedger
 from cloudhub.auth.revocation import Revocations
 from cloudhub.certcontroller.controller import CertController
+from cloudhub.cloudstream.relay import CloudStream
 from cloudhub.config import CloudSettings
 from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.edgecontroller.controller import EdgeController
@@ -166,6 +168,7 @@ async def start(settings: CloudSettings) -> CloudApp:
     bus.register(routes.EDGECONTROLLER, "resource")
     bus.register(routes.DEVICECONTROLLER, "device")
     bus.register(routes.CERTCONTROLLER, "certificate")
+    bus.register(routes.CLOUDSTREAM, routes.LIFECYCLE_GROUP)
     cluster = (
         Cluster.build(settings, store, bus) if cluster_requested(settings.kubeconfig) else None
     )
@@ -188,6 +191,7 @@ async def start(settings: CloudSettings) -> CloudApp:
     # With a cluster, a starting replica must not mark other replicas' edges offline, and a
     # node that moved between replicas must not be marked offline by the one it left: node
     # liveness is the node lease's business there.
+    cloudstream = CloudStream(bus=bus, is_online=lambda node: node in hub.sessions)
     controller = EdgeController(
         bus=bus, store=store, mark_offline_on_start=cluster is None, write_offline=cluster is None
     )
@@ -201,7 +205,13 @@ async def start(settings: CloudSettings) -> CloudApp:
         ) from exc
     try:
         https = await serve_https(
-            make_app(authority=authority, store=store, presence=hub, issuer=issuer),
+            make_app(
+                authority=authority,
+                store=store,
+                presence=hub,
+                issuer=issuer,
+                streams=cloudstream,
+            ),
             host=settings.hub.bind,
             port=settings.https_port,
             ssl_context=authority.https_ssl_context(),
@@ -219,6 +229,7 @@ async def start(settings: CloudSettings) -> CloudApp:
             bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
         )
     )
+    runner.start_module(cloudstream)
     runner.start_module(hub)
     if cluster is not None:
         runner.start_module(cluster.lifecycle)

@@ -15,6 +15,11 @@ cloudhub -> devicecontroller
     an edge's ``update`` of ``node/{node}/{ns}/device/{name}/twin/edge_updated`` or
     ``.../state/update``, answered with ``response`` (applied) or ``error`` (refused).
 
+cloudhub <-> cloudstream
+    messages of group ``stream`` (:mod:`wire.streams`): to an edge with resource
+    ``node/{node}/{ns}/pod/{name}`` (the hub strips the prefix and writes it on the node's
+    link), from an edge with the prefix the hub adds from the certificate's identity.
+
 cloudhub -> edgecontroller
     ``query`` of ``node/{node}/desired``: what is bound to the node now (answered in order with
     the fan-out messages, which is why it is not a ``send_sync``).
@@ -36,6 +41,9 @@ NODELIFECYCLE = "nodelifecycle"
 #: modules told about node presence besides edgecontroller
 LIFECYCLE_GROUP = "lifecycle"
 HTTPSERVER = "httpserver"
+#: relays logs and exec streams over the nodes' links (in the lifecycle group: it must hear
+#: of disconnects)
+CLOUDSTREAM = "cloudstream"
 
 DESIRED = "desired"
 NODESTATUS = "nodestatus"

@@ -30,7 +30,9 @@ from cloudhub.auth.issuer import CertIssuer
 from cloudhub.auth.ledger import MemoryLedger
 from cloudhub.auth.revocation import Revocations
 from cloudhub.httpserver.admin import AdminApi, admin_middleware
+from cloudhub.cloudstream.relay import StreamOpener
 from cloudhub.httpserver.join import JoinApi
+from cloudhub.httpserver.streams import StreamApi
 from cloudhub.hub.limits import ConnectionGate
 from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
@@ -70,11 +72,13 @@ def make_app(
     store: ObjectStore,
     presence: Presence,
     issuer: CertIssuer | None = None,
+    streams: StreamOpener | None = None,
 ) -> web.Application:
     """The HTTPS application: ``/ca.crt``, ``/edge.crt``, ``/healthz`` and ``/admin/v1/...``.
 
     The store must already be started; the application does not own it. Without an
-    ``issuer``, certificates and token uses are recorded in memory only (tests).
+    ``issuer``, certificates and token uses are recorded in memory only (tests). With
+    ``streams``, pods' logs and exec are served too (:mod:`cloudhub.httpserver.streams`).
     """
     if issuer is None:
         ledger = MemoryLedger()
@@ -87,6 +91,10 @@ def make_app(
     AdminApi(authority=authority, store=store, presence=presence, revoker=issuer).register(
         app.router
     )
+    if streams is not None:
+        StreamApi(
+            store=store, opener=streams, authority=authority, revocations=issuer.revocations
+        ).register(app.router)
     app.router.add_get("/healthz", _healthz)
     return app
 

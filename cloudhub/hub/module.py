@@ -49,11 +49,12 @@ from cloudhub.hub.reader import CHEAP_FRAME_COST, FrameReader
 from cloudhub.hub.session import NodeSession, json_string, response_frame
 from cloudhub.linkworker.pool import Hello, LinkWorkers, RelayedLink
 from cloudhub.linkworker.worker import WorkerConfig
-from hive.bus import Bus
+from hive.bus import Bus, UnknownModule
 from hive.local_messages import MessageIds
 from wire.codec import ContentCache, decode, encode, encode_content
 from wire.errors import AuthError, WireError
 from wire.messages import Group, Header, Message, Operation, Route
+from wire.resources import split_node_prefix
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +384,9 @@ class HubModule:
 
     async def _upstream(self, session: NodeSession, msg: Message) -> None:
         op = msg.operation
-        if op == Operation.RESPONSE:
+        if msg.route.group == Group.STREAM:
+            await self._stream_from_edge(session, msg)
+        elif op == Operation.RESPONSE:
             if session.ack(msg.parent_id):
                 session.deliver()
         elif op == Operation.KEEPALIVE:
@@ -424,6 +427,25 @@ class HubModule:
         )
         self._forwarded[forward.id] = (session.node, msg)
         await self._bus.send(dest, forward)
+
+    async def _stream_from_edge(self, session: NodeSession, msg: Message) -> None:
+        """Hand a stream message to cloudstream, named by the certificate's node."""
+        msg.route.resource = f"node/{session.node}/{msg.resource}"
+        try:
+            await self._bus.send(routes.CLOUDSTREAM, msg)
+        except UnknownModule:
+            await session.send(
+                msg.error_reply("this cloudhub relays no streams", source=routes.HUB)
+            )
+
+    def _stream_to_edge(self, msg: Message) -> None:
+        """Write cloudstream's message on its node's link (dropped when the node is gone:
+        cloudstream ends the node's streams on the disconnect report)."""
+        node, rest = split_node_prefix(msg.resource)
+        session = self.sessions.get(node)
+        if session is not None:
+            msg.route.resource = rest
+            session.send_soon(encode(msg))
 
     def _request_start(self, session: NodeSession, inventory: dict[str, str] | None) -> None:
         """Ask edgecontroller what is bound to the node; delivery starts with its answer."""
@@ -483,6 +505,9 @@ class HubModule:
                 log.exception("failed to route the change of %s", fanout.key)
 
     def _route(self, msg: Message) -> None:
+        if msg.route.group == Group.STREAM:
+            self._stream_to_edge(msg)
+            return
         if isinstance(msg.content, Replies):
             self._reply_all(msg.content)
             return

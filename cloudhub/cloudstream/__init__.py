@@ -1,0 +1,1 @@
+"""cloudstream: logs and exec relayed to pods over the nodes' links."""
