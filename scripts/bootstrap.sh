@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepare a fresh Debian machine: system packages (mosquitto) and the project's virtualenv.
+# Prepare a fresh Debian machine: system packages (mosquitto; containerd, runc, busybox-static
+# and the CNI plugins that edged runs pods with) and the project's virtualenv.
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +8,12 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# edged: a real container runtime (scripts/containerd.sh) and offline images (build-images.sh)
+command -v containerd >/dev/null 2>&1 || need_apt+=(containerd)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_apt+=(runc)
+[ -x /bin/busybox ] && /bin/busybox --list-full >/dev/null 2>&1 || need_apt+=(busybox-static)
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need_apt+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -18,7 +18,11 @@
     │   ├── Conflict              resourceVersion guard failed
     │   ├── Gone                  a watch asked for history that was compacted away
     │   └── InvalidObject         a manifest that is not a valid object
-    └── ConfigError               bad settings or files on disk
+    ├── ConfigError               bad settings or files on disk
+    └── ContainerRuntimeError     the container runtime (CRI) refused or failed a call
+        ├── RuntimeUnavailable    its socket does not answer
+        ├── RuntimeNotFound       no such sandbox, container or image
+        └── RuntimeTimeout        no answer within the deadline
 
 Third-party errors are wrapped with ``raise ... from`` so the cause stays visible.
 Modules never exit the process; only the command-line entry points turn these into exit codes.
@@ -101,3 +105,28 @@ class InvalidObject(StoreError, ValueError):
 
 class ConfigError(BridgeError):
     """Bad settings, flags or files on disk."""
+
+
+class ContainerRuntimeError(BridgeError):
+    """The container runtime (CRI) refused or failed a call.
+
+    ``code`` is the gRPC status name (``"UNKNOWN"``, ``"NOT_FOUND"``, ...) and ``reason`` the
+    runtime's own words, which pod status shows (e.g. why an image pull failed).
+    """
+
+    def __init__(self, message: str, *, code: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason or message
+
+
+class RuntimeUnavailable(ContainerRuntimeError):
+    """The runtime's socket does not answer (not started, wrong endpoint, restarting)."""
+
+
+class RuntimeNotFound(ContainerRuntimeError):
+    """No such sandbox, container or image in the runtime."""
+
+
+class RuntimeTimeout(ContainerRuntimeError):
+    """The runtime did not answer within the deadline."""
