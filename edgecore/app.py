@@ -6,6 +6,7 @@
          <──ACK─── edgehub <──bus── metamanager          │
                                                          └──> metaserver (local API :10550)
     certmanager ──bus──> edgehub: renews node.crt at 70-80 % of its life, over the live link
+    edgestream <──bus──> edgehub: the cloud's logs/exec streams, answered through the runtime
 
 Modules never import each other; they share only the bus (and the store handle, for the
 local API which reads the cache). Everything started here is owned by one
@@ -24,6 +25,8 @@ from edgecore.certmanager.module import CERTMANAGER, CertManager
 from edgecore.config import EdgeSettings
 from edgecore.devicetwin.module import TwinModule
 from edgecore.edgehub.module import EDGEHUB, METAMANAGER, EdgeHub, client_ssl_context
+from edgecore.edgestream.module import EDGESTREAM, EdgeStream
+from edgecore.edgestream.runtime import StreamRuntime
 from edgecore.eventbus.module import EventBus
 from edgecore.metamanager.module import MetaManager
 from edgecore.metamanager.store import MetaStore
@@ -64,8 +67,11 @@ class EdgeApp:
         self.stopped.set()
 
 
-async def start(settings: EdgeSettings) -> EdgeApp:
+async def start(settings: EdgeSettings, *, stream_runtime: StreamRuntime | None = None) -> EdgeApp:
     """Open the cache, start the local API, then the cloud link.
+
+    ``stream_runtime``: the container runtime pods' logs and exec are served from (None:
+    streams are answered with an error saying the node runs none).
 
     The local API comes up before the cloud link is tried, so an edge whose cloud is away
     serves its cache at once.
@@ -90,6 +96,7 @@ async def start(settings: EdgeSettings) -> EdgeApp:
     bus.register(EVENTBUS, "bus")
     bus.register(TWIN, "twin")
     bus.register(NODESTATUS, NODESTATUS_GROUP)
+    bus.register(EDGESTREAM, EDGESTREAM)
     # Built before anything is started so a missing mosquitto fails start-up with one line.
     eventbus = EventBus(
         bus=bus, settings=settings.mqtt, node_name=settings.node_name, data_dir=settings.data_dir
@@ -120,5 +127,6 @@ async def start(settings: EdgeSettings) -> EdgeApp:
             bus=bus, node_name=settings.node_name, cloud_host=settings.hub.cloud_host
         )
     )
+    runner.start_module(EdgeStream(bus=bus, runtime=stream_runtime, node_name=settings.node_name))
     runner.start_module(hub)
     return EdgeApp(settings, store, bus, hub, runner, local_api)

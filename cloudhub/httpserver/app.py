@@ -29,8 +29,8 @@ from pydantic import BaseModel
 from cloudhub.auth.issuer import CertIssuer
 from cloudhub.auth.ledger import MemoryLedger
 from cloudhub.auth.revocation import Revocations
-from cloudhub.httpserver.admin import AdminApi, admin_middleware
 from cloudhub.cloudstream.relay import StreamOpener
+from cloudhub.httpserver.admin import AdminApi, admin_middleware
 from cloudhub.httpserver.join import JoinApi
 from cloudhub.httpserver.streams import StreamApi
 from cloudhub.hub.limits import ConnectionGate

@@ -51,7 +51,9 @@ HEARTBEAT_HEADER = "edgebridge-heartbeat"
 _META_OPS = frozenset({Operation.INSERT, Operation.UPDATE, Operation.PATCH, Operation.DELETE})
 #: groups told when the cloud link comes up or goes down (twin resends its durable outbox,
 #: certmanager renews only while connected)
-NOTIFY_GROUPS = ("twin", "certmanager", "edged")
+NOTIFY_GROUPS = ("twin", "certmanager", "edged", "edgestream")
+#: where the cloud's logs/exec streams go
+EDGESTREAM = "edgestream"
 #: seconds between looks at node.crt while waiting for a re-join
 _CERT_POLL = 0.25
 CONNECTED = "connected"
@@ -124,7 +126,11 @@ class EdgeHub:
             if ws is None:
                 log.debug("offline: not sending %s %s", msg.operation, msg.resource)
                 continue
-            if msg.operation not in (Operation.RESPONSE, Operation.ERROR) and msg.route.source:
+            if (
+                msg.operation not in (Operation.RESPONSE, Operation.ERROR)
+                and msg.route.source
+                and msg.route.group != Group.STREAM  # stream output expects no answer
+            ):
                 self._upstream[msg.id] = msg.route.source
             try:
                 await ws.send(encode(msg))
@@ -264,7 +270,9 @@ class EdgeHub:
                 log.warning("cloud sent a bad frame: %s", exc)
                 continue
             op = msg.operation
-            if op in _META_OPS or (op == Operation.QUERY and msg.route.group == Group.RESOURCE):
+            if msg.route.group == Group.STREAM:
+                await self._bus.send(EDGESTREAM, msg)
+            elif op in _META_OPS or (op == Operation.QUERY and msg.route.group == Group.RESOURCE):
                 await self._bus.send(METAMANAGER, msg)
             elif op in (Operation.RESPONSE, Operation.ERROR):
                 origin = self._upstream.pop(msg.parent_id, None)
