@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from edgectl import streams
 from edgectl.client import AdminClient
 from edgectl.render import format_table, meta, table_rows
 from wire.devicemodel import desired_problems
@@ -495,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     twin_set.add_argument("assignments", metavar="PROP=VALUE", nargs="+")
     twin_set.add_argument("-n", "--namespace", help="namespace (default 'default')")
     twin_set.set_defaults(func=cmd_twin_set)
+    streams.register(commands)
     return parser
 
 
@@ -502,14 +504,14 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     """Run edgectl; returns the exit code (argparse exits with 2 on usage errors)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    func: Callable[[Context], None] | None = getattr(args, "func", None)
+    func: Callable[[Context], int | None] | None = getattr(args, "func", None)
     if func is None:
         # A command group without its subcommand ("edgectl", "edgectl token").
         group: argparse.ArgumentParser = getattr(args, "group", parser)
         group.print_help(sys.stderr)
         return 2
     try:
-        func(Context(args, out or sys.stdout))
+        code = func(Context(args, out or sys.stdout))
     except (UsageError, BridgeError) as exc:
         message = " ".join(str(exc).split())
         if isinstance(exc, InvalidObject) and not message:
@@ -518,7 +520,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,11 +20,17 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
+from wire.channels import PROTOCOLS
 from wire.errors import AuthError, BridgeError, ConfigError, Conflict, InvalidObject, NotFound
 
 logger = logging.getLogger(__name__)
@@ -125,6 +131,42 @@ class AdminClient:
         """Delete one object and return its last state."""
         return _object(self._call("DELETE", _object_path(plural, namespace, name)))
 
+    def open_channels(self, path: str, query: Sequence[tuple[str, str]]) -> ClientConnection:
+        """A websocket in Kubernetes' channel protocol (:mod:`wire.channels`) to ``path``
+        under the admin API: what ``logs`` and ``exec`` read.
+
+        Raises:
+            AuthError, NotFound, InvalidObject, BridgeError: cloudhub refused (its one line).
+            ConfigError: cloudhub cannot be reached or verified.
+        """
+        scheme = "wss" if self._ssl is not None else "ws"
+        base = self._server.split("://", 1)[1]
+        url = f"{scheme}://{base}{API_PREFIX}{path}?{urllib.parse.urlencode(query)}"
+        logger.debug("websocket %s", url)
+        try:
+            return ws_connect(
+                url,
+                ssl=self._ssl,
+                subprotocols=[Subprotocol(p) for p in PROTOCOLS],
+                additional_headers={"Authorization": f"Bearer {self._token}"},
+                compression=None,
+                proxy=None,
+                open_timeout=self._timeout,
+                ping_interval=None,
+                max_size=None,
+            )
+        except InvalidStatus as exc:
+            body = exc.response.body or b""
+            try:
+                detail = json.loads(body).get("error")
+            except (ValueError, AttributeError):
+                detail = None
+            raise _status_error(
+                exc.response.status_code, str(detail or body.decode(errors="replace").strip())
+            ) from exc
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise _unreachable(self._server, exc) from exc
+
     # -- transport -----------------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
@@ -181,19 +223,26 @@ def _error_from(exc: urllib.error.HTTPError) -> BridgeError:
     except (ValueError, AttributeError, OSError):
         detail = None
     message = str(detail) if detail else f"HTTP {exc.code} {exc.reason}"
-    if exc.code == 401:
+    return _status_error(exc.code, message)
+
+
+def _status_error(code: int, message: str) -> BridgeError:
+    """The error for cloudhub's answer ``code`` with its one-line ``message``."""
+    if code == 401:
         return AuthError(
             f"cloudhub refused the admin token ({message}): use the one in cloudhub's "
             "DATA_DIR/admin.token (--data-dir, --token or EDGECTL_TOKEN)"
         )
-    if exc.code == 403:
+    if code == 403:
         return AuthError(message)
-    if exc.code == 404:
+    if code == 404:
         return NotFound(message)
-    if exc.code == 409:
+    if code == 409:
         return Conflict(message)
-    if exc.code in (400, 413, 422):
+    if code in (400, 413, 422):
         return InvalidObject(message)
+    if code == 503:  # e.g. the pod's node is offline: the reason says it all
+        return BridgeError(message)
     return BridgeError(f"cloudhub failed: {message}")
 
 

@@ -85,9 +85,9 @@ def status_frame(status: dict[str, Any]) -> bytes:
 
 
 def read_status(data: bytes) -> tuple[int, str]:
-    """``(exit code, message)`` of a Status from the error channel, as kubectl reads it:
-    ``Success`` is 0; ``NonZeroExitCode`` the code in its ``ExitCode`` cause; any other
-    failure :data:`FAILURE_EXIT` with its message.
+    """``(exit code, error)`` of a Status from the error channel, as kubectl reads it:
+    ``Success`` is ``(0, "")``; ``NonZeroExitCode`` the code in its ``ExitCode`` cause and no
+    error (the command ran); any other failure :data:`FAILURE_EXIT` and its message.
 
     Raises:
         DecodeError: not a JSON Status.
@@ -106,7 +106,7 @@ def read_status(data: bytes) -> tuple[int, str]:
         for cause in causes:
             if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
                 try:
-                    return int(str(cause.get("message"))), message
+                    return int(str(cause.get("message"))), ""
                 except ValueError:
                     break
     return FAILURE_EXIT, message
