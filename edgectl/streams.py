@@ -43,8 +43,12 @@ def cmd_logs(ctx: Context) -> int:
 def cmd_exec(ctx: Context) -> int:
     args = ctx.args
     command = list(args.command)
-    if command and command[0] == "--":
-        command = command[1:]
+    if "--" in command:
+        # Options between POD and "--" (kubectl's order: exec web -c app -- cmd) arrive here,
+        # since the command swallows all that follows POD: parse them now.
+        cut = command.index("--")
+        _exec_options(_Parser(prog="edgectl exec")).parse_args(command[:cut], namespace=args)
+        command = command[cut + 1 :]
     if not command:
         raise BridgeError("exec needs a command after '--' (e.g. edgectl exec web -- ls /)")
     query = [("command", part) for part in command]
@@ -121,6 +125,21 @@ def _quote(text: str) -> str:
     return urllib.parse.quote(text, safe="")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Options after POD: errors are edgectl's one line (a BridgeError), not an exit."""
+
+    def error(self, message: str) -> Any:
+        raise BridgeError(f"exec: {message}")
+
+
+def _exec_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("-c", "--container", help="container name (default: the only one)")
+    parser.add_argument("-n", "--namespace", help="namespace (default 'default')")
+    parser.add_argument("-i", "--stdin", action="store_true", help="pass stdin to the command")
+    parser.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    return parser
+
+
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``logs`` and ``exec`` to edgectl's commands."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -161,9 +180,6 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         formatter_class=fmt,
     )
     exe.add_argument("pod", metavar="POD")
-    exe.add_argument("-c", "--container", help="container name (default: the only one)")
-    exe.add_argument("-n", "--namespace", help="namespace (default 'default')")
-    exe.add_argument("-i", "--stdin", action="store_true", help="pass stdin to the command")
-    exe.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    _exec_options(exe)
     exe.add_argument("command", metavar="-- COMMAND [ARG...]", nargs=argparse.REMAINDER)
     exe.set_defaults(func=cmd_exec)

@@ -137,7 +137,9 @@ class EdgeStream:
             stream = _Stream(content, msg.resource, Outflow(content.window))
             stream.room.set()
             self.streams[content.stream] = stream
-            stream.task = tg.create_task(self._serve(stream), name=f"stream:{content.stream[:8]}")
+            stream.task = tg.create_task(
+                self._serve(stream), name=f"edgestream:{content.stream[:8]}"
+            )
         elif stream is None:
             return  # ended here already
         elif isinstance(content, Credit):

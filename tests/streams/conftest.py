@@ -1,0 +1,161 @@
+"""A real cloudhub and edgecore (in this test's loop) with a real containerd behind the edge.
+
+The pods' containers are made through CRI with the labels edged puts on what it runs
+(:mod:`edgecore.edged.labels`), so edgestream finds them exactly as it finds edged's; the
+Pod objects are applied in the cloud so that cloudhub knows their node. edgectl runs as the
+user runs it: a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloudhub import app as cloud_app
+from cloudhub.config import CloudSettings, HubSettings
+from edgecore import app as edge_app
+from edgecore.config import EdgeSettings
+from edgecore.edged import labels as L
+from edgecore.edged.cri import api_pb2 as pb
+from edgecore.edged.cri.client import CriClient
+from edgecore.edgestream.runtime import CriRuntime
+from edgecore.join import join
+from tests.support.containerd import cri_endpoint, unique_node
+from tests.support.procs import free_port, wait_until
+
+__all__ = ["cri_endpoint"]
+
+#: prints five lines and one on stderr, then nothing
+QUIET = "for i in 1 2 3 4 5; do echo line $i; done; echo oops >&2; exec sleep 3600"
+#: prints a numbered line every 0.2 s
+TICKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"
+
+
+@dataclass
+class Fleet:
+    cloud: cloud_app.CloudApp
+    edge: edge_app.EdgeApp
+    edge_settings: EdgeSettings
+    node: str
+    cri: CriClient
+    tmp: Path
+
+    async def edgectl(self, *args: str, timeout: float = 30) -> tuple[int, str, str]:
+        """Run edgectl against this cloud: (exit code, stdout, stderr)."""
+        proc = await self.start_edgectl(*args)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def start_edgectl(self, *args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "edgectl",
+            "--server",
+            f"https://127.0.0.1:{self.cloud.https_port}",
+            "--data-dir",
+            str(self.tmp / "cloud"),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def run_pod(
+        self, name: str, script: str, *, containers: tuple[str, ...] = ("app",)
+    ) -> str:
+        """Run a pod of busybox containers on the node (through CRI) and apply its Pod in the
+        cloud; the first container's id."""
+        uid = str(uuid.uuid4())
+        sandbox = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="default"),
+            hostname=name,
+            log_directory=str(L.pod_log_directory(self.tmp / "logs", "default", name, uid)),
+            labels=L.sandbox_labels(self.node, "default", name, uid),
+            linux=pb.LinuxPodSandboxConfig(),
+        )
+        sandbox_id = await self.cri.run_pod_sandbox(sandbox)
+        ids = []
+        for container in containers:
+            config = pb.ContainerConfig(
+                metadata=pb.ContainerMetadata(name=container),
+                image=pb.ImageSpec(image="busybox"),
+                command=["sh", "-c", script],
+                labels=L.container_labels(self.node, "default", name, uid, container),
+                log_path=L.container_log_path(container, 0),
+            )
+            cid = await self.cri.create_container(sandbox_id, config, sandbox)
+            await self.cri.start_container(cid)
+            ids.append(cid)
+        await self.cloud.store.apply([pod_manifest(name, self.node, containers)])
+        return ids[0]
+
+
+def pod_manifest(name: str, node: str, containers: tuple[str, ...] = ("app",)) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": c, "image": "busybox"} for c in containers],
+        },
+    }
+
+
+@pytest.fixture
+async def fleet(cri_endpoint: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+    """cloudhub + one connected edge (serving streams from containerd), no pods yet."""
+    node = unique_node("streams")
+    cloud = await cloud_app.start(
+        CloudSettings(
+            data_dir=tmp_path / "cloud",
+            https_port=0,
+            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
+        )
+    )
+    cri = CriClient(cri_endpoint)
+    edge: edge_app.EdgeApp | None = None
+    try:
+        settings = await join(
+            cloud=f"127.0.0.1:{cloud.ws_port}",
+            token=cloud.authority.issue_token(600),
+            node_name=node,
+            cert_port=cloud.https_port,
+            data_dir=tmp_path / node,
+        )
+        settings.meta.local_api = "127.0.0.1:0"
+        settings.mqtt.port = free_port()
+        settings.hub.heartbeat = 0.5
+        settings.hub.reconnect_initial = 0.05
+        settings.hub.reconnect_cap = 0.5
+        edge = await edge_app.start(settings, stream_runtime=CriRuntime(cri, node_name=node))
+        await wait_until(lambda: node in cloud.hub.sessions, timeout=10)
+        yield Fleet(cloud, edge, settings, node, cri, tmp_path)
+    finally:
+        if edge is not None and not edge.stopped.is_set():
+            await edge.stop()
+        await cloud.stop()
+        await _remove_pods(cri, node)
+        await cri.close()
+
+
+async def _remove_pods(cri: CriClient, node: str) -> None:
+    for sandbox in await cri.list_pod_sandbox(labels=L.managed_selector(node)):
+        for container in await cri.list_containers(sandbox_id=sandbox.id):
+            await cri.stop_container(container.id, 0)
+            await cri.remove_container(container.id)
+        await cri.stop_pod_sandbox(sandbox.id)
+        await cri.remove_pod_sandbox(sandbox.id)
+
+
+def stream_tasks() -> list[asyncio.Task[Any]]:
+    """edgestream's stream tasks running in this loop."""
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("edgestream:")]
