@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -30,6 +31,7 @@ from cloudhub.auth.issuer import CertIssuer
 from cloudhub.auth.ledger import AuthLedger, SqliteLedger
 from cloudhub.auth.revocation import Revocations
 from cloudhub.certcontroller.controller import CertController
+from cloudhub.cloudstream.kubelet import KubeletEndpoint
 from cloudhub.cloudstream.relay import CloudStream
 from cloudhub.config import CloudSettings
 from cloudhub.devicecontroller.controller import DeviceController
@@ -134,6 +136,37 @@ class Cluster:
         return cls(ownership, lifecycle)
 
 
+def kubelet_endpoint(settings: CloudSettings, https_port: int) -> KubeletEndpoint | None:
+    """Where the API server reaches this cloudhub's kubelet endpoints (None: not known, then
+    ``kubectl logs/exec`` cannot reach edge pods; said once in the log)."""
+    address = settings.kubelet_address
+    if address is None:
+        log.warning(
+            "no --stream-address, --advertise-address or $POD_IP: edge Nodes do not name a "
+            "kubelet endpoint, so kubectl logs/exec cannot reach edge pods"
+        )
+        return None
+    return KubeletEndpoint(address, https_port)
+
+
+def https_context(authority: Authority, settings: CloudSettings) -> ssl.SSLContext:
+    """The HTTPS port's TLS: our CA for node certificates, plus the API server's kubelet
+    client CA when given.
+
+    Raises:
+        ConfigError: the kubelet client CA file cannot be read.
+    """
+    ctx = authority.https_ssl_context()
+    if settings.kubelet_client_ca is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(settings.kubelet_client_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load --kubelet-client-ca {settings.kubelet_client_ca}: {exc}"
+            ) from exc
+    return ctx
+
+
 async def start(settings: CloudSettings) -> CloudApp:
     """Create or load the CA, open the store, bind both ports, start the modules.
 
@@ -193,7 +226,10 @@ async def start(settings: CloudSettings) -> CloudApp:
     # liveness is the node lease's business there.
     cloudstream = CloudStream(bus=bus, is_online=lambda node: node in hub.sessions)
     controller = EdgeController(
-        bus=bus, store=store, mark_offline_on_start=cluster is None, write_offline=cluster is None
+        bus=bus,
+        store=store,
+        mark_offline_on_start=cluster is None,
+        write_offline=cluster is None,
     )
     try:
         await hub.listen()
@@ -214,13 +250,15 @@ async def start(settings: CloudSettings) -> CloudApp:
             ),
             host=settings.hub.bind,
             port=settings.https_port,
-            ssl_context=authority.https_ssl_context(),
+            ssl_context=https_context(authority, settings),
             handshake_timeout=settings.hub.handshake_timeout,
         )
     except ConfigError:
         await store.close()
         await ledger.close()
         raise
+    if cluster is not None:
+        controller.kubelet = kubelet_endpoint(settings, bound_port(https))
     runner = Runner()
     runner.start_module(controller)
     runner.start_module(DeviceController(bus=bus, store=store))

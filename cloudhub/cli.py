@@ -120,6 +120,20 @@ def _parser() -> argparse.ArgumentParser:
         help="node-ownership lease duration: how long a killed replica's edges wait before "
         "another replica serves them (default 20)",
     )
+    k.add_argument(
+        "--stream-address",
+        metavar="ADDR",
+        help="address the API server reaches this cloudhub's HTTPS port at: each edge Node "
+        "names it as its kubelet, so kubectl logs/exec reach edge pods (default: the first "
+        "--advertise-address, else $POD_IP)",
+    )
+    k.add_argument(
+        "--kubelet-client-ca",
+        type=Path,
+        metavar="FILE",
+        help="CA of the API server's kubelet client certificate; a certificate it signed may "
+        "read logs and exec in every edge pod",
+    )
     s.add_argument(
         "--link-workers",
         default="auto",
@@ -218,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         replica=args.replica_name or "",
         owner_lease_seconds=max(1, args.owner_lease_seconds),
         auth_refresh_interval=args.auth_refresh_interval,
+        stream_address=args.stream_address,
+        kubelet_client_ca=args.kubelet_client_ca,
     )
     try:
         asyncio.run(_serve(settings))

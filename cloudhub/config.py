@@ -4,6 +4,7 @@ passed explicitly to the modules; there is no global config object."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -82,7 +83,24 @@ class CloudSettings(BaseModel):
     #: seconds between re-reads of the revocation list (other replicas' revocations) and
     #: pruning of expired tokens and certificates from the auth ledger
     auth_refresh_interval: float = 30.0
+    #: Kubernetes mode: the address the API server reaches this cloudhub's HTTPS port at,
+    #: written into each edge's Node as its kubelet's (``kubectl logs``/``exec``);
+    #: ``--stream-address``, default the first ``--advertise-address``, else ``$POD_IP``
+    stream_address: str | None = None
+    #: CA file of the API server's kubelet client certificate (the apiserver's
+    #: ``--kubelet-client-certificate``); a client certificate it signed may reach every pod
+    #: through the kubelet-shaped endpoints (``--kubelet-client-ca``)
+    kubelet_client_ca: Path | None = None
     hub: HubSettings = Field(default_factory=HubSettings)
+
+    @property
+    def kubelet_address(self) -> str | None:
+        """The address the API server should dial for this cloudhub's kubelet endpoints."""
+        if self.stream_address:
+            return self.stream_address
+        if self.advertise:
+            return self.advertise[0]
+        return os.environ.get("POD_IP") or None
 
     @property
     def store_path(self) -> Path:

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudhub import routes
+from cloudhub.cloudstream.kubelet import KubeletEndpoint, advertise_kubelet
 from cloudhub.edgecontroller.binding import BindingIndex, Change
 from cloudhub.store.base import ObjectStore, StatusMerger, StatusUpdate
 from hive.backoff import backoff
@@ -102,6 +103,9 @@ class EdgeController:
         write_offline: bool = True,
     ) -> None:
         self._bus = bus
+        #: Kubernetes mode: written into each Node's status as its kubelet (logs, exec); set
+        #: once the HTTPS port is bound
+        self.kubelet: KubeletEndpoint | None = None
         self._store = store
         self.index = BindingIndex()
         self._mark_offline = mark_offline_on_start
@@ -313,9 +317,10 @@ class EdgeController:
                 updated = {k: v for k, v in current.items() if k != "status"}
                 updated["metadata"] = dict(current["metadata"]) | {"labels": labels | wanted}
                 await self._store.apply([updated])
-            await self._store.update_status(
-                "node", None, node, facts.status.model_dump(exclude_none=True)
-            )
+            status = facts.status.model_dump(exclude_none=True)
+            if self.kubelet is not None:
+                status = advertise_kubelet(status, self.kubelet)
+            await self._store.update_status("node", None, node, status)
         except NotFound:
             return msg.error_reply(f"node {node} has no Node object", source=self.name)
         except StoreError as exc:

@@ -15,8 +15,9 @@ kubelet endpoint in Kubernetes mode)::
     GET|POST /exec/{ns}/{name}/{container}?command=..&stdin=&stdout=&stderr=&tty=
 
 Who may: ``/admin/`` is the admin token's (any node's pods, checked by the admin middleware).
-The kubelet-shaped paths take the admin token too, or a node's client certificate, which
-reaches only the pods bound to that node (a node identity reaches no other node's). Errors
+The kubelet-shaped paths take the admin token too, or a client certificate: a node's reaches
+only the pods bound to that node (a node identity reaches no other node's); one signed by
+``--kubelet-client-ca`` (the API server's kubelet client certificate) reaches every pod. Errors
 found before the stream starts (unknown pod or container, pod not bound, node offline) are
 one line with an HTTP status; errors after it (the edge's runtime) end the stream with a
 Status on the error channel (a websocket), or cut a plain log short.
@@ -31,6 +32,7 @@ import time
 from typing import Any, TypeVar
 
 from aiohttp import WSMsgType, web
+from cryptography import x509
 from pydantic import ValidationError
 
 from cloudhub.auth.revocation import RevocationCheck
@@ -69,6 +71,7 @@ class StreamApi:
         self._opener = opener
         self._authority = authority
         self._revocations = revocations
+        self._ca_subject = x509.load_der_x509_certificate(authority.ca_der).subject
 
     def register(self, router: web.UrlDispatcher) -> None:
         pod = ADMIN_PREFIX + "pods/{namespace}/{name}/"
@@ -128,9 +131,21 @@ class StreamApi:
                 return None
             raise AuthError("wrong bearer token")
         der = _peer_cert(request)
-        peer = read_node_cert(der) if der is not None else None
+        if der is None:
+            raise AuthError("no credential: an admin token or a client certificate is needed")
+        cert = x509.load_der_x509_certificate(der)
+        if cert.issuer != self._ca_subject:
+            # TLS verified it against the only other CA trusted here, --kubelet-client-ca:
+            # the API server, which may reach every pod (as it may on a kubelet).
+            now = time.time()
+            if not (
+                cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp()
+            ):
+                raise AuthError("the kubelet client certificate is not valid now")
+            return None
+        peer = read_node_cert(der)
         if peer is None:
-            raise AuthError("no credential: an admin token or a node certificate is needed")
+            raise AuthError("client certificate does not name a node (CN=system:node:NAME)")
         check_node_cert_time(peer, time.time())
         if self._revocations.is_revoked(peer.serial):
             raise AuthError(f"node certificate of {peer.node} was revoked")

@@ -9,6 +9,7 @@ user runs it: a process.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
@@ -46,6 +51,8 @@ class Fleet:
     node: str
     cri: CriClient
     tmp: Path
+    #: (CA, certificate, key) of the API server's kubelet client, with ``kubelet_ca``
+    kubelet_client: tuple[Path, Path, Path] | None = None
 
     async def edgectl(self, *args: str, timeout: float = 30) -> tuple[int, str, str]:
         """Run edgectl against this cloud: (exit code, stdout, stderr)."""
@@ -98,6 +105,53 @@ class Fleet:
         return ids[0]
 
 
+def _client_ca(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA of the API server's kubelet client and a certificate it signed: (ca, cert, key)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kubeadm:cluster-admins"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+                ]
+            )
+        )
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tmp / "kube-ca.crt", tmp / "client.crt", tmp / "client.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
 def pod_manifest(name: str, node: str, containers: tuple[str, ...] = ("app",)) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -111,14 +165,25 @@ def pod_manifest(name: str, node: str, containers: tuple[str, ...] = ("app",)) -
 
 
 @pytest.fixture
-async def fleet(cri_endpoint: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+def fleet_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Options of :func:`fleet` (parametrize indirectly): ``kubelet_ca`` gives cloudhub a
+    --kubelet-client-ca and the fleet a client certificate it signed."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+async def fleet(
+    cri_endpoint: str, tmp_path: Path, fleet_settings: dict[str, Any]
+) -> AsyncIterator[Fleet]:
     """cloudhub + one connected edge (serving streams from containerd), no pods yet."""
     node = unique_node("streams")
+    kubelet_client = _client_ca(tmp_path) if fleet_settings.get("kubelet_ca") else None
     cloud = await cloud_app.start(
         CloudSettings(
             data_dir=tmp_path / "cloud",
             https_port=0,
             hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
+            kubelet_client_ca=kubelet_client[0] if kubelet_client else None,
         )
     )
     cri = CriClient(cri_endpoint)
@@ -138,7 +203,7 @@ async def fleet(cri_endpoint: str, tmp_path: Path) -> AsyncIterator[Fleet]:
         settings.hub.reconnect_cap = 0.5
         edge = await edge_app.start(settings, stream_runtime=CriRuntime(cri, node_name=node))
         await wait_until(lambda: node in cloud.hub.sessions, timeout=10)
-        yield Fleet(cloud, edge, settings, node, cri, tmp_path)
+        yield Fleet(cloud, edge, settings, node, cri, tmp_path, kubelet_client)
     finally:
         if edge is not None and not edge.stopped.is_set():
             await edge.stop()
