@@ -66,6 +66,8 @@ class CloudApp:
     https: web.AppRunner
     issuer: CertIssuer
     cluster: Cluster | None = None
+    #: the relay of pods' logs and exec streams
+    cloudstream: CloudStream | None = None
 
     @property
     def ws_port(self) -> int:
@@ -286,5 +288,15 @@ async def start(settings: CloudSettings) -> CloudApp:
         settings.node_cert_validity,
     )
     return CloudApp(
-        settings, authority, store, bus, hub, controller, runner, https, issuer, cluster
+        settings,
+        authority,
+        store,
+        bus,
+        hub,
+        controller,
+        runner,
+        https,
+        issuer,
+        cluster,
+        cloudstream,
     )
