@@ -6,6 +6,8 @@
          <──ACK─── edgehub <──bus── metamanager          │
                                                          └──> metaserver (local API :10550)
     certmanager ──bus──> edgehub: renews node.crt at 70-80 % of its life, over the live link
+    SQLite cache ──> edged ──CRI──> containerd: runs the pods bound here (--runtime cri)
+                     edged ──bus──> edgehub: pod status, from its durable outbox
 
 Modules never import each other; they share only the bus (and the store handle, for the
 local API which reads the cache). Everything started here is owned by one
@@ -17,17 +19,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
 from edgecore.certmanager.module import CERTMANAGER, CertManager
 from edgecore.config import EdgeSettings
 from edgecore.devicetwin.module import TwinModule
+from edgecore.edged.cri.client import normalize_endpoint
+from edgecore.edged.module import GROUP as EDGED_GROUP
+from edgecore.edged.module import NAME as EDGED
+from edgecore.edged.module import Edged
 from edgecore.edgehub.module import EDGEHUB, METAMANAGER, EdgeHub, client_ssl_context
 from edgecore.eventbus.module import EventBus
 from edgecore.metamanager.module import MetaManager
 from edgecore.metamanager.store import MetaStore
 from edgecore.metaserver.server import bound_port, make_app, parse_address, serve
+from edgecore.nodestatus.facts import local_address
 from edgecore.nodestatus.module import GROUP as NODESTATUS_GROUP
 from edgecore.nodestatus.module import NAME as NODESTATUS
 from edgecore.nodestatus.module import NodeStatusReporter
@@ -64,6 +72,26 @@ class EdgeApp:
         self.stopped.set()
 
 
+def runtime_kind(settings: EdgeSettings) -> str:
+    """``cri`` or ``none``: ``auto`` is ``cri`` when the runtime's socket exists.
+
+    Raises:
+        ConfigError: ``cri`` asked for explicitly and the socket is not there.
+    """
+    rt = settings.runtime
+    endpoint = normalize_endpoint(rt.endpoint)
+    socket_path = Path(endpoint.removeprefix("unix://")) if endpoint.startswith("unix://") else None
+    present = socket_path is None or socket_path.exists()
+    if rt.kind == "auto":
+        return "cri" if socket_path is not None and present else "none"
+    if rt.kind == "cri" and not present:
+        raise ConfigError(
+            f"--runtime cri: no container runtime socket at {socket_path} "
+            "(start containerd, or use --runtime-endpoint / --runtime none)"
+        )
+    return rt.kind
+
+
 async def start(settings: EdgeSettings) -> EdgeApp:
     """Open the cache, start the local API, then the cloud link.
 
@@ -82,6 +110,7 @@ async def start(settings: EdgeSettings) -> EdgeApp:
         client_ssl_context(settings)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load the node certificate: {exc}") from exc
+    runtime = runtime_kind(settings)
     store = await MetaStore.open(settings.db_path)
     bus = Bus()
     bus.register(EDGEHUB, "hub")
@@ -90,6 +119,7 @@ async def start(settings: EdgeSettings) -> EdgeApp:
     bus.register(EVENTBUS, "bus")
     bus.register(TWIN, "twin")
     bus.register(NODESTATUS, NODESTATUS_GROUP)
+    bus.register(EDGED, EDGED_GROUP)
     # Built before anything is started so a missing mosquitto fails start-up with one line.
     eventbus = EventBus(
         bus=bus, settings=settings.mqtt, node_name=settings.node_name, data_dir=settings.data_dir
@@ -120,5 +150,20 @@ async def start(settings: EdgeSettings) -> EdgeApp:
             bus=bus, node_name=settings.node_name, cloud_host=settings.hub.cloud_host
         )
     )
+    if runtime == "cri":
+        cloud_host = settings.hub.cloud_host
+        runner.start_module(
+            Edged(
+                bus=bus,
+                store=store,
+                settings=settings.runtime,
+                node_name=settings.node_name,
+                db_path=settings.db_path,
+                pod_dir=settings.runtime.pod_dir or settings.data_dir / "pods",
+                host_ip=lambda: local_address(cloud_host),
+            )
+        )
+    else:
+        log.info("edged: --runtime none: pods bound here are kept as metadata only")
     runner.start_module(hub)
     return EdgeApp(settings, store, bus, hub, runner, local_api)
