@@ -273,6 +273,16 @@ class Edged:
         result = plan(
             desired, observed.sandboxes, observed.containers, now=now, backoff=self._backoff
         )
+        if self.rounds == 0:
+            kept = sum(c.state == "running" for c in observed.containers)
+            log.info(
+                "edged: first sync: %d pods bound here, %d sandboxes and %d running containers "
+                "found in the runtime (re-adopted), %d pods to change",
+                len(pods),
+                len(observed.sandboxes),
+                kept,
+                len(result.actions),
+            )
         for key, actions in result.actions.items():
             if key in self._busy:
                 continue
