@@ -6,6 +6,8 @@
          <──ACK─── edgehub <──bus── metamanager          │
                                                          └──> metaserver (local API :10550)
     certmanager ──bus──> edgehub: renews node.crt at 70-80 % of its life, over the live link
+    SQLite cache ──> edged ──CRI──> containerd: runs the pods bound here (--runtime cri)
+                     edged ──bus──> edgehub: pod status, from its durable outbox
     edgestream <──bus──> edgehub: the cloud's logs/exec streams, answered through the runtime
 
 Modules never import each other; they share only the bus (and the store handle, for the
@@ -18,19 +20,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
 from edgecore.certmanager.module import CERTMANAGER, CertManager
 from edgecore.config import EdgeSettings
 from edgecore.devicetwin.module import TwinModule
+from edgecore.edged.cri.client import CriClient, normalize_endpoint
+from edgecore.edged.module import GROUP as EDGED_GROUP
+from edgecore.edged.module import NAME as EDGED
+from edgecore.edged.module import Edged
 from edgecore.edgehub.module import EDGEHUB, METAMANAGER, EdgeHub, client_ssl_context
 from edgecore.edgestream.module import EDGESTREAM, EdgeStream
-from edgecore.edgestream.runtime import StreamRuntime
+from edgecore.edgestream.runtime import CriRuntime, StreamRuntime
 from edgecore.eventbus.module import EventBus
 from edgecore.metamanager.module import MetaManager
 from edgecore.metamanager.store import MetaStore
 from edgecore.metaserver.server import bound_port, make_app, parse_address, serve
+from edgecore.nodestatus.facts import local_address
 from edgecore.nodestatus.module import GROUP as NODESTATUS_GROUP
 from edgecore.nodestatus.module import NAME as NODESTATUS
 from edgecore.nodestatus.module import NodeStatusReporter
@@ -67,6 +75,26 @@ class EdgeApp:
         self.stopped.set()
 
 
+def runtime_kind(settings: EdgeSettings) -> str:
+    """``cri`` or ``none``: ``auto`` is ``cri`` when the runtime's socket exists.
+
+    Raises:
+        ConfigError: ``cri`` asked for explicitly and the socket is not there.
+    """
+    rt = settings.runtime
+    endpoint = normalize_endpoint(rt.endpoint)
+    socket_path = Path(endpoint.removeprefix("unix://")) if endpoint.startswith("unix://") else None
+    present = socket_path is None or socket_path.exists()
+    if rt.kind == "auto":
+        return "cri" if socket_path is not None and present else "none"
+    if rt.kind == "cri" and not present:
+        raise ConfigError(
+            f"--runtime cri: no container runtime socket at {socket_path} "
+            "(start containerd, or use --runtime-endpoint / --runtime none)"
+        )
+    return rt.kind
+
+
 async def start(settings: EdgeSettings, *, stream_runtime: StreamRuntime | None = None) -> EdgeApp:
     """Open the cache, start the local API, then the cloud link.
 
@@ -88,6 +116,7 @@ async def start(settings: EdgeSettings, *, stream_runtime: StreamRuntime | None 
         client_ssl_context(settings)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load the node certificate: {exc}") from exc
+    runtime = runtime_kind(settings)
     store = await MetaStore.open(settings.db_path)
     bus = Bus()
     bus.register(EDGEHUB, "hub")
@@ -96,6 +125,7 @@ async def start(settings: EdgeSettings, *, stream_runtime: StreamRuntime | None 
     bus.register(EVENTBUS, "bus")
     bus.register(TWIN, "twin")
     bus.register(NODESTATUS, NODESTATUS_GROUP)
+    bus.register(EDGED, EDGED_GROUP)
     bus.register(EDGESTREAM, EDGESTREAM)
     # Built before anything is started so a missing mosquitto fails start-up with one line.
     eventbus = EventBus(
@@ -127,6 +157,33 @@ async def start(settings: EdgeSettings, *, stream_runtime: StreamRuntime | None 
             bus=bus, node_name=settings.node_name, cloud_host=settings.hub.cloud_host
         )
     )
-    runner.start_module(EdgeStream(bus=bus, runtime=stream_runtime, node_name=settings.node_name))
+    if runtime == "cri":
+        cloud_host = settings.hub.cloud_host
+        runner.start_module(
+            Edged(
+                bus=bus,
+                store=store,
+                settings=settings.runtime,
+                node_name=settings.node_name,
+                db_path=settings.db_path,
+                pod_dir=settings.runtime.pod_dir or settings.data_dir / "pods",
+                host_ip=lambda: local_address(cloud_host),
+            )
+        )
+    else:
+        log.info("edged: --runtime none: pods bound here are kept as metadata only")
+    if runtime == "cri" and stream_runtime is None:
+        stream_runtime = CriRuntime(
+            CriClient(settings.runtime.endpoint, timeout=settings.runtime.call_timeout),
+            node_name=settings.node_name,
+        )
+    runner.start_module(
+        EdgeStream(
+            bus=bus,
+            runtime=stream_runtime,
+            node_name=settings.node_name,
+            no_runtime=f"node {settings.node_name} runs pods as metadata only (--runtime none)",
+        )
+    )
     runner.start_module(hub)
     return EdgeApp(settings, store, bus, hub, runner, local_api)

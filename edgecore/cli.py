@@ -66,6 +66,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--mqtt-port", type=int, help="internal broker port (default 1883)")
     r.add_argument("--heartbeat", type=float, help="keepalive interval in seconds (default 10)")
+    r.add_argument(
+        "--runtime",
+        choices=("cri", "none"),
+        help="cri: run the pods bound to this node through a CRI container runtime "
+        "(containerd); none: keep pods as metadata only. Default: cri when the runtime "
+        "endpoint's socket exists, else none",
+    )
+    r.add_argument(
+        "--runtime-endpoint",
+        metavar="URL",
+        help="the CRI endpoint (default unix:///run/containerd/containerd.sock)",
+    )
+    r.add_argument(
+        "--pod-log-dir",
+        type=Path,
+        metavar="DIR",
+        help="container logs, kubelet's layout DIR/NS_POD_UID/C/N.log (default /var/log/pods)",
+    )
     return p
 
 
@@ -84,6 +102,12 @@ def _load(args: argparse.Namespace) -> config.EdgeSettings:
         settings.mqtt.url = args.mqtt_url
     if args.mqtt_port:
         settings.mqtt.port = args.mqtt_port
+    if args.runtime:
+        settings.runtime.kind = args.runtime
+    if args.runtime_endpoint:
+        settings.runtime.endpoint = args.runtime_endpoint
+    if args.pod_log_dir:
+        settings.runtime.pod_log_dir = args.pod_log_dir
     if settings.mqtt.mode == "external" and not settings.mqtt.url:
         raise ConfigError("--mqtt-mode external needs --mqtt-url mqtt://HOST:PORT")
     return settings

@@ -81,6 +81,42 @@ class MqttSettings(BaseModel):
     url: str | None = None
 
 
+#: containerd's default CRI socket; ``--runtime`` defaults to ``cri`` when it exists
+DEFAULT_CRI_ENDPOINT = "unix:///run/containerd/containerd.sock"
+
+
+class RuntimeSettings(BaseModel):
+    """The pods bound to this node (edged): run them through a CRI runtime, or not at all."""
+
+    #: ``cri``: run pods through the CRI runtime at ``endpoint``; ``none``: pods are metadata
+    #: only (a box without a container runtime); ``auto`` (default): ``cri`` when the
+    #: endpoint's socket exists at start-up, else ``none``
+    kind: Literal["auto", "cri", "none"] = "auto"
+    #: the runtime's CRI endpoint (containerd's socket)
+    endpoint: str = DEFAULT_CRI_ENDPOINT
+    #: where container logs go, in kubelet's layout ``<dir>/<ns>_<pod>_<uid>/<c>/<n>.log``
+    pod_log_dir: Path = Path("/var/log/pods")
+    #: where pod volumes (configMap, secret, emptyDir) live; default ``DATA_DIR/pods``
+    pod_dir: Path | None = None
+    #: seconds between full syncs when nothing happened (a container that exits is noticed
+    #: at the latest after this long; cache changes and back-off ends sync at once)
+    sync_interval: float = Field(default=2.0, gt=0, le=300)
+    #: first restart back-off of a crashed container, seconds (kubelet: 10, doubling)
+    restart_backoff: float = Field(default=10.0, gt=0, le=3600)
+    #: restart back-off cap, seconds (kubelet: 300)
+    restart_backoff_cap: float = Field(default=300.0, gt=0, le=86400)
+    #: first back-off after a failed image pull, seconds (kubelet: 10, doubling)
+    image_backoff: float = Field(default=10.0, gt=0, le=3600)
+    #: image pull back-off cap, seconds (kubelet: 300)
+    image_backoff_cap: float = Field(default=300.0, gt=0, le=86400)
+    #: deadline of one CRI call, seconds
+    call_timeout: float = Field(default=30.0, gt=0, le=600)
+    #: deadline of one image pull, seconds
+    pull_timeout: float = Field(default=300.0, gt=0, le=3600)
+    #: pods whose containers are being changed at once, at most
+    parallel_pods: int = Field(default=16, ge=1, le=1024)
+
+
 class EdgeSettings(BaseModel):
     """Everything edgecore needs to run."""
 
@@ -90,6 +126,7 @@ class EdgeSettings(BaseModel):
     meta: MetaSettings = Field(default_factory=MetaSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     cert: CertSettings = Field(default_factory=CertSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
     @property
     def db_path(self) -> Path:

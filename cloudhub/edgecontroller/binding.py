@@ -55,9 +55,9 @@ class Change:
 
 
 #: Types whose status is written from edge reports: echoing every status write back down to
-#: the edge that made it would double the traffic of a busy device for nothing. The edge
-#: catches up on the newest version at its next inventory diff.
-STATUS_ONLY_QUIET = frozenset({"device"})
+#: the edge that made it would double the traffic of a busy device (or of edged's pod status)
+#: for nothing. The edge catches up on the newest version at its next inventory diff.
+STATUS_ONLY_QUIET = frozenset({"device", "pod"})
 
 
 def _sans_status(obj: dict[str, Any]) -> dict[str, Any]:

@@ -29,12 +29,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudhub import routes
+from cloudhub.auth.nodeauth import check_upstream_write
 from cloudhub.cloudstream.kubelet import KubeletEndpoint, advertise_kubelet
 from cloudhub.edgecontroller.binding import BindingIndex, Change
 from cloudhub.store.base import ObjectStore, StatusMerger, StatusUpdate
 from hive.backoff import backoff
 from hive.bus import Bus
-from wire.errors import Gone, NotFound, StoreError, WireError
+from wire.errors import Forbidden, Gone, NotFound, StoreError, WireError
 from wire.messages import Group, Header, Message, Operation, Route
 from wire.resources import ResourceKey, key_of, split_node_prefix
 
@@ -85,6 +86,23 @@ class NodeFacts(BaseModel):
     model_config = ConfigDict(extra="ignore")
     status: ReportedStatus
     labels: dict[str, str] = Field(default_factory=dict)
+
+
+class PodStatusReport(BaseModel):
+    """What edged sends as ``update {ns}/podstatus/{name}``."""
+
+    model_config = ConfigDict(extra="ignore")
+    #: the pod the status is about (a pod deleted and re-created has another uid)
+    uid: str = ""
+    status: dict[str, Any]
+
+
+def _pod_status_target(rest: str) -> tuple[str, str] | None:
+    """``(namespace, name)`` of an edge resource ``{ns}/podstatus/{name}``, else None."""
+    parts = rest.split("/")
+    if len(parts) == 3 and parts[1] == "podstatus" and parts[0] and parts[2]:
+        return parts[0], parts[2]
+    return None
 
 
 class EdgeController:
@@ -279,6 +297,8 @@ class EdgeController:
                 self._presence_ready.set()
         elif msg.operation == Operation.UPDATE and rest == f"null/{routes.NODESTATUS}/{node}":
             await self._bus.send(routes.HUB, await self._node_facts(node, msg))
+        elif msg.operation == Operation.UPDATE and _pod_status_target(rest) is not None:
+            await self._bus.send(routes.HUB, await self._pod_status(node, rest, msg))
         elif msg.route.source == routes.HUB:
             # an edge's write to something that is not its own: refused and logged
             log.warning("node %s may not %s %s", node, msg.operation, rest)
@@ -325,6 +345,40 @@ class EdgeController:
             return msg.error_reply(f"node {node} has no Node object", source=self.name)
         except StoreError as exc:
             return msg.error_reply(f"could not store node status: {exc}", source=self.name)
+        return msg.reply("OK", source=self.name)
+
+    async def _pod_status(self, node: str, rest: str, msg: Message) -> Message:
+        """Store the status an edge's edged reports for a pod bound to that edge.
+
+        Status-only write (no generation bump); the store's watch event goes out as for any
+        status write. A pod that is not bound to the node, or a report for an earlier pod of
+        the same name (another uid), is refused.
+        """
+        target = _pod_status_target(rest)
+        assert target is not None
+        ns, name = target
+        try:
+            check_upstream_write(node, rest, self.index.nodes_for)
+            report = PodStatusReport.model_validate(msg.content)
+        except Forbidden as exc:
+            log.warning("%s", exc)
+            return msg.error_reply(str(exc), source=self.name)
+        except ValidationError as exc:
+            return msg.error_reply(
+                f"invalid pod status: {exc.errors()[0]['msg']}", source=self.name
+            )
+        current = self.index.get(f"{ns}/pod/{name}")
+        uid = ((current or {}).get("metadata") or {}).get("uid")
+        if report.uid and uid and report.uid != uid:
+            return msg.error_reply(
+                f"pod {ns}/{name} is now uid {uid}, not {report.uid}", source=self.name
+            )
+        try:
+            await self._store.update_status("pod", ns, name, report.status)
+        except NotFound:
+            return msg.error_reply(f"pod {ns}/{name} not found", source=self.name)
+        except StoreError as exc:
+            return msg.error_reply(f"could not store pod status: {exc}", source=self.name)
         return msg.reply("OK", source=self.name)
 
     async def _write_presence(self) -> None:

@@ -97,16 +97,22 @@ class EdgeStream:
         self.streams: dict[str, _Stream] = {}
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            try:
-                while True:
-                    msg = await self._bus.receive(self.name)
-                    if msg.operation == DISCONNECTED:
-                        self._cancel_all("the cloud link went down")
-                    elif is_stream(msg):
-                        await self._route(msg, tg)
-            finally:
-                self._cancel_all("edgecore stopping")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                try:
+                    while True:
+                        msg = await self._bus.receive(self.name)
+                        if msg.operation == DISCONNECTED:
+                            self._cancel_all("the cloud link went down")
+                        elif is_stream(msg):
+                            await self._route(msg, tg)
+                finally:
+                    self._cancel_all("edgecore stopping")
+        except asyncio.CancelledError:
+            # stopping (a crash is restarted by the runner and keeps the connection)
+            if self._runtime is not None:
+                await self._runtime.close()
+            raise
 
     def _cancel_all(self, why: str) -> None:
         for stream in list(self.streams.values()):

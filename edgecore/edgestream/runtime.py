@@ -48,6 +48,9 @@ class StreamRuntime(Protocol):
             ContainerRuntimeError: the runtime refused (gone container, no such executable).
         """
 
+    async def close(self) -> None:
+        """Let go of the runtime connection (edgestream calls it when it stops)."""
+
 
 class CriRuntime:
     """:class:`StreamRuntime` through the CRI (edged's client)."""
@@ -74,6 +77,9 @@ class CriRuntime:
             running=status.state == pb.CONTAINER_RUNNING,
             created_at=newest.created_at,
         )
+
+    async def close(self) -> None:
+        await self._cri.close()
 
     async def exec_sync(self, container_id: str, command: Sequence[str]) -> ExecResult:
         res = await self._cri.exec_sync(container_id, command)

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.containerd import cri_endpoint
 from tests.support.procs import Cloud, Edge, Proc
+
+__all__ = ["cri_endpoint"]
 
 _started: list[Proc] = []
 

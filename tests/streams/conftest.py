@@ -201,7 +201,8 @@ async def fleet(
         settings.hub.heartbeat = 0.5
         settings.hub.reconnect_initial = 0.05
         settings.hub.reconnect_cap = 0.5
-        edge = await edge_app.start(settings, stream_runtime=CriRuntime(cri, node_name=node))
+        runtime = CriRuntime(CriClient(cri_endpoint), node_name=node)  # edgestream closes it
+        edge = await edge_app.start(settings, stream_runtime=runtime)
         await wait_until(lambda: node in cloud.hub.sessions, timeout=10)
         yield Fleet(cloud, edge, settings, node, cri, tmp_path, kubelet_client)
     finally:

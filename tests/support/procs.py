@@ -164,7 +164,10 @@ class Edge:
         *,
         heartbeat: float = 0.5,
         cloud_ws_port: int | None = None,
+        runtime_endpoint: str | None = None,
     ) -> None:
+        """``runtime_endpoint``: run pods through that CRI runtime (``--runtime cri``, logs
+        under the edge's directory); without it ``--runtime none``, whatever the machine has."""
         self.name = name
         self.dir = tmp / name
         self.api_port = free_port()
@@ -179,6 +182,15 @@ class Edge:
                 "--local-api", f"127.0.0.1:{self.api_port}",
                 "--heartbeat", str(heartbeat),
                 "--mqtt-port", str(self.mqtt_port),
+                *(
+                    [
+                        "--runtime", "cri",
+                        "--runtime-endpoint", runtime_endpoint,
+                        "--pod-log-dir", str(self.dir / "pod-logs"),
+                    ]
+                    if runtime_endpoint
+                    else ["--runtime", "none"]
+                ),
             ],
             tmp / f"{name}.log",
         )  # fmt: skip

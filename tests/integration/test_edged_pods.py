@@ -1,0 +1,61 @@
+"""Pods bound to an edge really run there (real cloudhub, edgecore and containerd)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.containerd import unique_node
+from tests.support.pods import busybox_pod, container_status, is_running, pod_status, runtime_state
+from tests.support.procs import Cloud, Edge, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_a_pod_runs_and_reports_kubelet_status(
+    cloud: Cloud, make_edge, cri_endpoint: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Applied with nodeName, a busybox pod runs; its status is a kubelet's; delete removes it."""
+    node = unique_node()
+    edge: Edge = make_edge(node, runtime_endpoint=cri_endpoint)
+    edge.join(cloud)
+    await edge.start()
+    cloud.apply(busybox_pod("web", node))
+    await wait_until(lambda: is_running(cloud, "web"), timeout=30)
+    st = pod_status(cloud, "web")
+    cs = st["containerStatuses"][0]
+    assert cs["containerID"].startswith("containerd://")
+    assert "running" in cs["state"] and cs["restartCount"] == 0
+    assert st["podIP"].startswith("10.")
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Ready"] == "True"
+    assert st["startTime"]
+    log = next((edge.dir / "pod-logs").glob("default_web_*/app/0.log"))
+    assert "started" in log.read_text()
+
+    cloud.edgectl("delete", "pod", "web")
+
+    async def gone() -> bool:
+        boxes, containers = await runtime_state(cri_endpoint, node)
+        return not boxes and not containers
+
+    await wait_until(gone, timeout=15)
+
+
+async def test_bad_input_shows_in_status(cloud: Cloud, make_edge, cri_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    """A missing image and a command that exits at once each show their reason."""
+    node = unique_node()
+    edge: Edge = make_edge(node, runtime_endpoint=cri_endpoint)
+    edge.join(cloud)
+    await edge.start()
+    cloud.apply(busybox_pod("noimage", node, image="registry.invalid/none:1", pull="IfNotPresent"))
+    cloud.apply(busybox_pod("crash", node, command="echo bye; exit 3"))
+
+    def waiting(name: str, reasons: set[str]) -> bool:
+        state = container_status(cloud, name).get("state") or {}
+        return (state.get("waiting") or {}).get("reason") in reasons
+
+    await wait_until(lambda: waiting("noimage", {"ErrImagePull", "ImagePullBackOff"}), timeout=30)
+    msg = container_status(cloud, "noimage")["state"]["waiting"]["message"]
+    assert "registry.invalid" in msg
+    await wait_until(lambda: waiting("crash", {"CrashLoopBackOff"}), timeout=30)
+    last = container_status(cloud, "crash")["lastState"]["terminated"]
+    assert last["exitCode"] == 3 and last["reason"] == "Error"
