@@ -144,7 +144,7 @@ def kubelet_endpoint(settings: CloudSettings, https_port: int) -> KubeletEndpoin
     address = settings.kubelet_address
     if address is None:
         log.warning(
-            "no --stream-address, --advertise-address or $POD_IP: edge Nodes do not name a "
+            "no --stream-address, $POD_IP or --advertise-address: edge Nodes do not name a "
             "kubelet endpoint, so kubectl logs/exec cannot reach edge pods"
         )
         return None

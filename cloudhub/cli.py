@@ -124,8 +124,8 @@ def _parser() -> argparse.ArgumentParser:
         "--stream-address",
         metavar="ADDR",
         help="address the API server reaches this cloudhub's HTTPS port at: each edge Node "
-        "names it as its kubelet, so kubectl logs/exec reach edge pods (default: the first "
-        "--advertise-address, else $POD_IP)",
+        "names it as its kubelet, so kubectl logs/exec reach edge pods (default: $POD_IP, "
+        "else the first --advertise-address)",
     )
     k.add_argument(
         "--kubelet-client-ca",

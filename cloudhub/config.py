@@ -85,7 +85,8 @@ class CloudSettings(BaseModel):
     auth_refresh_interval: float = 30.0
     #: Kubernetes mode: the address the API server reaches this cloudhub's HTTPS port at,
     #: written into each edge's Node as its kubelet's (``kubectl logs``/``exec``);
-    #: ``--stream-address``, default the first ``--advertise-address``, else ``$POD_IP``
+    #: ``--stream-address``, default ``$POD_IP`` (in a pod: each replica names itself for the
+    #: edges it serves), else the first ``--advertise-address``
     stream_address: str | None = None
     #: CA file of the API server's kubelet client certificate (the apiserver's
     #: ``--kubelet-client-certificate``); a client certificate it signed may reach every pod
@@ -98,9 +99,10 @@ class CloudSettings(BaseModel):
         """The address the API server should dial for this cloudhub's kubelet endpoints."""
         if self.stream_address:
             return self.stream_address
-        if self.advertise:
-            return self.advertise[0]
-        return os.environ.get("POD_IP") or None
+        pod_ip = os.environ.get("POD_IP")
+        if pod_ip:
+            return pod_ip
+        return self.advertise[0] if self.advertise else None
 
     @property
     def store_path(self) -> Path:
