@@ -11,8 +11,15 @@ cancels the stream on the edge (a ``logs -f`` stops reading the file there).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import termios
+import threading
+import tty
 import urllib.parse
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from websockets.exceptions import ConnectionClosed
@@ -68,8 +75,15 @@ def _relay(ctx: Context, what: str, query: list[tuple[str, str]]) -> int:
     ws = ctx.client.open_channels(path, query)
     out = _binary(ctx.out)
     err = sys.stderr.buffer
+    interactive = what == "exec" and (args.stdin or args.tty)
     try:
-        return _read(ws, out, err)
+        with _terminal(ws, raw=args.tty) if interactive else contextlib.nullcontext():
+            if interactive and args.stdin:
+                v5 = ws.subprotocol == channels.V5
+                threading.Thread(
+                    target=_send_input, args=(ws, sys.stdin.fileno(), v5), daemon=True
+                ).start()
+            return _read(ws, out, err)
     finally:
         ws.close()  # also on Ctrl-C: cloudhub then cancels the stream on the edge
 
@@ -98,6 +112,50 @@ def _read(ws: ClientConnection, out: BinaryIO, err: BinaryIO) -> int:
     except ConnectionClosed:
         pass
     raise BridgeError("the stream broke off before its end (cloudhub or the node went away)")
+
+
+def _send_input(ws: ClientConnection, fd: int, v5: bool) -> None:
+    """Copy stdin to the stdin channel until it ends (then say so, where v5 can)."""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            return
+        try:
+            if not data:
+                if v5:
+                    ws.send(channels.frame(channels.CLOSE, bytes((channels.STDIN,))))
+                return
+            ws.send(channels.frame(channels.STDIN, data))
+        except ConnectionClosed:
+            return
+
+
+@contextlib.contextmanager
+def _terminal(ws: ClientConnection, *, raw: bool) -> Iterator[None]:
+    """With ``-t`` on a terminal: raw mode (keys go to the remote shell, Ctrl-C included),
+    its size sent now and on every change; restored on the way out."""
+    fd = sys.stdin.fileno()
+    if not raw or not os.isatty(fd):
+        yield
+        return
+
+    def send_size(*_: object) -> None:
+        try:
+            size = os.get_terminal_size(fd)
+            ws.send(channels.resize_frame(size.columns, size.lines))
+        except (OSError, ConnectionClosed):
+            pass
+
+    saved = termios.tcgetattr(fd)
+    previous = signal.signal(signal.SIGWINCH, send_size)
+    tty.setraw(fd)
+    send_size()
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, previous)
 
 
 def _binary(stream: object) -> BinaryIO:
@@ -171,10 +229,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         description=(
             "Run COMMAND in a pod's container on its edge node, through the cloud link. "
             "stdout and stderr stay apart; edgectl exits with the command's exit code. No "
-            "terminal and no input unless -t / -i."
+            "terminal and no input unless -t / -i (-it: an interactive shell)."
         ),
         epilog=(
-            "examples:\n  edgectl exec web -- cat /etc/hostname\n"
+            "examples:\n  edgectl exec web -- cat /etc/hostname\n  edgectl exec -it web -- sh\n"
             "  edgectl exec web -c app -n plant-1 -- sh -c 'ls /data; exit 3'"
         ),
         formatter_class=fmt,

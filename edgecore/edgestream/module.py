@@ -10,8 +10,8 @@ and then:
   container restarts it goes on with the new container's file. A follow ends when the
   container has exited and no new one started within :data:`RESTART_GRACE`.
 - **exec**: runs the command through CRI ``ExecSync`` and sends stdout and stderr as two
-  channels, then the exit code. (An interactive ``-it`` needs the runtime's streaming
-  server and is refused with a clear error.)
+  channels, then the exit code. With input or a terminal (``-i``/``-t``) it goes through
+  CRI ``Exec`` and the runtime's streaming server instead (:mod:`.interactive`).
 
 Output respects the stream's window (:class:`wire.streams.Outflow`): the task waits for the
 cloud's credit rather than queueing, so a chatty ``-f`` holds at most one window of the
@@ -25,6 +25,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from edgecore.edgestream import interactive
 from edgecore.edgestream.logfile import LogFile, read_tail
 from edgecore.edgestream.runtime import RuntimeContainer, StreamRuntime
 from hive.bus import Bus
@@ -65,6 +66,8 @@ POLL_INTERVAL = 0.2
 RESTART_CHECK = 1.0
 #: seconds a follow waits for an exited container to be restarted before it ends
 RESTART_GRACE = 15.0
+#: input messages of an interactive exec not yet written to the runtime; more are dropped
+MAX_PENDING_INPUT = 1024
 
 
 @dataclass
@@ -74,6 +77,10 @@ class _Stream:
     outflow: Outflow
     room: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    #: input and terminal resizes for an interactive exec
+    inputs: asyncio.Queue[Input | Resize] = field(
+        default_factory=lambda: asyncio.Queue(MAX_PENDING_INPUT)
+    )
 
 
 class EdgeStream:
@@ -160,7 +167,10 @@ class EdgeStream:
             if stream.task is not None:
                 stream.task.cancel()
         elif isinstance(content, Input | Resize):
-            pass  # only interactive exec reads them, and it is refused at open
+            try:
+                stream.inputs.put_nowait(content)
+            except asyncio.QueueFull:
+                log.warning("stream %s: input not read by the command; dropped", content.stream[:8])
 
     async def _send(self, resource: str, content: StreamContent) -> None:
         await self._bus.send(EDGEHUB, to_message(content, source=self.name, resource=resource))
@@ -280,13 +290,6 @@ class EdgeStream:
 
     async def _exec(self, stream: _Stream, runtime: StreamRuntime, req: ExecRequest) -> Close:
         sid = stream.open.stream
-        if req.tty or req.stdin:
-            return Close(
-                stream=sid,
-                error="interactive exec (-it, stdin or a terminal) is not supported on edge "
-                "nodes yet; run the command without -i/-t",
-                reason="BadRequest",
-            )
         container = await self._find(runtime, req)
         if container is None:
             return self._not_found(stream)
@@ -296,6 +299,16 @@ class EdgeStream:
                 error=f"container {req.container} of pod {req.namespace}/{req.pod} is not running",
                 reason="BadRequest",
             )
+        if req.tty or req.stdin:
+            url = await runtime.exec_url(container.id, req.command, tty=req.tty, stdin=req.stdin)
+
+            async def output(data: bytes, channel: Channel) -> None:
+                await self._output(stream, data, channel)
+
+            code, error = await interactive.relay(url, inputs=stream.inputs, output=output)
+            if error is not None:
+                return Close(stream=sid, error=error, reason="Failed")
+            return Close(stream=sid, exit_code=code)
         result = await runtime.exec_sync(container.id, req.command)
         await self._output(stream, result.stdout, "stdout")
         await self._output(stream, result.stderr, "stderr")

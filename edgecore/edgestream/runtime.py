@@ -48,6 +48,16 @@ class StreamRuntime(Protocol):
             ContainerRuntimeError: the runtime refused (gone container, no such executable).
         """
 
+    async def exec_url(
+        self, container_id: str, command: Sequence[str], *, tty: bool, stdin: bool
+    ) -> str:
+        """Prepare an interactive exec; the runtime's streaming URL (kubelet's streaming
+        server: websocket, ``v4.channel.k8s.io``).
+
+        Raises:
+            ContainerRuntimeError: the runtime refused.
+        """
+
     async def close(self) -> None:
         """Let go of the runtime connection (edgestream calls it when it stops)."""
 
@@ -80,6 +90,11 @@ class CriRuntime:
 
     async def close(self) -> None:
         await self._cri.close()
+
+    async def exec_url(
+        self, container_id: str, command: Sequence[str], *, tty: bool, stdin: bool
+    ) -> str:
+        return await self._cri.exec(container_id, command, tty=tty, stdin=stdin)
 
     async def exec_sync(self, container_id: str, command: Sequence[str]) -> ExecResult:
         res = await self._cri.exec_sync(container_id, command)

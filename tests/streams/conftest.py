@@ -61,7 +61,7 @@ class Fleet:
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
 
-    async def start_edgectl(self, *args: str) -> asyncio.subprocess.Process:
+    async def start_edgectl(self, *args: str, stdin: bool = False) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -71,6 +71,7 @@ class Fleet:
             "--data-dir",
             str(self.tmp / "cloud"),
             *args,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )

@@ -182,3 +182,26 @@ async def test_kubelet_endpoint_serves_a_node_only_its_own_pods(fleet: Fleet) ->
     status, text = await get(foreign, {})
     assert status == 403
     assert text == f"node other-node may not reach pods of node {fleet.node}\n"
+
+
+async def test_exec_with_input_and_a_terminal(fleet: Fleet) -> None:
+    """-i passes stdin to the command; -t gives it a terminal; the exit code still counts."""
+    await fleet.run_pod("quiet", QUIET)
+    proc = await fleet.start_edgectl(
+        "exec",
+        "-i",
+        "quiet",
+        "--",
+        "sh",
+        "-c",
+        "read x; echo got $x; echo e >&2; exit 6",
+        stdin=True,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(b"hello\n"), 20)
+    assert (proc.returncode, out, err) == (6, b"got hello\n", b"e\n")
+    proc = await fleet.start_edgectl(
+        "exec", "-it", "quiet", "--", "sh", "-c", "tty; exit 2", stdin=True
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(b""), 20)
+    assert proc.returncode == 2
+    assert out.startswith(b"/dev/pts/")
