@@ -9,7 +9,6 @@ user runs it: a process.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -18,10 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
@@ -33,6 +28,7 @@ from edgecore.edged.cri.client import CriClient
 from edgecore.edgestream.runtime import CriRuntime
 from edgecore.join import join
 from tests.support.containerd import cri_endpoint, unique_node
+from tests.support.kubelet_proxy import make_client_ca
 from tests.support.procs import free_port, wait_until
 
 __all__ = ["cri_endpoint"]
@@ -106,53 +102,6 @@ class Fleet:
         return ids[0]
 
 
-def _client_ca(tmp: Path) -> tuple[Path, Path, Path]:
-    """A CA of the API server's kubelet client and a certificate it signed: (ca, cert, key)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kubeadm:cluster-admins"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
-                ]
-            )
-        )
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = tmp / "kube-ca.crt", tmp / "client.crt", tmp / "client.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
-
-
 def pod_manifest(name: str, node: str, containers: tuple[str, ...] = ("app",)) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -178,7 +127,7 @@ async def fleet(
 ) -> AsyncIterator[Fleet]:
     """cloudhub + one connected edge (serving streams from containerd), no pods yet."""
     node = unique_node("streams")
-    kubelet_client = _client_ca(tmp_path) if fleet_settings.get("kubelet_ca") else None
+    kubelet_client = make_client_ca(tmp_path) if fleet_settings.get("kubelet_ca") else None
     cloud = await cloud_app.start(
         CloudSettings(
             data_dir=tmp_path / "cloud",

@@ -48,6 +48,7 @@ from typing import Self
 import yaml
 from aiohttp import web
 
+from tests.support import kubelet_proxy
 from tests.support.kubeapi_model import RESOURCES, Obj, Predicate, ResourceType, translate
 from tests.support.kubeapi_state import ApiError, Event, ObjectState, check_identity
 
@@ -86,14 +87,23 @@ class KubeApiEmulator:
     """The API server: ``async with KubeApiEmulator() as api: ... api.url ...``."""
 
     def __init__(
-        self, *, bookmark_interval: float = 1.0, history: int = 10_000, port: int = 0
+        self,
+        *,
+        bookmark_interval: float = 1.0,
+        history: int = 10_000,
+        port: int = 0,
+        kubelet_client: tuple[Path, Path] | None = None,
     ) -> None:
         """Args:
         bookmark_interval: seconds of silence after which a watch that asked for bookmarks
             gets one (1 s; the API server's is about a minute, tests want it fast).
         history: events kept for watch resumption (10,000).
         port: TCP port on 127.0.0.1 (0: any free one).
+        kubelet_client: (certificate, key) the API server presents to kubelets; with it,
+            ``pods/{name}/log`` and ``pods/{name}/exec`` reach the pod's node's kubelet
+            (:mod:`tests.support.kubelet_proxy`).
         """
+        self._kubelet = kubelet_proxy.client_context(*kubelet_client) if kubelet_client else None
         self.bookmark_interval = bookmark_interval
         self.state = ObjectState(history=history)
         self._port = port
@@ -263,6 +273,8 @@ class KubeApiEmulator:
             if target is None:
                 return _json(self._discovery(path))
             res, ns, name, sub = target
+            if sub in ("log", "exec") and name is not None:
+                return await self._to_kubelet(request, res, ns, name, sub)
             if verb == "watch":
                 return await self._watch(request, res, ns, query)
             if verb == "list":
@@ -287,6 +299,23 @@ class KubeApiEmulator:
             return _json(self.state.delete(res, key, body, query, dry_run=dry_run))
         except ApiError as exc:
             return _json(exc.body, exc.code)
+
+    async def _to_kubelet(
+        self, request: web.Request, res: ResourceType, ns: str, name: str, sub: str
+    ) -> web.StreamResponse:
+        if self._kubelet is None:
+            raise ApiError(404, "NotFound", "this emulator reaches no kubelet")
+        pod = self.state.stored(res, (res.group, res.plural, ns, name))
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        node = self.get("nodes", None, node_name) if node_name else None
+        if node is None:
+            raise ApiError(400, "BadRequest", f"pod {name} is not running on a node")
+        try:
+            return await kubelet_proxy.proxy(
+                request, pod=pod, node=node, sub=sub, ctx=self._kubelet
+            )
+        except kubelet_proxy.KubeletUnreachable as exc:
+            raise ApiError(502, "InternalError", str(exc)) from exc
 
     def _injected(self, method: str, path: str) -> None:
         for inj in self._injections:
@@ -315,7 +344,8 @@ class KubeApiEmulator:
             raise ApiError(404, "NotFound", f"the server could not find the resource {path}")
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
-        if sub is not None and (sub != "status" or not res.status):
+        pod_stream = res.plural == "pods" and sub in ("log", "exec")
+        if sub is not None and not pod_stream and (sub != "status" or not res.status):
             raise ApiError(404, "NotFound", f"no subresource {sub} on {res.plural}")
         return res, ns, name, sub
 
@@ -499,8 +529,8 @@ def _resource_list(group_version: str, resources: list[ResourceType]) -> Obj:
     }
 
 
-async def _serve(port: int, kubeconfig: Path | None) -> None:
-    async with KubeApiEmulator(port=port) as api:
+async def _serve(port: int, kubeconfig: Path | None, kubelet: tuple[Path, Path] | None) -> None:
+    async with KubeApiEmulator(port=port, kubelet_client=kubelet) as api:
         if kubeconfig is not None:
             api.write_kubeconfig(kubeconfig)
         print(api.url, flush=True)
@@ -511,9 +541,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Kubernetes API emulator for tests")
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any)")
     parser.add_argument("--kubeconfig", type=Path, help="write a kubeconfig for it here")
+    parser.add_argument("--kubelet-client-cert", type=Path, help="certificate shown to kubelets")
+    parser.add_argument("--kubelet-client-key", type=Path, help="its key")
     args = parser.parse_args(argv)
+    kubelet = None
+    if args.kubelet_client_cert and args.kubelet_client_key:
+        kubelet = (args.kubelet_client_cert, args.kubelet_client_key)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.port, args.kubeconfig))
+        asyncio.run(_serve(args.port, args.kubeconfig, kubelet))
 
 
 if __name__ == "__main__":

@@ -280,11 +280,18 @@ def twin(device: dict[str, Any], prop: str) -> dict[str, Any]:
 class KubeApi:
     """The Kubernetes API emulator as its own process, and kubectl pointed at it."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, extra: list[str] | None = None) -> None:
         self.kubeconfig = tmp / "kubeconfig"
         self.proc = Proc(
             "kubeapi",
-            [PY, "-m", "tests.support.kubeapi", "--kubeconfig", str(self.kubeconfig)],
+            [
+                PY,
+                "-m",
+                "tests.support.kubeapi",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                *(extra or []),
+            ],
             tmp / "kubeapi.log",
         )
 
