@@ -33,8 +33,9 @@ from tests.support.procs import free_port, wait_until
 
 __all__ = ["cri_endpoint"]
 
-#: prints five lines and one on stderr, then nothing
-QUIET = "for i in 1 2 3 4 5; do echo line $i; done; echo oops >&2; exec sleep 3600"
+#: prints five lines, then (once those are surely logged: stdout and stderr are two pipes,
+#: logged in the order the runtime reads them) one on stderr, then nothing
+QUIET = "for i in 1 2 3 4 5; do echo line $i; done; sleep 0.3; echo oops >&2; exec sleep 3600"
 #: prints a numbered line every 0.2 s
 TICKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"
 
