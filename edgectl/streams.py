@@ -20,7 +20,7 @@ import threading
 import tty
 import urllib.parse
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
@@ -29,7 +29,18 @@ from wire import channels
 from wire.errors import BridgeError, DecodeError
 
 if TYPE_CHECKING:
-    from edgectl.cli import Context
+    from edgectl.client import AdminClient
+
+
+class Context(Protocol):
+    """What these commands use of edgectl's command context."""
+
+    args: argparse.Namespace
+    out: Any
+
+    @property
+    def client(self) -> AdminClient: ...
+
 
 #: exit code of a stream that ended with no status (the link to cloudhub broke)
 BROKEN = 1
