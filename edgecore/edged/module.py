@@ -457,6 +457,16 @@ class Edged:
             log.info(
                 "pod %s: sandbox %s ready (attempt %d)", action.key, sandbox_id[:12], action.attempt
             )
+            # its containers at once, as kubelet's SyncPod does (not one sync round later)
+            now = time.time()
+            for c in pod.spec.containers:
+                held = self._failures.get((pod.metadata.uid, c.name))
+                if held is not None and held.until > now:
+                    continue
+                attempt = action.restart_base.get(c.name, 0)
+                await self._start_container(
+                    pod, StartContainer(action.key, action.uid, sandbox_id, c.name, attempt)
+                )
         elif isinstance(action, StartContainer):
             assert pod is not None
             await self._start_container(pod, action)
