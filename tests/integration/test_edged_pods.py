@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from tests.integration.conftest import _started
 from tests.support.containerd import unique_node
 from tests.support.pods import busybox_pod, container_status, is_running, pod_status, runtime_state
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, KubeApi, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -59,3 +62,33 @@ async def test_bad_input_shows_in_status(cloud: Cloud, make_edge, cri_endpoint: 
     await wait_until(lambda: waiting("crash", {"CrashLoopBackOff"}), timeout=30)
     last = container_status(cloud, "crash")["lastState"]["terminated"]
     assert last["exitCode"] == 3 and last["reason"] == "Error"
+
+
+async def test_kubernetes_mode_pod_status_reaches_the_api(  # type: ignore[no-untyped-def]
+    tmp_path: Path, make_edge, cri_endpoint: str
+) -> None:
+    """With a cluster behind cloudhub, edged's status is written to pods/status there."""
+    kube = KubeApi(tmp_path)
+    _started.append(kube.proc)
+    await kube.start()
+    cloud = Cloud(tmp_path, name="k", extra=["--kubeconfig", str(kube.kubeconfig)])
+    _started.append(cloud.proc)
+    await cloud.start()
+    try:
+        node = unique_node()
+        edge: Edge = make_edge(node, runtime_endpoint=cri_endpoint)
+        edge.join(cloud)
+        await edge.start()
+        kube.kubectl("apply", "--validate=false", "-f", "-", stdin=busybox_pod("kweb", node))
+
+        def running() -> bool:
+            st = kube.get("pod", "kweb").get("status") or {}
+            cs = st.get("containerStatuses") or [{}]
+            return st.get("phase") == "Running" and bool(cs[0].get("ready"))
+
+        await wait_until(running, timeout=40)
+        cs = kube.get("pod", "kweb")["status"]["containerStatuses"][0]
+        assert cs["containerID"].startswith("containerd://")
+    finally:
+        cloud.proc.stop()
+        kube.proc.stop()
