@@ -172,6 +172,10 @@ class Edged:
         self._in_flight: dict[str, tuple[str, int]] = {}
         self._start_times: dict[str, float] = {}
         self._http: aiohttp.ClientSession | None = None
+        #: (cache key, resourceVersion) -> the pod parsed, its container hashes, sandbox hash
+        self._parsed: dict[tuple[str, str], tuple[Pod, tuple[DesiredContainer, ...], str]] = {}
+        self._hashes: dict[str, tuple[tuple[DesiredContainer, ...], str]] = {}
+        self._last_round = 0.0
         #: rounds done (tests and metrics)
         self.rounds = 0
         #: containers started / killed by this process (tests and benches)
@@ -252,7 +256,14 @@ class Edged:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._dirty.wait()
+            if self._busy:
+                # pods are being changed: their completions come in bursts; one round per
+                # ``busy_round_gap`` serves them all and leaves the CPU to the runtime
+                gap = self._last_round + self._settings.busy_round_gap - time.monotonic()
+                if gap > 0:
+                    await asyncio.sleep(gap)
             self._dirty.clear()
+            self._last_round = time.monotonic()
             try:
                 wake_at = await self.sync_once()
             except ContainerRuntimeError as exc:
@@ -309,7 +320,13 @@ class Edged:
         """Valid pods bound here (by ``ns/name``), and invalid ones: key -> (uid, message)."""
         pods: dict[str, Pod] = {}
         invalid: dict[str, tuple[str, str]] = {}
-        for obj in await self._store.list("pod"):
+        parsed: dict[tuple[str, str], tuple[Pod, tuple[DesiredContainer, ...], str]] = {}
+        for key, rv, obj in await self._store.items("pod"):
+            cached = self._parsed.get((key, rv))
+            if cached is not None:  # unchanged since the last round: no validation again
+                parsed[(key, rv)] = cached
+                pods[cached[0].key] = cached[0]
+                continue
             spec = obj.get("spec") or {}
             meta = obj.get("metadata") or {}
             if not isinstance(spec, dict) or spec.get("nodeName") != self._node:
@@ -323,6 +340,12 @@ class Edged:
                 invalid[key] = (str(meta.get("uid") or ""), str(exc))
                 continue
             pods[pod.key] = pod
+            hashes = tuple(
+                DesiredContainer(c.name, container_hash(pod, c)) for c in pod.spec.containers
+            )
+            parsed[(key, rv)] = (pod, hashes, configs.sandbox_hash(pod))
+        self._parsed = parsed
+        self._hashes = {v[0].key: (v[1], v[2]) for v in parsed.values()}
         return pods, invalid
 
     def _desired_pod(self, pod: Pod, now: float) -> DesiredPod:
@@ -335,12 +358,10 @@ class Edged:
             namespace=pod.metadata.namespace,
             name=pod.metadata.name,
             uid=pod.metadata.uid,
-            containers=tuple(
-                DesiredContainer(c.name, container_hash(pod, c)) for c in pod.spec.containers
-            ),
+            containers=self._hashes[pod.key][0],
             restart_policy=pod.spec.restartPolicy,
             grace_seconds=pod.spec.terminationGracePeriodSeconds,
-            sandbox_hash=configs.sandbox_hash(pod),
+            sandbox_hash=self._hashes[pod.key][1],
             hold=hold,
         )
 
