@@ -176,6 +176,7 @@ class Edged:
         self._parsed: dict[tuple[str, str], tuple[Pod, tuple[DesiredContainer, ...], str]] = {}
         self._hashes: dict[str, tuple[tuple[DesiredContainer, ...], str]] = {}
         self._last_round = 0.0
+        self._runtime_ok = True
         #: rounds done (tests and metrics)
         self.rounds = 0
         #: containers started / killed by this process (tests and benches)
@@ -266,8 +267,13 @@ class Edged:
             self._last_round = time.monotonic()
             try:
                 wake_at = await self.sync_once()
+                if not self._runtime_ok:
+                    log.info("edged: the runtime answers again")
+                    self._runtime_ok = True
             except ContainerRuntimeError as exc:
-                log.warning("edged: runtime call failed: %s", exc)
+                if self._runtime_ok:  # once per outage, not every second
+                    log.warning("edged: runtime call failed (retrying every second): %s", exc)
+                    self._runtime_ok = False
                 wake_at = time.time() + 1.0
             except asyncio.CancelledError:
                 raise
