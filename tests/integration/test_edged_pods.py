@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(90)
 async def test_a_pod_runs_and_reports_kubelet_status(
     cloud: Cloud, make_edge, cri_endpoint: str
 ) -> None:  # type: ignore[no-untyped-def]
-    """Applied with nodeName, a busybox pod runs; its status is a kubelet's; delete removes it."""
+    """A busybox pod runs with a kubelet's status; an edit replaces it; delete removes it."""
     node = unique_node()
     edge: Edge = make_edge(node, runtime_endpoint=cri_endpoint)
     edge.join(cloud)
@@ -33,6 +33,16 @@ async def test_a_pod_runs_and_reports_kubelet_status(
     assert st["startTime"]
     log = next((edge.dir / "pod-logs").glob("default_web_*/app/0.log"))
     assert "started" in log.read_text()
+
+    first = cs["containerID"]
+    cloud.apply(busybox_pod("web", node, "echo edited; exec sleep 3600"))
+
+    def replaced() -> bool:
+        c = container_status(cloud, "web")
+        return c.get("containerID") not in (None, first) and bool(c.get("ready"))
+
+    await wait_until(replaced, timeout=30)
+    assert container_status(cloud, "web")["restartCount"] == 1
 
     cloud.edgectl("delete", "pod", "web")
 
