@@ -177,6 +177,9 @@ class Edged:
         self._hashes: dict[str, tuple[tuple[DesiredContainer, ...], str]] = {}
         self._last_round = 0.0
         self._runtime_ok = True
+        self._announce = False
+        #: status messages the cloud answered (tests and benches)
+        self.delivered = 0
         #: rounds done (tests and metrics)
         self.rounds = 0
         #: containers started / killed by this process (tests and benches)
@@ -233,6 +236,7 @@ class Edged:
             if op == "connected":
                 self._connected = True
                 self._in_flight.clear()
+                self._announce = True
                 await self._send_pending()
             elif op == "disconnected":
                 self._connected = False
@@ -245,6 +249,10 @@ class Edged:
                     log.warning("cloud refused the status of pod %s: %s", sent[0], msg.content)
                 assert self._box is not None
                 await self._box.delivered(*sent)
+                self.delivered += 1
+                if self._announce and not self._in_flight:
+                    self._announce = False  # once per connection: the catch-up is over
+                    log.info("edged: the cloud has the status of every pod (%d)", self.delivered)
 
     # --- the sync loop ---------------------------------------------------------------------
 
