@@ -209,26 +209,23 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
             await admin.delete("pods", "default", "warm-up")
             await _until_no_sandboxes(cri, NODE, "the warm-up pod")
             rss0, cpu0 = await idle_cost(edge, args.idle)
+            top = max(args.counts)
             for n in args.counts:
-                direct = await direct_start(cri, n, workdir / "direct-logs")
-                await remove_all(cri, DIRECT_NODE)
-                bridged = await edgebridge_start(admin, n, f"p{n}")
+                # direct and edgebridge alternate, --repeat times: on a shared box the load
+                # changes from one minute to the next, and both see the same share of it
+                direct: list[float] = []
+                bridged: list[float] = []
+                for r in range(args.repeat):
+                    direct += await direct_start(cri, n, workdir / "direct-logs")
+                    await remove_all(cri, DIRECT_NODE)
+                    bridged += await edgebridge_start(admin, n, f"p{n}r{r}")
+                    if n != top or r != args.repeat - 1:
+                        await delete_pods(admin, cri, f"p{n}r{r}", n)
                 for label, values in (("direct_cri", direct), ("edgebridge", bridged)):
                     fig.add(f"{label}_{n}_pods_p50", percentile(values, 50) * 1000, "ms")
                     fig.add(f"{label}_{n}_pods_p99", percentile(values, 99) * 1000, "ms")
-                fig.ratio(
-                    f"ratio_{n}_pods_p50",
-                    percentile(bridged, 50),
-                    percentile(direct, 50),
-                )
-                fig.ratio(
-                    f"ratio_{n}_pods_p99",
-                    percentile(bridged, 99),
-                    percentile(direct, 99),
-                )
-                if n != max(args.counts):
-                    await delete_pods(admin, cri, f"p{n}", n)
-            top = max(args.counts)
+                fig.ratio(f"ratio_{n}_pods_p50", percentile(bridged, 50), percentile(direct, 50))
+                fig.ratio(f"ratio_{n}_pods_p99", percentile(bridged, 99), percentile(direct, 99))
             rss1, cpu1 = await idle_cost(edge, args.idle)
             fig.add("edgecore_rss_no_pods", rss0, "MiB")
             fig.add(f"edgecore_rss_{top}_pods", rss1, "MiB")
@@ -304,6 +301,7 @@ async def _until_no_sandboxes(cri: CriClient, node: str, what: str) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--counts", type=int, nargs="+", default=[1, 10, 50], help="pods per batch")
+    p.add_argument("--repeat", type=int, default=2, help="alternating runs per count")
     p.add_argument("--idle", type=float, default=20.0, help="seconds of idle measurement")
     p.add_argument("--endpoint", help="an already running CRI endpoint (default: start one)")
     p.add_argument("--workdir", help="parent of the temporary directory")

@@ -787,6 +787,8 @@ class Edged:
             sandboxes_by_uid.setdefault(sb.uid, []).append(sb)
         host_ip = self._host_ip() or ""
         for key, pod in pods.items():
+            if key in self._busy and key in self._sent:
+                continue  # being changed: its next status comes when the change is done
             uid = pod.metadata.uid
             boxes = [sb for sb in sandboxes_by_uid.get(uid, []) if sb.ready]
             current = max(boxes, key=lambda sb: (sb.attempt, sb.created_at), default=None)
