@@ -60,8 +60,11 @@ class EdgeCore:
         extra_args: list[str] | None = None,
     ) -> None:
         self.node = node
-        #: more ``edgecore run`` options (e.g. ``--runtime cri --runtime-endpoint URL``)
+        #: more ``edgecore run`` options (e.g. ``--runtime cri --runtime-endpoint URL``);
+        #: without ``--runtime`` pods stay metadata, whatever runtime the machine has
         self.extra_args = list(extra_args or [])
+        if "--runtime" not in self.extra_args:
+            self.extra_args += ["--runtime", "none"]
         self.data_dir = workdir / "edge"
         self.log_path = workdir / "edgecore.log"
         self.api_port = free_port()
