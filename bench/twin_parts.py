@@ -51,8 +51,20 @@ def update_payload(event_id: str, value: float, now_ms: int) -> bytes:
 class EdgeCore:
     """``python -m edgecore join`` then ``run`` with the internal mosquitto on a free port."""
 
-    def __init__(self, *, workdir: Path, node: str, stop_grace: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        node: str,
+        stop_grace: float = 10.0,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.node = node
+        #: more ``edgecore run`` options (e.g. ``--runtime cri --runtime-endpoint URL``);
+        #: without ``--runtime`` pods stay metadata, whatever runtime the machine has
+        self.extra_args = list(extra_args or [])
+        if "--runtime" not in self.extra_args:
+            self.extra_args += ["--runtime", "none"]
         self.data_dir = workdir / "edge"
         self.log_path = workdir / "edgecore.log"
         self.api_port = free_port()
@@ -96,6 +108,7 @@ class EdgeCore:
             "--data-dir", str(self.data_dir),
             "--local-api", f"127.0.0.1:{self.api_port}",
             "--mqtt-port", str(self.mqtt_port),
+            *self.extra_args,
         ]  # fmt: skip
         self._launch(argv)
         log.info("edgecore pid %d: local API %d, mqtt %d", self.pid, self.api_port, self.mqtt_port)
@@ -131,6 +144,13 @@ class EdgeCore:
     @property
     def broker_pid(self) -> int | None:
         return self._broker_pid
+
+    def kill9(self) -> None:
+        """SIGKILL edgecore (a crash); its mosquitto is left to the next start to replace."""
+        p = self._popen
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(5)
 
     def stop(self) -> None:
         p = self._popen

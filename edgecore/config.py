@@ -114,7 +114,10 @@ class RuntimeSettings(BaseModel):
     #: deadline of one image pull, seconds
     pull_timeout: float = Field(default=300.0, gt=0, le=3600)
     #: pods whose containers are being changed at once, at most
-    parallel_pods: int = Field(default=16, ge=1, le=1024)
+    parallel_pods: int = Field(default=64, ge=1, le=1024)
+    #: seconds between sync rounds at least while pods are being changed (their completions
+    #: come in bursts; fewer rounds leave the CPU to the runtime)
+    busy_round_gap: float = Field(default=0.1, ge=0, le=10)
 
 
 class EdgeSettings(BaseModel):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the busybox and pause OCI images offline from busybox-static (deterministic, see
 # scripts/build_images.py) and import them into containerd's k8s.io namespace, where the CRI
-# finds them: docker.io/library/busybox:latest (what `image: busybox` means) and
+# finds them: docker.io/library/busybox:latest and :1.36 (what `image: busybox` means) and
 # localhost/edgebridge/pause:1 (the sandbox image of scripts/containerd.sh).
 # usage: scripts/build-images.sh [--address /path/to/containerd.sock] [--out DIR]
 set -euo pipefail
@@ -23,4 +23,7 @@ python3 "$here/build_images.py" "$out"
 for image in busybox pause; do
   ctr --address "$address" -n k8s.io images import "$out/$image.tar"
 done
+# more names for the same busybox image (examples/ use busybox:1.36)
+ctr --address "$address" -n k8s.io images tag --force docker.io/library/busybox:latest \
+  docker.io/library/busybox:1.36 >/dev/null
 ctr --address "$address" -n k8s.io images ls -q

@@ -22,9 +22,14 @@ from pathlib import Path
 
 BUSYBOX = Path(os.environ.get("BUSYBOX", "/bin/busybox"))
 IMAGES = {
-    # the names a pod spec's `image: busybox` resolves to, as Kubernetes normalises it
-    "busybox": ("docker.io/library/busybox:latest", None, ["sh"]),
-    "pause": ("localhost/edgebridge/pause:1", ["/bin/sleep", "2147483647"], None),
+    # the names a pod spec's `image: busybox` (or busybox:1.36, as in examples/) resolves to,
+    # as Kubernetes normalises it
+    "busybox": (
+        ["docker.io/library/busybox:latest", "docker.io/library/busybox:1.36"],
+        None,
+        ["sh"],
+    ),
+    "pause": (["localhost/edgebridge/pause:1"], ["/bin/sleep", "2147483647"], None),
 }
 ETC = {
     "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
@@ -95,7 +100,7 @@ def build(out: Path) -> None:
     raw = layer()
     diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
     gz = gzip.compress(raw, compresslevel=6, mtime=0)
-    for short, (ref, entrypoint, cmd) in IMAGES.items():
+    for short, (refs, entrypoint, cmd) in IMAGES.items():
         config = {
             "architecture": "amd64",
             "os": "linux",
@@ -147,6 +152,7 @@ def build(out: Path) -> None:
                                 "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1],
                             },
                         }
+                        for ref in refs[:1]  # ctr imports one name; build-images.sh tags the rest
                     ],
                 }
             )
@@ -157,7 +163,7 @@ def build(out: Path) -> None:
                 ti = _info(name, tarfile.REGTYPE, 0o644)
                 ti.size = len(data)
                 tar.addfile(ti, io.BytesIO(data))
-        print(f"{ref} {path}")
+        print(f"{' '.join(refs)} {path}")
 
 
 if __name__ == "__main__":

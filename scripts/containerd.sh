@@ -30,6 +30,9 @@ write_config() {
   local bridge="eb${h}"
   local subnet="10.$((200 + n % 50)).$(((n / 50) % 256)).0/24"
   mkdir -p "$dir/root" "$dir/state" "$dir/cni/net.d" "$dir/cni/ipam"
+  # overlayfs cannot stack on overlayfs (DIR inside a container's root): copy layers instead
+  snapshotter=overlayfs
+  case "$(stat -f -c %T "$dir" 2>/dev/null)" in overlayfs|overlay) snapshotter=native ;; esac
   cat >"$dir/cni/net.d/10-edgebridge.conflist" <<CNI
 {
   "cniVersion": "1.0.0",
@@ -76,7 +79,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_port = "0"
   enable_tls_streaming = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
+    snapshotter = "$snapshotter"
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
@@ -98,7 +101,8 @@ start() {
   echo $! >"$pidfile"
   for _ in $(seq 1 150); do
     if [ -S "$sock" ] && ctr --address "$sock" version >/dev/null 2>&1; then
-      "$here/build-images.sh" --address "$sock" >"$dir/images.log" 2>&1 || {
+      CONTAINERD_SNAPSHOTTER=$snapshotter "$here/build-images.sh" --address "$sock" \
+        >"$dir/images.log" 2>&1 || {
         cat "$dir/images.log" >&2; echo "image import failed" >&2; exit 1; }
       echo "unix://$sock"
       return 0
@@ -137,7 +141,7 @@ stop() {
   fi
   rm -f "$pidfile"
   # sandbox network namespaces and mounts left under DIR would keep it from being removed
-  grep " $dir/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
+  { grep " $dir/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
   local h; h=$(printf '%s' "$dir" | sha256sum | cut -c1-6)

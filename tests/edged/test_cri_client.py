@@ -57,6 +57,8 @@ async def test_sandbox_and_container_round_trip(cri_endpoint: str, tmp_path: Pat
             await wait_until(lambda: log.exists() and "hello from edged" in log.read_text())
             res = await cri.exec_sync(cid, ["sh", "-c", "echo out; echo err >&2; exit 3"])
             assert (res.stdout, res.stderr, res.exit_code) == (b"out\n", b"err\n", 3)
+            url = await cri.exec(cid, ["sh"], stdin=True)
+            assert url.startswith("http://127.0.0.1:")  # the runtime's own streaming server
             await cri.stop_container(cid, 0)
             assert (await cri.container_status(cid)).state == pb.CONTAINER_EXITED
             await cri.remove_container(cid)

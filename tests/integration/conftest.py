@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.containerd import cri_endpoint
+from tests.support.pods import cleanup_in_subprocess
 from tests.support.procs import Cloud, Edge, Proc
 
 __all__ = ["cri_endpoint"]
@@ -37,6 +38,8 @@ def make_edge(tmp_path: Path) -> object:
     yield factory
     for e in made:
         e.proc.stop()
+        if e.runtime_endpoint:  # the pods it ran leave the shared runtime with it
+            cleanup_in_subprocess(e.runtime_endpoint, e.name)
 
 
 @pytest.hookimpl(hookwrapper=True)

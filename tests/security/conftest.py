@@ -131,6 +131,7 @@ async def start_edge() -> AsyncIterator[StartEdge]:
         settings.hub.heartbeat = 0.5
         settings.hub.reconnect_initial = 0.05
         settings.hub.reconnect_cap = 0.5
+        settings.runtime.kind = "none"  # pods stay metadata, whatever runtime the machine has
         app = await edge_app.start(settings)
         running.append(app)
         return app

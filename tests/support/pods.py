@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from edgecore.edged.cri import api_pb2 as pb
@@ -68,3 +72,25 @@ async def runtime_state(endpoint: str, node: str) -> tuple[list[pb.PodSandbox], 
 async def running_ids(endpoint: str, node: str) -> set[str]:
     _boxes, containers = await runtime_state(endpoint, node)
     return {c.id for c in containers if c.state == pb.CONTAINER_RUNNING}
+
+
+async def remove_node_pods(endpoint: str, node: str) -> None:
+    """Remove every sandbox (and so container) edged of ``node`` left in the runtime."""
+    async with CriClient(endpoint) as cri:
+        for sb in await cri.list_pod_sandbox(labels=managed_selector(node)):
+            await cri.stop_pod_sandbox(sb.id)
+            await cri.remove_pod_sandbox(sb.id)
+
+
+def cleanup_in_subprocess(endpoint: str, node: str) -> None:
+    """:func:`remove_node_pods` from synchronous teardown code (no event loop needed)."""
+    subprocess.run(
+        [sys.executable, "-m", "tests.support.pods", endpoint, node],
+        capture_output=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(remove_node_pods(sys.argv[1], sys.argv[2]))

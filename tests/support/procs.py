@@ -169,6 +169,7 @@ class Edge:
         """``runtime_endpoint``: run pods through that CRI runtime (``--runtime cri``, logs
         under the edge's directory); without it ``--runtime none``, whatever the machine has."""
         self.name = name
+        self.runtime_endpoint = runtime_endpoint
         self.dir = tmp / name
         self.api_port = free_port()
         self.mqtt_port = free_port()
