@@ -102,6 +102,11 @@ print("phase=%s podIP=%s containerID=%s restartCount=%d" % (s["phase"], s["podIP
   wait_for 10 test -s "$(ls "$DEMO"/pod-logs/default_sensor-reader_*/reader/0.log 2>/dev/null | head -1)"
   echo "the container's output ($DEMO/pod-logs/default_sensor-reader_<uid>/reader/0.log):"
   tail -n 2 "$DEMO"/pod-logs/default_sensor-reader_*/reader/0.log
+  say "edgectl logs / exec reach the container through the cloud link (no port open on the edge)"
+  echo "\$ edgectl logs sensor-reader --tail 2"
+  ctl logs sensor-reader --tail 2
+  echo "\$ edgectl exec sensor-reader -- sh -c 'echo hello from \$(hostname); exit 3'"
+  ctl exec sensor-reader -- sh -c 'echo hello from $(hostname); exit 3' || echo "(exit code $?)"
 fi
 
 say "edit the configmap in the cloud; the edge follows"
