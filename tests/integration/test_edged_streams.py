@@ -35,3 +35,15 @@ async def test_logs_and_exec_of_a_pod_edged_runs(
         1,
         f"edgectl: node {node} is offline (no link to cloudhub)\n",
     )
+
+
+async def test_a_node_without_a_runtime_says_so(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+    """On an edge run with --runtime none, logs and exec are one line saying why."""
+    edge: Edge = make_edge("plain-node")
+    edge.join(cloud)
+    await edge.start()
+    await wait_until(lambda: cloud.node_ready("plain-node"), timeout=15)
+    cloud.apply(busybox_pod("meta", "plain-node"))
+    res = cloud.run_edgectl("exec", "meta", "--", "true")
+    assert res.returncode == 1
+    assert res.stderr == ("edgectl: node plain-node runs pods as metadata only (--runtime none)\n")

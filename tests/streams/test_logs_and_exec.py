@@ -205,3 +205,22 @@ async def test_exec_with_input_and_a_terminal(fleet: Fleet) -> None:
     out, _ = await asyncio.wait_for(proc.communicate(b""), 20)
     assert proc.returncode == 2
     assert out.startswith(b"/dev/pts/")
+
+
+async def test_a_plain_follow_client_that_leaves_stops_the_edge_stream(fleet: Fleet) -> None:
+    """/containerLogs?follow=true streams as text; a client that disconnects cancels it."""
+    await fleet.run_pod("ticker", TICKER)
+    url = (
+        f"https://127.0.0.1:{fleet.cloud.https_port}/containerLogs/default/ticker/app"
+        "?follow=true&tailLines=1"
+    )
+    ctx = ssl.create_default_context(cadata=fleet.cloud.authority.ca_pem.decode())
+    admin = {"Authorization": f"Bearer {fleet.cloud.authority.admin_token}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, ssl=ctx, headers=admin) as resp:
+            assert resp.status == 200
+            first = await asyncio.wait_for(resp.content.readline(), 15)
+            second = await asyncio.wait_for(resp.content.readline(), 15)
+            assert int(second.split()[1]) == int(first.split()[1]) + 1
+            assert len(stream_tasks()) == 1
+    await wait_until(lambda: not stream_tasks(), timeout=15)
