@@ -26,9 +26,10 @@ from typing import Any
 
 from cloudhub import routes
 from cloudhub.devicecontroller.twins import merge_report, parse_state_report, parse_twin_report
+from cloudhub.fleet.derive import twin_refused_event
 from cloudhub.hub.module import Replies
 from cloudhub.store.base import ObjectStore, StatusCompute, StatusMerger, StatusUpdate
-from hive.bus import Bus
+from hive.bus import Bus, UnknownModule
 from wire.errors import InvalidObject, NotFound, StoreError, WireError
 from wire.messages import Message, Operation
 from wire.resources import split_node_prefix
@@ -153,6 +154,32 @@ class DeviceController:
         self.refused += 1
         log.warning("refused %s: %s", msg.resource, reason)
         await self._bus.send(routes.HUB, msg.error_reply(reason, source=self.name))
+        self._record_refusal(msg, reason)
+
+    def _record_refusal(self, msg: Message, reason: str) -> None:
+        """A ``TwinRefused`` Event on the device, when the fleet module records events (a
+        full inbox drops it: events inform, they never hold up reports)."""
+        try:
+            node, rest = split_node_prefix(msg.resource)
+            ns, _, name, _ = _split_device(rest)
+        except WireError:
+            return
+        event = twin_refused_event(
+            ns, name, f"report from node {node} refused: {reason}", at=time.time()
+        )
+        try:
+            self._bus.send_nowait(
+                routes.FLEET,
+                Message.new(
+                    source=self.name,
+                    group=self.group,
+                    operation=Operation.INSERT,
+                    resource=f"{ns}/event/{name}",
+                    content=routes.RecordEvents((event,)),
+                ),
+            )
+        except UnknownModule:
+            pass
 
 
 async def _merge_statuses(

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from cloudhub.auth.issuer import CertIssuer
 from cloudhub.auth.ledger import MemoryLedger
 from cloudhub.auth.revocation import Revocations
+from cloudhub.fleet.module import FleetModule
 from cloudhub.httpserver.admin import AdminApi, admin_middleware
 from cloudhub.httpserver.join import JoinApi
 from cloudhub.hub.limits import ConnectionGate
@@ -56,6 +57,8 @@ class NodePresence(BaseModel):
     online: bool
     #: unix seconds of the last frame received from the node; None if never seen
     last_seen: float | None = None
+    #: unix seconds the live link was opened; None while offline
+    connected_at: float | None = None
 
 
 class Presence(Protocol):
@@ -70,6 +73,7 @@ def make_app(
     store: ObjectStore,
     presence: Presence,
     issuer: CertIssuer | None = None,
+    fleet: FleetModule | None = None,
 ) -> web.Application:
     """The HTTPS application: ``/ca.crt``, ``/edge.crt``, ``/healthz`` and ``/admin/v1/...``.
 
@@ -84,9 +88,13 @@ def make_app(
         middlewares=[admin_middleware(authority)],
     )
     JoinApi(authority=authority, store=store, issuer=issuer).register(app.router)
-    AdminApi(authority=authority, store=store, presence=presence, revoker=issuer).register(
-        app.router
-    )
+    AdminApi(
+        authority=authority,
+        store=store,
+        presence=presence,
+        revoker=issuer,
+        events=fleet.events if fleet is not None else None,
+    ).register(app.router)
     app.router.add_get("/healthz", _healthz)
     return app
 

@@ -241,7 +241,9 @@ class HubModule:
         """Whether ``node`` is connected now and when it was last heard from."""
         session = self.sessions.get(node)
         if session is not None:
-            return NodePresence(online=True, last_seen=session.last_seen)
+            return NodePresence(
+                online=True, last_seen=session.last_seen, connected_at=session.connected_at
+            )
         return NodePresence(online=False, last_seen=self._last_seen.get(node))
 
     # -- handshake and reading -----------------------------------------------------------------

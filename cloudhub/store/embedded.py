@@ -55,7 +55,7 @@ import asyncio
 import logging
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -236,6 +236,20 @@ class EmbeddedStore:
                 except sqlite3.Error as exc:
                     log.warning("could not record the counters in %s: %s", self._path, exc)
                 await db.close()
+
+    async def run_locked(self, work: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        """Run ``work`` on the store's connection under its lock.
+
+        For tables other parts of cloudhub keep in ``store.db`` beside the objects (recorded
+        Events): they have no resourceVersion and no watch, but share the file, its
+        durability and this connection (a second connection would contend for SQLite's
+        write lock).
+
+        Raises:
+            StoreError: the store is not open.
+        """
+        async with self._lock:
+            return await work(self._conn())
 
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
