@@ -32,6 +32,7 @@ from cloudhub.certcontroller.controller import CertController
 from cloudhub.config import CloudSettings
 from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.edgecontroller.controller import EdgeController
+from cloudhub.figures import CloudFigures
 from cloudhub.fleet.eventstore import EmbeddedEvents, EventStore, KubeEvents
 from cloudhub.fleet.module import FleetModule
 from cloudhub.httpserver.app import bound_port, make_app, serve_https
@@ -216,9 +217,21 @@ async def start(settings: CloudSettings) -> CloudApp:
         raise ConfigError(
             f"cannot listen on {settings.hub.bind}:{settings.hub.ws_port} (wss): {exc.strerror}"
         ) from exc
+    devices = DeviceController(bus=bus, store=store)
+    certs = CertController(
+        bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
+    )
+    figures = CloudFigures(hub=hub, fleet=fleet, devices=devices, certs=certs, store=store)
     try:
         https = await serve_https(
-            make_app(authority=authority, store=store, presence=hub, issuer=issuer, fleet=fleet),
+            make_app(
+                authority=authority,
+                store=store,
+                presence=hub,
+                issuer=issuer,
+                fleet=fleet,
+                metrics=figures.collect,
+            ),
             host=settings.hub.bind,
             port=settings.https_port,
             ssl_context=authority.https_ssl_context(),
@@ -230,12 +243,8 @@ async def start(settings: CloudSettings) -> CloudApp:
         raise
     runner = Runner()
     runner.start_module(controller)
-    runner.start_module(DeviceController(bus=bus, store=store))
-    runner.start_module(
-        CertController(
-            bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
-        )
-    )
+    runner.start_module(devices)
+    runner.start_module(certs)
     runner.start_module(hub)
     runner.start_module(fleet)
     if cluster is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,9 +59,9 @@ class DeviceController:
         self._store = store
         self._window = batch_window
         self._max = batch_max
-        #: reports applied (ACKed) and refused, for metrics and tests
+        #: reports applied (ACKed), and refused by why (:func:`refusal_kind`): metrics, tests
         self.applied = 0
-        self.refused = 0
+        self.refused_by: Counter[str] = Counter()
 
     async def run(self) -> None:
         while True:
@@ -150,8 +150,12 @@ class DeviceController:
             )
         self.applied += len(accepted)
 
+    @property
+    def refused(self) -> int:
+        return sum(self.refused_by.values())
+
     async def _refuse(self, msg: Message, reason: str) -> None:
-        self.refused += 1
+        self.refused_by[refusal_kind(reason)] += 1
         log.warning("refused %s: %s", msg.resource, reason)
         await self._bus.send(routes.HUB, msg.error_reply(reason, source=self.name))
         self._record_refusal(msg, reason)
@@ -207,6 +211,19 @@ async def _merge_statuses(
             updates.append(StatusUpdate("device", ns, name, status))
     if updates:
         await store.update_statuses(updates)
+
+
+def refusal_kind(reason: str) -> str:
+    """A refusal's reason as a metric label (a bounded set)."""
+    for text, kind in (
+        ("not found", "not_found"),
+        ("not bound", "not_bound"),
+        ("invalid", "invalid"),
+        ("unsupported", "unsupported"),
+    ):
+        if text in reason:
+            return kind
+    return "other"
 
 
 def _split_device(rest: str) -> tuple[str, str, str, str]:

@@ -21,9 +21,11 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from aiohttp import web
+from prometheus_client.core import Metric
 from pydantic import BaseModel
 
 from cloudhub.auth.issuer import CertIssuer
@@ -32,6 +34,7 @@ from cloudhub.auth.revocation import Revocations
 from cloudhub.fleet.module import FleetModule
 from cloudhub.httpserver.admin import AdminApi, admin_middleware
 from cloudhub.httpserver.join import JoinApi
+from cloudhub.httpserver.metrics import metrics_handler
 from cloudhub.hub.limits import ConnectionGate
 from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
@@ -74,6 +77,7 @@ def make_app(
     presence: Presence,
     issuer: CertIssuer | None = None,
     fleet: FleetModule | None = None,
+    metrics: Callable[[], Iterable[Metric]] | None = None,
 ) -> web.Application:
     """The HTTPS application: ``/ca.crt``, ``/edge.crt``, ``/healthz`` and ``/admin/v1/...``.
 
@@ -96,6 +100,8 @@ def make_app(
         events=fleet.events if fleet is not None else None,
     ).register(app.router)
     app.router.add_get("/healthz", _healthz)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics_handler(authority, metrics), allow_head=False)
     return app
 
 
