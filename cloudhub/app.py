@@ -44,6 +44,7 @@ from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from cloudhub.tuning import freeze_after_bursts, tune_process
+from cloudhub.ui.pages import FleetPages
 from hive.bus import Bus
 from hive.module import Runner
 from wire.errors import BridgeError, ConfigError
@@ -231,6 +232,7 @@ async def start(settings: CloudSettings) -> CloudApp:
                 issuer=issuer,
                 fleet=fleet,
                 metrics=figures.collect,
+                pages=FleetPages(authority=authority, fleet=fleet, presence=hub),
             ),
             host=settings.hub.bind,
             port=settings.https_port,
