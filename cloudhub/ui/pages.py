@@ -19,6 +19,7 @@ sparkline of recent reports), ``/ui/pods/{ns}/{name}`` (status, containers, even
 
 from __future__ import annotations
 
+import bisect
 import importlib.resources
 import logging
 import mimetypes
@@ -258,10 +259,11 @@ class FleetPages:
         view = self._fleet.view
         after = request.query.get("after", "")
         keys = view.device_keys()
+        start = 0
         if after:
             ns, _, name = after.partition("/")
-            keys = [k for k in keys if k > (ns, name)]
-        page = keys[: PAGE_SIZE + 1]
+            start = bisect.bisect_right(keys, (ns, name))
+        page = keys[start : start + PAGE_SIZE + 1]
         more = len(page) > PAGE_SIZE
         page = page[:PAGE_SIZE]
         return self._live(

@@ -33,13 +33,15 @@ def sparkline(values: list[float], width: int = SPARK_WIDTH, height: int = SPARK
     if len(vals) < 2:
         return ""
     low, high = min(vals), max(vals)
-    span = high - low or 1.0
     step = (width - 2) / (len(vals) - 1)
     pad = 2
-    return " ".join(
-        f"{1 + i * step:.1f},{pad + (height - 2 * pad) * (1 - (v - low) / span):.1f}"
-        for i, v in enumerate(vals)
-    )
+
+    def y(v: float) -> float:
+        if high == low:
+            return height / 2  # a steady value: a line through the middle
+        return pad + (height - 2 * pad) * (1 - (v - low) / (high - low))
+
+    return " ".join(f"{1 + i * step:.1f},{y(v):.1f}" for i, v in enumerate(vals))
 
 
 @dataclass(frozen=True, slots=True)

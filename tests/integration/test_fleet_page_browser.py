@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, Mapper, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,25 +27,8 @@ CHROMIUM_ARGS = [
 #: where screenshots are kept besides the test's tmp dir (ignored by git)
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 
-MANIFESTS = """
-apiVersion: devices.kubeedge.io/v1beta1
-kind: DeviceModel
-metadata: {name: thermostat, namespace: default}
-spec:
-  properties:
-    - {name: temperature, type: FLOAT, accessMode: ReadOnly}
-    - {name: setpoint, type: FLOAT, accessMode: ReadWrite}
----
-apiVersion: devices.kubeedge.io/v1beta1
-kind: Device
-metadata: {name: thermostat-1, namespace: default}
-spec:
-  deviceModelRef: {name: thermostat}
-  nodeName: edge-1
-  properties:
-    - name: setpoint
-      desired: {value: "21.5"}
----
+EXAMPLES = Path(__file__).parents[2] / "examples" / "devices"
+POD = """
 apiVersion: v1
 kind: Pod
 metadata: {name: sensor-reader, namespace: default}
@@ -83,13 +66,19 @@ async def test_page_lists_nodes_and_shows_an_edge_going_offline(
 ) -> None:
     """Token once in the URL, then a cookie; the nodes table lists the edges, and an edge
     killed shows offline by itself within the liveness window; screenshots are saved."""
-    cloud.apply(MANIFESTS)
+    cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-model.yaml"))
+    cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-device.yaml"))
+    cloud.apply(POD)
     edges: list[Edge] = [make_edge(f"edge-{i}") for i in (1, 2)]
     for edge in edges:
         edge.join(cloud)
         await edge.start()
     for edge in edges:
         await wait_until(lambda e=edge: cloud.node_ready(e.name), timeout=20)
+    device = "/apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/thermostat-1"
+    await wait_until(lambda: edges[0].has(device), timeout=20)
+    mapper = Mapper(tmp_path, edges[0])
+    mapper.start()
     token = (cloud.dir / "admin.token").read_text().strip()
     base = f"https://127.0.0.1:{cloud.https_port}/ui/"
 
@@ -109,26 +98,34 @@ async def test_page_lists_nodes_and_shows_an_edge_going_offline(
     await page.screenshot(path=str(tmp_path / "fleet-online.png"), full_page=True)
     _save(tmp_path / "fleet-online.png", "fleet-online.png")
 
-    edges[0].proc.kill9()
+    edges[1].proc.kill9()
     # liveness window: two heartbeats of the edge (0.5 s), plus the page's refresh (2 s)
-    await page.locator('#nodes tr[data-node="edge-1"][data-status="offline"]').wait_for(
+    await page.locator('#nodes tr[data-node="edge-2"][data-status="offline"]').wait_for(
         timeout=8_000
     )
     assert "1 offline" in await page.inner_text("#nodes-offline")
     await page.screenshot(path=str(tmp_path / "fleet-offline.png"), full_page=True)
     _save(tmp_path / "fleet-offline.png", "fleet-offline.png")
 
-    await page.click('#nodes a:text("edge-1")')
-    await page.get_by_text("thermostat-1").first.wait_for()
-    assert "sensor-reader" in await page.inner_text("main")
+    await page.click('#nodes a:text("edge-2")')
+    assert "edge-2" in await page.inner_text("h1")
     await page.get_by_role("cell", name="NodeNotReady", exact=True).wait_for(timeout=5_000)
-    await page.screenshot(path=str(tmp_path / "node.png"), full_page=True)
-    _save(tmp_path / "node.png", "node.png")
+    await page.screenshot(path=str(tmp_path / "node-offline.png"), full_page=True)
+    _save(tmp_path / "node-offline.png", "node-offline.png")
 
     await page.goto(f"{base}devices")
-    await page.get_by_role("cell", name="setpoint", exact=True).first.wait_for()
+    # the mapper reports every second: a line of recent temperatures appears by itself
+    await page.locator("svg.spark polyline").first.wait_for(timeout=20_000)
     await page.screenshot(path=str(tmp_path / "devices.png"), full_page=True)
     _save(tmp_path / "devices.png", "devices.png")
+
+    await page.goto(f"{base}nodes/edge-1")
+    await page.locator("svg.spark polyline").first.wait_for(timeout=10_000)
+    main = await page.inner_text("main")
+    assert "sensor-reader" in main and "thermostat-1" in main and "NodeReady" in main
+    await page.screenshot(path=str(tmp_path / "node.png"), full_page=True)
+    _save(tmp_path / "node.png", "node.png")
+    mapper.proc.stop()
 
     stranger = await browser.new_context(ignore_https_errors=True)
     other = await stranger.new_page()
