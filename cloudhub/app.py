@@ -222,7 +222,9 @@ async def start(settings: CloudSettings) -> CloudApp:
     certs = CertController(
         bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
     )
-    figures = CloudFigures(hub=hub, fleet=fleet, devices=devices, certs=certs, store=store)
+    figures = CloudFigures(
+        hub=hub, fleet=fleet, devices=devices, certs=certs, store=store, ledger=ledger
+    )
     try:
         https = await serve_https(
             make_app(
