@@ -121,3 +121,45 @@ async def test_login_form_and_logout(
         assert r.status == 303
     async with browser.get("/ui/", allow_redirects=False) as r:
         assert r.status == 401
+
+
+async def test_pod_page_shows_status_events_and_where_logs_are(
+    cloud: cloud_app.CloudApp, browser: aiohttp.ClientSession
+) -> None:
+    """A pod's page shows kubectl's READY/STATUS, its containers, its Started event, and
+    points to edgectl logs while log lines are not relayed."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"nodeName": "edge-001", "containers": [{"name": "app", "image": "busybox"}]},
+    }
+    await cloud.store.apply([pod])
+    await wait_until(lambda: ("default", "web") in cloud.fleet.view.pods, timeout=10)
+    status = {
+        "phase": "Running",
+        "podIP": "10.88.0.7",
+        "containerStatuses": [
+            {
+                "name": "app",
+                "ready": True,
+                "restartCount": 2,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                "containerID": "containerd://abc",
+            }
+        ],
+    }
+    await cloud.store.update_status("pod", "default", "web", status)
+    await wait_until(lambda: cloud.fleet.recorded >= 1, timeout=10)
+    await _login(browser, cloud.authority.admin_token)
+    async with browser.get("/ui/pods/default/web") as r:
+        assert r.status == 200
+        body = await r.text()
+    for text in ("1/1", "Running", "10.88.0.7", "containerd://abc", "Started container app"):
+        assert text in body, text
+    assert "edgectl logs web -n default" in body
+    async with browser.get("/ui/nodes/edge-001") as r:
+        node = await r.text()
+    assert "/ui/pods/default/web" in node and "Started" in node
+    async with browser.get("/ui/events") as r:
+        assert "Started container app" in await r.text()
