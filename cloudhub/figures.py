@@ -17,6 +17,7 @@ from cloudhub.certcontroller.controller import CertController
 from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.fleet.module import FleetModule
 from cloudhub.hub.module import HubModule
+from cloudhub.k8s.api import KubeApi
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from hive.metrics import counter, gauge, histogram, labelled
@@ -126,6 +127,20 @@ class CloudFigures:
 
     def _store_figures(self) -> Iterable[Metric]:
         store = self.store
+        api = getattr(store, "api", None)
+        if isinstance(api, KubeApi):  # Kubernetes mode: the cluster is the store
+            yield labelled(
+                CounterMetricFamily,
+                P + "kube_requests_total",
+                "Calls to the Kubernetes API (watches excluded), by HTTP method",
+                "method",
+                api.requests,
+            )
+            yield histogram(
+                P + "kube_request_seconds",
+                "Kubernetes API calls, from call to answer",
+                api.request_seconds,
+            )
         if isinstance(store, EmbeddedStore):
             yield counter(
                 P + "store_changes_total",
