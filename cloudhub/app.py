@@ -36,6 +36,9 @@ from cloudhub.cloudstream.relay import CloudStream
 from cloudhub.config import CloudSettings
 from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.edgecontroller.controller import EdgeController
+from cloudhub.figures import CloudFigures
+from cloudhub.fleet.eventstore import EmbeddedEvents, EventStore, KubeEvents
+from cloudhub.fleet.module import FleetModule
 from cloudhub.httpserver.app import bound_port, make_app, serve_https
 from cloudhub.hub.module import HubModule, WorkerTls
 from cloudhub.k8s import cluster_requested
@@ -45,6 +48,7 @@ from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from cloudhub.tuning import freeze_after_bursts, tune_process
+from cloudhub.ui.pages import FleetPages
 from hive.bus import Bus
 from hive.module import Runner
 from wire.errors import BridgeError, ConfigError
@@ -65,6 +69,7 @@ class CloudApp:
     runner: Runner
     https: web.AppRunner
     issuer: CertIssuer
+    fleet: FleetModule
     cluster: Cluster | None = None
     #: the relay of pods' logs and exec streams
     cloudstream: CloudStream | None = None
@@ -95,6 +100,16 @@ def open_store(settings: CloudSettings) -> ObjectStore:
 
         return KubeStore.from_config(settings.kubeconfig)
     return EmbeddedStore(settings.store_path)
+
+
+def open_events(store: ObjectStore) -> EventStore:
+    """Where recorded Events go: ``store.db`` beside the objects, or the cluster."""
+    if isinstance(store, EmbeddedStore):
+        return EmbeddedEvents(store)
+    from cloudhub.store.kubernetes import KubeStore
+
+    assert isinstance(store, KubeStore)
+    return KubeEvents(store.api)
 
 
 def open_ledger(settings: CloudSettings, store: ObjectStore) -> AuthLedger:
@@ -186,8 +201,10 @@ async def start(settings: CloudSettings) -> CloudApp:
         await store.close()
         raise
     revocations = Revocations(ledger)
+    events = open_events(store)
     try:
         await revocations.load()
+        await events.start()
     except BridgeError:
         await ledger.close()
         await store.close()
@@ -204,6 +221,8 @@ async def start(settings: CloudSettings) -> CloudApp:
     bus.register(routes.DEVICECONTROLLER, "device")
     bus.register(routes.CERTCONTROLLER, "certificate")
     bus.register(routes.CLOUDSTREAM, routes.LIFECYCLE_GROUP)
+    bus.register(routes.FLEET, routes.LIFECYCLE_GROUP)
+    fleet = FleetModule(bus=bus, store=store, events=events)
     cluster = (
         Cluster.build(settings, store, bus) if cluster_requested(settings.kubeconfig) else None
     )
@@ -241,6 +260,13 @@ async def start(settings: CloudSettings) -> CloudApp:
         raise ConfigError(
             f"cannot listen on {settings.hub.bind}:{settings.hub.ws_port} (wss): {exc.strerror}"
         ) from exc
+    devices = DeviceController(bus=bus, store=store)
+    certs = CertController(
+        bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
+    )
+    figures = CloudFigures(
+        hub=hub, fleet=fleet, devices=devices, certs=certs, store=store, ledger=ledger
+    )
     try:
         https = await serve_https(
             make_app(
@@ -249,6 +275,9 @@ async def start(settings: CloudSettings) -> CloudApp:
                 presence=hub,
                 issuer=issuer,
                 streams=cloudstream,
+                fleet=fleet,
+                metrics=figures.collect,
+                pages=FleetPages(authority=authority, fleet=fleet, presence=hub),
             ),
             host=settings.hub.bind,
             port=settings.https_port,
@@ -263,14 +292,11 @@ async def start(settings: CloudSettings) -> CloudApp:
         controller.kubelet = kubelet_endpoint(settings, bound_port(https))
     runner = Runner()
     runner.start_module(controller)
-    runner.start_module(DeviceController(bus=bus, store=store))
-    runner.start_module(
-        CertController(
-            bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
-        )
-    )
+    runner.start_module(devices)
+    runner.start_module(certs)
     runner.start_module(cloudstream)
     runner.start_module(hub)
+    runner.start_module(fleet)
     if cluster is not None:
         runner.start_module(cluster.lifecycle)
     runner.spawn(
@@ -297,6 +323,7 @@ async def start(settings: CloudSettings) -> CloudApp:
         runner,
         https,
         issuer,
+        fleet,
         cluster,
         cloudstream,
     )

@@ -20,6 +20,10 @@ cloudhub <-> cloudstream
     ``node/{node}/{ns}/pod/{name}`` (the hub strips the prefix and writes it on the node's
     link), from an edge with the prefix the hub adds from the certificate's identity.
 
+any module -> fleet
+    content :class:`RecordEvents`: Kubernetes Events to record (twin reports refused). The hub
+    also tells it, as a member of :data:`LIFECYCLE_GROUP`, which nodes connect and disconnect.
+
 cloudhub -> edgecontroller
     ``query`` of ``node/{node}/desired``: what is bound to the node now (answered in order with
     the fan-out messages, which is why it is not a ``send_sync``).
@@ -31,6 +35,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from wire.events import Event
 
 HUB = "cloudhub"
 EDGECONTROLLER = "edgecontroller"
@@ -44,6 +50,8 @@ HTTPSERVER = "httpserver"
 #: relays logs and exec streams over the nodes' links (in the lifecycle group: it must hear
 #: of disconnects)
 CLOUDSTREAM = "cloudstream"
+#: follows nodes, pods and devices for the fleet page and metrics; records Events
+FLEET = "fleet"
 
 DESIRED = "desired"
 NODESTATUS = "nodestatus"
@@ -76,6 +84,13 @@ class NodeStatusReport:
     online: bool
     #: wall-clock seconds of the event
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEvents:
+    """Content of a message to :data:`FLEET`: Events to record."""
+
+    events: tuple[Event, ...]
 
 
 def desired_resource(node: str) -> str:

@@ -5,17 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-
-def human_duration(seconds: float) -> str:
-    """kubectl-style short age: ``42s``, ``5m``, ``3h``, ``12d``."""
-    s = max(0, int(seconds))
-    if s < 120:
-        return f"{s}s"
-    if s < 120 * 60:
-        return f"{s // 60}m"
-    if s < 48 * 3600:
-        return f"{s // 3600}h"
-    return f"{s // 86400}d"
+from wire.presentation import human_duration
 
 
 def _parse_time(value: Any) -> dt.datetime | None:

@@ -26,6 +26,13 @@ KIND_TO_TYPE: dict[str, str] = {
 }
 TYPE_TO_KIND: dict[str, str] = {v: k for k, v in KIND_TO_TYPE.items()}
 CLUSTER_SCOPED_TYPES = frozenset({"node"})
+#: Kinds the cloud records and serves (admin API, ``edgectl get``) but never sends to edges
+#: nor accepts in an apply: Kubernetes Events (see :mod:`wire.events`).
+RECORDED_KIND_TO_TYPE: dict[str, str] = {"Event": "event"}
+#: Plural resource name (admin API paths, ``edgectl get KIND``) -> type, for every kind served.
+PLURAL_TO_TYPE: dict[str, str] = {
+    f"{typ}s": typ for typ in (*KIND_TO_TYPE.values(), *RECORDED_KIND_TO_TYPE.values())
+}
 
 
 class ResourceKey(NamedTuple):

@@ -9,7 +9,9 @@ Endpoints (all JSON, all behind ``Authorization: Bearer <admin.token>``)::
     GET    /admin/v1/{type}/{namespace}/{name} -> the object ("_" = cluster-scoped)
     DELETE /admin/v1/{type}/{namespace}/{name} -> the deleted object
 
-``type`` is a plural resource name: nodes, pods, configmaps, secrets, devices, devicemodels.
+``type`` is a plural resource name: nodes, pods, configmaps, secrets, devices, devicemodels,
+and ``events`` (recorded by cloudhub, read-only: ``GET /admin/v1/events[?namespace=NS]
+[&fieldSelector=involvedObject.kind=Node,involvedObject.name=N]``).
 
 Design notes:
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pydantic_core
@@ -46,6 +49,7 @@ from aiohttp.typedefs import Handler, Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudhub.auth.issuer import Revoker
+from cloudhub.fleet.eventstore import EventStore
 from cloudhub.httpserver.join import bearer_token
 from cloudhub.pki import Authority, is_valid_node_name
 from cloudhub.store.base import ObjectStore
@@ -62,7 +66,13 @@ from wire.errors import (
     StoreError,
 )
 from wire.manifests import validate_all
-from wire.resources import CLUSTER_SCOPED_TYPES, key_of, resource_version_of
+from wire.resources import (
+    CLUSTER_SCOPED_TYPES,
+    PLURAL_TO_TYPE,
+    RECORDED_KIND_TO_TYPE,
+    key_of,
+    resource_version_of,
+)
 
 if TYPE_CHECKING:
     from cloudhub.httpserver.app import NodePresence, Presence
@@ -72,15 +82,6 @@ logger = logging.getLogger(__name__)
 ADMIN_PREFIX = "/admin/v1/"
 #: Path segment standing for "no namespace" (cluster-scoped objects such as nodes).
 CLUSTER_NAMESPACE = "_"
-#: Plural path segment -> the store's resource type.
-PLURAL_TO_TYPE: dict[str, str] = {
-    "nodes": "node",
-    "pods": "pod",
-    "configmaps": "configmap",
-    "secrets": "secret",
-    "devices": "device",
-    "devicemodels": "devicemodel",
-}
 #: Default join token lifetime, seconds (KubeEdge's tokens live 24 h).
 DEFAULT_TOKEN_TTL = 24 * 3600.0
 READY = "Ready"
@@ -289,8 +290,15 @@ class AdminApi:
     """The ``/admin/v1/`` handlers, bound to their dependencies."""
 
     def __init__(
-        self, *, authority: Authority, store: ObjectStore, presence: Presence, revoker: Revoker
+        self,
+        *,
+        authority: Authority,
+        store: ObjectStore,
+        presence: Presence,
+        revoker: Revoker,
+        events: EventStore | None = None,
     ) -> None:
+        self._events = events
         self._authority = authority
         self._store = store
         self._presence = presence
@@ -301,6 +309,8 @@ class AdminApi:
         p = ADMIN_PREFIX
         router.add_post(p + "tokens", self.create_token)
         router.add_post(p + "apply", self.apply)
+        router.add_get(p + "events", self.list_events, allow_head=False)
+        router.add_get(p + "events/{namespace}/{name}", self.get_event, allow_head=False)
         router.add_get(p + "{plural}", self.list_objects, allow_head=False)
         router.add_get(p + "{plural}/{namespace}/{name}", self.get_object, allow_head=False)
         router.add_delete(p + "{plural}/{namespace}/{name}", self.delete_object)
@@ -391,6 +401,27 @@ class AdminApi:
         items = [self._present(typ, o) for o in items]
         return _json(ObjectList(items=items, metadata={"resourceVersion": rv}))
 
+    async def list_events(self, request: web.Request) -> web.Response:
+        """Recorded Events, least recently seen first; filters: ``namespace``, and the
+        involved object's ``kind``/``name`` as query parameters or as kubectl's
+        ``fieldSelector=involvedObject.kind=Node,involvedObject.name=edge-1``."""
+        filters = _event_filters(request.query)
+        events = await self._recorded().list(**filters)
+        items = [ev.to_object() for ev in events]
+        return _json(ObjectList(kind="List", items=items, metadata={}))
+
+    async def get_event(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        for ev in await self._recorded().list(namespace=namespace):
+            if ev.metadata.name == name:
+                return web.json_response(ev.to_object())
+        raise NotFound(f'events "{name}" not found')
+
+    def _recorded(self) -> EventStore:
+        if self._events is None:
+            raise StoreError("this cloudhub records no events")
+        return self._events
+
     async def get_object(self, request: web.Request) -> web.Response:
         typ, namespace, name = _object_path(request)
         obj = await self._store.get(typ, namespace, name)
@@ -436,9 +467,36 @@ def _applied_response(applied: list[Applied]) -> web.Response:
     )
 
 
+def _event_filters(query: Mapping[str, str]) -> dict[str, str | None]:
+    """``namespace``, ``kind`` and ``name`` of an events query (see :meth:`list_events`).
+
+    Raises:
+        InvalidResource: a field selector on something else than the involved object.
+    """
+    fields = {
+        "namespace": query.get("namespace") or None,
+        "kind": query.get("kind") or query.get("involvedObject.kind") or None,
+        "name": query.get("name") or query.get("involvedObject.name") or None,
+    }
+    for term in filter(None, (query.get("fieldSelector") or "").split(",")):
+        field, sep, value = term.partition("=")
+        short = {"involvedObject.kind": "kind", "involvedObject.name": "name"}.get(field)
+        if field == "involvedObject.namespace" or field == "metadata.namespace":
+            short = "namespace"
+        if not sep or short is None:
+            raise InvalidResource(
+                f"unsupported field selector {term!r} (use involvedObject.kind, "
+                "involvedObject.name or involvedObject.namespace)"
+            )
+        fields[short] = value.lstrip("=") or None
+    return fields
+
+
 def _type_of(request: web.Request) -> str:
     plural = request.match_info["plural"]
     typ = PLURAL_TO_TYPE.get(plural)
+    if typ in RECORDED_KIND_TO_TYPE.values():
+        raise InvalidResource(f"{plural} are recorded by cloudhub: they can only be listed or read")
     if typ is None:
         expected = ", ".join(PLURAL_TO_TYPE)
         raise NotFound(f"unknown type {plural!r} (expected one of {expected})")

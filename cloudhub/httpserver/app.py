@@ -21,9 +21,11 @@ import asyncio
 import logging
 import socket
 import ssl
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
+from prometheus_client.core import Metric
 from pydantic import BaseModel
 
 from cloudhub.auth.issuer import CertIssuer
@@ -32,11 +34,16 @@ from cloudhub.auth.revocation import Revocations
 from cloudhub.cloudstream.relay import StreamOpener
 from cloudhub.httpserver.admin import AdminApi, admin_middleware
 from cloudhub.httpserver.join import JoinApi
+from cloudhub.httpserver.metrics import metrics_handler
 from cloudhub.httpserver.streams import StreamApi
 from cloudhub.hub.limits import ConnectionGate
 from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
 from wire.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cloudhub.fleet.module import FleetModule
+    from cloudhub.ui.pages import FleetPages
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,8 @@ class NodePresence(BaseModel):
     online: bool
     #: unix seconds of the last frame received from the node; None if never seen
     last_seen: float | None = None
+    #: unix seconds the live link was opened; None while offline
+    connected_at: float | None = None
 
 
 class Presence(Protocol):
@@ -73,6 +82,9 @@ def make_app(
     presence: Presence,
     issuer: CertIssuer | None = None,
     streams: StreamOpener | None = None,
+    fleet: FleetModule | None = None,
+    metrics: Callable[[], Iterable[Metric]] | None = None,
+    pages: FleetPages | None = None,
 ) -> web.Application:
     """The HTTPS application: ``/ca.crt``, ``/edge.crt``, ``/healthz`` and ``/admin/v1/...``.
 
@@ -88,19 +100,34 @@ def make_app(
         middlewares=[admin_middleware(authority)],
     )
     JoinApi(authority=authority, store=store, issuer=issuer).register(app.router)
-    AdminApi(authority=authority, store=store, presence=presence, revoker=issuer).register(
-        app.router
-    )
+    AdminApi(
+        authority=authority,
+        store=store,
+        presence=presence,
+        revoker=issuer,
+        events=fleet.events if fleet is not None else None,
+    ).register(app.router)
     if streams is not None:
         StreamApi(
             store=store, opener=streams, authority=authority, revocations=issuer.revocations
         ).register(app.router)
     app.router.add_get("/healthz", _healthz)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics_handler(authority, metrics), allow_head=False)
+    if pages is not None:
+        app.add_subapp("/ui", pages.app())
+        app.router.add_get("/ui", _to_fleet_page, allow_head=False)
     return app
 
 
 async def _healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+async def _to_fleet_page(request: web.Request) -> web.Response:
+    raise web.HTTPMovedPermanently(
+        "/ui/" + (f"?{request.query_string}" if request.query_string else "")
+    )
 
 
 async def serve_https(

@@ -33,6 +33,8 @@ import json
 import logging
 import os
 import threading
+import time
+from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from hive.metrics import Buckets
 from wire.errors import ConfigError, Conflict, Gone, InvalidObject, NotFound, StoreError
 
 log = logging.getLogger(__name__)
@@ -197,6 +200,9 @@ class KubeApi:
         self._watches: set[_WatchThread] = set()
         self._serial = itertools.count(1)
         self._closed = False
+        #: calls made by HTTP method, and how long they took (metrics)
+        self.requests: Counter[str] = Counter()
+        self.request_seconds = Buckets()
 
     @classmethod
     def from_config(
@@ -251,6 +257,8 @@ class KubeApi:
             raise StoreError("the Kubernetes connection is closed")
         call = functools.partial(self._request_sync, method, path, query, body, content_type)
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        self.requests[method] += 1
         try:
             return await loop.run_in_executor(self._executor, call)
         except ApiException as exc:
@@ -259,6 +267,8 @@ class KubeApi:
             raise StoreError(f"{what or path}: cannot reach the Kubernetes API: {exc}") from exc
         except RuntimeError as exc:  # the pool was shut down under us
             raise StoreError("the Kubernetes connection is closed") from exc
+        finally:
+            self.request_seconds.observe(time.perf_counter() - started)
 
     def _open(
         self,

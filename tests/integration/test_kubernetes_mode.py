@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import ssl
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +130,40 @@ async def test_second_replica_takes_over_a_node_after_the_first_is_killed(
     finally:
         a.proc.stop()
         b.proc.stop()
+
+
+async def test_events_are_cluster_events_and_metrics_count_api_calls(
+    tmp_path: Path, kube: KubeApi, make_edge
+) -> None:  # type: ignore[no-untyped-def]
+    """On a cluster, the edge's NodeReady is a core/v1 Event kubectl lists, served by the
+    admin API too; /metrics counts the calls made to the Kubernetes API."""
+    cloud = await cluster_cloud(tmp_path, kube, "a")
+    await cloud.start()
+    try:
+        edge: Edge = make_edge()
+        edge.join(cloud)
+        await edge.start()
+
+        def recorded() -> list[dict[str, Any]]:
+            items = kube.get("events", "-n", "default")["items"]
+            return [e for e in items if e.get("reason") == "NodeReady"]
+
+        [event] = await wait_until(recorded, timeout=20)
+        assert event["involvedObject"]["name"] == "edge-1"
+        assert event["source"]["component"] == "edgebridge-cloudhub"
+        token = (cloud.dir / "admin.token").read_text().strip()
+        ctx = ssl.create_default_context(cafile=str(cloud.dir / "ca.crt"))
+        base = f"https://127.0.0.1:{cloud.https_port}"
+
+        def get(path: str) -> str:
+            req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
+                return str(resp.read().decode())
+
+        listed = json.loads(get("/admin/v1/events?kind=Node&name=edge-1"))["items"]
+        assert "NodeReady" in [e["reason"] for e in listed]
+        metrics = get("/metrics")
+        assert 'edgebridge_cloud_kube_requests_total{method="GET"}' in metrics
+        assert "edgebridge_cloud_kube_request_seconds_bucket" in metrics
+    finally:
+        cloud.proc.stop()
