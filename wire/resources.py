@@ -11,21 +11,15 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from wire.errors import InvalidResource
+from wire.kinds import KINDS
 
 NULL_NAMESPACE = "null"
 NODE_PREFIX = "node/"
 
 #: Kubernetes kind -> KubeEdge resource type, for the kinds that travel to edges.
-KIND_TO_TYPE: dict[str, str] = {
-    "Node": "node",
-    "Pod": "pod",
-    "ConfigMap": "configmap",
-    "Secret": "secret",
-    "Device": "device",
-    "DeviceModel": "devicemodel",
-}
+KIND_TO_TYPE: dict[str, str] = {k.kind: k.type for k in KINDS if k.mirrored}
 TYPE_TO_KIND: dict[str, str] = {v: k for k, v in KIND_TO_TYPE.items()}
-CLUSTER_SCOPED_TYPES = frozenset({"node"})
+CLUSTER_SCOPED_TYPES = frozenset(k.type for k in KINDS if not k.namespaced)
 
 
 class ResourceKey(NamedTuple):

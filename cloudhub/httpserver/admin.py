@@ -5,11 +5,16 @@ Endpoints (all JSON, all behind ``Authorization: Bearer <admin.token>``)::
     POST   /admin/v1/tokens                    {"ttl_seconds": 86400, "uses": 1, "node": "gw-1"}
                                                -> {"token": ..., "expires_at": ...}
     POST   /admin/v1/apply                     {"objects": [...]}    -> {"objects": [...], ...}
-    GET    /admin/v1/{type}[?namespace=NS]     -> {"kind": "List", "items": [...]}
+    GET    /admin/v1/version                   -> {"version", "python", "platform", "store"}
+    GET    /admin/v1/{type}[?namespace=NS][&labelSelector=SEL]
+                                               -> {"kind": "List", "items": [...]}
+    GET    /admin/v1/{type}?watch=true[&namespace=][&labelSelector=][&resourceVersion=]
+                                               -> JSON lines {"type", "object"} (see .watch)
     GET    /admin/v1/{type}/{namespace}/{name} -> the object ("_" = cluster-scoped)
     DELETE /admin/v1/{type}/{namespace}/{name} -> the deleted object
 
-``type`` is a plural resource name: nodes, pods, configmaps, secrets, devices, devicemodels.
+``type`` is a plural resource name (:data:`wire.kinds.KINDS`): nodes, pods, configmaps, secrets,
+devices, devicemodels, events.
 
 Design notes:
 
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pydantic_core
@@ -47,9 +53,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudhub.auth.issuer import Revoker
 from cloudhub.httpserver.join import bearer_token
+from cloudhub.httpserver.watch import WatchStreams, WatchView
 from cloudhub.pki import Authority, is_valid_node_name
 from cloudhub.store.base import ObjectStore
-from cloudhub.store.embedded import Applied
+from cloudhub.store.embedded import Applied, EmbeddedStore
+from wire.admin import VersionInfo
 from wire.devicemodel import desired_problems
 from wire.errors import (
     AuthError,
@@ -58,11 +66,14 @@ from wire.errors import (
     Gone,
     InvalidObject,
     InvalidResource,
+    InvalidSelector,
     NotFound,
     StoreError,
 )
+from wire.kinds import BY_PLURAL, PLURALS, ApiKind
 from wire.manifests import validate_all
 from wire.resources import CLUSTER_SCOPED_TYPES, key_of, resource_version_of
+from wire.selectors import parse_selector
 
 if TYPE_CHECKING:
     from cloudhub.httpserver.app import NodePresence, Presence
@@ -72,15 +83,6 @@ logger = logging.getLogger(__name__)
 ADMIN_PREFIX = "/admin/v1/"
 #: Path segment standing for "no namespace" (cluster-scoped objects such as nodes).
 CLUSTER_NAMESPACE = "_"
-#: Plural path segment -> the store's resource type.
-PLURAL_TO_TYPE: dict[str, str] = {
-    "nodes": "node",
-    "pods": "pod",
-    "configmaps": "configmap",
-    "secrets": "secret",
-    "devices": "device",
-    "devicemodels": "devicemodel",
-}
 #: Default join token lifetime, seconds (KubeEdge's tokens live 24 h).
 DEFAULT_TOKEN_TTL = 24 * 3600.0
 READY = "Ready"
@@ -242,6 +244,7 @@ _STATUS_OF: list[tuple[type[BridgeError], int]] = [
     (Gone, 410),
     (InvalidObject, 400),
     (InvalidResource, 400),
+    (InvalidSelector, 400),
     (AuthError, 403),
     (StoreError, 503),
 ]
@@ -296,11 +299,13 @@ class AdminApi:
         self._presence = presence
         self._revoker = revoker
         self._detailed = store if isinstance(store, DetailedApply) else None
+        self.streams = WatchStreams()
 
     def register(self, router: web.UrlDispatcher) -> None:
         p = ADMIN_PREFIX
         router.add_post(p + "tokens", self.create_token)
         router.add_post(p + "apply", self.apply)
+        router.add_get(p + "version", self.version, allow_head=False)
         router.add_get(p + "{plural}", self.list_objects, allow_head=False)
         router.add_get(p + "{plural}/{namespace}/{name}", self.get_object, allow_head=False)
         router.add_delete(p + "{plural}/{namespace}/{name}", self.delete_object)
@@ -381,12 +386,31 @@ class AdminApi:
             if problems:
                 raise InvalidObject(f"Device {ns}/{_meta_of(obj, 'name')}: {problems[0]}")
 
-    async def list_objects(self, request: web.Request) -> web.Response:
-        typ = _type_of(request)
-        namespace = request.query.get("namespace") or None
+    async def version(self, request: web.Request) -> web.Response:
+        store = "embedded" if isinstance(self._store, EmbeddedStore) else "kubernetes"
+        return _json(VersionInfo(store=store))
+
+    async def list_objects(self, request: web.Request) -> web.StreamResponse:
+        kind = _kind_of(request)
+        typ = kind.type
+        namespace = (request.query.get("namespace") or None) if kind.namespaced else None
+        selector = parse_selector(request.query.get("labelSelector", ""))
+        if request.query.get("watch", "").lower() in ("true", "1"):
+            present = self._presenter(typ)
+            return await self.streams.serve(
+                request,
+                store=self._store,
+                kind=kind,
+                view=WatchView(namespace=namespace, selector=selector),
+                since=request.query.get("resourceVersion", ""),
+                present=present,
+                online=self._online if typ == "node" else None,
+            )
         items, rv = await self._store.list(typ)
-        if namespace is not None and typ not in CLUSTER_SCOPED_TYPES:
+        if namespace is not None:
             items = [o for o in items if (o.get("metadata") or {}).get("namespace") == namespace]
+        if selector.requirements:
+            items = [o for o in items if selector.matches_object(o)]
         items.sort(key=_sort_key)
         items = [self._present(typ, o) for o in items]
         return _json(ObjectList(items=items, metadata={"resourceVersion": rv}))
@@ -420,6 +444,12 @@ class AdminApi:
             return None
         return resource_version_of(stored)
 
+    def _presenter(self, typ: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        return lambda obj: self._present(typ, obj)
+
+    def _online(self, node: str) -> bool:
+        return self._presence.presence(node).online
+
     def _present(self, typ: str, obj: dict[str, Any]) -> dict[str, Any]:
         if typ != "node":
             return obj
@@ -436,13 +466,16 @@ def _applied_response(applied: list[Applied]) -> web.Response:
     )
 
 
-def _type_of(request: web.Request) -> str:
+def _kind_of(request: web.Request) -> ApiKind:
     plural = request.match_info["plural"]
-    typ = PLURAL_TO_TYPE.get(plural)
-    if typ is None:
-        expected = ", ".join(PLURAL_TO_TYPE)
-        raise NotFound(f"unknown type {plural!r} (expected one of {expected})")
-    return typ
+    kind = BY_PLURAL.get(plural)
+    if kind is None:
+        raise NotFound(f"unknown type {plural!r} (expected one of {', '.join(PLURALS)})")
+    return kind
+
+
+def _type_of(request: web.Request) -> str:
+    return _kind_of(request).type
 
 
 def _object_path(request: web.Request) -> tuple[str, str | None, str]:

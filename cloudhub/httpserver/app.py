@@ -84,11 +84,16 @@ def make_app(
         middlewares=[admin_middleware(authority)],
     )
     JoinApi(authority=authority, store=store, issuer=issuer).register(app.router)
-    AdminApi(authority=authority, store=store, presence=presence, revoker=issuer).register(
-        app.router
-    )
+    admin = AdminApi(authority=authority, store=store, presence=presence, revoker=issuer)
+    admin.register(app.router)
+    app.on_shutdown.append(lambda _app: _close_streams(admin))
     app.router.add_get("/healthz", _healthz)
     return app
+
+
+async def _close_streams(admin: AdminApi) -> None:
+    """Open watch streams end before the server waits for its requests to finish."""
+    admin.streams.close()
 
 
 async def _healthz(request: web.Request) -> web.Response:
