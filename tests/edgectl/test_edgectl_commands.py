@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from cloudhub.config import HubSettings
-from cloudhub.httpserver.app import bound_port, make_app, serve_https
-from cloudhub.hub.module import HubModule
-from cloudhub.pki import Authority
-from cloudhub.store.embedded import EmbeddedStore
-from edgectl.cli import main
-from hive.bus import Bus
+from tests.edgectl.conftest import Cloud
 from tests.support.procs import free_port
 from wire.errors import NotFound
 
@@ -50,52 +40,6 @@ spec:
   nodeName: edge-1
   containers: [{name: web, image: nginx}]
 """
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Cloud:
-    authority: Authority
-    store: EmbeddedStore
-    data_dir: Path
-    server: str
-    capsys: pytest.CaptureFixture[str]
-
-    async def run(self, *argv: str, globals_: tuple[str, ...] | None = None) -> Result:
-        """Run edgectl in a thread (its HTTP client blocks) while the loop serves."""
-        if globals_ is None:
-            globals_ = ("--server", self.server, "--data-dir", str(self.data_dir))
-        out = io.StringIO()
-        self.capsys.readouterr()
-        try:
-            code = await asyncio.to_thread(main, [*globals_, *argv], out=out)
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        return Result(code, out.getvalue(), self.capsys.readouterr().err)
-
-
-@pytest.fixture
-async def cloud(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Cloud]:
-    data = tmp_path / "data" / "cloud"
-    authority = Authority.load_or_create(data, advertise=[])
-    store = EmbeddedStore(data / "store.db")
-    await store.start()
-    hub = HubModule(bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context())
-    runner = await serve_https(
-        make_app(authority=authority, store=store, presence=hub),
-        host="127.0.0.1",
-        port=0,
-        ssl_context=authority.server_ssl_context(),
-    )
-    yield Cloud(authority, store, data, f"https://127.0.0.1:{bound_port(runner)}", capsys)
-    await runner.cleanup()
-    await store.close()
 
 
 def _write(tmp_path: Path, name: str, text: str) -> str:
