@@ -95,9 +95,11 @@ class WatchStreams:
 
     def __init__(self) -> None:
         self._closing: set[asyncio.Queue[WatchEvent | BaseException | None]] = set()
+        self.closed = False
 
     def close(self) -> None:
-        """End every open stream (their handlers return)."""
+        """End every open stream (their handlers return), and any opened from now on."""
+        self.closed = True
         for queue in self._closing:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
@@ -118,18 +120,20 @@ class WatchStreams:
         Raises:
             wire.errors.Gone: ``since`` is older than the store keeps (before anything is sent).
         """
-        lines: list[WatchLine] = []
-        if since:
-            stream = store.watch(kind.type, since)
-        else:
-            items, since = await store.list(kind.type)
-            stream = store.watch(kind.type, since)
-            items.sort(key=_key)
-            lines = [WatchLine(type="ADDED", object=present(o)) for o in view.listed(items)]
+        # The view needs the objects there are, also when resuming from ``since``: an object
+        # that leaves the view later is sent as DELETED only if the view knows it was in.
+        items, listed = await store.list(kind.type)
+        items.sort(key=_key)
+        shown = view.listed(items)
+        stream = store.watch(kind.type, since or listed)
+        lines = [] if since else [WatchLine(type="ADDED", object=present(o)) for o in shown]
+        since = since or listed
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         queue: asyncio.Queue[WatchEvent | BaseException | None] = asyncio.Queue(QUEUE_SIZE)
         self._closing.add(queue)
+        if self.closed:  # cloudhub began stopping while this request was on its way
+            queue.put_nowait(None)
         logger.debug("watch of %s opened (since %s)", kind.plural, since or "now")
         try:
             async with asyncio.TaskGroup() as tasks:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from cloudhub.config import HubSettings
 from cloudhub.httpserver.app import NodePresence, bound_port, make_app, serve_https
@@ -44,6 +45,11 @@ class Cloud:
     data_dir: Path
     server: str
     capsys: pytest.CaptureFixture[str]
+    runner: web.AppRunner
+
+    async def stop(self) -> None:
+        """Stop serving (as cloudhub does when it stops); safe to call twice."""
+        await self.runner.cleanup()
 
     @property
     def globals(self) -> tuple[str, ...]:
@@ -79,8 +85,10 @@ async def _serve(
         port=0,
         ssl_context=authority.server_ssl_context(),
     )
-    yield Cloud(authority, store, data, f"https://127.0.0.1:{bound_port(runner)}", capsys)
-    await runner.cleanup()
+    server = f"https://127.0.0.1:{bound_port(runner)}"
+    cloud = Cloud(authority, store, data, server, capsys, runner)
+    yield cloud
+    await cloud.stop()
     await store.close()
 
 
