@@ -32,6 +32,9 @@ from cloudhub.certcontroller.controller import CertController
 from cloudhub.config import CloudSettings
 from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.edgecontroller.controller import EdgeController
+from cloudhub.figures import CloudFigures
+from cloudhub.fleet.eventstore import EmbeddedEvents, EventStore, KubeEvents
+from cloudhub.fleet.module import FleetModule
 from cloudhub.httpserver.app import bound_port, make_app, serve_https
 from cloudhub.hub.module import HubModule, WorkerTls
 from cloudhub.k8s import cluster_requested
@@ -61,6 +64,7 @@ class CloudApp:
     runner: Runner
     https: web.AppRunner
     issuer: CertIssuer
+    fleet: FleetModule
     cluster: Cluster | None = None
 
     @property
@@ -89,6 +93,16 @@ def open_store(settings: CloudSettings) -> ObjectStore:
 
         return KubeStore.from_config(settings.kubeconfig)
     return EmbeddedStore(settings.store_path)
+
+
+def open_events(store: ObjectStore) -> EventStore:
+    """Where recorded Events go: ``store.db`` beside the objects, or the cluster."""
+    if isinstance(store, EmbeddedStore):
+        return EmbeddedEvents(store)
+    from cloudhub.store.kubernetes import KubeStore
+
+    assert isinstance(store, KubeStore)
+    return KubeEvents(store.api)
 
 
 def open_ledger(settings: CloudSettings, store: ObjectStore) -> AuthLedger:
@@ -149,8 +163,10 @@ async def start(settings: CloudSettings) -> CloudApp:
         await store.close()
         raise
     revocations = Revocations(ledger)
+    events = open_events(store)
     try:
         await revocations.load()
+        await events.start()
     except BridgeError:
         await ledger.close()
         await store.close()
@@ -166,6 +182,8 @@ async def start(settings: CloudSettings) -> CloudApp:
     bus.register(routes.EDGECONTROLLER, "resource")
     bus.register(routes.DEVICECONTROLLER, "device")
     bus.register(routes.CERTCONTROLLER, "certificate")
+    bus.register(routes.FLEET, routes.LIFECYCLE_GROUP)
+    fleet = FleetModule(bus=bus, store=store, events=events)
     cluster = (
         Cluster.build(settings, store, bus) if cluster_requested(settings.kubeconfig) else None
     )
@@ -199,9 +217,21 @@ async def start(settings: CloudSettings) -> CloudApp:
         raise ConfigError(
             f"cannot listen on {settings.hub.bind}:{settings.hub.ws_port} (wss): {exc.strerror}"
         ) from exc
+    devices = DeviceController(bus=bus, store=store)
+    certs = CertController(
+        bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
+    )
+    figures = CloudFigures(hub=hub, fleet=fleet, devices=devices, certs=certs, store=store)
     try:
         https = await serve_https(
-            make_app(authority=authority, store=store, presence=hub, issuer=issuer),
+            make_app(
+                authority=authority,
+                store=store,
+                presence=hub,
+                issuer=issuer,
+                fleet=fleet,
+                metrics=figures.collect,
+            ),
             host=settings.hub.bind,
             port=settings.https_port,
             ssl_context=authority.https_ssl_context(),
@@ -213,13 +243,10 @@ async def start(settings: CloudSettings) -> CloudApp:
         raise
     runner = Runner()
     runner.start_module(controller)
-    runner.start_module(DeviceController(bus=bus, store=store))
-    runner.start_module(
-        CertController(
-            bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
-        )
-    )
+    runner.start_module(devices)
+    runner.start_module(certs)
     runner.start_module(hub)
+    runner.start_module(fleet)
     if cluster is not None:
         runner.start_module(cluster.lifecycle)
     runner.spawn(
@@ -237,5 +264,5 @@ async def start(settings: CloudSettings) -> CloudApp:
         settings.node_cert_validity,
     )
     return CloudApp(
-        settings, authority, store, bus, hub, controller, runner, https, issuer, cluster
+        settings, authority, store, bus, hub, controller, runner, https, issuer, fleet, cluster
     )

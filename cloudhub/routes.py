@@ -15,6 +15,10 @@ cloudhub -> devicecontroller
     an edge's ``update`` of ``node/{node}/{ns}/device/{name}/twin/edge_updated`` or
     ``.../state/update``, answered with ``response`` (applied) or ``error`` (refused).
 
+any module -> fleet
+    content :class:`RecordEvents`: Kubernetes Events to record (twin reports refused). The hub
+    also tells it, as a member of :data:`LIFECYCLE_GROUP`, which nodes connect and disconnect.
+
 cloudhub -> edgecontroller
     ``query`` of ``node/{node}/desired``: what is bound to the node now (answered in order with
     the fan-out messages, which is why it is not a ``send_sync``).
@@ -27,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from wire.events import Event
+
 HUB = "cloudhub"
 EDGECONTROLLER = "edgecontroller"
 DEVICECONTROLLER = "devicecontroller"
@@ -36,6 +42,8 @@ NODELIFECYCLE = "nodelifecycle"
 #: modules told about node presence besides edgecontroller
 LIFECYCLE_GROUP = "lifecycle"
 HTTPSERVER = "httpserver"
+#: follows nodes, pods and devices for the fleet page and metrics; records Events
+FLEET = "fleet"
 
 DESIRED = "desired"
 NODESTATUS = "nodestatus"
@@ -68,6 +76,13 @@ class NodeStatusReport:
     online: bool
     #: wall-clock seconds of the event
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEvents:
+    """Content of a message to :data:`FLEET`: Events to record."""
+
+    events: tuple[Event, ...]
 
 
 def desired_resource(node: str) -> str:

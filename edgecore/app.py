@@ -25,6 +25,7 @@ from edgecore.config import EdgeSettings
 from edgecore.devicetwin.module import TwinModule
 from edgecore.edgehub.module import EDGEHUB, METAMANAGER, EdgeHub, client_ssl_context
 from edgecore.eventbus.module import EventBus
+from edgecore.figures import EdgeFigures
 from edgecore.metamanager.module import MetaManager
 from edgecore.metamanager.store import MetaStore
 from edgecore.metaserver.server import bound_port, make_app, parse_address, serve
@@ -94,9 +95,18 @@ async def start(settings: EdgeSettings) -> EdgeApp:
     eventbus = EventBus(
         bus=bus, settings=settings.mqtt, node_name=settings.node_name, data_dir=settings.data_dir
     )
+    hub = EdgeHub(bus=bus, settings=settings, inventory=store.inventory)
+    meta = MetaManager(bus=bus, store=store, settings=settings.meta)
+    certs = CertManager(bus=bus, settings=settings)
+    twin = TwinModule(bus=bus, meta=store, db_path=settings.db_path, node_name=settings.node_name)
+    figures = EdgeFigures(
+        hub=hub, meta=meta, store=store, twin=twin, eventbus=eventbus, certs=certs
+    )
     try:
         host, port = parse_address(settings.meta.local_api)
-        local_api = await serve(make_app(store=store, node_name=settings.node_name), host, port)
+        local_api = await serve(
+            make_app(store=store, node_name=settings.node_name, figures=figures), host, port
+        )
     except ConfigError:
         await store.close()
         raise
@@ -107,14 +117,11 @@ async def start(settings: EdgeSettings) -> EdgeApp:
         cached,
         settings.meta.local_api,
     )
-    hub = EdgeHub(bus=bus, settings=settings, inventory=store.inventory)
     runner = Runner()
-    runner.start_module(MetaManager(bus=bus, store=store, settings=settings.meta))
-    runner.start_module(CertManager(bus=bus, settings=settings))
+    runner.start_module(meta)
+    runner.start_module(certs)
     runner.start_module(eventbus)
-    runner.start_module(
-        TwinModule(bus=bus, meta=store, db_path=settings.db_path, node_name=settings.node_name)
-    )
+    runner.start_module(twin)
     runner.start_module(
         NodeStatusReporter(
             bus=bus, node_name=settings.node_name, cloud_host=settings.hub.cloud_host

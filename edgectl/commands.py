@@ -32,7 +32,7 @@ from edgectl.render import format_table, meta, name_of, table_rows
 from wire.admin import VersionInfo
 from wire.devicemodel import desired_problems
 from wire.durations import parse_duration
-from wire.errors import BridgeError, ConfigError, InvalidObject, InvalidResource, NotFound
+from wire.errors import AuthError, BridgeError, ConfigError, InvalidResource, NotFound
 from wire.kinds import BY_KIND, BY_PLURAL, ApiKind, resolve
 from wire.manifests import load
 from wire.resources import key_of
@@ -458,10 +458,13 @@ def _bound(ctx: Context, plural: str, node: str) -> list[dict[str, Any]]:
 
 
 def _events(ctx: Context) -> list[dict[str, Any]] | None:
-    """Every event the server keeps, or None when it keeps none (an older cloudhub)."""
+    """Every event the server keeps, or None when it keeps none (a cloudhub that records
+    none answers 503; an older one 404/400)."""
     try:
         return ctx.client.list("events")
-    except (NotFound, InvalidObject):
+    except (AuthError, ConfigError):
+        raise
+    except BridgeError:
         return None
 
 

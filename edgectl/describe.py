@@ -277,15 +277,12 @@ def events_about(
 ) -> list[dict[str, Any]]:
     """The events whose ``involvedObject`` is ``obj``, oldest first."""
     name, namespace = meta(obj, "name"), meta(obj, "namespace")
-    uid = meta(obj, "uid")
     found = []
     for ev in events:
         inv = ev.get("involvedObject") or {}
         if inv.get("kind") != kind.kind or inv.get("name") != name:
             continue
         if kind.namespaced and inv.get("namespace") and inv.get("namespace") != namespace:
-            continue
-        if uid and inv.get("uid") and inv.get("uid") != uid:
             continue
         found.append(ev)
     return sorted(found, key=event_time)

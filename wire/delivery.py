@@ -152,6 +152,12 @@ class Downstream:
             self._held.pop(key, None)
         return True
 
+    def sent_at(self, msg_id: str) -> float | None:
+        """When message ``msg_id`` (in flight) was sent, in the ``now`` of :meth:`poll`."""
+        key = self._by_id.get(msg_id)
+        flight = self._flights.get(key) if key is not None else None
+        return flight.deadline - self.ack_timeout if flight is not None else None
+
     # -- outputs ------------------------------------------------------------------------------
 
     def poll(self, now: float) -> list[Outgoing]:

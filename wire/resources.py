@@ -20,6 +20,11 @@ NODE_PREFIX = "node/"
 KIND_TO_TYPE: dict[str, str] = {k.kind: k.type for k in KINDS if k.mirrored}
 TYPE_TO_KIND: dict[str, str] = {v: k for k, v in KIND_TO_TYPE.items()}
 CLUSTER_SCOPED_TYPES = frozenset(k.type for k in KINDS if not k.namespaced)
+#: Kinds the cloud records and serves (admin API, ``edgectl get``) but never sends to edges
+#: nor accepts in an apply: Kubernetes Events (see :mod:`wire.events`).
+RECORDED_KIND_TO_TYPE: dict[str, str] = {k.kind: k.type for k in KINDS if not k.mirrored}
+#: Plural resource name (admin API paths, ``edgectl get KIND``) -> type, for every kind served.
+PLURAL_TO_TYPE: dict[str, str] = {k.plural: k.type for k in KINDS}
 
 
 class ResourceKey(NamedTuple):

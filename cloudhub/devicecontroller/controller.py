@@ -20,15 +20,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 from cloudhub import routes
 from cloudhub.devicecontroller.twins import merge_report, parse_state_report, parse_twin_report
+from cloudhub.fleet.derive import twin_refused_event
 from cloudhub.hub.module import Replies
 from cloudhub.store.base import ObjectStore, StatusCompute, StatusMerger, StatusUpdate
-from hive.bus import Bus
+from hive.bus import Bus, UnknownModule
 from wire.errors import InvalidObject, NotFound, StoreError, WireError
 from wire.messages import Message, Operation
 from wire.resources import split_node_prefix
@@ -58,9 +59,9 @@ class DeviceController:
         self._store = store
         self._window = batch_window
         self._max = batch_max
-        #: reports applied (ACKed) and refused, for metrics and tests
+        #: reports applied (ACKed), and refused by why (:func:`refusal_kind`): metrics, tests
         self.applied = 0
-        self.refused = 0
+        self.refused_by: Counter[str] = Counter()
 
     async def run(self) -> None:
         while True:
@@ -149,10 +150,40 @@ class DeviceController:
             )
         self.applied += len(accepted)
 
+    @property
+    def refused(self) -> int:
+        return sum(self.refused_by.values())
+
     async def _refuse(self, msg: Message, reason: str) -> None:
-        self.refused += 1
+        self.refused_by[refusal_kind(reason)] += 1
         log.warning("refused %s: %s", msg.resource, reason)
         await self._bus.send(routes.HUB, msg.error_reply(reason, source=self.name))
+        self._record_refusal(msg, reason)
+
+    def _record_refusal(self, msg: Message, reason: str) -> None:
+        """A ``TwinRefused`` Event on the device, when the fleet module records events (a
+        full inbox drops it: events inform, they never hold up reports)."""
+        try:
+            node, rest = split_node_prefix(msg.resource)
+            ns, _, name, _ = _split_device(rest)
+        except WireError:
+            return
+        event = twin_refused_event(
+            ns, name, f"report from node {node} refused: {reason}", at=time.time()
+        )
+        try:
+            self._bus.send_nowait(
+                routes.FLEET,
+                Message.new(
+                    source=self.name,
+                    group=self.group,
+                    operation=Operation.INSERT,
+                    resource=f"{ns}/event/{name}",
+                    content=routes.RecordEvents((event,)),
+                ),
+            )
+        except UnknownModule:
+            pass
 
 
 async def _merge_statuses(
@@ -180,6 +211,19 @@ async def _merge_statuses(
             updates.append(StatusUpdate("device", ns, name, status))
     if updates:
         await store.update_statuses(updates)
+
+
+def refusal_kind(reason: str) -> str:
+    """A refusal's reason as a metric label (a bounded set)."""
+    for text, kind in (
+        ("not found", "not_found"),
+        ("not bound", "not_bound"),
+        ("invalid", "invalid"),
+        ("unsupported", "unsupported"),
+    ):
+        if text in reason:
+            return kind
+    return "other"
 
 
 def _split_device(rest: str) -> tuple[str, str, str, str]:

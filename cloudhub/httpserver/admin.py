@@ -14,7 +14,8 @@ Endpoints (all JSON, all behind ``Authorization: Bearer <admin.token>``)::
     DELETE /admin/v1/{type}/{namespace}/{name} -> the deleted object
 
 ``type`` is a plural resource name (:data:`wire.kinds.KINDS`): nodes, pods, configmaps, secrets,
-devices, devicemodels, events.
+devices, devicemodels, and ``events`` (recorded by cloudhub, read-only: ``GET /admin/v1/events
+[?namespace=NS][&fieldSelector=involvedObject.kind=Node,involvedObject.name=N]``).
 
 Design notes:
 
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pydantic_core
@@ -52,6 +53,7 @@ from aiohttp.typedefs import Handler, Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudhub.auth.issuer import Revoker
+from cloudhub.fleet.eventstore import EventStore
 from cloudhub.httpserver.join import bearer_token
 from cloudhub.httpserver.watch import WatchStreams, WatchView
 from cloudhub.pki import Authority, is_valid_node_name
@@ -292,8 +294,15 @@ class AdminApi:
     """The ``/admin/v1/`` handlers, bound to their dependencies."""
 
     def __init__(
-        self, *, authority: Authority, store: ObjectStore, presence: Presence, revoker: Revoker
+        self,
+        *,
+        authority: Authority,
+        store: ObjectStore,
+        presence: Presence,
+        revoker: Revoker,
+        events: EventStore | None = None,
     ) -> None:
+        self._events = events
         self._authority = authority
         self._store = store
         self._presence = presence
@@ -306,6 +315,8 @@ class AdminApi:
         router.add_post(p + "tokens", self.create_token)
         router.add_post(p + "apply", self.apply)
         router.add_get(p + "version", self.version, allow_head=False)
+        router.add_get(p + "events", self.list_events, allow_head=False)
+        router.add_get(p + "events/{namespace}/{name}", self.get_event, allow_head=False)
         router.add_get(p + "{plural}", self.list_objects, allow_head=False)
         router.add_get(p + "{plural}/{namespace}/{name}", self.get_object, allow_head=False)
         router.add_delete(p + "{plural}/{namespace}/{name}", self.delete_object)
@@ -415,6 +426,27 @@ class AdminApi:
         items = [self._present(typ, o) for o in items]
         return _json(ObjectList(items=items, metadata={"resourceVersion": rv}))
 
+    async def list_events(self, request: web.Request) -> web.Response:
+        """Recorded Events, least recently seen first; filters: ``namespace``, and the
+        involved object's ``kind``/``name`` as query parameters or as kubectl's
+        ``fieldSelector=involvedObject.kind=Node,involvedObject.name=edge-1``."""
+        filters = _event_filters(request.query)
+        events = await self._recorded().list(**filters)
+        items = [ev.to_object() for ev in events]
+        return _json(ObjectList(kind="List", items=items, metadata={}))
+
+    async def get_event(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        for ev in await self._recorded().list(namespace=namespace):
+            if ev.metadata.name == name:
+                return web.json_response(ev.to_object())
+        raise NotFound(f'events "{name}" not found')
+
+    def _recorded(self) -> EventStore:
+        if self._events is None:
+            raise StoreError("this cloudhub records no events")
+        return self._events
+
     async def get_object(self, request: web.Request) -> web.Response:
         typ, namespace, name = _object_path(request)
         obj = await self._store.get(typ, namespace, name)
@@ -466,11 +498,38 @@ def _applied_response(applied: list[Applied]) -> web.Response:
     )
 
 
+def _event_filters(query: Mapping[str, str]) -> dict[str, str | None]:
+    """``namespace``, ``kind`` and ``name`` of an events query (see :meth:`list_events`).
+
+    Raises:
+        InvalidResource: a field selector on something else than the involved object.
+    """
+    fields = {
+        "namespace": query.get("namespace") or None,
+        "kind": query.get("kind") or query.get("involvedObject.kind") or None,
+        "name": query.get("name") or query.get("involvedObject.name") or None,
+    }
+    for term in filter(None, (query.get("fieldSelector") or "").split(",")):
+        field, sep, value = term.partition("=")
+        short = {"involvedObject.kind": "kind", "involvedObject.name": "name"}.get(field)
+        if field == "involvedObject.namespace" or field == "metadata.namespace":
+            short = "namespace"
+        if not sep or short is None:
+            raise InvalidResource(
+                f"unsupported field selector {term!r} (use involvedObject.kind, "
+                "involvedObject.name or involvedObject.namespace)"
+            )
+        fields[short] = value.lstrip("=") or None
+    return fields
+
+
 def _kind_of(request: web.Request) -> ApiKind:
     plural = request.match_info["plural"]
     kind = BY_PLURAL.get(plural)
     if kind is None:
         raise NotFound(f"unknown type {plural!r} (expected one of {', '.join(PLURALS)})")
+    if not kind.mirrored:
+        raise InvalidResource(f"{plural} are recorded by cloudhub: they can only be listed or read")
     return kind
 
 

@@ -21,16 +21,20 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from aiohttp import web
+from prometheus_client.core import Metric
 from pydantic import BaseModel
 
 from cloudhub.auth.issuer import CertIssuer
 from cloudhub.auth.ledger import MemoryLedger
 from cloudhub.auth.revocation import Revocations
+from cloudhub.fleet.module import FleetModule
 from cloudhub.httpserver.admin import AdminApi, admin_middleware
 from cloudhub.httpserver.join import JoinApi
+from cloudhub.httpserver.metrics import metrics_handler
 from cloudhub.hub.limits import ConnectionGate
 from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
@@ -56,6 +60,8 @@ class NodePresence(BaseModel):
     online: bool
     #: unix seconds of the last frame received from the node; None if never seen
     last_seen: float | None = None
+    #: unix seconds the live link was opened; None while offline
+    connected_at: float | None = None
 
 
 class Presence(Protocol):
@@ -70,6 +76,8 @@ def make_app(
     store: ObjectStore,
     presence: Presence,
     issuer: CertIssuer | None = None,
+    fleet: FleetModule | None = None,
+    metrics: Callable[[], Iterable[Metric]] | None = None,
 ) -> web.Application:
     """The HTTPS application: ``/ca.crt``, ``/edge.crt``, ``/healthz`` and ``/admin/v1/...``.
 
@@ -84,10 +92,18 @@ def make_app(
         middlewares=[admin_middleware(authority)],
     )
     JoinApi(authority=authority, store=store, issuer=issuer).register(app.router)
-    admin = AdminApi(authority=authority, store=store, presence=presence, revoker=issuer)
+    admin = AdminApi(
+        authority=authority,
+        store=store,
+        presence=presence,
+        revoker=issuer,
+        events=fleet.events if fleet is not None else None,
+    )
     admin.register(app.router)
     app.on_shutdown.append(lambda _app: _close_streams(admin))
     app.router.add_get("/healthz", _healthz)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics_handler(authority, metrics), allow_head=False)
     return app
 
 

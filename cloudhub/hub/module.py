@@ -30,6 +30,7 @@ import re
 import socket
 import ssl
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +47,7 @@ from cloudhub.hub.handshake import Peer, identify, identify_parts, refuse
 from cloudhub.hub.limits import ConnectionGate
 from cloudhub.hub.links import Link, WebsocketLink
 from cloudhub.hub.reader import CHEAP_FRAME_COST, FrameReader
-from cloudhub.hub.session import NodeSession, json_string, response_frame
+from cloudhub.hub.session import NodeSession, Traffic, json_string, response_frame
 from cloudhub.linkworker.pool import Hello, LinkWorkers, RelayedLink
 from cloudhub.linkworker.worker import WorkerConfig
 from hive.bus import Bus
@@ -112,9 +113,18 @@ class HubModule:
         self._owners = owners
         #: every object version encoded once for all nodes that receive it
         self._encoded = ContentCache()
-        #: links accepted / ended since start (for the GC tuning in :mod:`cloudhub.tuning`)
+        #: links accepted since start (GC tuning in :mod:`cloudhub.tuning`, metrics)
         self.connections_total = 0
-        self.closed_total = 0
+        #: links ended since start, by why (:func:`close_kind`; metrics)
+        self.closed_by_reason: Counter[str] = Counter()
+        #: frames, bytes and ACK round trips of every link (metrics)
+        self.traffic = Traffic()
+        #: deliveries started with the edge's inventory ("diff") or without one ("full")
+        self.resyncs: Counter[str] = Counter()
+        #: object messages sent and retried by links that have ended (live ones: their
+        #: sessions' delivery state), so the totals only grow
+        self.sent_ended = 0
+        self.retries_ended = 0
         self._settings = settings
         self._ssl = ssl_context
         self._revocations = revocations
@@ -237,11 +247,17 @@ class HubModule:
             if self._listener is not None:
                 self._listener.close()
 
+    @property
+    def closed_total(self) -> int:
+        return sum(self.closed_by_reason.values())
+
     def presence(self, node: str) -> NodePresence:
         """Whether ``node`` is connected now and when it was last heard from."""
         session = self.sessions.get(node)
         if session is not None:
-            return NodePresence(online=True, last_seen=session.last_seen)
+            return NodePresence(
+                online=True, last_seen=session.last_seen, connected_at=session.connected_at
+            )
         return NodePresence(online=False, last_seen=self._last_seen.get(node))
 
     # -- handshake and reading -----------------------------------------------------------------
@@ -299,6 +315,7 @@ class HubModule:
             min_interval=self._settings.coalesce,
             encoded=self._encoded,
             ids=self._ids,
+            traffic=self.traffic,
         )
         if self._owners is not None and not await self._owners.claim(peer.node):
             # Another replica serves this node; the edge's backoff brings it back, here or
@@ -348,8 +365,10 @@ class HubModule:
             pass
         finally:
             fallback.cancel()
-            self.closed_total += 1
             await session.close(session.close_reason or "connection closed")
+            self.closed_by_reason[close_kind(session.close_reason)] += 1
+            self.sent_ended += session.downstream.sent
+            self.retries_ended += session.downstream.retries
             if self.sessions.get(peer.node) is session:
                 del self.sessions[peer.node]
                 self._serials.pop(peer.node, None)
@@ -491,6 +510,7 @@ class HubModule:
             session, inventory = started
             if self.sessions.get(session.node) is session and msg.operation == Operation.RESPONSE:
                 session.start(inventory, msg.content)
+                self.resyncs["full" if inventory is None else "diff"] += 1
             return
         forwarded = self._forwarded.pop(msg.parent_id, None)
         if forwarded is not None:
@@ -557,6 +577,22 @@ class HubModule:
 
 
 _CHEAP_OPS = frozenset({Operation.RESPONSE, Operation.KEEPALIVE})
+
+#: close reasons as metric labels: a bounded set (free text would be unbounded)
+_CLOSE_KINDS = (
+    ("keepalive", "keepalive_timeout"),
+    ("replaced", "replaced"),
+    ("revoked", "revoked"),
+    ("write failed", "write_failed"),
+    ("stopping", "shutdown"),
+    ("ownership", "ownership_moved"),
+    ("connection closed", "peer_closed"),
+)
+
+
+def close_kind(reason: str) -> str:
+    """The metric label for a link's close reason."""
+    return next((kind for text, kind in _CLOSE_KINDS if text in reason), "other")
 
 
 def _never(serial: int) -> bool:

@@ -90,6 +90,9 @@ class FrameReader:
 
     def pace(self, cost: float, size: int, now: float) -> None:
         """Charge a frame to the node's budgets; past them, hold reading for a while."""
+        traffic = self._session.traffic  # every frame read passes here once
+        traffic.frames_in += 1
+        traffic.bytes_in += size
         wait = max(self._frames.reserve(cost, now), self._volume.reserve(size, now))
         if wait > 0:
             self.pace_until = now + wait

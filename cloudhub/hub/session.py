@@ -43,6 +43,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -50,6 +51,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cloudhub.hub.links import Link, WebsocketLink
 from hive.local_messages import MessageIds
+from hive.metrics import Buckets
 from wire.codec import ContentCache, encode, encode_content
 from wire.delivery import Downstream, Outgoing
 from wire.liveness import Liveness
@@ -112,6 +114,22 @@ def stub_for(key: str) -> dict[str, Any]:
     return {"kind": k.kind, "metadata": meta}
 
 
+@dataclass(slots=True)
+class Traffic:
+    """What every link of a hub carried, for metrics: frames and bytes (UTF-8 characters of
+    text frames, as good as bytes for JSON) each way, and the ACK round trips of objects."""
+
+    frames_in: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+    ack_round_trip: Buckets = field(default_factory=Buckets)
+
+    def sent(self, frames: list[str]) -> None:
+        self.frames_out += len(frames)
+        self.bytes_out += sum(map(len, frames))
+
+
 class NodeSession:
     """State and writer of one node's live connection."""
 
@@ -127,8 +145,11 @@ class NodeSession:
         min_interval: float = 0.0,
         encoded: ContentCache | None = None,
         ids: MessageIds | None = None,
+        traffic: Traffic | None = None,
     ) -> None:
         self.node = node
+        #: shared by all sessions of a hub (see :class:`Traffic`)
+        self.traffic = traffic if traffic is not None else Traffic()
         if link is None:
             if ws is None:
                 raise TypeError("NodeSession needs a link (or a websockets connection)")
@@ -196,7 +217,12 @@ class NodeSession:
 
     def ack(self, msg_id: str) -> bool:
         """Apply an ACK; whether something can be sent now (then call :meth:`deliver`)."""
-        return self.downstream.ack(msg_id) and self.downstream.ready
+        downstream = self.downstream
+        sent = downstream.sent_at(msg_id)
+        if sent is None or not downstream.ack(msg_id):
+            return False
+        self.traffic.ack_round_trip.observe(self._clock() - sent)
+        return downstream.ready
 
     def deliver(self) -> None:
         """Send what is due now, from the calling task when the writer is parked and the link
@@ -224,13 +250,16 @@ class NodeSession:
                 return
             link = self.link
             corked = len(frames) > 1 and self._cork(True)
+            written = frames
             try:
                 for index, frame in enumerate(frames):
                     if not link.write_now(frame):
+                        written = frames[:index]  # the rest is counted when the writer sends it
                         self._outbox.extend(frames[index:])
                         self.wake()
                         break
             finally:
+                self.traffic.sent(written)
                 if corked:
                     self._cork(False)
         # The writer's alarm must cover the new ACK deadlines and any key held back.
@@ -246,6 +275,8 @@ class NodeSession:
 
     async def send_text(self, frame: str) -> None:
         """:meth:`send` for a frame already encoded."""
+        self.traffic.frames_out += 1
+        self.traffic.bytes_out += len(frame)
         link = self.link
         if link.may_wait_one(frame) or not link.write_now(frame):
             await link.send(frame)
@@ -311,6 +342,7 @@ class NodeSession:
         """Write ``frames`` in order, corked when several, within a time limit when a write
         could wait for the peer (see :meth:`_may_wait`; ``may_wait``: its answer, when the
         caller just asked with nothing awaited since)."""
+        self.traffic.sent(frames)
         corked = len(frames) > 1 and self._cork(True)
         try:
             if self._may_wait(frames) if may_wait is None else may_wait:

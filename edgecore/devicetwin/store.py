@@ -375,6 +375,14 @@ class TwinStore:
             self.commits += 1
         return result
 
+    async def outbox_figures(self) -> tuple[int, int | None]:
+        """Rows in the outbox, and when the oldest was written (unix ms; None when empty)."""
+        async with self._reader.execute("SELECT count(*), min(created) FROM outbox") as cur:
+            row = await cur.fetchone()
+        if not row:
+            return 0, None
+        return int(row[0]), (int(row[1]) if row[1] is not None else None)
+
     async def outbox_size(self) -> int:
         async with self._reader.execute("SELECT count(*) FROM outbox") as cur:
             row = await cur.fetchone()

@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
+from prometheus_client.core import Metric
 
 from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
+from hive.metrics import CONTENT_TYPE, exposition, make_registry
 from wire.errors import ConfigError
 from wire.resources import ResourceKey
 
@@ -255,10 +258,31 @@ class _LocalApi:
             sub.close()
 
 
-def make_app(*, store: MetaStore, node_name: str) -> web.Application:
-    """The local API of node ``node_name`` (named in its log lines), reading ``store``."""
+class Figures(Protocol):
+    """What ``GET /metrics`` renders (edgecore's modules' counters)."""
+
+    async def refresh(self) -> None:
+        """Read figures only a database knows, before :meth:`collect`."""
+
+    def collect(self) -> Iterable[Metric]:
+        """The metrics, read from the counters now."""
+
+
+def make_app(
+    *, store: MetaStore, node_name: str, figures: Figures | None = None
+) -> web.Application:
+    """The local API of node ``node_name`` (named in its log lines), reading ``store``;
+    with ``figures``, ``GET /metrics`` in the Prometheus text format too."""
     api = _LocalApi(store, node_name)
     app = web.Application()
+    if figures is not None:
+        registry = make_registry(figures.collect)
+
+        async def metrics(request: web.Request) -> web.Response:
+            await figures.refresh()
+            return web.Response(body=exposition(registry), headers={"Content-Type": CONTENT_TYPE})
+
+        app.router.add_get("/metrics", metrics, allow_head=False)
     app.router.add_route("*", "/{path:.*}", api.handle)
     app.on_shutdown.append(api.on_shutdown)
     return app

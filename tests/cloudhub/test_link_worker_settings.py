@@ -10,6 +10,7 @@ import pytest
 from cloudhub import cli
 from cloudhub.config import HubSettings
 from cloudhub.hub.reader import FrameReader
+from cloudhub.hub.session import Traffic
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -51,11 +52,12 @@ def test_the_cli_rejects_a_bad_worker_count(capsys: pytest.CaptureFixture[str]) 
 
 
 class _Session:
-    """What the reader calls on a session: sign of life, ACK, delivery."""
+    """What the reader calls on a session: sign of life, ACK, delivery, traffic counts."""
 
     def __init__(self) -> None:
         self.acks: list[str] = []
         self.delivered = 0
+        self.traffic = Traffic()
 
     def received(self) -> None:
         pass

@@ -1,0 +1,162 @@
+"""The ``fleet`` module: follows the fleet for the page and the metrics, and records Events.
+
+It lists and watches nodes, pods and devices (:func:`cloudhub.store.follow.follow`) into a
+:class:`~cloudhub.fleet.view.FleetView`, and turns what changed into Kubernetes Events with
+the pure rules of :mod:`cloudhub.fleet.derive`: pod started/failed from the status edges
+report, device online/offline. Its inbox brings the rest: the hub's node connect/disconnect
+reports (it is in :data:`~cloudhub.routes.LIFECYCLE_GROUP`) and events other modules ask it to
+record (:class:`~cloudhub.routes.RecordEvents`: refused twin reports).
+
+Events are recorded in batches (every :data:`FLUSH_INTERVAL` or :data:`FLUSH_MAX` events,
+repeats folded first), so 10,000 edges reconnecting after a cloud restart cost a few
+transactions, not 10,000. A store that fails to record is logged and the batch dropped:
+events are information, never a reason to hold up the fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from cloudhub import routes
+from cloudhub.fleet.derive import device_events, node_event, pod_events
+from cloudhub.fleet.eventstore import EventStore
+from cloudhub.fleet.view import FleetView
+from cloudhub.store.base import ObjectStore, WatchEvent
+from cloudhub.store.follow import follow
+from hive.bus import Bus
+from wire.errors import BridgeError
+from wire.events import Event, fold_all
+
+log = logging.getLogger(__name__)
+
+#: types followed into the view
+FOLLOWED = ("node", "pod", "device")
+#: seconds between event writes
+FLUSH_INTERVAL = 0.5
+#: events that make a write happen at once
+FLUSH_MAX = 500
+
+
+class FleetModule:
+    """Keeps :attr:`view` current and records the fleet's Events."""
+
+    name = routes.FLEET
+    group: str = routes.LIFECYCLE_GROUP
+    enabled = True
+
+    def __init__(self, *, bus: Bus, store: ObjectStore, events: EventStore) -> None:
+        self._bus = bus
+        self._store = store
+        self.events = events
+        self.view = FleetView()
+        #: set once every followed type has been listed
+        self.synced = asyncio.Event()
+        self._listed: set[str] = set()
+        self._pending: list[Event] = []
+        self._due = asyncio.Event()
+        #: events recorded, and batches the store refused (for tests and metrics)
+        self.recorded = 0
+        self.record_failures = 0
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for typ in FOLLOWED:
+                tg.create_task(self._follow(typ), name=f"fleet:follow:{typ}")
+            tg.create_task(self._serve_inbox(), name="fleet:inbox")
+            tg.create_task(self._write_events(), name="fleet:events")
+
+    def record(self, events: list[Event]) -> None:
+        """Queue events for the next write."""
+        self._pending.extend(events)
+        if len(self._pending) >= FLUSH_MAX:
+            self._due.set()
+
+    # -- following -----------------------------------------------------------------------------
+
+    async def _follow(self, typ: str) -> None:
+        async def listed(objects: list[dict[str, Any]]) -> None:
+            self._relist(typ, objects)
+
+        async def changed(event: WatchEvent) -> None:
+            self._change(typ, event)
+
+        await follow(self._store, typ, listed=listed, changed=changed)
+
+    def _relist(self, typ: str, objects: list[dict[str, Any]]) -> None:
+        first = typ not in self._listed
+        view = self.view
+        if first:
+            for obj in objects:
+                view.upsert(typ, obj)
+        else:
+            seen = {view.key_of(typ, o) for o in objects}
+            stale = [o for o in self._all(typ) if view.key_of(typ, o) not in seen]
+            for obj in objects:
+                self._apply(typ, obj)
+            for obj in stale:
+                view.delete(typ, obj)
+        self._listed.add(typ)
+        if self._listed.issuperset(FOLLOWED):
+            self.synced.set()
+
+    def _all(self, typ: str) -> list[dict[str, Any]]:
+        view = self.view
+        if typ == "node":
+            return list(view.nodes.values())
+        if typ == "pod":
+            return list(view.pods.values())
+        return view.devices()
+
+    def _change(self, typ: str, event: WatchEvent) -> None:
+        if event.type == "DELETED":
+            self.view.delete(typ, event.object)
+        else:
+            self._apply(typ, event.object)
+
+    def _apply(self, typ: str, obj: dict[str, Any]) -> None:
+        old = self.view.get(typ, obj)
+        now = time.time()
+        if typ == "pod":
+            self.record(pod_events(old, obj, at=now))
+        elif typ == "device":
+            self.record(device_events(old, obj, at=now))
+        self.view.upsert(typ, obj)
+
+    # -- inbox and writing ---------------------------------------------------------------------
+
+    async def _serve_inbox(self) -> None:
+        while True:
+            msg = await self._bus.receive(self.name)
+            content = msg.content
+            if isinstance(content, routes.NodeStatusReport):
+                node = msg.resource.rsplit("/", 1)[-1]
+                self.record([node_event(node, online=content.online, at=content.at)])
+            elif isinstance(content, routes.RecordEvents):
+                self.record(list(content.events))
+            else:
+                log.debug("fleet ignored %s %s", msg.operation, msg.resource)
+
+    async def _write_events(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._due.wait(), FLUSH_INTERVAL)
+            except TimeoutError:
+                pass
+            self._due.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is queued (folded) now."""
+        if not self._pending:
+            return
+        batch, self._pending = fold_all(self._pending), []
+        try:
+            await self.events.record(batch)
+        except BridgeError as exc:
+            self.record_failures += 1
+            log.warning("could not record %d event(s): %s", len(batch), exc)
+            return
+        self.recorded += len(batch)
