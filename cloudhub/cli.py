@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
+from hive import logs
 from hive.process import run_until_signalled, setup_logging
 from wire.durations import InvalidDuration, parse_duration
 from wire.errors import BridgeError
@@ -123,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         help="pause before re-sending an object that changed again to the same node, so "
         "bursts of edits coalesce (default 0.05)",
     )
+    logs.add_options(s)
     return p
 
 
@@ -163,7 +165,11 @@ async def _serve(settings: CloudSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(verbose=args.verbose)
+    setup_logging(
+        verbose=args.verbose,
+        level=logs.level_from(args),
+        fmt=getattr(args, "log_format", "text"),
+    )
     hub = HubSettings(bind=args.bind, ws_port=args.ws_port)
     if args.heartbeat:
         hub.default_heartbeat = args.heartbeat

@@ -352,21 +352,21 @@ class AdminApi:
             # _parse_objects), and validating adds only strings: plain data, which the store
             # may encode the faster way.
             applied = await self._detailed.apply_detailed(objects, plain=True, owned=True)
-            logger.info("applied %d object(s)", len(applied))
+            logger.debug("applied %d object(s)", len(applied))
             return _applied_response(applied)
         # Just parsed from this request's body: nothing else holds them, no copy needed.
         objects = validate_all(objects, owned=True)
         await self._check_desired(objects)
         if self._detailed is not None:
             applied = await self._detailed.apply_detailed(objects, validated=True, plain=True)
-            logger.info("applied %d object(s)", len(applied))
+            logger.debug("applied %d object(s)", len(applied))
             return _applied_response(applied)
         before = [await self._stored_version(obj) for obj in objects]
         stored: list[dict[str, Any]] = await self._store.apply(objects)
         actions = [
             _action(old, resource_version_of(new)) for old, new in zip(before, stored, strict=True)
         ]
-        logger.info("applied %d object(s)", len(stored))
+        logger.debug("applied %d object(s)", len(stored))
         return _json(ApplyResponse(objects=stored, actions=actions))
 
     async def _check_desired(self, objects: list[dict[str, Any]]) -> None:
