@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from edgectl import commands as cmd
 from edgectl.commands import DEFAULT_SERVER, DEFAULT_TTL, TOKEN_ENV, Context, ServerSaid, UsageError
 from wire.errors import BridgeError, InvalidObject
-from wire.kinds import aliases_help
+from wire.kinds import PLURALS, aliases_help
 
 _MAIN_EPILOG = """\
 examples:
@@ -150,6 +150,21 @@ def _namespace_options(parser: argparse.ArgumentParser, *, lists: bool) -> None:
         )
 
 
+#: shell functions the completion scripts call to complete KIND (see cmd_completion)
+COMPLETION_PREAMBLE = {
+    "bash": "_edgectl_kinds() { compgen -W '" + " ".join(PLURALS) + '\' -- "$1"; }\n',
+    "zsh": "",
+}
+
+
+def _kind_completion(action: argparse.Action) -> None:
+    """KIND completes to the kinds' plurals (shtab reads ``action.complete``)."""
+    action.complete = {  # type: ignore[attr-defined]
+        "bash": "_edgectl_kinds",
+        "zsh": "(" + " ".join(PLURALS) + ")",
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edgectl",
@@ -234,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  edgectl get nodes -o jsonpath='{.items[*].metadata.name}'"
         ),
     )
-    get.add_argument("args", nargs="*", metavar="KIND [NAME…]")
+    _kind_completion(get.add_argument("args", nargs="*", metavar="KIND [NAME…]"))
     _namespace_options(get, lists=True)
     get.add_argument("-o", "--output", default="table", metavar="FORMAT", help=_OUTPUT_HELP)
     get.add_argument(
@@ -255,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="examples:\n  edgectl describe node edge-1\n  edgectl describe pod nginx -n web",
     )
-    describe.add_argument("args", nargs="*", metavar="KIND [NAME…]")
+    _kind_completion(describe.add_argument("args", nargs="*", metavar="KIND [NAME…]"))
     _namespace_options(describe, lists=True)
     describe.set_defaults(func=cmd.cmd_describe)
 
@@ -272,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
             "\n  edgectl delete -f pod.yaml\n  edgectl delete node gw-17"
         ),
     )
-    delete.add_argument("args", nargs="*", metavar="KIND NAME…")
+    _kind_completion(delete.add_argument("args", nargs="*", metavar="KIND NAME…"))
     delete.add_argument(
         "-f",
         "--filename",
@@ -330,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     completion.add_argument("shell", choices=("bash", "zsh"))
-    completion.set_defaults(func=lambda ctx: cmd.cmd_completion(ctx, parser))
+    completion.set_defaults(func=lambda ctx: cmd.cmd_completion(ctx, parser, COMPLETION_PREAMBLE))
     return parser
 
 

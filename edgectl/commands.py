@@ -544,8 +544,9 @@ def cmd_version(ctx: Context) -> int:
     return 0
 
 
-def cmd_completion(ctx: Context, parser: argparse.ArgumentParser) -> int:
+def cmd_completion(ctx: Context, parser: argparse.ArgumentParser, preamble: dict[str, str]) -> int:
     import shtab  # only this command needs it
 
-    ctx.out.write(shtab.complete(parser, shell=ctx.args.shell))
+    shell: str = ctx.args.shell
+    ctx.out.write(shtab.complete(parser, shell=shell, preamble=preamble.get(shell, "")))
     return 0
