@@ -40,7 +40,7 @@ def test_bash_completes_commands_options_and_kinds(tmp_path: Path) -> None:
     subprocess.run(["bash", "-n", str(script)], check=True, timeout=20)
     assert _complete(script, "edgectl", "de") == ["delete", "describe"]
     assert _complete(script, "edgectl", "get", "--wa") == ["--watch", "--watch-only"]
-    assert _complete(script, "edgectl", "get", "dev") == ["devices", "devicemodels"]
+    assert _complete(script, "edgectl", "get", "dev") == ["devicemodels", "devices"]
     assert _complete(script, "edgectl", "describe", "n") == ["nodes"]
     assert "--log-level" not in _complete(script, "edgectl", "get", "--")
 
