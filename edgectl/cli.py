@@ -173,11 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(parser, defaults=True)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands = _Commands(subparsers)
+    # ``commands`` is argparse's subparsers action: a module adds its commands with
+    # ``commands.add_parser(...)`` (edgectl/streams.py: ``streams.register(commands)``).
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    add = _Commands(commands).add
     kinds = aliases_help()
 
-    token = commands.add(
+    token = add(
         "token",
         help="manage join tokens",
         description="Manage join tokens for 'edgecore join'.",
@@ -209,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--node", metavar="NAME", help="admit only this node name (default: any)")
     create.set_defaults(func=cmd.cmd_token_create)
 
-    apply = commands.add(
+    apply = add(
         "apply",
         help="create or update objects from manifests",
         description=(
@@ -233,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.set_defaults(func=cmd.cmd_apply)
 
-    get = commands.add(
+    get = add(
         "get",
         help="show objects (tables, json, yaml, names, jsonpath; -w to watch)",
         description=(
@@ -260,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.set_defaults(func=cmd.cmd_get)
 
-    describe = commands.add(
+    describe = add(
         "describe",
         help="show one object in detail, with its events",
         description=(
@@ -274,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     _namespace_options(describe, lists=True)
     describe.set_defaults(func=cmd.cmd_describe)
 
-    delete = commands.add(
+    delete = add(
         "delete",
         help="delete objects",
         description=(
@@ -298,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     _namespace_options(delete, lists=False)
     delete.set_defaults(func=cmd.cmd_delete)
 
-    twin = commands.add(
+    twin = add(
         "twin",
         help="device twins",
         description="Work with device twins.",
@@ -323,9 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     twin_set.add_argument("-n", "--namespace", help="namespace (default 'default')")
     twin_set.set_defaults(func=cmd.cmd_twin_set)
 
-    # -- logs / exec: registered by edgectl/streams.py ----------------------------------------
+    # logs / exec: edgectl/streams.py registers them here (streams.register(commands))
 
-    version = commands.add(
+    version = add(
         "version",
         help="print the client and server versions",
         description="Print edgectl's version and the version of the cloudhub it talks to.",
@@ -335,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     version.add_argument("-o", "--output", choices=("json", "yaml"), help="output format")
     version.set_defaults(func=cmd.cmd_version)
 
-    completion = commands.add(
+    completion = add(
         "completion",
         help="print a shell completion script (bash or zsh)",
         description="Print a completion script for edgectl's commands and options.",

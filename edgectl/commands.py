@@ -279,6 +279,8 @@ def cmd_get(ctx: Context) -> int:
     if ctx.args.watch or ctx.args.watch_only:
         if len(wanted) != 1 or wanted[0][1]:
             raise UsageError("-w watches one kind, without names (use -l to narrow it)")
+        if not wanted[0][0].mirrored:
+            raise UsageError(f"{wanted[0][0].plural} cannot be watched; list them again instead")
         return _watch(ctx, wanted[0][0], output, selector)
     found: list[tuple[ApiKind, list[dict[str, Any]]]] = []
     missing: list[ServerSaid] = []
