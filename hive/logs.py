@@ -62,6 +62,26 @@ class DemoteToDebug(logging.Filter):
         return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`configure` installs (a second call replaces it and nothing else).
+
+    Without a stream it writes to ``sys.stderr`` as it is at each record, not as it was when
+    configured (a test runner swaps stderr).
+    """
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._fixed = stream
+        super().__init__(stream or sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return self._fixed or sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # set by StreamHandler.__init__; the property decides
+
+
 def configure(
     *, level: str = "info", fmt: LogFormat = "text", stream: TextIO | None = None
 ) -> None:
@@ -76,11 +96,12 @@ def configure(
         raise ValueError(f"unknown log level {level!r} (expected one of {', '.join(LEVELS)})")
     if fmt not in ("text", "json"):
         raise ValueError(f"unknown log format {fmt!r} (expected text or json)")
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _Handler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old, _Handler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
     for name in PER_REQUEST_LOGGERS:
@@ -92,7 +113,10 @@ def configure(
 def current_format() -> LogFormat:
     """The format the root logger writes now (for child processes that log to the same
     stream: cloudhub's link workers)."""
-    json_out = any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+    json_out = any(
+        isinstance(h, _Handler) and isinstance(h.formatter, JsonFormatter)
+        for h in logging.getLogger().handlers
+    )
     return "json" if json_out else "text"
 
 

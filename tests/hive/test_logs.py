@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,7 @@ from tests.support.procs import Cloud, wait_until
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in handlers:
-        root.addHandler(h)
-    root.setLevel(level)
-
-
-def test_json_lines_carry_level_logger_message_extras_and_exception(
-    restore_logging: None,
-) -> None:
+def test_json_lines_carry_level_logger_message_extras_and_exception() -> None:
     """Each record is one JSON object; extras and tracebacks are fields, not extra lines."""
     out = io.StringIO()
     logs.configure(level="info", fmt="json", stream=out)
@@ -51,7 +36,7 @@ def test_json_lines_carry_level_logger_message_extras_and_exception(
     assert second["level"] == "ERROR" and "RuntimeError: boom" in second["exception"]
 
 
-def test_access_log_lines_are_debug(restore_logging: None) -> None:
+def test_access_log_lines_are_debug() -> None:
     """aiohttp's per-request INFO lines show only at DEBUG, as DEBUG."""
     out = io.StringIO()
     logs.configure(level="info", fmt="text", stream=out)
