@@ -131,6 +131,7 @@ def _namespace_options(parser: argparse.ArgumentParser, *, lists: bool) -> None:
     parser.add_argument(
         "-n",
         "--namespace",
+        default=argparse.SUPPRESS,  # may come before the command too (see build_parser)
         help="namespace (lists: every namespace unless given; NAME: default 'default')"
         if lists
         else "namespace (default 'default')",
@@ -173,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(parser, defaults=True)
+    # kubectl takes -n before the command too; a command's own -n (SUPPRESS by default) wins
+    parser.add_argument("-n", "--namespace", help=argparse.SUPPRESS)
     # ``commands`` is argparse's subparsers action: a module adds its commands with
     # ``commands.add_parser(...)`` (edgectl/streams.py: ``streams.register(commands)``).
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -322,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     twin_set.add_argument("device", metavar="DEVICE")
     twin_set.add_argument("assignments", metavar="PROP=VALUE", nargs="+")
-    twin_set.add_argument("-n", "--namespace", help="namespace (default 'default')")
+    twin_set.add_argument(
+        "-n", "--namespace", default=argparse.SUPPRESS, help="namespace (default 'default')"
+    )
     twin_set.set_defaults(func=cmd.cmd_twin_set)
 
     # logs / exec: edgectl/streams.py registers them here (streams.register(commands))

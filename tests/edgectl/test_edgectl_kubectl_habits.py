@@ -144,6 +144,7 @@ async def test_name_and_flags_in_any_order(cloud: Cloud, tmp_path: Path) -> None
         ("get", "devices", "-n", "default", "thermostat-1", "-o", "name"),
         ("get", "-o", "name", "-n", "default", "devices", "thermostat-1"),
         ("get", "device/thermostat-1", "-o", "name"),
+        ("-n", "default", "get", "devices", "thermostat-1", "-o", "name"),
     ):
         result = await cloud.run(*argv)
         assert (result.code, result.out) == (0, "device/thermostat-1\n"), (argv, result.err)
