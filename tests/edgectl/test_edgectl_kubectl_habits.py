@@ -15,11 +15,10 @@ from wire.errors import NotFound
 
 pytestmark = pytest.mark.timeout(60)
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 def _ago(seconds: float) -> str:
-    return (NOW - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _pod(name: str, *, ns: str = "default", containers: int = 1, **labels: str) -> dict[str, Any]:
@@ -34,50 +33,57 @@ def _pod(name: str, *, ns: str = "default", containers: int = 1, **labels: str) 
     }
 
 
-RUNNING = {
-    "phase": "Running",
-    "podIP": "10.0.0.7",
-    "conditions": [{"type": "Ready", "status": "True"}],
-    "containerStatuses": [
-        {
-            "name": "c0",
-            "ready": True,
-            "restartCount": 0,
-            "state": {"running": {"startedAt": _ago(600)}},
-            "containerID": "containerd://abc",
-        },
-        {
-            "name": "c1",
-            "ready": True,
-            "restartCount": 2,
-            "state": {"running": {"startedAt": _ago(300)}},
-            "lastState": {"terminated": {"exitCode": 1, "finishedAt": _ago(300)}},
-        },
-    ],
-}
-CRASHING = {
-    "phase": "Running",
-    "containerStatuses": [
-        {
-            "name": "c0",
-            "ready": False,
-            "restartCount": 5,
-            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
-            "lastState": {"terminated": {"exitCode": 2, "finishedAt": _ago(30)}},
-        }
-    ],
-}
-PULL_FAILED = {
-    "phase": "Pending",
-    "containerStatuses": [
-        {
-            "name": "c0",
-            "ready": False,
-            "restartCount": 0,
-            "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}},
-        }
-    ],
-}
+def running() -> dict[str, Any]:
+    return {
+        "phase": "Running",
+        "podIP": "10.0.0.7",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [
+            {
+                "name": "c0",
+                "ready": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": _ago(600)}},
+                "containerID": "containerd://abc",
+            },
+            {
+                "name": "c1",
+                "ready": True,
+                "restartCount": 2,
+                "state": {"running": {"startedAt": _ago(300)}},
+                "lastState": {"terminated": {"exitCode": 1, "finishedAt": _ago(300)}},
+            },
+        ],
+    }
+
+
+def crashing() -> dict[str, Any]:
+    return {
+        "phase": "Running",
+        "containerStatuses": [
+            {
+                "name": "c0",
+                "ready": False,
+                "restartCount": 5,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                "lastState": {"terminated": {"exitCode": 2, "finishedAt": _ago(30)}},
+            }
+        ],
+    }
+
+
+def pull_failed() -> dict[str, Any]:
+    return {
+        "phase": "Pending",
+        "containerStatuses": [
+            {
+                "name": "c0",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}},
+            }
+        ],
+    }
 
 
 async def _pods(cloud: Cloud) -> None:
@@ -90,7 +96,7 @@ async def _pods(cloud: Cloud) -> None:
             _pod("other", ns="plant-1", app="web"),
         ]
     )
-    for name, status in (("web", RUNNING), ("crashy", CRASHING), ("pull", PULL_FAILED)):
+    for name, status in (("web", running()), ("crashy", crashing()), ("pull", pull_failed())):
         await cloud.store.update_status("pod", "default", name, status)
 
 
@@ -331,6 +337,6 @@ async def test_get_nodes_json_follows_presence(linked_cloud: Cloud, links: Links
     await linked_cloud.store.apply(
         [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "edge-1"}}]
     )
-    links.online["edge-1"] = NOW.timestamp()
+    links.online["edge-1"] = dt.datetime.now(dt.UTC).timestamp()
     table = await linked_cloud.run("get", "nodes")
     assert table.out.splitlines()[1].split()[1] == "online"
