@@ -15,6 +15,7 @@ from cloudhub.config import HubSettings
 from cloudhub.httpserver.app import NodePresence, bound_port, make_app, serve_https
 from cloudhub.hub.module import HubModule
 from cloudhub.pki import Authority
+from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from edgectl.cli import main
 from hive.bus import Bus
@@ -41,7 +42,7 @@ class Links:
 @dataclass
 class Cloud:
     authority: Authority
-    store: EmbeddedStore
+    store: EmbeddedStore  # or any ObjectStore (Kubernetes tests)
     data_dir: Path
     server: str
     capsys: pytest.CaptureFixture[str]
@@ -68,13 +69,19 @@ class Cloud:
         return Result(code, out.getvalue(), self.capsys.readouterr().err)
 
 
-async def _serve(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], presence: object | None
+async def serve(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    presence: object | None,
+    store: ObjectStore | None = None,
 ) -> AsyncIterator[Cloud]:
+    """An admin API on port 0 over ``store`` (default: a new embedded one, closed after)."""
     data = tmp_path / "data" / "cloud"
     authority = Authority.load_or_create(data, advertise=[])
-    store = EmbeddedStore(data / "store.db")
-    await store.start()
+    owned = store is None
+    if store is None:
+        store = EmbeddedStore(data / "store.db")
+        await store.start()
     if presence is None:
         presence = HubModule(
             bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context()
@@ -86,15 +93,16 @@ async def _serve(
         ssl_context=authority.server_ssl_context(),
     )
     server = f"https://127.0.0.1:{bound_port(runner)}"
-    cloud = Cloud(authority, store, data, server, capsys, runner)
+    cloud = Cloud(authority, store, data, server, capsys, runner)  # type: ignore[arg-type]
     yield cloud
     await cloud.stop()
-    await store.close()
+    if owned:
+        await store.close()
 
 
 @pytest.fixture
 async def cloud(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Cloud]:
-    async for c in _serve(tmp_path, capsys, None):
+    async for c in serve(tmp_path, capsys, None):
         yield c
 
 
@@ -108,5 +116,5 @@ async def linked_cloud(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], links: Links
 ) -> AsyncIterator[Cloud]:
     """A cloud whose node presence the test sets through ``links``."""
-    async for c in _serve(tmp_path, capsys, links):
+    async for c in serve(tmp_path, capsys, links):
         yield c
