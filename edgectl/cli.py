@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edgectl import commands as cmd
+from edgectl import listing
 from edgectl.commands import DEFAULT_SERVER, DEFAULT_TTL, TOKEN_ENV, Context, ServerSaid, UsageError
 from wire.errors import BridgeError, InvalidObject
 from wire.kinds import PLURALS, aliases_help
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument(
         "--watch-only", action="store_true", help="print changes only, without the list first"
     )
-    get.set_defaults(func=cmd.cmd_get)
+    get.set_defaults(func=listing.cmd_get)
 
     describe = add(
         "describe",
