@@ -91,26 +91,24 @@ def _table(rows: list[list[str]], indent: int = 2) -> list[str]:
     return [" " * indent + line for line in format_table(rows).splitlines()]
 
 
-def _conditions(obj: dict[str, Any], columns: list[str], now: dt.datetime) -> list[str]:
+def _conditions(obj: dict[str, Any], times: dict[str, str], now: dt.datetime) -> list[str]:
+    """The conditions table; ``times``: column title -> the condition's timestamp field."""
     conds = [c for c in (obj.get("status") or {}).get("conditions") or [] if isinstance(c, dict)]
     if not conds:
         return ["Conditions:    " + NONE]
-    rows = [["Type", "Status", *columns, "Reason", "Message"]]
+    rows = [["Type", "Status", *times, "Reason", "Message"]]
     for c in conds:
-        times = [since(c.get(col_key), now, missing="-") for col_key in _TIME_KEYS[len(columns)]]
+        ages = [since(c.get(field), now, missing="-") for field in times.values()]
         rows.append(
             [
                 str(c.get("type", "")),
                 str(c.get("status", "")),
-                *times,
+                *ages,
                 str(c.get("reason") or ""),
                 " ".join(str(c.get("message") or "").split()),
             ]
         )
     return ["Conditions:", *_table(rows)]
-
-
-_TIME_KEYS = {0: [], 1: ["lastTransitionTime"], 2: ["lastHeartbeatTime", "lastTransitionTime"]}
 
 
 def _node(
@@ -125,7 +123,8 @@ def _node(
     state = "online" if ready.get("status") == "True" else "offline"
     last = "never" if seen is None else f"{since(ready.get('lastHeartbeatTime'), now)} ago"
     lines = [_field("Status", f"{state} (last seen {last})")]
-    lines += _conditions(node, ["LastHeartbeat", "LastTransition"], now)
+    times = {"LastHeartbeat": "lastHeartbeatTime", "LastTransition": "lastTransitionTime"}
+    lines += _conditions(node, times, now)
     addresses = [
         f"{a.get('type')}: {a.get('address')}"
         for a in status.get("addresses") or []
@@ -190,7 +189,7 @@ def _pod(pod: dict[str, Any], now: dt.datetime) -> list[str]:
             lines += _container_state("Last State", cs.get("lastState"), now)
         lines.append(_field("Ready", "True" if cs.get("ready") else "False", 4))
         lines.append(_field("Restarts", cs.get("restartCount", 0), 4))
-    lines += _conditions(pod, [], now)
+    lines += _conditions(pod, {"LastTransition": "lastTransitionTime"}, now)
     return lines
 
 

@@ -126,8 +126,12 @@ def _closing(text: str, start: int) -> int:
 
 
 def _unquote(literal: str) -> str:
+    """A quoted literal (``"a\\n"`` or ``'a'``) -> its text, with JSON's escapes."""
+    inner = literal[1:-1]
+    if literal[0] == "'":  # as JSON text: \' means ', and a bare " must be escaped
+        inner = inner.replace("\\'", "'").replace('"', '\\"')
     try:
-        value = json.loads('"' + literal[1:-1].replace('"', '\\"').replace('\\\\"', '\\"') + '"')
+        value = json.loads(f'"{inner}"')
     except ValueError as exc:
         raise JsonPathError(f"bad string literal {literal}") from exc
     return str(value)

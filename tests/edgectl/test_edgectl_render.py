@@ -165,6 +165,9 @@ DOC = {
         ("name={.items[1].metadata}", 'name={"name": "b"}'),
         ("{.missing}", ""),
         ("plain text", "plain text"),
+        ("{'it\\'s'}", "it's"),
+        ('{"say \\"hi\\""}', 'say "hi"'),
+        ("{'a\\tb'}", "a\tb"),
     ],
 )
 def test_jsonpath_templates(template: str, expected: str) -> None:
