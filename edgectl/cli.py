@@ -23,6 +23,7 @@ thermostat-1`` are the same, and the global options (``--server``, ``--token``,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -381,7 +382,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return 0  # `edgectl get pods | head` stopped reading
+        # `edgectl get pods -w | head` stopped reading: no traceback at exit's flush either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
