@@ -334,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     # logs / exec: edgectl/streams.py registers them here (streams.register(commands))
 
+    resources = add(
+        "api-resources",
+        help="list the kinds of object and their short names",
+        description="List the kinds edgectl and the admin API know, with their short names.",
+    )
+    resources.set_defaults(func=cmd.cmd_api_resources)
+
     version = add(
         "version",
         help="print the client and server versions",

@@ -27,12 +27,12 @@ import yaml
 
 from edgectl.client import AdminClient
 from edgectl.describe import describe
-from edgectl.render import meta
+from edgectl.render import format_table, meta
 from wire.admin import VersionInfo
 from wire.devicemodel import desired_problems
 from wire.durations import parse_duration
 from wire.errors import AuthError, BridgeError, ConfigError, InvalidResource, NotFound
-from wire.kinds import BY_KIND, BY_PLURAL, ApiKind, resolve
+from wire.kinds import BY_KIND, BY_PLURAL, KINDS, ApiKind, resolve
 from wire.manifests import load
 from wire.resources import key_of
 from wire.selectors import parse_selector
@@ -368,6 +368,16 @@ def cmd_version(ctx: Context) -> int:
             ctx.print(f"Server Version: v{server.version} (store: {server.store})")
     if failure is not None:
         raise failure
+    return 0
+
+
+def cmd_api_resources(ctx: Context) -> int:
+    """The kinds edgectl knows, as ``kubectl api-resources`` lists them (no server call)."""
+    rows = [["NAME", "SHORTNAMES", "NAMESPACED", "KIND"]]
+    for kind in KINDS:
+        short = ",".join(a for a in kind.aliases if a != kind.type)
+        rows.append([kind.plural, short, str(kind.namespaced).lower(), kind.kind])
+    ctx.print(format_table(rows))
     return 0
 
 

@@ -340,3 +340,13 @@ async def test_get_nodes_json_follows_presence(linked_cloud: Cloud, links: Links
     links.online["edge-1"] = dt.datetime.now(dt.UTC).timestamp()
     table = await linked_cloud.run("get", "nodes")
     assert table.out.splitlines()[1].split()[1] == "online"
+
+
+async def test_api_resources_lists_every_kind(cloud: Cloud) -> None:
+    """api-resources prints each kind with its short names, from the one kinds table."""
+    result = await cloud.run("api-resources")
+    rows = [line.split() for line in result.out.splitlines()]
+    assert rows[0] == ["NAME", "SHORTNAMES", "NAMESPACED", "KIND"]
+    assert ["nodes", "no", "false", "Node"] in rows
+    assert ["pods", "po", "true", "Pod"] in rows
+    assert ["events", "ev", "true", "Event"] in rows
