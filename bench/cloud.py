@@ -188,6 +188,8 @@ class Admin:
             connector=aiohttp.TCPConnector(ssl=ctx, limit=limit),
             headers={"Authorization": f"Bearer {token}"},
             timeout=aiohttp.ClientTimeout(total=120),
+            # keeps the fleet page's session cookie, which a default jar refuses from an IP
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
         )
 
     @classmethod
@@ -242,6 +244,19 @@ class Admin:
             if resp.status != 200:
                 raise RuntimeError(f"token failed ({resp.status}): {body.get('error')}")
             return str(body["token"])
+
+    async def get_text(self, path: str) -> str:
+        """GET ``path`` (e.g. ``/metrics``, ``/ui/?token=...``; redirects followed, cookies
+        kept) and return the body.
+
+        Raises:
+            RuntimeError: the server answered with an error status.
+        """
+        async with self._session.get(path) as resp:
+            text = await resp.text()
+            if resp.status != 200:
+                raise RuntimeError(f"GET {path} failed ({resp.status}): {text[:200]}")
+            return text
 
     async def apply_batched(self, objects: list[dict[str, Any]], *, batch: int = 500) -> None:
         for i in range(0, len(objects), batch):

@@ -529,6 +529,9 @@ async def _edgebridge_phases(
         fig.add("cloudhub_idle_cpu", idle_cpu * 100, "% of a core holding the fleet (keepalives)")
         args.measured["idle_cpu"] = idle_cpu
 
+    # -- observing the fleet: /metrics and the fleet page with every link up -----------------
+    await _observing_costs(fig, hub, admin, synced, requests=args.scrapes)
+
     # -- pods on a sample of the held nodes ---------------------------------------------------
     statuses = []
     for child in workers:
@@ -667,6 +670,51 @@ async def _edgebridge_phases(
     )
     if args.echo_seconds > 0 and min(args.echo_conns, len(held)) < held_end:
         await _same_conns_phase(args, fig, hub, admin, workers, plan, sample, held)
+
+
+async def _request_cost(
+    hub: CloudHub, admin: Admin, path: str, requests: int
+) -> tuple[float, float, str]:
+    """cloudhub CPU per GET of ``path`` (its CPU while idle over as long subtracted: the
+    fleet's keepalives go on), the median wall time, and the last body."""
+    cpu0, t0 = hub.cpu_seconds(), time.monotonic()
+    await asyncio.sleep(2.0)
+    idle_rate = (hub.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    walls: list[float] = []
+    body = ""
+    cpu1, t1 = hub.cpu_seconds(), time.monotonic()
+    for _ in range(requests):
+        start = time.monotonic()
+        body = await admin.get_text(path)
+        walls.append(time.monotonic() - start)
+    spent = hub.cpu_seconds() - cpu1 - idle_rate * (time.monotonic() - t1)
+    return max(0.0, spent) / requests, percentile(walls, 50), body
+
+
+async def _observing_costs(
+    fig: Figures, hub: CloudHub, admin: Admin, held: int, *, requests: int
+) -> None:
+    """What scraping ``/metrics`` and viewing the fleet page cost with the whole fleet held,
+    against the cheapest HTTPS request (``/healthz``) measured the same way: the baseline."""
+    log.info("observing phase: %d scrapes of /metrics, %d fleet page views", requests, requests)
+    base_cpu, _, _ = await _request_cost(hub, admin, "/healthz", requests)
+    cpu, wall, text = await _request_cost(hub, admin, "/metrics", requests)
+    line = next(
+        (x for x in text.splitlines() if x.startswith("edgebridge_cloud_connected_edges ")), ""
+    )
+    fig.add("metrics_connected_edges", float(line.split()[-1]) if line else math.nan, "edges")
+    fig.add("metrics_scrape_cpu", cpu * 1000, f"ms cloudhub CPU per scrape ({held} edges held)")
+    fig.add("metrics_scrape_wall", wall * 1000, "ms per scrape (median)")
+    fig.add("healthz_cpu", base_cpu * 1000, "ms cloudhub CPU per /healthz (baseline)")
+    fig.add(
+        "metrics_scrape_vs_healthz",
+        cpu / base_cpu if base_cpu > 0 else math.nan,
+        "x (scrape CPU / baseline CPU)",
+    )
+    await admin.get_text(f"/ui/?token={hub.admin_token}")  # log in: the session cookie
+    cpu, wall, _ = await _request_cost(hub, admin, "/ui/", requests)
+    fig.add("fleet_page_cpu", cpu * 1000, "ms cloudhub CPU per fleet page view (first page)")
+    fig.add("fleet_page_wall", wall * 1000, "ms per fleet page view (median)")
 
 
 async def _same_conns_phase(
@@ -892,6 +940,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--echo-seconds", type=float, default=10.0, help="raw baseline duration; 0 skips it (10)"
     )
     p.add_argument("--heartbeat", type=float, default=15.0, help="edge keepalive, seconds (15)")
+    p.add_argument(
+        "--scrapes",
+        type=int,
+        default=20,
+        help="GETs of /metrics, of the fleet page and of /healthz (their baseline) with the "
+        "fleet held (default 20)",
+    )
     p.add_argument(
         "--idle-seconds",
         type=float,

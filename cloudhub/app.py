@@ -44,6 +44,7 @@ from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from cloudhub.tuning import freeze_after_bursts, tune_process
+from cloudhub.ui.pages import FleetPages
 from hive.bus import Bus
 from hive.module import Runner
 from wire.errors import BridgeError, ConfigError
@@ -221,7 +222,9 @@ async def start(settings: CloudSettings) -> CloudApp:
     certs = CertController(
         bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
     )
-    figures = CloudFigures(hub=hub, fleet=fleet, devices=devices, certs=certs, store=store)
+    figures = CloudFigures(
+        hub=hub, fleet=fleet, devices=devices, certs=certs, store=store, ledger=ledger
+    )
     try:
         https = await serve_https(
             make_app(
@@ -231,6 +234,7 @@ async def start(settings: CloudSettings) -> CloudApp:
                 issuer=issuer,
                 fleet=fleet,
                 metrics=figures.collect,
+                pages=FleetPages(authority=authority, fleet=fleet, presence=hub),
             ),
             host=settings.hub.bind,
             port=settings.https_port,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from cloudhub.auth.ledger import AuthLedger
 from cloudhub.certcontroller.controller import CertController
 from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.fleet.module import FleetModule
@@ -32,6 +33,7 @@ class CloudFigures:
     devices: DeviceController
     certs: CertController
     store: ObjectStore
+    ledger: AuthLedger | None = None
 
     def collect(self) -> Iterable[Metric]:
         hub = self.hub
@@ -113,6 +115,13 @@ class CloudFigures:
             self.devices.refused_by,
         )
         yield counter(P + "cert_renewals_total", "Node certificates renewed", self.certs.renewed)
+        conflicts = getattr(self.ledger, "conflicts", None)
+        if isinstance(conflicts, int):  # the ledger shared by replicas (Kubernetes mode)
+            yield counter(
+                P + "auth_ledger_conflicts_total",
+                "Guarded writes of the shared auth ledger that lost to another replica",
+                conflicts,
+            )
         yield from self._fleet_figures()
 
     def _store_figures(self) -> Iterable[Metric]:

@@ -16,12 +16,12 @@ from edgectl.render import (
     event_time,
     format_table,
     meta,
-    parse_time,
-    pod_summary,
+    pod_columns,
     property_rows,
     since,
 )
 from wire.kinds import ApiKind
+from wire.presentation import parse_time
 
 NONE = "<none>"
 
@@ -140,7 +140,7 @@ def _node(
     if pods:
         rows = [["Namespace", "Name", "Ready", "Status", "Restarts", "Age"]]
         for pod in pods:
-            rows.append([meta(pod, "namespace"), meta(pod, "name"), *pod_summary(pod, now)])
+            rows.append([meta(pod, "namespace"), meta(pod, "name"), *pod_columns(pod, now)])
             rows[-1].append(age(pod, now))
         lines += _table(rows)
     lines.append(f"Devices:       ({len(devices)} bound)" if devices else "Devices:       " + NONE)
@@ -164,7 +164,7 @@ def _node(
 def _pod(pod: dict[str, Any], now: dt.datetime) -> list[str]:
     spec = pod.get("spec") or {}
     status = pod.get("status") or {}
-    ready, shown, restarts = pod_summary(pod, now)
+    ready, shown, restarts = pod_columns(pod, now)
     lines = [
         _field("Node", spec.get("nodeName") or NONE),
         _field("Status", shown),

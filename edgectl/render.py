@@ -13,45 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wire.kinds import BY_PLURAL
-
-
-def human_duration(seconds: float) -> str:
-    """kubectl's short age (``HumanDuration``): ``42s``, ``5m30s``, ``3h``, ``2d4h``, ``3y``."""
-    s = int(seconds)
-    if s < -1:
-        return "<invalid>"
-    if s < 0:
-        return "0s"
-    if s < 120:
-        return f"{s}s"
-    minutes, hours = s // 60, s // 3600
-    if minutes < 10:
-        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        days = hours // 24 - 365 * (hours // 24 // 365)
-        return f"{hours // 24 // 365}y{days}d" if days else f"{hours // 24 // 365}y"
-    return f"{hours // 24 // 365}y"
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    """An RFC 3339 timestamp as Kubernetes writes it, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+from wire.presentation import human_duration, parse_time, pod_summary, property_states
 
 
 def since(value: Any, now: dt.datetime, *, missing: str = "<unknown>") -> str:
@@ -88,87 +50,14 @@ def name_of(plural: str, obj: dict[str, Any]) -> str:
 # -- pods, as kubectl prints them ------------------------------------------------------------
 
 
-def pod_summary(pod: dict[str, Any], now: dt.datetime) -> tuple[str, str, str]:
-    """``(READY, STATUS, RESTARTS)`` of a pod, computed as kubectl's printer does.
-
-    READY counts running, ready containers out of the spec's; STATUS is the last container's
-    waiting or terminated reason (``CrashLoopBackOff``, ``ErrImagePull``, ``ExitCode:1``), an
-    init container's progress (``Init:0/1``), ``Terminating`` while being deleted, else the
-    phase. A pod nobody has reported on yet (``--runtime none``) is ``Pending``, as the API
-    server would have it. RESTARTS sums restart counts, with the last restart's age.
-    """
-    spec = pod.get("spec") or {}
-    status = pod.get("status") or {}
-    total = len(spec.get("containers") or [])
-    ready = 0
-    restarts = 0
-    last_restart: dt.datetime | None = None
-    reason = str(status.get("phase") or "Pending")
-    if status.get("reason"):
-        reason = str(status["reason"])
-
-    def note_restart(cs: dict[str, Any]) -> None:
-        nonlocal restarts, last_restart
-        restarts += _int(cs.get("restartCount"))
-        finished = parse_time(
-            ((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt")
-        )
-        if finished is not None and (last_restart is None or finished > last_restart):
-            last_restart = finished
-
-    init_specs = spec.get("initContainers") or []
-    initializing = False
-    for i, cs in enumerate(_dicts(status.get("initContainerStatuses"))):
-        note_restart(cs)
-        state = cs.get("state") or {}
-        terminated, waiting = state.get("terminated"), state.get("waiting")
-        if isinstance(terminated, dict) and _int(terminated.get("exitCode")) == 0:
-            continue
-        initializing = True
-        if isinstance(terminated, dict):
-            reason = "Init:" + (terminated.get("reason") or _exit_text(terminated))
-        elif isinstance(waiting, dict) and waiting.get("reason") not in (
-            None,
-            "",
-            "PodInitializing",
-        ):
-            reason = f"Init:{waiting['reason']}"
-        else:
-            reason = f"Init:{i}/{len(init_specs)}"
-        break
-    if not initializing or condition(pod, "Initialized").get("status") == "True":
-        has_running = False
-        for cs in reversed(_dicts(status.get("containerStatuses"))):
-            note_restart(cs)
-            state = cs.get("state") or {}
-            waiting, terminated = state.get("waiting"), state.get("terminated")
-            if isinstance(waiting, dict) and waiting.get("reason"):
-                reason = str(waiting["reason"])
-            elif isinstance(terminated, dict):
-                reason = str(terminated.get("reason") or _exit_text(terminated))
-            elif cs.get("ready") and isinstance(state.get("running"), dict):
-                has_running = True
-                ready += 1
-        if reason == "Completed" and has_running:
-            reason = "Running" if condition(pod, "Ready").get("status") == "True" else "NotReady"
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        reason = "Unknown" if status.get("reason") == "NodeLost" else "Terminating"
-    shown = str(restarts)
-    if restarts and last_restart is not None:
-        shown += f" ({human_duration((now - last_restart).total_seconds())} ago)"
-    return f"{ready}/{total}", reason, shown
-
-
-def _exit_text(terminated: dict[str, Any]) -> str:
-    signal = _int(terminated.get("signal"))
-    return f"Signal:{signal}" if signal else f"ExitCode:{_int(terminated.get('exitCode'))}"
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+def pod_columns(pod: dict[str, Any], now: dt.datetime) -> tuple[str, str, str]:
+    """``(READY, STATUS, RESTARTS)`` as ``get pods`` prints them (:func:`pod_summary`, with the
+    last restart's age beside the count, as kubectl shows it)."""
+    summary = pod_summary(pod)
+    restarts = str(summary.restarts)
+    if summary.restarts and summary.last_restart is not None:
+        restarts += f" ({human_duration((now - summary.last_restart).total_seconds())} ago)"
+    return summary.ready, summary.status, restarts
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
@@ -226,7 +115,7 @@ def _columns(
         header += ["IP", "NODE"] if wide else ["NODE"]
         rows = []
         for pod in items:
-            row = [label(pod), *pod_summary(pod, now), age(pod, now)]
+            row = [label(pod), *pod_columns(pod, now), age(pod, now)]
             if wide:
                 row.append(str((pod.get("status") or {}).get("podIP") or "<none>"))
             rows.append([*row, _spec(pod, "nodeName")])
@@ -314,51 +203,26 @@ def event_time(ev: dict[str, Any]) -> str:
     )
 
 
-def _twin_time(entry: dict[str, Any], now: dt.datetime) -> str:
-    raw = str((entry.get("metadata") or {}).get("timestamp"))
-    try:
-        ts = dt.datetime.fromtimestamp(int(raw) / 1000, dt.UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return "-"
-    return human_duration(max(0.0, (now - ts).total_seconds())) + " ago"
-
-
 def _device_properties(dev: dict[str, Any]) -> list[str]:
-    spec = dev.get("spec") or {}
-    names = [str(p.get("name")) for p in _dicts(spec.get("properties"))]
-    twins = [str(t.get("propertyName")) for t in _dicts((dev.get("status") or {}).get("twins"))]
-    return names + [n for n in twins if n not in names]
+    return [state.name for state in property_states(dev)]
 
 
 def property_rows(dev: dict[str, Any], now: dt.datetime) -> list[list[str]]:
-    """Per property of a device: name, desired, reported, when reported, in sync.
-
-    SYNC is ``yes`` when the edge has observed the desired value and the device reports it,
-    ``pending`` while either is behind, ``-`` for properties without a desired value.
-    """
-    spec = dev.get("spec") or {}
-    twins = {t.get("propertyName"): t for t in _dicts((dev.get("status") or {}).get("twins"))}
-    desired = {
-        p.get("name"): (p.get("desired") or {}).get("value") for p in _dicts(spec.get("properties"))
-    }
+    """Per property of a device: name, desired, reported, when reported, in sync
+    (:func:`wire.presentation.property_states`)."""
     rows = []
-    for name in _device_properties(dev):
-        twin = twins.get(name) or {}
-        reported = twin.get("reported") or {}
-        want = desired.get(name)
-        if want is None:
-            sync = "-"
-        elif (twin.get("observedDesired") or {}).get("value") == want == reported.get("value"):
-            sync = "yes"
-        else:
-            sync = "pending"
+    for state in property_states(dev):
+        when = "-"
+        if state.reported is not None and state.reported_at_ms is not None:
+            seconds = now.timestamp() - state.reported_at_ms / 1000
+            when = human_duration(max(0.0, seconds)) + " ago"
         rows.append(
             [
-                name,
-                "-" if want is None else str(want),
-                str(reported.get("value", "-")),
-                _twin_time(reported, now) if reported else "-",
-                sync,
+                state.name,
+                "-" if state.desired is None else state.desired,
+                "-" if state.reported is None else state.reported,
+                when,
+                state.sync,
             ]
         )
     return rows

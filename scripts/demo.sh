@@ -103,6 +103,12 @@ wait_for 10 reported setpoint 21.5
 ctl get devices
 tail -n 3 "$DEMO/mapper.log" | sed 's/^.*INFO [a-z.]*: /mapper: /'
 
+say "observing: events, metrics and the fleet page"
+ctl get events 2>/dev/null | head -n 6 || true
+curl -s --cacert "$CLOUD/ca.crt" -H "Authorization: Bearer $(cat "$CLOUD/admin.token")" \
+  "https://127.0.0.1:$HTTPS_PORT/metrics" | grep -E '^edgebridge_cloud_(connected_edges|devices_in_sync) '
+echo "fleet page: https://127.0.0.1:$HTTPS_PORT/ui/  (log in with $CLOUD/admin.token)"
+
 say "stop the cloud: the edge keeps serving its cache"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 api /api/v1/pods | python3 -c '

@@ -9,7 +9,8 @@ without a read.
   transaction per batch; loaded at start, trimmed by age and count as the log is.
 - :class:`KubeEvents`: real ``core/v1`` Events, created, and patched (``count``,
   ``lastTimestamp``) on repeats as Kubernetes' recorder does; reads list them from the cluster
-  so ``edgectl get events`` shows what ``kubectl get events`` shows, other recorders included.
+  so ``edgectl get events`` shows what ``kubectl get events`` shows, other recorders included
+  (one list every :data:`LIST_CACHE_SECONDS` at most).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from wire.events import (
 log = logging.getLogger(__name__)
 
 EVENTS = Resource("", "v1", "events", "Event", namespaced=True)
+#: seconds a list of the cluster's events is reused: pages refreshing every 2 s in several
+#: browsers, and edgectl, cost the API server one list per interval, not one per view
+LIST_CACHE_SECONDS = 2.0
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS recorded_events ("
@@ -148,12 +152,15 @@ class KubeEvents:
         self._api = api
         #: what this replica wrote, to patch a repeat without reading it first
         self._log = EventLog(max_events=max_events)
+        #: the cluster's events as last listed (monotonic time, events)
+        self._listed: tuple[float, list[Event]] | None = None
 
     async def start(self) -> None:
         return None
 
     async def record(self, occurrences: list[Event]) -> None:
         now = time.time()
+        self._listed = None  # what this replica records shows at once
         for ev in occurrences:
             stored = self._log.record(ev, now=now)
             try:
@@ -184,14 +191,17 @@ class KubeEvents:
     async def list(
         self, *, namespace: str | None = None, kind: str | None = None, name: str | None = None
     ) -> list[Event]:
-        data = await self._api.list(EVENTS, namespace=namespace)
-        out: list[Event] = []
-        for item in data.get("items") or []:
-            try:
-                ev = Event.model_validate(item)
-            except ValidationError:
-                continue
-            if matches(ev, namespace=namespace, kind=kind, name=name):
-                out.append(ev)
-        out.sort(key=lambda ev: ev.last_timestamp)
-        return out
+        now = time.monotonic()
+        if self._listed is None or now - self._listed[0] > LIST_CACHE_SECONDS:
+            data = await self._api.list(EVENTS)
+            events: list[Event] = []
+            for item in data.get("items") or []:
+                try:
+                    events.append(Event.model_validate(item))
+                except ValidationError:
+                    continue
+            events.sort(key=lambda ev: ev.last_timestamp)
+            self._listed = (now, events)
+        return [
+            ev for ev in self._listed[1] if matches(ev, namespace=namespace, kind=kind, name=name)
+        ]

@@ -22,7 +22,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 from prometheus_client.core import Metric
@@ -31,7 +31,6 @@ from pydantic import BaseModel
 from cloudhub.auth.issuer import CertIssuer
 from cloudhub.auth.ledger import MemoryLedger
 from cloudhub.auth.revocation import Revocations
-from cloudhub.fleet.module import FleetModule
 from cloudhub.httpserver.admin import AdminApi, admin_middleware
 from cloudhub.httpserver.join import JoinApi
 from cloudhub.httpserver.metrics import metrics_handler
@@ -39,6 +38,10 @@ from cloudhub.hub.limits import ConnectionGate
 from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
 from wire.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cloudhub.fleet.module import FleetModule
+    from cloudhub.ui.pages import FleetPages
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ def make_app(
     issuer: CertIssuer | None = None,
     fleet: FleetModule | None = None,
     metrics: Callable[[], Iterable[Metric]] | None = None,
+    pages: FleetPages | None = None,
 ) -> web.Application:
     """The HTTPS application: ``/ca.crt``, ``/edge.crt``, ``/healthz`` and ``/admin/v1/...``.
 
@@ -104,6 +108,9 @@ def make_app(
     app.router.add_get("/healthz", _healthz)
     if metrics is not None:
         app.router.add_get("/metrics", metrics_handler(authority, metrics), allow_head=False)
+    if pages is not None:
+        app.add_subapp("/ui", pages.app())
+        app.router.add_get("/ui", _to_fleet_page, allow_head=False)
     return app
 
 
@@ -114,6 +121,12 @@ async def _close_streams(admin: AdminApi) -> None:
 
 async def _healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+async def _to_fleet_page(request: web.Request) -> web.Response:
+    raise web.HTTPMovedPermanently(
+        "/ui/" + (f"?{request.query_string}" if request.query_string else "")
+    )
 
 
 async def serve_https(

@@ -31,6 +31,7 @@ import socket
 import ssl
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -252,6 +253,10 @@ class HubModule:
     @property
     def closed_total(self) -> int:
         return sum(self.closed_by_reason.values())
+
+    def online_nodes(self) -> Collection[str]:
+        """Nodes connected now (a live view)."""
+        return self.sessions.keys()
 
     def presence(self, node: str) -> NodePresence:
         """Whether ``node`` is connected now and when it was last heard from."""

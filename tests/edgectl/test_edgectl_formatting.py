@@ -10,10 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgectl.commands import UsageError, parse_assignments, set_desired
-from edgectl.render import format_table, human_duration, table_rows
+from edgectl.render import format_table, table_rows
 from wire.durations import InvalidDuration, parse_duration
 from wire.errors import InvalidResource
 from wire.kinds import BY_PLURAL, KINDS, resolve
+from wire.presentation import human_duration
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 

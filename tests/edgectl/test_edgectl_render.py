@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edgectl.jsonpath import JsonPathError, render
-from edgectl.render import pod_summary
+from edgectl.render import pod_columns
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -120,9 +120,9 @@ RUNNING = {"running": {"startedAt": "2024-05-01T11:00:00Z"}}
         (_pod({"phase": "Failed", "reason": "Evicted"}), ("0/1", "Evicted", "0")),
     ],
 )
-def test_pod_summary_as_kubectl(pod: dict[str, Any], expected: tuple[str, str, str]) -> None:
+def test_pod_columns_as_kubectl(pod: dict[str, Any], expected: tuple[str, str, str]) -> None:
     """READY, STATUS and RESTARTS follow kubectl's printer."""
-    assert pod_summary(pod, NOW) == expected
+    assert pod_columns(pod, NOW) == expected
 
 
 def test_restarts_show_the_last_restart_age() -> None:
@@ -130,7 +130,7 @@ def test_restarts_show_the_last_restart_age() -> None:
     cs = _cs(RUNNING, ready=True, restarts=4)
     cs["lastState"] = {"terminated": {"exitCode": 1, "finishedAt": "2024-05-01T11:55:00Z"}}
     assert (
-        pod_summary(_pod({"phase": "Running", "containerStatuses": [cs]}), NOW)[2] == "4 (5m ago)"
+        pod_columns(_pod({"phase": "Running", "containerStatuses": [cs]}), NOW)[2] == "4 (5m ago)"
     )
 
 

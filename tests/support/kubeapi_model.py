@@ -49,6 +49,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", _CORE, "namespaces", "Namespace", namespaced=False, status=True),
     ResourceType("", _CORE, "services", "Service", namespaced=True, status=True),
     ResourceType("", _CORE, "serviceaccounts", "ServiceAccount", namespaced=True),
+    ResourceType("", _CORE, "events", "Event", namespaced=True),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True),
     ResourceType("apps", "v1", "deployments", "Deployment", namespaced=True, status=True),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
