@@ -177,13 +177,6 @@ class CloudHub:
 
 # -- the admin API ----------------------------------------------------------------------------
 
-PLURALS = {
-    "Node": "nodes",
-    "Pod": "pods",
-    "ConfigMap": "configmaps",
-    "Secret": "secrets",
-}
-
 
 class Admin:
     """A minimal client of cloudhub's admin API (``/admin/v1/``), over verified TLS."""

@@ -12,44 +12,25 @@ import datetime as dt
 import logging
 import math
 import os
-import re
 import sys
 from pathlib import Path
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
+from hive import logs
 from hive.process import run_until_signalled, setup_logging
+from wire.durations import InvalidDuration, parse_duration
 from wire.errors import BridgeError
 
 log = logging.getLogger("cloudhub")
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 
-
-def parse_duration(text: str) -> dt.timedelta:
-    """``30d``, ``12h``, ``1h30m``, ``90s`` or plain seconds -> a positive timedelta.
-
-    Raises:
-        argparse.ArgumentTypeError: anything else.
-    """
-    value = text.strip()
+def duration_arg(text: str) -> dt.timedelta:
+    """An argparse ``type``: :func:`wire.durations.parse_duration` as a timedelta."""
     try:
-        seconds = float(value)
-    except ValueError:
-        pos, seconds = 0, 0.0
-        for match in _DURATION_PART.finditer(value):
-            if match.start() != pos:
-                break
-            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            pos = match.end()
-        if not value or pos != len(value):
-            raise argparse.ArgumentTypeError(
-                f"invalid duration {text!r} (use e.g. 30d, 12h, 90s)"
-            ) from None
-    if not 0 < seconds < 100 * 365 * 86400:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be positive")
-    return dt.timedelta(seconds=seconds)
+        return dt.timedelta(seconds=parse_duration(text))
+    except InvalidDuration as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--node-cert-validity",
-        type=parse_duration,
+        type=duration_arg,
         default=dt.timedelta(days=30),
         metavar="DURATION",
         help="lifetime of issued node certificates, e.g. 30d, 12h (default 30d); edges renew "
@@ -157,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         help="pause before re-sending an object that changed again to the same node, so "
         "bursts of edits coalesce (default 0.05)",
     )
+    logs.add_options(s)
     return p
 
 
@@ -197,7 +179,11 @@ async def _serve(settings: CloudSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(verbose=args.verbose)
+    setup_logging(
+        verbose=args.verbose,
+        level=logs.level_from(args),
+        fmt=getattr(args, "log_format", "text"),
+    )
     hub = HubSettings(bind=args.bind, ws_port=args.ws_port)
     if args.heartbeat:
         hub.default_heartbeat = args.heartbeat

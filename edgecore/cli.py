@@ -15,6 +15,7 @@ from pathlib import Path
 from edgecore import app as edge_app
 from edgecore import config
 from edgecore.join import join
+from hive import logs
 from hive.process import run_until_signalled, setup_logging
 from wire.errors import BridgeError, ConfigError
 
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="container logs, kubelet's layout DIR/NS_POD_UID/C/N.log (default /var/log/pods)",
     )
+    logs.add_options(r)
     return p
 
 
@@ -120,7 +122,11 @@ async def _run(settings: config.EdgeSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(verbose=args.verbose)
+    setup_logging(
+        verbose=args.verbose,
+        level=logs.level_from(args),
+        fmt=getattr(args, "log_format", "text"),
+    )
     try:
         if args.command == "join":
             settings = asyncio.run(

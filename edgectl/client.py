@@ -14,13 +14,14 @@ cannot be reached or verified -> ConfigError.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -30,6 +31,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
+from wire.admin import BOOKMARK_EVERY, VersionInfo, WatchLine
 from wire.channels import PROTOCOLS
 from wire.errors import AuthError, BridgeError, ConfigError, Conflict, InvalidObject, NotFound
 
@@ -56,6 +58,7 @@ class ApplyResponse(BaseModel):
 
 class ObjectList(BaseModel):
     kind: Literal["List"]
+    metadata: dict[str, Any] = {}
     items: list[dict[str, Any]]
 
 
@@ -117,11 +120,60 @@ class AdminClient:
         """Create or replace ``objects``, all or nothing."""
         return _model(ApplyResponse, self._call("POST", "/apply", {"objects": objects}))
 
-    def list(self, plural: str, *, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Objects of a type (``pods``...), optionally in one namespace."""
-        query = "?" + urllib.parse.urlencode({"namespace": namespace}) if namespace else ""
-        answer = self._call("GET", f"/{_segment(plural)}{query}")
-        return _model(ObjectList, answer).items
+    def list(
+        self, plural: str, *, namespace: str | None = None, selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """Objects of a type (``pods``...), optionally in one namespace, matching a label
+        selector (checked by the server)."""
+        return self.list_with_version(plural, namespace=namespace, selector=selector)[0]
+
+    def list_with_version(
+        self, plural: str, *, namespace: str | None = None, selector: str = ""
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
+        """:meth:`list` and the list's resourceVersion (to watch from)."""
+        query = _query(namespace=namespace, labelSelector=selector)
+        answer = _model(ObjectList, self._call("GET", f"/{_segment(plural)}{query}"))
+        return answer.items, str(answer.metadata.get("resourceVersion") or "")
+
+    def watch(
+        self,
+        plural: str,
+        *,
+        namespace: str | None = None,
+        selector: str = "",
+        resource_version: str = "",
+    ) -> Iterator[WatchLine]:
+        """Changes of a type as they happen (see :mod:`wire.admin`), until the server ends the
+        stream. Without ``resource_version`` it starts with an ADDED line per object.
+
+        Raises:
+            ConfigError: the stream went silent (no line, not even a bookmark, for three
+                bookmark intervals) or broke.
+        """
+        query = _query(
+            watch="true",
+            namespace=namespace,
+            labelSelector=selector,
+            resourceVersion=resource_version,
+        )
+        with self._open("GET", f"/{_segment(plural)}{query}", timeout=3 * BOOKMARK_EVERY) as resp:
+            while True:
+                try:
+                    raw = resp.readline()
+                except TimeoutError as exc:
+                    raise ConfigError(f"cloudhub at {self._server} stopped answering") from exc
+                except OSError as exc:
+                    raise _unreachable(self._server, exc) from exc
+                if not raw:
+                    return
+                try:
+                    yield WatchLine.model_validate_json(raw)
+                except ValidationError as exc:
+                    raise BridgeError("unexpected line in cloudhub's watch stream") from exc
+
+    def version(self) -> VersionInfo:
+        """What the server says about itself."""
+        return _model(VersionInfo, self._call("GET", "/version"))
 
     def get(self, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
         """One object; ``namespace`` None for cluster-scoped types."""
@@ -170,6 +222,22 @@ class AdminClient:
     # -- transport -----------------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
+        with self._open(method, path, body) as resp:
+            try:
+                raw = resp.read()
+            except TimeoutError as exc:
+                raise ConfigError(f"cloudhub at {self._server} did not answer in time") from exc
+            except OSError as exc:
+                raise _unreachable(self._server, exc) from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise BridgeError(f"{resp.url} answered something that is not JSON") from exc
+
+    def _open(
+        self, method: str, path: str, body: Any = None, *, timeout: float | None = None
+    ) -> Any:
+        """The open response to a request (a context manager); errors as :mod:`wire.errors`."""
         url = self._server + API_PREFIX + path
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)
@@ -179,8 +247,9 @@ class AdminClient:
             request.add_header("Content-Type", "application/json")
         logger.debug("%s %s", method, url)
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout, context=self._ssl) as resp:
-                raw = resp.read()
+            return urllib.request.urlopen(
+                request, timeout=timeout or self._timeout, context=self._ssl
+            )
         except urllib.error.HTTPError as exc:
             raise _error_from(exc) from exc
         except urllib.error.URLError as exc:
@@ -189,10 +258,12 @@ class AdminClient:
             raise ConfigError(f"cloudhub at {self._server} did not answer in time") from exc
         except OSError as exc:
             raise _unreachable(self._server, exc) from exc
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise BridgeError(f"{url} answered something that is not JSON") from exc
+
+
+def _query(**params: str | None) -> str:
+    """``?a=1&b=2`` of the parameters that are set ("" when none are)."""
+    given = {k: v for k, v in params.items() if v}
+    return "?" + urllib.parse.urlencode(given) if given else ""
 
 
 def _segment(text: str) -> str:

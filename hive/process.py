@@ -6,19 +6,18 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
+
+from hive import logs
+from hive.logs import LogFormat
 
 log = logging.getLogger(__name__)
 
 
-def setup_logging(*, verbose: bool) -> None:
-    """One format for every command, to stderr; DEBUG with ``-v``."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(*, verbose: bool, level: str | None = None, fmt: LogFormat = "text") -> None:
+    """One format for every command, to stderr (see :mod:`hive.logs`); DEBUG with ``-v``
+    unless ``level`` says otherwise."""
+    logs.configure(level=level or ("debug" if verbose else "info"), fmt=fmt)
 
 
 async def run_until_signalled(stop: Callable[[], Awaitable[None]]) -> None:

@@ -6,7 +6,8 @@
     ├── WireError                 a frame or message that cannot be accepted
     │   ├── DecodeError           not JSON, or not the envelope's shape
     │   ├── MessageTooLarge       over the configured size limit
-    │   ├── InvalidResource       a resource string that does not parse
+    │   ├── InvalidResource       a resource string (or kind name) that does not parse
+    │   ├── InvalidSelector       a label selector that does not parse
     │   ├── UnknownOperation      an operation this side does not handle
     │   └── StreamError           a logs/exec stream broke its protocol (order, window)
     ├── AuthError                 who is asking may not do this
@@ -54,6 +55,10 @@ class MessageTooLarge(WireError):
 
 class InvalidResource(WireError, ValueError):
     """A resource string that does not parse."""
+
+
+class InvalidSelector(WireError, ValueError):
+    """A label selector that does not parse."""
 
 
 class UnknownOperation(WireError):

@@ -11,28 +11,20 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from wire.errors import InvalidResource
+from wire.kinds import KINDS
 
 NULL_NAMESPACE = "null"
 NODE_PREFIX = "node/"
 
 #: Kubernetes kind -> KubeEdge resource type, for the kinds that travel to edges.
-KIND_TO_TYPE: dict[str, str] = {
-    "Node": "node",
-    "Pod": "pod",
-    "ConfigMap": "configmap",
-    "Secret": "secret",
-    "Device": "device",
-    "DeviceModel": "devicemodel",
-}
+KIND_TO_TYPE: dict[str, str] = {k.kind: k.type for k in KINDS if k.mirrored}
 TYPE_TO_KIND: dict[str, str] = {v: k for k, v in KIND_TO_TYPE.items()}
-CLUSTER_SCOPED_TYPES = frozenset({"node"})
+CLUSTER_SCOPED_TYPES = frozenset(k.type for k in KINDS if not k.namespaced)
 #: Kinds the cloud records and serves (admin API, ``edgectl get``) but never sends to edges
 #: nor accepts in an apply: Kubernetes Events (see :mod:`wire.events`).
-RECORDED_KIND_TO_TYPE: dict[str, str] = {"Event": "event"}
+RECORDED_KIND_TO_TYPE: dict[str, str] = {k.kind: k.type for k in KINDS if not k.mirrored}
 #: Plural resource name (admin API paths, ``edgectl get KIND``) -> type, for every kind served.
-PLURAL_TO_TYPE: dict[str, str] = {
-    f"{typ}s": typ for typ in (*KIND_TO_TYPE.values(), *RECORDED_KIND_TO_TYPE.values())
-}
+PLURAL_TO_TYPE: dict[str, str] = {k.plural: k.type for k in KINDS}
 
 
 class ResourceKey(NamedTuple):

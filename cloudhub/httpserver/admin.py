@@ -5,13 +5,17 @@ Endpoints (all JSON, all behind ``Authorization: Bearer <admin.token>``)::
     POST   /admin/v1/tokens                    {"ttl_seconds": 86400, "uses": 1, "node": "gw-1"}
                                                -> {"token": ..., "expires_at": ...}
     POST   /admin/v1/apply                     {"objects": [...]}    -> {"objects": [...], ...}
-    GET    /admin/v1/{type}[?namespace=NS]     -> {"kind": "List", "items": [...]}
+    GET    /admin/v1/version                   -> {"version", "python", "platform", "store"}
+    GET    /admin/v1/{type}[?namespace=NS][&labelSelector=SEL]
+                                               -> {"kind": "List", "items": [...]}
+    GET    /admin/v1/{type}?watch=true[&namespace=][&labelSelector=][&resourceVersion=]
+                                               -> JSON lines {"type", "object"} (see .watch)
     GET    /admin/v1/{type}/{namespace}/{name} -> the object ("_" = cluster-scoped)
     DELETE /admin/v1/{type}/{namespace}/{name} -> the deleted object
 
-``type`` is a plural resource name: nodes, pods, configmaps, secrets, devices, devicemodels,
-and ``events`` (recorded by cloudhub, read-only: ``GET /admin/v1/events[?namespace=NS]
-[&fieldSelector=involvedObject.kind=Node,involvedObject.name=N]``).
+``type`` is a plural resource name (:data:`wire.kinds.KINDS`): nodes, pods, configmaps, secrets,
+devices, devicemodels, and ``events`` (recorded by cloudhub, read-only: ``GET /admin/v1/events
+[?namespace=NS][&fieldSelector=involvedObject.kind=Node,involvedObject.name=N]``).
 
 Design notes:
 
@@ -40,7 +44,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pydantic_core
@@ -51,9 +55,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cloudhub.auth.issuer import Revoker
 from cloudhub.fleet.eventstore import EventStore
 from cloudhub.httpserver.join import bearer_token
+from cloudhub.httpserver.watch import WatchStreams, WatchView
 from cloudhub.pki import Authority, is_valid_node_name
 from cloudhub.store.base import ObjectStore
-from cloudhub.store.embedded import Applied
+from cloudhub.store.embedded import Applied, EmbeddedStore
+from wire.admin import VersionInfo
 from wire.devicemodel import desired_problems
 from wire.errors import (
     AuthError,
@@ -62,17 +68,14 @@ from wire.errors import (
     Gone,
     InvalidObject,
     InvalidResource,
+    InvalidSelector,
     NotFound,
     StoreError,
 )
+from wire.kinds import BY_PLURAL, PLURALS, ApiKind
 from wire.manifests import validate_all
-from wire.resources import (
-    CLUSTER_SCOPED_TYPES,
-    PLURAL_TO_TYPE,
-    RECORDED_KIND_TO_TYPE,
-    key_of,
-    resource_version_of,
-)
+from wire.resources import CLUSTER_SCOPED_TYPES, key_of, resource_version_of
+from wire.selectors import parse_selector
 
 if TYPE_CHECKING:
     from cloudhub.httpserver.app import NodePresence, Presence
@@ -243,6 +246,7 @@ _STATUS_OF: list[tuple[type[BridgeError], int]] = [
     (Gone, 410),
     (InvalidObject, 400),
     (InvalidResource, 400),
+    (InvalidSelector, 400),
     (AuthError, 403),
     (StoreError, 503),
 ]
@@ -304,11 +308,13 @@ class AdminApi:
         self._presence = presence
         self._revoker = revoker
         self._detailed = store if isinstance(store, DetailedApply) else None
+        self.streams = WatchStreams()
 
     def register(self, router: web.UrlDispatcher) -> None:
         p = ADMIN_PREFIX
         router.add_post(p + "tokens", self.create_token)
         router.add_post(p + "apply", self.apply)
+        router.add_get(p + "version", self.version, allow_head=False)
         router.add_get(p + "events", self.list_events, allow_head=False)
         router.add_get(p + "events/{namespace}/{name}", self.get_event, allow_head=False)
         router.add_get(p + "{plural}", self.list_objects, allow_head=False)
@@ -346,21 +352,21 @@ class AdminApi:
             # _parse_objects), and validating adds only strings: plain data, which the store
             # may encode the faster way.
             applied = await self._detailed.apply_detailed(objects, plain=True, owned=True)
-            logger.info("applied %d object(s)", len(applied))
+            logger.debug("applied %d object(s)", len(applied))
             return _applied_response(applied)
         # Just parsed from this request's body: nothing else holds them, no copy needed.
         objects = validate_all(objects, owned=True)
         await self._check_desired(objects)
         if self._detailed is not None:
             applied = await self._detailed.apply_detailed(objects, validated=True, plain=True)
-            logger.info("applied %d object(s)", len(applied))
+            logger.debug("applied %d object(s)", len(applied))
             return _applied_response(applied)
         before = [await self._stored_version(obj) for obj in objects]
         stored: list[dict[str, Any]] = await self._store.apply(objects)
         actions = [
             _action(old, resource_version_of(new)) for old, new in zip(before, stored, strict=True)
         ]
-        logger.info("applied %d object(s)", len(stored))
+        logger.debug("applied %d object(s)", len(stored))
         return _json(ApplyResponse(objects=stored, actions=actions))
 
     async def _check_desired(self, objects: list[dict[str, Any]]) -> None:
@@ -391,12 +397,31 @@ class AdminApi:
             if problems:
                 raise InvalidObject(f"Device {ns}/{_meta_of(obj, 'name')}: {problems[0]}")
 
-    async def list_objects(self, request: web.Request) -> web.Response:
-        typ = _type_of(request)
-        namespace = request.query.get("namespace") or None
+    async def version(self, request: web.Request) -> web.Response:
+        store = "embedded" if isinstance(self._store, EmbeddedStore) else "kubernetes"
+        return _json(VersionInfo(store=store))
+
+    async def list_objects(self, request: web.Request) -> web.StreamResponse:
+        kind = _kind_of(request)
+        typ = kind.type
+        namespace = (request.query.get("namespace") or None) if kind.namespaced else None
+        selector = parse_selector(request.query.get("labelSelector", ""))
+        if request.query.get("watch", "").lower() in ("true", "1"):
+            present = self._presenter(typ)
+            return await self.streams.serve(
+                request,
+                store=self._store,
+                kind=kind,
+                view=WatchView(namespace=namespace, selector=selector),
+                since=request.query.get("resourceVersion", ""),
+                present=present,
+                online=self._online if typ == "node" else None,
+            )
         items, rv = await self._store.list(typ)
-        if namespace is not None and typ not in CLUSTER_SCOPED_TYPES:
+        if namespace is not None:
             items = [o for o in items if (o.get("metadata") or {}).get("namespace") == namespace]
+        if selector.requirements:
+            items = [o for o in items if selector.matches_object(o)]
         items.sort(key=_sort_key)
         items = [self._present(typ, o) for o in items]
         return _json(ObjectList(items=items, metadata={"resourceVersion": rv}))
@@ -451,6 +476,12 @@ class AdminApi:
             return None
         return resource_version_of(stored)
 
+    def _presenter(self, typ: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        return lambda obj: self._present(typ, obj)
+
+    def _online(self, node: str) -> bool:
+        return self._presence.presence(node).online
+
     def _present(self, typ: str, obj: dict[str, Any]) -> dict[str, Any]:
         if typ != "node":
             return obj
@@ -492,15 +523,18 @@ def _event_filters(query: Mapping[str, str]) -> dict[str, str | None]:
     return fields
 
 
-def _type_of(request: web.Request) -> str:
+def _kind_of(request: web.Request) -> ApiKind:
     plural = request.match_info["plural"]
-    typ = PLURAL_TO_TYPE.get(plural)
-    if typ in RECORDED_KIND_TO_TYPE.values():
+    kind = BY_PLURAL.get(plural)
+    if kind is None:
+        raise NotFound(f"unknown type {plural!r} (expected one of {', '.join(PLURALS)})")
+    if not kind.mirrored:
         raise InvalidResource(f"{plural} are recorded by cloudhub: they can only be listed or read")
-    if typ is None:
-        expected = ", ".join(PLURAL_TO_TYPE)
-        raise NotFound(f"unknown type {plural!r} (expected one of {expected})")
-    return typ
+    return kind
+
+
+def _type_of(request: web.Request) -> str:
+    return _kind_of(request).type
 
 
 def _object_path(request: web.Request) -> tuple[str, str | None, str]:

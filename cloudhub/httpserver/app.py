@@ -100,13 +100,15 @@ def make_app(
         middlewares=[admin_middleware(authority)],
     )
     JoinApi(authority=authority, store=store, issuer=issuer).register(app.router)
-    AdminApi(
+    admin = AdminApi(
         authority=authority,
         store=store,
         presence=presence,
         revoker=issuer,
         events=fleet.events if fleet is not None else None,
-    ).register(app.router)
+    )
+    admin.register(app.router)
+    app.on_shutdown.append(lambda _app: _close_streams(admin))
     if streams is not None:
         StreamApi(
             store=store, opener=streams, authority=authority, revocations=issuer.revocations
@@ -118,6 +120,11 @@ def make_app(
         app.add_subapp("/ui", pages.app())
         app.router.add_get("/ui", _to_fleet_page, allow_head=False)
     return app
+
+
+async def _close_streams(admin: AdminApi) -> None:
+    """Open watch streams end before the server waits for its requests to finish."""
+    admin.streams.close()
 
 
 async def _healthz(request: web.Request) -> web.Response:

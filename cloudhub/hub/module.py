@@ -51,6 +51,7 @@ from cloudhub.hub.reader import CHEAP_FRAME_COST, FrameReader
 from cloudhub.hub.session import NodeSession, Traffic, json_string, response_frame
 from cloudhub.linkworker.pool import Hello, LinkWorkers, RelayedLink
 from cloudhub.linkworker.worker import WorkerConfig
+from hive import logs
 from hive.bus import Bus, UnknownModule
 from hive.local_messages import MessageIds
 from wire.codec import ContentCache, decode, encode, encode_content
@@ -211,6 +212,7 @@ class HubModule:
                 max_pending_handshakes=s.max_pending_handshakes,
                 max_pending_per_ip=s.max_pending_per_ip,
                 verbose=log.isEnabledFor(logging.DEBUG),
+                log_format=logs.current_format(),
             ),
             admit=self._admit_relayed,
             serve=self._serve_link,

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     config = WorkerConfig.model_validate_json(args[0])
-    setup_logging(verbose=config.verbose)
+    setup_logging(verbose=config.verbose, fmt=config.log_format)
     # cloudhub's Ctrl-C reaches the whole process group: let cloudhub end us by closing the
     # channel, so no connection is dropped before cloudhub has let go of it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -51,6 +51,7 @@ from cloudhub.linkworker.channel import RecordChannel
 from cloudhub.linkworker.records import Kind, Record
 from cloudhub.pki import mtls_server_context
 from cloudhub.tuning import freeze_after_bursts, tune_process
+from hive.logs import LogFormat
 
 log = logging.getLogger("cloudhub.linkworker")
 
@@ -74,6 +75,8 @@ class WorkerConfig(BaseModel):
     max_pending_handshakes: int
     max_pending_per_ip: int
     verbose: bool = False
+    #: cloudhub's --log-format: the worker writes to the same stderr
+    log_format: LogFormat = "text"
 
 
 class _Channel(RecordChannel):

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from cloudhub.config import HubSettings
-from cloudhub.httpserver.app import bound_port, make_app, serve_https
-from cloudhub.hub.module import HubModule
-from cloudhub.pki import Authority
-from cloudhub.store.embedded import EmbeddedStore
-from edgectl.cli import main
-from hive.bus import Bus
+from tests.edgectl.conftest import Cloud
 from tests.support.procs import free_port
 from wire.errors import NotFound
 
@@ -52,52 +42,6 @@ spec:
 """
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Cloud:
-    authority: Authority
-    store: EmbeddedStore
-    data_dir: Path
-    server: str
-    capsys: pytest.CaptureFixture[str]
-
-    async def run(self, *argv: str, globals_: tuple[str, ...] | None = None) -> Result:
-        """Run edgectl in a thread (its HTTP client blocks) while the loop serves."""
-        if globals_ is None:
-            globals_ = ("--server", self.server, "--data-dir", str(self.data_dir))
-        out = io.StringIO()
-        self.capsys.readouterr()
-        try:
-            code = await asyncio.to_thread(main, [*globals_, *argv], out=out)
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        return Result(code, out.getvalue(), self.capsys.readouterr().err)
-
-
-@pytest.fixture
-async def cloud(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Cloud]:
-    data = tmp_path / "data" / "cloud"
-    authority = Authority.load_or_create(data, advertise=[])
-    store = EmbeddedStore(data / "store.db")
-    await store.start()
-    hub = HubModule(bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context())
-    runner = await serve_https(
-        make_app(authority=authority, store=store, presence=hub),
-        host="127.0.0.1",
-        port=0,
-        ssl_context=authority.server_ssl_context(),
-    )
-    yield Cloud(authority, store, data, f"https://127.0.0.1:{bound_port(runner)}", capsys)
-    await runner.cleanup()
-    await store.close()
-
-
 def _write(tmp_path: Path, name: str, text: str) -> str:
     path = tmp_path / name
     path.write_text(text)
@@ -120,14 +64,14 @@ async def test_apply_prints_created_then_configured(cloud: Cloud, tmp_path: Path
     result = await cloud.run("apply", "-f", path)
     assert result.code == 0, result.err
     assert result.out.splitlines() == [
-        "devicemodel/default/thermo-model created",
-        "device/default/thermostat created",
-        "pod/default/nginx created",
+        "devicemodel/thermo-model created",
+        "device/thermostat created",
+        "pod/nginx created",
     ]
     changed = MANIFESTS.replace("image: nginx", "image: nginx:1.27")
     result = await cloud.run("apply", "-f", _write(tmp_path, "changed.yaml", changed))
-    assert result.out.splitlines()[-1] == "pod/default/nginx configured"
-    assert result.out.splitlines()[0] == "devicemodel/default/thermo-model unchanged"
+    assert result.out.splitlines()[-1] == "pod/nginx configured"
+    assert result.out.splitlines()[0] == "devicemodel/thermo-model unchanged"
 
 
 async def test_invalid_manifest_applies_nothing(cloud: Cloud, tmp_path: Path) -> None:
@@ -170,21 +114,25 @@ async def test_get_nodes_table_and_json_show_offline_node(cloud: Cloud) -> None:
     assert ready[0]["status"] != "True"
 
 
-async def test_get_missing_object_exits_1(cloud: Cloud) -> None:
-    """Getting an object that does not exist is exit 1 with the server's reason."""
-    result = await cloud.run("get", "pod", "ghost")
+async def test_get_missing_object_answers_as_kubectl(cloud: Cloud) -> None:
+    """Getting an object that does not exist is exit 1 with kubectl's NotFound line."""
+    result = await cloud.run("get", "pod", "nope")
+    assert (result.code, result.out) == (1, "")
+    assert result.err == 'Error from server (NotFound): pods "nope" not found\n'
+    result = await cloud.run("describe", "no", "nope")
+    assert result.err == 'Error from server (NotFound): nodes "nope" not found\n'
     assert result.code == 1
-    assert result.err.startswith("edgectl: ") and "ghost" in result.err
 
 
 async def test_delete_removes_and_reports(cloud: Cloud, tmp_path: Path) -> None:
-    """`delete pod NAME` deletes it and prints pod/NS/NAME deleted; again is exit 1."""
+    """`delete pod NAME` deletes it and prints pod/NAME deleted; again is NotFound, exit 1."""
     await cloud.run("apply", "-f", _write(tmp_path, "all.yaml", MANIFESTS))
     result = await cloud.run("delete", "pod", "nginx")
-    assert (result.code, result.out) == (0, "pod/default/nginx deleted\n")
+    assert (result.code, result.out) == (0, "pod/nginx deleted\n")
     with pytest.raises(NotFound):
         await cloud.store.get("pod", "default", "nginx")
-    assert (await cloud.run("delete", "pod", "nginx")).code == 1
+    again = await cloud.run("delete", "pod", "nginx")
+    assert (again.code, again.err) == (1, 'Error from server (NotFound): pods "nginx" not found\n')
 
 
 async def test_unknown_kind_exits_1_naming_kinds(cloud: Cloud) -> None:
@@ -193,7 +141,7 @@ async def test_unknown_kind_exits_1_naming_kinds(cloud: Cloud) -> None:
     assert result.code == 1
     assert result.err == (
         "edgectl: unknown kind 'foo' (expected one of nodes, pods, configmaps, secrets, "
-        "devices, devicemodels)\n"
+        "devices, devicemodels, events)\n"
     )
 
 
@@ -204,7 +152,7 @@ async def test_twin_set_sets_desired_and_keeps_status(cloud: Cloud, tmp_path: Pa
     await cloud.store.update_status("device", "default", "thermostat", twins)
     result = await cloud.run("twin", "set", "thermostat", "target=21.5", "temperature=3")
     assert result.code == 0, result.err
-    assert result.out.startswith("device/default/thermostat configured")
+    assert result.out.startswith("device/thermostat configured")
     device = await cloud.store.get("device", "default", "thermostat")
     props: list[dict[str, Any]] = device["spec"]["properties"]
     assert props[0]["desired"]["value"] == "21.5"
@@ -227,7 +175,10 @@ async def test_twin_set_bad_assignment_and_missing_device(cloud: Cloud) -> None:
     result = await cloud.run("twin", "set", "thermostat", "target")
     assert (result.code, result.err) == (1, "edgectl: expected PROP=VALUE, got 'target'\n")
     result = await cloud.run("twin", "set", "nope", "a=1", "-n", "plant-1")
-    assert (result.code, result.err) == (1, "edgectl: device plant-1/nope not found\n")
+    assert (result.code, result.err) == (
+        1,
+        'Error from server (NotFound): devices "nope" not found\n',
+    )
 
 
 async def test_default_data_dir_is_used_from_cwd(
@@ -237,7 +188,7 @@ async def test_default_data_dir_is_used_from_cwd(
     monkeypatch.chdir(cloud.data_dir.parent.parent)
     result = await cloud.run("get", "pods", globals_=("--server", cloud.server))
     assert result.code == 0, result.err
-    assert "No pods found" in result.err
+    assert "No resources found" in result.err
 
 
 async def test_wrong_token_and_missing_ca_are_explained(

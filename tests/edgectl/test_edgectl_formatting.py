@@ -9,16 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgectl.cli import (
-    KIND_ALIASES,
-    PLURALS,
-    UsageError,
-    parse_assignments,
-    parse_duration,
-    resolve_kind,
-    set_desired,
-)
-from edgectl.render import format_table, human_duration, table_rows
+from edgectl.commands import UsageError, parse_assignments, set_desired
+from edgectl.render import format_table, table_rows
+from wire.durations import InvalidDuration, parse_duration
+from wire.errors import InvalidResource
+from wire.kinds import BY_PLURAL, KINDS, resolve
+from wire.presentation import human_duration
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -45,27 +41,43 @@ def test_duration_is_sum_of_parts(parts: list[tuple[int, str]]) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "0", "0s", "-5m", "5x", "h", "1h 30m", "inf", "nan"])
-def test_bad_durations_are_usage_errors(text: str) -> None:
+def test_bad_durations_are_refused(text: str) -> None:
     """Zero, negative, unknown units and garbage are refused with the input quoted."""
-    with pytest.raises(UsageError, match="invalid duration"):
+    with pytest.raises(InvalidDuration, match="invalid duration"):
         parse_duration(text)
 
 
-def test_every_alias_resolves_to_a_plural() -> None:
-    """All aliases map to one of the six plurals, and case does not matter."""
-    assert set(KIND_ALIASES.values()) == set(PLURALS)
-    assert resolve_kind("no") == resolve_kind("Nodes") == "nodes"
-    assert resolve_kind("cm") == "configmaps"
-    with pytest.raises(UsageError, match="unknown kind 'deploy'"):
-        resolve_kind("deploy")
+def test_every_spelling_resolves_to_its_kind() -> None:
+    """Plural, singular, Kind and short names resolve to one kind; case does not matter."""
+    for kind in KINDS:
+        for name in (kind.plural, kind.type, kind.kind, *kind.aliases):
+            assert resolve(name) is kind
+            assert resolve(name.upper()) is kind
+    assert resolve("no") is resolve("Nodes") is BY_PLURAL["nodes"]
+    assert resolve("cm").plural == "configmaps"
+    with pytest.raises(InvalidResource, match="unknown kind 'deploy'"):
+        resolve("deploy")
 
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0s"), (3, "3s"), (119, "119s"), (300, "5m"), (7300, "2h"), (3e5, "3d")],
+    [
+        (0, "0s"),
+        (3, "3s"),
+        (119, "119s"),
+        (300, "5m"),
+        (330, "5m30s"),
+        (7300, "121m"),
+        (4 * 3600 + 60, "4h1m"),
+        (30 * 3600, "30h"),
+        (3e5, "3d11h"),
+        (30 * 86400, "30d"),
+        (3 * 365 * 86400 + 5 * 86400, "3y5d"),
+        (-5, "<invalid>"),
+    ],
 )
 def test_human_duration(seconds: float, text: str) -> None:
-    """Ages print kubectl-style."""
+    """Ages print as kubectl's HumanDuration prints them."""
     assert human_duration(seconds) == text
 
 
@@ -99,16 +111,17 @@ def test_node_table_shows_online_offline_and_last_seen() -> None:
 
 
 def test_pod_table_and_alignment() -> None:
-    """Pods show NAMESPACE NAME NODE AGE; columns are aligned, no trailing spaces."""
+    """A pod without status is Pending 0/N; columns are aligned, no trailing spaces."""
     pod = {
         "kind": "Pod",
         "metadata": {"name": "nginx", "namespace": "default"},
-        "spec": {"nodeName": "edge-1"},
+        "spec": {"nodeName": "edge-1", "containers": [{"name": "web", "image": "nginx"}]},
     }
     text = format_table(table_rows("pods", [pod], NOW))
     header, row = text.splitlines()
+    assert header.split() == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "NODE"]
     assert header.index("NODE") == row.index("edge-1")
-    assert row.split() == ["default", "nginx", "edge-1", "<unknown>"]
+    assert row.split() == ["default", "nginx", "0/1", "Pending", "0", "<unknown>", "edge-1"]
     assert not any(line.endswith(" ") for line in text.splitlines())
 
 

@@ -82,7 +82,7 @@ async def test_token_create_then_apply_from_stdin(cloud: Cloud) -> None:
         "data": {"mode": "eco"},
     }
     done = await edgectl(*flags, "apply", "-f", "-", stdin=json.dumps(cm))
-    assert (done.code, done.out) == (0, "configmap/plant-1/settings created\n"), done.err
+    assert (done.code, done.out) == (0, "configmap/settings created\n"), done.err
     done = await edgectl(*flags, "get", "cm", "settings", "-n", "plant-1", "-o", "json")
     assert json.loads(done.out)["data"] == {"mode": "eco"}
 
@@ -100,7 +100,7 @@ async def test_bad_input_exit_codes(cloud: Cloud) -> None:
     assert (await cloud.store.list("pod"))[0] == []
 
     done = await edgectl(*flags, "get")
-    assert done.code == 2 and "KIND" in done.err
+    assert done.code == 1 and "you must name a kind" in done.err
     done = await edgectl(*flags, "frobnicate")
     assert done.code == 2
 

@@ -17,7 +17,7 @@ from edgectl import cli as edgectl_cli
 )
 def test_node_cert_validity_durations(text: str, seconds: float) -> None:
     """--node-cert-validity takes d/h/m/s units, combined, or plain seconds."""
-    assert cloud_cli.parse_duration(text) == dt.timedelta(seconds=seconds)
+    assert cloud_cli.duration_arg(text) == dt.timedelta(seconds=seconds)
 
 
 @pytest.mark.parametrize("text", ["", "0", "-5", "1y", "h", "3d junk"])
