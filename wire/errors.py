@@ -17,7 +17,10 @@
     │   ├── Conflict              resourceVersion guard failed
     │   ├── Gone                  a watch asked for history that was compacted away
     │   └── InvalidObject         a manifest that is not a valid object
-    └── ConfigError               bad settings or files on disk
+    ├── ConfigError               bad settings or files on disk
+    └── DeviceError               a real device (behind a mapper's driver) failed
+        ├── DeviceUnreachable     no answer at all: the device is offline until it answers
+        └── PropertyError         the device answered but refused this one property
 
 Third-party errors are wrapped with ``raise ... from`` so the cause stays visible.
 Modules never exit the process; only the command-line entry points turn these into exit codes.
@@ -96,3 +99,15 @@ class InvalidObject(StoreError, ValueError):
 
 class ConfigError(BridgeError):
     """Bad settings, flags or files on disk."""
+
+
+class DeviceError(BridgeError):
+    """A device behind a mapper's driver failed."""
+
+
+class DeviceUnreachable(DeviceError):
+    """The device does not answer (refused, timed out, link gone): it is offline."""
+
+
+class PropertyError(DeviceError, ValueError):
+    """The device answered but this property cannot be read or written (address, type, range)."""
