@@ -8,13 +8,15 @@ that turns a twin string into a typed value (for a write) and a typed value into
 
 Floats are printed in their shortest form at the precision the type holds: a FLOAT is a 32-bit
 float on the device, so ``0.1`` read back from two registers prints as ``0.1``, not
-``0.10000000149011612``; a scale of ``0.1`` on ``217`` prints ``21.7``, not
+``0.10000000149011612`` (the shortest decimal that is the same float32); a DOUBLE keeps 15
+significant digits, so a scale of ``0.1`` on ``217`` prints ``21.7``, not
 ``21.700000000000003``.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from typing import Final
 
 from wire.devicemodel import BOOLEAN, DOUBLE, FLOAT, INT, STRING, parse_bool, parse_number
@@ -24,8 +26,7 @@ Value = int | float | bool | str
 
 #: the types a mapper reads and writes (KubeEdge's BYTES and STREAM have no driver here)
 TYPES: Final = frozenset({INT, FLOAT, DOUBLE, BOOLEAN, STRING})
-#: significant digits each float type holds
-_DIGITS: Final = {FLOAT: 7, DOUBLE: 15}
+_FLOAT32_MAX: Final = 3.4028234663852886e38
 
 
 def parse(type_: str, text: str) -> Value:
@@ -82,11 +83,24 @@ def format_value(type_: str, value: Value) -> str:
         return value
     if type_ == INT or isinstance(value, int):
         return str(round(value))
-    digits = _DIGITS.get(type_, 15)
-    short = float(f"{value:.{digits}g}")
+    short = _shortest_float32(value) if type_ == FLOAT else None
+    if short is None:
+        short = float(f"{value:.15g}")
     if short.is_integer() and abs(short) < 1e15:
         return str(int(short))
     return repr(short)
+
+
+def _shortest_float32(value: float) -> float | None:
+    """The shortest decimal that is the same 32-bit float as ``value`` (``None``: no float32)."""
+    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+        return None
+    want = struct.pack(">f", value)
+    for digits in range(6, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if abs(candidate) <= _FLOAT32_MAX and struct.pack(">f", candidate) == want:
+            return candidate
+    return None
 
 
 def same(type_: str, a: Value, b: Value) -> bool:

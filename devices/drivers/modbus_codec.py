@@ -182,13 +182,14 @@ def encode_registers(value: Value, visitor: ModbusVisitor, type_: str) -> list[i
 def _pack_number(value: Value, visitor: ModbusVisitor, type_: str) -> bytes:
     if isinstance(value, str | bool):
         raise PropertyError(f"{value!r} is not a number")
-    scaled = value / visitor.scale
+    # an integer at scale 1 stays an integer: float division would round above 2**53
+    scaled = value if visitor.scale == 1 else value / visitor.scale
     fmt = _FLOAT_FORMATS.get(visitor.limit) if type_ != INT else None
     if fmt is not None:
         if fmt == ">f" and abs(scaled) > 3.4028234663852886e38:
             raise PropertyError(f"{value} does not fit a 32-bit float")
         return struct.pack(fmt, scaled)
-    if not math.isfinite(scaled):
+    if isinstance(scaled, float) and not math.isfinite(scaled):
         raise PropertyError(f"{value} is not a finite number")
     whole = round(scaled)
     bits = 16 * visitor.limit
