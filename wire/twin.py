@@ -487,6 +487,76 @@ def msg_twin(
     )
 
 
+# -- upstream: the edge's report as the cloud reads it -------------------------------------
+#
+# ``twin/edge_updated`` content is :class:`TwinResult` (each property a :class:`MsgTwin` with
+# versions). The cloud parses it leniently and orders each side with :meth:`TwinValue.order`,
+# the same total order the edge merges with, so both ends keep the same winner.
+
+
+class VersionIn(_In):
+    cloud: int = 0
+    edge: int = 0
+
+
+class SideIn(_In):
+    """One side as sent: a removed desired value has no ``value``."""
+
+    value: Text | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class PropertyReportIn(_In):
+    """One property of an upstream report (:class:`MsgTwin`, parsed leniently)."""
+
+    expected: SideIn | None = None
+    actual: SideIn | None = None
+    metadata: TypeMetadata | None = None
+    expected_version: VersionIn = Field(default_factory=VersionIn)
+    actual_version: VersionIn = Field(default_factory=VersionIn)
+
+    def side(self, name: str, default_ts: int = 0) -> TwinValue | None:
+        """``expected`` or ``actual`` as a :class:`TwinValue` (``None`` when absent)."""
+        value = self.expected if name == "expected" else self.actual
+        version = self.expected_version if name == "expected" else self.actual_version
+        if value is None:
+            return None
+        ts = (value.metadata or {}).get("timestamp")
+        return TwinValue(
+            value.value,
+            version.cloud,
+            version.edge,
+            ts if isinstance(ts, int) and not isinstance(ts, bool) else default_ts,
+            deleted=value.value is None,
+        )
+
+
+class EdgeUpdatedIn(_In):
+    """``twin/edge_updated`` content as the cloud reads it."""
+
+    event_id: Text = ""
+    timestamp: int = 0
+    twin: dict[str, PropertyReportIn]
+
+
+def json_side(entry: Mapping[str, Any], side: str) -> TwinValue | None:
+    """One side of a :func:`twin_json` object (with versions) as a :class:`TwinValue`."""
+    value = entry.get(side)
+    version = entry.get(f"{side}_version")
+    if not isinstance(value, dict) or not isinstance(version, dict):
+        return None
+    meta = value.get("metadata")
+    ts = meta.get("timestamp") if isinstance(meta, dict) else None
+    raw = value.get("value")
+    return TwinValue(
+        raw if isinstance(raw, str) else None,
+        int(version.get("cloud", 0)),
+        int(version.get("edge", 0)),
+        ts if isinstance(ts, int) else 0,
+        deleted=raw is None,
+    )
+
+
 # -- the mapper's side ----------------------------------------------------------------------
 #
 # A mapper sends what the edge parses above (TwinUpdateIn, StateUpdateIn, BaseIn for twin/get)
