@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 #: seconds a request may take, at most and at least, whatever the collect cycle
 MAX_TIMEOUT = 3.0
-MIN_TIMEOUT = 0.2
+MIN_TIMEOUT = 0.5
 
 _PARITY = {"none": "N", "n": "N", "even": "E", "e": "E", "odd": "O", "o": "O"}
 

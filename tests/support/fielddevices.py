@@ -12,9 +12,11 @@ change and read registers through a second Modbus client, as an operator at the 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
+import sys
 from typing import Any
 
 from asyncua import Server, ua
@@ -112,6 +114,44 @@ class ModbusDevice:
             return bool(rr.bits[0])
         finally:
             client.close()
+
+
+class ModbusDeviceProcess(ModbusDevice):
+    """The same server in its own process, so a test (or bench) loop that blocks does not stall
+    the device: ``python -m tests.support.fielddevices --port P --units N --holding 1,2``."""
+
+    def __init__(self, *, units: int = 1, holding: list[int] | None = None) -> None:
+        super().__init__(units=units, holding=holding)
+        self.units = units
+        self.holding = holding or []
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.support.fielddevices",
+            "--port",
+            str(self.port),
+            "--units",
+            str(self.units),
+            "--holding",
+            ",".join(str(v) for v in self.holding),
+        )
+        await self._wait_answering()
+
+    async def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
+        self._proc = None
+
+
+async def _serve(port: int, units: int, holding: list[int]) -> None:
+    server = ModbusTcpServer(
+        [sim_device(u, holding) for u in range(1, units + 1)], address=("127.0.0.1", port)
+    )
+    await server.serve_forever()
 
 
 class ModbusRtuDevice:
@@ -223,3 +263,13 @@ def device_objects(
         },
     }
     return model, device
+
+
+if __name__ == "__main__":
+    _p = argparse.ArgumentParser(description="a pymodbus TCP server for tests and benches")
+    _p.add_argument("--port", type=int, required=True)
+    _p.add_argument("--units", type=int, default=1)
+    _p.add_argument("--holding", default="")
+    _a = _p.parse_args()
+    _holding = [int(v) for v in _a.holding.split(",") if v]
+    asyncio.run(_serve(_a.port, _a.units, _holding))
