@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from devices.config import device_config
+from devices.driver import Registry
 from devices.drivers.virtual import VirtualDriver
 from wire import manifests
 
@@ -53,3 +56,22 @@ def test_model_and_device_parse_for_the_virtual_driver() -> None:
     assert props["setpoint"].writable and not props["temperature"].writable
     assert props["temperature"].collect_cycle == 1.0
     VirtualDriver(config)
+
+
+@pytest.mark.parametrize(
+    ("model_file", "device_file"),
+    [
+        ("modbus-model.yaml", "modbus-device.yaml"),
+        ("modbus-model.yaml", "modbus-rtu-device.yaml"),
+        ("opcua-model.yaml", "opcua-device.yaml"),
+        ("thermostat-model.yaml", "thermostat-device.yaml"),
+    ],
+)
+def test_every_example_validates_and_builds_its_driver(model_file: str, device_file: str) -> None:
+    """Each example pair passes manifest validation and its driver accepts the configData."""
+    model, device = _load(model_file), _load(device_file)
+    assert manifests.validate_all([model, device]) == [model, device]
+    config = device_config(device, model)
+    driver = Registry(load_entry_points=False).create(config)
+    assert {v.name for v in config.properties} <= {p["name"] for p in model["spec"]["properties"]}
+    assert driver is not None
