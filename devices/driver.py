@@ -28,7 +28,7 @@ from typing import Final, Protocol, runtime_checkable
 
 from devices.config import DeviceConfig, Visitor
 from devices.values import Value
-from wire.errors import ConfigError
+from wire.errors import ConfigError, PropertyError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,19 @@ class Driver(Protocol):
 
     async def close(self) -> None:
         """Release the connection; never raises."""
+        ...
+
+
+@runtime_checkable
+class BatchReader(Protocol):
+    """Optional: a driver that reads several properties in fewer round trips (Modbus does)."""
+
+    async def read_many(self, visitors: list[Visitor]) -> dict[str, Value | PropertyError]:
+        """Each property's value, or the PropertyError that refused it.
+
+        Raises:
+            DeviceUnreachable: the device stopped answering.
+        """
         ...
 
 

@@ -50,6 +50,9 @@ SUBSCRIPTIONS = (
     "$hw/events/device/+/+/twin/update/result",
 )
 
+#: publishes awaiting their PUBACK before aiomqtt warns (see Link._connect)
+PENDING_PUBLISHES_WARNING = 100_000
+
 #: (device id, kind of topic, parsed payload)
 Handler = Callable[[str, topics.Kind, ResultIn], Awaitable[None]]
 
@@ -134,14 +137,14 @@ class Link:
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
 
-    async def publish(self, topic: str, payload: dict[str, Any]) -> bool:
-        """Publish at QoS 1 without retain; ``False`` when there is no connection now."""
+    async def publish(self, topic: str, payload: dict[str, Any], *, qos: int = 1) -> bool:
+        """Publish without retain; ``False`` when there is no connection now."""
         client = self._client
         if client is None:
             return False
         try:
-            # QoS 1, no retain, as KubeEdge's mappers: a retained report would replay stale values
-            await client.publish(topic, encode(payload), qos=1)
+            # no retain, as KubeEdge's mappers: a retained report would replay stale values
+            await client.publish(topic, encode(payload), qos=qos)
         except aiomqtt.MqttError as exc:
             log.debug("publish to %s failed: %s", topic, exc)
             return False
@@ -176,7 +179,7 @@ class Link:
         will = None
         if self._will is not None:
             will = aiomqtt.Will(self._will[0], encode(self._will[1]), qos=topics.QOS)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self._broker.host,
             self._broker.port,
             username=self._broker.username,
@@ -187,6 +190,10 @@ class Link:
             will=will,
             clean_session=True,
         )
+        # every device reports at its cycle, so a hundred publishes awaiting their PUBACK at
+        # once is normal here, not the leak aiomqtt's default warning (over 10) suspects
+        client.pending_calls_threshold = PENDING_PUBLISHES_WARNING
+        return client
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         await client.subscribe([(t, topics.QOS) for t in SUBSCRIPTIONS])

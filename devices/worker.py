@@ -25,10 +25,11 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Final
 
-from devices.config import DeviceConfig
-from devices.driver import Driver
+from devices.config import DeviceConfig, Visitor
+from devices.driver import BatchReader, Driver
 from devices.link import Link
 from devices.state import OFFLINE, ONLINE, DeviceState, State
+from devices.values import Value
 from hive.backoff import backoff
 from wire import topics
 from wire.errors import DeviceUnreachable, PropertyError
@@ -78,6 +79,8 @@ class Worker:
     ) -> None:
         self.config = config
         self.driver = driver
+        #: the driver's batched read, if it has one (checked once: a Protocol check is slow)
+        self._batch = driver if isinstance(driver, BatchReader) else None
         self.id = topic_id(config)
         self._link = link
         self._loop = asyncio.get_running_loop()
@@ -187,14 +190,12 @@ class Worker:
         self._wake.clear()
         now = self._loop.time()
         await self._write_pending(now)
-        for visitor in self.state.due_reads(now):
-            try:
-                value = await self.driver.read(visitor)
-            except PropertyError as exc:
-                self._problem(visitor.name, f"reading {visitor.name} failed: {exc}")
+        for name, result in (await self._read(self.state.due_reads(now))).items():
+            if isinstance(result, PropertyError):
+                self._problem(name, f"reading {name} failed: {result}")
                 continue
-            self._last_problem.pop(visitor.name, None)
-            self.state.on_read(visitor.name, value)
+            self._last_problem.pop(name, None)
+            self.state.on_read(name, result)
         if self.state.on_reached():
             await self._publish_state(ONLINE)
         # a read may have shown drift from a desired value: write it back now
@@ -208,6 +209,17 @@ class Worker:
             )
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s", self.id, " ".join(f"{n}={v}" for n, v in due.items()))
+
+    async def _read(self, due: list[Visitor]) -> dict[str, Value | PropertyError]:
+        if len(due) > 1 and self._batch is not None:
+            return await self._batch.read_many(due)
+        out: dict[str, Value | PropertyError] = {}
+        for visitor in due:
+            try:
+                out[visitor.name] = await self.driver.read(visitor)
+            except PropertyError as exc:
+                out[visitor.name] = exc
+        return out
 
     async def _write_pending(self, now: float) -> None:
         for name, (visitor, value) in self.state.pending_writes().items():

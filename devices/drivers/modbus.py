@@ -24,12 +24,14 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from devices.config import DeviceConfig, Visitor
 from devices.drivers.modbus_codec import (
+    BIT_REGISTERS,
     ModbusVisitor,
     check_type,
     decode_bits,
     decode_registers,
     encode_bits,
     encode_registers,
+    plan_reads,
 )
 from devices.values import Value
 from wire.errors import ConfigError, DeviceUnreachable, PropertyError
@@ -170,29 +172,74 @@ class ModbusDriver:
             raise PropertyError(f"property {visitor.name} has no Modbus visitor")
         return found
 
-    async def read(self, visitor: Visitor) -> Value:
-        """Read the property's span and decode it as the model's type."""
-        mv = self._visitor(visitor)
+    async def _request(self, table: str, offset: int, count: int) -> list[int] | list[bool]:
+        """One read request: the registers (or bits) ``offset..offset+count-1`` of ``table``."""
         client = self._connected()
         unit = self._link.slave_id
         try:
-            if mv.table == "CoilRegister":
-                rr = await client.read_coils(mv.offset, count=mv.limit, device_id=unit)
-            elif mv.table == "DiscreteInputRegister":
-                rr = await client.read_discrete_inputs(mv.offset, count=mv.limit, device_id=unit)
-            elif mv.table == "HoldingRegister":
-                rr = await client.read_holding_registers(mv.offset, count=mv.limit, device_id=unit)
+            if table == "CoilRegister":
+                rr = await client.read_coils(offset, count=count, device_id=unit)
+            elif table == "DiscreteInputRegister":
+                rr = await client.read_discrete_inputs(offset, count=count, device_id=unit)
+            elif table == "HoldingRegister":
+                rr = await client.read_holding_registers(offset, count=count, device_id=unit)
             else:
-                rr = await client.read_input_registers(mv.offset, count=mv.limit, device_id=unit)
+                rr = await client.read_input_registers(offset, count=count, device_id=unit)
         except (ConnectionException, ModbusIOException, OSError, TimeoutError) as exc:
             raise DeviceUnreachable(f"modbus {self.address}: {exc}") from exc
         except ModbusException as exc:
-            raise PropertyError(f"{mv.table} {mv.offset}: {exc}") from exc
+            raise PropertyError(f"{table} {offset}: {exc}") from exc
         if rr.isError():
-            raise PropertyError(f"{mv.table} {mv.offset}+{mv.limit}: device refused ({rr})")
+            raise PropertyError(f"{table} {offset}+{count}: device refused ({rr})")
+        return list(rr.bits) if table in BIT_REGISTERS else list(rr.registers)
+
+    @staticmethod
+    def _decode(raw: list[Any], mv: ModbusVisitor, type_: str) -> Value:
         if mv.bits:
-            return decode_bits(list(rr.bits), mv, visitor.type)
-        return decode_registers(list(rr.registers), mv, visitor.type)
+            return decode_bits([bool(b) for b in raw], mv, type_)
+        return decode_registers([int(r) for r in raw], mv, type_)
+
+    async def read(self, visitor: Visitor) -> Value:
+        """Read the property's span and decode it as the model's type."""
+        mv = self._visitor(visitor)
+        raw = await self._request(mv.table, mv.offset, mv.limit)
+        return self._decode(raw, mv, visitor.type)
+
+    async def read_many(self, visitors: list[Visitor]) -> dict[str, Value | PropertyError]:
+        """Read several properties with as few requests as their addresses allow.
+
+        Properties close together in one table share a request (:func:`plan_reads`); when the
+        device refuses a shared request, its properties are read one by one, so one bad
+        address fails only its own property.
+        """
+        by_name = {v.name: v for v in visitors}
+        out: dict[str, Value | PropertyError] = {}
+        planned = []
+        for v in visitors:
+            try:
+                planned.append((v.name, self._visitor(v)))
+            except PropertyError as exc:
+                out[v.name] = exc
+        for span in plan_reads(planned):
+            try:
+                raw = await self._request(span.table, span.offset, span.count)
+            except PropertyError as exc:
+                if len(span.members) == 1:
+                    out[span.members[0][0]] = exc
+                    continue
+                for name, _mv in span.members:
+                    try:
+                        out[name] = await self.read(by_name[name])
+                    except PropertyError as one:
+                        out[name] = one
+                continue
+            for name, mv in span.members:
+                start = mv.offset - span.offset
+                try:
+                    out[name] = self._decode(raw[start : start + mv.limit], mv, by_name[name].type)
+                except PropertyError as exc:
+                    out[name] = exc
+        return out
 
     async def write(self, visitor: Visitor, value: Value) -> None:
         """Encode ``value`` for the property's span and write it."""

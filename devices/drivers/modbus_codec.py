@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import struct
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -235,3 +236,52 @@ def encode_bits(value: Value, visitor: ModbusVisitor, type_: str) -> list[bool]:
             f"{value} does not fit {visitor.limit} coil(s) (0..{2**visitor.limit - 1})"
         )
     return [bool(number >> i & 1) for i in range(visitor.limit)]
+
+
+#: registers (or bits) a batched read may skip between two properties: reading a few unused
+#: registers costs less than another request
+MAX_GAP: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One Modbus request covering several properties of one table."""
+
+    table: str
+    offset: int
+    count: int
+    #: property name -> its visitor (each lies within the span)
+    members: tuple[tuple[str, ModbusVisitor], ...]
+
+
+def plan_reads(visitors: list[tuple[str, ModbusVisitor]]) -> list[Span]:
+    """Group properties due together into as few requests as the Modbus limits allow.
+
+    Properties of one table whose spans are at most :data:`MAX_GAP` apart share a request, up
+    to 125 registers (2000 bits) per request. Order of the result: by table, then address.
+    """
+    out: list[Span] = []
+    ordered = sorted(visitors, key=lambda nv: (nv[1].table, nv[1].offset, nv[1].limit))
+    current: list[tuple[str, ModbusVisitor]] = []
+    start = end = 0
+
+    def close() -> None:
+        if current:
+            out.append(Span(current[0][1].table, start, end - start, tuple(current)))
+
+    for name, v in ordered:
+        most = MAX_BITS if v.bits else MAX_REGISTERS
+        v_end = v.offset + v.limit
+        if (
+            current
+            and current[0][1].table == v.table
+            and v.offset - end <= MAX_GAP
+            and max(end, v_end) - start <= most
+        ):
+            current.append((name, v))
+            end = max(end, v_end)
+            continue
+        close()
+        current, start, end = [(name, v)], v.offset, v_end
+    close()
+    return out

@@ -17,6 +17,7 @@ from devices.drivers.modbus_codec import (
     decode_registers,
     encode_bits,
     encode_registers,
+    plan_reads,
 )
 from devices.values import format_value
 from wire.errors import PropertyError
@@ -162,3 +163,41 @@ def test_string_round_trips(text: str) -> None:
     """An ASCII string up to the span's bytes comes back as written."""
     v = visitor(limit=4)
     assert decode_registers(encode_registers(text, v, "STRING"), v, "STRING") == text
+
+
+spans = st.lists(
+    st.tuples(
+        st.sampled_from(["HoldingRegister", "InputRegister", "CoilRegister"]),
+        st.integers(min_value=0, max_value=300),
+        st.integers(min_value=1, max_value=4),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+@given(spans)
+def test_planned_reads_cover_every_property_within_modbus_limits(
+    specs: list[tuple[str, int, int]],
+) -> None:
+    """Each property lies in exactly one request of its own table; requests respect 125/2000."""
+    visitors = [
+        (f"p{i}", ModbusVisitor.model_validate({"register": t, "offset": o, "limit": n}))
+        for i, (t, o, n) in enumerate(specs)
+    ]
+    plan = plan_reads(visitors)
+    seen = [name for span in plan for name, _ in span.members]
+    assert sorted(seen) == sorted(name for name, _ in visitors)
+    for span in plan:
+        assert span.count <= (2000 if span.table == "CoilRegister" else 125)
+        for _, v in span.members:
+            assert v.table == span.table
+            assert span.offset <= v.offset and v.offset + v.limit <= span.offset + span.count
+
+
+def test_adjacent_registers_share_one_request() -> None:
+    """Five neighbouring holding registers are one request; a far one is another."""
+    near = [(f"p{i}", visitor(offset=i)) for i in range(5)]
+    far = [("far", visitor(offset=100))]
+    plan = plan_reads(near + far)
+    assert [(s.offset, s.count, len(s.members)) for s in plan] == [(0, 5, 5), (100, 1, 1)]

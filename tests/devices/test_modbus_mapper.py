@@ -177,6 +177,35 @@ async def test_a_failing_property_does_not_stop_the_others(
     assert all("ghost" not in p["twin"] for p in edge.on(f"{T}/twin/update"))
 
 
+async def test_a_refused_shared_read_falls_back_to_one_read_per_property(
+    edge: FakeEdge, plc: ModbusDevice, start_mapper: MapperFactory
+) -> None:
+    """A bad address next to good ones fails only its own property, not its neighbours."""
+    model, device = plc_objects(plc.port)
+    model["spec"]["properties"].append({"name": "edge", "type": "INT", "accessMode": "ReadOnly"})
+    device["spec"]["properties"].append(
+        {
+            "name": "edge",
+            "collectCycle": 100,
+            "reportCycle": 100,
+            # the table ends at 99: reading 99..100 is refused, and shares a request with 98
+            "visitors": {"configData": {"register": "HoldingRegister", "offset": 99, "limit": 2}},
+        }
+    )
+    device["spec"]["properties"].append(
+        {
+            "name": "near",
+            "collectCycle": 100,
+            "reportCycle": 100,
+            "visitors": {"configData": {"register": "HoldingRegister", "offset": 97}},
+        }
+    )
+    model["spec"]["properties"].append({"name": "near", "type": "INT", "accessMode": "ReadOnly"})
+    start_mapper(model, device)
+    report = await edge.wait_for(f"{T}/twin/update", lambda p: "near" in p["twin"])
+    assert actual(report, "near") == "0" and "edge" not in report["twin"]
+
+
 async def test_bad_config_is_reported_unknown_and_others_are_served(
     edge: FakeEdge,
     plc: ModbusDevice,
