@@ -110,3 +110,36 @@ async def test_modbus_device_through_cloud_edge_and_mapper(
         assert reported(cloud, "setpoint") == "77"
     finally:
         mapper.proc.stop()
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "devices"
+
+
+async def test_mapper_follows_devices_added_changed_and_deleted(
+    cloud: Cloud, make_edge: Any, tmp_path: Path
+) -> None:
+    """A mapper started before any Device serves one applied later, and stops on delete."""
+    edge: Edge = make_edge()
+    edge.join(cloud)
+    await edge.start()
+    mapper = Mapper(tmp_path, edge)
+    mapper.start()
+    try:
+        cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-model.yaml"))
+        cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-device.yaml"))
+
+        def thermostat(prop: str) -> str | None:
+            dev = cloud.get_json("devices", "thermostat-1")
+            value = twin(dev, prop).get("reported", {}).get("value")
+            return value if isinstance(value, str) else None
+
+        await wait_until(lambda: thermostat("temperature") is not None, timeout=20)
+        # a changed manifest (a new visitor) is picked up: the driver is rebuilt
+        doc = (EXAMPLES / "thermostat-device.yaml").read_text().replace("noise: 0.05", "noise: 0")
+        cloud.apply(doc)
+        served = "thermostat-1: serving over virtual"
+        await wait_until(lambda: mapper.proc.text().count(served) == 2, timeout=15)
+        cloud.edgectl("delete", "devices", "thermostat-1")
+        await wait_until(lambda: "no longer bound to this edge" in mapper.proc.text(), timeout=15)
+    finally:
+        mapper.proc.stop()
