@@ -92,6 +92,66 @@ def parse_protocol(config: dict[str, Any]) -> ModbusTcp | ModbusRtu:
         raise ValueError(_first(exc)) from exc
 
 
+class SerialLines:
+    """Serial ports shared by the devices on one RS-485 line: one pymodbus client per port.
+
+    Several Devices with different ``slaveID`` on one port is the usual RTU wiring; opening the
+    port once per device would fail (or garble frames). pymodbus serialises the requests of one
+    client, so the devices take turns on the line. The port is closed when its last device lets
+    go (a broken line makes every device on it let go, and the next connect reopens it).
+    """
+
+    def __init__(self) -> None:
+        self._lines: dict[str, tuple[AsyncModbusSerialClient, set[int]]] = {}
+
+    async def acquire(self, owner: int, link: ModbusRtu, timeout: float) -> AsyncModbusSerialClient:
+        """The client for ``link.serial_port``, opened if no device holds it yet.
+
+        Raises:
+            DeviceUnreachable: the port cannot be opened.
+        """
+        held = self._lines.get(link.serial_port)
+        if held is not None and held[0].connected:
+            held[1].add(owner)
+            return held[0]
+        client = AsyncModbusSerialClient(
+            link.serial_port,
+            baudrate=link.baud_rate,
+            bytesize=link.data_bits,
+            parity=link.parity,
+            stopbits=link.stop_bits,
+            timeout=timeout,
+            retries=0,
+            reconnect_delay=0,
+        )
+        try:
+            ok = await client.connect()
+        except (ModbusException, OSError) as exc:
+            client.close()
+            raise DeviceUnreachable(f"modbus {link.serial_port}: {exc}") from exc
+        if not ok:
+            client.close()
+            raise DeviceUnreachable(f"modbus {link.serial_port}: the port cannot be opened")
+        if held is not None:
+            held[0].close()
+        self._lines[link.serial_port] = (client, {owner})
+        return client
+
+    def release(self, owner: int, port: str) -> None:
+        """``owner`` no longer uses ``port``; the last one out closes it."""
+        held = self._lines.get(port)
+        if held is None:
+            return
+        held[1].discard(owner)
+        if not held[1]:
+            held[0].close()
+            del self._lines[port]
+
+
+#: one per process, as the serial ports themselves are
+SERIAL_LINES = SerialLines()
+
+
 class ModbusDriver:
     """A Modbus device (TCP or RTU) behind one pymodbus client.
 
@@ -126,25 +186,15 @@ class ModbusDriver:
         return f"{self._link.serial_port} unit {self._link.slave_id}"
 
     async def connect(self) -> None:
-        """Open the TCP connection or the serial port."""
+        """Open the TCP connection, or share the serial line."""
         await self.close()
         link = self._link
-        client: AsyncModbusTcpClient | AsyncModbusSerialClient
-        if isinstance(link, ModbusTcp):
-            client = AsyncModbusTcpClient(
-                link.ip, port=link.port, timeout=self._timeout, retries=0, reconnect_delay=0
-            )
-        else:
-            client = AsyncModbusSerialClient(
-                link.serial_port,
-                baudrate=link.baud_rate,
-                bytesize=link.data_bits,
-                parity=link.parity,
-                stopbits=link.stop_bits,
-                timeout=self._timeout,
-                retries=0,
-                reconnect_delay=0,
-            )
+        if isinstance(link, ModbusRtu):
+            self._client = await SERIAL_LINES.acquire(id(self), link, self._timeout)
+            return
+        client = AsyncModbusTcpClient(
+            link.ip, port=link.port, timeout=self._timeout, retries=0, reconnect_delay=0
+        )
         try:
             ok = await client.connect()
         except (ModbusException, OSError) as exc:
@@ -156,10 +206,14 @@ class ModbusDriver:
         self._client = client
 
     async def close(self) -> None:
-        """Drop the connection."""
-        if self._client is not None:
+        """Drop the connection (a shared serial line stays open for the other devices)."""
+        if self._client is None:
+            return
+        if isinstance(self._link, ModbusRtu):
+            SERIAL_LINES.release(id(self), self._link.serial_port)
+        else:
             self._client.close()
-            self._client = None
+        self._client = None
 
     def _connected(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         if self._client is None or not self._client.connected:

@@ -157,9 +157,9 @@ async def _serve(port: int, units: int, holding: list[int]) -> None:
 class ModbusRtuDevice:
     """pymodbus's serial (RTU) server on one end of a pseudo-terminal pair."""
 
-    def __init__(self, port: str, *, holding: list[int] | None = None) -> None:
+    def __init__(self, port: str, *, units: int = 1, holding: list[int] | None = None) -> None:
         self.port = port
-        self.devices = [sim_device(1, holding)]
+        self.devices = [sim_device(u, holding) for u in range(1, units + 1)]
         self._server: ModbusSerialServer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -187,8 +187,14 @@ class OpcUaDevice:
         self.variables = variables
         self.nodes: dict[str, Any] = {}
         self.server: Server | None = None
+        self._stopped: Server | None = None
 
     async def start(self) -> None:
+        if self._stopped is not None:
+            # a restart: same server, same address space (asyncua's init takes seconds)
+            self.server, self._stopped = self._stopped, None
+            await self.server.start()
+            return
         server = Server()
         await server.init()
         server.set_endpoint(self.url)
@@ -205,7 +211,7 @@ class OpcUaDevice:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
-            self.server = None
+            self._stopped, self.server = self.server, None
 
     async def value(self, name: str) -> Any:
         return await self.nodes[name].read_value()
