@@ -539,6 +539,14 @@ class EdgeUpdatedIn(_In):
     twin: dict[str, PropertyReportIn]
 
 
+class StateIn(_In):
+    """Upstream ``state/update`` content (:class:`StateOut`) as the cloud reads it."""
+
+    event_id: Text = ""
+    timestamp: int = 0
+    state: str
+
+
 def json_side(entry: Mapping[str, Any], side: str) -> TwinValue | None:
     """One side of a :func:`twin_json` object (with versions) as a :class:`TwinValue`."""
     value = entry.get(side)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import copy
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from wire.errors import InvalidObject
-from wire.twin import EdgeUpdatedIn, TwinValue, merge
+from wire.twin import EdgeUpdatedIn, StateIn, TwinValue, merge
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -30,12 +30,8 @@ TwinReport = EdgeUpdatedIn
 """KubeEdge's ``twin/edge_updated`` content, as :mod:`wire.twin` parses it."""
 
 
-class StateReport(BaseModel):
-    """KubeEdge's ``state/update`` content."""
-
-    model_config = ConfigDict(extra="ignore")
-    state: str
-    timestamp: int = 0
+StateReport = StateIn
+"""KubeEdge's ``state/update`` content, as :mod:`wire.twin` parses it."""
 
 
 def parse_twin_report(content: Any) -> TwinReport:
