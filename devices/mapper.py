@@ -33,7 +33,7 @@ from devices.state import OFFLINE
 from devices.worker import Worker, now_ms, topic_id
 from wire import topics
 from wire.errors import ConfigError
-from wire.twin import ResultIn, state_out
+from wire.twin import MAX_REASON, ResultIn, state_out
 
 log = logging.getLogger(__name__)
 
@@ -216,19 +216,15 @@ class Mapper:
         if self.unserved.get(ident) != reason:
             log.warning("%s: not served: %s", ident, reason)
         self.unserved[ident] = reason
-        await self.link.publish(
-            topics.state_update(ident), state_out(str(uuid.uuid4()), now_ms(), "unknown")
-        )
+        await self.link.publish(topics.state_update(ident), _unknown(reason))
 
     # ------------------------------------------------------------------ link callbacks
 
     async def _on_connect(self) -> None:
         for worker in list(self.workers.values()):
             await worker.on_connect()
-        for ident in list(self.unserved):
-            await self.link.publish(
-                topics.state_update(ident), state_out(str(uuid.uuid4()), now_ms(), "unknown")
-            )
+        for ident, reason in list(self.unserved.items()):
+            await self.link.publish(topics.state_update(ident), _unknown(reason))
 
     async def _on_message(self, ident: str, kind: topics.Kind, msg: ResultIn) -> None:
         worker = self.workers.get(ident)
@@ -236,6 +232,11 @@ class Mapper:
             worker.on_message(kind, msg)
         elif kind == "twin_update_result" and msg.failed and ident in self.unserved:
             log.debug("%s: %s", ident, msg.reason)
+
+
+def _unknown(reason: str) -> dict[str, Any]:
+    """``state/update`` of a device the mapper cannot serve, with why."""
+    return state_out(str(uuid.uuid4()), now_ms(), "unknown", reason[:MAX_REASON])
 
 
 __all__ = ["Mapper", "MapperSettings", "topic_id"]

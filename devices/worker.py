@@ -33,7 +33,7 @@ from devices.values import Value
 from hive.backoff import backoff
 from wire import topics
 from wire.errors import DeviceUnreachable, PropertyError
-from wire.twin import ResultIn, actual_report, base_result, state_out
+from wire.twin import MAX_REASON, ResultIn, actual_report, base_result, state_out
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ class Worker:
         self._connected = False
         self._cap = max(reconnect_cap, config.collect_cycle)
         self._rng = rng or random.Random()
+        #: why the device was last found unreachable (sent with ``offline``)
+        self._reason: str | None = None
         #: last logged failure per property, so a broken register logs once, not every cycle
         self._last_problem: dict[str, str] = {}
 
@@ -140,6 +142,7 @@ class Worker:
 
     async def stop(self) -> None:
         """Say ``offline`` (the device is no longer served)."""
+        self._reason = "the mapper no longer serves it"
         if self.state.state == ONLINE:
             await self._publish_state(OFFLINE)
 
@@ -171,6 +174,7 @@ class Worker:
         changed = self.state.on_unreachable()
         if changed:
             log.warning("%s: %s: %s", self.id, changed, reason)
+            self._reason = reason
             await self._publish_state(changed)
         else:
             log.debug("%s: still unreachable: %s", self.id, reason)
@@ -238,7 +242,9 @@ class Worker:
             log.warning("%s: %s", self.id, line)
 
     async def _publish_state(self, state: State | str) -> None:
-        await self._link.publish(topics.state_update(self.id), state_out(_event(), now_ms(), state))
+        reason = self._reason[:MAX_REASON] if state == OFFLINE and self._reason else None
+        payload = state_out(_event(), now_ms(), state, reason)
+        await self._link.publish(topics.state_update(self.id), payload)
 
 
 def _event() -> str:

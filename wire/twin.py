@@ -233,15 +233,26 @@ class TwinUpdateIn(BaseIn):
     twin: dict[str, PropertyIn]
 
 
+#: the longest state reason a mapper may send (one log line's worth)
+MAX_REASON = 512
+
+
 class StateUpdateIn(BaseIn):
-    """``$hw/events/device/{id}/state/update``: ``{"state": "online"}``"""
+    """``$hw/events/device/{id}/state/update``: ``{"state": "online"}``.
+
+    ``reason`` (an edgebridge addition, ignored by KubeEdge) says why a device is ``offline``
+    or ``unknown``; it travels to the cloud's ``Device.status.stateReason``.
+    """
 
     state: str
+    reason: str | None = None
 
     @model_validator(mode="after")
     def _state(self) -> StateUpdateIn:
         if not self.state or len(self.state) > 64:
             raise ValueError("state must be a non-empty string of at most 64 characters")
+        if self.reason is not None and len(self.reason) > MAX_REASON:
+            raise ValueError(f"reason must be at most {MAX_REASON} characters")
         return self
 
 
@@ -328,6 +339,7 @@ class StateOut(BaseOut):
     """Upstream ``state/update`` content."""
 
     state: str
+    reason: str | None = None
 
 
 class MembershipDevice(_Out):
@@ -425,9 +437,14 @@ def base_result(event_id: str, timestamp: int) -> dict[str, Any]:
     return {"event_id": event_id, "timestamp": timestamp}
 
 
-def state_out(event_id: str, timestamp: int, state: str) -> dict[str, Any]:
-    """:class:`StateOut`: upstream ``state/update`` content."""
-    return {"event_id": event_id, "timestamp": timestamp, "state": state}
+def state_out(
+    event_id: str, timestamp: int, state: str, reason: str | None = None
+) -> dict[str, Any]:
+    """:class:`StateOut`: upstream ``state/update`` content (also what a mapper publishes)."""
+    out: dict[str, Any] = {"event_id": event_id, "timestamp": timestamp, "state": state}
+    if reason:
+        out["reason"] = reason
+    return out
 
 
 def membership_device(
@@ -545,6 +562,7 @@ class StateIn(_In):
     event_id: Text = ""
     timestamp: int = 0
     state: str
+    reason: str | None = None
 
 
 def json_side(entry: Mapping[str, Any], side: str) -> TwinValue | None:

@@ -308,9 +308,9 @@ class MqttHandlers:
         batch.writes.devices[dev.id] = DeviceRecord(
             record.id, record.name, record.namespace, record.description, req.state, last_online
         )
-        state = req.state
+        state, reason = req.state, req.reason
         self._s.stage_upstream(
-            batch, dev, "state/update", lambda row_id: state_out(row_id, now, state)
+            batch, dev, "state/update", lambda row_id: state_out(row_id, now, state, reason)
         )
         topic = reply_topic("state", topic_id)
         eid = req.event_id

@@ -150,8 +150,9 @@ async def test_device_off_goes_offline_and_comes_back_online(
     await edge.wait_for(f"{T}/twin/update")
     await plc.stop()
     stopped = time.monotonic()
-    await edge.wait_for(f"{T}/state/update", lambda p: p["state"] == "offline")
+    offline = await edge.wait_for(f"{T}/state/update", lambda p: p["state"] == "offline")
     assert time.monotonic() - stopped < 3 * 0.1 + 1.0  # 100 ms cycles, plus scheduling slack
+    assert f"127.0.0.1:{plc.port}" in offline["reason"]
     seen = len(edge.on(f"{T}/twin/update"))
     await plc.start()
     await edge.wait_for(f"{T}/state/update", lambda p: p["state"] == "online", after=1)
@@ -223,8 +224,10 @@ async def test_bad_config_is_reported_unknown_and_others_are_served(
     alien_model, alien = device_objects("alien-1", "zigbee", {}, [])
     run = start_mapper(*plc_objects(plc.port), bad_model, bad, alien_model, alien)
     state = "$hw/events/device/{}/state/update"
-    await edge.wait_for(state.format("bad-1"), lambda p: p["state"] == "unknown")
-    await edge.wait_for(state.format("alien-1"), lambda p: p["state"] == "unknown")
+    bad_state = await edge.wait_for(state.format("bad-1"), lambda p: p["state"] == "unknown")
+    assert "property x" in bad_state["reason"] and "register" in bad_state["reason"]
+    alien_state = await edge.wait_for(state.format("alien-1"), lambda p: p["state"] == "unknown")
+    assert "no driver for protocol 'zigbee'" in alien_state["reason"]
     await edge.wait_for(f"{T}/twin/update")
     assert "SoftRegister" in caplog.text or "register" in caplog.text
     assert "no driver for protocol 'zigbee'" in caplog.text

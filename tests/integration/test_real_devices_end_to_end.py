@@ -94,8 +94,10 @@ async def test_modbus_device_through_cloud_edge_and_mapper(
         # the device is switched off and on again: offline in the cloud, then online
         await plc.stop()
         await wait_until(lambda: status(cloud).get("state") == "offline", timeout=10)
+        assert f"127.0.0.1:{plc.port}" in status(cloud)["stateReason"]  # says why
         await plc.start()
         await wait_until(lambda: status(cloud).get("state") == "online", timeout=15)
+        assert not status(cloud).get("stateReason")
 
         # the cloud goes away; the edge and the mapper keep serving the device
         cloud.proc.stop()

@@ -100,3 +100,18 @@ def test_edge_uplink_and_cloud_merges_agree(updates: list[Twin], seed: int, dup:
     for twin in again:
         other = merge_report(other, _report(twin))
     assert other == status
+
+
+def test_state_reason_is_optional_and_bounded() -> None:
+    """A state/update may say why (``reason``); the edge forwards it, and refuses an essay."""
+    import pytest
+    from pydantic import ValidationError
+
+    from wire.twin import MAX_REASON, StateIn, StateUpdateIn, state_out
+
+    req = StateUpdateIn.model_validate({"state": "offline", "reason": "modbus 10.0.0.5: refused"})
+    content = state_out("e", 1, req.state, req.reason)
+    assert StateIn.model_validate(content).reason == "modbus 10.0.0.5: refused"
+    assert "reason" not in state_out("e", 1, "online")
+    with pytest.raises(ValidationError):
+        StateUpdateIn.model_validate({"state": "offline", "reason": "x" * (MAX_REASON + 1)})
