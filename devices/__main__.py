@@ -69,14 +69,12 @@ def _local_api_url(addr: str) -> str:
 
 
 async def _serve(mapper: Mapper) -> None:
-    task = asyncio.current_task()
-    assert task is not None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await mapper.run()
+            loop.add_signal_handler(sig, mapper.stop)
+    await mapper.run()
+    log.info("mapper stopped")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,24 +108,42 @@ class Mapper:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         #: topic id -> why it is not served (logged once per reason)
         self.unserved: dict[str, str] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to say ``offline`` for every device served and return."""
+        self._stopping.set()
 
     async def run(self) -> None:
-        """Follow the source and serve; on cancellation, say ``offline`` and stop the workers."""
+        """Follow the source and serve until :meth:`stop` (or cancellation).
+
+        A stop tells the edge every served device is ``offline`` while the broker connection is
+        still up; a cancellation just stops.
+        """
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.link.run(), name="mapper-link")
-                tg.create_task(self.source.run(), name="mapper-source")
-                tg.create_task(self._reconcile_loop(), name="mapper-reconcile")
+                tasks = [
+                    tg.create_task(self.link.run(), name="mapper-link"),
+                    tg.create_task(self.source.run(), name="mapper-source"),
+                    tg.create_task(self._reconcile_loop(), name="mapper-reconcile"),
+                ]
+                await self._stopping.wait()
+                served = list(self.workers.values())
+                await self._stop_all()
+                await self.link.goodbye(
+                    [
+                        (
+                            topics.state_update(w.id),
+                            state_out(str(uuid.uuid4()), now_ms(), OFFLINE, "the mapper stopped"),
+                        )
+                        for w in served
+                    ],
+                    GOODBYE_TIMEOUT,
+                )
+                for task in tasks:
+                    task.cancel()
         finally:
-            workers = list(self.workers.values())
             await self._stop_all()
-            await self.link.goodbye(
-                [
-                    (topics.state_update(w.id), state_out(str(uuid.uuid4()), now_ms(), OFFLINE))
-                    for w in workers
-                ],
-                GOODBYE_TIMEOUT,
-            )
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -161,6 +179,11 @@ class Mapper:
             except ConfigError as exc:
                 await self._stop(ident)
                 await self._unserved(ident, str(exc))
+                continue
+            except Exception as exc:  # a third-party driver's bug must not stop the mapper
+                log.exception("%s: creating its driver failed", ident)
+                await self._stop(ident)
+                await self._unserved(ident, f"driver error: {type(exc).__name__}: {exc}")
                 continue
             await self._stop(ident)
             self.unserved.pop(ident, None)

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 API: Final = "/apis/devices.kubeedge.io/v1beta1"
 KINDS: Final = ("devices", "devicemodels")
+#: bytes a watch line may reach (an object with hundreds of properties)
+READ_BUFSIZE: Final = 1 << 22
 
 
 def object_key(obj: Mapping[str, Any]) -> str | None:
@@ -108,7 +110,8 @@ class LocalApiSource:
     async def run(self) -> None:
         """Follow both kinds until cancelled."""
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # a watch line is one whole object: allow big Devices (aiohttp's default is 64 KiB)
+        async with aiohttp.ClientSession(timeout=timeout, read_bufsize=READ_BUFSIZE) as session:
             async with asyncio.TaskGroup() as tg:
                 for kind in KINDS:
                     tg.create_task(self._follow(session, kind), name=f"local-api-{kind}")

@@ -18,6 +18,7 @@ Failures stay small:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -137,8 +138,13 @@ class Worker:
                 except DeviceUnreachable as exc:
                     await self._lost(str(exc))
                     await asyncio.sleep(next(delays))
+                except Exception as exc:  # a driver bug must not end the device silently
+                    log.exception("%s: driver %s failed", self.id, self.config.protocol)
+                    await self._lost(f"driver error: {type(exc).__name__}: {exc}")
+                    await asyncio.sleep(next(delays))
         finally:
-            await self.driver.close()
+            with contextlib.suppress(Exception):
+                await self.driver.close()
 
     async def stop(self) -> None:
         """Say ``offline`` (the device is no longer served)."""
@@ -156,21 +162,21 @@ class Worker:
         except DeviceUnreachable as exc:
             await self._lost(str(exc))
             return False
+        except Exception as exc:  # a driver bug: retried like an unreachable device
+            log.exception("%s: driver %s failed to connect", self.id, self.config.protocol)
+            await self._lost(f"driver error: {type(exc).__name__}: {exc}")
+            return False
         self._connected = True
-        now = self._loop.time()
-        self.state.read_all_now(now)
-        changed = self.state.on_reached()
-        if changed:
-            log.info("%s: %s (%s)", self.id, changed, self.config.protocol)
-            await self._publish_state(changed)
-            # desired values set while the device was away: ask for the twin again
-            await self._link.publish(topics.twin_get(self.id), base_result(_event(), now_ms()))
+        # read everything at once; the device is online when it answers a read, not when a
+        # connection opens (a gateway may accept one for a device that does not answer)
+        self.state.read_all_now(self._loop.time())
         return True
 
     async def _lost(self, reason: str) -> None:
         if self._connected:
             self._connected = False
-            await self.driver.close()
+            with contextlib.suppress(Exception):  # closing a broken link may fail too
+                await self.driver.close()
         changed = self.state.on_unreachable()
         if changed:
             log.warning("%s: %s: %s", self.id, changed, reason)
@@ -201,7 +207,10 @@ class Worker:
             self._last_problem.pop(name, None)
             self.state.on_read(name, result)
         if self.state.on_reached():
+            log.info("%s: online (%s)", self.id, self.config.protocol)
             await self._publish_state(ONLINE)
+            # desired values set while the device was away: ask for the twin again
+            await self._link.publish(topics.twin_get(self.id), base_result(_event(), now_ms()))
         # a read may have shown drift from a desired value: write it back now
         await self._write_pending(now)
         due = self.state.due_reports(self._loop.time())

@@ -175,10 +175,12 @@ MapperFactory = Callable[..., Running]
 
 @pytest.fixture
 async def start_mapper(broker: Broker) -> AsyncIterator[MapperFactory]:
-    """Start in-process mappers against ``broker``; cancelled (they say offline) at the end."""
+    """Start in-process mappers against ``broker``; stopped (they say offline) at the end."""
     running: list[Running] = []
 
-    def factory(*objects: dict[str, Any], **settings: Any) -> Running:
+    def factory(
+        *objects: dict[str, Any], registry: Registry | None = None, **settings: Any
+    ) -> Running:
         options: dict[str, Any] = {
             "broker": broker.url,
             "reconnect_initial": 0.1,
@@ -188,14 +190,16 @@ async def start_mapper(broker: Broker) -> AsyncIterator[MapperFactory]:
         options.update(settings)
         source = StaticSource()
         source.put(*objects)
-        mapper = Mapper(MapperSettings(**options), source, registry=Registry())
+        mapper = Mapper(MapperSettings(**options), source, registry=registry or Registry())
         run = Running(mapper, source, asyncio.create_task(mapper.run()))
         running.append(run)
         return run
 
     yield factory
     for run in running:
-        run.task.cancel()
+        run.mapper.stop()
     for run in running:
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await asyncio.wait_for(run.task, 5)
+        except TimeoutError:
+            run.task.cancel()

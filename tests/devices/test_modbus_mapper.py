@@ -263,3 +263,15 @@ async def test_deleted_device_goes_offline_and_is_no_longer_read(
     run.source.delete("Device", "default/plc-1")
     await edge.wait_for(f"{T}/state/update", lambda p: p["state"] == "offline")
     await wait_until(lambda: not run.mapper.workers)
+
+
+async def test_a_stopped_mapper_says_offline_for_its_devices(
+    edge: FakeEdge, plc: ModbusDevice, start_mapper: MapperFactory
+) -> None:
+    """A clean stop (SIGTERM) publishes ``offline`` for every served device before leaving."""
+    run = start_mapper(*plc_objects(plc.port))
+    await edge.wait_for(f"{T}/twin/update")
+    run.mapper.stop()
+    await run.task
+    state = await edge.wait_for(f"{T}/state/update", lambda p: p["state"] == "offline")
+    assert state["reason"] == "the mapper stopped"
