@@ -85,9 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         # paho/aiomqtt/asyncua chatter is for debugging the libraries, not for watching devices
         for name in ("mqtt", "asyncua", "pymodbus"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    registry = Registry()
     if args.list_drivers:
-        print("\n".join(registry.names))
+        print("\n".join(Registry().names))
         return 0
     try:
         settings = MapperSettings(broker=args.broker, device=args.device, namespace=args.namespace)
@@ -101,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BridgeError, ValueError) as exc:
         print(f"devices: {exc}", file=sys.stderr)
         return 2
+    registry = Registry()
     log.info(
         "mapper: broker %s, local API %s, drivers %s%s",
         settings.broker,

@@ -21,6 +21,7 @@ Writing a driver (see ``docs/drivers.md``):
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
@@ -97,14 +98,23 @@ DriverFactory = Callable[[DeviceConfig], Driver]
 BUILTIN: Final = ("modbus", "opcua", "virtual")
 
 
-def _builtin() -> dict[str, DriverFactory]:
-    # imported here so a mapper without asyncua installed still serves Modbus, and the
-    # libraries load only when this module is used
-    from devices.drivers.modbus import ModbusDriver
-    from devices.drivers.opcua import OpcUaDriver
-    from devices.drivers.virtual import VirtualDriver
+def _lazy(module: str, name: str) -> DriverFactory:
+    """A factory that imports its driver on first use: a mapper serving only Modbus devices
+    never loads asyncua (seconds of start-up and tens of MB), nor fails without it."""
 
-    return {"modbus": ModbusDriver, "opcua": OpcUaDriver, "virtual": VirtualDriver}
+    def factory(device: DeviceConfig) -> Driver:
+        cls: DriverFactory = getattr(importlib.import_module(module), name)
+        return cls(device)
+
+    return factory
+
+
+def _builtin() -> dict[str, DriverFactory]:
+    return {
+        "modbus": _lazy("devices.drivers.modbus", "ModbusDriver"),
+        "opcua": _lazy("devices.drivers.opcua", "OpcUaDriver"),
+        "virtual": _lazy("devices.drivers.virtual", "VirtualDriver"),
+    }
 
 
 class Registry:

@@ -56,3 +56,27 @@ async def test_bad_flags_exit_2_with_one_line(args: list[str], message: str) -> 
     assert code == 2
     assert message in err
     assert "Traceback" not in err
+
+
+async def test_waits_for_the_edge_and_stops_cleanly_on_sigterm() -> None:
+    """With no broker and no local API yet, it waits (one warning each); SIGTERM exits 0."""
+    import signal
+
+    from tests.support.procs import free_port
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "devices",
+        "--broker", f"mqtt://127.0.0.1:{free_port()}",
+        "--local-api", f"127.0.0.1:{free_port()}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = b""
+    while b"local API" not in seen or b"broker" not in seen.split(b"drivers", 1)[-1]:
+        line = await asyncio.wait_for(proc.stderr.readline(), 15)
+        assert line, seen.decode()
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    _, rest = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0
+    assert "Traceback" not in (seen + rest).decode()
