@@ -92,8 +92,11 @@ class Worker:
         self._rng = rng or random.Random()
         #: why the device was last found unreachable (sent with ``offline``)
         self._reason: str | None = None
-        #: last logged failure per property, so a broken register logs once, not every cycle
-        self._last_problem: dict[str, str] = {}
+        #: what is wrong with single properties (a refused read, a desired value the device
+        #: refused), logged once each and sent as the ``online`` state's reason
+        self._problems: dict[str, str] = {}
+        #: the problems last sent with ``online``
+        self._told = ""
 
     # ------------------------------------------------------------------ from the link
 
@@ -204,7 +207,7 @@ class Worker:
             if isinstance(result, PropertyError):
                 self._problem(name, f"reading {name} failed: {result}")
                 continue
-            self._last_problem.pop(name, None)
+            self._problems.pop(name, None)
             self.state.on_read(name, result)
         if self.state.on_reached():
             log.info("%s: online (%s)", self.id, self.config.protocol)
@@ -213,6 +216,8 @@ class Worker:
             await self._link.publish(topics.twin_get(self.id), base_result(_event(), now_ms()))
         # a read may have shown drift from a desired value: write it back now
         await self._write_pending(now)
+        if self.state.state == ONLINE and self._summary() != self._told:
+            await self._publish_state(ONLINE)  # the device's status says what is wrong, or not
         due = self.state.due_reports(self._loop.time())
         if due:
             ts = now_ms()
@@ -240,19 +245,27 @@ class Worker:
                 await self.driver.write(visitor, value)
             except PropertyError as exc:
                 self.state.on_write_refused(name)
-                log.warning("%s: writing %s=%s refused: %s", self.id, name, value, exc)
+                self._problem(f"{name}=", f"desired {name}={value} refused: {exc}")
                 continue
+            self._problems.pop(f"{name}=", None)
             self.state.on_written(name, now)
             log.info("%s: wrote desired %s=%s", self.id, name, self.state.desired().get(name))
 
-    def _problem(self, name: str, line: str) -> None:
-        if self._last_problem.get(name) != line:
-            self._last_problem[name] = line
+    def _problem(self, key: str, line: str) -> None:
+        if self._problems.get(key) != line:
+            self._problems[key] = line
             log.warning("%s: %s", self.id, line)
 
+    def _summary(self) -> str:
+        return "; ".join(self._problems[k] for k in sorted(self._problems))[:MAX_REASON]
+
     async def _publish_state(self, state: State | str) -> None:
-        reason = self._reason[:MAX_REASON] if state == OFFLINE and self._reason else None
-        payload = state_out(_event(), now_ms(), state, reason)
+        reason: str | None = None
+        if state == OFFLINE:
+            reason = (self._reason or "")[:MAX_REASON]
+        elif state == ONLINE:
+            reason = self._told = self._summary()
+        payload = state_out(_event(), now_ms(), state, reason or None)
         await self._link.publish(topics.state_update(self.id), payload)
 
 

@@ -140,6 +140,13 @@ async def test_bad_values_and_read_only_properties_are_refused(
     await edge.publish(f"{T}/twin/update/delta", delta({"setpoint": "70000", "temperature": "5"}))
     await wait_until(lambda: "does not fit" in caplog.text and "ReadOnly" in caplog.text)
     assert await plc.peek(0, 2) == [215, 0]
+    state = await edge.wait_for(f"{T}/state/update", lambda p: "70000" in p.get("reason", ""))
+    assert "desired setpoint=70000 refused" in state["reason"]
+    # a value that fits clears the complaint
+    await edge.publish(f"{T}/twin/update/delta", delta({"setpoint": "7"}))
+    await edge.wait_for(
+        f"{T}/state/update", lambda p: p["state"] == "online" and "reason" not in p, after=1
+    )
 
 
 async def test_device_off_goes_offline_and_comes_back_online(
@@ -176,6 +183,9 @@ async def test_a_failing_property_does_not_stop_the_others(
     start_mapper(model, device)
     await edge.wait_for(f"{T}/twin/update", lambda p: "temperature" in p["twin"], after=3)
     assert all("ghost" not in p["twin"] for p in edge.on(f"{T}/twin/update"))
+    # the device is online, and its state says which property fails and why
+    state = await edge.wait_for(f"{T}/state/update", lambda p: "ghost" in p.get("reason", ""))
+    assert state["state"] == "online" and "reading ghost failed" in state["reason"]
 
 
 async def test_a_refused_shared_read_falls_back_to_one_read_per_property(
