@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.config import DeviceConfig, Visitor, cycle_seconds, device_config
+from devices.drivers.modbus import ModbusDriver
 from devices.state import OFFLINE, ONLINE, DeviceState
 from devices.values import format_value, parse, same
+from wire import manifests
 from wire.errors import ConfigError, PropertyError
 
 # KubeEdge's v1beta1 sample (docs/proposals), applied unchanged
@@ -65,8 +67,11 @@ SAMPLE_DEVICE: dict[str, Any] = {
 
 
 def test_kubeedge_sample_parses() -> None:
-    """KubeEdge's own v1beta1 Device + DeviceModel sample becomes a config the mapper serves."""
+    """KubeEdge's own v1beta1 Device + DeviceModel sample applies and becomes a config the
+    mapper serves, with a Modbus driver that accepts its configData."""
+    assert manifests.validate_all([SAMPLE_MODEL, SAMPLE_DEVICE])
     config = device_config(SAMPLE_DEVICE, SAMPLE_MODEL)
+    ModbusDriver(config)
     assert (config.key, config.protocol) == ("default/beta1-device", "modbus")
     assert config.protocol_config == {"ip": "172.17.0.3", "port": 1502}
     (temp,) = config.properties
