@@ -1,530 +1,265 @@
-"""The generic half of a mapper: KubeEdge's MQTT twin protocol on the edge broker.
+"""The mapper: every device bound to this edge that it has a driver for, served from one process.
 
-This is KubeEdge's "old" MQTT mapper protocol (before DMI, still what any MQTT client can
-speak to edgecore): the mapper owns the device's *actual* values and follows the twin's
-*expected* (desired) ones. Per device id (``{name}``, or ``{ns}/{name}`` outside the default
-namespace) it
+It follows the edge local API (:mod:`devices.source`) for Devices and DeviceModels and keeps
+one :class:`~devices.worker.Worker` per device it serves, all sharing one broker connection
+(:mod:`devices.link`). Whenever the objects change it reconciles:
 
-- subscribes to ``$hw/events/device/{id}/twin/update/delta``, ``.../twin/update/result`` and
-  ``.../twin/get/result`` at QoS 1;
-- on every connect publishes ``.../state/update`` ``online`` and ``.../twin/get``, so desired
-  values set while it was away (or before it ever ran) are applied without waiting for a delta
-  the edge will not resend;
-- every report interval reads each property from the :class:`~devices.driver.Driver` and
-  publishes them to ``.../twin/update`` as ``actual`` values (QoS 1, so the broker has it
-  before the next cycle);
-- on a delta, writes the writable properties to the driver and reports their new actual value
-  at once, which is what makes the edge stop sending the delta.
+- a new Device gets a worker; a Device whose configuration changed (protocol, visitors,
+  cycles, its model's types) gets a new worker with a new driver; a deleted one is told
+  ``offline`` and stopped. Desired values are not configuration: they arrive on the twin.
+- a Device it cannot serve (no driver for its protocol, a model that is missing, configData
+  the driver refuses) gets one log line naming the reason and a ``state/update`` of
+  ``unknown``; it is tried again when its objects change. Nothing stops the other devices.
 
-It never gives up on the broker: a refused connection or a broker restart is retried forever
-with :func:`hive.backoff.backoff` (jittered, capped), because a mapper usually runs unattended
-next to its device and must come back by itself. A Last Will of ``offline`` on
-``.../state/update`` tells the edge when the mapper dies without saying goodbye; its timestamp is
-the connect time, so a consumer ordering states by timestamp is not fooled by a late will.
-
-Nothing here knows what a thermostat is; see :mod:`devices.drivers` for that.
+With ``--device`` only that Device is served (the KubeEdge one-mapper-per-device style).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
-import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import Any, Final
 
-import aiomqtt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from devices.driver import Driver, PropertySpec
-from hive.backoff import backoff
+from devices.config import DeviceConfig, device_config, identify, model_key
+from devices.driver import Registry
+from devices.link import Link, parse_broker
+from devices.source import Source
+from devices.state import OFFLINE
+from devices.worker import Worker, now_ms, topic_id
+from wire import topics
 from wire.errors import ConfigError
+from wire.twin import MAX_REASON, ResultIn, state_out
 
 log = logging.getLogger(__name__)
 
-#: Re-ask for the twin every this many report cycles while the edge has not answered ``twin/get``
-#: (edgecore may start after the mapper; the broker would otherwise drop the only request).
-GET_RETRY_CYCLES = 5
-#: How long a clean stop waits to tell the edge ``offline`` before disconnecting anyway.
-GOODBYE_TIMEOUT = 2.0
-_DEFAULT_PORT = 1883
-
-
-def device_id(name: str, namespace: str = "default") -> str:
-    """The id in the MQTT topics: ``name`` in the default namespace, else ``namespace/name``.
-
-    This is what KubeEdge's edge uses since v1.16, and stays compatible with mappers written
-    for older releases in the common single-namespace case.
-    """
-    return name if namespace in ("", "default") else f"{namespace}/{name}"
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceTopics:
-    """The twin topics of one device (KubeEdge's ``dtcommon`` names)."""
-
-    update: str
-    update_result: str
-    update_delta: str
-    get: str
-    get_result: str
-    state_update: str
-
-    @classmethod
-    def for_device(cls, ident: str) -> DeviceTopics:
-        """Topics for the device id ``ident`` (see :func:`device_id`)."""
-        base = f"$hw/events/device/{ident}"
-        return cls(
-            update=f"{base}/twin/update",
-            update_result=f"{base}/twin/update/result",
-            update_delta=f"{base}/twin/update/delta",
-            get=f"{base}/twin/get",
-            get_result=f"{base}/twin/get/result",
-            state_update=f"{base}/state/update",
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    """Where the edge broker listens. ``repr`` hides the password."""
-
-    host: str
-    port: int = _DEFAULT_PORT
-    username: str | None = None
-    password: str | None = None
-
-    def __repr__(self) -> str:
-        return f"BrokerAddress({self})"
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def parse_broker(url: str) -> BrokerAddress:
-    """``mqtt://[user[:password]@]host[:port]`` (``tcp://`` too, as KubeEdge's configs write it).
-
-    Raises:
-        ConfigError: another scheme, no host, or a bad port.
-    """
-    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise ConfigError(f"broker {url!r}: scheme must be mqtt:// or tcp://")
-    try:
-        port = parts.port or _DEFAULT_PORT
-    except ValueError as exc:
-        raise ConfigError(f"broker {url!r}: bad port") from exc
-    if not parts.hostname:
-        raise ConfigError(f"broker {url!r}: no host")
-    return BrokerAddress(
-        host=parts.hostname,
-        port=port,
-        username=unquote(parts.username) if parts.username is not None else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-    )
+#: how long a clean stop waits to tell the edge its devices are ``offline``
+GOODBYE_TIMEOUT: Final = 2.0
 
 
 class MapperSettings(BaseModel):
-    """How one mapper runs. Every field has a default except the device name."""
+    """How the mapper runs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    device: str = Field(min_length=1, description="the Device's metadata.name")
-    namespace: str = Field(default="default", description="the Device's metadata.namespace")
     broker: str = Field(
-        default=f"mqtt://127.0.0.1:{_DEFAULT_PORT}",
-        description="edge broker URL; edgecore's default external mosquitto",
+        default="mqtt://127.0.0.1:11883", description="the edge broker, mqtt://host:port"
     )
-    report_interval: float = Field(
-        default=1.0, gt=0, description="seconds between reports of every property"
-    )
-    keepalive: int = Field(
-        default=30, ge=5, description="MQTT keepalive in seconds; how fast the will fires"
-    )
+    device: str | None = Field(default=None, min_length=1, description="serve only this Device")
+    namespace: str = Field(default="default", min_length=1, description="namespace of --device")
+    keepalive: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive, seconds")
     reconnect_initial: float = Field(
-        default=0.5, gt=0, description="first reconnect delay ceiling in seconds (jittered)"
+        default=0.5, gt=0, description="first broker/local-API retry ceiling, seconds (jittered)"
     )
-    reconnect_cap: float = Field(
-        default=30.0, gt=0, description="longest reconnect delay in seconds"
+    reconnect_cap: float = Field(default=10.0, gt=0, description="longest retry delay, seconds")
+    device_reconnect_cap: float = Field(
+        default=10.0, gt=0, description="longest delay between reconnects to a device, seconds"
     )
-
-
-# --------------------------------------------------------------------------- payloads
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds, the unit of every KubeEdge ``timestamp``."""
-    return time.time_ns() // 1_000_000
-
-
-def base_payload(*, timestamp: int | None = None) -> dict[str, Any]:
-    """``{"event_id", "timestamp"}``, the envelope of every twin message."""
-    return {
-        "event_id": str(uuid.uuid4()),
-        "timestamp": now_ms() if timestamp is None else timestamp,
-    }
-
-
-def state_payload(state: str, *, timestamp: int | None = None) -> dict[str, Any]:
-    """``.../state/update``: ``{"event_id", "timestamp", "state"}``."""
-    return {**base_payload(timestamp=timestamp), "state": state}
-
-
-def report_payload(
-    values: Mapping[str, str], specs: Mapping[str, PropertySpec], *, timestamp: int | None = None
-) -> dict[str, Any]:
-    """``.../twin/update`` carrying ``actual`` values only; desired stays the cloud's."""
-    payload = base_payload(timestamp=timestamp)
-    ts = payload["timestamp"]
-    payload["twin"] = {
-        name: {
-            "actual": {"value": value, "metadata": {"timestamp": ts}},
-            "metadata": {"type": specs[name].type},
-        }
-        for name, value in values.items()
-    }
-    return payload
-
-
-def _encode(payload: dict[str, Any]) -> str:
-    """Compact JSON, as edgecore's eventbus writes it."""
-    return json.dumps(payload, separators=(",", ":"))
-
-
-def _stringify(value: Any) -> Any:
-    """KubeEdge sends values as strings; accept a bare JSON scalar from a sloppier edge."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
-
-
-class _Incoming(BaseModel):
-    # Unknown fields are ignored: newer edges may add some, and we only need a few.
-    model_config = ConfigDict(extra="ignore")
-
-    event_id: str | None = None
-    timestamp: int | None = None
-    code: int | None = None
-    reason: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        """Error results carry ``code`` and ``reason``; successful ones no code (or 2xx)."""
-        return self.code is not None and not 200 <= self.code < 300
-
-
-class DeltaMessage(_Incoming):
-    """``.../twin/update/delta``: ``{"delta": {prop: expected}}`` (plus the twin, unused)."""
-
-    delta: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("delta", mode="before")
-    @classmethod
-    def _values(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: _stringify(v) for k, v in value.items()}
-        return value
-
-
-class TwinValue(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    value: str | None = None
-
-    @field_validator("value", mode="before")
-    @classmethod
-    def _value(cls, value: Any) -> Any:
-        return _stringify(value)
-
-
-class TwinProperty(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    expected: TwinValue | None = None
-    actual: TwinValue | None = None
-
-
-class TwinResult(_Incoming):
-    """``.../twin/get/result`` and ``.../twin/update/result``."""
-
-    twin: dict[str, TwinProperty | None] = Field(default_factory=dict)
-
-    def expected(self) -> dict[str, str]:
-        """Each property's desired value, where one is set."""
-        out: dict[str, str] = {}
-        for name, prop in self.twin.items():
-            if prop is not None and prop.expected is not None and prop.expected.value is not None:
-                out[name] = prop.expected.value
-        return out
-
-
-# --------------------------------------------------------------------------- the mapper
 
 
 class Mapper:
-    """Keeps one device's twin in step with its driver over MQTT.
+    """Serves devices until cancelled.
 
     Args:
-        driver: the device.
         settings: see :class:`MapperSettings`.
-        rng: randomness for reconnect jitter (default: seeded from the OS).
+        source: where Devices and DeviceModels come from (the edge local API, or static).
+        registry: the drivers (default: built-ins and installed entry points).
+        rng: jitter for every back-off.
 
     Raises:
         ConfigError: the broker URL does not parse.
     """
 
     def __init__(
-        self, driver: Driver, settings: MapperSettings, *, rng: random.Random | None = None
+        self,
+        settings: MapperSettings,
+        source: Source,
+        *,
+        registry: Registry | None = None,
+        rng: random.Random | None = None,
     ) -> None:
-        self._driver = driver
-        self._settings = settings
-        self._broker = parse_broker(settings.broker)
+        self.settings = settings
+        self.source = source
+        self.registry = registry or Registry()
         self._rng = rng or random.Random()
-        self._id = device_id(settings.device, settings.namespace)
-        self._topics = DeviceTopics.for_device(self._id)
-        self._specs: dict[str, PropertySpec] = {p.name: p for p in driver.properties()}
-        self._desired: dict[str, str] = {}
-        self._stop = asyncio.Event()
-        # One driver call at a time: the report loop and the delta handler share the device.
-        self._device_lock = asyncio.Lock()
-        self._got_twin = asyncio.Event()
-        # Whether the current connection got as far as CONNACK; decides backoff reset and wording.
-        self._session_up = False
-
-    @property
-    def device_id(self) -> str:
-        """The id used in topics."""
-        return self._id
-
-    @property
-    def topics(self) -> DeviceTopics:
-        """This device's topics."""
-        return self._topics
-
-    @property
-    def desired(self) -> Mapping[str, str]:
-        """The last desired values learnt from ``get/result`` or a delta."""
-        return dict(self._desired)
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to say ``offline``, disconnect and return."""
-        self._stop.set()
-
-    async def run(self) -> None:
-        """Serve until :meth:`stop` (or cancellation), reconnecting to the broker forever."""
-        delays = self._backoff()
-        while not self._stop.is_set():
-            try:
-                await self._session()
-                return
-            except (aiomqtt.MqttError, OSError) as exc:
-                lost = self._session_up
-                if lost:
-                    delays = self._backoff()  # a session that worked resets the backoff
-                    self._session_up = False
-                delay = next(delays)
-                log.warning(
-                    "%s: broker %s %s (%s); retrying in %.1fs",
-                    self._id,
-                    self._broker,
-                    "connection lost" if lost else "unavailable",
-                    exc,
-                    delay,
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
-
-    def _backoff(self) -> Iterator[float]:
-        return backoff(
-            initial=self._settings.reconnect_initial,
-            cap=self._settings.reconnect_cap,
+        will = None
+        if settings.device is not None:
+            # one device, one connection: the broker can say "offline" for us if we die; a
+            # connection has one will, so a mapper of many devices cannot
+            ns = None if settings.namespace == "default" else settings.namespace
+            ident = topics.device_id(ns, settings.device)
+            will = (topics.state_update(ident), state_out("will", now_ms(), OFFLINE))
+        self.link = Link(
+            parse_broker(settings.broker),
+            handler=self._on_message,
+            on_connect=self._on_connect,
+            keepalive=settings.keepalive,
+            will=will,
+            reconnect_initial=settings.reconnect_initial,
+            reconnect_cap=settings.reconnect_cap,
             rng=self._rng,
         )
+        #: topic id -> worker, and its task
+        self.workers: dict[str, Worker] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: topic id -> why it is not served (logged once per reason)
+        self.unserved: dict[str, str] = {}
+        self._stopping = asyncio.Event()
 
-    # ----------------------------------------------------------------------- one connection
+    def stop(self) -> None:
+        """Ask :meth:`run` to say ``offline`` for every device served and return."""
+        self._stopping.set()
 
-    async def _session(self) -> None:
-        """One broker connection, until stop (returns) or an MQTT error (raises)."""
-        will = aiomqtt.Will(self._topics.state_update, _encode(state_payload("offline")), qos=1)
-        client = aiomqtt.Client(
-            self._broker.host,
-            self._broker.port,
-            username=self._broker.username,
-            password=self._broker.password,
-            # Unique per connection: with a reused id the broker would close a lingering older
-            # connection on takeover and publish its "offline" will after our "online".
-            identifier=f"mapper-{self._settings.device}-{uuid.uuid4().hex[:8]}",
-            will=will,
-            keepalive=self._settings.keepalive,
-            # We resubscribe and re-ask for the twin on every connect; no broker session needed.
-            clean_session=True,
-        )
-        async with client:
-            self._session_up = True
-            self._got_twin.clear()
-            log.info("%s: connected to broker %s", self._id, self._broker)
-            await client.subscribe(
-                [
-                    (self._topics.update_delta, 1),
-                    (self._topics.update_result, 1),
-                    (self._topics.get_result, 1),
+    async def run(self) -> None:
+        """Follow the source and serve until :meth:`stop` (or cancellation).
+
+        A stop tells the edge every served device is ``offline`` while the broker connection is
+        still up; a cancellation just stops.
+        """
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self.link.run(), name="mapper-link"),
+                    tg.create_task(self.source.run(), name="mapper-source"),
+                    tg.create_task(self._reconcile_loop(), name="mapper-reconcile"),
                 ]
-            )
-            await self._publish(client, self._topics.state_update, state_payload("online"))
-            await self._publish(client, self._topics.get, base_payload())
-            tasks = [
-                asyncio.create_task(self._receive(client), name=f"mapper-receive-{self._id}"),
-                asyncio.create_task(self._report_loop(client), name=f"mapper-report-{self._id}"),
-            ]
-            stopper = asyncio.create_task(self._stop.wait())
-            try:
-                done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (*tasks, stopper):
-                    task.cancel()
-                await asyncio.gather(*tasks, stopper, return_exceptions=True)
-            for task in tasks:
-                if task in done:
-                    task.result()  # re-raise the MQTT error that ended the session
-            # Clean stop: the will only fires on an unclean end, so say it ourselves.
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                await asyncio.wait_for(
-                    self._publish(client, self._topics.state_update, state_payload("offline")),
+                await self._stopping.wait()
+                served = list(self.workers.values())
+                await self._stop_all()
+                await self.link.goodbye(
+                    [
+                        (
+                            topics.state_update(w.id),
+                            state_out(str(uuid.uuid4()), now_ms(), OFFLINE, "the mapper stopped"),
+                        )
+                        for w in served
+                    ],
                     GOODBYE_TIMEOUT,
                 )
-            log.info("%s: disconnected from broker %s", self._id, self._broker)
+                for task in tasks:
+                    task.cancel()
+        finally:
+            await self._stop_all()
 
-    async def _publish(self, client: aiomqtt.Client, topic: str, payload: dict[str, Any]) -> None:
-        # QoS 1 and no retain, as KubeEdge's mappers: a retained report would replay stale values.
-        await client.publish(topic, _encode(payload), qos=1)
-
-    async def _report_loop(self, client: aiomqtt.Client) -> None:
-        interval = self._settings.report_interval
-        # Give the edge one interval to answer twin/get, so the first report already reflects
-        # the desired values rather than the driver's defaults.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._got_twin.wait(), interval)
-        cycle = 0
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
+    async def _reconcile_loop(self) -> None:
         while True:
-            cycle += 1
-            if not self._got_twin.is_set() and cycle % GET_RETRY_CYCLES == 0:
-                await self._publish(client, self._topics.get, base_payload())
-            await self._report(client, self._specs)
-            # Fixed rate, not fixed delay: a slow driver read does not stretch the cycle.
-            next_at = max(next_at + interval, loop.time())
-            await asyncio.sleep(next_at - loop.time())
+            await self.source.changed.wait()
+            self.source.changed.clear()
+            await self.reconcile()
 
-    async def _report(self, client: aiomqtt.Client, names: Iterable[str]) -> None:
-        values: dict[str, str] = {}
-        async with self._device_lock:
-            for name in names:
-                try:
-                    values[name] = await self._driver.read(name)
-                except Exception as exc:  # a flaky device must not stop the other properties
-                    log.warning("%s: reading %s failed: %s", self._id, name, exc)
-        if not values:
-            return
-        await self._publish(client, self._topics.update, report_payload(values, self._specs))
-        log.info("%s", self._status_line(values))
+    def _wanted(self, device: dict[str, Any]) -> bool:
+        if self.settings.device is None:
+            return True
+        return identify(device) == (self.settings.namespace, self.settings.device)
 
-    def _status_line(self, values: Mapping[str, str]) -> str:
-        parts = [self._id]
-        for name, value in values.items():
-            part = f"{name}={value}"
-            if name in self._desired:
-                part += f" (desired {self._desired[name]})"
-            parts.append(part)
-        return " ".join(parts)
-
-    # ----------------------------------------------------------------------- from the edge
-
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            topic = message.topic.value
+    async def reconcile(self) -> None:
+        """Start, restart and stop workers to match the source's objects."""
+        wanted: dict[str, DeviceConfig] = {}
+        for device in self.source.devices.values():
+            if not self._wanted(device):
+                continue
+            ns, name = identify(device)
+            ident = topics.device_id(None if ns == "default" else ns, name)
+            mkey = model_key(device)
             try:
-                raw = message.payload
-                data = json.loads(raw if isinstance(raw, str | bytes | bytearray) else "")
-                if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
-                if topic == self._topics.update_delta:
-                    await self._on_delta(client, DeltaMessage.model_validate(data))
-                elif topic == self._topics.get_result:
-                    await self._on_get_result(client, TwinResult.model_validate(data))
-                elif topic == self._topics.update_result:
-                    self._on_update_result(TwinResult.model_validate(data))
-            except (ValueError, ValidationError) as exc:
-                # json.JSONDecodeError and UnicodeDecodeError are ValueErrors too.
-                log.warning("%s: ignoring malformed message on %s: %s", self._id, topic, exc)
-
-    async def _on_delta(self, client: aiomqtt.Client, msg: DeltaMessage) -> None:
-        if msg.failed:
-            log.warning("%s: delta error %s: %s", self._id, msg.code, msg.reason)
-            return
-        wanted: dict[str, str] = {}
-        for name, value in msg.delta.items():
-            spec = self._specs.get(name)
-            if spec is None:
-                log.warning("%s: delta for unknown property %s ignored", self._id, name)
-            elif not spec.writable:
-                log.warning("%s: delta for read-only property %s ignored", self._id, name)
-            else:
-                self._desired[name] = value
-                wanted[name] = value
-        await self._apply(client, wanted)
-
-    async def _on_get_result(self, client: aiomqtt.Client, msg: TwinResult) -> None:
-        self._got_twin.set()
-        if msg.failed:
-            log.warning("%s: twin/get refused: %s %s", self._id, msg.code, msg.reason)
-            return
-        expected = {n: v for n, v in msg.expected().items() if n in self._specs}
-        self._desired = expected
-        wanted: dict[str, str] = {}
-        async with self._device_lock:
-            for name, value in expected.items():
-                if not self._specs[name].writable:
+                config = device_config(device, self.source.models.get(mkey) if mkey else None)
+                if not self.registry.serves(config.protocol):
+                    raise ConfigError(
+                        f"device {config.key}: no driver for protocol {config.protocol!r}"
+                        f" (installed: {', '.join(self.registry.names)})"
+                    )
+                if ident in self.workers and self.workers[ident].config == config:
+                    wanted[ident] = config
                     continue
-                try:
-                    current = await self._driver.read(name)
-                except Exception as exc:
-                    log.warning("%s: reading %s failed: %s", self._id, name, exc)
-                    continue
-                if current != value:
-                    wanted[name] = value
-        await self._apply(client, wanted)
-
-    async def _apply(self, client: aiomqtt.Client, wanted: Mapping[str, str]) -> None:
-        """Write desired values to the device, then report the result at once."""
-        written: list[str] = []
-        async with self._device_lock:
-            for name, value in wanted.items():
-                try:
-                    await self._driver.write(name, value)
-                except Exception as exc:  # refused by the device: keep serving the rest
-                    log.warning("%s: writing %s=%s failed: %s", self._id, name, value, exc)
-                    continue
-                log.info("%s: applied desired %s=%s", self._id, name, value)
-                written.append(name)
-        if written:
-            await self._report(client, written)
-
-    def _on_update_result(self, msg: TwinResult) -> None:
-        if msg.failed:
+                driver = self.registry.create(config)
+            except ConfigError as exc:
+                await self._stop(ident)
+                await self._unserved(ident, str(exc))
+                continue
+            except Exception as exc:  # a third-party driver's bug must not stop the mapper
+                log.exception("%s: creating its driver failed", ident)
+                await self._stop(ident)
+                await self._unserved(ident, f"driver error: {type(exc).__name__}: {exc}")
+                continue
+            await self._stop(ident)
+            self.unserved.pop(ident, None)
+            wanted[ident] = config
+            self._start(ident, config, driver)
+        for ident in [i for i in self.workers if i not in wanted]:
+            log.info("%s: no longer bound to this edge; stopped", ident)
+            await self._stop(ident, goodbye=True)
+        for ident in [i for i in self.unserved if not self._still_listed(i)]:
+            del self.unserved[ident]
+        if self.settings.device is not None and not wanted and not self.unserved:
             log.warning(
-                "%s: twin/update refused (event %s): %s %s",
-                self._id,
-                msg.event_id,
-                msg.code,
-                msg.reason,
+                "device %s/%s is not bound to this edge (yet)",
+                self.settings.namespace,
+                self.settings.device,
             )
-        else:
-            log.debug("%s: twin/update accepted (event %s)", self._id, msg.event_id)
+
+    def _still_listed(self, ident: str) -> bool:
+        for device in self.source.devices.values():
+            ns, name = identify(device)
+            if topics.device_id(None if ns == "default" else ns, name) == ident:
+                return True
+        return False
+
+    def _start(self, ident: str, config: DeviceConfig, driver: Any) -> None:
+        worker = Worker(
+            config,
+            driver,
+            self.link,
+            reconnect_cap=self.settings.device_reconnect_cap,
+            rng=self._rng,
+        )
+        self.workers[ident] = worker
+        self._tasks[ident] = asyncio.create_task(worker.run(), name=f"device-{ident}")
+        props = ", ".join(v.name for v in config.properties) or "no properties"
+        log.info("%s: serving over %s (%s)", ident, config.protocol, props)
+
+    async def _stop(self, ident: str, *, goodbye: bool = False) -> None:
+        worker = self.workers.pop(ident, None)
+        task = self._tasks.pop(ident, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if worker is not None and goodbye:
+            await worker.stop()
+
+    async def _stop_all(self) -> None:
+        for ident in list(self.workers):
+            await self._stop(ident)
+
+    async def _unserved(self, ident: str, reason: str) -> None:
+        if self.unserved.get(ident) != reason:
+            log.warning("%s: not served: %s", ident, reason)
+        self.unserved[ident] = reason
+        await self.link.publish(topics.state_update(ident), _unknown(reason))
+
+    # ------------------------------------------------------------------ link callbacks
+
+    async def _on_connect(self) -> None:
+        for worker in list(self.workers.values()):
+            await worker.on_connect()
+        for ident, reason in list(self.unserved.items()):
+            await self.link.publish(topics.state_update(ident), _unknown(reason))
+
+    async def _on_message(self, ident: str, kind: topics.Kind, msg: ResultIn) -> None:
+        worker = self.workers.get(ident)
+        if worker is not None:
+            worker.on_message(kind, msg)
+        elif kind == "twin_update_result" and msg.failed and ident in self.unserved:
+            log.debug("%s: %s", ident, msg.reason)
+
+
+def _unknown(reason: str) -> dict[str, Any]:
+    """``state/update`` of a device the mapper cannot serve, with why."""
+    return state_out(str(uuid.uuid4()), now_ms(), "unknown", reason[:MAX_REASON])
+
+
+__all__ = ["Mapper", "MapperSettings", "topic_id"]

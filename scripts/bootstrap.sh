@@ -15,6 +15,7 @@ command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_apt+=(runc)
 [ -x /bin/busybox ] && /bin/busybox --list-full >/dev/null 2>&1 || need_apt+=(busybox-static)
 [ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need_apt+=(containernetworking-plugins)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
+command -v socat >/dev/null 2>&1 || need_apt+=(socat)  # a serial line (pty pair) for the Modbus RTU tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

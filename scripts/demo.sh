@@ -123,8 +123,8 @@ PY
 
 say "register a thermostat (KubeEdge v1beta1 DeviceModel + Device) and start its mapper"
 ctl apply -f examples/devices/thermostat-model.yaml -f examples/devices/thermostat-device.yaml
-python -m devices --broker "mqtt://127.0.0.1:$MQTT_PORT" --device thermostat-1 \
-  --report-interval 1 2>"$DEMO/mapper.log" & pids+=($!)
+python -m devices --broker "mqtt://127.0.0.1:$MQTT_PORT" --local-api "$LOCAL_API" \
+  2>"$DEMO/mapper.log" & pids+=($!)
 reported() { ctl get devices thermostat-1 -o json | python3 -c '
 import json, sys
 d = json.load(sys.stdin)

@@ -20,10 +20,13 @@
     │   ├── Gone                  a watch asked for history that was compacted away
     │   └── InvalidObject         a manifest that is not a valid object
     ├── ConfigError               bad settings or files on disk
-    └── ContainerRuntimeError     the container runtime (CRI) refused or failed a call
-        ├── RuntimeUnavailable    its socket does not answer
-        ├── RuntimeNotFound       no such sandbox, container or image
-        └── RuntimeTimeout        no answer within the deadline
+    ├── ContainerRuntimeError     the container runtime (CRI) refused or failed a call
+    │   ├── RuntimeUnavailable    its socket does not answer
+    │   ├── RuntimeNotFound       no such sandbox, container or image
+    │   └── RuntimeTimeout        no answer within the deadline
+    └── DeviceError               a real device (behind a mapper's driver) failed
+        ├── DeviceUnreachable     no answer at all: the device is offline until it answers
+        └── PropertyError         the device answered but refused this one property
 
 Third-party errors are wrapped with ``raise ... from`` so the cause stays visible.
 Modules never exit the process; only the command-line entry points turn these into exit codes.
@@ -135,3 +138,15 @@ class RuntimeNotFound(ContainerRuntimeError):
 
 class RuntimeTimeout(ContainerRuntimeError):
     """The runtime did not answer within the deadline."""
+
+
+class DeviceError(BridgeError):
+    """A device behind a mapper's driver failed."""
+
+
+class DeviceUnreachable(DeviceError):
+    """The device does not answer (refused, timed out, link gone): it is offline."""
+
+
+class PropertyError(DeviceError, ValueError):
+    """The device answered but this property cannot be read or written (address, type, range)."""

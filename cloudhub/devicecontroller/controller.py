@@ -244,9 +244,13 @@ def _apply(status: dict[str, Any], suffix: str, content: Any) -> bool:
         status["twins"] = merged
         return True
     state = parse_state_report(content)
-    before = (status.get("state"), status.get("lastOnlineTime"))
+    before = (status.get("state"), status.get("lastOnlineTime"), status.get("stateReason"))
     status["state"] = state.state
+    # why a device is offline or unknown, as its mapper said (an edgebridge addition); empty
+    # rather than absent when there is none: statuses are merged key by key
+    if state.reason or status.get("stateReason"):
+        status["stateReason"] = state.reason or ""
     if state.state == "online":
         ts = state.timestamp / 1000 if state.timestamp else time.time()
         status["lastOnlineTime"] = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return before != (status.get("state"), status.get("lastOnlineTime"))
+    return before != (status.get("state"), status.get("lastOnlineTime"), status.get("stateReason"))

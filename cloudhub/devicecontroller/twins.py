@@ -1,15 +1,16 @@
 """How an edge's twin report lands in ``Device.status``: pure merge rules.
 
-The edge reports KubeEdge's twin payload (``twin/edge_updated``): per property the edge's
-``expected`` (the desired value it holds) and ``actual`` (the reported value), each with
-``{cloud, edge}`` versions. Reported values are edge-owned, so the cloud keeps, per property,
-the report with the greatest ``(cloud, edge)`` version and ignores older or repeated ones:
+The edge reports KubeEdge's twin payload (``twin/edge_updated``, parsed by :mod:`wire.twin`):
+per property the edge's ``expected`` (the desired value it holds) and ``actual`` (the reported
+value), each with ``{cloud, edge}`` versions. Reported values are edge-owned, so the cloud keeps,
+per property, the greatest report by the twin's total order (:meth:`wire.twin.TwinValue.order`,
+the edge's own) and ignores older or repeated ones:
 re-sent outbox rows and out-of-order deliveries change nothing, and nothing reverts
 (KubeEdge can revert status: its §12 item 6). ``observedDesired`` follows the edge's expected
 value by the same rule.
 
 Versions are kept in ``metadata`` (string map, as in KubeEdge's CRD schema) under
-``cloudVersion`` and ``edgeVersion``.
+``cloudVersion`` and ``edgeVersion``, beside the value's ``timestamp``.
 """
 
 from __future__ import annotations
@@ -17,49 +18,20 @@ from __future__ import annotations
 import copy
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from wire.errors import InvalidObject
+from wire.twin import EdgeUpdatedIn, StateIn, TwinValue, merge
 
 _M = TypeVar("_M", bound=BaseModel)
 
 
-class Version(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    cloud: int = 0
-    edge: int = 0
+TwinReport = EdgeUpdatedIn
+"""KubeEdge's ``twin/edge_updated`` content, as :mod:`wire.twin` parses it."""
 
 
-class TwinValue(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    value: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class TwinProperty(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    expected: TwinValue | None = None
-    actual: TwinValue | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    expected_version: Version = Field(default_factory=Version)
-    actual_version: Version = Field(default_factory=Version)
-
-
-class TwinReport(BaseModel):
-    """KubeEdge's ``twin/edge_updated`` content."""
-
-    model_config = ConfigDict(extra="ignore")
-    event_id: str = ""
-    timestamp: int = 0
-    twin: dict[str, TwinProperty]
-
-
-class StateReport(BaseModel):
-    """KubeEdge's ``state/update`` content."""
-
-    model_config = ConfigDict(extra="ignore")
-    state: str
-    timestamp: int = 0
+StateReport = StateIn
+"""KubeEdge's ``state/update`` content, as :mod:`wire.twin` parses it."""
 
 
 def parse_twin_report(content: Any) -> TwinReport:
@@ -83,27 +55,47 @@ def _parse(model: type[_M], content: Any) -> _M:
         raise InvalidObject(f"{where}: {first['msg']}") from exc
 
 
-def _stored_version(entry: dict[str, Any] | None) -> tuple[int, int]:
-    meta = (entry or {}).get("metadata") or {}
+def _stored(entry: dict[str, Any] | None) -> TwinValue | None:
+    """A stored ``reported``/``observedDesired`` entry as the twin value it was made from."""
+    if not isinstance(entry, dict):
+        return None
+    meta = entry.get("metadata") or {}
     try:
-        return int(meta.get("cloudVersion", -1)), int(meta.get("edgeVersion", -1))
-    except (TypeError, ValueError):
-        return (-1, -1)
+        cloud, edge = int(meta["cloudVersion"]), int(meta["edgeVersion"])
+        ts = int(meta.get("timestamp") or 0)
+    except (KeyError, TypeError, ValueError):
+        return None  # written by someone else: any versioned report replaces it
+    removed = meta.get("removed") == "true"
+    value = entry.get("value")
+    return TwinValue(
+        None if removed else str(value if value is not None else ""),
+        cloud,
+        edge,
+        ts,
+        deleted=removed,
+    )
 
 
-def _entry(value: TwinValue, version: Version, typ: str | None, ts: int) -> dict[str, Any]:
+def _entry(value: TwinValue, typ: str | None) -> dict[str, Any]:
     meta: dict[str, str] = {
-        "timestamp": str(value.metadata.get("timestamp") or ts),
-        "cloudVersion": str(version.cloud),
-        "edgeVersion": str(version.edge),
+        "timestamp": str(value.timestamp),
+        "cloudVersion": str(value.cloud),
+        "edgeVersion": str(value.edge),
     }
     if typ:
-        meta["type"] = str(typ)
+        meta["type"] = typ
+    if value.deleted:
+        # an expected without a value: the desired value was removed in the cloud
+        meta["removed"] = "true"
     return {"value": value.value if value.value is not None else "", "metadata": meta}
 
 
 def merge_report(twins: list[dict[str, Any]], report: TwinReport) -> list[dict[str, Any]]:
-    """``status.twins`` after applying ``report``; the input list is not modified."""
+    """``status.twins`` after applying ``report``; the input list is not modified.
+
+    Each side keeps the greater value by :meth:`wire.twin.TwinValue.order`, the order the edge
+    merges with, so re-sent, duplicated and reordered reports end in the same status.
+    """
     out = copy.deepcopy(twins)
     by_name = {t.get("propertyName"): t for t in out if isinstance(t, dict)}
     for prop, incoming in report.twin.items():
@@ -112,19 +104,14 @@ def merge_report(twins: list[dict[str, Any]], report: TwinReport) -> list[dict[s
             twin = {"propertyName": prop}
             out.append(twin)
             by_name[prop] = twin
-        typ = incoming.metadata.get("type")
-        if incoming.actual is not None:
-            v = incoming.actual_version
-            if (v.cloud, v.edge) > _stored_version(twin.get("reported")):
-                twin["reported"] = _entry(incoming.actual, v, typ, report.timestamp)
-        if incoming.expected is not None:
-            v = incoming.expected_version
-            if (v.cloud, v.edge) > _stored_version(twin.get("observedDesired")):
-                # an expected without a value: the desired value was removed in the cloud
-                entry = _entry(incoming.expected, v, typ, report.timestamp)
-                if incoming.expected.value is None:
-                    entry["metadata"]["removed"] = "true"
-                twin["observedDesired"] = entry
+        typ = incoming.metadata.type if incoming.metadata and incoming.metadata.type else None
+        for side, key in (("actual", "reported"), ("expected", "observedDesired")):
+            candidate = incoming.side(side, report.timestamp)
+            if candidate is None:
+                continue
+            held = _stored(twin.get(key))
+            if held is None or (merge(held, candidate) is candidate and candidate != held):
+                twin[key] = _entry(candidate, typ)
     return out
 
 

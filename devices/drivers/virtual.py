@@ -7,21 +7,29 @@ Two properties, matching ``examples/devices/thermostat-model.yaml``:
 - ``setpoint`` (ReadWrite FLOAT, °C, 5-35, default 20.0): what the twin's desired value sets.
 
 The simulation advances one step per *read* of ``temperature``, not with wall-clock time: the
-mapper reads once per report cycle, so the room still warms visibly in a demo, and a run with
+mapper reads once per collect cycle, so the room still warms visibly in a demo, and a run with
 ``seed`` gives the same sequence of values however the event loop happens to schedule things.
+
+As a driver (``protocolName: virtual``) its ``protocol.configData`` takes ``initialTemperature``,
+``setpoint``, ``rate``, ``noise`` and ``seed``; a visitor's ``configData.field`` names the
+simulated quantity (``temperature`` or ``setpoint``; the property name when absent).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from typing import Final
 
-from devices.driver import PropertySpec
-from wire.errors import ConfigError, NotFound, WireError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from devices.config import DeviceConfig, Visitor
+from devices.values import Value
+from wire.errors import ConfigError, PropertyError
 
 TEMPERATURE = "temperature"
 SETPOINT = "setpoint"
+FIELDS: Final = (TEMPERATURE, SETPOINT)
 
 DEFAULT_SETPOINT = 20.0
 #: Where the room starts: a little below the default setpoint, so the demo shows it warming.
@@ -35,23 +43,9 @@ DEFAULT_NOISE = 0.05
 SETPOINT_MIN = 5.0
 SETPOINT_MAX = 35.0
 
-_PROPERTIES: tuple[PropertySpec, ...] = (
-    PropertySpec(
-        name=TEMPERATURE, type="float", writable=False, minimum=-50.0, maximum=100.0, unit="°C"
-    ),
-    PropertySpec(
-        name=SETPOINT,
-        type="float",
-        writable=True,
-        minimum=SETPOINT_MIN,
-        maximum=SETPOINT_MAX,
-        unit="°C",
-    ),
-)
-
 
 class VirtualThermostat:
-    """A :class:`devices.driver.Driver` for a room with a thermostat.
+    """A simulated room with a thermostat (the model behind :class:`VirtualDriver`).
 
     Args:
         seed: seeds the noise; the same seed and the same calls give the same values.
@@ -83,13 +77,6 @@ class VirtualThermostat:
         self._noise = noise
         self._temperature = temperature
         self._setpoint = setpoint
-        # The setpoint is reported back exactly as it was written ("21.5" stays "21.5", "20"
-        # stays "20"), so the edge sees reported == desired and stops sending the delta.
-        self._setpoint_text = str(setpoint)
-
-    def properties(self) -> Sequence[PropertySpec]:
-        """``temperature`` then ``setpoint``."""
-        return _PROPERTIES
 
     @property
     def setpoint(self) -> float:
@@ -107,35 +94,81 @@ class VirtualThermostat:
         self._temperature += self._rate * gap + self._rng.gauss(0.0, self._noise)
         return self._temperature
 
-    async def read(self, prop: str) -> str:
-        """``temperature`` steps the simulation and returns two decimals; ``setpoint`` as written.
+    def set_setpoint(self, value: float) -> None:
+        """Set the setpoint in °C.
 
         Raises:
-            NotFound: neither ``temperature`` nor ``setpoint``.
+            PropertyError: not a finite number within 5-35 °C.
         """
-        if prop == TEMPERATURE:
-            return f"{self.step():.2f}"
-        if prop == SETPOINT:
-            return self._setpoint_text
-        raise NotFound(f"virtual thermostat has no property {prop!r}")
+        if not math.isfinite(value) or not SETPOINT_MIN <= value <= SETPOINT_MAX:
+            raise PropertyError(
+                f"setpoint {value:g} is outside {SETPOINT_MIN:g}-{SETPOINT_MAX:g} °C"
+            )
+        self._setpoint = value
 
-    async def write(self, prop: str, value: str) -> None:
-        """Set the setpoint from a decimal string within 5-35 °C.
 
-        Raises:
-            NotFound: no such property.
-            WireError: ``temperature`` (read-only), or a value that is not a finite number in range.
-        """
-        if prop == TEMPERATURE:
-            raise WireError("temperature is read-only")
-        if prop != SETPOINT:
-            raise NotFound(f"virtual thermostat has no property {prop!r}")
-        text = value.strip()
+class _Protocol(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    initial_temperature: float = Field(default=DEFAULT_TEMPERATURE, alias="initialTemperature")
+    setpoint: float = Field(default=DEFAULT_SETPOINT, ge=SETPOINT_MIN, le=SETPOINT_MAX)
+    rate: float = Field(default=DEFAULT_RATE, gt=0, le=1)
+    noise: float = Field(default=DEFAULT_NOISE, ge=0)
+    seed: int | None = None
+
+
+class VirtualDriver:
+    """The :class:`VirtualThermostat` as a :class:`~devices.driver.Driver`.
+
+    Raises:
+        ConfigError: bad configData, or a visitor naming a quantity the room does not have.
+    """
+
+    def __init__(self, device: DeviceConfig) -> None:
+        where = f"device {device.key}"
         try:
-            number = float(text)
-        except ValueError as exc:
-            raise WireError(f"setpoint {value!r} is not a number") from exc
-        if not math.isfinite(number) or not SETPOINT_MIN <= number <= SETPOINT_MAX:
-            raise WireError(f"setpoint {value!r} is outside {SETPOINT_MIN:g}-{SETPOINT_MAX:g} °C")
-        self._setpoint = number
-        self._setpoint_text = text
+            p = _Protocol.model_validate(dict(device.protocol_config))
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise ConfigError(f"{where}: protocol configData: {loc}: {err['msg']}") from exc
+        self._fields: dict[str, str] = {}
+        for v in device.properties:
+            field = str(v.config.get("field") or v.name)
+            if field not in FIELDS:
+                raise ConfigError(
+                    f"{where}: property {v.name}: field {field!r} is not one of {', '.join(FIELDS)}"
+                )
+            self._fields[v.name] = field
+        self.room = VirtualThermostat(
+            seed=p.seed,
+            setpoint=p.setpoint,
+            temperature=p.initial_temperature,
+            rate=p.rate,
+            noise=p.noise,
+        )
+
+    async def connect(self) -> None:
+        """Nothing to open: the room is in memory."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    def _field(self, visitor: Visitor) -> str:
+        field = self._fields.get(visitor.name)
+        if field is None:
+            raise PropertyError(f"the virtual thermostat has no property {visitor.name!r}")
+        return field
+
+    async def read(self, visitor: Visitor) -> Value:
+        """``temperature`` steps the simulation (two decimals); ``setpoint`` as set."""
+        if self._field(visitor) == TEMPERATURE:
+            return round(self.room.step(), 2)
+        return self.room.setpoint
+
+    async def write(self, visitor: Visitor, value: Value) -> None:
+        """Set the setpoint; the temperature is read-only."""
+        if self._field(visitor) == TEMPERATURE:
+            raise PropertyError("temperature is read-only")
+        if isinstance(value, str | bool):
+            raise PropertyError(f"setpoint {value!r} is not a number")
+        self.room.set_setpoint(float(value))

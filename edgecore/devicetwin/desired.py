@@ -4,7 +4,7 @@ Devices and DeviceModels come from metamanager's cache (the module lists them, t
 so the twin sees only objects that are on disk. A Device whose ``spec.nodeName`` is this node
 makes the device a member (``membership/updated`` announces it); its
 ``spec.properties[].desired.value`` at ``metadata.generation`` G becomes the expected value
-``(value, (G, 0))``, merged by :mod:`edgecore.devicetwin.merge` with what the edge holds (a
+``(value, (G, 0))``, merged by :mod:`wire.twin` with what the edge holds (a
 mapper's local edit of the same generation wins; a newer generation wins over it). A desired
 value the spec no longer has becomes a tombstone. Each change is staged like a report: twin
 rows, one outbox row for the cloud, a document, and a delta check after the commit.
@@ -21,7 +21,6 @@ import logging
 import uuid
 from typing import Any
 
-from edgecore.devicetwin import merge as m
 from edgecore.devicetwin.state import (
     DEFAULT_NAMESPACE,
     Batch,
@@ -31,6 +30,7 @@ from edgecore.devicetwin.state import (
 )
 from edgecore.devicetwin.store import DeviceRecord, TwinRecord
 from edgecore.metamanager.store import StoreEvent
+from wire import twin as m
 from wire.devicemodel import check_desired, property_specs
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,18 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from edgecore.devicetwin import merge as m
-from edgecore.devicetwin.payloads import (
+from edgecore.devicetwin.state import (
+    DEFAULT_NAMESPACE,
+    Batch,
+    Device,
+    Publish,
+    TwinState,
+)
+from edgecore.devicetwin.store import DeviceRecord, TwinRecord
+from wire import topics
+from wire import twin as m
+from wire.devicemodel import check_desired, check_value
+from wire.twin import (
     BaseIn,
     StateUpdateIn,
     TwinUpdateIn,
@@ -33,16 +43,6 @@ from edgecore.devicetwin.payloads import (
     state_out,
     twin_result,
 )
-from edgecore.devicetwin.state import (
-    DEFAULT_NAMESPACE,
-    Batch,
-    Device,
-    Publish,
-    TwinState,
-)
-from edgecore.devicetwin.store import DeviceRecord, TwinRecord
-from wire import topics
-from wire.devicemodel import check_desired, check_value
 
 log = logging.getLogger(__name__)
 
@@ -308,9 +308,9 @@ class MqttHandlers:
         batch.writes.devices[dev.id] = DeviceRecord(
             record.id, record.name, record.namespace, record.description, req.state, last_online
         )
-        state = req.state
+        state, reason = req.state, req.reason
         self._s.stage_upstream(
-            batch, dev, "state/update", lambda row_id: state_out(row_id, now, state)
+            batch, dev, "state/update", lambda row_id: state_out(row_id, now, state, reason)
         )
         topic = reply_topic("state", topic_id)
         eid = req.event_id

@@ -20,7 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgecore.devicetwin.payloads import (
+from edgecore.devicetwin.store import DeviceRecord, NewOutboxRow, TwinRecord, WriteSet
+from wire import topics
+from wire.devicemodel import PropertySpec
+from wire.devicemodel import same_value as _same_value
+from wire.twin import (
     membership_device,
     membership_updated,
     twin_delta,
@@ -28,10 +32,6 @@ from edgecore.devicetwin.payloads import (
     twin_json,
     twin_result,
 )
-from edgecore.devicetwin.store import DeviceRecord, NewOutboxRow, TwinRecord, WriteSet
-from wire import topics
-from wire.devicemodel import PropertySpec
-from wire.devicemodel import same_value as _same_value
 
 NAME = "twin"
 DEFAULT_NAMESPACE = "default"

@@ -38,8 +38,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from edgecore.devicetwin.merge import Twin, TwinValue
 from wire.errors import ConfigError, StoreError
+from wire.twin import Twin, TwinValue
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ from edgecore.devicetwin.store import NewOutboxRow, TwinStore
 from hive.bus import Bus
 from hive.local_messages import bus_message
 from wire.errors import StoreError
+from wire.twin import json_side, merge
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +66,6 @@ class _Flight:
     deadline: float
 
 
-def _side_order(entry: dict[str, Any], side: str) -> tuple[int, int, int] | None:
-    """``(cloud, edge, timestamp)`` of one side (``expected``/``actual``) of a twin entry."""
-    value = entry.get(side)
-    version = entry.get(f"{side}_version")
-    if not isinstance(value, dict) or not isinstance(version, dict):
-        return None
-    meta = value.get("metadata")
-    ts = meta.get("timestamp") if isinstance(meta, dict) else None
-    return (
-        int(version.get("cloud", 0)),
-        int(version.get("edge", 0)),
-        ts if isinstance(ts, int) else 0,
-    )
-
-
 def merge_property(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """Two upstream twin entries of one property as one: each side the newer by version.
 
@@ -90,8 +76,9 @@ def merge_property(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str,
         return new
     out: dict[str, Any] | None = None
     for side in ("expected", "actual"):
-        o, n = _side_order(old, side), _side_order(new, side)
-        if o is None or (n is not None and n >= o):
+        o, n = json_side(old, side), json_side(new, side)
+        # the twin's own total order (wire.twin): the cloud keeps the same winner
+        if o is None or merge(o, n) is not o:
             continue
         if out is None:
             out = dict(new)

@@ -1,4 +1,4 @@
-"""A real mosquitto for the mapper tests, and a test client that plays edgecore's part.
+"""A real mosquitto for the mapper tests, a test client that plays edgecore's part, mappers.
 
 The mapper's job is the wire, so the tests check the wire: a real broker on a free 127.0.0.1
 port (config in ``tmp_path``, no persistence), restartable on the same port, and an aiomqtt
@@ -22,9 +22,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from devices.driver import Driver
-from devices.drivers.virtual import VirtualThermostat
+from devices.driver import Registry
 from devices.mapper import Mapper, MapperSettings
+from devices.source import StaticSource
 from tests.support.procs import free_port, wait_until
 
 
@@ -157,32 +157,49 @@ def connect_edge() -> Callable[[int], contextlib.AbstractAsyncContextManager[Fak
     return open_edge
 
 
-MapperFactory = Callable[..., Mapper]
+@dataclass
+class Running:
+    """A mapper running in-process against the test broker, fed by a static source."""
+
+    mapper: Mapper
+    source: StaticSource
+    task: asyncio.Task[None]
+
+    def serve(self, *objects: dict[str, Any]) -> None:
+        """Add or replace Devices/DeviceModels; the mapper reconciles."""
+        self.source.put(*objects)
+
+
+MapperFactory = Callable[..., Running]
 
 
 @pytest.fixture
 async def start_mapper(broker: Broker) -> AsyncIterator[MapperFactory]:
-    """Start in-process mappers against ``broker``; stops them at the end of the test."""
-    running: list[tuple[Mapper, asyncio.Task[None]]] = []
+    """Start in-process mappers against ``broker``; stopped (they say offline) at the end."""
+    running: list[Running] = []
 
-    def factory(driver: Driver | None = None, **settings: Any) -> Mapper:
+    def factory(
+        *objects: dict[str, Any], registry: Registry | None = None, **settings: Any
+    ) -> Running:
         options: dict[str, Any] = {
-            "device": "thermostat-1",
             "broker": broker.url,
-            "report_interval": 0.1,
             "reconnect_initial": 0.1,
             "reconnect_cap": 0.2,
+            "device_reconnect_cap": 0.3,
         }
         options.update(settings)
-        mapper = Mapper(driver or VirtualThermostat(seed=1), MapperSettings(**options))
-        running.append((mapper, asyncio.create_task(mapper.run())))
-        return mapper
+        source = StaticSource()
+        source.put(*objects)
+        mapper = Mapper(MapperSettings(**options), source, registry=registry or Registry())
+        run = Running(mapper, source, asyncio.create_task(mapper.run()))
+        running.append(run)
+        return run
 
     yield factory
-    for mapper, _ in running:
-        mapper.stop()
-    for _, task in running:
+    for run in running:
+        run.mapper.stop()
+    for run in running:
         try:
-            await asyncio.wait_for(task, 5)
+            await asyncio.wait_for(run.task, 5)
         except TimeoutError:
-            task.cancel()
+            run.task.cancel()

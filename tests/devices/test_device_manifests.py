@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from devices.drivers.virtual import VirtualThermostat
+import pytest
+
+from devices.config import device_config
+from devices.driver import Registry
+from devices.drivers.virtual import VirtualDriver
 from wire import manifests
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "devices"
@@ -43,16 +47,31 @@ def test_device_refers_to_the_model_on_edge_1() -> None:
         assert isinstance(prop["reportCycle"], int) and isinstance(prop["collectCycle"], int)
 
 
-def test_model_matches_the_virtual_driver() -> None:
-    """Every model property has the driver's name, type, access mode and range, and no more."""
-    model_props = {p["name"]: p for p in _load("thermostat-model.yaml")["spec"]["properties"]}
-    driver_props = {p.name: p for p in VirtualThermostat().properties()}
-    assert set(model_props) == set(driver_props)
-    for name, spec in driver_props.items():
-        prop = model_props[name]
-        assert prop["type"] == spec.type.upper()
-        assert prop["accessMode"] == ("ReadWrite" if spec.writable else "ReadOnly")
-        # KubeEdge v1beta1 keeps minimum/maximum as strings.
-        assert float(prop["minimum"]) == spec.minimum
-        assert float(prop["maximum"]) == spec.maximum
-        assert prop["unit"] == spec.unit
+def test_model_and_device_parse_for_the_virtual_driver() -> None:
+    """The pair parses into a DeviceConfig the virtual driver accepts, with the model's types."""
+    config = device_config(_load("thermostat-device.yaml"), _load("thermostat-model.yaml"))
+    assert config.protocol == "virtual"
+    props = {v.name: v for v in config.properties}
+    assert props["temperature"].type == props["setpoint"].type == "FLOAT"
+    assert props["setpoint"].writable and not props["temperature"].writable
+    assert props["temperature"].collect_cycle == 1.0
+    VirtualDriver(config)
+
+
+@pytest.mark.parametrize(
+    ("model_file", "device_file"),
+    [
+        ("modbus-model.yaml", "modbus-device.yaml"),
+        ("modbus-model.yaml", "modbus-rtu-device.yaml"),
+        ("opcua-model.yaml", "opcua-device.yaml"),
+        ("thermostat-model.yaml", "thermostat-device.yaml"),
+    ],
+)
+def test_every_example_validates_and_builds_its_driver(model_file: str, device_file: str) -> None:
+    """Each example pair passes manifest validation and its driver accepts the configData."""
+    model, device = _load(model_file), _load(device_file)
+    assert manifests.validate_all([model, device]) == [model, device]
+    config = device_config(device, model)
+    driver = Registry(load_entry_points=False).create(config)
+    assert {v.name for v in config.properties} <= {p["name"] for p in model["spec"]["properties"]}
+    assert driver is not None

@@ -1,95 +1,82 @@
-"""``python -m devices`` as a user runs it: reports, a readable status line, clean exits."""
+"""``python -m devices`` as a user runs it: --help, the drivers, bad flags as one line."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from tests.devices.conftest import Broker, FakeEdge
-
-T = "$hw/events/device/thermostat-1"
+pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture
-async def mapper_process(
-    broker: Broker, tmp_path: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    log = (tmp_path / "mapper.log").open("wb")
+async def _run(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "devices",
-        "--broker",
-        broker.url,
-        "--device",
-        "thermostat-1",
-        "--seed",
-        "3",
-        "--report-interval",
-        "0.1",
-        stdout=log,
-        stderr=asyncio.subprocess.STDOUT,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    log.close()
-    yield proc
-    if proc.returncode is None:
-        proc.kill()
-        await proc.wait()
-
-
-async def test_cli_reports_prints_status_and_stops_cleanly(
-    edge: FakeEdge, mapper_process: asyncio.subprocess.Process, tmp_path: Path
-) -> None:
-    """The command reports, logs ``thermostat-1 temperature=...``, and exits 0 on SIGTERM."""
-    await edge.wait_for(f"{T}/twin/update", lambda p: "temperature" in p["twin"])
-    mapper_process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(mapper_process.wait(), 5) == 0
-    await edge.wait_for(f"{T}/state/update", lambda p: p["state"] == "offline")
-    output = (tmp_path / "mapper.log").read_text()
-    assert "thermostat-1 temperature=" in output
-    assert " setpoint=20.0" in output
-
-
-async def test_killed_mapper_is_announced_offline_by_its_will(
-    edge: FakeEdge, mapper_process: asyncio.subprocess.Process
-) -> None:
-    """After kill -9 of the mapper the broker publishes its Last Will: state ``offline``."""
-    await edge.wait_for(f"{T}/twin/update")
-    mapper_process.kill()
-    await mapper_process.wait()
-    await edge.wait_for(f"{T}/state/update", lambda p: p["state"] == "offline")
-
-
-@pytest.mark.parametrize(
-    ("args", "code", "message"),
-    [
-        (["--broker", "http://127.0.0.1"], 1, "scheme must be mqtt:// or tcp://"),
-        (["--report-interval", "0"], 1, "--report-interval"),
-        (["--driver", "modbus"], 2, "invalid choice"),
-        ([], 2, "--device"),
-    ],
-)
-async def test_bad_usage_exits_with_one_line(args: list[str], code: int, message: str) -> None:
-    """Bad settings exit 1 and bad usage exits 2, each with the reason on stderr."""
-    device = ["--device", "thermostat-1"] if args else []
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "devices",
-        *device,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 10)
-    assert proc.returncode == code
-    assert message in err.decode()
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_help_explains_the_flags() -> None:
+    """--help names the broker, the local API and the device filter."""
+    code, out, _ = await _run("--help")
+    assert code == 0
+    for flag in ("--broker", "--local-api", "--device", "--namespace"):
+        assert flag in out
+
+
+async def test_list_drivers_names_the_built_in_protocols() -> None:
+    """--list-drivers prints modbus, opcua and virtual, one a line."""
+    code, out, _ = await _run("--list-drivers")
+    assert code == 0
+    assert {"modbus", "opcua", "virtual"} <= set(out.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--broker", "http://127.0.0.1"], "scheme must be mqtt:// or tcp://"),
+        (["--broker", "mqtt://127.0.0.1:99999"], "bad port"),
+        (["--local-api", "nowhere"], "--local-api 'nowhere'"),
+        (["--local-api", "127.0.0.1:0"], "--local-api"),
+        (["--device", ""], "--device"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+async def test_bad_flags_exit_2_with_one_line(args: list[str], message: str) -> None:
+    """Bad flags exit 2 with the reason on one stderr line, no traceback."""
+    code, _, err = await _run(*args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+async def test_waits_for_the_edge_and_stops_cleanly_on_sigterm() -> None:
+    """With no broker and no local API yet, it waits (one warning each); SIGTERM exits 0."""
+    import signal
+
+    from tests.support.procs import free_port
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "devices",
+        "--broker", f"mqtt://127.0.0.1:{free_port()}",
+        "--local-api", f"127.0.0.1:{free_port()}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = b""
+    while b"local API" not in seen or b"broker" not in seen.split(b"drivers", 1)[-1]:
+        line = await asyncio.wait_for(proc.stderr.readline(), 15)
+        assert line, seen.decode()
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    _, rest = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0
+    assert "Traceback" not in (seen + rest).decode()

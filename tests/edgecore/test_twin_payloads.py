@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from edgecore.devicetwin import merge as m
 from edgecore.devicetwin.mqtt_handlers import _update_from_json, decode, validate
-from edgecore.devicetwin.payloads import (
+from wire import twin as m
+from wire.twin import (
     StateUpdateIn,
     TwinUpdateIn,
     dump,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from edgecore.devicetwin import merge as m
 from edgecore.devicetwin.store import (
     MIGRATIONS,
     DeviceRecord,
@@ -17,6 +16,7 @@ from edgecore.devicetwin.store import (
     WriteSet,
 )
 from edgecore.metamanager.store import Change, MetaStore
+from wire import twin as m
 from wire.errors import ConfigError
 
 

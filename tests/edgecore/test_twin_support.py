@@ -19,7 +19,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from edgecore.devicetwin.module import TwinModule
-from edgecore.devicetwin.payloads import (
+from edgecore.metamanager.store import Change, MetaStore
+from hive.bus import Bus
+from tests.support.procs import wait_until as _wait_until
+from wire.messages import Message
+from wire.resources import key_of
+from wire.twin import (
     BaseOut,
     ErrorResult,
     MembershipResult,
@@ -30,11 +35,6 @@ from edgecore.devicetwin.payloads import (
     TwinResult,
     dump,
 )
-from edgecore.metamanager.store import Change, MetaStore
-from hive.bus import Bus
-from tests.support.procs import wait_until as _wait_until
-from wire.messages import Message
-from wire.resources import key_of
 
 NODE = "edge-1"
 DEV = "$hw/events/device/thermostat-1"

@@ -248,22 +248,20 @@ def insecure_context() -> ssl.SSLContext:
 
 
 class Mapper:
-    """The virtual thermostat mapper (``python -m devices``) against an edge's broker."""
+    """``python -m devices`` against an edge's broker and local API (all its devices, or one)."""
 
-    def __init__(
-        self, tmp: Path, edge: Edge, device: str = "thermostat-1", *, interval: float = 0.2
-    ):
+    def __init__(self, tmp: Path, edge: Edge, device: str | None = None) -> None:
         self.device = device
+        only = ["--device", device] if device else []
         self.proc = Proc(
-            f"mapper-{device}",
+            f"mapper-{device or edge.name}",
             [
                 PY, "-m", "devices",
                 "--broker", f"mqtt://127.0.0.1:{edge.mqtt_port}",
-                "--device", device,
-                "--report-interval", str(interval),
-                "--seed", "7",
+                "--local-api", f"127.0.0.1:{edge.api_port}",
+                *only,
             ],
-            tmp / f"mapper-{device}.log",
+            tmp / f"mapper-{device or edge.name}.log",
         )  # fmt: skip
 
     def start(self) -> None:

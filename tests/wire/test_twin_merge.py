@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgecore.devicetwin import merge as m
+from wire import twin as m
 
 small = st.integers(min_value=0, max_value=3)
 values = st.builds(
