@@ -51,8 +51,17 @@ def update_payload(event_id: str, value: float, now_ms: int) -> bytes:
 class EdgeCore:
     """``python -m edgecore join`` then ``run`` with the internal mosquitto on a free port."""
 
-    def __init__(self, *, workdir: Path, node: str, stop_grace: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        node: str,
+        stop_grace: float = 10.0,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.node = node
+        #: more ``edgecore run`` options (e.g. ``--heartbeat 1``)
+        self.extra_args = list(extra_args or [])
         self.data_dir = workdir / "edge"
         self.log_path = workdir / "edgecore.log"
         self.api_port = free_port()
@@ -75,11 +84,12 @@ class EdgeCore:
     def db_path(self) -> Path:
         return self.data_dir / "edgecore.db"
 
-    def join(self, *, hub: CloudHub, token: str) -> None:
+    def join(self, *, hub: CloudHub, token: str, ws_port: int | None = None) -> None:
+        """Join ``hub`` (its edge port, or ``ws_port``: a proxy in front of it)."""
         res = subprocess.run(
             [
                 sys.executable, "-m", "edgecore", "join",
-                "--cloud", f"127.0.0.1:{hub.ws_port}",
+                "--cloud", f"127.0.0.1:{ws_port or hub.ws_port}",
                 "--token", token,
                 "--node-name", self.node,
                 "--cert-port", str(hub.https_port),
@@ -96,6 +106,7 @@ class EdgeCore:
             "--data-dir", str(self.data_dir),
             "--local-api", f"127.0.0.1:{self.api_port}",
             "--mqtt-port", str(self.mqtt_port),
+            *self.extra_args,
         ]  # fmt: skip
         self._launch(argv)
         log.info("edgecore pid %d: local API %d, mqtt %d", self.pid, self.api_port, self.mqtt_port)
@@ -130,6 +141,11 @@ class EdgeCore:
 
     @property
     def broker_pid(self) -> int | None:
+        return self._broker_pid
+
+    def find_broker(self) -> int | None:
+        """The pid of edgecore's mosquitto now (edgecore restarts it when it dies)."""
+        self._broker_pid = self._find_broker()
         return self._broker_pid
 
     def stop(self) -> None:
