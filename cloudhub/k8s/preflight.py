@@ -57,10 +57,11 @@ class Right:
     required: bool = True
 
     def describe(self) -> str:
-        """``update secrets/edgebridge-auth in edgebridge``-style text."""
-        what = self.resource + (f"/{self.subresource}" if self.subresource else "")
-        if self.group:
-            what = f"{what}.{self.group}"
+        """``update secrets edgebridge-auth in edgebridge``, ``get nodes/status``-style text
+        (as ``kubectl auth can-i`` names them)."""
+        what = f"{self.resource}.{self.group}" if self.group else self.resource
+        if self.subresource:
+            what += f"/{self.subresource}"
         if self.name:
             what += f" {self.name}"
         return f"{self.verb} {what}" + (f" in {self.namespace}" if self.namespace else "")
