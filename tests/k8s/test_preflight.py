@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from cloudhub.k8s.api import LEASES, KubeApi
+from cloudhub.k8s.api import DEVICES, LEASES, NODES, PODS, KubeApi
 from cloudhub.k8s.preflight import Right, check_cluster, rights
 from tests.support.kubeapi import REPO, KubeApiEmulator
-from wire.errors import ConfigError, NotFound
+from wire.errors import ConfigError, NotFound, StoreError
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -128,3 +128,21 @@ def test_rbac_yaml_grants_every_right_checked() -> None:
     docs = [d for d in yaml.safe_load_all((REPO / "deploy" / "rbac.yaml").read_text()) if d]
     missing = [r.describe() for r in rights("edgebridge") if not granted(docs, r)]
     assert missing == []
+
+
+async def test_custom_resources_are_served_once_their_crd_exists(
+    bare: KubeApiEmulator, bare_api: KubeApi
+) -> None:
+    """As the API server: Devices are 404 until the CRD is applied, then listed."""
+    with pytest.raises(NotFound):
+        await bare_api.list(DEVICES)
+    install_crds(bare)
+    assert (await bare_api.list(DEVICES))["items"] == []
+
+
+async def test_a_denied_request_is_forbidden(bare: KubeApiEmulator, bare_api: KubeApi) -> None:
+    """deny() makes the real request fail with 403, not only the review."""
+    bare.deny("list", "pods")
+    with pytest.raises(StoreError, match=r"HTTP 403"):
+        await bare_api.list(PODS)
+    assert (await bare_api.list(NODES))["items"] == []
