@@ -92,18 +92,6 @@ def open_store(settings: CloudSettings) -> ObjectStore:
     return EmbeddedStore(settings.store_path)
 
 
-async def check_cluster(settings: CloudSettings, store: ObjectStore) -> None:
-    """On a cluster: the namespace (created if allowed), the CRDs and the rights cloudhub
-    uses, else a ConfigError naming what is missing and the ``kubectl apply`` that fixes it."""
-    if not cluster_requested(settings.kubeconfig):
-        return
-    from cloudhub.k8s.preflight import check_cluster as check
-    from cloudhub.store.kubernetes import KubeStore
-
-    assert isinstance(store, KubeStore)
-    await check(store.api, namespace=settings.cluster_namespace)
-
-
 def open_ledger(settings: CloudSettings, store: ObjectStore) -> AuthLedger:
     """Where token uses and certificates are remembered: ``auth.db``, or on a cluster one
     Secret every replica shares (a revocation made through one replica must hold on all, and
@@ -115,6 +103,18 @@ def open_ledger(settings: CloudSettings, store: ObjectStore) -> AuthLedger:
         assert isinstance(store, KubeStore)
         return KubeLedger(store.api, namespace=settings.cluster_namespace)
     return SqliteLedger(settings.auth_path)
+
+
+async def check_cluster(settings: CloudSettings, store: ObjectStore) -> None:
+    """On a cluster: the namespace (created if allowed), the CRDs and the rights cloudhub
+    uses, else a ConfigError naming what is missing and the ``kubectl apply`` that fixes it."""
+    if not cluster_requested(settings.kubeconfig):
+        return
+    from cloudhub.k8s.preflight import check_cluster as check
+    from cloudhub.store.kubernetes import KubeStore
+
+    assert isinstance(store, KubeStore)
+    await check(store.api, namespace=settings.cluster_namespace)
 
 
 @dataclass
