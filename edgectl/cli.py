@@ -1,6 +1,6 @@
 """``edgectl``: operate the fleet through cloudhub's admin API.
 
-The command line is the contract (see docs/reference.md): global options before the command, then
+The command line is the contract (see CONTRACT.md): global options before the command, then
 ``token create``, ``apply``, ``get``, ``delete`` or ``twin set``. Conventions:
 
 - **One line on stderr for every failure**, prefixed ``edgectl:``, naming the problem (the kind,
