@@ -7,9 +7,9 @@ cloudhub created for it, and nothing in Kubernetes removes those on its own here
   since it must outlive a replica's restart, not the Node's deletion);
 - its **node Lease** in ``kube-node-lease`` (created with the Node as owner, so a real
   cluster's garbage collector removes it; deleting it here does not depend on that);
-- its **pods**: Kubernetes' pod garbage collector force-deletes pods bound to a Node that no
-  longer exists; cloudhub does the same for edge nodes at once (a pod's deletion has no
-  kubelet to confirm it there).
+- its **pods**: Kubernetes' pod garbage collector force-deletes pods bound to a Node that has
+  been gone for 40 s (its quarantine, so a Node that comes straight back keeps them); cloudhub
+  does the same for edge Nodes, so it happens on clusters without a pod GC as well.
 
 Each replica watches edge Nodes and does this on every DELETED event; replicas racing on the
 same deletion find the objects gone (404) and move on. At start-up (and after every re-list)
@@ -34,6 +34,9 @@ from wire.errors import Conflict, Gone, NotFound, StoreError
 
 log = logging.getLogger(__name__)
 
+#: seconds a deleted Node's pods are left alone in case it returns (Kubernetes' pod GC: 40)
+POD_QUARANTINE = 40.0
+
 
 class NodeReaper:
     """Removes a deleted edge Node's leases and pods."""
@@ -42,19 +45,37 @@ class NodeReaper:
     group = routes.LIFECYCLE_GROUP
     enabled = True
 
-    def __init__(self, *, store: ObjectStore, api: KubeApi, namespace: str) -> None:
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        api: KubeApi,
+        namespace: str,
+        pod_quarantine: float = POD_QUARANTINE,
+    ) -> None:
         """Args:
         store: the Kubernetes store (its node list and watch select edge Nodes).
         api: the cluster connection, for leases and pods.
         namespace: where the ownership Leases live (``edgebridge``).
+        pod_quarantine: seconds a deleted Node's pods wait before they are deleted, in case
+            the Node comes back (a re-join under the same name): 40, as Kubernetes' pod GC.
         """
         self._store = store
         self._api = api
         self._namespace = namespace
-        #: nodes whose leftovers were removed, for tests and logs
+        #: see ``pod_quarantine`` (settable: tests shorten it)
+        self.pod_quarantine = pod_quarantine
+        #: nodes whose leases were removed, and whose pods were looked at after the
+        #: quarantine (for tests and logs)
         self.reaped = 0
+        self.collected = 0
 
     async def run(self) -> None:
+        # The pod collections wait out their quarantine in this group: they end with the module.
+        async with asyncio.TaskGroup() as pending:
+            await self._follow(pending)
+
+    async def _follow(self, pending: asyncio.TaskGroup) -> None:
         delays = backoff(cap=10.0)
         while True:
             try:
@@ -63,7 +84,9 @@ class NodeReaper:
                 delays = backoff(cap=10.0)
                 async for event in self._store.watch("node", rv):
                     if event.type == "DELETED":
-                        await self.reap(str(event.object["metadata"]["name"]))
+                        node = str(event.object["metadata"]["name"])
+                        await self.reap(node)
+                        pending.create_task(self.collect_pods(node), name=f"podgc:{node}")
             except Gone:
                 continue  # re-list
             except StoreError as exc:
@@ -74,20 +97,36 @@ class NodeReaper:
                 await asyncio.sleep(delay)
 
     async def reap(self, node: str) -> None:
-        """Remove ``node``'s ownership Lease, node Lease and pods (each once; 404 is fine)."""
+        """Remove ``node``'s ownership Lease and node Lease (404 is fine)."""
         removed = 0
         for namespace in (self._namespace, NODE_LEASE_NAMESPACE):
             removed += await self._delete_lease(namespace, node)
+        self.reaped += 1
+        log.info("node %s was deleted: removed %d lease(s)", node, removed)
+
+    async def collect_pods(self, node: str) -> None:
+        """After the quarantine, delete the pods bound to ``node`` if it is still gone."""
+        await asyncio.sleep(self.pod_quarantine)
         try:
+            await self._collect(node)
+        finally:
+            self.collected += 1
+
+    async def _collect(self, node: str) -> None:
+        try:
+            if await self._node_exists(node):
+                log.info("node %s is back: its pods stay", node)
+                return
             listed = await self._api.list(PODS, field_selector=f"spec.nodeName={node}")
         except StoreError as exc:
-            log.warning("node %s was deleted; cannot list its pods: %s", node, exc)
-            listed = {}
+            log.warning("node %s was deleted; cannot collect its pods: %s", node, exc)
+            return
         pods: list[dict[str, Any]] = listed.get("items") or []
+        removed = 0
         for pod in pods:
             removed += await self._delete_pod(node, pod)
-        self.reaped += 1
-        log.info("node %s was deleted: removed %d lease(s) and pod(s) bound to it", node, removed)
+        if removed:
+            log.info("node %s is gone: deleted %d pod(s) bound to it", node, removed)
 
     async def sweep(self, nodes: set[str]) -> None:
         """Remove ownership Leases nobody holds whose Node is gone (deleted while down)."""

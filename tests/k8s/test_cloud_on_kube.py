@@ -100,7 +100,9 @@ async def test_a_failed_join_leaves_no_node(
 async def test_a_deleted_node_takes_its_leases_and_pods_along(
     kubeapi: KubeApiEmulator, cloud: cloud_app.CloudApp, tmp_path: Path, api: KubeApi
 ) -> None:
-    """kubectl delete node: its ownership and node Leases go, and its pods are deleted."""
+    """kubectl delete node: its ownership and node Leases go, and its pods after the quarantine."""
+    assert cloud.cluster is not None
+    cloud.cluster.reaper.pod_quarantine = 0.2
     await join_edge(cloud, tmp_path)
     kubeapi.seed(lease("edge-1", "edgebridge", holder="a"))
     kubeapi.seed(lease("edge-1", "kube-node-lease", holder="edge-1"))
@@ -115,6 +117,21 @@ async def test_a_deleted_node_takes_its_leases_and_pods_along(
         )
     )
     assert kubeapi.get("pods", "default", "other") is not None
+
+
+async def test_a_node_back_within_the_quarantine_keeps_its_pods(
+    kubeapi: KubeApiEmulator, cloud: cloud_app.CloudApp, tmp_path: Path, api: KubeApi
+) -> None:
+    """Deleted and joined again at once (same name): its pods are not collected."""
+    assert cloud.cluster is not None
+    cloud.cluster.reaper.pod_quarantine = 1.0
+    await join_edge(cloud, tmp_path)
+    kubeapi.seed(pod("web", "edge-1"))
+    await api.delete(NODES, None, "edge-1")
+    await wait_until(lambda: cloud.cluster is not None and cloud.cluster.reaper.reaped == 1)
+    await join_edge(cloud, tmp_path)
+    await wait_until(lambda: cloud.cluster is not None and cloud.cluster.reaper.collected == 1)
+    assert kubeapi.get("pods", "default", "web") is not None
 
 
 async def test_edgectl_delete_node_releases_its_lease(
