@@ -98,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    try:
+        importlib.import_module("cloudhub.cli")
+    except ImportError as exc:
+        venv = ROOT / ".venv" / "bin" / "python"
+        if venv.exists() and Path(sys.executable) != venv:
+            os.execv(venv, [str(venv), __file__, *sys.argv[1:]])  # the project's own venv
+        print(f"gen-reference: {exc}: run scripts/bootstrap.sh first", file=sys.stderr)
+        return 1
     current = REFERENCE.read_text()
     wanted = render(current)
     if args.check:
