@@ -10,8 +10,8 @@ retried forever. Instead cloudhub asks first:
   creates it if a ``SelfSubjectAccessReview`` says it may, else reports it missing;
 - **the CRDs**: discovery of ``devices.kubeedge.io/v1beta1`` lists ``devices`` and
   ``devicemodels`` once they are installed;
-- **its rights**: one ``SelfSubjectAccessReview`` per verb and resource in :data:`RIGHTS` (the
-  same table ``deploy/rbac.yaml`` grants, which a test keeps in step). The admin rights behind
+- **its rights**: one ``SelfSubjectAccessReview`` per verb and resource in :func:`rights`
+  (what ``deploy/rbac.yaml`` grants; a test keeps the two in step). The admin rights behind
   ``edgectl apply/delete/twin`` are optional (the binding may be left out): missing ones are
   a warning.
 
@@ -25,6 +25,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from cloudhub.auth.kube_ledger import DEFAULT_SECRET as AUTH_SECRET
 from cloudhub.k8s.api import DEVICEMODELS, DEVICES, LEASES, KubeApi, Resource
 from cloudhub.k8s.nodelease import NODE_LEASE_NAMESPACE
 from wire.errors import ConfigError, Conflict, NotFound, StoreError
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 
 #: the Lease a dry-run create names to probe the namespace (never stored)
 PROBE_NAME = "edgebridge-preflight"
-#: the Secret the auth ledger keeps (cloudhub.auth.kube_ledger)
-AUTH_SECRET = "edgebridge-auth"
 
 FIX_NAMESPACE = "kubectl apply -f deploy/namespace.yaml"
 FIX_CRDS = "kubectl apply -f deploy/crds/"
@@ -171,10 +170,6 @@ class Findings:
         if not parts:
             return None
         return "the cluster is not ready for cloudhub: " + "; ".join(parts)
-
-
-def crd_names() -> tuple[str, ...]:
-    return tuple(f"{r.plural}.{r.group}" for r in (DEVICES, DEVICEMODELS))
 
 
 async def check_cluster(api: KubeApi, *, namespace: str) -> Findings:
