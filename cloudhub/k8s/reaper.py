@@ -14,8 +14,8 @@ cloudhub created for it, and nothing in Kubernetes removes those on its own here
 Each replica watches edge Nodes and does this on every DELETED event; replicas racing on the
 same deletion find the objects gone (404) and move on. At start-up (and after every re-list)
 it also removes unheld ownership Leases whose Node is gone: deletions made while no replica
-ran. Every delete is guarded by the object's uid, so a Node re-created under the same name
-keeps what was made for the new one.
+ran. Each delete is guarded by the uid of the object as just read, and a Node joined again
+under the same name within the quarantine keeps its pods.
 """
 
 from __future__ import annotations
