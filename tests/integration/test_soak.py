@@ -26,7 +26,7 @@ def test_short_soak_loses_nothing(tmp_path: Path) -> None:
     )  # fmt: skip
     figures = dict(re.findall(r"^(\w+): (\S+)", done.stdout, re.M))
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-    assert int(figures["faults_injected"]) >= 3
+    assert int(figures["faults_injected"]) >= 2
     assert int(figures["reports_accepted"]) > 0
     assert figures["lost"] == "0" and figures["reverts"] == "0"
     assert figures["converged"] == "yes" and figures["rss_grew"] == "no"
