@@ -262,6 +262,15 @@ class Admin:
         for i in range(0, len(objects), batch):
             await self.apply(objects[i : i + batch])
 
+    async def list(self, plural: str) -> list[dict[str, Any]]:
+        """GET /admin/v1/{plural}: every object of that kind (all namespaces)."""
+        async with self._session.get(f"/admin/v1/{plural}") as resp:
+            body: dict[str, Any] = await resp.json()
+            if resp.status != 200:
+                raise RuntimeError(f"list failed ({resp.status}): {body.get('error')}")
+            items: list[dict[str, Any]] = body.get("items") or []
+            return items
+
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         async with self._session.get(f"/admin/v1/{plural}/{namespace}/{name}") as resp:
             body: dict[str, Any] = await resp.json()

@@ -131,6 +131,7 @@ async def serve_emulator(kubeconfig: Path, bookmark_interval: float) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     async with BenchEmulator(bookmark_interval=bookmark_interval) as api:
+        api.install_edgebridge()
         tmp = kubeconfig.with_suffix(".tmp")
         api.write_kubeconfig(tmp)
         os.replace(tmp, kubeconfig)  # whole or absent: the parent polls for it

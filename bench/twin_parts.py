@@ -87,11 +87,12 @@ class EdgeCore:
     def db_path(self) -> Path:
         return self.data_dir / "edgecore.db"
 
-    def join(self, *, hub: CloudHub, token: str) -> None:
+    def join(self, *, hub: CloudHub, token: str, ws_port: int | None = None) -> None:
+        """Join ``hub`` (its edge port, or ``ws_port``: a proxy in front of it)."""
         res = subprocess.run(
             [
                 sys.executable, "-m", "edgecore", "join",
-                "--cloud", f"127.0.0.1:{hub.ws_port}",
+                "--cloud", f"127.0.0.1:{ws_port or hub.ws_port}",
                 "--token", token,
                 "--node-name", self.node,
                 "--cert-port", str(hub.https_port),
@@ -151,6 +152,11 @@ class EdgeCore:
         if p is not None and p.poll() is None:
             p.kill()
             p.wait(5)
+
+    def find_broker(self) -> int | None:
+        """The pid of edgecore's mosquitto now (edgecore restarts it when it dies)."""
+        self._broker_pid = self._find_broker()
+        return self._broker_pid
 
     def stop(self) -> None:
         p = self._popen

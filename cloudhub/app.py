@@ -44,6 +44,7 @@ from cloudhub.hub.module import HubModule, WorkerTls
 from cloudhub.k8s import cluster_requested
 from cloudhub.k8s.lifecycle import NodeLifecycle
 from cloudhub.k8s.ownership import NodeOwnership
+from cloudhub.k8s.reaper import NodeReaper
 from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
@@ -125,12 +126,25 @@ def open_ledger(settings: CloudSettings, store: ObjectStore) -> AuthLedger:
     return SqliteLedger(settings.auth_path)
 
 
+async def check_cluster(settings: CloudSettings, store: ObjectStore) -> None:
+    """On a cluster: the namespace (created if allowed), the CRDs and the rights cloudhub
+    uses, else a ConfigError naming what is missing and the ``kubectl apply`` that fixes it."""
+    if not cluster_requested(settings.kubeconfig):
+        return
+    from cloudhub.k8s.preflight import check_cluster as check
+    from cloudhub.store.kubernetes import KubeStore
+
+    assert isinstance(store, KubeStore)
+    await check(store.api, namespace=settings.cluster_namespace)
+
+
 @dataclass
 class Cluster:
     """What Kubernetes mode adds: node ownership between replicas and node heartbeats."""
 
     ownership: NodeOwnership
     lifecycle: NodeLifecycle
+    reaper: NodeReaper
 
     @classmethod
     def build(cls, settings: CloudSettings, store: ObjectStore, bus: Bus) -> Cluster:
@@ -147,10 +161,11 @@ class Cluster:
         )
         bus.register(routes.NODELIFECYCLE, routes.LIFECYCLE_GROUP)
         lifecycle = NodeLifecycle(bus=bus, heartbeat=NodeHeartbeat(store.api))
+        reaper = NodeReaper(store=store, api=store.api, namespace=settings.cluster_namespace)
         log.info(
             "Kubernetes mode: replica %s, node leases in %s", identity, settings.cluster_namespace
         )
-        return cls(ownership, lifecycle)
+        return cls(ownership, lifecycle, reaper)
 
 
 def kubelet_endpoint(settings: CloudSettings, https_port: int) -> KubeletEndpoint | None:
@@ -195,6 +210,7 @@ async def start(settings: CloudSettings) -> CloudApp:
     store = open_store(settings)
     try:
         await store.start()
+        await check_cluster(settings, store)
         ledger = open_ledger(settings, store)
         await ledger.start()
     except BaseException:
@@ -299,6 +315,7 @@ async def start(settings: CloudSettings) -> CloudApp:
     runner.start_module(fleet)
     if cluster is not None:
         runner.start_module(cluster.lifecycle)
+        runner.start_module(cluster.reaper)
     runner.spawn(
         "gc-tuning",
         lambda: freeze_after_bursts(

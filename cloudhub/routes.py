@@ -44,6 +44,8 @@ DEVICECONTROLLER = "devicecontroller"
 CERTCONTROLLER = "certcontroller"
 #: Kubernetes mode only: renews kube-node-lease heartbeats of connected nodes
 NODELIFECYCLE = "nodelifecycle"
+#: Kubernetes mode only: removes a deleted edge Node's leases and pods (not on the bus)
+NODEREAPER = "nodereaper"
 #: modules told about node presence besides edgecontroller
 LIFECYCLE_GROUP = "lifecycle"
 HTTPSERVER = "httpserver"

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
+# systemd-analyze verifies deploy/'s units in the tests (systemd itself need not run)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)  # the fleet page test drives it headless
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)

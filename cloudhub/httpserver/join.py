@@ -113,16 +113,18 @@ class JoinApi:
             logger.error("join of node %s: cannot count the token use: %s", node, exc)
             return _text(503, f"cannot record the join: {exc}")
         try:
-            await self._ensure_node(node)
+            created = await self._ensure_node(node)
         except StoreError as exc:
             logger.error("node %s: cannot create its Node object: %s", node, exc)
             return _text(503, f"cannot record node {node}: {exc}")
         try:
             cert = (await self._issuer.issue(csr, node)).der
         except AuthError as exc:
+            await self._undo_node(node, created)
             return _text(400, str(exc))
         except StoreError as exc:
             logger.error("node %s: cannot record its certificate: %s", node, exc)
+            await self._undo_node(node, created)
             return _text(503, f"cannot record the certificate of {node}: {exc}")
         logger.info("node %s joined from %s", node, request.remote)
         return web.Response(body=cert, content_type=DER_CONTENT_TYPE)
@@ -164,11 +166,30 @@ class JoinApi:
         logger.info("renewed the certificate of node %s over HTTPS", node)
         return web.Response(body=cert.der, content_type=DER_CONTENT_TYPE)
 
-    async def _ensure_node(self, node: str) -> None:
+    async def _ensure_node(self, node: str) -> bool:
+        """Create the node's Node unless it exists; whether it was created now."""
         try:
             await self._store.get("node", None, node)
         except NotFound:
             await self._store.apply([node_manifest(node)])
+            return True
+        return False
+
+    async def _undo_node(self, node: str, created: bool) -> None:
+        """A join that failed after creating the Node removes it again: no Node is left
+        behind that no edge can ever serve (Unknown for good, without a Lease)."""
+        if not created:
+            return
+        try:
+            await self._store.delete("node", None, node)
+        except NotFound:
+            pass
+        except StoreError as exc:
+            logger.error(
+                "node %s: the join failed and its Node could not be removed: %s", node, exc
+            )
+            return
+        logger.info("node %s: removed the Node created by the failed join", node)
 
 
 def _peer_cert(request: web.Request) -> bytes | None:

@@ -18,7 +18,7 @@ from cloudhub import routes
 from cloudhub.k8s.nodelease import NodeHeartbeat
 from hive.backoff import backoff
 from hive.bus import Bus
-from wire.errors import StoreError
+from wire.errors import NotFound, StoreError
 from wire.resources import split_node_prefix
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,10 @@ class NodeLifecycle:
                 self.renewals += 1
                 delays = backoff(cap=self._heartbeat.renew_interval)
                 await asyncio.sleep(self._heartbeat.renew_interval)
+            except NotFound:
+                log.info("node %s was deleted; its node lease is no longer renewed", node)
+                self._renewers.pop(node, None)
+                return
             except StoreError as exc:
                 delay = next(delays)
                 log.warning(

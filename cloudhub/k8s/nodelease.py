@@ -126,22 +126,22 @@ class NodeHeartbeat:
         """How often to call :meth:`renew_lease`, seconds (a quarter of the duration)."""
         return self._duration / 4
 
-    async def renew_lease(self, node: str, *, node_uid: str | None = None) -> None:
+    async def renew_lease(self, node: str) -> None:
         """Create or renew ``kube-node-lease/{node}`` (holder: the node, as a kubelet does).
 
-        Args:
-            node_uid: the Node's uid; makes the Node the lease's owner when it is created,
-                so the lease is garbage-collected with the Node.
+        A lease is created only for a Node that exists, with the Node as its owner, so it is
+        garbage-collected with the Node (and a renewal racing a deletion cannot bring it back).
 
         Raises:
+            NotFound: the Node does not exist (deleted): stop renewing.
             Conflict: the lease is held by a different identity, or kept changing.
             StoreError: the API failed.
         """
         if await self._leases.renew(node, node, self._duration):
             return
-        owner = None
-        if node_uid:
-            owner = {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid}
+        found = await self._api.get(NODES, None, node)
+        owner = {"apiVersion": "v1", "kind": "Node", "name": node}
+        owner["uid"] = str((found.get("metadata") or {}).get("uid") or "")
         if not await self._leases.acquire(node, node, self._duration, owner=owner):
             raise Conflict(f"node lease {NODE_LEASE_NAMESPACE}/{node} could not be renewed")
 

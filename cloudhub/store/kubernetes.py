@@ -28,7 +28,8 @@ still conflicts raises :class:`~wire.errors.Conflict`.
 **Pod deletion without a kubelet.** ``kubectl delete`` of a pod on a node only marks it
 (``deletionTimestamp``) and waits for that node's kubelet to confirm. Edge nodes have none, so
 this store reports a marked pod as DELETED at once (the edge drops it) and, for pods on edge
-nodes only, confirms the deletion itself with a 0-second delete guarded by the pod's uid.
+nodes (or on a Node that no longer exists, as Kubernetes' pod GC would) only, confirms the
+deletion itself with a 0-second delete guarded by the pod's uid.
 """
 
 from __future__ import annotations
@@ -177,23 +178,14 @@ class KubeStore:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Check that the API answers and the Device CRDs are installed.
+        """Check that the API answers (what cloudhub needs of it is
+        :mod:`cloudhub.k8s.preflight`'s business).
 
         Raises:
             StoreError: the API server cannot be reached or refuses our credentials.
         """
         version = await self._api.request("GET", "/version", what="connect")
         log.info("using Kubernetes %s at %s", version.get("gitVersion", "?"), self._api.host)
-        try:
-            await self._api.request(
-                "GET", f"/apis/{DEVICES.group}/{DEVICES.version}", what="discover devices"
-            )
-        except NotFound:
-            log.warning(
-                "the %s CRDs are not installed (kubectl apply -f deploy/crds/); devices and "
-                "device models will not be mirrored until they are",
-                DEVICES.api_version,
-            )
 
     async def close(self) -> None:
         """End watches and background work, close the connection. Safe to call twice."""
@@ -490,8 +482,12 @@ class KubeStore:
         try:
             if not node_name:
                 return
-            node = await self._api.get(NODES, None, node_name)
-            if EDGE_ROLE_LABEL not in ((node.get("metadata") or {}).get("labels") or {}):
+            try:
+                node = await self._api.get(NODES, None, node_name)
+            except NotFound:
+                node = None  # the Node is gone: no kubelet will ever confirm (podgc's case)
+            labels = ((node or {}).get("metadata") or {}).get("labels") or {}
+            if node is not None and EDGE_ROLE_LABEL not in labels:
                 return  # a kubelet's pod: its kubelet confirms
             await self._api.delete(
                 PODS,

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.conftest import _started
 from tests.integration.manifests import bundle, configmap
-from tests.support.procs import Cloud, Edge, KubeApi, wait_until
+from tests.support.procs import CRDS, Cloud, Edge, KubeApi, wait_until
 from tests.support.proxy import FaultProxy
 
 pytestmark = pytest.mark.timeout(120)
@@ -93,6 +93,26 @@ async def test_edge_becomes_a_ready_node_and_kubectl_pods_reach_it(
         assert cloud.node_ready("edge-1")
     finally:
         cloud.proc.stop()
+
+
+async def test_cloudhub_on_a_cluster_without_crds_exits_with_the_fix(tmp_path: Path) -> None:
+    """README's "From outside the cluster" without the CRDs: exit 1, one line naming them."""
+    kube = KubeApi(tmp_path)
+    _started.append(kube.proc)
+    await kube.start(crds=False)
+    try:
+        cloud = await cluster_cloud(tmp_path, kube, "a")
+        cloud.proc.start()
+        assert cloud.proc.popen is not None
+        assert cloud.proc.popen.wait(30) == 1
+        lines = [ln for ln in cloud.proc.text().splitlines() if ln.startswith("cloudhub:")]
+        assert len(lines) == 1 and "kubectl apply -f deploy/crds/" in lines[0]
+        assert "Traceback" not in cloud.proc.text()
+        kube.kubectl("apply", "--validate=false", "-f", str(CRDS))
+        await cloud.start()  # the fix named works
+        assert kube.get("namespace", "edgebridge")["metadata"]["name"] == "edgebridge"
+    finally:
+        kube.proc.stop()
 
 
 async def test_second_replica_takes_over_a_node_after_the_first_is_killed(

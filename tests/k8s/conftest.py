@@ -20,6 +20,7 @@ from tests.support.kubeapi import KubeApiEmulator
 @pytest.fixture
 async def kubeapi() -> AsyncIterator[KubeApiEmulator]:
     async with KubeApiEmulator(bookmark_interval=0.2) as api:
+        api.install_edgebridge()
         yield api
 
 

@@ -53,7 +53,7 @@ async def test_the_node_lease_is_created_owned_by_the_node_then_renewed(
 ) -> None:
     """kube-node-lease/{node}: holder the node, 40 s, owned by the Node; renewals move renewTime."""
     uid = kubeapi.seed(node("edge-1"))["metadata"]["uid"]
-    await heartbeat.renew_lease("edge-1", node_uid=uid)
+    await heartbeat.renew_lease("edge-1")
     lease = kubeapi.get("leases", "kube-node-lease", "edge-1", group="coordination.k8s.io")
     assert lease is not None
     assert lease["spec"]["holderIdentity"] == "edge-1"
@@ -64,7 +64,7 @@ async def test_the_node_lease_is_created_owned_by_the_node_then_renewed(
     assert heartbeat.renew_interval == 10
     kubeapi.reset_counts()
     clock.now += timedelta(seconds=10)
-    await heartbeat.renew_lease("edge-1", node_uid=uid)
+    await heartbeat.renew_lease("edge-1")
     renewed = kubeapi.get("leases", "kube-node-lease", "edge-1", group="coordination.k8s.io")
     assert renewed is not None and renewed["spec"]["renewTime"] == "2026-01-01T00:00:10.000000Z"
     assert kubeapi.count() == 1 and kubeapi.count("update", NODE_LEASE) == 1
@@ -117,6 +117,15 @@ async def test_a_conflicting_status_patch_is_retried(
     written = await heartbeat.report_status("edge-1", ready=True)
     assert written["status"]["conditions"][0]["status"] == "True"
     assert kubeapi.count("patch", NODE_STATUS) == 2
+
+
+async def test_no_node_lease_is_created_for_a_missing_node(
+    kubeapi: KubeApiEmulator, heartbeat: NodeHeartbeat
+) -> None:
+    """A renewal racing the Node's deletion does not bring its lease back: NotFound."""
+    with pytest.raises(NotFound):
+        await heartbeat.renew_lease("edge-1")
+    assert kubeapi.get("leases", "kube-node-lease", "edge-1", group="coordination.k8s.io") is None
 
 
 async def test_status_of_a_missing_node_is_not_found(heartbeat: NodeHeartbeat) -> None:

@@ -29,6 +29,20 @@ async def test_graceful_delete_on_an_edge_node_is_confirmed(
     await watch.stop()
 
 
+async def test_graceful_delete_of_a_pod_whose_node_is_gone_is_confirmed(
+    kubeapi: KubeApiEmulator, store: KubeStore, api: KubeApi
+) -> None:
+    """A pod bound to a deleted Node does not stay Terminating: cloudhub confirms (podgc)."""
+    kubeapi.seed(pod("a", "edge-gone"))
+    _, rv = await store.list("pod")
+    watch = Collector(store.watch("pod", rv))
+    await wait_until(lambda: kubeapi.open_watches == 1)
+    await api.delete(PODS, "default", "a")
+    await wait_until(lambda: watch.seen("DELETED", "a"))
+    await wait_until(lambda: kubeapi.get("pods", "default", "a") is None)
+    await watch.stop()
+
+
 async def test_graceful_delete_on_a_kubelet_node_is_left_to_the_kubelet(
     kubeapi: KubeApiEmulator, store: KubeStore, api: KubeApi
 ) -> None:

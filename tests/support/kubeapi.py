@@ -23,12 +23,19 @@ over plain HTTP, with the semantics that matter:
   ``/status`` subresources, ``uid``, ``creationTimestamp``, ``generation`` bumped on spec
   change, unchanged writes skipped, graceful deletion of pods bound to a node.
 - **Discovery** (``/version``, ``/api``, ``/apis``, group versions) for the resources in
-  :data:`tests.support.kubeapi_model.RESOURCES`: enough for ``kubectl apply``.
+  :data:`tests.support.kubeapi_model.RESOURCES`: enough for ``kubectl apply``. A custom
+  resource is served only once its CustomResourceDefinition exists.
+- **Namespaces** as the API server's admission has them: ``default``, ``kube-system``,
+  ``kube-public`` and ``kube-node-lease`` exist; creating an object in any other namespace
+  is refused (404 ``namespaces "X" not found``) until its Namespace object is created.
+- **Authorization**: everything is allowed unless a test calls ``deny()``; a denied request
+  gets 403 Forbidden, and ``SelfSubjectAccessReview`` answers what ``deny()`` left allowed.
 
 Test hooks: ``requests`` counts ``(verb, path)`` and ``log`` keeps every request with its
 query; ``compact()`` drops the history (old RVs get 410); ``expire_watches()`` also ends open
 watches with a 410; ``inject()`` fails the next matching requests (e.g. a 409 Conflict);
-``kill_watches()`` ends every open stream; ``freeze_watches()`` makes them silent.
+``kill_watches()`` ends every open stream; ``freeze_watches()`` makes them silent;
+``deny()`` takes a right away (RBAC).
 ``python -m tests.support.kubeapi --kubeconfig PATH`` runs it standalone.
 """
 
@@ -52,6 +59,7 @@ from tests.support import kubelet_proxy
 from tests.support.kubeapi_model import RESOURCES, Obj, Predicate, ResourceType, translate
 from tests.support.kubeapi_state import ApiError, Event, ObjectState, check_identity
 
+REPO = Path(__file__).resolve().parents[2]
 _MERGE_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 _Target = tuple[ResourceType, str, str | None, str | None]  # resource, namespace, name, sub
 
@@ -72,6 +80,16 @@ class _Injection:
     method: str
     path: str | None
     times: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Denial:
+    verb: str
+    group: str
+    #: ``plural`` or ``plural/subresource``
+    resource: str
+    #: None: in every namespace
+    namespace: str | None
 
 
 @dataclass(eq=False)
@@ -109,6 +127,7 @@ class KubeApiEmulator:
         self._port = port
         self._watches: set[_Watch] = set()
         self._injections: list[_Injection] = []
+        self._denials: set[_Denial] = set()
         self._thawed = asyncio.Event()
         self._thawed.set()
         self._runner: web.AppRunner | None = None
@@ -173,6 +192,13 @@ class KubeApiEmulator:
 
     # ------------------------------------------------------------------ direct state access
 
+    def install_edgebridge(self, namespace: str = "edgebridge") -> None:
+        """What ``kubectl apply -f deploy/namespace.yaml -f deploy/crds/`` creates: the
+        namespace and the Device CRDs (from the project's own files)."""
+        self.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        for crd in sorted((REPO / "deploy" / "crds").glob("*.yaml")):
+            self.seed(yaml.safe_load(crd.read_text()))
+
     @property
     def resource_version(self) -> str:
         return str(self.state.rv)
@@ -219,6 +245,24 @@ class KubeApiEmulator:
     def inject(self, status: int, *, method: str, path: str | None = None, times: int = 1) -> None:
         """Fail the next ``times`` requests with ``method`` (on ``path``, if given)."""
         self._injections.append(_Injection(status, method.upper(), path, times))
+
+    def deny(
+        self, verb: str, resource: str, *, group: str = "", namespace: str | None = None
+    ) -> None:
+        """Take a right away: ``verb`` on ``resource`` (``plural`` or ``plural/sub``) in
+        ``group``, in ``namespace`` (None: everywhere) is refused with 403 and reviewed as
+        not allowed."""
+        self._denials.add(_Denial(verb, group, resource, namespace))
+
+    def allowed(self, verb: str, group: str, resource: str, namespace: str | None) -> bool:
+        """What RBAC answers for one request (``namespace`` None or "": cluster scope)."""
+        return not any(
+            d.verb in (verb, "*")
+            and d.group == group
+            and d.resource == resource
+            and d.namespace in (None, namespace or None)
+            for d in self._denials
+        )
 
     def clear_injections(self) -> None:
         """Forget every pending :meth:`inject`."""
@@ -273,6 +317,17 @@ class KubeApiEmulator:
             if target is None:
                 return _json(self._discovery(path))
             res, ns, name, sub = target
+            resource = f"{res.plural}/{sub}" if sub else res.plural
+            if not self.allowed(verb, res.group, resource, ns):
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{res.plural} is forbidden: User "emulator" cannot {verb} resource '
+                    f'"{resource}" in API group "{res.group}"'
+                    + (f' in the namespace "{ns}"' if ns else " at the cluster scope"),
+                )
+            if res.plural == "selfsubjectaccessreviews" and verb == "create":
+                return _json(self._review(await _body(request)), 201)
             if sub in ("log", "exec") and name is not None:
                 return await self._to_kubelet(request, res, ns, name, sub)
             if verb == "watch":
@@ -340,7 +395,7 @@ class KubeApiEmulator:
             if inner is not None and inner.namespaced:
                 ns, rest = rest[1], rest[2:]
         res = self._by_path.get((group, version, rest[0]))
-        if res is None or len(rest) > 3:
+        if res is None or len(rest) > 3 or not self.state.served(res):
             raise ApiError(404, "NotFound", f"the server could not find the resource {path}")
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
@@ -349,9 +404,32 @@ class KubeApiEmulator:
             raise ApiError(404, "NotFound", f"no subresource {sub} on {res.plural}")
         return res, ns, name, sub
 
+    def _review(self, body: Obj) -> Obj:
+        """A SelfSubjectAccessReview answered from the :meth:`deny` list."""
+        attrs = (body.get("spec") or {}).get("resourceAttributes") or {}
+        resource = str(attrs.get("resource") or "")
+        if attrs.get("subresource"):
+            resource += f"/{attrs['subresource']}"
+        allowed = self.allowed(
+            str(attrs.get("verb") or ""),
+            str(attrs.get("group") or ""),
+            resource,
+            attrs.get("namespace") or None,
+        )
+        status: Obj = {"allowed": allowed}
+        if not allowed:
+            status["reason"] = "denied by the emulator's deny()"
+        return {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": body.get("spec") or {},
+            "status": status,
+        }
+
     def _discovery(self, path: str) -> Obj:
         groups: dict[str, list[ResourceType]] = {}
-        for res in RESOURCES:
+        for res in filter(self.state.served, RESOURCES):
             groups.setdefault(res.group_version, []).append(res)
         named = [gv for gv in groups if "/" in gv]
         if path == "/version":

@@ -67,12 +67,28 @@ RESOURCES: tuple[ResourceType, ...] = (
         status=True,
     ),
     ResourceType(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        namespaced=False,
+    ),
+    ResourceType(
         "devices.kubeedge.io", "v1beta1", "devices", "Device", True, status=True, custom=True
     ),
     ResourceType(
         "devices.kubeedge.io", "v1beta1", "devicemodels", "DeviceModel", True, custom=True
     ),
 )
+
+
+#: the namespaces a new cluster has; writes into any other wait for its Namespace object
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def crd_name(res: ResourceType) -> str:
+    """The CustomResourceDefinition that makes a custom resource served: ``plural.group``."""
+    return f"{res.plural}.{res.group}"
 
 
 class SelectorError(ValueError):

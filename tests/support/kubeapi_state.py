@@ -19,11 +19,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.support.kubeapi_model import (
+    INITIAL_NAMESPACES,
     RESOURCES,
     Obj,
     Predicate,
     ResourceType,
     SelectorError,
+    crd_name,
     field_selector,
     label_selector,
     merge_patch,
@@ -93,6 +95,34 @@ class ObjectState:
         self.history = history
         #: called with every committed event, synchronously
         self.listeners: set[Callable[[Event], None]] = set()
+        for ns in INITIAL_NAMESPACES:  # there from the start, as in a new cluster
+            self.objects[("", "namespaces", "", ns)] = {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": ns,
+                    "uid": str(uuid.uuid4()),
+                    "creationTimestamp": now(),
+                    "resourceVersion": "1",
+                },
+                "status": {"phase": "Active"},
+            }
+
+    def served(self, res: ResourceType) -> bool:
+        """Built-in resources always; a custom one once its CRD exists (as the API server)."""
+        if not res.custom:
+            return True
+        return ("apiextensions.k8s.io", "customresourcedefinitions", "", crd_name(res)) in (
+            self.objects
+        )
+
+    def require_namespace(self, ns: str) -> None:
+        """Writes into a namespace that does not exist are refused with 404, as the API
+        server's NamespaceLifecycle admission does."""
+        if ("", "namespaces", "", ns) not in self.objects:
+            raise ApiError(
+                404, "NotFound", f'namespaces "{ns}" not found', name=ns, kind="namespaces"
+            )
 
     # ------------------------------------------------------------------ reads
 
@@ -187,6 +217,8 @@ class ObjectState:
         if res.namespaced:
             ns = ns or meta.get("namespace") or "default"
         check_identity(res, body, ns, meta["name"])
+        if res.namespaced:
+            self.require_namespace(ns)
         key = (res.group, res.plural, ns, meta["name"])
         if key in self.objects:
             raise ApiError(

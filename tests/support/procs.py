@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 PY = sys.executable
+CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
 
 
 def free_port() -> int:
@@ -294,10 +295,13 @@ class KubeApi:
             tmp / "kubeapi.log",
         )
 
-    async def start(self) -> None:
+    async def start(self, *, crds: bool = True) -> None:
         self.proc.start()
         await wait_until(lambda: self.kubeconfig.exists() and self.kubeconfig.stat().st_size > 0)
         await wait_until(lambda: self.kubectl("get", "nodes", check=False).returncode == 0)
+        # as the README's "From outside the cluster": the CRDs; cloudhub creates the namespace
+        if crds:
+            self.kubectl("apply", "--validate=false", "-f", str(CRDS))
 
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True
