@@ -278,15 +278,6 @@ class Admin:
                 raise RuntimeError(f"get failed ({resp.status}): {body.get('error')}")
             return body
 
-    async def list(self, plural: str) -> list[dict[str, Any]]:
-        """GET /admin/v1/{plural}: the items."""
-        async with self._session.get(f"/admin/v1/{plural}") as resp:
-            body: dict[str, Any] = await resp.json()
-            if resp.status != 200:
-                raise RuntimeError(f"list {plural}: HTTP {resp.status}: {body}")
-            items: list[dict[str, Any]] = body.get("items") or []
-            return items
-
     async def delete(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         async with self._session.delete(f"/admin/v1/{plural}/{namespace}/{name}") as resp:
             body: dict[str, Any] = await resp.json()
