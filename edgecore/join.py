@@ -171,6 +171,7 @@ async def join(
             f"invalid node name {node_name!r}: use lowercase letters, digits, '-' and '.'"
         )
     ca_hash, bare_jwt = split_token(token)
+    _check_writable(_absolute(data_dir))
     existing = _existing_settings(_absolute(data_dir), node_name)
 
     client_timeout = aiohttp.ClientTimeout(total=request_timeout)
@@ -184,6 +185,8 @@ async def join(
             raise ConfigError(
                 f"{_url(host, cert_port, '/ca.crt')} did not send a DER cert"
             ) from exc
+        # Before the certificate request, so a wrong --cloud port spends no use of the token.
+        await check_ws_port(host, ws_port, ca_der=ca_der, timeout=request_timeout)
         key, csr_der = make_key_and_csr(node_name)
         cert_der = await _fetch_cert(
             session, host, cert_port, ca_der=ca_der, jwt=bare_jwt, node=node_name, csr=csr_der
@@ -231,6 +234,23 @@ def _existing_settings(data_dir: Path, node_name: str) -> EdgeSettings | None:
             f"re-join as {existing.node_name!r}, or use another --data-dir for {node_name!r}"
         )
     return existing
+
+
+def _check_writable(data_dir: Path) -> None:
+    """Fail before the cloud is asked (and a token use spent) when the credentials could not
+    be written: the data dir, or the nearest directory above it that exists, must be a
+    directory this process may write.
+
+    Raises:
+        ConfigError: naming the path in the way.
+    """
+    path = data_dir
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir():
+        raise ConfigError(f"cannot use data dir {data_dir}: {path} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot use data dir {data_dir}: {path} is not writable")
 
 
 def _absolute(path: Path) -> Path:
@@ -304,6 +324,56 @@ async def _fetch_cert(
         raise ConfigError(f"cannot reach cloudhub at {url}: {_reason(exc)}") from exc
     except TimeoutError as exc:
         raise ConfigError(f"cannot reach cloudhub at {url}: timed out") from exc
+
+
+async def check_ws_port(host: str, port: int, *, ca_der: bytes, timeout: float) -> None:
+    """Check that ``host:port`` is this cloud's websocket port: it answers TLS with a
+    certificate of the pinned CA, and (unlike cloudhub's HTTPS port, which has the same
+    certificate) it insists on a client certificate before it answers anything.
+
+    Raises:
+        ConfigError: nothing answers there, it is not TLS, another CA's certificate, or it
+            answers HTTPS requests without a client certificate (the HTTPS port).
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    hint = f"check the port in --cloud {where} (cloudhub's --ws-port, default {DEFAULT_WS_PORT})"
+    ctx = ssl.create_default_context(cadata=ca_der)
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            try:
+                reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) as exc:
+                raise ConfigError(f"the websocket port {where} does not speak TLS: {hint}") from exc
+            # TLS 1.3 finishes the client's handshake before the server has looked at our
+            # (absent) certificate: the refusal arrives with the first read.
+            writer.write(b"GET / HTTP/1.1\r\nHost: edgebridge-join\r\n\r\n")
+            await writer.drain()
+            answer = await reader.read(16)
+    except ssl.SSLCertVerificationError as exc:
+        raise ConfigError(
+            f"the websocket port {where} does not present this cloud's certificate "
+            f"({exc.verify_message}): {hint}"
+        ) from exc
+    except ssl.SSLError as exc:
+        if "ALERT" in (exc.reason or "").upper():
+            return  # our CA's server, refusing a client without a certificate: the edge port
+        raise ConfigError(f"the websocket port {where} does not speak TLS: {hint}") from exc
+    except TimeoutError as exc:
+        raise ConfigError(f"the websocket port {where} did not answer in time: {hint}") from exc
+    except (ConnectionResetError, BrokenPipeError):
+        return  # after the handshake: the same refusal, as a reset
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"cannot reach the websocket port {where}: {why}: {hint}") from exc
+    finally:
+        if writer is not None:
+            writer.close()
+    if answer.startswith(b"HTTP/"):
+        raise ConfigError(
+            f"{where} is cloudhub's HTTPS port (it answers without a client certificate), "
+            f"not its websocket port: {hint}"
+        )
 
 
 def _reason(exc: BaseException) -> str:

@@ -12,6 +12,12 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger(__name__)
 
 
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line for an operator: ``Permission denied: /var/lib/edgecore``."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
 def setup_logging(*, verbose: bool) -> None:
     """One format for every command, to stderr; DEBUG with ``-v``."""
     logging.basicConfig(

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 CM = "/api/v1/namespaces/default/configmaps/web-config"
 POD = "/api/v1/namespaces/default/pods/web"
 HEARTBEAT = 0.5
-_RETRY = re.compile(r"reconnecting in ([0-9.]+)s")
+_RETRY = re.compile(r"(?:reconnecting|retrying) in ([0-9.]+)s")
 
 
 def _retry_delays(edge: Edge) -> list[float]:
