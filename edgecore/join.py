@@ -351,6 +351,11 @@ async def check_ws_port(host: str, port: int, *, ca_der: bytes, timeout: float) 
             await writer.drain()
             answer = await reader.read(16)
     except ssl.SSLCertVerificationError as exc:
+        if "match" in str(exc):
+            raise ConfigError(
+                f"cloudhub's certificate does not name {host!r}: restart cloudhub with "
+                f"--advertise-address {host}"
+            ) from exc
         raise ConfigError(
             f"the websocket port {where} does not present this cloud's certificate "
             f"({exc.verify_message}): {hint}"
