@@ -29,14 +29,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m devices",
         description="A device mapper: reports a device's properties to the edge's device twin "
         "over KubeEdge's MQTT twin protocol and applies the desired values it receives.",
-        epilog="example: python -m devices --broker mqtt://127.0.0.1:1883 "
+        epilog="example: python -m devices --broker mqtt://127.0.0.1:11883 "
         "--device thermostat-1 --driver virtual --seed 1",
     )
     p.add_argument(
         "--broker",
-        default="mqtt://127.0.0.1:1883",
+        default="mqtt://127.0.0.1:11883",
         metavar="URL",
-        help="edge broker, mqtt://[user:password@]host[:port] (default mqtt://127.0.0.1:1883)",
+        help="edge broker, mqtt://[user:password@]host[:port] (default mqtt://127.0.0.1:11883, "
+        "edgecore's internal broker)",
     )
     p.add_argument("--device", required=True, help="the Device's name (metadata.name)")
     p.add_argument("--namespace", default="default", help="the Device's namespace (default)")
