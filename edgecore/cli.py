@@ -165,7 +165,10 @@ async def _run(settings: config.EdgeSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a usage error already said in one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     setup_logging(verbose=args.verbose)
     try:
         if args.command == "join":

@@ -56,6 +56,9 @@ DEFAULT_WS_PORT = 10000
 DEFAULT_CERT_PORT = 10002
 #: Seconds allowed for each HTTPS request of the join (connect + answer).
 DEFAULT_TIMEOUT = 15.0
+#: Seconds the websocket port has to answer (or refuse) a request without a client
+#: certificate once TLS is up: the HTTPS port answers within milliseconds
+_ANSWER_WAIT = 2.0
 NODE_CN_PREFIX = "system:node:"
 
 
@@ -345,11 +348,16 @@ async def check_ws_port(host: str, port: int, *, ca_der: bytes, timeout: float) 
                 reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
             except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) as exc:
                 raise ConfigError(f"the websocket port {where} does not speak TLS: {hint}") from exc
-            # TLS 1.3 finishes the client's handshake before the server has looked at our
-            # (absent) certificate: the refusal arrives with the first read.
-            writer.write(b"GET / HTTP/1.1\r\nHost: edgebridge-join\r\n\r\n")
-            await writer.drain()
-            answer = await reader.read(16)
+        # TLS 1.3 finishes the client's handshake before the server has looked at our
+        # (absent) certificate: the refusal arrives with the first read. Silence is a
+        # refusal too (a proxy in the path may keep our side open): only the HTTPS port
+        # answers a request without a client certificate.
+        writer.write(b"GET / HTTP/1.1\r\nHost: edgebridge-join\r\n\r\n")
+        await writer.drain()
+        try:
+            answer = await asyncio.wait_for(reader.read(16), _ANSWER_WAIT)
+        except TimeoutError:
+            return
     except ssl.SSLCertVerificationError as exc:
         if "match" in str(exc):
             raise ConfigError(

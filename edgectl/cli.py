@@ -239,6 +239,8 @@ def cmd_apply(ctx: Context) -> None:
     result = ctx.client.apply(objects)
     for obj, action in zip(result.objects, result.actions, strict=True):
         ctx.print(f"{object_ref(obj)} {action}")
+    for warning in result.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
 
 
 def _read_source(source: str) -> str:

@@ -51,6 +51,8 @@ class TokenResponse(BaseModel):
 class ApplyResponse(BaseModel):
     objects: list[dict[str, Any]]
     actions: list[Literal["created", "configured", "unchanged"]]
+    #: accepted, but worth telling (a reference to a node or model that does not exist)
+    warnings: list[str] = []
 
 
 class ObjectList(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,8 @@ async def test_offline_reports_and_desired_converge_after_reconnect(
         cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-model.yaml"))
         cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-device.yaml"))
         edge: Edge = make_edge()
-        edge.join(cloud, ws_port=proxy.port)
+        # in a thread: join checks the websocket port through the proxy on this loop
+        await asyncio.to_thread(edge.join, cloud, ws_port=proxy.port)
         await edge.start()
         mapper = Mapper(tmp_path, edge)
         mapper.start()

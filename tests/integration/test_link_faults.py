@@ -28,7 +28,8 @@ def _retry_delays(edge: Edge) -> list[float]:
 async def _through_proxy(cloud: Cloud, make_edge, proxy: FaultProxy) -> Edge:  # type: ignore[no-untyped-def]
     await proxy.start("127.0.0.1", cloud.ws_port)
     edge: Edge = make_edge(heartbeat=HEARTBEAT)
-    edge.join(cloud, ws_port=proxy.port)
+    # in a thread: join checks the websocket port through the proxy, which runs on this loop
+    await asyncio.to_thread(edge.join, cloud, ws_port=proxy.port)
     await edge.start()
     cloud.apply(bundle())
     await wait_until(lambda: edge.has(CM) and cloud.node_ready("edge-1"))
