@@ -12,6 +12,11 @@ rows, one outbox row for the cloud, a document, and a delta check after the comm
 A desired value that breaks the DeviceModel is ignored (and logged once per spec change, not
 on every re-delivery of an unchanged Device); a Device that arrives before its model gets its
 desired values when the model arrives.
+
+A DeviceModel that disappears while member Devices still use it (deleted with ``kubectl``,
+past the admin API's refusal) is kept as it last was, with a warning: without it every report
+of those devices would be refused and no value range-checked. When it comes back it replaces
+the kept one. An unused model is simply dropped.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class DesiredSync:
 
     def __init__(self, state: TwinState) -> None:
         self._s = state
+        #: models deleted in the cloud that member devices still use: kept as they last were
+        self.kept: set[str] = set()
 
     def on_event(self, type_: str, event: StoreEvent, batch: Batch) -> None:
         """One committed change of a ``device`` or ``devicemodel`` in metamanager's cache."""
@@ -97,9 +104,12 @@ class DesiredSync:
     def relist(self, type_: str, objs: list[dict[str, Any]], batch: Batch) -> None:
         """Bring memory in line with every object of ``type_`` in the cache."""
         if type_ == "devicemodel":
-            self._s.models = {}
+            before, self._s.models = self._s.models, {}
             for obj in objs:
                 self.on_model(obj, deleted=False, batch=batch)
+            for key in set(before) - set(self._s.models):
+                if self._keep(key):
+                    self._s.models[key] = before[key]
             return
         seen = set()
         for obj in objs:
@@ -115,13 +125,33 @@ class DesiredSync:
         if key is None:
             return
         if deleted:
-            self._s.models.pop(key, None)
+            if key not in self._s.models or not self._keep(key):
+                self._s.models.pop(key, None)
             return
+        if key in self.kept:
+            self.kept.discard(key)
+            log.warning("device model %s is back; its devices use it again", key)
         self._s.models[key] = property_specs(obj)
         # Devices that arrived before their model get their desired values now.
         for dev in self._s.devices.values():
             if dev.model == key:
                 self.stage_desired(dev, batch, loud=True)
+
+    def _keep(self, key: str) -> bool:
+        """Whether a model that vanished from the cache is kept (member devices use it)."""
+        users = sorted(d for d, dev in self._s.devices.items() if dev.model == key)
+        if not users:
+            self.kept.discard(key)
+            return False
+        if key not in self.kept:
+            self.kept.add(key)
+            log.warning(
+                "device model %s was deleted in the cloud but %s still use it: keeping the "
+                "last one this edge had until it returns",
+                key,
+                ", ".join(users),
+            )
+        return True
 
     def on_device(self, obj: dict[str, Any], batch: Batch) -> str | None:
         """Stage a Device's membership and desired values; its id if it is a member."""
