@@ -1,7 +1,8 @@
 """``python -m devices``: run one mapper for one device against the edge broker.
 
 Exit codes: 0 on a clean stop (SIGINT/SIGTERM), 1 with one line on stderr for bad settings
-(unknown driver, unparsable broker URL), 2 for bad usage (argparse). A broker that is down is
+(unknown driver, unparsable broker URL), 2 with one line for bad usage (a flag the settings
+model's constraints refuse, such as a non-positive interval). A broker that is down is
 *not* an error: the mapper waits for it, as it must when started before edgecore.
 """
 
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 
 from devices import drivers
 from devices.mapper import Mapper, MapperSettings
+from hive.flags import Parser, setting
 from hive.process import setup_logging
 from wire.errors import BridgeError
 
@@ -25,7 +27,7 @@ log = logging.getLogger("devices")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m devices",
         description="A device mapper: reports a device's properties to the edge's device twin "
         "over KubeEdge's MQTT twin protocol and applies the desired values it receives.",
@@ -49,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--report-interval",
-        type=float,
+        type=setting(MapperSettings, "report_interval"),
         default=1.0,
         metavar="SECONDS",
         help="seconds between reports (default 1.0)",
@@ -69,7 +71,10 @@ async def _run(mapper: Mapper) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run until stopped; returns the exit code."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a usage error already said in one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     setup_logging(verbose=args.verbose)
     if not args.verbose:
         # paho/aiomqtt chatter is for debugging the library, not for watching a device.
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"devices: --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}", file=sys.stderr
         )
-        return 1
+        return 2
     except BridgeError as exc:
         print(f"devices: {exc}", file=sys.stderr)
         return 1

@@ -73,13 +73,13 @@ async def test_killed_mapper_is_announced_offline_by_its_will(
     ("args", "code", "message"),
     [
         (["--broker", "http://127.0.0.1"], 1, "scheme must be mqtt:// or tcp://"),
-        (["--report-interval", "0"], 1, "--report-interval"),
+        (["--report-interval", "0"], 2, "argument --report-interval: '0': must be more than 0"),
         (["--driver", "modbus"], 2, "invalid choice"),
         ([], 2, "--device"),
     ],
 )
 async def test_bad_usage_exits_with_one_line(args: list[str], code: int, message: str) -> None:
-    """Bad settings exit 1 and bad usage exits 2, each with the reason on stderr."""
+    """Bad settings exit 1 and bad usage exits 2, each with the reason in one line on stderr."""
     device = ["--device", "thermostat-1"] if args else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -93,3 +93,4 @@ async def test_bad_usage_exits_with_one_line(args: list[str], code: int, message
     _, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == code
     assert message in err.decode()
+    assert err.decode().count("\n") == 1 and "Traceback" not in err.decode()
