@@ -174,3 +174,24 @@ async def test_run_warns_naming_the_address_it_cannot_reach(
     await wait_until(lambda: edge.proc.text().count(warning) >= 3, timeout=20)
     lines = [ln for ln in edge.proc.text().splitlines() if warning in ln]
     assert all("(connection refused); retrying in" in ln for ln in lines), lines
+
+
+def test_edgectl_waits_for_a_cloudhub_that_is_starting(tmp_path: Path) -> None:
+    """The README's `cloudhub serve … &` then `edgectl --data-dir … token create` at once:
+    edgectl waits for the data dir and the admin port, saying so on stderr, and prints the
+    token."""
+    cloud = Cloud(tmp_path)
+    argv = [PY, "-m", "edgectl", "--server", f"https://127.0.0.1:{cloud.https_port}"]
+    argv += ["--data-dir", str(cloud.dir), "token", "create", "--ttl", "1h"]
+    ctl = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert ctl.stderr is not None
+    try:
+        said = ctl.stderr.readline()  # edgectl is waiting now: only then start cloudhub
+        cloud.proc.start()
+        out, err = ctl.communicate(timeout=30)
+    finally:
+        cloud.proc.stop()
+    assert said.startswith("edgectl: waiting up to 10s for cloudhub to create")
+    assert ctl.returncode == 0, err
+    assert len(out.strip().split(".")) == 4  # {ca-hash}.{jwt}
+    assert "Traceback" not in said + err
