@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -195,3 +196,30 @@ def test_edgectl_waits_for_a_cloudhub_that_is_starting(tmp_path: Path) -> None:
     assert ctl.returncode == 0, err
     assert len(out.strip().split(".")) == 4  # {ca-hash}.{jwt}
     assert "Traceback" not in said + err
+
+
+def test_demo_with_a_port_in_use_prints_cloudhubs_reason_at_once(tmp_path: Path) -> None:
+    """`scripts/demo.sh` whose wss port is taken stops with cloudhub's one-line reason as soon
+    as cloudhub exits, not after a 20 s wait for something that will never come up."""
+    root = Path(__file__).resolve().parents[2]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = dict(
+            os.environ,
+            WS_PORT=str(port),
+            HTTPS_PORT=str(free_port()),
+            LOCAL_API=f"127.0.0.1:{free_port()}",
+            MQTT_PORT=str(free_port()),
+            DEMO_DIR=str(tmp_path / "demo"),
+        )
+        started = time.monotonic()
+        res = subprocess.run(
+            [str(root / "scripts" / "demo.sh")], env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert res.returncode == 1
+    assert time.monotonic() - started < 19  # the old wait alone was 20 s
+    assert f"cloudhub exited: cloudhub: cannot listen on 127.0.0.1:{port} (wss)" in res.stderr
+    assert "timed out" not in res.stderr and "Traceback" not in res.stderr
