@@ -82,7 +82,11 @@ async def test_offline_reports_and_desired_converge_after_reconnect(
         mapper = Mapper(tmp_path, edge)
         mapper.start()
         try:
-            await wait_until(lambda: reported(cloud, "temperature") is not None, timeout=15)
+            # edgectl in a thread: the proxy runs on this loop and must keep relaying meanwhile
+            await wait_until(
+                lambda: asyncio.to_thread(lambda: reported(cloud, "temperature") is not None),
+                timeout=15,
+            )
             proxy.refuse()
             proxy.cut()
             await wait_until(lambda: not cloud.node_ready("edge-1"))
@@ -92,7 +96,12 @@ async def test_offline_reports_and_desired_converge_after_reconnect(
             edge.proc.kill9()  # and survives a crash while offline
             await edge.start()
             proxy.accept()
-            await wait_until(lambda: reported(cloud, "setpoint") == "23", timeout=20)
-            await wait_until(lambda: reported(cloud, "temperature") != before, timeout=10)
+            await wait_until(
+                lambda: asyncio.to_thread(lambda: reported(cloud, "setpoint") == "23"), timeout=20
+            )
+            await wait_until(
+                lambda: asyncio.to_thread(lambda: reported(cloud, "temperature") != before),
+                timeout=10,
+            )
         finally:
             mapper.proc.stop()
