@@ -16,7 +16,8 @@ desired values when the model arrives.
 A DeviceModel that disappears while member Devices still use it (deleted with ``kubectl``,
 past the admin API's refusal) is kept as it last was, with a warning: without it every report
 of those devices would be refused and no value range-checked. When it comes back it replaces
-the kept one. An unused model is simply dropped.
+the kept one. An unused model is simply dropped. Kept models are written to the twin's
+``kept_model`` table, so a restart keeps them too (:meth:`DesiredSync.restore`).
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class DesiredSync:
         self._s = state
         #: models deleted in the cloud that member devices still use: kept as they last were
         self.kept: set[str] = set()
+        #: the last object of each model, to persist one when it is kept
+        self._objects: dict[str, dict[str, Any]] = {}
 
     def on_event(self, type_: str, event: StoreEvent, batch: Batch) -> None:
         """One committed change of a ``device`` or ``devicemodel`` in metamanager's cache."""
@@ -108,7 +111,7 @@ class DesiredSync:
             for obj in objs:
                 self.on_model(obj, deleted=False, batch=batch)
             for key in set(before) - set(self._s.models):
-                if self._keep(key):
+                if self._keep(key, batch):
                     self._s.models[key] = before[key]
             return
         seen = set()
@@ -125,26 +128,50 @@ class DesiredSync:
         if key is None:
             return
         if deleted:
-            if key not in self._s.models or not self._keep(key):
+            if key not in self._s.models or not self._keep(key, batch):
                 self._s.models.pop(key, None)
+                self._objects.pop(key, None)
             return
         if key in self.kept:
             self.kept.discard(key)
+            batch.writes.kept_models[key] = None
             log.warning("device model %s is back; its devices use it again", key)
         self._s.models[key] = property_specs(obj)
+        self._objects[key] = obj
         # Devices that arrived before their model get their desired values now.
         for dev in self._s.devices.values():
             if dev.model == key:
                 self.stage_desired(dev, batch, loud=True)
 
-    def _keep(self, key: str) -> bool:
+    def restore(self, kept: dict[str, dict[str, Any]], batch: Batch) -> None:
+        """After a restart (Devices and models listed): take back the models kept before it
+        that are still missing and used; forget the others."""
+        for key, obj in kept.items():
+            if key in self._s.models or not self._users(key):
+                batch.writes.kept_models[key] = None
+                continue
+            self._s.models[key] = property_specs(obj)
+            self._objects[key] = obj
+            self._keep(key, batch)
+            for dev in self._s.devices.values():
+                if dev.model == key:
+                    self.stage_desired(dev, batch, loud=False)
+
+    def _users(self, key: str) -> list[str]:
+        return sorted(d for d, dev in self._s.devices.items() if dev.model == key)
+
+    def _keep(self, key: str, batch: Batch) -> bool:
         """Whether a model that vanished from the cache is kept (member devices use it)."""
-        users = sorted(d for d, dev in self._s.devices.items() if dev.model == key)
+        users = self._users(key)
         if not users:
-            self.kept.discard(key)
+            if key in self.kept:
+                self.kept.discard(key)
+                batch.writes.kept_models[key] = None
             return False
         if key not in self.kept:
             self.kept.add(key)
+            if key in self._objects:
+                batch.writes.kept_models[key] = self._objects[key]
             log.warning(
                 "device model %s was deleted in the cloud but %s still use it: keeping the "
                 "last one this edge had until it returns",

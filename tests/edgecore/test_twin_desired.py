@@ -207,3 +207,24 @@ async def test_unused_model_deleted_is_dropped(tmp_path: Path) -> None:
         await edge.member(ID)
         await edge.mqtt(f"{DEV}/twin/update", report(temperature="20"))
         assert (await edge.published(f"{DEV}/twin/update/result"))["code"] == 404
+
+
+async def test_kept_model_survives_a_restart_and_is_dropped_once_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model kept after its deletion is still used after edgecore restarts with it missing
+    from the cache; once it returns, the kept copy is forgotten."""
+    async with running_edge(tmp_path) as edge:
+        await edge.delete(model())
+        await edge.barrier()
+    caplog.clear()
+    async with running_edge(tmp_path, objects=False) as edge:
+        await edge.member(ID)
+        assert "default/thermostat-1 still use it" in caplog.text
+        await edge.mqtt(f"{DEV}/twin/update", report(setpoint="99"))
+        assert (await edge.published(f"{DEV}/twin/update/result"))["code"] == 400
+        await edge.mqtt(f"{DEV}/twin/update", report(setpoint="20"))
+        assert "code" not in await edge.published(f"{DEV}/twin/update/result")
+        await edge.apply(model())
+        await edge.barrier()
+        assert await edge.module.store.kept_models() == {}
