@@ -20,7 +20,7 @@ from pathlib import Path
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
 from hive.flags import Parser, Port, checked, setting
-from hive.process import os_error_line, run_until_signalled, setup_logging
+from hive.process import one_line, os_error_line, run_until_signalled, setup_logging
 from wire.errors import BridgeError
 
 log = logging.getLogger("cloudhub")
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_serve(settings))
     except BridgeError as exc:
-        print(f"cloudhub: {exc}", file=sys.stderr)
+        print(f"cloudhub: {one_line(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:  # the machine's doing (disk full, permissions): still one line
         print(f"cloudhub: {os_error_line(exc)}", file=sys.stderr)

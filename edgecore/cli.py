@@ -23,7 +23,7 @@ from edgecore.eventbus.module import parse_url
 from edgecore.join import join
 from edgecore.metaserver.server import parse_address
 from hive.flags import Parser, Port, checked, setting
-from hive.process import os_error_line, run_until_signalled, setup_logging
+from hive.process import one_line, os_error_line, run_until_signalled, setup_logging
 from wire.errors import BridgeError, ConfigError
 
 log = logging.getLogger("edgecore")
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_run(_load(args)))
         return 0
     except BridgeError as exc:
-        print(f"edgecore: {exc}", file=sys.stderr)
+        print(f"edgecore: {one_line(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:  # the machine's doing (disk full, permissions): still one line
         print(f"edgecore: {os_error_line(exc)}", file=sys.stderr)

@@ -128,8 +128,13 @@ def load(path: Path) -> EdgeSettings:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:
         raise ConfigError(f"{path} not found: run 'edgecore join' first") from exc
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"cannot read {path}: {problem}{where}") from exc
     try:
         return EdgeSettings.model_validate(raw)
     except ValidationError as exc:

@@ -391,7 +391,9 @@ async def check_ws_port(host: str, port: int, *, ca_der: bytes, timeout: float) 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return exc.os_error.strerror or str(exc.os_error)
+        err = exc.os_error
+        # asyncio's strerror is "Connect call failed (addr)": the errno says it plainly
+        return os.strerror(err.errno) if err.errno else err.strerror or str(err)
     return str(exc) or type(exc).__name__
 
 

@@ -12,6 +12,12 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger(__name__)
 
 
+def one_line(exc: BaseException) -> str:
+    """An error's message as the one line a command prints (a wrapped library's message may
+    span lines)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def os_error_line(exc: OSError) -> str:
     """An OSError as one line for an operator: ``Permission denied: /var/lib/edgecore``."""
     reason = exc.strerror or str(exc)

@@ -223,3 +223,12 @@ def test_demo_with_a_port_in_use_prints_cloudhubs_reason_at_once(tmp_path: Path)
     assert time.monotonic() - started < 19  # the old wait alone was 20 s
     assert f"cloudhub exited: cloudhub: cannot listen on 127.0.0.1:{port} (wss)" in res.stderr
     assert "timed out" not in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_broken_edgecore_yaml_is_one_line(tmp_path: Path) -> None:
+    """`edgecore run --config` of a file that is not YAML: one line naming the file and line."""
+    bad = tmp_path / "edgecore.yaml"
+    bad.write_text("hub: [\n")
+    res = _run("edgecore", "run", "--config", str(bad))
+    assert res.returncode == 1
+    assert f"cannot read {bad}: " in _one_line(res, "edgecore: ")
