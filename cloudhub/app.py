@@ -51,6 +51,7 @@ from cloudhub.store.embedded import EmbeddedStore
 from cloudhub.tuning import freeze_after_bursts, tune_process
 from cloudhub.ui.pages import FleetPages
 from hive.bus import Bus
+from hive.datadir import DataDirLock, lock_data_dir
 from hive.module import Runner
 from wire.errors import BridgeError, ConfigError
 
@@ -74,6 +75,8 @@ class CloudApp:
     cluster: Cluster | None = None
     #: the relay of pods' logs and exec streams
     cloudstream: CloudStream | None = None
+    #: this process's ownership of the data dir, released last
+    lock: DataDirLock | None = None
 
     @property
     def ws_port(self) -> int:
@@ -91,6 +94,8 @@ class CloudApp:
         # the ledger first: on Kubernetes it writes through the store's connection
         await self.issuer.ledger.close()
         await self.store.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def open_store(settings: CloudSettings) -> ObjectStore:
@@ -200,11 +205,26 @@ def https_context(authority: Authority, settings: CloudSettings) -> ssl.SSLConte
 
 
 async def start(settings: CloudSettings) -> CloudApp:
-    """Create or load the CA, open the store, bind both ports, start the modules.
+    """Own the data dir, create or load the CA, open the store, bind both ports, start the
+    modules.
 
     Raises:
-        ConfigError: unreadable data dir, port in use, bad store.
+        DataDirInUse: another cloudhub serves this data dir (the message names its pid).
+        ConfigError: unwritable data dir, port in use, bad store.
     """
+    # Before anything in the data dir is read or written: a second cloudhub on it would
+    # write store.db with its own idea of the next resourceVersion.
+    lock = lock_data_dir(settings.data_dir, owner="cloudhub serve")
+    try:
+        app = await _start(settings)
+    except BaseException:
+        lock.release()
+        raise
+    app.lock = lock
+    return app
+
+
+async def _start(settings: CloudSettings) -> CloudApp:
     tune_process()
     authority = Authority.load_or_create(settings.data_dir, advertise=settings.advertise)
     store = open_store(settings)

@@ -1,7 +1,8 @@
 """``cloudhub serve``: run the cloud side.
 
 Exit codes: 0 on a clean stop, 1 with one line on stderr for what the user must fix (port in
-use, unreadable data dir or kubeconfig), 2 for bad usage.
+use, data dir in use by another cloudhub or unwritable, unreadable kubeconfig), 2 with one line
+for bad usage (a flag outside its range: see :mod:`hive.flags`), before anything starts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
 from hive import logs
-from hive.process import run_until_signalled, setup_logging
+from hive.flags import Parser, Port, checked, setting
+from hive.process import one_line, os_error_line, run_until_signalled, setup_logging
 from wire.durations import InvalidDuration, parse_duration
 from wire.errors import BridgeError
 
@@ -34,7 +36,7 @@ def duration_arg(text: str) -> dt.timedelta:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="cloudhub",
         description="The cloud side of edgebridge: holds edge links (wss, mutual TLS), "
         "mirrors what is bound to each node, issues node certificates, serves the admin API.",
@@ -51,8 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", type=Path, default=Path("data/cloud"), help="default ./data/cloud")
     s.add_argument("--kubeconfig", type=Path, help="use this Kubernetes cluster as the store")
     s.add_argument("--bind", default="0.0.0.0", help="listen address (default 0.0.0.0)")
-    s.add_argument("--ws-port", type=int, default=10000, help="edge websocket port (10000)")
-    s.add_argument("--https-port", type=int, default=10002, help="join + admin API port (10002)")
+    s.add_argument(
+        "--ws-port", type=checked(Port), default=10000, help="edge websocket port (10000)"
+    )
+    s.add_argument(
+        "--https-port", type=checked(Port), default=10002, help="join + admin API port (10002)"
+    )
     s.add_argument(
         "--advertise-address",
         action="append",
@@ -62,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--heartbeat",
-        type=float,
+        type=setting(HubSettings, "default_heartbeat"),
         help="heartbeat assumed for edges that do not announce one, seconds (default 15)",
     )
     s.add_argument(
@@ -75,14 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--node-rate",
-        type=float,
+        type=setting(HubSettings, "node_rate"),
         metavar="FRAMES",
         help="frames per second read from one edge before its reading is paced "
         "(default 10000; 0 = no limit)",
     )
     s.add_argument(
         "--max-pending-per-ip",
-        type=int,
+        type=setting(HubSettings, "max_pending_per_ip"),
         metavar="N",
         help="edge connections from one address that may be mid-handshake at once; more are "
         "closed at accept (default 64; raise it when edges come through one NAT/LB address)",
@@ -95,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     k.add_argument(
         "--owner-lease-seconds",
-        type=int,
+        type=setting(CloudSettings, "owner_lease_seconds"),
         default=20,
         metavar="S",
         help="node-ownership lease duration: how long a killed replica's edges wait before "
@@ -117,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--link-workers",
+        type=_link_workers,
         default="auto",
         metavar="N",
         help="processes that terminate the edges' TLS and websocket framing, so that a busy "
@@ -125,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--auth-refresh-interval",
-        type=float,
+        type=setting(CloudSettings, "auth_refresh_interval"),
         default=30.0,
         metavar="SECONDS",
         help="how often the revocation list is re-read (revocations made by other replicas "
@@ -133,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--coalesce",
-        type=float,
+        type=setting(HubSettings, "coalesce"),
         metavar="SECONDS",
         help="pause before re-sending an object that changed again to the same node, so "
         "bursts of edits coalesce (default 0.05)",
@@ -142,15 +149,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _link_workers(value: str) -> int | None:
+_WORKER_COUNT = setting(HubSettings, "link_workers")
+
+
+def _link_workers(value: str) -> int:
     """``--link-workers``: a count, or ``auto`` (one per core beyond the first, at most 4)."""
-    if value == "auto":
+    if value.strip() == "auto":
         return max(0, min(4, available_cpus() - 1))
     try:
-        count = int(value)
-    except ValueError:
-        return None
-    return count if 0 <= count <= 64 else None
+        count: int = _WORKER_COUNT(value)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; or 'auto'") from None
+    return count
 
 
 def available_cpus(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -178,45 +188,35 @@ async def _serve(settings: CloudSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a usage error already said in one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     setup_logging(
         verbose=args.verbose,
         level=logs.level_from(args),
         fmt=getattr(args, "log_format", "text"),
     )
-    hub = HubSettings(bind=args.bind, ws_port=args.ws_port)
-    if args.heartbeat:
-        hub.default_heartbeat = args.heartbeat
-    if args.node_rate is not None:
-        if args.node_rate < 0:
-            print("cloudhub: --node-rate must be 0 (no limit) or positive", file=sys.stderr)
-            return 2
-        hub.node_rate = args.node_rate
-    if args.coalesce is not None:
-        hub.coalesce = max(0.0, args.coalesce)
-    if args.max_pending_per_ip is not None:
-        if args.max_pending_per_ip < 1:
-            print("cloudhub: --max-pending-per-ip must be at least 1", file=sys.stderr)
-            return 2
-        hub.max_pending_per_ip = args.max_pending_per_ip
-    workers = _link_workers(args.link_workers)
-    if workers is None:
-        print("cloudhub: --link-workers must be 'auto' or a number from 0 to 64", file=sys.stderr)
-        return 2
-    hub.link_workers = workers
-    if not args.auth_refresh_interval > 0:
-        print("cloudhub: --auth-refresh-interval must be positive", file=sys.stderr)
-        return 2
-    kubeconfig = args.kubeconfig
+    hub = HubSettings(
+        bind=args.bind,
+        ws_port=args.ws_port,
+        link_workers=args.link_workers,
+        **_given(
+            default_heartbeat=args.heartbeat,
+            node_rate=args.node_rate,
+            coalesce=args.coalesce,
+            max_pending_per_ip=args.max_pending_per_ip,
+        ),
+    )
     settings = CloudSettings(
         data_dir=args.data_dir,
         https_port=args.https_port,
         advertise=args.advertise_address,
-        kubeconfig=kubeconfig,
+        kubeconfig=args.kubeconfig,
         hub=hub,
         node_cert_validity=args.node_cert_validity,
         replica=args.replica_name or "",
-        owner_lease_seconds=max(1, args.owner_lease_seconds),
+        owner_lease_seconds=args.owner_lease_seconds,
         auth_refresh_interval=args.auth_refresh_interval,
         stream_address=args.stream_address,
         kubelet_client_ca=args.kubelet_client_ca,
@@ -224,11 +224,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_serve(settings))
     except BridgeError as exc:
-        print(f"cloudhub: {exc}", file=sys.stderr)
+        print(f"cloudhub: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the machine's doing (disk full, permissions): still one line
+        print(f"cloudhub: {os_error_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _given(**flags: object) -> dict[str, object]:
+    """The optional flags the user gave; the others keep the settings' defaults."""
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 if __name__ == "__main__":

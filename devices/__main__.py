@@ -1,8 +1,9 @@
 """``python -m devices``: the mapper for every device bound to this edge.
 
-Exit codes: 0 on a clean stop (SIGINT/SIGTERM), 2 with one line on stderr for bad flags. A
-broker or a local API that is down is *not* an error: the mapper waits for them, as it must
-when started before edgecore.
+Exit codes: 0 on a clean stop (SIGINT/SIGTERM), 2 with one line on stderr for bad flags (an
+unparsable broker URL or local API address, a value the settings model's constraints refuse),
+before anything starts. A broker or a local API that is down is *not* an error: the mapper
+waits for them, as it must when started before edgecore.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from devices.driver import Registry
 from devices.link import parse_broker
 from devices.mapper import Mapper, MapperSettings
 from devices.source import LocalApiSource
-from hive.process import setup_logging
+from hive.flags import Parser, Port, checked
+from hive.process import one_line, setup_logging
 from wire.errors import BridgeError
 
 log = logging.getLogger("devices")
 
+_PORT = checked(Port)
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m devices",
         description="The device mapper: serves every KubeEdge Device bound to this edge whose "
         "protocol it has a driver for (modbus, opcua, virtual, and installed plugins), reading "
@@ -37,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--broker",
+        type=_broker,
         default="mqtt://127.0.0.1:11883",
         metavar="URL",
         help="the edge broker, mqtt://[user:password@]host[:port] "
@@ -44,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--local-api",
+        type=_local_api_url,
         default="127.0.0.1:10550",
         metavar="ADDR:PORT",
         help="the edge local API the Devices are read from (default 127.0.0.1:10550)",
@@ -59,12 +65,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _broker(url: str) -> str:
+    """``--broker``: a URL :func:`devices.link.parse_broker` accepts."""
+    try:
+        parse_broker(url)
+    except BridgeError as exc:
+        raise argparse.ArgumentTypeError(one_line(exc)) from None
+    return url
+
+
 def _local_api_url(addr: str) -> str:
+    """``--local-api ADDR:PORT`` (or a URL) -> the local API's base URL."""
     if "://" in addr:
         return addr
     host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--local-api {addr!r}: expected ADDR:PORT, e.g. 127.0.0.1:10550")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"{addr!r}: expected ADDR:PORT, e.g. 127.0.0.1:10550")
+    try:
+        _PORT(port)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{addr!r}: port {exc}") from None
     return f"http://{addr}"
 
 
@@ -79,7 +99,10 @@ async def _serve(mapper: Mapper) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run until stopped; returns the exit code."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a usage error already said in one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     setup_logging(verbose=args.verbose)
     if not args.verbose:
         # paho/aiomqtt/asyncua chatter is for debugging the libraries, not for watching devices
@@ -90,16 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         settings = MapperSettings(broker=args.broker, device=args.device, namespace=args.namespace)
-        parse_broker(settings.broker)
-        api = _local_api_url(args.local_api)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         flag = str(first["loc"][0]).replace("_", "-")
         print(f"devices: --{flag}: {first['msg']}", file=sys.stderr)
         return 2
-    except (BridgeError, ValueError) as exc:
-        print(f"devices: {exc}", file=sys.stderr)
-        return 2
+    api: str = args.local_api
     registry = Registry()
     log.info(
         "mapper: broker %s, local API %s, drivers %s%s",

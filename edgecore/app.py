@@ -44,6 +44,7 @@ from edgecore.nodestatus.module import GROUP as NODESTATUS_GROUP
 from edgecore.nodestatus.module import NAME as NODESTATUS
 from edgecore.nodestatus.module import NodeStatusReporter
 from hive.bus import Bus
+from hive.datadir import DataDirLock, lock_data_dir
 from hive.module import Runner
 from wire.errors import ConfigError
 
@@ -64,6 +65,8 @@ class EdgeApp:
     runner: Runner
     local_api: web.AppRunner
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    #: this process's ownership of the data dir, released last
+    lock: DataDirLock | None = None
 
     @property
     def local_api_port(self) -> int:
@@ -73,6 +76,8 @@ class EdgeApp:
         await self.runner.stop()
         await self.local_api.cleanup()
         await self.store.close()
+        if self.lock is not None:
+            self.lock.release()
         self.stopped.set()
 
 
@@ -97,7 +102,8 @@ def runtime_kind(settings: EdgeSettings) -> str:
 
 
 async def start(settings: EdgeSettings, *, stream_runtime: StreamRuntime | None = None) -> EdgeApp:
-    """Open the cache, start the local API, then the cloud link.
+    """Own the data dir, open the cache, start the local API and the MQTT broker, then the
+    cloud link.
 
     ``stream_runtime``: the container runtime pods' logs and exec are served from (None:
     streams are answered with an error saying the node runs none).
@@ -106,8 +112,22 @@ async def start(settings: EdgeSettings, *, stream_runtime: StreamRuntime | None 
     serves its cache at once.
 
     Raises:
-        ConfigError: missing certificates, bad addresses, port in use.
+        DataDirInUse: another edgecore runs on this data dir (the message names its pid).
+        ConfigError: missing certificates, bad addresses, a port in use (local API, MQTT).
     """
+    # Before anything in the data dir is touched: a second edgecore would otherwise kill this
+    # one's mosquitto as "left over" and take the cloud link from it.
+    lock = lock_data_dir(settings.data_dir, owner="edgecore run")
+    try:
+        app = await _start(settings, stream_runtime)
+    except BaseException:
+        lock.release()
+        raise
+    app.lock = lock
+    return app
+
+
+async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -> EdgeApp:
     for path in (settings.ca_path, settings.cert_path, settings.key_path):
         if not path.exists():
             raise ConfigError(f"{path} is missing: run 'edgecore join' first")
@@ -118,7 +138,6 @@ async def start(settings: EdgeSettings, *, stream_runtime: StreamRuntime | None 
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load the node certificate: {exc}") from exc
     runtime = runtime_kind(settings)
-    store = await MetaStore.open(settings.db_path)
     bus = Bus()
     bus.register(EDGEHUB, "hub")
     bus.register(METAMANAGER, "meta")
@@ -128,10 +147,11 @@ async def start(settings: EdgeSettings, *, stream_runtime: StreamRuntime | None 
     bus.register(NODESTATUS, NODESTATUS_GROUP)
     bus.register(EDGED, EDGED_GROUP)
     bus.register(EDGESTREAM, EDGESTREAM)
-    # Built before anything is started so a missing mosquitto fails start-up with one line.
+    # Built before anything is opened so a missing mosquitto fails start-up with one line.
     eventbus = EventBus(
         bus=bus, settings=settings.mqtt, node_name=settings.node_name, data_dir=settings.data_dir
     )
+    store = await MetaStore.open(settings.db_path)
     hub = EdgeHub(bus=bus, settings=settings, inventory=store.inventory)
     meta = MetaManager(bus=bus, store=store, settings=settings.meta)
     certs = CertManager(bus=bus, settings=settings)
@@ -144,9 +164,18 @@ async def start(settings: EdgeSettings, *, stream_runtime: StreamRuntime | None 
         local_api = await serve(
             make_app(store=store, node_name=settings.node_name, figures=figures), host, port
         )
-    except ConfigError:
+    except BaseException:
         await store.close()
         raise
+    if eventbus.broker is not None:
+        # Here, not in the module: a port in use is one line and an exit (systemd restarts
+        # the unit), not a module restarting forever.
+        try:
+            await eventbus.broker.start()
+        except BaseException:
+            await local_api.cleanup()
+            await store.close()
+            raise
     cached = len(await store.inventory())
     log.info(
         "edge %s: %d objects in the local cache; local API on http://%s",

@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from hive.flags import NonNegative, Port, Positive, Seconds
 from wire.errors import ConfigError
 from wire.liveness import DEFAULT_HEARTBEAT
 
@@ -31,16 +32,16 @@ class HubSettings(BaseModel):
     #: cloudhub host name or address, as given to ``edgecore join --cloud``
     cloud_host: str = "127.0.0.1"
     #: cloudhub websocket port (wss)
-    ws_port: int = 10000
+    ws_port: Port = 10000
     #: cloudhub HTTPS port (certificates)
-    cert_port: int = 10002
+    cert_port: Port = 10002
     project_id: str = DEFAULT_PROJECT
     #: seconds between keepalives; the link is declared dead after 2x this with no frame
-    heartbeat: float = DEFAULT_HEARTBEAT
+    heartbeat: Seconds = DEFAULT_HEARTBEAT
     #: first reconnect delay upper bound, seconds (jittered, doubles each try)
-    reconnect_initial: float = 0.5
+    reconnect_initial: Seconds = 0.5
     #: reconnect delay cap, seconds
-    reconnect_cap: float = 30.0
+    reconnect_cap: Seconds = 30.0
 
 
 class MetaSettings(BaseModel):
@@ -49,9 +50,9 @@ class MetaSettings(BaseModel):
     #: ``ADDR:PORT`` of the read-only local API (KubeEdge's MetaServer port is 10550)
     local_api: str = "127.0.0.1:10550"
     #: max milliseconds a cloud message waits for its batch to commit before it is ACKed
-    batch_window_ms: float = 2.0
+    batch_window_ms: NonNegative = 2.0
     #: max messages committed in one transaction
-    batch_max: int = 512
+    batch_max: Positive = 512
 
 
 class CertSettings(BaseModel):
@@ -64,20 +65,29 @@ class CertSettings(BaseModel):
     #: upper bound of the renewal point, fraction of the lifetime
     renew_max_fraction: float = Field(default=0.8, gt=0, lt=1)
     #: seconds to wait for the cloud's answer to a renewal request
-    request_timeout: float = 30.0
+    request_timeout: Seconds = 30.0
     #: first delay before retrying a failed renewal, seconds (jittered, doubles each try)
-    retry_initial: float = 5.0
+    retry_initial: Seconds = 5.0
     #: retry delay cap, seconds (also bounded by a tenth of what is left of the lifetime)
-    retry_cap: float = 600.0
+    retry_cap: Seconds = 600.0
     #: seconds between looks at node.crt, to notice a re-join by ``edgecore join``
-    check_interval: float = 5.0
+    check_interval: Seconds = 5.0
+
+
+#: the internal broker's default port: not MQTT's 1883, which a distribution's own mosquitto
+#: (Debian's ``mosquitto.service``, running wherever ``apt install mosquitto`` was done) holds
+INTERNAL_MQTT_PORT = 11883
 
 
 class MqttSettings(BaseModel):
     """The MQTT event bus (used by devices)."""
 
+    #: ``internal``: edgecore starts and supervises its own mosquitto on 127.0.0.1:``port``;
+    #: ``external``: it connects to ``url`` (e.g. the box's own broker, mqtt://127.0.0.1:1883)
     mode: Literal["internal", "external"] = "internal"
-    port: int = 1883
+    #: port of the internal broker (``--mqtt-port``)
+    port: Port = INTERNAL_MQTT_PORT
+    #: the external broker, ``mqtt://[user:pass@]HOST:PORT`` (``--mqtt-url``)
     url: str | None = None
 
 
@@ -93,7 +103,7 @@ class RuntimeSettings(BaseModel):
     #: endpoint's socket exists at start-up, else ``none``
     kind: Literal["auto", "cri", "none"] = "auto"
     #: the runtime's CRI endpoint (containerd's socket)
-    endpoint: str = DEFAULT_CRI_ENDPOINT
+    endpoint: str = Field(default=DEFAULT_CRI_ENDPOINT, min_length=1)
     #: where container logs go, in kubelet's layout ``<dir>/<ns>_<pod>_<uid>/<c>/<n>.log``
     pod_log_dir: Path = Path("/var/log/pods")
     #: where pod volumes (configMap, secret, emptyDir) live; default ``DATA_DIR/pods``
@@ -158,8 +168,13 @@ def load(path: Path) -> EdgeSettings:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:
         raise ConfigError(f"{path} not found: run 'edgecore join' first") from exc
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"cannot read {path}: {problem}{where}") from exc
     try:
         return EdgeSettings.model_validate(raw)
     except ValidationError as exc:

@@ -56,6 +56,9 @@ DEFAULT_WS_PORT = 10000
 DEFAULT_CERT_PORT = 10002
 #: Seconds allowed for each HTTPS request of the join (connect + answer).
 DEFAULT_TIMEOUT = 15.0
+#: Seconds the websocket port has to answer (or refuse) a request without a client
+#: certificate once TLS is up: the HTTPS port answers within milliseconds
+_ANSWER_WAIT = 2.0
 NODE_CN_PREFIX = "system:node:"
 
 
@@ -171,6 +174,7 @@ async def join(
             f"invalid node name {node_name!r}: use lowercase letters, digits, '-' and '.'"
         )
     ca_hash, bare_jwt = split_token(token)
+    _check_writable(_absolute(data_dir))
     existing = _existing_settings(_absolute(data_dir), node_name)
 
     client_timeout = aiohttp.ClientTimeout(total=request_timeout)
@@ -184,6 +188,8 @@ async def join(
             raise ConfigError(
                 f"{_url(host, cert_port, '/ca.crt')} did not send a DER cert"
             ) from exc
+        # Before the certificate request, so a wrong --cloud port spends no use of the token.
+        await check_ws_port(host, ws_port, ca_der=ca_der, timeout=request_timeout)
         key, csr_der = make_key_and_csr(node_name)
         cert_der = await _fetch_cert(
             session, host, cert_port, ca_der=ca_der, jwt=bare_jwt, node=node_name, csr=csr_der
@@ -231,6 +237,23 @@ def _existing_settings(data_dir: Path, node_name: str) -> EdgeSettings | None:
             f"re-join as {existing.node_name!r}, or use another --data-dir for {node_name!r}"
         )
     return existing
+
+
+def _check_writable(data_dir: Path) -> None:
+    """Fail before the cloud is asked (and a token use spent) when the credentials could not
+    be written: the data dir, or the nearest directory above it that exists, must be a
+    directory this process may write.
+
+    Raises:
+        ConfigError: naming the path in the way.
+    """
+    path = data_dir
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir():
+        raise ConfigError(f"cannot use data dir {data_dir}: {path} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot use data dir {data_dir}: {path} is not writable")
 
 
 def _absolute(path: Path) -> Path:
@@ -306,9 +329,71 @@ async def _fetch_cert(
         raise ConfigError(f"cannot reach cloudhub at {url}: timed out") from exc
 
 
+async def check_ws_port(host: str, port: int, *, ca_der: bytes, timeout: float) -> None:
+    """Check that ``host:port`` is this cloud's websocket port: it answers TLS with a
+    certificate of the pinned CA, and (unlike cloudhub's HTTPS port, which has the same
+    certificate) it insists on a client certificate before it answers anything.
+
+    Raises:
+        ConfigError: nothing answers there, it is not TLS, another CA's certificate, or it
+            answers HTTPS requests without a client certificate (the HTTPS port).
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    hint = f"check the port in --cloud {where} (cloudhub's --ws-port, default {DEFAULT_WS_PORT})"
+    ctx = ssl.create_default_context(cadata=ca_der)
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            try:
+                reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) as exc:
+                raise ConfigError(f"the websocket port {where} does not speak TLS: {hint}") from exc
+        # TLS 1.3 finishes the client's handshake before the server has looked at our
+        # (absent) certificate: the refusal arrives with the first read. Silence is a
+        # refusal too (a proxy in the path may keep our side open): only the HTTPS port
+        # answers a request without a client certificate.
+        writer.write(b"GET / HTTP/1.1\r\nHost: edgebridge-join\r\n\r\n")
+        await writer.drain()
+        try:
+            answer = await asyncio.wait_for(reader.read(16), _ANSWER_WAIT)
+        except TimeoutError:
+            return
+    except ssl.SSLCertVerificationError as exc:
+        if "match" in str(exc):
+            raise ConfigError(
+                f"cloudhub's certificate does not name {host!r}: restart cloudhub with "
+                f"--advertise-address {host}"
+            ) from exc
+        raise ConfigError(
+            f"the websocket port {where} does not present this cloud's certificate "
+            f"({exc.verify_message}): {hint}"
+        ) from exc
+    except ssl.SSLError as exc:
+        if "ALERT" in (exc.reason or "").upper():
+            return  # our CA's server, refusing a client without a certificate: the edge port
+        raise ConfigError(f"the websocket port {where} does not speak TLS: {hint}") from exc
+    except TimeoutError as exc:
+        raise ConfigError(f"the websocket port {where} did not answer in time: {hint}") from exc
+    except (ConnectionResetError, BrokenPipeError):
+        return  # after the handshake: the same refusal, as a reset
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"cannot reach the websocket port {where}: {why}: {hint}") from exc
+    finally:
+        if writer is not None:
+            writer.close()
+    if answer.startswith(b"HTTP/"):
+        raise ConfigError(
+            f"{where} is cloudhub's HTTPS port (it answers without a client certificate), "
+            f"not its websocket port: {hint}"
+        )
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return exc.os_error.strerror or str(exc.os_error)
+        err = exc.os_error
+        # asyncio's strerror is "Connect call failed (addr)": the errno says it plainly
+        return os.strerror(err.errno) if err.errno else err.strerror or str(err)
     return str(exc) or type(exc).__name__
 
 

@@ -18,10 +18,11 @@ import builtins
 import json
 import logging
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -42,6 +43,9 @@ API_PREFIX = "/admin/v1"
 CLUSTER_NAMESPACE = "_"
 #: Seconds to wait for each admin API call.
 DEFAULT_TIMEOUT = 30.0
+#: Seconds to keep trying a server that refuses connections: a cloudhub started a moment ago
+#: (``cloudhub serve &`` then ``edgectl token create``) opens its port within this.
+CONNECT_WAIT = 10.0
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -54,6 +58,8 @@ class TokenResponse(BaseModel):
 class ApplyResponse(BaseModel):
     objects: list[dict[str, Any]]
     actions: list[Literal["created", "configured", "unchanged"]]
+    #: accepted, but worth telling (a reference to a node or model that does not exist)
+    warnings: list[str] = []
 
 
 class ObjectList(BaseModel):
@@ -70,6 +76,8 @@ class AdminClient:
         token: the admin credential (cloudhub's ``admin.token``).
         ca_file: PEM CA to verify the server with; required for ``https://`` URLs.
         timeout: seconds per request.
+        connect_wait: seconds to keep retrying while the server refuses connections.
+        on_wait: told once, with a one-line reason, when a call starts waiting.
 
     Raises:
         ConfigError: an https URL without a CA file, or an unreadable CA file.
@@ -82,6 +90,8 @@ class AdminClient:
         token: str,
         ca_file: Path | None,
         timeout: float = DEFAULT_TIMEOUT,
+        connect_wait: float = CONNECT_WAIT,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         parsed = urllib.parse.urlsplit(server)
         if parsed.scheme not in ("https", "http") or not parsed.netloc:
@@ -89,6 +99,8 @@ class AdminClient:
         self._server = server.rstrip("/")
         self._token = token
         self._timeout = timeout
+        self._connect_wait = connect_wait
+        self._on_wait = on_wait
         self._ssl: ssl.SSLContext | None = None
         if parsed.scheme == "https":
             if ca_file is None:
@@ -237,7 +249,27 @@ class AdminClient:
     def _open(
         self, method: str, path: str, body: Any = None, *, timeout: float | None = None
     ) -> Any:
-        """The open response to a request (a context manager); errors as :mod:`wire.errors`."""
+        """The open response to a request (a context manager); errors as :mod:`wire.errors`.
+
+        While nothing listens on the server's port (a cloudhub just started), retries for
+        ``connect_wait`` seconds, telling ``on_wait`` once."""
+        deadline = time.monotonic() + self._connect_wait
+        told = False
+        while True:
+            try:
+                return self._open_once(method, path, body, timeout=timeout)
+            except _Refused as refused:
+                if time.monotonic() >= deadline:
+                    raise refused.error from None
+                if not told and self._on_wait is not None:
+                    self._on_wait(
+                        f"cloudhub at {self._server} refuses connections (not started yet?); "
+                        f"waiting up to {self._connect_wait:.0f}s"
+                    )
+                told = True
+                time.sleep(0.2)
+
+    def _open_once(self, method: str, path: str, body: Any, *, timeout: float | None) -> Any:
         url = self._server + API_PREFIX + path
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)
@@ -253,6 +285,8 @@ class AdminClient:
         except urllib.error.HTTPError as exc:
             raise _error_from(exc) from exc
         except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ConnectionRefusedError):
+                raise _Refused(_unreachable(self._server, exc.reason)) from exc
             raise _unreachable(self._server, exc.reason) from exc
         except TimeoutError as exc:
             raise ConfigError(f"cloudhub at {self._server} did not answer in time") from exc
@@ -264,6 +298,14 @@ def _query(**params: str | None) -> str:
     """``?a=1&b=2`` of the parameters that are set ("" when none are)."""
     given = {k: v for k, v in params.items() if v}
     return "?" + urllib.parse.urlencode(given) if given else ""
+
+
+class _Refused(Exception):
+    """Nothing listens on the server's port (yet): worth waiting a little."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _segment(text: str) -> str:
@@ -333,3 +375,22 @@ def _unreachable(server: str, reason: object) -> ConfigError:
     else:
         text = str(reason)
     return ConfigError(f"cannot reach cloudhub at {server}: {text}")
+
+
+def wait_for_files(
+    data_dir: Path, names: tuple[str, ...], *, timeout: float, on_wait: Callable[[str], None]
+) -> None:
+    """Wait up to ``timeout`` seconds for ``data_dir`` and the files ``names`` in it, as a
+    cloudhub that was just started creates them; tell ``on_wait`` once if it has to wait.
+    Returns when they exist or the time is up (the caller reports what is missing)."""
+    deadline = time.monotonic() + timeout
+    told = False
+    while not all((data_dir / name).exists() for name in names):
+        if data_dir.exists() and not data_dir.is_dir():
+            return
+        if time.monotonic() >= deadline:
+            return
+        if not told:
+            on_wait(f"waiting up to {timeout:.0f}s for cloudhub to create {data_dir}/admin.token")
+            told = True
+        time.sleep(0.1)

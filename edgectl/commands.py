@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from edgectl.client import AdminClient
+from edgectl.client import CONNECT_WAIT, AdminClient, wait_for_files
 from edgectl.describe import describe
 from edgectl.render import format_table, meta
 from wire.admin import VersionInfo
@@ -183,8 +183,11 @@ def make_client(args: argparse.Namespace) -> AdminClient:
     data_dir: Path | None = args.data_dir
     if data_dir is None and DEFAULT_DATA_DIR.is_dir():
         data_dir = DEFAULT_DATA_DIR
-    elif data_dir is not None and not data_dir.is_dir():
-        raise ConfigError(f"--data-dir {data_dir} is not a directory")
+    elif data_dir is not None:
+        # a cloudhub started a moment ago creates its data dir, CA and token within seconds
+        wait_for_files(data_dir, ("ca.crt", "admin.token"), timeout=CONNECT_WAIT, on_wait=_tell)
+        if not data_dir.is_dir():
+            raise ConfigError(f"--data-dir {data_dir} is not a directory")
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if token is None and data_dir is not None:
         path = data_dir / "admin.token"
@@ -202,7 +205,11 @@ def make_client(args: argparse.Namespace) -> AdminClient:
     ca_file: Path | None = args.ca_file
     if ca_file is None and data_dir is not None and (data_dir / "ca.crt").exists():
         ca_file = data_dir / "ca.crt"
-    return AdminClient(server=args.server, token=token, ca_file=ca_file)
+    return AdminClient(server=args.server, token=token, ca_file=ca_file, on_wait=_tell)
+
+
+def _tell(message: str) -> None:
+    print(f"edgectl: {message}", file=sys.stderr)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -231,6 +238,8 @@ def cmd_apply(ctx: Context) -> int:
     result = ctx.client.apply(_read_manifests(ctx.args.filename))
     for obj, action in zip(result.objects, result.actions, strict=True):
         ctx.print(f"{object_ref(obj)} {action}")
+    for warning in result.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -6,6 +6,10 @@
   modules as named, owned tasks.
 - :mod:`hive.process` — logging setup and run-until-signalled, shared by the commands.
 - :mod:`hive.files` — atomic, permission-safe file writes (keys, certificates).
+- :mod:`hive.datadir` — one owner per data dir: the lock ``cloudhub serve`` and
+  ``edgecore run`` take before anything else.
+- :mod:`hive.flags` — the value rules of settings and flags (ports, durations) as pydantic
+  types, and a parser whose usage errors are one line.
 - :mod:`hive.local_messages` — bus messages a module makes by the thousand, built without
   pydantic's validation (their fields are typed already), with cheap process-unique ids.
 - :mod:`hive.backoff` — jittered, capped exponential backoff (pure).

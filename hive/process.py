@@ -14,6 +14,18 @@ from hive.logs import LogFormat
 log = logging.getLogger(__name__)
 
 
+def one_line(exc: BaseException) -> str:
+    """An error's message as the one line a command prints (a wrapped library's message may
+    span lines)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line for an operator: ``Permission denied: /var/lib/edgecore``."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
 def setup_logging(*, verbose: bool, level: str | None = None, fmt: LogFormat = "text") -> None:
     """One format for every command, to stderr (see :mod:`hive.logs`); DEBUG with ``-v``
     unless ``level`` says otherwise."""

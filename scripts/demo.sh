@@ -12,8 +12,8 @@ scripts/bootstrap.sh
 
 KEEP=0; [ "${1:-}" = "--keep" ] && KEEP=1
 WS_PORT=${WS_PORT:-10000}; HTTPS_PORT=${HTTPS_PORT:-10002}; LOCAL_API=${LOCAL_API:-127.0.0.1:10550}
-# 1884, not 1883: a distribution's own mosquitto service may already hold 1883
-MQTT_PORT=${MQTT_PORT:-1884}
+# edgecore's internal broker: 11883 by default, not 1883 (a system mosquitto may hold that)
+MQTT_PORT=${MQTT_PORT:-11883}
 DEMO=${DEMO_DIR:-./data/demo}
 rm -rf "$DEMO"; mkdir -p "$DEMO"
 CLOUD="$DEMO/cloud"; EDGE="$DEMO/edge-1"
@@ -27,9 +27,23 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+watched=()  # "PID NAME LOG" of the processes the demo needs alive
+watch() { watched+=("$1 $2 $3"); }
+check_alive() { # a watched process that exited: its one-line reason, at once
+  local entry pid name log
+  for entry in "${watched[@]}"; do
+    read -r pid name log <<<"$entry"
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited: $(grep -v '^[0-9]\{4\}-' "$log" | tail -n 1) (log: $log)" >&2
+      echo "(ports in use? WS_PORT, HTTPS_PORT, LOCAL_API and MQTT_PORT choose others)" >&2
+      exit 1
+    fi
+  done
+}
 wait_for() { # wait_for SECONDS CMD...
   local deadline=$((SECONDS + $1)); shift
   until "$@" >/dev/null 2>&1; do
+    check_alive
     [ $SECONDS -ge $deadline ] && { echo "timed out waiting for: $*" >&2; exit 1; }
     sleep 0.2
   done
@@ -51,7 +65,8 @@ fi
 say "starting cloudhub (embedded store in $CLOUD/store.db, wss :$WS_PORT, https :$HTTPS_PORT)"
 cloudhub serve --data-dir "$CLOUD" --bind 127.0.0.1 --ws-port "$WS_PORT" --https-port "$HTTPS_PORT" \
   2>"$DEMO/cloudhub.log" & pids+=($!)
-wait_for 20 test -s "$CLOUD/admin.token"
+watch $! cloudhub "$DEMO/cloudhub.log"
+wait_for 20 grep -q "cloudhub ready" "$DEMO/cloudhub.log"
 wait_for 20 ctl get nodes
 
 say "edgectl token create"
@@ -65,6 +80,7 @@ edgecore join --cloud "127.0.0.1:$WS_PORT" --cert-port "$HTTPS_PORT" --token "$T
 say "edgecore run (local API on $LOCAL_API, internal mosquitto on 127.0.0.1:$MQTT_PORT, ${RUNTIME[*]:0:2})"
 edgecore run --data-dir "$EDGE" --local-api "$LOCAL_API" --mqtt-port "$MQTT_PORT" "${RUNTIME[@]}" \
   2>"$DEMO/edgecore.log" & pids+=($!)
+watch $! edgecore "$DEMO/edgecore.log"
 wait_for 20 api /healthz
 online() { ctl get nodes edge-1 -o json | grep -q '"status": "True"'; }
 wait_for 20 online
@@ -125,6 +141,7 @@ say "register a thermostat (KubeEdge v1beta1 DeviceModel + Device) and start its
 ctl apply -f examples/devices/thermostat-model.yaml -f examples/devices/thermostat-device.yaml
 python -m devices --broker "mqtt://127.0.0.1:$MQTT_PORT" --local-api "$LOCAL_API" \
   2>"$DEMO/mapper.log" & pids+=($!)
+watch $! mapper "$DEMO/mapper.log"
 reported() { ctl get devices thermostat-1 -o json | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
@@ -147,6 +164,7 @@ curl -s --cacert "$CLOUD/ca.crt" -H "Authorization: Bearer $(cat "$CLOUD/admin.t
 echo "fleet page: https://127.0.0.1:$HTTPS_PORT/ui/  (log in with $CLOUD/admin.token)"
 
 say "stop the cloud: the edge keeps serving its cache"
+watched=("${watched[@]:1}")  # cloudhub stops on purpose now
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 api /api/v1/pods | python3 -c '
 import json, sys; print("pods served offline:", [p["metadata"]["name"] for p in json.load(sys.stdin)["items"]])'

@@ -43,6 +43,7 @@ Design notes:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -55,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cloudhub.auth.issuer import Revoker
 from cloudhub.fleet.eventstore import EventStore
 from cloudhub.httpserver.join import bearer_token
+from cloudhub.httpserver.references import dangling_references, refuse_used_model
 from cloudhub.httpserver.watch import WatchStreams, WatchView
 from cloudhub.pki import Authority, is_valid_node_name
 from cloudhub.store.base import ObjectStore
@@ -74,6 +76,7 @@ from wire.errors import (
 )
 from wire.kinds import BY_PLURAL, PLURALS, ApiKind
 from wire.manifests import validate_all
+from wire.references import Reference
 from wire.resources import CLUSTER_SCOPED_TYPES, key_of, resource_version_of
 from wire.selectors import parse_selector
 
@@ -126,6 +129,8 @@ class ApplyResponse(BaseModel):
     objects: list[dict[str, Any]]
     #: per object: new, changed, or identical to what was stored
     actions: list[Action]
+    #: accepted, but worth telling: references to objects that do not exist
+    warnings: list[str] = Field(default_factory=list)
 
 
 class ObjectList(BaseModel):
@@ -353,21 +358,22 @@ class AdminApi:
             # may encode the faster way.
             applied = await self._detailed.apply_detailed(objects, plain=True, owned=True)
             logger.debug("applied %d object(s)", len(applied))
-            return _applied_response(applied)
+            return _applied_response(applied, await dangling_references(self._store, objects))
         # Just parsed from this request's body: nothing else holds them, no copy needed.
         objects = validate_all(objects, owned=True)
         await self._check_desired(objects)
         if self._detailed is not None:
             applied = await self._detailed.apply_detailed(objects, validated=True, plain=True)
             logger.debug("applied %d object(s)", len(applied))
-            return _applied_response(applied)
+            return _applied_response(applied, await dangling_references(self._store, objects))
         before = [await self._stored_version(obj) for obj in objects]
         stored: list[dict[str, Any]] = await self._store.apply(objects)
         actions = [
             _action(old, resource_version_of(new)) for old, new in zip(before, stored, strict=True)
         ]
         logger.debug("applied %d object(s)", len(stored))
-        return _json(ApplyResponse(objects=stored, actions=actions))
+        warnings = await dangling_references(self._store, objects)
+        return _json(ApplyResponse(objects=stored, actions=actions, warnings=warnings))
 
     async def _check_desired(self, objects: list[dict[str, Any]]) -> None:
         """Refuse Devices whose desired values their DeviceModel forbids (type, range, access).
@@ -455,6 +461,8 @@ class AdminApi:
     async def delete_object(self, request: web.Request) -> web.Response:
         typ, namespace, name = _object_path(request)
         revoked = 0
+        if typ == "devicemodel":
+            await refuse_used_model(self._store, Reference(typ, namespace, name))
         if typ == "node":
             revoked = await self._revoker.revoke_node(name)
         try:
@@ -489,12 +497,14 @@ class AdminApi:
         return overlay_presence(obj, self._presence.presence(name))
 
 
-def _applied_response(applied: list[Applied]) -> web.Response:
+def _applied_response(applied: list[Applied], warnings: list[str]) -> web.Response:
     """:class:`ApplyResponse`'s JSON, splicing in the texts the store already encoded."""
     objects = ",".join(a.body for a in applied)
     actions = ",".join(f'"{a.action}"' for a in applied)
+    notes = json.dumps(warnings)
     return web.Response(
-        text=f'{{"objects":[{objects}],"actions":[{actions}]}}', content_type="application/json"
+        text=f'{{"objects":[{objects}],"actions":[{actions}],"warnings":{notes}}}',
+        content_type="application/json",
     )
 
 

@@ -12,6 +12,12 @@ rows, one outbox row for the cloud, a document, and a delta check after the comm
 A desired value that breaks the DeviceModel is ignored (and logged once per spec change, not
 on every re-delivery of an unchanged Device); a Device that arrives before its model gets its
 desired values when the model arrives.
+
+A DeviceModel that disappears while member Devices still use it (deleted with ``kubectl``,
+past the admin API's refusal) is kept as it last was, with a warning: without it every report
+of those devices would be refused and no value range-checked. When it comes back it replaces
+the kept one. An unused model is simply dropped. Kept models are written to the twin's
+``kept_model`` table, so a restart keeps them too (:meth:`DesiredSync.restore`).
 """
 
 from __future__ import annotations
@@ -82,6 +88,10 @@ class DesiredSync:
 
     def __init__(self, state: TwinState) -> None:
         self._s = state
+        #: models deleted in the cloud that member devices still use: kept as they last were
+        self.kept: set[str] = set()
+        #: the last object of each model, to persist one when it is kept
+        self._objects: dict[str, dict[str, Any]] = {}
 
     def on_event(self, type_: str, event: StoreEvent, batch: Batch) -> None:
         """One committed change of a ``device`` or ``devicemodel`` in metamanager's cache."""
@@ -97,9 +107,12 @@ class DesiredSync:
     def relist(self, type_: str, objs: list[dict[str, Any]], batch: Batch) -> None:
         """Bring memory in line with every object of ``type_`` in the cache."""
         if type_ == "devicemodel":
-            self._s.models = {}
+            before, self._s.models = self._s.models, {}
             for obj in objs:
                 self.on_model(obj, deleted=False, batch=batch)
+            for key in set(before) - set(self._s.models):
+                if self._keep(key, batch):
+                    self._s.models[key] = before[key]
             return
         seen = set()
         for obj in objs:
@@ -115,13 +128,57 @@ class DesiredSync:
         if key is None:
             return
         if deleted:
-            self._s.models.pop(key, None)
+            if key not in self._s.models or not self._keep(key, batch):
+                self._s.models.pop(key, None)
+                self._objects.pop(key, None)
             return
+        if key in self.kept:
+            self.kept.discard(key)
+            batch.writes.kept_models[key] = None
+            log.warning("device model %s is back; its devices use it again", key)
         self._s.models[key] = property_specs(obj)
+        self._objects[key] = obj
         # Devices that arrived before their model get their desired values now.
         for dev in self._s.devices.values():
             if dev.model == key:
                 self.stage_desired(dev, batch, loud=True)
+
+    def restore(self, kept: dict[str, dict[str, Any]], batch: Batch) -> None:
+        """After a restart (Devices and models listed): take back the models kept before it
+        that are still missing and used; forget the others."""
+        for key, obj in kept.items():
+            if key in self._s.models or not self._users(key):
+                batch.writes.kept_models[key] = None
+                continue
+            self._s.models[key] = property_specs(obj)
+            self._objects[key] = obj
+            self._keep(key, batch)
+            for dev in self._s.devices.values():
+                if dev.model == key:
+                    self.stage_desired(dev, batch, loud=False)
+
+    def _users(self, key: str) -> list[str]:
+        return sorted(d for d, dev in self._s.devices.items() if dev.model == key)
+
+    def _keep(self, key: str, batch: Batch) -> bool:
+        """Whether a model that vanished from the cache is kept (member devices use it)."""
+        users = self._users(key)
+        if not users:
+            if key in self.kept:
+                self.kept.discard(key)
+                batch.writes.kept_models[key] = None
+            return False
+        if key not in self.kept:
+            self.kept.add(key)
+            if key in self._objects:
+                batch.writes.kept_models[key] = self._objects[key]
+            log.warning(
+                "device model %s was deleted in the cloud but %s still use it: keeping the "
+                "last one this edge had until it returns",
+                key,
+                ", ".join(users),
+            )
+        return True
 
     def on_device(self, obj: dict[str, Any], batch: Batch) -> str | None:
         """Stage a Device's membership and desired values; its id if it is a member."""

@@ -179,6 +179,7 @@ class TwinModule:
             self._subs["device"] = self._meta.subscribe("device")
             await self._relist("devicemodel")
             await self._relist("device")
+            await self._restore_kept_models()
             tasks = [
                 asyncio.create_task(self._watch("devicemodel"), name="twin:models"),
                 asyncio.create_task(self._watch("device"), name="twin:devices"),
@@ -336,6 +337,17 @@ class TwinModule:
             log.warning("twin fell behind on %s changes; listing them again", type_)
             self._subs[type_] = self._meta.subscribe(type_)
             await self._relist(type_)
+
+    async def _restore_kept_models(self) -> None:
+        """DeviceModels kept before a restart that are still missing: used again."""
+        kept = await self.store.kept_models()
+        if not kept:
+            return
+        batch = Batch()
+        async with self._lock:
+            self._desired.restore(kept, batch)
+            ok = await self._commit(batch)
+        await self._emit(batch, ok)
 
     async def _relist(self, type_: str) -> None:
         """Bring memory in line with every object of ``type_`` in the cache."""

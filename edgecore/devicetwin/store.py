@@ -83,6 +83,14 @@ MIGRATIONS: tuple[str, ...] = (
         created INTEGER NOT NULL
     );
     """,
+    # DeviceModels deleted in the cloud while member devices used them, kept as they last
+    # were so that a restart does not lose them (see edgecore.devicetwin.desired)
+    """
+    CREATE TABLE kept_model (
+        id TEXT PRIMARY KEY NOT NULL,
+        body TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -154,9 +162,18 @@ class WriteSet:
     outbox: list[NewOutboxRow] = field(default_factory=list)
     #: outbox msg ids the cloud answered
     acked: set[str] = field(default_factory=set)
+    #: kept DeviceModels by ``{ns}/{name}``: the object to keep, or None to forget it
+    kept_models: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.devices or self.removed_devices or self.twins or self.outbox or self.acked)
+        return bool(
+            self.devices
+            or self.removed_devices
+            or self.twins
+            or self.outbox
+            or self.acked
+            or self.kept_models
+        )
 
 
 #: compact JSON, one encoder for all (``json.dumps`` with options builds one per call)
@@ -320,6 +337,18 @@ class TwinStore:
                 )
         return devices, twins
 
+    async def kept_models(self) -> dict[str, dict[str, Any]]:
+        """DeviceModels kept after the cloud deleted them, by ``{ns}/{name}``."""
+        async with self._reader.execute("SELECT id, body FROM kept_model") as cur:
+            rows = await cur.fetchall()
+        kept: dict[str, dict[str, Any]] = {}
+        for model_id, body in rows:
+            try:
+                kept[model_id] = json.loads(body)
+            except ValueError:
+                log.warning("kept device model %s is damaged; ignoring it", model_id)
+        return kept
+
     async def pending(self, *, after: int = 0, limit: int = 256) -> list[OutboxRow]:
         """Outbox rows with ``seq > after``, oldest first."""
         rows, _ = await self.pending_page(after=after, upto=None, limit=limit)
@@ -466,6 +495,15 @@ async def _write(db: aiosqlite.Connection, w: WriteSet) -> int:
         last = int(row[0]) if row else 0
     if w.acked:
         await db.executemany("DELETE FROM outbox WHERE msg_id = ?", [(m,) for m in sorted(w.acked)])
+    for model_id, body in w.kept_models.items():
+        if body is None:
+            await db.execute("DELETE FROM kept_model WHERE id = ?", (model_id,))
+        else:
+            await db.execute(
+                "INSERT INTO kept_model (id, body) VALUES (?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                (model_id, _dumps(body)),
+            )
     return last
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -141,6 +142,7 @@ class EdgeHub:
         h = self._settings.hub
         while True:
             problem = ""
+            linked = self.connections
             try:
                 problem = await self._attempt()
             finally:
@@ -163,7 +165,18 @@ class EdgeHub:
                 delays = backoff(initial=h.reconnect_initial, cap=h.reconnect_cap)
                 continue
             delay = next(delays)
-            log.info("reconnecting in %.2fs", delay)
+            if self.connections == linked and self.last_error:
+                # Never got a link: say where we cannot get to and why, once per attempt,
+                # at WARNING: a wrong address or port in edgecore.yaml looks just like this.
+                log.warning(
+                    "cannot reach the cloud at %s:%d (%s); retrying in %.2fs",
+                    h.cloud_host,
+                    h.ws_port,
+                    self.last_error,
+                    delay,
+                )
+            else:
+                log.info("reconnecting in %.2fs", delay)
             await asyncio.sleep(delay)
 
     async def _attempt(self) -> str:
@@ -197,12 +210,14 @@ class EdgeHub:
             self.last_error = f"cloud refused the link ({status}): {body}"
             if status in (401, 403):
                 return expired or self.last_error
-            log.warning("%s", self.last_error)
         except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError, ssl.SSLError) as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.errno:
+                self.last_error = os.strerror(exc.errno).lower()
+            else:
+                self.last_error = f"{type(exc).__name__}: {exc}"
             if expired:
                 return expired
-            log.info("cloud link down: %s", self.last_error)
+            log.debug("cloud link down: %s", self.last_error)
         return ""
 
     def _expired(self) -> str:

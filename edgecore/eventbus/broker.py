@@ -109,6 +109,18 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
+def _port_taken(host: str, port: int) -> bool:
+    """Whether another process listens on ``host:port`` (bind test, as mosquitto binds)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _port_open(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -233,6 +245,12 @@ class Mosquitto:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
         self._kill_leftover()
+        if _port_taken(self.bind, self.port):
+            raise ConfigError(
+                f"MQTT port {self.bind}:{self.port} is in use by another process (a system "
+                f"mosquitto holds 1883): choose another --mqtt-port, or --mqtt-mode external "
+                f"--mqtt-url mqtt://HOST:PORT to use that broker"
+            )
         _write_private(self.config_path, self.config_text())
         self._rotate_log()
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -310,7 +328,12 @@ class Mosquitto:
                 self.log_path.replace(self.log_path.with_suffix(".log.1"))
 
     def _kill_leftover(self) -> None:
-        """Kill a mosquitto of ours that outlived a previous edgecore (same config path)."""
+        """Kill a mosquitto of ours that outlived a previous edgecore (same config path).
+
+        Only safe because the caller owns the data dir (:mod:`hive.datadir`, taken by
+        edgecore before anything starts): a mosquitto of this dir is then nobody's but a
+        dead edgecore's, never that of another edgecore running on the same dir.
+        """
         pid_path = self.dir / PID_FILE
         try:
             pid = int(pid_path.read_text().strip())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import stat
@@ -17,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from cloudhub import routes
 from cloudhub.config import HubSettings
 from cloudhub.httpserver.app import bound_port, make_app, serve_https
 from cloudhub.hub.module import HubModule
@@ -33,21 +36,40 @@ from wire.errors import ConfigError, TokenError
 class Cloud:
     authority: Authority
     store: EmbeddedStore
+    #: the HTTPS port (join endpoints)
     port: int
+    #: ``HOST:WS_PORT`` of the edge port, which join checks answers with the cloud's CA
+    ws: str
+    hub_task: asyncio.Task[None]
+
+    async def close(self, runner: web.AppRunner) -> None:
+        self.hub_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.hub_task
+        await runner.cleanup()
+        await self.store.close()
 
 
 async def _start(data: Path, host: str, advertise: list[str]) -> tuple[Cloud, web.AppRunner]:
     authority = Authority.load_or_create(data, advertise=advertise)
     store = EmbeddedStore(data / "store.db")
     await store.start()
-    hub = HubModule(bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context())
+    bus = Bus()
+    bus.register(routes.HUB, "hub")
+    hub = HubModule(
+        bus=bus,
+        settings=HubSettings(bind=host, ws_port=0),
+        ssl_context=authority.mtls_ssl_context(),
+    )
+    await hub.listen()
+    hub_task = asyncio.create_task(hub.run(), name="test:hub")
     runner = await serve_https(
         make_app(authority=authority, store=store, presence=hub),
         host=host,
         port=0,
         ssl_context=authority.server_ssl_context(),
     )
-    return Cloud(authority, store, bound_port(runner)), runner
+    return Cloud(authority, store, bound_port(runner), f"{host}:{hub.port}", hub_task), runner
 
 
 def _exists(path: Path) -> bool:
@@ -71,8 +93,7 @@ def _assert_credentials(edge_dir: Path, authority: Authority) -> None:
 async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
     c, runner = await _start(tmp_path / "cloud", "127.0.0.1", [])
     yield c
-    await runner.cleanup()
-    await c.store.close()
+    await c.close(runner)
 
 
 @pytest.fixture
@@ -84,7 +105,7 @@ async def test_join_writes_credentials_config_and_node(cloud: Cloud, edge_dir: P
     """A good token yields key, cert and CA on disk, edgecore.yaml, and a Node object."""
     token = cloud.authority.issue_token(60)
     settings = await join(
-        cloud="127.0.0.1:10123",
+        cloud=cloud.ws,
         token=token,
         node_name="edge-1",
         cert_port=cloud.port,
@@ -98,7 +119,7 @@ async def test_join_writes_credentials_config_and_node(cloud: Cloud, edge_dir: P
     assert loaded.data_dir.is_absolute()
     assert (loaded.hub.cloud_host, loaded.hub.ws_port, loaded.hub.cert_port) == (
         "127.0.0.1",
-        10123,
+        int(cloud.ws.rsplit(":", 1)[1]),
         cloud.port,
     )
     node = await cloud.store.get("node", None, "edge-1")
@@ -116,7 +137,7 @@ async def test_wrong_ca_hash_is_refused_before_sending_anything(
     token = other.ca_hash + "." + cloud.authority.issue_token(60).split(".", 1)[1]
     with pytest.raises(TokenError, match=r"^CA certificate hash does not match the token$"):
         await join(
-            cloud="127.0.0.1", token=token, node_name="e", cert_port=cloud.port, data_dir=edge_dir
+            cloud=cloud.ws, token=token, node_name="e", cert_port=cloud.port, data_dir=edge_dir
         )
     assert not _exists(edge_dir)
     assert (await cloud.store.list("node"))[0] == []
@@ -127,7 +148,7 @@ async def test_expired_token_is_refused_with_the_cloud_reason(cloud: Cloud, edge
     token = cloud.authority.issue_token(5, now=time.time() - 60)
     with pytest.raises(TokenError, match="token expired"):
         await join(
-            cloud="127.0.0.1", token=token, node_name="e", cert_port=cloud.port, data_dir=edge_dir
+            cloud=cloud.ws, token=token, node_name="e", cert_port=cloud.port, data_dir=edge_dir
         )
     assert not _exists(edge_dir)
 
@@ -141,7 +162,7 @@ async def test_forged_token_is_refused(cloud: Cloud, edge_dir: Path) -> None:
     token = f"{cloud.authority.ca_hash}.{forged}"
     with pytest.raises(TokenError, match="token signature invalid"):
         await join(
-            cloud="127.0.0.1", token=token, node_name="e", cert_port=cloud.port, data_dir=edge_dir
+            cloud=cloud.ws, token=token, node_name="e", cert_port=cloud.port, data_dir=edge_dir
         )
 
 
@@ -167,27 +188,25 @@ async def test_address_missing_from_server_cert_names_the_fix(tmp_path: Path) ->
     try:
         with pytest.raises(ConfigError, match=r"--advertise-address 127\.0\.0\.2"):
             await join(
-                cloud="127.0.0.2",
+                cloud=cloud.ws,
                 token=cloud.authority.issue_token(60),
                 node_name="e",
                 cert_port=cloud.port,
                 data_dir=tmp_path / "edge",
             )
     finally:
-        await runner.cleanup()
-        await cloud.store.close()
+        await cloud.close(runner)
     cloud, runner = await _start(data, "127.0.0.2", ["127.0.0.2"])
     try:
         await join(
-            cloud="127.0.0.2",
+            cloud=cloud.ws,
             token=cloud.authority.issue_token(60),
             node_name="e",
             cert_port=cloud.port,
             data_dir=tmp_path / "edge",
         )
     finally:
-        await runner.cleanup()
-        await cloud.store.close()
+        await cloud.close(runner)
 
 
 async def test_token_is_never_logged(
@@ -196,13 +215,11 @@ async def test_token_is_never_logged(
     """Neither a good nor a refused join writes the token (or its JWT) to the log."""
     caplog.set_level(logging.DEBUG)
     good = cloud.authority.issue_token(60)
-    await join(
-        cloud="127.0.0.1", token=good, node_name="e", cert_port=cloud.port, data_dir=edge_dir
-    )
+    await join(cloud=cloud.ws, token=good, node_name="e", cert_port=cloud.port, data_dir=edge_dir)
     bad = cloud.authority.issue_token(1, now=time.time() - 60)
     with pytest.raises(TokenError):
         await join(
-            cloud="127.0.0.1", token=bad, node_name="e", cert_port=cloud.port, data_dir=edge_dir
+            cloud=cloud.ws, token=bad, node_name="e", cert_port=cloud.port, data_dir=edge_dir
         )
     for token in (good, bad):
         assert token.split(".", 1)[1] not in caplog.text

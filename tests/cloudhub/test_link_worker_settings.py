@@ -3,6 +3,7 @@ path."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,11 @@ def test_a_container_cpu_limit_caps_the_cores_counted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("value", "expected"), [("0", 0), ("3", 3), ("-1", None), ("x", None)])
 def test_link_workers_takes_a_count(value: str, expected: int | None) -> None:
     """--link-workers N is a count from 0 to 64; anything else is refused."""
-    assert cli._link_workers(value) == expected
+    if expected is None:
+        with pytest.raises(argparse.ArgumentTypeError, match="or 'auto'"):
+            cli._link_workers(value)
+    else:
+        assert cli._link_workers(value) == expected
 
 
 def test_auto_leaves_one_core_to_cloudhub(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,7 +53,9 @@ def test_auto_leaves_one_core_to_cloudhub(monkeypatch: pytest.MonkeyPatch) -> No
 def test_the_cli_rejects_a_bad_worker_count(capsys: pytest.CaptureFixture[str]) -> None:
     """A bad --link-workers exits 2 with one line saying what is allowed."""
     assert cli.main(["serve", "--link-workers", "many"]) == 2
-    assert "--link-workers must be" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "argument --link-workers: 'many'" in err and "or 'auto'" in err
 
 
 class _Session:

@@ -171,3 +171,60 @@ async def test_device_in_other_namespace_uses_namespaced_topics(edge: TwinEdge) 
     await edge.apply(model(namespace="lab"), device("d", namespace="lab", desired={"mode": "eco"}))
     delta = await edge.published("$hw/events/device/lab/d/twin/update/delta")
     assert delta["delta"] == {"mode": "eco"}
+
+
+async def test_model_deleted_while_in_use_is_kept_until_it_returns(
+    edge: TwinEdge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model deleted in the cloud while a member device uses it is kept, with a warning:
+    reports are still accepted and range-checked; when it returns, the new one applies."""
+    await edge.delete(model())
+    await edge.barrier()
+    assert "device model default/thermostat-model was deleted in the cloud" in caplog.text
+    assert "default/thermostat-1 still use it" in caplog.text
+    await edge.mqtt(f"{DEV}/twin/update", report(temperature="20"))
+    assert "code" not in await edge.published(f"{DEV}/twin/update/result")
+    await edge.mqtt(f"{DEV}/twin/update", report(setpoint="99"))
+    assert (await edge.published(f"{DEV}/twin/update/result"))["code"] == 400
+    wide = model()
+    wide["spec"]["properties"][1]["maximum"] = "120"
+    await edge.apply(wide)
+    await edge.barrier()
+    assert "device model default/thermostat-model is back" in caplog.text
+    await edge.mqtt(f"{DEV}/twin/update", report(setpoint="99"))
+    assert "code" not in await edge.published(f"{DEV}/twin/update/result")
+    await edge.apply(device(desired={"setpoint": "110"}, generation=5))
+    delta = await edge.published(f"{DEV}/twin/update/delta")
+    assert delta["delta"] == {"setpoint": "110"}
+
+
+async def test_unused_model_deleted_is_dropped(tmp_path: Path) -> None:
+    """A model no member device uses is forgotten when deleted, without a warning."""
+    async with running_edge(tmp_path, objects=False) as edge:
+        await edge.apply(model())
+        await edge.delete(model())
+        await edge.apply(device(desired={"setpoint": "12"}, generation=2))
+        await edge.member(ID)
+        await edge.mqtt(f"{DEV}/twin/update", report(temperature="20"))
+        assert (await edge.published(f"{DEV}/twin/update/result"))["code"] == 404
+
+
+async def test_kept_model_survives_a_restart_and_is_dropped_once_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model kept after its deletion is still used after edgecore restarts with it missing
+    from the cache; once it returns, the kept copy is forgotten."""
+    async with running_edge(tmp_path) as edge:
+        await edge.delete(model())
+        await edge.barrier()
+    caplog.clear()
+    async with running_edge(tmp_path, objects=False) as edge:
+        await edge.member(ID)
+        assert "default/thermostat-1 still use it" in caplog.text
+        await edge.mqtt(f"{DEV}/twin/update", report(setpoint="99"))
+        assert (await edge.published(f"{DEV}/twin/update/result"))["code"] == 400
+        await edge.mqtt(f"{DEV}/twin/update", report(setpoint="20"))
+        assert "code" not in await edge.published(f"{DEV}/twin/update/result")
+        await edge.apply(model())
+        await edge.barrier()
+        assert await edge.module.store.kept_models() == {}

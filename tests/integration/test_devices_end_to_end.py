@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -75,12 +76,17 @@ async def test_offline_reports_and_desired_converge_after_reconnect(
         cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-model.yaml"))
         cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-device.yaml"))
         edge: Edge = make_edge()
-        edge.join(cloud, ws_port=proxy.port)
+        # in a thread: join checks the websocket port through the proxy on this loop
+        await asyncio.to_thread(edge.join, cloud, ws_port=proxy.port)
         await edge.start()
         mapper = Mapper(tmp_path, edge)
         mapper.start()
         try:
-            await wait_until(lambda: reported(cloud, "temperature") is not None, timeout=15)
+            # edgectl in a thread: the proxy runs on this loop and must keep relaying meanwhile
+            await wait_until(
+                lambda: asyncio.to_thread(lambda: reported(cloud, "temperature") is not None),
+                timeout=15,
+            )
             proxy.refuse()
             proxy.cut()
             await wait_until(lambda: not cloud.node_ready("edge-1"))
@@ -90,7 +96,12 @@ async def test_offline_reports_and_desired_converge_after_reconnect(
             edge.proc.kill9()  # and survives a crash while offline
             await edge.start()
             proxy.accept()
-            await wait_until(lambda: reported(cloud, "setpoint") == "23", timeout=20)
-            await wait_until(lambda: reported(cloud, "temperature") != before, timeout=10)
+            await wait_until(
+                lambda: asyncio.to_thread(lambda: reported(cloud, "setpoint") == "23"), timeout=20
+            )
+            await wait_until(
+                lambda: asyncio.to_thread(lambda: reported(cloud, "temperature") != before),
+                timeout=10,
+            )
         finally:
             mapper.proc.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import ssl
@@ -131,7 +132,8 @@ async def test_second_replica_takes_over_a_node_after_the_first_is_killed(
         async with FaultProxy() as lb:  # plays the Service in front of the replicas
             await lb.start("127.0.0.1", a.ws_port)
             edge: Edge = make_edge()
-            edge.join(a, ws_port=lb.port)
+            # in a thread: join checks the websocket port through the proxy on this loop
+            await asyncio.to_thread(edge.join, a, ws_port=lb.port)
             await edge.start()
             kube.kubectl("apply", "--validate=false", "-f", "-", stdin=bundle())
             await wait_until(lambda: edge.has(POD), timeout=15)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 CM = "/api/v1/namespaces/default/configmaps/web-config"
 POD = "/api/v1/namespaces/default/pods/web"
 HEARTBEAT = 0.5
-_RETRY = re.compile(r"reconnecting in ([0-9.]+)s")
+_RETRY = re.compile(r"(?:reconnecting|retrying) in ([0-9.]+)s")
 
 
 def _retry_delays(edge: Edge) -> list[float]:
@@ -28,7 +28,8 @@ def _retry_delays(edge: Edge) -> list[float]:
 async def _through_proxy(cloud: Cloud, make_edge, proxy: FaultProxy) -> Edge:  # type: ignore[no-untyped-def]
     await proxy.start("127.0.0.1", cloud.ws_port)
     edge: Edge = make_edge(heartbeat=HEARTBEAT)
-    edge.join(cloud, ws_port=proxy.port)
+    # in a thread: join checks the websocket port through the proxy, which runs on this loop
+    await asyncio.to_thread(edge.join, cloud, ws_port=proxy.port)
     await edge.start()
     cloud.apply(bundle())
     await wait_until(lambda: edge.has(CM) and cloud.node_ready("edge-1"))
