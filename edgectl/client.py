@@ -101,6 +101,8 @@ class AdminClient:
         self._timeout = timeout
         self._connect_wait = connect_wait
         self._on_wait = on_wait
+        #: the server answered once: a refusal now means it went away, not that it is starting
+        self._reached = False
         self._ssl: ssl.SSLContext | None = None
         if parsed.scheme == "https":
             if ca_file is None:
@@ -251,15 +253,15 @@ class AdminClient:
     ) -> Any:
         """The open response to a request (a context manager); errors as :mod:`wire.errors`.
 
-        While nothing listens on the server's port (a cloudhub just started), retries for
-        ``connect_wait`` seconds, telling ``on_wait`` once."""
+        Until the server first answers, while nothing listens on its port (a cloudhub just
+        started), retries for ``connect_wait`` seconds, telling ``on_wait`` once."""
         deadline = time.monotonic() + self._connect_wait
         told = False
         while True:
             try:
-                return self._open_once(method, path, body, timeout=timeout)
+                resp = self._open_once(method, path, body, timeout=timeout)
             except _Refused as refused:
-                if time.monotonic() >= deadline:
+                if self._reached or time.monotonic() >= deadline:
                     raise refused.error from None
                 if not told and self._on_wait is not None:
                     self._on_wait(
@@ -268,6 +270,9 @@ class AdminClient:
                     )
                 told = True
                 time.sleep(0.2)
+            else:
+                self._reached = True
+                return resp
 
     def _open_once(self, method: str, path: str, body: Any, *, timeout: float | None) -> Any:
         url = self._server + API_PREFIX + path
