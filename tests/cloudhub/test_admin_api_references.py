@@ -45,6 +45,7 @@ async def api(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[A
     async with KubeApiEmulator() as kube:
         store: ObjectStore
         if request.param == "kubernetes":
+            kube.install_edgebridge()  # the Device CRDs, as the README's kubectl apply does
             config = kube.write_kubeconfig(tmp_path / "kubeconfig")
             store = KubeStore.from_config(config, settings=KubeSettings(backoff_cap=0.2))
         else:

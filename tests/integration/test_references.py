@@ -20,7 +20,7 @@ def test_device_before_its_model_and_node_is_applied_with_warning_lines(cloud: C
     one warning line for each on stderr."""
     res = cloud.run_edgectl("apply", "-f", DEVICE)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "device/default/thermostat-1 created"
+    assert res.stdout.strip() == "device/thermostat-1 created"
     assert res.stderr.splitlines() == [
         "Warning: device default/thermostat-1 refers to node edge-1, which does not exist: "
         "nothing runs or reports there until it exists",
