@@ -46,6 +46,7 @@ def test_node_status_names_cloudhub_as_kubelet() -> None:
 async def test_edge_node_on_a_cluster_advertises_cloudhub(tmp_path: Path) -> None:
     """In Kubernetes mode the edge's Node carries cloudhub's stream address and port."""
     async with KubeApiEmulator() as kube:
+        kube.install_edgebridge()  # what cloudhub's start-up check asks for
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
         cloud = await cloud_app.start(
             CloudSettings(
