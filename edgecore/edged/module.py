@@ -60,21 +60,19 @@ _Parsed = tuple[Pod, tuple[DesiredContainer, ...], str]
 class _Parts:
     """What edged holds while it runs (made in :meth:`Edged.run`, inside the event loop)."""
 
-    def __init__(self, edged: Edged, cri: CriClient, box: StatusBox) -> None:
+    def __init__(
+        self,
+        *,
+        cri: CriClient,
+        box: StatusBox,
+        actions: Callable[[CriClient], PodActions],
+        prober: Callable[[CriClient, aiohttp.ClientSession], Prober],
+    ) -> None:
         self.cri = cri
         self.box = box
         self.http = aiohttp.ClientSession()
-        self.actions = PodActions(
-            cri=cri,
-            fetch=edged._store.get,
-            settings=edged._settings,
-            node_name=edged._node,
-            pod_dir=edged._pod_dir,
-            observer=edged._observer,
-        )
-        self.prober = Prober(
-            cri=cri, http=self.http, observer=edged._observer, on_change=edged._dirty.set
-        )
+        self.actions = actions(cri)
+        self.prober = prober(cri, self.http)
 
     async def close(self) -> None:
         await self.prober.close()
@@ -148,7 +146,21 @@ class Edged:
         except BaseException:
             await cri.close()
             raise
-        self._parts = _Parts(self, cri, box)
+        self._parts = _Parts(
+            cri=cri,
+            box=box,
+            actions=lambda c: PodActions(
+                cri=c,
+                fetch=self._store.get,
+                settings=self._settings,
+                node_name=self._node,
+                pod_dir=self._pod_dir,
+                observer=self._observer,
+            ),
+            prober=lambda c, http: Prober(
+                cri=c, http=http, observer=self._observer, on_change=self._dirty.set
+            ),
+        )
         try:
             version = await cri.version()
             log.info(
