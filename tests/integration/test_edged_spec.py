@@ -38,6 +38,7 @@ def volumes_pod(node: str, host_dir: Path) -> str:
     - {{name: sec, mountPath: /etc/sec, readOnly: true}}
     - {{name: scratch, mountPath: /scratch}}
     - {{name: host, mountPath: /host}}
+    resources: {{limits: {{cpu: 250m, memory: 64Mi}}}}
   volumes:
   - {{name: conf, configMap: {{name: app-config}}}}
   - {{name: sec, secret: {{secretName: app-secret}}}}
@@ -63,7 +64,8 @@ async def _edge(cloud: Cloud, make_edge, endpoint: str) -> str:  # type: ignore[
 
 
 async def test_env_and_volumes(cloud: Cloud, make_edge, cri_endpoint: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """env valueFrom; configMap/secret/emptyDir/hostPath mounts; a configmap edit shows in place."""
+    """env valueFrom; configMap/secret/emptyDir/hostPath mounts (a configmap edit shows in
+    place); cpu and memory limits applied by the runtime."""
     node = await _edge(cloud, make_edge, cri_endpoint)
     cloud.apply(CONFIG.format(level="1"))
     cloud.apply(volumes_pod(node, tmp_path / "host"))
@@ -76,6 +78,13 @@ async def test_env_and_volumes(cloud: Cloud, make_edge, cri_endpoint: str, tmp_p
     )
     assert out.split() == ["1", "secret", "mode=1", "secret", "ok"]
     assert (tmp_path / "host" / "from-pod").read_text() == "hi\n"
+    limits = await _exec(
+        cri_endpoint,
+        node,
+        "cd /sys/fs/cgroup; if [ -f cpu.max ]; then cut -d' ' -f1 cpu.max; cat memory.max; "
+        "else cat cpu/cpu.cfs_quota_us memory/memory.limit_in_bytes; fi",  # cgroup v2 / v1
+    )
+    assert limits.split() == ["25000", str(64 * 2**20)]
     ids = {c.id for c in (await runtime_state(cri_endpoint, node))[1]}
     cloud.apply(CONFIG.format(level="2"))
 
@@ -166,3 +175,31 @@ async def _exec_in(endpoint: str, node: str, pod: str, cmd: str) -> None:
     async with CriClient(endpoint) as cri:
         res = await cri.exec_sync(cid, ["sh", "-c", cmd], timeout_seconds=5)
     assert res.exit_code == 0, res.stderr
+
+
+async def test_delete_sends_sigterm_and_honours_the_grace_period(  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge, cri_endpoint: str, tmp_path: Path
+) -> None:
+    """A deleted pod's container gets SIGTERM first; it and its sandbox are gone in time."""
+    node = await _edge(cloud, make_edge, cri_endpoint)
+    host = tmp_path / "grace"
+    extra = f"""
+    volumeMounts:
+    - {{name: host, mountPath: /host}}
+  volumes:
+  - {{name: host, hostPath: {{path: {host}, type: DirectoryOrCreate}}}}
+"""
+    command = "trap 'echo term > /host/got; exit 0' TERM; while true; do sleep 0.1; done"
+    manifest = busybox_pod("graceful", node, command, extra=extra).replace(
+        "terminationGracePeriodSeconds: 1", "terminationGracePeriodSeconds: 5"
+    )
+    cloud.apply(manifest)
+    await wait_until(lambda: is_running(cloud, "graceful"), timeout=30)
+    cloud.edgectl("delete", "pod", "graceful")
+
+    async def gone() -> bool:
+        boxes, containers = await runtime_state(cri_endpoint, node)
+        return not boxes and not containers
+
+    await wait_until(gone, timeout=5 + 5)
+    assert (host / "got").read_text() == "term\n"
