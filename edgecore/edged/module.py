@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 NAME = "edged"
 GROUP = "edged"
 HUB = "edgehub"
+#: seconds a new pod being started may go without a reported status (its first is Running)
+PENDING_REPORT = 1.0
 
 _Parsed = tuple[Pod, tuple[DesiredContainer, ...], str]
 
@@ -117,6 +119,8 @@ class Edged:
         self._slots = asyncio.Semaphore(settings.parallel_pods)
         #: pod key -> the status last put in the outbox
         self._sent: dict[str, dict[str, Any]] = {}
+        #: pod key -> when a round first saw it (wall clock)
+        self._first_seen: dict[str, float] = {}
         #: message id -> (pod key, outbox seq) it carried
         self._in_flight: dict[str, tuple[str, int]] = {}
         #: (cache key, resourceVersion) -> the pod parsed, its container hashes, sandbox hash
@@ -274,6 +278,11 @@ class Edged:
         self._forget(pods, observed)
         self.rounds += 1
         wakes = [w for w in (result.wake_at, probe_wake) if w is not None]
+        wakes += [
+            self._first_seen[k] + PENDING_REPORT
+            for k in self._busy
+            if k not in self._sent and k in self._first_seen
+        ]
         for f in p.actions.failures.values():
             if f.until > now:
                 wakes += [f.until, f.at + ERR_IMAGE_PULL_SHOWN]
@@ -361,8 +370,12 @@ class Edged:
         host_ip = self._host_ip() or ""
         readiness = p.prober.readiness
         for key, pod in pods.items():
-            if key in self._busy and key in self._sent:
-                continue  # being changed: its next status comes when the change is done
+            first_seen = self._first_seen.setdefault(key, now)
+            if key in self._busy and (key in self._sent or now < first_seen + PENDING_REPORT):
+                # being changed: its next status comes when the change is done (a new pod's
+                # Pending only if starting it takes a while: the cloud then has one write
+                # per pod, not two, while the runtime is busiest)
+                continue
             uid = pod.metadata.uid
             boxes = [sb for sb in sandboxes_by_uid.get(uid, []) if sb.ready]
             current = max(boxes, key=lambda sb: (sb.attempt, sb.created_at), default=None)
@@ -425,3 +438,5 @@ class Edged:
         self._p.actions.forget(uids)
         for key in [k for k in self._sent if k not in pods]:
             del self._sent[key]
+        for key in [k for k in self._first_seen if k not in pods]:
+            del self._first_seen[key]

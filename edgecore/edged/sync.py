@@ -19,8 +19,9 @@ The rules, as a kubelet's:
   hash: left alone, whoever started it (this is re-adoption after an edgecore restart).
   Running with another hash (the spec changed): killed with the pod's grace period and started
   again. Exited: started again when ``restartPolicy`` says so (``Always``; ``OnFailure`` for a
-  non-zero exit code), after the back-off (10 s doubling to 5 min by default, counted from
-  when it finished; reset when it had run for longer than ``backoff_reset``). Older instances
+  non-zero exit code): the first time at once, then after the back-off (10 s doubling to
+  5 min by default, counted from when it finished; reset when it had run for longer than
+  ``reset_after``). Older instances
   are removed. Containers of names not in the spec are killed.
 - Sandboxes of edged's node whose pod uid is not desired (the pod was deleted, replaced by one
   of the same name, or is terminating) are killed: containers stopped with the grace period
@@ -159,9 +160,11 @@ class Backoff:
     reset_after: float = 600.0
 
     def delay(self, restarts: int, ran_for: float) -> float:
-        if ran_for >= self.reset_after:
+        """Seconds before restart number ``restarts + 1`` of a container that ran ``ran_for``:
+        the first restart at once (as kubelet), then ``initial`` doubling up to ``cap``."""
+        if ran_for >= self.reset_after or restarts <= 0:
             return 0.0
-        return float(min(self.cap, self.initial * (2 ** max(0, restarts))))
+        return float(min(self.cap, self.initial * (2 ** (restarts - 1))))
 
 
 @dataclass(slots=True)

@@ -157,30 +157,39 @@ def test_a_spec_change_replaces_only_that_container() -> None:
      ("Never", 1, False), ("Never", 0, False)],
 )  # fmt: skip
 def test_restart_policy_and_back_off(policy: str, code: int, restarts: bool) -> None:
-    """An exited container restarts by its policy, and not before its back-off ends."""
+    """An exited container restarts by its policy: at once the first time, then not before
+    its back-off ends."""
     pod = DesiredPod("default", "job", "u1", (DesiredContainer("a", "1"),), policy)  # type: ignore[arg-type]
     world = World()
+    backoff = Backoff(initial=10, cap=300)
     world.converge([pod], now=100.0)
     (cid,) = world.containers
     world.exit(cid, code, at=101.0)
-    backoff = Backoff(initial=10, cap=300)
+    first = plan(
+        [pod], world.sandboxes.values(), world.containers.values(), now=101.0, backoff=backoff
+    )
+    starts = [a for a in first.flat if isinstance(a, StartContainer)]
+    assert (starts[0].attempt if starts else None) == (1 if restarts else None)
+    if not restarts:
+        return
+    world.apply([pod], first.flat, 101.0)
+    (cid,) = world.containers
+    world.exit(cid, code, at=102.0)
     early = plan(
         [pod], world.sandboxes.values(), world.containers.values(), now=105.0, backoff=backoff
     )
     assert not any(isinstance(a, StartContainer) for a in early.flat)
-    if restarts:
-        assert early.wake_at == 111.0 and early.backing_off == {("default/job", "a"): 111.0}
+    assert early.wake_at == 112.0 and early.backing_off == {("default/job", "a"): 112.0}
     late = plan(
-        [pod], world.sandboxes.values(), world.containers.values(), now=111.0, backoff=backoff
+        [pod], world.sandboxes.values(), world.containers.values(), now=112.0, backoff=backoff
     )
-    starts = [a for a in late.flat if isinstance(a, StartContainer)]
-    assert (starts[0].attempt if starts else None) == (1 if restarts else None)
+    assert [a.attempt for a in late.flat if isinstance(a, StartContainer)] == [2]
 
 
 def test_back_off_doubles_and_resets_after_a_long_run() -> None:
-    """10 s, 20 s, 40 s … capped; a container that ran for 10 min restarts at once."""
+    """At once, then 10 s, 20 s, 40 s … capped; a container that ran 10 min restarts at once."""
     b = Backoff(initial=10, cap=300, reset_after=600)
-    assert [b.delay(n, 1) for n in range(7)] == [10, 20, 40, 80, 160, 300, 300]
+    assert [b.delay(n, 1) for n in range(8)] == [0, 10, 20, 40, 80, 160, 300, 300]
     assert b.delay(5, 600) == 0
 
 

@@ -166,3 +166,31 @@ async def _exec_in(endpoint: str, node: str, pod: str, cmd: str) -> None:
     async with CriClient(endpoint) as cri:
         res = await cri.exec_sync(cid, ["sh", "-c", cmd], timeout_seconds=5)
     assert res.exit_code == 0, res.stderr
+
+
+async def test_delete_sends_sigterm_and_honours_the_grace_period(  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge, cri_endpoint: str, tmp_path: Path
+) -> None:
+    """A deleted pod's container gets SIGTERM first; it and its sandbox are gone in time."""
+    node = await _edge(cloud, make_edge, cri_endpoint)
+    host = tmp_path / "grace"
+    extra = f"""
+    volumeMounts:
+    - {{name: host, mountPath: /host}}
+  volumes:
+  - {{name: host, hostPath: {{path: {host}, type: DirectoryOrCreate}}}}
+"""
+    command = "trap 'echo term > /host/got; exit 0' TERM; while true; do sleep 0.1; done"
+    manifest = busybox_pod("graceful", node, command, extra=extra).replace(
+        "terminationGracePeriodSeconds: 1", "terminationGracePeriodSeconds: 5"
+    )
+    cloud.apply(manifest)
+    await wait_until(lambda: is_running(cloud, "graceful"), timeout=30)
+    cloud.edgectl("delete", "pod", "graceful")
+
+    async def gone() -> bool:
+        boxes, containers = await runtime_state(cri_endpoint, node)
+        return not boxes and not containers
+
+    await wait_until(gone, timeout=5 + 5)
+    assert (host / "got").read_text() == "term\n"
