@@ -55,6 +55,8 @@ def cmd_logs(ctx: Context) -> int:
         query.append(("tailLines", str(args.tail)))
     if args.timestamps:
         query.append(("timestamps", "true"))
+    if args.previous:
+        query.append(("previous", "true"))
     return _relay(ctx, "log", query)
 
 
@@ -222,7 +224,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         ),
         epilog=(
             "examples:\n  edgectl logs web\n  edgectl logs web -c sidecar --tail 20\n"
-            "  edgectl logs web -f -n plant-1"
+            "  edgectl logs web -f -n plant-1\n  edgectl logs web -p   # before its last restart"
         ),
         formatter_class=fmt,
     )
@@ -232,6 +234,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines (-1: all)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new output")
     logs.add_argument("--timestamps", action="store_true", help="prefix each line with its time")
+    logs.add_argument(
+        "-p", "--previous", action="store_true", help="the log of the container's previous run"
+    )
     logs.set_defaults(func=cmd_logs)
 
     exe = commands.add_parser(

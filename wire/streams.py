@@ -105,6 +105,8 @@ class LogsRequest(_Content):
     follow: bool = False
     #: prefix each line with its RFC 3339 time, as ``kubectl logs --timestamps``
     timestamps: bool = False
+    #: the log of the container's previous run (``kubectl logs -p``); never followed
+    previous: bool = False
 
 
 class ExecRequest(_Content):

@@ -2,7 +2,7 @@
 
 Endpoints::
 
-    GET /admin/v1/pods/{ns}/{name}/log?container=&tailLines=&follow=&timestamps=
+    GET /admin/v1/pods/{ns}/{name}/log?container=&tailLines=&follow=&timestamps=&previous=
         plain: the log as text, streamed; a websocket upgrade: the channel protocol
         (:mod:`wire.channels`, stdout channel, then a Status), which edgectl uses
     GET /admin/v1/pods/{ns}/{name}/exec?container=&command=..&command=..&stdin=&tty=
@@ -11,7 +11,7 @@ Endpoints::
 and what the Kubernetes API server calls on a kubelet (the Node advertises this port as its
 kubelet endpoint in Kubernetes mode)::
 
-    GET /containerLogs/{ns}/{name}/{container}?tailLines=&follow=&timestamps=
+    GET /containerLogs/{ns}/{name}/{container}?tailLines=&follow=&timestamps=&previous=
     GET|POST /exec/{ns}/{name}/{container}?command=..&stdin=&stdout=&stderr=&tty=
 
 Who may: ``/admin/`` is the admin token's (any node's pods, checked by the admin middleware).
@@ -336,6 +336,7 @@ def _logs_request(request: web.Request, container: str | None) -> LogsRequest:
             tail=tail,
             follow=_flag(request, "follow"),
             timestamps=_flag(request, "timestamps"),
+            previous=_flag(request, "previous"),
         )
     except ValidationError as exc:
         raise InvalidObject(_first_problem(exc)) from None

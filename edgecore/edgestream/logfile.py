@@ -96,6 +96,21 @@ class LogFile:
             yield block
 
 
+def previous_log(path: str) -> str | None:
+    """The log file of the run before the one logging to ``path``, if it is still there.
+
+    kubelet's layout, which edged keeps: ``.../{container}/{restartCount}.log``; the previous
+    run's file is ``{restartCount - 1}.log`` beside it (a runtime removing a container leaves
+    its log file, as a kubelet's does until it cleans the pod up).
+    """
+    directory, _, name = path.rpartition("/")
+    stem = name.removesuffix(".log")
+    if not stem.isdigit() or int(stem) == 0:
+        return None
+    candidate = f"{directory}/{int(stem) - 1}.log"
+    return candidate if os.path.exists(candidate) else None
+
+
 def read_tail(path: str, tail: int | None, *, timestamps: bool) -> tuple[bytes, LogFile]:
     """The last ``tail`` lines of the file as ``kubectl logs --tail`` prints them, and the
     file positioned after them (to follow from there)."""

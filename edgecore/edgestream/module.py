@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from edgecore.edgestream import interactive
-from edgecore.edgestream.logfile import LogFile, read_tail
+from edgecore.edgestream.logfile import LogFile, previous_log, read_tail
 from edgecore.edgestream.runtime import RuntimeContainer, StreamRuntime
 from hive.bus import Bus
 from wire.errors import BridgeError, DecodeError, StreamError
@@ -230,11 +230,22 @@ class EdgeStream:
         if container is None:
             return self._not_found(stream)
         sid = stream.open.stream
+        path = container.log_path
+        if req.previous:
+            previous = previous_log(path)
+            if previous is None:
+                return Close(
+                    stream=sid,
+                    error=f'previous terminated container "{req.container}" in pod '
+                    f'"{req.pod}" not found',
+                    reason="BadRequest",
+                )
+            path, req = previous, req.model_copy(update={"follow": False})
         if req.tail is not None:
-            text, logfile = read_tail(container.log_path, req.tail, timestamps=req.timestamps)
+            text, logfile = read_tail(path, req.tail, timestamps=req.timestamps)
             await self._output(stream, text)
         else:
-            logfile = LogFile(container.log_path)
+            logfile = LogFile(path)
             await self._drain(stream, logfile, req)
         try:
             if req.follow:

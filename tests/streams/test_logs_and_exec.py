@@ -32,6 +32,11 @@ async def test_logs_print_the_container_output(fleet: Fleet) -> None:
     assert (code, out) == (0, "line 5\noops\n")
     code, out, _ = await fleet.edgectl("logs", "quiet", "-c", "app", "--tail", "0")
     assert (code, out) == (0, "")
+    code, _, err = await fleet.edgectl("logs", "quiet", "-p")
+    assert (code, err) == (
+        1,
+        'edgectl: previous terminated container "app" in pod "quiet" not found\n',
+    )
 
 
 async def test_follow_streams_until_ctrl_c_which_cancels_on_the_edge(fleet: Fleet) -> None:
@@ -109,7 +114,8 @@ async def test_a_follow_ends_with_a_line_when_the_node_goes_away(fleet: Fleet) -
 
 
 async def test_logs_follow_a_restart_to_the_new_container(fleet: Fleet) -> None:
-    """When the container is replaced (a restart), `-f` goes on with the new one's log."""
+    """When the container is replaced (a restart), `-f` goes on with the new one's log, and
+    `-p` prints the previous run's."""
     first = await fleet.run_pod("ticker", TICKER)
     proc = await fleet.start_edgectl("logs", "ticker", "-f")
     assert proc.stdout is not None
@@ -144,6 +150,10 @@ async def test_logs_follow_a_restart_to_the_new_container(fleet: Fleet) -> None:
     await wait_until(saw_restart, timeout=20)
     proc.send_signal(signal.SIGINT)
     await asyncio.wait_for(proc.wait(), 10)
+    code, out, _ = await fleet.edgectl("logs", "ticker", "--previous")
+    assert code == 0 and out.startswith("tick 0\ntick 1\n")
+    code, out, _ = await fleet.edgectl("logs", "ticker")
+    assert (code, out) == (0, "restarted\n")
 
 
 async def test_kubelet_endpoint_serves_a_node_only_its_own_pods(fleet: Fleet) -> None:
