@@ -190,8 +190,12 @@ def desired_problems(device: dict[str, Any], model: dict[str, Any]) -> list[str]
     once instead of being stored and then refused by the edge.
     """
     specs = property_specs(model)
-    problems = []
-    for prop in (device.get("spec") or {}).get("properties") or []:
+    problems: list[str] = []
+    spec = device.get("spec")
+    props = spec.get("properties") if isinstance(spec, dict) else None
+    if not isinstance(props, list):
+        return problems  # a malformed spec is the manifest validation's to report
+    for prop in props:
         if not isinstance(prop, dict):
             continue
         value = (prop.get("desired") or {}).get("value")

@@ -28,7 +28,10 @@ Who writes which counter:
   clock, keeps moving forward even after the database was wiped.
 
 Deletes are values too (tombstones, ``deleted=True``), so a delete and a concurrent update also
-converge instead of depending on arrival order.
+converge instead of depending on arrival order. The edge's twin (:func:`merge`), its merged
+upstream messages (``edgecore.devicetwin.uplink``, via :func:`json_side`) and the cloud's
+``Device.status`` (``cloudhub.devicecontroller.twins``, via :class:`EdgeUpdatedIn`) all keep the
+greater value by this one order; ``tests/wire/test_twin_convergence.py`` holds them equal.
 
 Payloads
 --------

@@ -26,6 +26,7 @@ from devices.config import DeviceConfig, Visitor
 from devices.drivers.modbus_codec import (
     BIT_REGISTERS,
     ModbusVisitor,
+    Span,
     check_type,
     decode_bits,
     decode_registers,
@@ -177,6 +178,8 @@ class ModbusDriver:
             self._visitors[v.name] = parsed
         self._timeout = min(MAX_TIMEOUT, max(MIN_TIMEOUT, device.collect_cycle))
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        #: read plans by the tuple of property names due together
+        self._plans: dict[tuple[str, ...], list[Span]] = {}
 
     @property
     def address(self) -> str:
@@ -268,13 +271,18 @@ class ModbusDriver:
         """
         by_name = {v.name: v for v in visitors}
         out: dict[str, Value | PropertyError] = {}
-        planned = []
-        for v in visitors:
-            try:
-                planned.append((v.name, self._visitor(v)))
-            except PropertyError as exc:
-                out[v.name] = exc
-        for span in plan_reads(planned):
+        key = tuple(by_name)
+        plan = self._plans.get(key)
+        if plan is None:
+            planned = [
+                (v.name, self._visitors[v.name]) for v in visitors if v.name in self._visitors
+            ]
+            # the same properties come due together every cycle: plan once per set
+            plan = self._plans[key] = plan_reads(planned)
+        for name in by_name:
+            if name not in self._visitors:
+                out[name] = PropertyError(f"property {name} has no Modbus visitor")
+        for span in plan:
             try:
                 raw = await self._request(span.table, span.offset, span.count)
             except PropertyError as exc:

@@ -142,6 +142,13 @@ def decode_registers(registers: list[int], visitor: ModbusVisitor, type_: str) -
     """
     if len(registers) != visitor.limit:
         raise PropertyError(f"device sent {len(registers)} registers, expected {visitor.limit}")
+    if visitor.limit == 1 and not visitor.is_swap and type_ in (INT, FLOAT, DOUBLE):
+        # the common case (one plain register) without the byte shuffling: a signed 16 bits
+        word = registers[0] & 0xFFFF
+        number = word - 0x10000 if word & 0x8000 else word
+        if type_ == INT:
+            return round(number * visitor.scale) if visitor.scale != 1 else number
+        return float(number) * visitor.scale
     reason = check_type(visitor, type_)
     if reason:
         raise PropertyError(reason)

@@ -221,3 +221,11 @@ def test_health_changes_are_reported_once() -> None:
     assert s.on_unreachable() == OFFLINE
     assert s.on_unreachable() is None
     assert s.on_reached() == ONLINE
+
+
+@pytest.mark.parametrize("spec", [True, [], {"properties": True}, {"properties": 1.5}, "x"])
+def test_desired_check_ignores_malformed_specs(spec: Any) -> None:
+    """The cloud's desired-value check leaves malformed specs to manifest validation."""
+    from wire.devicemodel import desired_problems
+
+    assert desired_problems({"spec": spec}, SAMPLE_MODEL) == []

@@ -12,9 +12,15 @@ import pytest
 
 from tests.support.fielddevices import ModbusDevice, device_objects
 from tests.support.procs import wait_until
+from wire.twin import TwinUpdateIn
 
 if TYPE_CHECKING:
-    from tests.devices.conftest import FakeEdge, MapperFactory
+    import contextlib
+    from collections.abc import Callable
+
+    from tests.devices.conftest import Broker, FakeEdge, MapperFactory
+
+    ConnectEdge = Callable[[int], contextlib.AbstractAsyncContextManager[FakeEdge]]
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -285,3 +291,25 @@ async def test_a_stopped_mapper_says_offline_for_its_devices(
     await run.task
     state = await edge.wait_for(f"{T}/state/update", lambda p: p["state"] == "offline")
     assert state["reason"] == "the mapper stopped"
+
+
+async def test_broker_restart_reconnects_and_resubscribes(
+    broker: Broker,
+    connect_edge: ConnectEdge,
+    plc: ModbusDevice,
+    start_mapper: MapperFactory,
+) -> None:
+    """After mosquitto restarts the mapper says online, asks for its twin, reports and still
+    takes deltas; reports are the edge's own TwinUpdateIn shape."""
+    start_mapper(*plc_objects(plc.port))
+    async with connect_edge(broker.port) as edge:
+        report = await edge.wait_for(f"{T}/twin/update")
+        TwinUpdateIn.model_validate(report)
+    broker.stop()
+    broker.start()
+    async with connect_edge(broker.port) as edge:
+        await edge.wait_for(f"{T}/state/update", lambda p: p["state"] == "online")
+        await edge.wait_for(f"{T}/twin/get")
+        await edge.wait_for(f"{T}/twin/update")
+        await edge.publish(f"{T}/twin/update/delta", delta({"setpoint": "31"}))
+        await wait_until(lambda: _eq(plc.peek(1), [31]), timeout=5)
