@@ -133,5 +133,7 @@ async def test_page_lists_nodes_and_shows_an_edge_going_offline(
     assert response is not None and response.status == 401
     assert "edge-1" not in await other.content()
     assert await other.locator("input[name=token]").count() == 1
+    await other.screenshot(path=str(tmp_path / "login.png"))
+    _save(tmp_path / "login.png", "login.png")
     await stranger.close()
     await context.close()
