@@ -69,6 +69,7 @@ class FleetView:
         self.device_states: Counter[str] = Counter()
         self.devices_in_sync = 0
         self._sorted_nodes: list[str] | None = None
+        self._sorted_pods: list[_Key] | None = None
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -95,6 +96,8 @@ class FleetView:
                 self._sorted_nodes = None
             self.nodes[name] = obj
             return
+        if typ == "pod" and _key(obj) not in self.pods:
+            self._sorted_pods = None
         self.delete(typ, obj, keep_history=True)
         if typ == "pod":
             key = _key(obj)
@@ -120,6 +123,8 @@ class FleetView:
         elif typ == "pod":
             key = _key(obj)
             old = self.pods.pop(key, None)
+            if old is not None and not keep_history:
+                self._sorted_pods = None
             if old is not None:
                 self.pods_on.get(_node_of(old), set()).discard(key)
                 self.pod_phases[pod_phase(old)] -= 1
@@ -155,6 +160,12 @@ class FleetView:
         """Devices (all, sorted by namespace and name, or those of ``keys``)."""
         chosen = sorted(self._devices) if keys is None else sorted(keys)
         return [self._devices[k].obj for k in chosen if k in self._devices]
+
+    def pod_keys(self) -> list[_Key]:
+        """Every pod's (namespace, name), sorted (kept sorted between additions and removals)."""
+        if self._sorted_pods is None:
+            self._sorted_pods = sorted(self.pods)
+        return self._sorted_pods
 
     def device_keys(self) -> list[_Key]:
         return sorted(self._devices)
