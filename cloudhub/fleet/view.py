@@ -52,8 +52,11 @@ def device_state(device: dict[str, Any]) -> str:
 class _Device:
     obj: dict[str, Any]
     synced: bool
-    #: property -> recent (report timestamp ms, value) of numeric reported values
-    history: dict[str, deque[tuple[str, float]]] = field(default_factory=dict)
+    #: property -> recent numeric reported values (oldest first)
+    history: dict[str, deque[float]] = field(default_factory=dict)
+    #: property -> the report timestamp of the last value remembered (a report seen again,
+    #: in another watch event of the device, is not a new point)
+    stamps: dict[str, str] = field(default_factory=dict)
 
 
 class FleetView:
@@ -174,7 +177,7 @@ class FleetView:
         dev = self._devices.get(key)
         if dev is None:
             return []
-        return [v for _, v in dev.history.get(prop, ())]
+        return list(dev.history.get(prop, ()))
 
     def pods_of(self, node: str) -> list[dict[str, Any]]:
         return [self.pods[k] for k in sorted(self.pods_on.get(node, ())) if k in self.pods]
@@ -194,7 +197,8 @@ def _remember(dev: _Device, obj: dict[str, Any]) -> None:
         except (TypeError, ValueError):
             continue
         stamp = str((reported.get("metadata") or {}).get("timestamp") or "")
-        points = dev.history.setdefault(str(twin.get("propertyName")), deque(maxlen=SPARK_POINTS))
-        if points and points[-1][0] == stamp:
+        name = str(twin.get("propertyName"))
+        if dev.stamps.get(name) == stamp:
             continue
-        points.append((stamp, value))
+        dev.stamps[name] = stamp
+        dev.history.setdefault(name, deque(maxlen=SPARK_POINTS)).append(value)
