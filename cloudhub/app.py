@@ -4,7 +4,10 @@
 
     store (SQLite store.db | Kubernetes) ──list+watch──> edgecontroller ──bus──> cloudhub (hub)
                                           <──status────                <──bus── │ wss :10000
-    httpserver (HTTPS :10002): join (/ca.crt, /edge.crt) and the admin API used by edgectl
+    httpserver (HTTPS :10002): join (/ca.crt, /edge.crt), the admin API used by edgectl,
+        /metrics (cloudhub.figures) and the fleet page /ui/ (cloudhub.ui)
+    fleet: follows nodes, pods and devices for the page and the metrics; records Events
+        (told of node links by the hub, of refused twin reports by devicecontroller)
     certcontroller: renews node certificates over the link, revokes deleted nodes' certificates
     cloudstream: pods' logs and exec (admin API, kubelet-shaped endpoints) relayed over links
     auth ledger (auth.db; the Secret edgebridge-auth in Kubernetes mode, shared by replicas):

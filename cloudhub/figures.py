@@ -177,3 +177,9 @@ class CloudFigures:
             view.devices_in_sync,
         )
         yield counter(P + "events_recorded_total", "Kubernetes Events recorded", fleet.recorded)
+        if fleet.watch_lag.n:  # Kubernetes mode: writes carry the API server's timestamps
+            yield histogram(
+                P + "watch_lag_seconds",
+                "From a write's API server timestamp (1 s precision) to its watch event",
+                fleet.watch_lag,
+            )

@@ -32,10 +32,10 @@ from cloudhub import routes
 from cloudhub.auth.nodeauth import check_upstream_write
 from cloudhub.cloudstream.kubelet import KubeletEndpoint, advertise_kubelet
 from cloudhub.edgecontroller.binding import BindingIndex, Change
-from cloudhub.store.base import ObjectStore, StatusMerger, StatusUpdate
-from hive.backoff import backoff
+from cloudhub.store.base import ObjectStore, StatusMerger, StatusUpdate, WatchEvent
+from cloudhub.store.follow import follow
 from hive.bus import Bus
-from wire.errors import Forbidden, Gone, NotFound, StoreError, WireError
+from wire.errors import Forbidden, NotFound, StoreError, WireError
 from wire.messages import Group, Header, Message, Operation, Route
 from wire.resources import ResourceKey, key_of, split_node_prefix
 
@@ -151,35 +151,26 @@ class EdgeController:
     # -- downstream ----------------------------------------------------------------------------
 
     async def _watch_forever(self, typ: str) -> None:
-        delays = backoff(cap=10.0)
-        while True:
-            try:
-                objects, rv = await self._store.list(typ)
-                await self._relist(typ, objects)
-                delays = backoff(cap=10.0)
-                known = self._known[typ]
-                async for event in self._store.watch(typ, rv):
-                    if event.type == "DELETED":
-                        self._stage(self.index.delete(event.object))
-                        known.discard(str(key_of(event.object)))
-                    else:
-                        rkey = key_of(event.object)
-                        key = str(rkey)
-                        self._stage(self.index.upsert(event.object, rkey=rkey), key, event.body)
-                        known.add(key)
-                    if not event.more or len(self._staged) >= FANOUT_BATCH:
-                        await self._flush()
-                # What is still staged goes out with the re-list's changes, in order.
-                log.warning("watch of %s ended; re-listing", typ)
-            except Gone:
-                log.info("watch of %s expired (410 Gone); re-listing", typ)
-            except asyncio.CancelledError:
-                raise
-            except (StoreError, WireError, OSError) as exc:
-                await self._flush()  # not held back while this watch waits to retry
-                delay = next(delays)
-                log.warning("watching %s failed: %s; retrying in %.1fs", typ, exc, delay)
-                await asyncio.sleep(delay)
+        async def listed(objects: list[dict[str, Any]]) -> None:
+            # What is still staged from an ended watch goes out with the re-list's changes.
+            await self._relist(typ, objects)
+
+        async def changed(event: WatchEvent) -> None:
+            if event.type == "DELETED":
+                self._stage(self.index.delete(event.object))
+                self._known[typ].discard(str(key_of(event.object)))
+            else:
+                rkey = key_of(event.object)
+                key = str(rkey)
+                self._stage(self.index.upsert(event.object, rkey=rkey), key, event.body)
+                self._known[typ].add(key)
+            if not event.more or len(self._staged) >= FANOUT_BATCH:
+                await self._flush()
+
+        # flushed on a failure: not held back while this watch waits to retry
+        await follow(
+            self._store, typ, listed=listed, changed=changed, failed=self._flush, who=self.name
+        )
 
     async def _relist(self, typ: str, objects: list[dict[str, Any]]) -> None:
         seen: set[str] = set()

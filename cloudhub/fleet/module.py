@@ -5,7 +5,8 @@ It lists and watches nodes, pods and devices (:func:`cloudhub.store.follow.follo
 the pure rules of :mod:`cloudhub.fleet.derive`: pod started/failed from the status edges
 report, device online/offline. Its inbox brings the rest: the hub's node connect/disconnect
 reports (it is in :data:`~cloudhub.routes.LIFECYCLE_GROUP`) and events other modules ask it to
-record (:class:`~cloudhub.routes.RecordEvents`: refused twin reports).
+record (:class:`~cloudhub.routes.RecordEvents`: refused twin reports). On a cluster it also
+measures how late watch events arrive (:attr:`FleetModule.watch_lag`).
 
 Events are recorded in batches (every :data:`FLUSH_INTERVAL` or :data:`FLUSH_MAX` events,
 repeats folded first), so 10,000 edges reconnecting after a cloud restart cost a few
@@ -27,8 +28,9 @@ from cloudhub.fleet.view import FleetView
 from cloudhub.store.base import ObjectStore, WatchEvent
 from cloudhub.store.follow import follow
 from hive.bus import Bus
+from hive.metrics import Buckets
 from wire.errors import BridgeError
-from wire.events import Event, fold_all
+from wire.events import Event, fold_all, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class FleetModule:
         #: events recorded, and batches the store refused (for tests and metrics)
         self.recorded = 0
         self.record_failures = 0
+        #: seconds from a change's write (as the API server stamps it) to its watch event
+        self.watch_lag = Buckets()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -111,6 +115,9 @@ class FleetModule:
         return view.devices()
 
     def _change(self, typ: str, event: WatchEvent) -> None:
+        written = last_write(event.object)
+        if written is not None:
+            self.watch_lag.observe(max(0.0, time.time() - written))
         if event.type == "DELETED":
             self.view.delete(typ, event.object)
         else:
@@ -160,3 +167,14 @@ class FleetModule:
             log.warning("could not record %d event(s): %s", len(batch), exc)
             return
         self.recorded += len(batch)
+
+
+def last_write(obj: dict[str, Any]) -> float | None:
+    """When the object was last written, from ``metadata.managedFields`` (Kubernetes stamps
+    each manager's last write, to the second); None where there is none (embedded store)."""
+    fields = (obj.get("metadata") or {}).get("managedFields")
+    if not isinstance(fields, list):
+        return None
+    times = [f.get("time") for f in fields if isinstance(f, dict)]
+    stamps = [parse_time(t) for t in times if isinstance(t, str)]
+    return max((t for t in stamps if t > 0), default=None)

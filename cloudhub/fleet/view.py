@@ -52,8 +52,11 @@ def device_state(device: dict[str, Any]) -> str:
 class _Device:
     obj: dict[str, Any]
     synced: bool
-    #: property -> recent (report timestamp ms, value) of numeric reported values
-    history: dict[str, deque[tuple[str, float]]] = field(default_factory=dict)
+    #: property -> recent numeric reported values (oldest first)
+    history: dict[str, deque[float]] = field(default_factory=dict)
+    #: property -> the report timestamp of the last value remembered (a report seen again,
+    #: in another watch event of the device, is not a new point)
+    stamps: dict[str, str] = field(default_factory=dict)
 
 
 class FleetView:
@@ -69,6 +72,7 @@ class FleetView:
         self.device_states: Counter[str] = Counter()
         self.devices_in_sync = 0
         self._sorted_nodes: list[str] | None = None
+        self._sorted_pods: list[_Key] | None = None
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -95,6 +99,8 @@ class FleetView:
                 self._sorted_nodes = None
             self.nodes[name] = obj
             return
+        if typ == "pod" and _key(obj) not in self.pods:
+            self._sorted_pods = None
         self.delete(typ, obj, keep_history=True)
         if typ == "pod":
             key = _key(obj)
@@ -120,6 +126,8 @@ class FleetView:
         elif typ == "pod":
             key = _key(obj)
             old = self.pods.pop(key, None)
+            if old is not None and not keep_history:
+                self._sorted_pods = None
             if old is not None:
                 self.pods_on.get(_node_of(old), set()).discard(key)
                 self.pod_phases[pod_phase(old)] -= 1
@@ -156,6 +164,12 @@ class FleetView:
         chosen = sorted(self._devices) if keys is None else sorted(keys)
         return [self._devices[k].obj for k in chosen if k in self._devices]
 
+    def pod_keys(self) -> list[_Key]:
+        """Every pod's (namespace, name), sorted (kept sorted between additions and removals)."""
+        if self._sorted_pods is None:
+            self._sorted_pods = sorted(self.pods)
+        return self._sorted_pods
+
     def device_keys(self) -> list[_Key]:
         return sorted(self._devices)
 
@@ -163,7 +177,7 @@ class FleetView:
         dev = self._devices.get(key)
         if dev is None:
             return []
-        return [v for _, v in dev.history.get(prop, ())]
+        return list(dev.history.get(prop, ()))
 
     def pods_of(self, node: str) -> list[dict[str, Any]]:
         return [self.pods[k] for k in sorted(self.pods_on.get(node, ())) if k in self.pods]
@@ -183,7 +197,8 @@ def _remember(dev: _Device, obj: dict[str, Any]) -> None:
         except (TypeError, ValueError):
             continue
         stamp = str((reported.get("metadata") or {}).get("timestamp") or "")
-        points = dev.history.setdefault(str(twin.get("propertyName")), deque(maxlen=SPARK_POINTS))
-        if points and points[-1][0] == stamp:
+        name = str(twin.get("propertyName"))
+        if dev.stamps.get(name) == stamp:
             continue
-        points.append((stamp, value))
+        dev.stamps[name] = stamp
+        dev.history.setdefault(name, deque(maxlen=SPARK_POINTS)).append(value)

@@ -21,11 +21,25 @@ log = logging.getLogger(__name__)
 
 Listed = Callable[[list[dict[str, Any]]], Awaitable[None]]
 Changed = Callable[[WatchEvent], Awaitable[None]]
+Failed = Callable[[], Awaitable[None]]
 
 
-async def follow(store: ObjectStore, typ: str, *, listed: Listed, changed: Changed) -> None:
-    """Call ``listed`` with every object of ``typ``, then ``changed`` per change; never returns."""
+async def follow(
+    store: ObjectStore,
+    typ: str,
+    *,
+    listed: Listed,
+    changed: Changed,
+    failed: Failed | None = None,
+    who: str = "",
+) -> None:
+    """Call ``listed`` with every object of ``typ``, then ``changed`` per change; never returns.
+
+    ``failed`` runs when the store fails, before the backoff's wait (a caller may hand on
+    what it holds rather than keep it through the wait); ``who`` names the follower in logs.
+    """
     delays = backoff(cap=10.0)
+    prefix = f"{who}: " if who else ""
     while True:
         try:
             objects, rv = await store.list(typ)
@@ -33,12 +47,14 @@ async def follow(store: ObjectStore, typ: str, *, listed: Listed, changed: Chang
             delays = backoff(cap=10.0)
             async for event in store.watch(typ, rv):
                 await changed(event)
-            log.debug("watch of %s ended; re-listing", typ)
+            log.warning("%swatch of %s ended; re-listing", prefix, typ)
         except Gone:
-            log.debug("watch of %s expired (410 Gone); re-listing", typ)
+            log.info("%swatch of %s expired (410 Gone); re-listing", prefix, typ)
         except asyncio.CancelledError:
             raise
         except (StoreError, WireError, OSError) as exc:
+            if failed is not None:
+                await failed()
             delay = next(delays)
-            log.warning("following %s failed: %s; retrying in %.1fs", typ, exc, delay)
+            log.warning("%swatching %s failed: %s; retrying in %.1fs", prefix, typ, exc, delay)
             await asyncio.sleep(delay)

@@ -1,9 +1,10 @@
 """The fleet page's handlers, mounted at ``/ui/`` on the HTTPS port.
 
 Pages: ``/ui/`` (fleet summary and the nodes table), ``/ui/nodes/{name}`` (its pods, devices
-and recent events), ``/ui/devices`` (every property: desired, reported, when, in sync, and a
-sparkline of recent reports), ``/ui/pods/{ns}/{name}`` (status, containers, events, log tail),
-``/ui/events``; ``/ui/login`` and ``/ui/logout``; ``/ui/static/...``.
+and recent events), ``/ui/pods`` (every pod with kubectl's READY/STATUS/RESTARTS),
+``/ui/devices`` (every property: desired, reported, when, in sync, and a sparkline of recent
+reports), ``/ui/pods/{ns}/{name}`` (status, containers, events, log tail), ``/ui/events``;
+``/ui/login`` and ``/ui/logout``; ``/ui/static/...``.
 
 - **Nothing readable without the admin token** (see :mod:`cloudhub.ui.session`); only the login
   form and the static files (style and script, no data) are served without it.
@@ -105,6 +106,7 @@ class FleetPages:
         r.add_get("/", self.overview, allow_head=False)
         r.add_get("/nodes/{name}", self.node, allow_head=False)
         r.add_get("/devices", self.devices, allow_head=False)
+        r.add_get("/pods", self.pods, allow_head=False)
         r.add_get("/pods/{namespace}/{name}", self.pod, allow_head=False)
         r.add_get("/events", self.events, allow_head=False)
         r.add_get("/login", self.login_form, allow_head=False)
@@ -273,6 +275,27 @@ class FleetPages:
             devices=[self._device_row(d) for d in view.devices(page)],
             total=view.device_count,
             in_sync=view.devices_in_sync,
+            next_after="/".join(page[-1]) if more and page else None,
+        )
+
+    async def pods(self, request: web.Request) -> web.Response:
+        view = self._fleet.view
+        keys = view.pod_keys()
+        start = 0
+        after = request.query.get("after", "")
+        if after:
+            ns, _, name = after.partition("/")
+            start = bisect.bisect_right(keys, (ns, name))
+        page = keys[start : start + PAGE_SIZE + 1]
+        more = len(page) > PAGE_SIZE
+        page = page[:PAGE_SIZE]
+        return self._live(
+            request,
+            "pods.html",
+            title="Pods",
+            pods=[pod_row(view.pods[k]) for k in page],
+            total=len(keys),
+            phases=sorted((p, c) for p, c in view.pod_phases.items() if c),
             next_after="/".join(page[-1]) if more and page else None,
         )
 

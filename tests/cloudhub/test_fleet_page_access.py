@@ -163,3 +163,6 @@ async def test_pod_page_shows_status_events_and_where_logs_are(
     assert "/ui/pods/default/web" in node and "Started" in node
     async with browser.get("/ui/events") as r:
         assert "Started container app" in await r.text()
+    async with browser.get("/ui/pods") as r:
+        pods = await r.text()
+    assert 'data-pod="default/web"' in pods and "1 Running" in pods

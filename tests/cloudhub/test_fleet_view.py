@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudhub.devicecontroller.twins import in_sync
+from cloudhub.fleet.module import last_write
 from cloudhub.fleet.view import SPARK_POINTS, FleetView, device_state, pod_phase
 from cloudhub.ui.rows import sparkline
 
@@ -93,3 +94,19 @@ def test_reported_values_feed_a_bounded_sparkline() -> None:
     assert len(points) == SPARK_POINTS
     assert points[0].startswith("1.0,") and sparkline([1.0]) == ""
     assert sparkline([1.0, float("nan"), 1.0]).count(",") == 2
+
+
+def test_last_write_reads_the_api_servers_stamps() -> None:
+    """The newest managedFields time is the object's last write; none without them."""
+    obj = {
+        "metadata": {
+            "managedFields": [
+                {"manager": "kubectl", "time": "2026-01-01T00:00:00Z"},
+                {"manager": "cloudhub", "time": "2026-01-01T00:00:05Z"},
+            ]
+        }
+    }
+    assert last_write(obj) == last_write(
+        {"metadata": {"managedFields": [obj["metadata"]["managedFields"][1]]}}
+    )
+    assert last_write(obj) is not None and last_write({"metadata": {}}) is None
