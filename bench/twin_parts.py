@@ -51,17 +51,8 @@ def update_payload(event_id: str, value: float, now_ms: int) -> bytes:
 class EdgeCore:
     """``python -m edgecore join`` then ``run`` with the internal mosquitto on a free port."""
 
-    def __init__(
-        self,
-        *,
-        workdir: Path,
-        node: str,
-        stop_grace: float = 10.0,
-        extra_args: list[str] | None = None,
-    ) -> None:
+    def __init__(self, *, workdir: Path, node: str, stop_grace: float = 10.0) -> None:
         self.node = node
-        #: more ``edgecore run`` options (e.g. ``--heartbeat 1``)
-        self.extra_args = list(extra_args or [])
         self.data_dir = workdir / "edge"
         self.log_path = workdir / "edgecore.log"
         self.api_port = free_port()
@@ -106,7 +97,6 @@ class EdgeCore:
             "--data-dir", str(self.data_dir),
             "--local-api", f"127.0.0.1:{self.api_port}",
             "--mqtt-port", str(self.mqtt_port),
-            *self.extra_args,
         ]  # fmt: skip
         self._launch(argv)
         log.info("edgecore pid %d: local API %d, mqtt %d", self.pid, self.api_port, self.mqtt_port)
@@ -139,13 +129,13 @@ class EdgeCore:
                     return pid
         return None
 
-    @property
-    def broker_pid(self) -> int | None:
-        return self._broker_pid
-
     def find_broker(self) -> int | None:
         """The pid of edgecore's mosquitto now (edgecore restarts it when it dies)."""
         self._broker_pid = self._find_broker()
+        return self._broker_pid
+
+    @property
+    def broker_pid(self) -> int | None:
         return self._broker_pid
 
     def stop(self) -> None:
