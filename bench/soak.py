@@ -96,7 +96,7 @@ class Soak:
             node = f"soak-edge-{i}"
             proxy = FaultProxy()
             await proxy.start("127.0.0.1", self.hub.ws_port)
-            core = EdgeCore(workdir=self.workdir / node, node=node, extra_args=["--heartbeat", "1"])
+            core = EdgeCore(workdir=self.workdir / node, node=node)
             edge = SoakEdge(node, core, proxy)
             self.edges.append(edge)
             objects.append(device_object(edge.device, node))
@@ -108,6 +108,8 @@ class Soak:
             await asyncio.to_thread(
                 edge.core.join, hub=self.hub, token=token, ws_port=edge.proxy.port
             )
+            # a 1 s keepalive: a blackholed link is noticed in 2 s, not 20
+            edge.tune(heartbeat=1.0)
         await asyncio.gather(*(e.core.start() for e in self.edges))
         for edge in self.edges:
             edge.mapper = CountingMapper(

@@ -17,6 +17,7 @@ import aiomqtt
 
 from bench.cloud import Admin
 from bench.twin_parts import EdgeCore
+from edgecore import config
 from tests.support.proxy import FaultProxy
 
 NAMESPACE = "default"
@@ -170,6 +171,13 @@ class SoakEdge:
     @property
     def device(self) -> str:
         return f"counter-{self.node}"
+
+    def tune(self, *, heartbeat: float) -> None:
+        """Set the link's keepalive in the ``edgecore.yaml`` that join wrote."""
+        path = self.core.data_dir / config.CONFIG_FILE
+        settings = config.load(path)
+        settings.hub.heartbeat = heartbeat
+        config.save(settings, path)
 
     def local(self, path: str) -> dict[str, Any] | None:
         """GET on the edge's local API; None when it does not answer 200."""

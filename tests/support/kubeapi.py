@@ -314,20 +314,11 @@ class KubeApiEmulator:
             self.requests[(verb, path)] += 1
             self.log.append(RequestRecord(request.method, verb, path, query))
             self._injected(request.method, path)
+            if target is not None and self._authorized(verb, target) == "review":
+                return _json(self._review(await _body(request)), 201)
             if target is None:
                 return _json(self._discovery(path))
             res, ns, name, sub = target
-            resource = f"{res.plural}/{sub}" if sub else res.plural
-            if not self.allowed(verb, res.group, resource, ns):
-                raise ApiError(
-                    403,
-                    "Forbidden",
-                    f'{res.plural} is forbidden: User "emulator" cannot {verb} resource '
-                    f'"{resource}" in API group "{res.group}"'
-                    + (f' in the namespace "{ns}"' if ns else " at the cluster scope"),
-                )
-            if res.plural == "selfsubjectaccessreviews" and verb == "create":
-                return _json(self._review(await _body(request)), 201)
             if sub in ("log", "exec") and name is not None:
                 return await self._to_kubelet(request, res, ns, name, sub)
             if verb == "watch":
@@ -403,6 +394,23 @@ class KubeApiEmulator:
         if sub is not None and not pod_stream and (sub != "status" or not res.status):
             raise ApiError(404, "NotFound", f"no subresource {sub} on {res.plural}")
         return res, ns, name, sub
+
+    def _authorized(self, verb: str, target: _Target) -> str:
+        """RBAC: raise 403 for a denied request; ``"review"`` for a SelfSubjectAccessReview
+        (answered from the same rules), else ``"ok"``."""
+        res, ns, _, sub = target
+        resource = f"{res.plural}/{sub}" if sub else res.plural
+        if not self.allowed(verb, res.group, resource, ns):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{res.plural} is forbidden: User "emulator" cannot {verb} resource '
+                f'"{resource}" in API group "{res.group}"'
+                + (f' in the namespace "{ns}"' if ns else " at the cluster scope"),
+            )
+        if res.plural == "selfsubjectaccessreviews" and verb == "create":
+            return "review"
+        return "ok"
 
     def _review(self, body: Obj) -> Obj:
         """A SelfSubjectAccessReview answered from the :meth:`deny` list."""
