@@ -159,7 +159,8 @@ class Mapper:
     async def reconcile(self) -> None:
         """Start, restart and stop workers to match the source's objects."""
         wanted: dict[str, DeviceConfig] = {}
-        for device in self.source.devices.values():
+        # a snapshot: the source's watch updates its dicts while this awaits a driver
+        for device in list(self.source.devices.values()):
             if not self._wanted(device):
                 continue
             ns, name = identify(device)
