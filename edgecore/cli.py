@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="container logs, kubelet's layout DIR/NS_POD_UID/C/N.log (default /var/log/pods)",
     )
+    r.add_argument(
+        "--dmi-socket",
+        metavar="PATH",
+        help="unix socket where KubeEdge DMI mappers (mapper-framework >= 1.15) register and "
+        "report (default /etc/kubeedge/dmi.sock; 'off' serves no DMI)",
+    )
     logs.add_options(r)
     return p
 
@@ -110,6 +116,8 @@ def _load(args: argparse.Namespace) -> config.EdgeSettings:
         settings.runtime.endpoint = args.runtime_endpoint
     if args.pod_log_dir:
         settings.runtime.pod_log_dir = args.pod_log_dir
+    if args.dmi_socket:
+        settings.dmi.socket = None if args.dmi_socket == "off" else Path(args.dmi_socket)
     if settings.mqtt.mode == "external" and not settings.mqtt.url:
         raise ConfigError("--mqtt-mode external needs --mqtt-url mqtt://HOST:PORT")
     return settings

@@ -25,14 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-from pydantic import BaseModel, Field
 
+from edgecore.config import DmiSettings
 from edgecore.dmi import api_pb2 as dmi
 from edgecore.dmi import api_pb2_grpc as dmi_grpc
 from edgecore.dmi.convert import (
@@ -53,21 +54,6 @@ log = logging.getLogger(__name__)
 _grpc: Any = dmi_grpc
 
 NAME = "dmi"
-#: KubeEdge's default DMI socket (edgecore's ``DeviceTwin.DMISockPath``)
-DEFAULT_SOCKET = Path("/etc/kubeedge/dmi.sock")
-
-
-class DmiSettings(BaseModel):
-    """Where DMI is served, and each mapper's report budget."""
-
-    #: the unix socket mappers call; ``None`` serves no DMI
-    socket: Path | None = DEFAULT_SOCKET
-    #: reports per second one mapper may make, sustained
-    rate: float = Field(default=100.0, gt=0, le=100_000)
-    #: reports one mapper may make at once
-    burst: float = Field(default=200.0, ge=1, le=1_000_000)
-    #: seconds a call to a mapper may take
-    call_timeout: float = Field(default=5.0, gt=0, le=300)
 
 
 @dataclass
@@ -95,6 +81,7 @@ class DmiModule:
 
     name = NAME
     group = NAME
+    enabled = True
 
     def __init__(
         self,
@@ -130,9 +117,14 @@ class DmiModule:
             self._models[_key(obj)] = obj
         server = grpc.aio.server()
         _grpc.add_DeviceManagerServiceServicer_to_server(_Manager(self), server)
+        if _served(path):
+            log.warning("DMI not served: %s is served by another process", path)
+            for sub in subs.values():
+                sub.close()
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)  # a previous edgecore's socket
+            path.unlink(missing_ok=True)  # a previous edgecore's socket, nobody serves it
             server.add_insecure_port(f"unix://{path}")
         except (OSError, RuntimeError) as exc:
             log.warning(
@@ -328,6 +320,18 @@ class _Manager(dmi_grpc.DeviceManagerServiceServicer):
         if not found:
             await _not_found(context, request.deviceName, request.deviceNamespace)
         return dmi.ReportDeviceStatesResponse()
+
+
+def _served(path: Path) -> bool:
+    """Whether a live process answers on the unix socket ``path``."""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 async def _not_found(context: grpc.aio.ServicerContext[Any, Any], name: str, ns: str) -> None:

@@ -13,10 +13,11 @@ from typing import Any
 import grpc
 import pytest
 
+from edgecore.config import DmiSettings
 from edgecore.dmi import api_pb2 as dmi
 from edgecore.dmi import api_pb2_grpc as dmi_grpc
 from edgecore.dmi.convert import pack_value, unpack_value
-from edgecore.dmi.module import DmiModule, DmiSettings
+from edgecore.dmi.module import DmiModule
 from tests.edgecore.test_twin_support import TwinEdge, device, model, outbox_rows, running_edge
 from tests.support.procs import wait_until
 
