@@ -98,6 +98,8 @@ class DeviceController:
                         await self._membership_detail(msg, node, node_devices)
                         continue
                     rest = _qualify(node, rest, node_devices)
+                    # from here on it is an ordinary report (the hub answers the original)
+                    msg.route.resource = f"node/{node}/{rest}"
                 ns, typ, name, suffix = _split_device(rest)
             except (WireError, InvalidObject) as exc:
                 await self._refuse(msg, str(exc))
@@ -187,8 +189,10 @@ class DeviceController:
         full inbox drops it: events inform, they never hold up reports)."""
         try:
             node, rest = split_node_prefix(msg.resource)
+            if stock.bare_resource(rest) is not None:
+                return  # a stock edge's name that matched no device here: nothing to attach to
             ns, _, name, _ = _split_device(rest)
-        except WireError:
+        except (WireError, InvalidObject):
             return
         event = twin_refused_event(
             ns, name, f"report from node {node} refused: {reason}", at=time.time()
