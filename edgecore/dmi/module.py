@@ -43,7 +43,7 @@ from edgecore.dmi.convert import (
     states_request,
     status_request,
 )
-from edgecore.metamanager.store import MetaStore, StoreEvent
+from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
 from hive.bus import Bus
 from hive.ratelimit import TokenBucket
 from wire.messages import Message
@@ -138,8 +138,8 @@ class DmiModule:
         self.ready.set()
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._follow("device", subs["device"]))
-                tasks.create_task(self._follow("devicemodel", subs["devicemodel"]))
+                tasks.create_task(self._follow("device", subs))
+                tasks.create_task(self._follow("devicemodel", subs))
         finally:
             for sub in subs.values():
                 sub.close()
@@ -221,15 +221,28 @@ class DmiModule:
                 seen[(ns, ref)] = model
         return list(seen.values())
 
-    async def _follow(self, type_: str, sub: Any) -> None:
-        async for event in sub:
-            try:
-                if type_ == "device":
-                    await self._device_event(event)
-                else:
-                    await self._model_event(event)
-            except grpc.aio.AioRpcError as exc:
-                log.warning("DMI call for %s failed: %s", event.key, exc.details() or exc.code())
+    async def _follow(self, type_: str, subs: dict[str, Subscription]) -> None:
+        """Drive mappers from committed changes of ``type_``; after falling behind, list
+        again (a mapper may then get an ``UpdateDevice`` it did not need: harmless)."""
+        while True:
+            sub = subs[type_]
+            async for event in sub:
+                await self._apply(type_, event)
+            if not sub.overflowed:
+                return  # the cache closed
+            log.warning("DMI fell behind on %s changes; listing them again", type_)
+            subs[type_] = self._meta.subscribe(type_)
+            for obj in await self._meta.list(type_):
+                await self._apply(type_, StoreEvent(type="MODIFIED", key="", obj=obj))
+
+    async def _apply(self, type_: str, event: StoreEvent) -> None:
+        try:
+            if type_ == "device":
+                await self._device_event(event)
+            else:
+                await self._model_event(event)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("DMI call for %s failed: %s", event.key, exc.details() or exc.code())
 
     async def _device_event(self, event: StoreEvent) -> None:
         key = _key(event.obj)
