@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 
 from cloudhub import app as cloud_app
@@ -280,3 +282,39 @@ def test_bare_names_resolve_among_the_nodes_devices_only() -> None:
     assert stock.bare_report("twin", "device/a/twin/edge_updated") == ("a", "twin/edge_updated")
     assert stock.bare_report("twin", "default/device/a/twin/edge_updated") is None
     assert stock.bare_report("devicetwin", "device/a/state/update") is None
+
+
+@given(
+    generation=st.integers(0, 2**40),
+    rv=st.one_of(st.integers(0, 2**40).map(str), st.text(max_size=8)),
+    seen_cloud=st.integers(0, 2**40),
+    seen_edge=st.integers(0, 2**40),
+)
+def test_cloud_updated_versions_never_fall_below_the_edges(
+    generation: int, rv: str, seen_cloud: int, seen_edge: int
+) -> None:
+    """The expected_version sent is at least what the edge reported holding (stock devicetwin
+    refuses an older sync), whatever the device's generation and resourceVersion."""
+    device = {
+        "metadata": {"name": "d", "generation": generation, "resourceVersion": rv},
+        "spec": {"properties": [{"name": "p", "desired": {"value": "1"}}]},
+        "status": {
+            "twins": [
+                {
+                    "propertyName": "p",
+                    "observedDesired": {
+                        "value": "0",
+                        "metadata": {
+                            "cloudVersion": str(seen_cloud),
+                            "edgeVersion": str(seen_edge),
+                        },
+                    },
+                }
+            ]
+        },
+    }
+    frame = stock.cloud_updated_frame(msg_id="m", event_id="e", timestamp_ms=1, device=device)
+    assert frame is not None
+    version = json.loads(frame)["content"]["twin"]["p"]["expected_version"]
+    assert version["cloud"] >= max(seen_cloud, 1)
+    assert version["edge"] == seen_edge
