@@ -411,7 +411,11 @@ class NodeSession:
             device = None if out.resource_version is None else out.content
             frames.extend(
                 stock.device_frames(
-                    key=out.key, device=device, new_id=self._ids, timestamp_ms=now_ms
+                    key=out.key,
+                    device=device,
+                    new=out.insert,
+                    new_id=self._ids,
+                    timestamp_ms=now_ms,
                 )
             )
             frames.append(self._frame(out))

@@ -226,35 +226,36 @@ def device_frames(
     *,
     key: str,
     device: Mapping[str, Any] | None,
+    new: bool,
     new_id: Callable[[], str],
     timestamp_ms: int,
 ) -> list[str]:
-    """What a stock edge gets besides the object itself when Device ``key`` changes on it:
-    a membership update (added with twins, or removed) and, for a bound device, its desired
-    values as ``cloud_updated``. ``device`` is ``None`` for a removal."""
+    """What a stock edge gets besides the object itself when Device ``key`` changes on it.
+
+    A device ``new`` to the edge: a membership update adding it with its desired values as
+    twins (which fills the edge's ``device`` and ``device_twin`` tables). A changed one: its
+    desired values as ``cloud_updated`` (once: re-adding it would send the mapper the same
+    delta twice). A removal (``device`` is ``None``): a membership update removing it.
+    """
     parts = key.split("/")
     if len(parts) != 3 or parts[1] != "device":
         return []
     if device is None:
         return [
             membership_frame(
-                msg_id=new_id(),
-                event_id=new_id(),
-                timestamp_ms=timestamp_ms,
-                removed=[parts[2]],
+                msg_id=new_id(), event_id=new_id(), timestamp_ms=timestamp_ms, removed=[parts[2]]
             )
         ]
-    frames = [
-        membership_frame(
-            msg_id=new_id(), event_id=new_id(), timestamp_ms=timestamp_ms, added=[device]
-        )
-    ]
+    if new:
+        return [
+            membership_frame(
+                msg_id=new_id(), event_id=new_id(), timestamp_ms=timestamp_ms, added=[device]
+            )
+        ]
     update = cloud_updated_frame(
         msg_id=new_id(), event_id=new_id(), timestamp_ms=timestamp_ms, device=device
     )
-    if update is not None:
-        frames.append(update)
-    return frames
+    return [] if update is None else [update]
 
 
 __all__ = [

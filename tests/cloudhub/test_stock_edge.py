@@ -228,9 +228,9 @@ async def test_stock_twin_and_state_reports_land_in_the_device_status(
 async def test_desired_values_reach_a_stock_twin(
     stock_link: tuple[cloud_app.CloudApp, StockEdge],
 ) -> None:
-    """A desired value goes down in the membership update's twin and as
-    ``device/t1/twin/cloud_updated`` whose expected_version is at least the edge's own;
-    unbinding the device sends ``removed_devices``."""
+    """A desired value set goes down as ``device/t1/twin/cloud_updated`` whose
+    expected_version is at least the edge's own; unbinding the device sends
+    ``removed_devices``; binding it again adds it with its twin."""
     cloud, edge = stock_link
     await edge.until(_route("default/device/t1"))
     # the edge reports holding an expected value at versions (cloud 40, edge 3)
@@ -248,20 +248,27 @@ async def test_desired_values_reach_a_stock_twin(
     assert twin["expected_version"]["cloud"] >= 40
     assert twin["expected_version"]["edge"] == 3
     assert update["route"]["group"] == "twin"
-    member = next(
-        f
-        for f in edge.frames
-        if f["route"]["resource"] == "membership" and f["content"]["added_devices"][0].get("twin")
-    )
-    assert member["content"]["added_devices"][0]["twin"]["temperature"]["expected"]["value"] == (
-        "22"
-    )
     device["spec"]["nodeName"] = "edge-2"
     await cloud.store.apply([device])
     removed = await edge.until(
         lambda f: f["route"]["resource"] == "membership" and bool(f["content"]["removed_devices"])
     )
     assert removed["content"]["removed_devices"] == [{"id": "t1", "name": "t1"}]
+    device["spec"]["nodeName"] = "edge-1"  # bound again: added with its twin
+    await cloud.store.apply([device])
+    added = await edge.until(
+        lambda f: (
+            f["route"]["resource"] == "membership"
+            and bool(f["content"]["added_devices"])
+            and "twin" in f["content"]["added_devices"][0]
+        )
+    )
+    assert added["content"]["added_devices"][0]["twin"]["temperature"]["expected"] == {
+        "value": "22",
+        "metadata": {"timestamp": added["content"]["timestamp"]},
+    }
+    updates = [f for f in edge.frames if f["route"]["resource"].endswith("twin/cloud_updated")]
+    assert len(updates) == 1  # the change, once; a device added carries its twin instead
 
 
 def test_bare_names_resolve_among_the_nodes_devices_only() -> None:
