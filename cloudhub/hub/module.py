@@ -426,7 +426,10 @@ class HubModule:
             if not session.stock:
                 await session.send(msg.reply("pong", source=routes.HUB))
         elif stock.bare_report(msg.route.source, msg.resource) is not None:
-            await self._forward(session, msg, routes.DEVICECONTROLLER)
+            # Unanswered, as stock cloudcore does: a stock edge takes any answer for one to a
+            # synchronous call and logs a warning per report (refusals are logged and
+            # recorded as Events here).
+            await self._forward(session, msg, routes.DEVICECONTROLLER, answer=False)
         elif op == stock.GET and msg.resource == stock.MEMBERSHIP_DETAIL:
             await self._forward(session, msg, routes.DEVICECONTROLLER)
         elif op == Operation.INVENTORY:
@@ -447,7 +450,9 @@ class HubModule:
             log.warning("node %s sent unknown operation %r", session.node, op)
             await session.send(msg.error_reply(f"unknown operation {op!r}", source=routes.HUB))
 
-    async def _forward(self, session: NodeSession, msg: Message, dest: str) -> None:
+    async def _forward(
+        self, session: NodeSession, msg: Message, dest: str, *, answer: bool = True
+    ) -> None:
         """Hand an edge's request to a controller; its answer goes back to this node only.
 
         The resource gets the ``node/{node}/`` prefix from the certificate's identity, never
@@ -463,7 +468,8 @@ class HubModule:
             ),
             content=msg.content,
         )
-        self._forwarded[forward.id] = (session.node, msg)
+        if answer:
+            self._forwarded[forward.id] = (session.node, msg)
         await self._bus.send(dest, forward)
 
     async def _stream_from_edge(self, session: NodeSession, msg: Message) -> None:
