@@ -10,7 +10,7 @@ Our side, measured here: a cloudhub (embedded store) and ``--edges`` stock edgec
 - pod apply -> row in the edge's SQLite (stock metamanager's ``meta`` table) p50/p99;
 - cloud CPU per delivered update, cloud RSS per connected edge.
 
-Not measured yet: messages on reconnect after 10 of 1,000 pods changed.
+- messages on reconnect after 10 of ``--reconnect-pods`` (1,000) pods changed.
 
 The peer side (stock cloudcore against the same Kubernetes API) needs a cluster:
 ``--kubeconfig`` with ``cloudcore-up.sh``; without one the peer figures are left out and no
@@ -78,7 +78,16 @@ async def _wait_rows(
     return seen
 
 
-def _start_stock_edge(peer: Path, node: str, edge_dir: Path, hub: CloudHub, token: str) -> None:
+def _start_stock_edge(
+    peer: Path,
+    node: str,
+    edge_dir: Path,
+    hub: CloudHub,
+    token: str,
+    mqtt_port: int,
+    *,
+    fresh: bool = True,
+) -> None:
     env = dict(
         os.environ,
         KE_NODE=node,
@@ -86,8 +95,8 @@ def _start_stock_edge(peer: Path, node: str, edge_dir: Path, hub: CloudHub, toke
         KE_WS=f"127.0.0.1:{hub.ws_port}",
         KE_HTTPS=f"127.0.0.1:{hub.https_port}",
         KE_TOKEN=token,
-        KE_MQTT_PORT=str(free_port()),
-        KE_FRESH="1",
+        KE_MQTT_PORT=str(mqtt_port),
+        KE_FRESH="1" if fresh else "0",
         KE_LOG_V="2",
     )
     out = subprocess.run(
@@ -97,9 +106,11 @@ def _start_stock_edge(peer: Path, node: str, edge_dir: Path, hub: CloudHub, toke
         raise RuntimeError(f"stock edge {node} did not connect: {out.stderr.strip()[-300:]}")
 
 
-def _stop_stock_edges(peer: Path, nodes: list[str]) -> None:
-    for node in nodes:
-        pidfile = peer / "run" / f"edgecore-{node}.pid"
+def _stop_stock_edges(peer: Path, nodes: list[str], mqtt_ports: list[int]) -> None:
+    """Stop the edgecores and the mosquittos ``edgecore-up.sh`` started for them."""
+    pidfiles = [peer / "run" / f"edgecore-{node}.pid" for node in nodes]
+    pidfiles += [peer / "run" / f"mosquitto-{port}.pid" for port in mqtt_ports]
+    for pidfile in pidfiles:
         try:
             pid = int(pidfile.read_text().strip())
         except (OSError, ValueError):
@@ -110,18 +121,73 @@ def _stop_stock_edges(peer: Path, nodes: list[str]) -> None:
             pass
 
 
+async def _metric(admin: Admin, prefix: str) -> float:
+    for line in (await admin.get_text("/metrics")).splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def _settled(admin: Admin, prefix: str, quiet: float, timeout: float) -> float:
+    """The metric once it has not moved for ``quiet`` seconds."""
+    began = time.monotonic()
+    last, since = await _metric(admin, prefix), time.monotonic()
+    while time.monotonic() - began < timeout:
+        await asyncio.sleep(0.1)
+        now = await _metric(admin, prefix)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
+
+
+async def reconnect(
+    args: argparse.Namespace, fig: Figures, work: Path, hub: CloudHub, admin: Admin, port: int
+) -> None:
+    """One stock edge holding ``--reconnect-pods`` pods goes away, 10 of them change, it comes
+    back: what the cloud sends it (a stock edge sends no inventory: a full resync)."""
+    peer: Path = args.peer_dir
+    node = "stock-000"
+    db = work / "edges" / node / "edgecore.db"
+    pods = {f"r{i:05d}": node for i in range(args.reconnect_pods)}
+    await admin.apply_batched([bench_pod(p, node) for p in pods])
+    await _wait_rows({node: db}, pods, args.deliver_timeout)
+    connected = "edgebridge_cloud_connected_edges"
+    before = await _metric(admin, connected)
+    _stop_stock_edges(peer, [node], [])
+    for _ in range(600):  # the cloud notices the link is gone
+        if await _metric(admin, connected) < before:
+            break
+        await asyncio.sleep(0.1)
+    changed = [bench_pod(p, node, annotations={"changed": "1"}) for p in list(pods)[:10]]
+    await admin.apply_batched(changed)
+    out = 'edgebridge_cloud_frames_total{direction="out"}'
+    f0 = await _metric(admin, out)
+    token = await admin.create_token(ttl_seconds=600)
+    await asyncio.to_thread(
+        _start_stock_edge, peer, node, work / "edges" / node, hub, token, port, fresh=False
+    )
+    f1 = await _settled(admin, out, quiet=2.0, timeout=60.0)
+    fig.add(
+        f"ours: messages on reconnect, 10 of {len(pods)} pods changed", f1 - f0, "frames", digits=0
+    )
+
+
 async def ours(args: argparse.Namespace, fig: Figures, work: Path) -> bool:
     peer: Path = args.peer_dir
     nodes = [f"stock-{i:03d}" for i in range(args.edges)]
     async with CloudHub(workdir=work) as hub, Admin.for_hub(hub) as admin:
         started: list[str] = []
+        ports: list[int] = []
         try:
             for node in nodes:
                 token = await admin.create_token(ttl_seconds=600)
-                await asyncio.to_thread(
-                    _start_stock_edge, peer, node, work / "edges" / node, hub, token
-                )
+                ports.append(free_port())
                 started.append(node)
+                await asyncio.to_thread(
+                    _start_stock_edge, peer, node, work / "edges" / node, hub, token, ports[-1]
+                )
             log.info("%d stock edges connected", len(started))
             dbs = {n: work / "edges" / n / "edgecore.db" for n in nodes}
             pods = {f"p{i:05d}": nodes[i % len(nodes)] for i in range(args.pods)}
@@ -136,9 +202,11 @@ async def ours(args: argparse.Namespace, fig: Figures, work: Path) -> bool:
                 fig.add("ours: apply -> edge row p99", percentile(lat, 99) * 1000, "ms")
             fig.add("ours: cloud CPU per update", cpu / max(1, len(took)) * 1e6, "us")
             fig.add("ours: cloud RSS per edge", hub.rss_kib() / len(nodes), "KiB")
+            if args.reconnect_pods:
+                await reconnect(args, fig, work, hub, admin, ports[0])
             return len(took) == len(pods)
         finally:
-            _stop_stock_edges(peer, started)
+            _stop_stock_edges(peer, started, ports)
 
 
 async def main(args: argparse.Namespace, fig: Figures) -> bool:
@@ -161,6 +229,9 @@ def cli() -> int:
     p.add_argument("--edges", type=int, default=20, help="stock edgecores (default 20)")
     p.add_argument("--pods", type=int, default=200, help="pods applied (default 200)")
     p.add_argument("--deliver-timeout", type=float, default=120.0)
+    p.add_argument(
+        "--reconnect-pods", type=int, default=1000, help="pods on the edge that reconnects"
+    )
     p.add_argument("--kubeconfig", type=Path, help="cluster for the peer side (stock cloudcore)")
     p.add_argument("--timeout", type=float, default=900.0, help="hard overall timeout (s)")
     args = p.parse_args()
