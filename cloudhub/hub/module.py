@@ -320,7 +320,9 @@ class HubModule:
             link=link,
             heartbeat=peer.heartbeat or self._settings.default_heartbeat,
             ack_timeout=self._settings.ack_timeout,
-            window=self._settings.window,
+            window=min(self._settings.window, stock.WINDOW)
+            if peer.stock
+            else self._settings.window,
             min_interval=self._settings.coalesce,
             encoded=self._encoded,
             ids=self._ids,

@@ -38,6 +38,10 @@ GET = "get"
 #: object kinds stock cloudcore's devicecontroller (not edgecontroller) sends
 DEVICE_KINDS = frozenset({"device", "devicemodel"})
 
+#: unACKed objects in flight to a stock edge at most: its receive queue (viaduct's FIFO) holds
+#: 100 messages and drops the oldest when full, so a larger window only buys retries
+WINDOW = 64
+
 _BARE_REPORT = re.compile(r"device/(?P<name>[^/]+)/(?P<suffix>twin/edge_updated|state/update)")
 
 
@@ -263,6 +267,7 @@ __all__ = [
     "GET",
     "MEMBERSHIP_DETAIL",
     "TWIN_SOURCE",
+    "WINDOW",
     "bare_report",
     "cloud_updated_frame",
     "device_frames",
