@@ -140,9 +140,13 @@ async def test_stock_edge_gets_devices_at_once_from_devicecontroller(
     stock_link: tuple[cloud_app.CloudApp, StockEdge],
 ) -> None:
     """Without waiting for an inventory, the stock edge gets the membership update (added
-    device), then the Device and DeviceModel from source devicecontroller; never its Node."""
+    device), then the Device and DeviceModel from source devicecontroller, never more in flight
+    than its receive queue holds; never its Node."""
     cloud, edge = stock_link
-    assert cloud.hub.sessions["edge-1"].stock
+    session = cloud.hub.sessions["edge-1"]
+    assert session.stock
+    # a stock edge's receive FIFO (100 messages) drops the oldest when full
+    assert session.downstream.window <= stock.WINDOW < 100
     loop = asyncio.get_running_loop()
     began = loop.time()
     member = await edge.until(_route("membership", source="devicecontroller", group="twin"))
