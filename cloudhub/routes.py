@@ -13,7 +13,10 @@ edgecontroller -> cloudhub
 
 cloudhub -> devicecontroller
     an edge's ``update`` of ``node/{node}/{ns}/device/{name}/twin/edge_updated`` or
-    ``.../state/update``, answered with ``response`` (applied) or ``error`` (refused).
+    ``.../state/update``, answered with ``response`` (applied) or ``error`` (refused); a stock
+    edge's ``node/{node}/device/{name}/...`` (no namespace: resolved among the node's
+    devices) and its ``get`` of ``node/{node}/membership/detail``, answered with
+    :class:`MembershipDevices`.
 
 cloudhub <-> cloudstream
     messages of group ``stream`` (:mod:`wire.streams`): to an edge with resource
@@ -86,6 +89,15 @@ class NodeStatusReport:
     online: bool
     #: wall-clock seconds of the event
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipDevices:
+    """devicecontroller's answer to a stock edge's ``membership/detail`` get: the Devices
+    bound to the node (the hub writes them as
+    :func:`cloudhub.hub.stock.membership_detail_frame`)."""
+
+    devices: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="container logs, kubelet's layout DIR/NS_POD_UID/C/N.log (default /var/log/pods)",
     )
+    r.add_argument(
+        "--dmi-socket",
+        metavar="PATH",
+        help="unix socket where KubeEdge DMI mappers (mapper-framework >= 1.15) register and "
+        "report (default /etc/kubeedge/dmi.sock; 'off' serves no DMI)",
+    )
     logs.add_options(r)
     return p
 
@@ -172,6 +178,8 @@ def _load(args: argparse.Namespace) -> config.EdgeSettings:
         value = getattr(args, dest, None)
         if value is not None:
             raw[section][field] = value
+    if args.dmi_socket:
+        raw["dmi"]["socket"] = None if args.dmi_socket == "off" else Path(args.dmi_socket)
     try:
         settings = config.EdgeSettings.model_validate(raw)
     except ValidationError as exc:

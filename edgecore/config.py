@@ -130,6 +130,23 @@ class RuntimeSettings(BaseModel):
     busy_round_gap: float = Field(default=0.1, ge=0, le=10)
 
 
+#: KubeEdge's default DMI socket (edgecore's ``DeviceTwin.DMISockPath``)
+DEFAULT_DMI_SOCKET = Path("/etc/kubeedge/dmi.sock")
+
+
+class DmiSettings(BaseModel):
+    """Where DMI is served, and each mapper's report budget."""
+
+    #: the unix socket mappers call; ``None`` serves no DMI
+    socket: Path | None = DEFAULT_DMI_SOCKET
+    #: reports per second one mapper may make, sustained
+    rate: float = Field(default=100.0, gt=0, le=100_000)
+    #: reports one mapper may make at once
+    burst: float = Field(default=200.0, ge=1, le=1_000_000)
+    #: seconds a call to a mapper may take
+    call_timeout: float = Field(default=5.0, gt=0, le=300)
+
+
 class EdgeSettings(BaseModel):
     """Everything edgecore needs to run."""
 
@@ -140,6 +157,7 @@ class EdgeSettings(BaseModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     cert: CertSettings = Field(default_factory=CertSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    dmi: DmiSettings = Field(default_factory=DmiSettings)
 
     @property
     def db_path(self) -> Path:

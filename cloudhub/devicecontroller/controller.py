@@ -27,10 +27,11 @@ from typing import Any
 from cloudhub import routes
 from cloudhub.devicecontroller.twins import merge_report, parse_state_report, parse_twin_report
 from cloudhub.fleet.derive import twin_refused_event
+from cloudhub.hub import stock
 from cloudhub.hub.module import Replies
 from cloudhub.store.base import ObjectStore, StatusCompute, StatusMerger, StatusUpdate
 from hive.bus import Bus, UnknownModule
-from wire.errors import InvalidObject, NotFound, StoreError, WireError
+from wire.errors import InvalidObject, InvalidResource, NotFound, StoreError, WireError
 from wire.messages import Message, Operation
 from wire.resources import split_node_prefix
 
@@ -86,12 +87,26 @@ class DeviceController:
     async def process(self, batch: list[Message]) -> None:
         """Apply one batch; answer every message (after the commit for accepted ones)."""
         by_device: dict[tuple[str, str], list[tuple[str, str, Message]]] = defaultdict(list)
+        node_devices: list[dict[str, Any]] | None = None  # read once, for stock edges only
         for msg in batch:
             try:
                 node, rest = split_node_prefix(msg.resource)
+                if rest == stock.MEMBERSHIP_DETAIL or stock.bare_resource(rest) is not None:
+                    if node_devices is None:
+                        node_devices, _ = await self._store.list("device")
+                    if rest == stock.MEMBERSHIP_DETAIL:
+                        await self._membership_detail(msg, node, node_devices)
+                        continue
+                    rest = _qualify(node, rest, node_devices)
+                    # from here on it is an ordinary report (the hub answers the original)
+                    msg.route.resource = f"node/{node}/{rest}"
                 ns, typ, name, suffix = _split_device(rest)
-            except WireError as exc:
+            except (WireError, InvalidObject) as exc:
                 await self._refuse(msg, str(exc))
+                continue
+            except StoreError as exc:
+                # No answer: the edge asks or reports again.
+                log.warning("could not read the devices of node %s: %s", node, exc)
                 continue
             if typ != "device" or suffix not in (TWIN_SUFFIX, STATE_SUFFIX):
                 await self._refuse(msg, f"unsupported device resource {rest!r}")
@@ -150,6 +165,15 @@ class DeviceController:
             )
         self.applied += len(accepted)
 
+    async def _membership_detail(
+        self, msg: Message, node: str, devices: list[dict[str, Any]]
+    ) -> None:
+        """Answer a stock edge's ``membership/detail`` get with the devices bound to it."""
+        mine = tuple(d for d in devices if (d.get("spec") or {}).get("nodeName") == node)
+        await self._bus.send(
+            routes.HUB, msg.reply(routes.MembershipDevices(mine), source=self.name)
+        )
+
     @property
     def refused(self) -> int:
         return sum(self.refused_by.values())
@@ -165,8 +189,10 @@ class DeviceController:
         full inbox drops it: events inform, they never hold up reports)."""
         try:
             node, rest = split_node_prefix(msg.resource)
+            if stock.bare_resource(rest) is not None:
+                return  # a stock edge's name that matched no device here: nothing to attach to
             ns, _, name, _ = _split_device(rest)
-        except WireError:
+        except (WireError, InvalidObject):
             return
         event = twin_refused_event(
             ns, name, f"report from node {node} refused: {reason}", at=time.time()
@@ -224,6 +250,23 @@ def refusal_kind(reason: str) -> str:
         if text in reason:
             return kind
     return "other"
+
+
+def _qualify(node: str, rest: str, devices: list[dict[str, Any]]) -> str:
+    """A stock edge's ``device/{name}/...`` as ``{ns}/device/{name}/...``, the namespace
+    found among the devices bound to ``node``.
+
+    Raises:
+        InvalidResource: no such device on the node, or an ambiguous name.
+    """
+    bare = stock.bare_resource(rest)
+    assert bare is not None
+    name, suffix = bare
+    try:
+        ns = stock.resolve_bare_device(node, name, devices)
+    except LookupError as exc:
+        raise InvalidResource(str(exc)) from exc
+    return f"{ns}/device/{name}/{suffix}"
 
 
 def _split_device(rest: str) -> tuple[str, str, str, str]:

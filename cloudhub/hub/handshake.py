@@ -45,6 +45,9 @@ class Peer:
     serial: int = 0
     #: unix seconds the client certificate expires
     not_after: float = 0.0
+    #: a stock KubeEdge edgecore: it names itself in ``node_id`` but announces no heartbeat
+    #: (ours always does); see :mod:`cloudhub.hub.stock`
+    stock: bool = False
 
 
 def identify(
@@ -109,6 +112,7 @@ def identify_parts(
         heartbeat=heartbeat,
         serial=cert.serial,
         not_after=cert.not_after,
+        stock=raw is None and bool(claimed),
     )
 
 

@@ -2,10 +2,10 @@
 
 Two mechanisms, both cheap enough to sit on every connection:
 
-- :class:`TokenBucket` paces what one node may make the cloud do. The hub *reads* a node's
-  frames no faster than its bucket allows instead of dropping them: TCP flow control then
-  slows the sender, nothing is lost, and a node that floods only delays itself. Pure and
-  synchronous (the caller sleeps for the returned delay).
+- :class:`hive.ratelimit.TokenBucket` paces what one node may make the cloud do. The hub
+  *reads* a node's frames no faster than its bucket allows instead of dropping them: TCP
+  flow control then slows the sender, nothing is lost, and a node that floods only delays
+  itself. Pure and synchronous (the caller sleeps for the returned delay).
 - :class:`ConnectionGate` caps connections that have not authenticated yet, in total and per
   source address, *at the TCP level*: a connection over the cap is closed the moment it is
   accepted, before TLS costs a single CPU cycle. Without it, a peer that opens thousands of
@@ -31,33 +31,6 @@ from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-
-class TokenBucket:
-    """A token bucket that goes into debt instead of refusing.
-
-    ``reserve(cost, now)`` always succeeds and returns how long the caller should wait before
-    doing the work, so that over time no more than ``rate`` units per second pass, with bursts
-    of up to ``burst``. A ``rate`` of 0 (or less) means unlimited.
-    """
-
-    def __init__(self, *, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = max(burst, 0.0)
-        self._tokens = self.burst
-        self._last = now
-
-    def reserve(self, cost: float, now: float) -> float:
-        """Spend ``cost``; seconds to wait before acting (0 while within the budget)."""
-        if self.rate <= 0:
-            return 0.0
-        elapsed = max(0.0, now - self._last)
-        self._last = max(self._last, now)
-        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-        self._tokens -= cost
-        if self._tokens >= 0:
-            return 0.0
-        return -self._tokens / self.rate
 
 
 class _LogBudget:

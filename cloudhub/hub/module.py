@@ -44,6 +44,7 @@ from cloudhub import routes
 from cloudhub.auth.revocation import RevocationCheck
 from cloudhub.config import HubSettings
 from cloudhub.httpserver.app import NodePresence
+from cloudhub.hub import stock
 from cloudhub.hub.handshake import Peer, identify, identify_parts, refuse
 from cloudhub.hub.limits import ConnectionGate
 from cloudhub.hub.links import Link, WebsocketLink
@@ -319,11 +320,14 @@ class HubModule:
             link=link,
             heartbeat=peer.heartbeat or self._settings.default_heartbeat,
             ack_timeout=self._settings.ack_timeout,
-            window=self._settings.window,
+            window=min(self._settings.window, stock.WINDOW)
+            if peer.stock
+            else self._settings.window,
             min_interval=self._settings.coalesce,
             encoded=self._encoded,
             ids=self._ids,
             traffic=self.traffic,
+            stock=peer.stock,
         )
         if self._owners is not None and not await self._owners.claim(peer.node):
             # Another replica serves this node; the edge's backoff brings it back, here or
@@ -341,8 +345,12 @@ class HubModule:
         log.info("node %s connected from %s", peer.node, link.remote_address)
         await self._report(peer.node, online=True)
         session.run_writer()
+        # A stock edge sends no inventory: its delivery starts at once.
         fallback = asyncio.get_running_loop().call_later(
-            self._settings.inventory_timeout, self._request_start, session, None
+            0 if peer.stock else self._settings.inventory_timeout,
+            self._request_start,
+            session,
+            None,
         )
         loop = asyncio.get_running_loop()
         reader = FrameReader(session, self._settings, loop.time)
@@ -366,7 +374,8 @@ class HubModule:
                         session.deliver()
                     cost = CHEAP_FRAME_COST
                 else:
-                    await session.send_text(self._pong(cheap))
+                    if not session.stock:  # a stock edge expects no answer (it logs one)
+                        await session.send_text(self._pong(cheap))
                     cost = CHEAP_FRAME_COST
                 reader.pace(cost, len(frame), loop.time())
         except ConnectionClosed:
@@ -416,7 +425,15 @@ class HubModule:
             if session.ack(msg.parent_id):
                 session.deliver()
         elif op == Operation.KEEPALIVE:
-            await session.send(msg.reply("pong", source=routes.HUB))
+            if not session.stock:
+                await session.send(msg.reply("pong", source=routes.HUB))
+        elif stock.bare_report(msg.route.source, msg.resource) is not None:
+            # Unanswered, as stock cloudcore does: a stock edge takes any answer for one to a
+            # synchronous call and logs a warning per report (refusals are logged and
+            # recorded as Events here).
+            await self._forward(session, msg, routes.DEVICECONTROLLER, answer=False)
+        elif op == stock.GET and msg.resource == stock.MEMBERSHIP_DETAIL:
+            await self._forward(session, msg, routes.DEVICECONTROLLER)
         elif op == Operation.INVENTORY:
             inventory = msg.content
             if not isinstance(inventory, dict) or not all(
@@ -435,7 +452,9 @@ class HubModule:
             log.warning("node %s sent unknown operation %r", session.node, op)
             await session.send(msg.error_reply(f"unknown operation {op!r}", source=routes.HUB))
 
-    async def _forward(self, session: NodeSession, msg: Message, dest: str) -> None:
+    async def _forward(
+        self, session: NodeSession, msg: Message, dest: str, *, answer: bool = True
+    ) -> None:
         """Hand an edge's request to a controller; its answer goes back to this node only.
 
         The resource gets the ``node/{node}/`` prefix from the certificate's identity, never
@@ -451,7 +470,8 @@ class HubModule:
             ),
             content=msg.content,
         )
-        self._forwarded[forward.id] = (session.node, msg)
+        if answer:
+            self._forwarded[forward.id] = (session.node, msg)
         await self._bus.send(dest, forward)
 
     async def _stream_from_edge(self, session: NodeSession, msg: Message) -> None:
@@ -541,7 +561,14 @@ class HubModule:
         if started is not None:
             session, inventory = started
             if self.sessions.get(session.node) is session and msg.operation == Operation.RESPONSE:
-                session.start(inventory, msg.content)
+                desired = msg.content
+                if session.stock:
+                    desired = {
+                        k: v
+                        for k, v in desired.items()
+                        if not stock.is_node_object(k, session.node)
+                    }
+                session.start(inventory, desired)
                 self.resyncs["full" if inventory is None else "diff"] += 1
             return
         forwarded = self._forwarded.pop(msg.parent_id, None)
@@ -549,6 +576,17 @@ class HubModule:
             node, original = forwarded
             target = self.sessions.get(node)
             if target is None:
+                return
+            if isinstance(msg.content, routes.MembershipDevices):
+                now_ms = int(time.time() * 1000)
+                target.send_soon(
+                    stock.membership_detail_frame(
+                        msg_id=self._ids(),
+                        event_id=self._ids(),
+                        timestamp_ms=now_ms,
+                        devices=msg.content.devices,
+                    )
+                )
                 return
             if msg.operation == Operation.RESPONSE:
                 reply = original.reply(msg.content, source=routes.HUB)
@@ -593,6 +631,8 @@ class HubModule:
             session = self.sessions.get(node)
             if session is None or not session.started:
                 continue  # it gets the current state from its inventory diff
+            if session.stock and stock.is_node_object(key, node):
+                continue  # a stock edge never receives its Node
             if rv is None:
                 session.downstream.remove(key, fanout.object)
             else:

@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 
 from cloudhub.config import HubSettings
-from cloudhub.hub.limits import TokenBucket
 from cloudhub.hub.session import NodeSession
+from hive.ratelimit import TokenBucket
 from wire.messages import Operation
 
 #: what an ACK or keepalive costs in a node's rate budget (a frame that makes work costs 1):

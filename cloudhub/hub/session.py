@@ -49,6 +49,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from cloudhub.hub import stock
 from cloudhub.hub.links import Link, WebsocketLink
 from hive.local_messages import MessageIds
 from hive.metrics import Buckets
@@ -95,12 +96,13 @@ def object_frame(
     operation: str,
     key: str,
     content_json: str,
+    source: str = "edgecontroller",
 ) -> str:
     """The frame that carries one object (or its deletion) to an edge."""
     return (
         f'{{"header":{{"msg_id":{json_string(msg_id)},"parent_msg_id":"","timestamp":{timestamp},'
         f'"resourceversion":{json_string(resource_version)},"sync":false,"type":""}},'
-        f'"route":{{"source":"edgecontroller","destination":"","group":"{Group.RESOURCE}",'
+        f'"route":{{"source":{json_string(source)},"destination":"","group":"{Group.RESOURCE}",'
         f'"operation":"{operation}","resource":{json_string(key)}}},"content":{content_json}}}'
     )
 
@@ -146,8 +148,13 @@ class NodeSession:
         encoded: ContentCache | None = None,
         ids: MessageIds | None = None,
         traffic: Traffic | None = None,
+        stock: bool = False,
     ) -> None:
         self.node = node
+        #: a stock KubeEdge edgecore (see :mod:`cloudhub.hub.stock`): device changes also go
+        #: down as membership updates and ``cloud_updated`` twins, objects by their source
+        self.stock = stock
+        self._ids = ids if ids is not None else MessageIds()
         #: shared by all sessions of a hub (see :class:`Traffic`)
         self.traffic = traffic if traffic is not None else Traffic()
         if link is None:
@@ -167,7 +174,7 @@ class NodeSession:
             ack_timeout=ack_timeout,
             window=window,
             min_interval=min_interval,
-            new_id=ids if ids is not None else MessageIds(),
+            new_id=self._ids,
         )
         #: shared by all sessions of a hub: a fanned-out object is encoded once
         self._encoded = encoded if encoded is not None else ContentCache()
@@ -243,7 +250,7 @@ class NodeSession:
         now = self._clock()
         batch = self.downstream.poll(now)
         if batch:
-            frames = [self._frame(out) for out in batch]
+            frames = self._frames(batch)
             if self._may_wait(frames):
                 self._outbox.extend(frames)  # the writer sends them, within its time limit
                 self.wake()
@@ -323,7 +330,7 @@ class NodeSession:
                 if self.started:
                     batch = self.downstream.poll(now)
                     if batch:
-                        await self._send_all([self._frame(out) for out in batch])
+                        await self._send_all(self._frames(batch))
                 deadline = self._next_deadline()
                 self._wake.clear()
                 if self._outbox or (self.started and self.downstream.ready):
@@ -395,6 +402,25 @@ class NodeSession:
         self._alarm = None
         self._wake.set()
 
+    def _frames(self, batch: list[Outgoing]) -> list[str]:
+        if not self.stock:
+            return [self._frame(out) for out in batch]
+        frames: list[str] = []
+        now_ms = int(time.time() * 1000)
+        for out in batch:
+            device = None if out.resource_version is None else out.content
+            frames.extend(
+                stock.device_frames(
+                    key=out.key,
+                    device=device,
+                    new=out.insert,
+                    new_id=self._ids,
+                    timestamp_ms=now_ms,
+                )
+            )
+            frames.append(self._frame(out))
+        return frames
+
     def _frame(self, out: Outgoing) -> str:
         if out.resource_version is None:
             op = Operation.DELETE
@@ -409,6 +435,7 @@ class NodeSession:
             operation=op,
             key=out.key,
             content_json=self._content_json(out),
+            source=stock.object_source(out.key),
         )
 
     def _content_json(self, out: Outgoing) -> str:

@@ -50,9 +50,9 @@ async def raw(cloud: Cloud, make_edge, tmp_path: Path) -> Path:  # type: ignore[
 
 async def test_malformed_frame_gets_error_and_link_survives(cloud: Cloud, raw: Path) -> None:
     """A non-JSON frame gets an error reply naming the problem; the link keeps working."""
-    async with connect(
-        _url(cloud, "raw-1"), ssl=_ctx(raw), additional_headers={"node_id": "raw-1"}
-    ) as ws:
+    # our edgecore's headers: a stock edge (node_id, no heartbeat) gets no pong
+    headers = {"node_id": "raw-1", "edgebridge-heartbeat": "15"}
+    async with connect(_url(cloud, "raw-1"), ssl=_ctx(raw), additional_headers=headers) as ws:
         await ws.send("{not json")
         err = await _recv_until(ws, "error")
         assert "not valid JSON" in err["content"]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloudhub.hub.limits import TokenBucket
+from hive.ratelimit import TokenBucket
 from tests.security.conftest import StartCloud, answer_to, join_node, link, send
 from wire.messages import Message
 

@@ -184,6 +184,7 @@ class Edge:
                 "--local-api", f"127.0.0.1:{self.api_port}",
                 "--heartbeat", str(heartbeat),
                 "--mqtt-port", str(self.mqtt_port),
+                "--dmi-socket", str(self.dir / "dmi.sock"),
                 *(
                     [
                         "--runtime", "cri",
