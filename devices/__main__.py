@@ -22,7 +22,7 @@ from devices.link import parse_broker
 from devices.mapper import Mapper, MapperSettings
 from devices.source import LocalApiSource
 from hive.flags import Parser, Port, checked
-from hive.process import one_line, setup_logging
+from hive.process import one_line, parse_flags, setup_logging
 from wire.errors import BridgeError
 
 log = logging.getLogger("devices")
@@ -99,10 +99,9 @@ async def _serve(mapper: Mapper) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run until stopped; returns the exit code."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help (0), or a usage error already said in one line (2)
-        return exc.code if isinstance(exc.code, int) else 2
+    args = parse_flags(_parser(), argv)
+    if isinstance(args, int):
+        return args
     setup_logging(verbose=args.verbose)
     if not args.verbose:
         # paho/aiomqtt/asyncua chatter is for debugging the libraries, not for watching devices

@@ -24,7 +24,13 @@ from edgecore.join import join
 from edgecore.metaserver.server import parse_address
 from hive import logs
 from hive.flags import Parser, Port, checked, setting
-from hive.process import one_line, os_error_line, run_until_signalled, setup_logging
+from hive.process import (
+    one_line,
+    os_error_line,
+    parse_flags,
+    run_until_signalled,
+    setup_service_logging,
+)
 from wire.errors import BridgeError, ConfigError
 
 log = logging.getLogger("edgecore")
@@ -197,15 +203,10 @@ async def _run(settings: config.EdgeSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help (0), or a usage error already said in one line (2)
-        return exc.code if isinstance(exc.code, int) else 2
-    setup_logging(
-        verbose=args.verbose,
-        level=logs.level_from(args),
-        fmt=getattr(args, "log_format", "text"),
-    )
+    args = parse_flags(_parser(), argv)
+    if isinstance(args, int):
+        return args
+    setup_service_logging(args)
     try:
         if args.command == "join":
             settings = asyncio.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -30,6 +31,26 @@ def setup_logging(*, verbose: bool, level: str | None = None, fmt: LogFormat = "
     """One format for every command, to stderr (see :mod:`hive.logs`); DEBUG with ``-v``
     unless ``level`` says otherwise."""
     logs.configure(level=level or ("debug" if verbose else "info"), fmt=fmt)
+
+
+def parse_flags(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> argparse.Namespace | int:
+    """The command's flags, or the exit code when argparse ended the command: ``--help`` (0),
+    or a usage error already said in one line (2)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+def setup_service_logging(args: argparse.Namespace) -> None:
+    """Logging as a service command's flags ask: ``-v``, ``--log-level``, ``--log-format``."""
+    setup_logging(
+        verbose=args.verbose,
+        level=logs.level_from(args),
+        fmt=getattr(args, "log_format", "text"),
+    )
 
 
 async def run_until_signalled(stop: Callable[[], Awaitable[None]]) -> None:
