@@ -37,18 +37,10 @@ from playwright.async_api import Browser, Page, async_playwright
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
 from bench.common import setup_logging
 from bench.measure import Figures, percentile, run_benchmark
+from tests.support.chromium import CHROMIUM, launch
 
 log = logging.getLogger(__name__)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 _TIMING = """() => {
   const nav = performance.getEntriesByType("navigation")[0];
   const fcp = performance.getEntriesByName("first-contentful-paint")[0];
@@ -164,9 +156,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
             # the fleet module follows the store: wait until the page counts every node
             base = f"https://127.0.0.1:{hub.https_port}/ui/"
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
+                browser = await launch(pw)
                 try:
                     # bypass_csp: the page forbids eval, which Playwright's polling uses
                     context = await browser.new_context(ignore_https_errors=True, bypass_csp=True)

@@ -11,19 +11,11 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from tests.support.chromium import CHROMIUM, launch
 from tests.support.procs import Cloud, Edge, Mapper, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 #: the edges' keepalive interval, seconds
 HEARTBEAT = 2.0
 #: where screenshots are kept besides the test's tmp dir (ignored by git)
@@ -51,7 +43,7 @@ def _need_chromium() -> None:
 async def browser() -> AsyncIterator[Browser]:
     _need_chromium()
     async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        b = await launch(pw)
         try:
             yield b
         finally:
