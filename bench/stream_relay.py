@@ -38,7 +38,7 @@ import aiohttp
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, setup_logging, wait_for_condition
+from bench.common import setup_logging, wait_for_condition
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
 from edgecore import app as edge_app
@@ -47,7 +47,7 @@ from edgecore.edged.cri import api_pb2 as pb
 from edgecore.edged.cri.client import CriClient
 from edgecore.edgestream.logfile import LogFile
 from edgecore.edgestream.runtime import CriRuntime
-from edgecore.join import join
+from tests.support.inproc import join_local_edge
 from wire import channels
 
 log = logging.getLogger("bench.stream_relay")
@@ -139,15 +139,7 @@ async def measure(args: argparse.Namespace, tmp: Path, endpoint: str) -> None:
     cri = CriClient(endpoint)
     edge = None
     try:
-        settings = await join(
-            cloud=f"127.0.0.1:{cloud.ws_port}",
-            token=cloud.authority.issue_token(600),
-            node_name=node,
-            cert_port=cloud.https_port,
-            data_dir=tmp / node,
-        )
-        settings.meta.local_api = "127.0.0.1:0"
-        settings.mqtt.port = free_port()
+        settings = await join_local_edge(cloud, node, tmp / node)
         edge = await edge_app.start(
             settings, stream_runtime=CriRuntime(CriClient(endpoint), node_name=node)
         )

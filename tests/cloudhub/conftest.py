@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from cloudhub import routes
 from cloudhub.config import CloudSettings, HubSettings
 from cloudhub.edgecontroller.controller import EdgeController
 from cloudhub.store.embedded import EmbeddedStore
-from edgecore.join import join
 from hive.bus import Bus
+from tests.support.inproc import edge_tls, join_node
 from tests.support.procs import wait_until
 
 MODEL = {
@@ -48,15 +47,8 @@ async def linked(
     )
     try:
         await cloud.store.apply([MODEL, DEVICE])
-        edge = await join(
-            cloud=f"127.0.0.1:{cloud.ws_port}",
-            token=cloud.authority.issue_token(600),
-            node_name="edge-1",
-            cert_port=cloud.https_port,
-            data_dir=tmp_path / "edge-1",
-        )
-        ctx = ssl.create_default_context(cafile=str(edge.ca_path))
-        ctx.load_cert_chain(str(edge.cert_path), str(edge.key_path))
+        edge = await join_node(cloud, "edge-1", tmp_path / "edge-1")
+        ctx = edge_tls(edge)
         url = f"wss://127.0.0.1:{cloud.ws_port}/project/edge-1/events"
         async with connect(url, ssl=ctx) as ws:
             await wait_until(lambda: "edge-1" in cloud.hub.sessions, timeout=5)

@@ -14,8 +14,7 @@ from websockets.asyncio.client import connect
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
-from edgecore.config import EdgeSettings
-from edgecore.join import join
+from tests.support.inproc import edge_tls, join_node
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -66,22 +65,6 @@ async def _events(cloud: cloud_app.CloudApp, query: str = "") -> list[dict[str, 
             return items
 
 
-async def _join(cloud: cloud_app.CloudApp, tmp_path: Path, node: str) -> EdgeSettings:
-    return await join(
-        cloud=f"127.0.0.1:{cloud.ws_port}",
-        token=cloud.authority.issue_token(600),
-        node_name=node,
-        cert_port=cloud.https_port,
-        data_dir=tmp_path / node,
-    )
-
-
-def _ssl(edge: EdgeSettings) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(edge.ca_path))
-    ctx.load_cert_chain(str(edge.cert_path), str(edge.key_path))
-    return ctx
-
-
 def _reasons(items: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return [(i["reason"], i["count"]) for i in items]
 
@@ -90,10 +73,10 @@ async def test_node_online_offline_events_fold_counts(
     cloud: cloud_app.CloudApp, tmp_path: Path
 ) -> None:
     """A node connecting twice gives NodeReady count 2 and NodeNotReady; filters select it."""
-    edge = await _join(cloud, tmp_path, "edge-1")
+    edge = await join_node(cloud, "edge-1", tmp_path / "edge-1")
     url = f"wss://127.0.0.1:{cloud.ws_port}/project/edge-1/events"
     for _ in range(2):
-        async with connect(url, ssl=_ssl(edge)):
+        async with connect(url, ssl=edge_tls(edge)):
             await wait_until(lambda: "edge-1" in cloud.hub.sessions, timeout=5)
         await wait_until(lambda: "edge-1" not in cloud.hub.sessions, timeout=5)
 
@@ -136,7 +119,7 @@ async def test_refused_twin_report_is_a_warning_on_the_device(
     cloud: cloud_app.CloudApp, tmp_path: Path
 ) -> None:
     """A node writing a device bound elsewhere gets refused, and the device gets TwinRefused."""
-    edge = await _join(cloud, tmp_path, "edge-1")
+    edge = await join_node(cloud, "edge-1", tmp_path / "edge-1")
     url = f"wss://127.0.0.1:{cloud.ws_port}/project/edge-1/events"
     report = {
         "header": {"msg_id": "m1", "timestamp": 0},
@@ -148,7 +131,7 @@ async def test_refused_twin_report_is_a_warning_on_the_device(
         },
         "content": {"event_id": "e", "timestamp": 1, "twin": {}},
     }
-    async with connect(url, ssl=_ssl(edge)) as ws:
+    async with connect(url, ssl=edge_tls(edge)) as ws:
         await ws.send(json.dumps(report))
 
         async def refused() -> list[dict[str, Any]]:

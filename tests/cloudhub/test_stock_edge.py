@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
 from cloudhub.hub import stock
-from edgecore.join import join
 from tests.cloudhub.conftest import DEVICE, MODEL
+from tests.support.inproc import edge_tls, join_node
 from tests.support.procs import wait_until
 from wire.codec import encode
 from wire.messages import Message
@@ -96,15 +95,8 @@ async def stock_link(tmp_path: Path) -> AsyncIterator[tuple[cloud_app.CloudApp, 
     )
     try:
         await cloud.store.apply([MODEL, DEVICE])
-        edge = await join(
-            cloud=f"127.0.0.1:{cloud.ws_port}",
-            token=cloud.authority.issue_token(600),
-            node_name="edge-1",
-            cert_port=cloud.https_port,
-            data_dir=tmp_path / "edge-1",
-        )
-        ctx = ssl.create_default_context(cafile=str(edge.ca_path))
-        ctx.load_cert_chain(str(edge.cert_path), str(edge.key_path))
+        edge = await join_node(cloud, "edge-1", tmp_path / "edge-1")
+        ctx = edge_tls(edge)
         url = f"wss://127.0.0.1:{cloud.ws_port}/e632aba927ea4ac2b575ec1603d56f10/edge-1/events"
         headers = {"node_id": "edge-1", "project_id": "e632aba927ea4ac2b575ec1603d56f10"}
         async with connect(url, ssl=ctx, additional_headers=headers) as ws:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
-from edgecore.join import join
+from tests.support.inproc import edge_tls, join_node
 from tests.support.procs import wait_until
 from wire.codec import encode
 from wire.streams import MIN_WINDOW, Chunk, Close, LogsRequest, StreamOp, to_message
@@ -38,15 +37,8 @@ async def two_nodes(
     try:
         links = []
         for node in ("edge-1", "edge-2"):
-            edge = await join(
-                cloud=f"127.0.0.1:{cloud.ws_port}",
-                token=cloud.authority.issue_token(600),
-                node_name=node,
-                cert_port=cloud.https_port,
-                data_dir=tmp_path / node,
-            )
-            ctx = ssl.create_default_context(cafile=str(edge.ca_path))
-            ctx.load_cert_chain(str(edge.cert_path), str(edge.key_path))
+            edge = await join_node(cloud, node, tmp_path / node)
+            ctx = edge_tls(edge)
             links.append(
                 await connect(f"wss://127.0.0.1:{cloud.ws_port}/project/{node}/events", ssl=ctx)
             )

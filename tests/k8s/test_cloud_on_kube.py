@@ -11,8 +11,8 @@ import pytest
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
 from cloudhub.k8s.api import NODES, KubeApi
-from edgecore.join import join
 from tests.k8s.objects import pod
+from tests.support.inproc import join_node
 from tests.support.kubeapi import KubeApiEmulator
 from tests.support.procs import wait_until
 from wire.errors import BridgeError, ConfigError
@@ -41,13 +41,7 @@ async def cloud(tmp_path: Path, kubeconfig: Path) -> AsyncIterator[cloud_app.Clo
 
 
 async def join_edge(cloud: cloud_app.CloudApp, tmp_path: Path, name: str = "edge-1") -> None:
-    await join(
-        cloud=f"127.0.0.1:{cloud.ws_port}",
-        token=cloud.authority.issue_token(600),
-        node_name=name,
-        cert_port=cloud.https_port,
-        data_dir=tmp_path / name,
-    )
+    await join_node(cloud, name, tmp_path / name)
 
 
 def lease(name: str, namespace: str, holder: str | None = None) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from cloudhub.config import CloudSettings, HubSettings
 from edgecore import app as edge_app
 from edgecore import config as edge_config
 from edgecore.config import EdgeSettings
-from edgecore.join import join
+from tests.support import inproc
+from tests.support.inproc import edge_tls
 from tests.support.procs import free_port
 from wire.codec import encode
 from wire.messages import Message
@@ -67,19 +68,7 @@ async def join_node(
     cloud: cloud_app.CloudApp, tmp_path: Path, name: str = "edge-1", **token: Any
 ) -> EdgeSettings:
     """``edgecore join`` into ``tmp_path/name`` with a fresh token (``uses``, ``node``...)."""
-    return await join(
-        cloud=f"127.0.0.1:{cloud.ws_port}",
-        token=cloud.authority.issue_token(3600, **token),
-        node_name=name,
-        cert_port=cloud.https_port,
-        data_dir=tmp_path / name,
-    )
-
-
-def edge_tls(settings: EdgeSettings) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(settings.ca_path))
-    ctx.load_cert_chain(str(settings.cert_path), str(settings.key_path))
-    return ctx
+    return await inproc.join_node(cloud, name, tmp_path / name, ttl=3600, **token)
 
 
 def ws_url(cloud: cloud_app.CloudApp, node: str) -> str:

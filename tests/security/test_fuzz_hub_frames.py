@@ -15,9 +15,9 @@ from websockets.asyncio.client import ClientConnection
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
-from edgecore.join import join
 from tests.security.conftest import edge_tls, ws_url
 from tests.security.fuzzing import LoopThread, json_values, mutated_json, mutated_text
+from tests.support.inproc import join_node
 from tests.support.procs import wait_until
 from wire.codec import decode, encode
 from wire.errors import WireError
@@ -53,15 +53,7 @@ class Harness:
         )
         self.cloud = self.loop.run(cloud_app.start(settings))
         self.loop.run(self.cloud.store.apply([POD]))
-        edge = self.loop.run(
-            join(
-                cloud=f"127.0.0.1:{self.cloud.ws_port}",
-                token=self.cloud.authority.issue_token(600),
-                node_name="edge-1",
-                cert_port=self.cloud.https_port,
-                data_dir=tmp / "edge-1",
-            )
-        )
+        edge = self.loop.run(join_node(self.cloud, "edge-1", tmp / "edge-1"))
 
         async def open_link() -> ClientConnection:
             return await connect(ws_url(self.cloud, "edge-1"), ssl=edge_tls(edge))

@@ -26,10 +26,10 @@ from edgecore.edged import labels as L
 from edgecore.edged.cri import api_pb2 as pb
 from edgecore.edged.cri.client import CriClient
 from edgecore.edgestream.runtime import CriRuntime
-from edgecore.join import join
 from tests.support.containerd import cri_endpoint, unique_node
+from tests.support.inproc import join_local_edge
 from tests.support.kubelet_proxy import make_client_ca
-from tests.support.procs import free_port, wait_until
+from tests.support.procs import wait_until
 
 __all__ = ["cri_endpoint"]
 
@@ -140,15 +140,7 @@ async def fleet(
     cri = CriClient(cri_endpoint)
     edge: edge_app.EdgeApp | None = None
     try:
-        settings = await join(
-            cloud=f"127.0.0.1:{cloud.ws_port}",
-            token=cloud.authority.issue_token(600),
-            node_name=node,
-            cert_port=cloud.https_port,
-            data_dir=tmp_path / node,
-        )
-        settings.meta.local_api = "127.0.0.1:0"
-        settings.mqtt.port = free_port()
+        settings = await join_local_edge(cloud, node, tmp_path / node)
         settings.hub.heartbeat = 0.5
         settings.hub.reconnect_initial = 0.05
         settings.hub.reconnect_cap = 0.5

@@ -14,10 +14,10 @@ from cloudhub import app as cloud_app
 from cloudhub.cloudstream.kubelet import KubeletEndpoint, advertise_kubelet
 from cloudhub.config import CloudSettings, HubSettings
 from edgecore import app as edge_app
-from edgecore.join import join
 from tests.streams.conftest import QUIET, Fleet
+from tests.support.inproc import join_local_edge
 from tests.support.kubeapi import KubeApiEmulator
-from tests.support.procs import free_port, wait_until
+from tests.support.procs import wait_until
 from wire import channels
 
 pytestmark = pytest.mark.timeout(90)
@@ -60,15 +60,7 @@ async def test_edge_node_on_a_cluster_advertises_cloudhub(tmp_path: Path) -> Non
         )
         edge = None
         try:
-            settings = await join(
-                cloud=f"127.0.0.1:{cloud.ws_port}",
-                token=cloud.authority.issue_token(600),
-                node_name="gw-k8s",
-                cert_port=cloud.https_port,
-                data_dir=tmp_path / "gw-k8s",
-            )
-            settings.meta.local_api = "127.0.0.1:0"
-            settings.mqtt.port = free_port()
+            settings = await join_local_edge(cloud, "gw-k8s", tmp_path / "gw-k8s")
             settings.hub.heartbeat = 0.5
             edge = await edge_app.start(settings)
 

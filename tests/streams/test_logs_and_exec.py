@@ -11,6 +11,7 @@ import pytest
 
 from edgecore.edged.cri import api_pb2 as pb
 from tests.streams.conftest import QUIET, TICKER, Fleet, pod_manifest, stream_tasks
+from tests.support.inproc import join_node
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -178,15 +179,8 @@ async def test_kubelet_endpoint_serves_a_node_only_its_own_pods(fleet: Fleet) ->
     own.load_cert_chain(str(s.cert_path), str(s.key_path))
     assert await get(own, {}) == (200, "oops\n")
     # another node, joined for real, may not read this node's pod
-    from edgecore.join import join
 
-    other = await join(
-        cloud=f"127.0.0.1:{fleet.cloud.ws_port}",
-        token=fleet.cloud.authority.issue_token(600),
-        node_name="other-node",
-        cert_port=fleet.cloud.https_port,
-        data_dir=fleet.tmp / "other-node",
-    )
+    other = await join_node(fleet.cloud, "other-node", fleet.tmp / "other-node")
     foreign = ssl.create_default_context(cadata=ca)
     foreign.load_cert_chain(str(other.cert_path), str(other.key_path))
     status, text = await get(foreign, {})
