@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 
 from cloudhub.httpserver.watch import WatchView
 from tests.edgectl.conftest import Cloud, Links
+from tests.support.procs import read_row, start_edgectl
 from wire.selectors import parse_selector
 
 pytestmark = pytest.mark.timeout(60)
@@ -139,31 +139,12 @@ def test_watch_view_tracks_membership() -> None:
 async def test_edgectl_get_watch_prints_rows_as_changes_happen(cloud: Cloud) -> None:
     """`edgectl get pods -w` prints the table, then a row per change, until stopped."""
     await cloud.store.apply([_pod("first")])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "edgectl",
-        "get",
-        "pods",
-        "-w",
-        "-n",
-        "default",
-        *cloud.globals,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
+    proc = await start_edgectl("get", "pods", "-w", "-n", "default", *cloud.globals)
     try:
-
-        async def line() -> list[str]:
-            raw = await asyncio.wait_for(proc.stdout.readline(), 15)  # type: ignore[union-attr]
-            assert raw, "edgectl ended"
-            return raw.decode().split()
-
-        assert (await line())[:3] == ["NAME", "READY", "STATUS"]
-        assert (await line())[:3] == ["first", "0/1", "Pending"]
+        assert (await read_row(proc, 15))[:3] == ["NAME", "READY", "STATUS"]
+        assert (await read_row(proc, 15))[:3] == ["first", "0/1", "Pending"]
         await cloud.store.apply([_pod("second")])
-        assert (await line())[:3] == ["second", "0/1", "Pending"]
+        assert (await read_row(proc, 15))[:3] == ["second", "0/1", "Pending"]
         status = {
             "phase": "Running",
             "containerStatuses": [
@@ -171,7 +152,7 @@ async def test_edgectl_get_watch_prints_rows_as_changes_happen(cloud: Cloud) -> 
             ],
         }
         await cloud.store.update_status("pod", "default", "second", status)
-        assert (await line())[:3] == ["second", "1/1", "Running"]
+        assert (await read_row(proc, 15))[:3] == ["second", "1/1", "Running"]
     finally:
         proc.terminate()
         await proc.wait()
@@ -180,17 +161,7 @@ async def test_edgectl_get_watch_prints_rows_as_changes_happen(cloud: Cloud) -> 
 async def test_streams_end_when_cloudhub_stops(cloud: Cloud) -> None:
     """An open watch does not hold up cloudhub's stop; edgectl then exits 1 with one line."""
     await cloud.store.apply([{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "edge-1"}}])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "edgectl",
-        "get",
-        "nodes",
-        "-w",
-        *cloud.globals,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_edgectl("get", "nodes", "-w", *cloud.globals)
     assert proc.stdout is not None
     try:
         for _ in range(2):  # header and the node: the list is done, the watch follows

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import Cloud, wait_until
+from tests.support.procs import Cloud, read_row, start_edgectl, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -22,27 +20,14 @@ async def test_watch_and_describe_follow_an_edge_coming_and_going(
     edge.join(cloud)
     await edge.start()
     await wait_until(lambda: cloud.node_ready("edge-1"), timeout=20)
-    watch = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "edgectl",
-        "get",
-        "nodes",
-        "-w",
-        "--server",
-        f"https://127.0.0.1:{cloud.https_port}",
-        "--data-dir",
-        str(cloud.dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    server = f"https://127.0.0.1:{cloud.https_port}"
+    watch = await start_edgectl(
+        "get", "nodes", "-w", "--server", server, "--data-dir", str(cloud.dir)
     )
-    assert watch.stdout is not None
     try:
 
         async def row() -> list[str]:
-            line = await asyncio.wait_for(watch.stdout.readline(), 20)  # type: ignore[union-attr]
-            assert line, "edgectl get -w ended"
-            return line.decode().split()
+            return await read_row(watch, 20)
 
         assert (await row())[:2] == ["NAME", "STATUS"]
         assert (await row())[:2] == ["edge-1", "online"]

@@ -9,7 +9,6 @@ user runs it: a process.
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from edgecore.edged import labels as L
 from edgecore.edged.cri import api_pb2 as pb
 from edgecore.edged.cri.client import CriClient
 from edgecore.edgestream.runtime import CriRuntime
+from tests.support import procs
 from tests.support.containerd import cri_endpoint, unique_node
 from tests.support.inproc import join_local_edge
 from tests.support.kubelet_proxy import make_client_ca
@@ -59,18 +59,13 @@ class Fleet:
         return proc.returncode, out.decode(), err.decode()
 
     async def start_edgectl(self, *args: str, stdin: bool = False) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "edgectl",
+        return await procs.start_edgectl(
             "--server",
             f"https://127.0.0.1:{self.cloud.https_port}",
             "--data-dir",
             str(self.tmp / "cloud"),
             *args,
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=stdin,
         )
 
     async def run_pod(

@@ -53,6 +53,27 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+async def start_edgectl(*argv: str, stdin: bool = False) -> asyncio.subprocess.Process:
+    """``python -m edgectl ARGV`` with stdout and stderr piped; the caller reads and ends it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "edgectl",
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def read_row(proc: asyncio.subprocess.Process, timeout: float) -> list[str]:
+    """The next line ``proc`` prints, split in cells; fails when it ends or takes longer."""
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    assert line, "edgectl ended"
+    return line.decode().split()
+
+
 class Proc:
     """One child process with its log file."""
 
