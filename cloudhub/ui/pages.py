@@ -259,15 +259,7 @@ class FleetPages:
 
     async def devices(self, request: web.Request) -> web.Response:
         view = self._fleet.view
-        after = request.query.get("after", "")
-        keys = view.device_keys()
-        start = 0
-        if after:
-            ns, _, name = after.partition("/")
-            start = bisect.bisect_right(keys, (ns, name))
-        page = keys[start : start + PAGE_SIZE + 1]
-        more = len(page) > PAGE_SIZE
-        page = page[:PAGE_SIZE]
+        page, next_after = _page_after(view.device_keys(), request.query.get("after", ""))
         return self._live(
             request,
             "devices.html",
@@ -275,20 +267,13 @@ class FleetPages:
             devices=[self._device_row(d) for d in view.devices(page)],
             total=view.device_count,
             in_sync=view.devices_in_sync,
-            next_after="/".join(page[-1]) if more and page else None,
+            next_after=next_after,
         )
 
     async def pods(self, request: web.Request) -> web.Response:
         view = self._fleet.view
         keys = view.pod_keys()
-        start = 0
-        after = request.query.get("after", "")
-        if after:
-            ns, _, name = after.partition("/")
-            start = bisect.bisect_right(keys, (ns, name))
-        page = keys[start : start + PAGE_SIZE + 1]
-        more = len(page) > PAGE_SIZE
-        page = page[:PAGE_SIZE]
+        page, next_after = _page_after(keys, request.query.get("after", ""))
         return self._live(
             request,
             "pods.html",
@@ -296,7 +281,7 @@ class FleetPages:
             pods=[pod_row(view.pods[k]) for k in page],
             total=len(keys),
             phases=sorted((p, c) for p, c in view.pod_phases.items() if c),
-            next_after="/".join(page[-1]) if more and page else None,
+            next_after=next_after,
         )
 
     async def pod(self, request: web.Request) -> web.Response:
@@ -354,6 +339,21 @@ class FleetPages:
         return web.Response(
             text=body, status=status, content_type="text/html", charset="utf-8", headers=_HEADERS
         )
+
+
+def _page_after(
+    keys: list[tuple[str, str]], after: str
+) -> tuple[list[tuple[str, str]], str | None]:
+    """The page of sorted ``(namespace, name)`` keys that follows ``after`` (``ns/name``, or
+    empty for the first page), and the ``after`` of the next page (None on the last)."""
+    start = 0
+    if after:
+        ns, _, name = after.partition("/")
+        start = bisect.bisect_right(keys, (ns, name))
+    page = keys[start : start + PAGE_SIZE + 1]
+    more = len(page) > PAGE_SIZE
+    page = page[:PAGE_SIZE]
+    return page, "/".join(page[-1]) if more and page else None
 
 
 def _ns_name(obj: dict[str, Any]) -> tuple[str, str]:
