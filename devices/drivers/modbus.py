@@ -16,7 +16,7 @@ offline meanwhile.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -77,6 +77,23 @@ def _first(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 
+_Client = TypeVar("_Client", AsyncModbusTcpClient, AsyncModbusSerialClient)
+
+
+async def _open(client: _Client, where: str, refused: str) -> _Client:
+    """``client``, connected; else closed, and DeviceUnreachable ``modbus WHERE: reason``
+    (``refused`` when pymodbus gives no reason)."""
+    try:
+        ok = await client.connect()
+    except (ModbusException, OSError) as exc:
+        client.close()
+        raise DeviceUnreachable(f"modbus {where}: {exc}") from exc
+    if not ok:
+        client.close()
+        raise DeviceUnreachable(f"modbus {where}: {refused}")
+    return client
+
+
 def parse_protocol(config: dict[str, Any]) -> ModbusTcp | ModbusRtu:
     """TCP or RTU settings from ``protocol.configData``.
 
@@ -125,14 +142,7 @@ class SerialLines:
             retries=0,
             reconnect_delay=0,
         )
-        try:
-            ok = await client.connect()
-        except (ModbusException, OSError) as exc:
-            client.close()
-            raise DeviceUnreachable(f"modbus {link.serial_port}: {exc}") from exc
-        if not ok:
-            client.close()
-            raise DeviceUnreachable(f"modbus {link.serial_port}: the port cannot be opened")
+        await _open(client, link.serial_port, "the port cannot be opened")
         if held is not None:
             held[0].close()
         self._lines[link.serial_port] = (client, {owner})
@@ -198,15 +208,7 @@ class ModbusDriver:
         client = AsyncModbusTcpClient(
             link.ip, port=link.port, timeout=self._timeout, retries=0, reconnect_delay=0
         )
-        try:
-            ok = await client.connect()
-        except (ModbusException, OSError) as exc:
-            client.close()
-            raise DeviceUnreachable(f"modbus {self.address}: {exc}") from exc
-        if not ok:
-            client.close()
-            raise DeviceUnreachable(f"modbus {self.address}: connection refused or no port")
-        self._client = client
+        self._client = await _open(client, self.address, "connection refused or no port")
 
     async def close(self) -> None:
         """Drop the connection (a shared serial line stays open for the other devices)."""
