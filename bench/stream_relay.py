@@ -39,15 +39,13 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import setup_logging, wait_for_condition
-from cloudhub import app as cloud_app
-from cloudhub.config import CloudSettings, HubSettings
 from edgecore import app as edge_app
 from edgecore.edged import labels as L
 from edgecore.edged.cri import api_pb2 as pb
 from edgecore.edged.cri.client import CriClient
 from edgecore.edgestream.logfile import LogFile
 from edgecore.edgestream.runtime import CriRuntime
-from tests.support.inproc import join_local_edge
+from tests.support.inproc import join_local_edge, start_cloud
 from wire import channels
 
 log = logging.getLogger("bench.stream_relay")
@@ -129,13 +127,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 async def measure(args: argparse.Namespace, tmp: Path, endpoint: str) -> None:
     node = f"bench-{uuid.uuid4().hex[:6]}"
-    cloud = await cloud_app.start(
-        CloudSettings(
-            data_dir=tmp / "cloud",
-            https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
-        )
-    )
+    cloud = await start_cloud(tmp / "cloud")
     cri = CriClient(endpoint)
     edge = None
     try:

@@ -13,8 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from cloudhub import app as cloud_app
-from cloudhub.config import CloudSettings, HubSettings
-from tests.support.inproc import edge_tls, join_node
+from tests.support.inproc import edge_tls, join_node, start_cloud
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -34,13 +33,7 @@ POD = {
 
 
 async def _start(data_dir: Path) -> cloud_app.CloudApp:
-    return await cloud_app.start(
-        CloudSettings(
-            data_dir=data_dir,
-            https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
-        )
-    )
+    return await start_cloud(data_dir)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from cloudhub import app as cloud_app
-from cloudhub.config import CloudSettings, HubSettings
+from tests.support.inproc import start_cloud
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -18,13 +18,7 @@ pytestmark = pytest.mark.timeout(30)
 
 @pytest.fixture
 async def cloud(tmp_path: Path) -> AsyncIterator[cloud_app.CloudApp]:
-    app = await cloud_app.start(
-        CloudSettings(
-            data_dir=tmp_path / "cloud",
-            https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
-        )
-    )
+    app = await start_cloud(tmp_path / "cloud")
     try:
         nodes = [
             {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"edge-{i:03d}"}}

@@ -13,8 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from cloudhub import app as cloud_app
-from cloudhub.config import CloudSettings, HubSettings
-from tests.support.inproc import edge_tls, join_node
+from tests.support.inproc import edge_tls, join_node, start_cloud
 from tests.support.procs import wait_until
 from wire.codec import encode
 from wire.streams import MIN_WINDOW, Chunk, Close, LogsRequest, StreamOp, to_message
@@ -27,13 +26,7 @@ async def two_nodes(
     tmp_path: Path,
 ) -> AsyncIterator[tuple[cloud_app.CloudApp, ClientConnection, ClientConnection]]:
     """A real cloudhub and hand-driven links of nodes edge-1 and edge-2."""
-    cloud = await cloud_app.start(
-        CloudSettings(
-            data_dir=tmp_path / "cloud",
-            https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
-        )
-    )
+    cloud = await start_cloud(tmp_path / "cloud")
     try:
         links = []
         for node in ("edge-1", "edge-2"):

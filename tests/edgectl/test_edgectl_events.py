@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cloudhub import app as cloud_app
-from cloudhub.config import CloudSettings, HubSettings
 from edgectl.cli import main
+from tests.support.inproc import start_cloud
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,13 +37,7 @@ CRASHING = {
 
 @pytest.fixture
 async def cloud(tmp_path: Path) -> AsyncIterator[cloud_app.CloudApp]:
-    app = await cloud_app.start(
-        CloudSettings(
-            data_dir=tmp_path / "cloud",
-            https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
-        )
-    )
+    app = await start_cloud(tmp_path / "cloud")
     try:
         yield app
     finally:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from cloudhub import app as cloud_app
-from cloudhub.config import CloudSettings, HubSettings
+from cloudhub.config import CloudSettings
 from cloudhub.k8s.api import NODES, KubeApi
 from tests.k8s.objects import pod
-from tests.support.inproc import join_node
+from tests.support.inproc import cloud_settings, join_node
 from tests.support.kubeapi import KubeApiEmulator
 from tests.support.procs import wait_until
 from wire.errors import BridgeError, ConfigError
@@ -24,13 +24,7 @@ SECRETS = "/api/v1/namespaces/edgebridge/secrets"
 
 
 def settings(tmp_path: Path, kubeconfig: Path) -> CloudSettings:
-    return CloudSettings(
-        data_dir=tmp_path / "cloud",
-        https_port=0,
-        kubeconfig=kubeconfig,
-        replica="a",
-        hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
-    )
+    return cloud_settings(tmp_path / "cloud", kubeconfig=kubeconfig, replica="a")
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from cloudhub import app as cloud_app
-from cloudhub.config import CloudSettings, HubSettings
 from edgecore import app as edge_app
 from edgecore.config import EdgeSettings
 from edgecore.edged import labels as L
@@ -27,7 +26,7 @@ from edgecore.edged.cri.client import CriClient
 from edgecore.edgestream.runtime import CriRuntime
 from tests.support import procs
 from tests.support.containerd import cri_endpoint, unique_node
-from tests.support.inproc import join_local_edge
+from tests.support.inproc import join_local_edge, start_cloud
 from tests.support.kubelet_proxy import make_client_ca
 from tests.support.procs import wait_until
 
@@ -124,13 +123,8 @@ async def fleet(
     """cloudhub + one connected edge (serving streams from containerd), no pods yet."""
     node = unique_node("streams")
     kubelet_client = make_client_ca(tmp_path) if fleet_settings.get("kubelet_ca") else None
-    cloud = await cloud_app.start(
-        CloudSettings(
-            data_dir=tmp_path / "cloud",
-            https_port=0,
-            hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
-            kubelet_client_ca=kubelet_client[0] if kubelet_client else None,
-        )
+    cloud = await start_cloud(
+        tmp_path / "cloud", kubelet_client_ca=kubelet_client[0] if kubelet_client else None
     )
     cri = CriClient(cri_endpoint)
     edge: edge_app.EdgeApp | None = None

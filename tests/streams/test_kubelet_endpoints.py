@@ -10,12 +10,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cloudhub import app as cloud_app
 from cloudhub.cloudstream.kubelet import KubeletEndpoint, advertise_kubelet
-from cloudhub.config import CloudSettings, HubSettings
 from edgecore import app as edge_app
 from tests.streams.conftest import QUIET, Fleet
-from tests.support.inproc import join_local_edge
+from tests.support.inproc import join_local_edge, start_cloud
 from tests.support.kubeapi import KubeApiEmulator
 from tests.support.procs import wait_until
 from wire import channels
@@ -48,15 +46,8 @@ async def test_edge_node_on_a_cluster_advertises_cloudhub(tmp_path: Path) -> Non
     async with KubeApiEmulator() as kube:
         kube.install_edgebridge()  # what cloudhub's start-up check asks for
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
-        cloud = await cloud_app.start(
-            CloudSettings(
-                data_dir=tmp_path / "cloud",
-                https_port=0,
-                kubeconfig=kubeconfig,
-                replica="r1",
-                stream_address="127.0.0.1",
-                hub=HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
-            )
+        cloud = await start_cloud(
+            tmp_path / "cloud", kubeconfig=kubeconfig, replica="r1", stream_address="127.0.0.1"
         )
         edge = None
         try:

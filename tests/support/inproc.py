@@ -6,10 +6,28 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+from cloudhub import app as cloud_app
 from cloudhub.app import CloudApp
+from cloudhub.config import CloudSettings, HubSettings
 from edgecore.config import EdgeSettings
 from edgecore.join import join
 from tests.support.procs import free_port
+
+
+def cloud_settings(data_dir: Path, **fields: Any) -> CloudSettings:
+    """A cloudhub for this process: on 127.0.0.1, ports the OS picks, no link workers;
+    ``fields`` add to or replace these settings."""
+    base: dict[str, Any] = {
+        "data_dir": data_dir,
+        "https_port": 0,
+        "hub": HubSettings(bind="127.0.0.1", ws_port=0, link_workers=0),
+    }
+    return CloudSettings(**(base | fields))
+
+
+async def start_cloud(data_dir: Path, **fields: Any) -> CloudApp:
+    """A cloudhub started in this process with :func:`cloud_settings` (the caller stops it)."""
+    return await cloud_app.start(cloud_settings(data_dir, **fields))
 
 
 async def join_node(
