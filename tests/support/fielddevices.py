@@ -48,6 +48,18 @@ def sim_device(unit: int, holding: list[int] | None = None) -> SimDevice:
     )
 
 
+async def _stop(
+    server: ModbusTcpServer | ModbusSerialServer | None, task: asyncio.Task[None] | None
+) -> None:
+    """Shut a pymodbus server down and end the task serving it."""
+    if server is not None:
+        await server.shutdown()
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
 class ModbusDevice:
     """A Modbus TCP server with ``units`` unit ids (1..units) on 127.0.0.1:``port``."""
 
@@ -74,14 +86,8 @@ class ModbusDevice:
         raise RuntimeError("modbus server did not start")
 
     async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.shutdown()
-            self._server = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await _stop(self._server, self._task)
+        self._server, self._task = None, None
 
     async def _client(self) -> AsyncModbusTcpClient:
         client = AsyncModbusTcpClient("127.0.0.1", port=self.port, retries=0, reconnect_delay=0)
@@ -169,13 +175,8 @@ class ModbusRtuDevice:
         await asyncio.sleep(0)  # the serial port opens in serve_forever
 
     async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.shutdown()
-            self._server = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await _stop(self._server, self._task)
+        self._server, self._task = None, None
 
 
 class OpcUaDevice:
