@@ -1,7 +1,8 @@
 """Root test configuration: Hypothesis profiles, so every area shares one setting, and the
 root logger restored after each test (a command's ``main()`` run in-process configures it).
 
-``deadline=None`` because a loaded CI box makes per-example timing flaky while the property
+``deadline=None`` and no ``too_slow`` health check because a loaded CI box makes timing
+flaky (a process descheduled for a second fails either, with any strategy) while the property
 itself does not depend on speed; the suite's own ``timeout`` still bounds every test.
 Pick a profile with ``HYPOTHESIS_PROFILE=ci`` (more examples) or ``=dev`` (fewer, faster).
 Fixtures belong in the conftest.py of the area that needs them, not here.
@@ -14,11 +15,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
-settings.register_profile("default", deadline=None)
-settings.register_profile("dev", deadline=None, max_examples=25)
-settings.register_profile("ci", deadline=None, max_examples=500)
+_UNTIMED = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("default", **_UNTIMED)
+settings.register_profile("dev", **_UNTIMED, max_examples=25)
+settings.register_profile("ci", **_UNTIMED, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

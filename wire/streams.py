@@ -10,7 +10,8 @@ Every content names its stream; the operation says what it is::
                     input    Input     stdin bytes (exec with stdin), or its end (eof)
                     resize   Resize    the terminal's new size (exec with tty)
                     cancel   Cancel    the client went away: stop, send nothing more
-    edge -> cloud   data     Chunk     output bytes on stdout or stderr, numbered from 0
+    edge -> cloud   opened   Opened    the edge took the open and serves the stream
+                    data     Chunk     output bytes on stdout or stderr, numbered from 0
                     close    Close     the end: an exit code, or an error (one line)
 
 Flow control (:class:`Outflow` on the edge, :class:`Inflow` in the cloud): the edge sends at
@@ -64,6 +65,7 @@ class StreamOp(StrEnum):
     INPUT = "input"
     RESIZE = "resize"
     CANCEL = "cancel"
+    OPENED = "opened"
     DATA = "data"
     CLOSE = "close"
 
@@ -157,6 +159,13 @@ class Cancel(_Content):
     reason: str = ""
 
 
+class Opened(_Content):
+    """The edge's first answer to an :class:`Open` it serves: a stream that stays silent
+    (``exec -- sleep 60``, ``logs -f`` of a quiet container) is still known to be alive."""
+
+    stream: StreamId
+
+
 Channel = Literal["stdout", "stderr"]
 
 
@@ -178,7 +187,7 @@ class Close(_Content):
     reason: str | None = None
 
 
-StreamContent = Open | Credit | Input | Resize | Cancel | Chunk | Close
+StreamContent = Open | Credit | Input | Resize | Cancel | Opened | Chunk | Close
 
 #: which content each operation carries: the one table both sides decode with
 CONTENT_OF: dict[str, type[StreamContent]] = {
@@ -187,6 +196,7 @@ CONTENT_OF: dict[str, type[StreamContent]] = {
     StreamOp.INPUT: Input,
     StreamOp.RESIZE: Resize,
     StreamOp.CANCEL: Cancel,
+    StreamOp.OPENED: Opened,
     StreamOp.DATA: Chunk,
     StreamOp.CLOSE: Close,
 }
@@ -195,7 +205,7 @@ OP_OF: dict[type[StreamContent], str] = {v: k for k, v in CONTENT_OF.items()}
 FROM_CLOUD = frozenset(
     {StreamOp.OPEN, StreamOp.CREDIT, StreamOp.INPUT, StreamOp.RESIZE, StreamOp.CANCEL}
 )
-FROM_EDGE = frozenset({StreamOp.DATA, StreamOp.CLOSE})
+FROM_EDGE = frozenset({StreamOp.OPENED, StreamOp.DATA, StreamOp.CLOSE})
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {op: TypeAdapter(m) for op, m in CONTENT_OF.items()}
 

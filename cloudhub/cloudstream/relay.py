@@ -17,6 +17,8 @@ Rules kept here:
   edge that overruns its window gets its stream closed with an error;
 - a node that disconnects ends its streams at once, with an error naming it (the hub's
   presence report; the module is in the ``lifecycle`` group for that);
+- a node that does not answer an open (``opened``, data or a close) within
+  ``answer_timeout`` seconds gets the stream cancelled, and the user one line saying so;
 - a handler that goes away (client gone, Ctrl-C of ``-f``) cancels its stream on the edge.
 """
 
@@ -44,6 +46,7 @@ from wire.streams import (
     Input,
     LogsRequest,
     Open,
+    Opened,
     Resize,
     StreamContent,
     from_message,
@@ -53,6 +56,9 @@ from wire.streams import (
 )
 
 log = logging.getLogger(__name__)
+
+#: seconds an edge has to answer an open before the user is told it did not
+ANSWER_TIMEOUT = 15.0
 
 
 class NodeOffline(BridgeError):
@@ -81,6 +87,9 @@ class RelayedStream:
         self.inflow = Inflow(window)
         self._events: asyncio.Queue[Chunk | Close] = asyncio.Queue()
         self.closed = False
+        #: the edge said something about this stream (opened, data or close)
+        self.answered = False
+        self._unanswered: asyncio.TimerHandle | None = None
 
     async def next(self) -> Chunk | Close:
         """The next chunk, or the end; call :meth:`consumed` once a chunk's bytes are out."""
@@ -119,9 +128,17 @@ class CloudStream:
     group = routes.LIFECYCLE_GROUP
     enabled = True
 
-    def __init__(self, *, bus: Bus, is_online: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        is_online: Callable[[str], bool],
+        answer_timeout: float = ANSWER_TIMEOUT,
+    ) -> None:
         self._bus = bus
         self._is_online = is_online
+        #: seconds a node has to answer an open
+        self.answer_timeout = answer_timeout
         self.streams: dict[str, RelayedStream] = {}
 
     async def open(
@@ -141,6 +158,9 @@ class CloudStream:
         )
         # Registered before the open leaves: a disconnect reported meanwhile ends it.
         self.streams[stream_id] = stream
+        stream._unanswered = asyncio.get_running_loop().call_later(
+            self.answer_timeout, self._no_answer, stream
+        )
         log.info(
             "stream %s: %s of %s/%s on node %s",
             stream_id[:8],
@@ -173,6 +193,8 @@ class CloudStream:
         if self.streams.pop(stream.id, None) is None:
             return
         stream.closed = True
+        if stream._unanswered is not None:
+            stream._unanswered.cancel()
         if end is not None:
             stream._deliver(end)
 
@@ -212,6 +234,10 @@ class CloudStream:
                 "node %s sent %s for a stream of node %s; dropped", node, msg.operation, stream.node
             )
             return
+        if isinstance(content, Opened | Chunk | Close):
+            stream.answered = True
+            if stream._unanswered is not None:
+                stream._unanswered.cancel()
         if isinstance(content, Chunk):
             try:
                 stream.inflow.received(content.seq, len(content.data))
@@ -223,8 +249,17 @@ class CloudStream:
             stream._deliver(content)
         elif isinstance(content, Close):
             self.forget(stream, content)
-        else:
+        elif not isinstance(content, Opened):
             log.warning("node %s sent a cloud-side stream %s; dropped", node, msg.operation)
+
+    def _no_answer(self, stream: RelayedStream) -> None:
+        """The edge said nothing about ``stream`` in time: stop it there, tell the user."""
+        if stream.answered or stream.closed:
+            return
+        error = f"node {stream.node} did not answer within {self.answer_timeout:g}s"
+        log.warning("stream %s: %s", stream.id[:8], error)
+        stream.cancel(error)
+        stream._deliver(Close(stream=stream.id, error=error, reason="Unavailable"))
 
     def _node_gone(self, node: str) -> None:
         for stream in [s for s in self.streams.values() if s.node == node]:

@@ -382,18 +382,22 @@ class HubModule:
             pass
         finally:
             fallback.cancel()
-            await session.close(session.close_reason or "connection closed")
-            self.closed_by_reason[close_kind(session.close_reason)] += 1
-            self.sent_ended += session.downstream.sent
-            self.retries_ended += session.downstream.retries
-            if self.sessions.get(peer.node) is session:
-                del self.sessions[peer.node]
-                self._serials.pop(peer.node, None)
-                self._last_seen[peer.node] = session.last_seen
-                log.info("node %s disconnected: %s", peer.node, session.close_reason)
-                await self._report(peer.node, online=False)
-                if self._owners is not None:
-                    await self._owners.release(peer.node)
+            try:
+                await session.close(session.close_reason or "connection closed")
+                self.sent_ended += session.downstream.sent
+                self.retries_ended += session.downstream.retries
+                if self.sessions.get(peer.node) is session:
+                    del self.sessions[peer.node]
+                    self._serials.pop(peer.node, None)
+                    self._last_seen[peer.node] = session.last_seen
+                    log.info("node %s disconnected: %s", peer.node, session.close_reason)
+                    await self._report(peer.node, online=False)
+                    if self._owners is not None:
+                        await self._owners.release(peer.node)
+            finally:
+                # Last, with nothing awaited after it: a link counted as closed is one whose
+                # handling is over (its session no longer held here, collectable).
+                self.closed_by_reason[close_kind(session.close_reason)] += 1
 
     async def _read_frame(self, session: NodeSession, frame: str | bytes) -> float:
         """Decode and route one frame; what it costs in the node's rate budget."""

@@ -301,13 +301,21 @@ class NodeSession:
         """Drop the link. Aborts the transport: a half-open peer would never finish a close."""
         if not self.close_reason:
             self.close_reason = reason
-        if self._writer is not None and self._writer is not asyncio.current_task():
-            self._writer.cancel()
+        writer = self._writer
+        if writer is asyncio.current_task():
+            writer = None  # the writer closing on its own: it ends right after
+        if writer is not None:
+            writer.cancel()
         if self._alarm is not None:
             self._alarm.cancel()
             self._alarm = None
         self.link.abort()
         self.closed.set()
+        if writer is not None:
+            # Until it has run its cancellation, the writer still holds this session (and its
+            # buffers): a closed link is over only once its writer is. wait() does not raise
+            # the writer's CancelledError, only ours.
+            await asyncio.wait({writer})
 
     # -- the writer ----------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from wire.streams import (
     Input,
     LogsRequest,
     Open,
+    Opened,
     Outflow,
     Resize,
     StreamContent,
@@ -150,6 +151,8 @@ class EdgeStream:
             stream = _Stream(content, msg.resource, Outflow(content.window))
             stream.room.set()
             self.streams[content.stream] = stream
+            # First, so that the cloud knows the stream is served even while it is silent.
+            await self._send(msg.resource, Opened(stream=content.stream))
             stream.task = tg.create_task(
                 self._serve(stream), name=f"edgestream:{content.stream[:8]}"
             )

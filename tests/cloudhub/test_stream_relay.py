@@ -16,7 +16,7 @@ from cloudhub import app as cloud_app
 from tests.support.inproc import edge_tls, join_node, start_cloud
 from tests.support.procs import wait_until
 from wire.codec import encode
-from wire.streams import MIN_WINDOW, Chunk, Close, LogsRequest, StreamOp, to_message
+from wire.streams import MIN_WINDOW, Chunk, Close, LogsRequest, Opened, StreamOp, to_message
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,3 +115,36 @@ async def test_a_disconnect_ends_the_nodes_streams(two_nodes: Any) -> None:
     end = await asyncio.wait_for(stream.next(), 10)
     assert isinstance(end, Close) and end.error == "node edge-1 disconnected"
     assert not cloud.cloudstream.streams
+
+
+async def test_a_node_that_does_not_answer_an_open_is_one_line(two_nodes: Any) -> None:
+    """An edge that says nothing about an open gets a cancel; the reader gets one line naming
+    the node and the bound."""
+    cloud, edge1, _ = two_nodes
+    cloud.cloudstream.answer_timeout = 0.5
+    stream = await cloud.cloudstream.open("edge-1", LogsRequest(namespace="default", pod="p"))
+    sid = (await next_stream_frame(edge1))["content"]["stream"]
+    end = await asyncio.wait_for(stream.next(), 5)
+    assert isinstance(end, Close)
+    assert (end.error, end.reason) == ("node edge-1 did not answer within 0.5s", "Unavailable")
+    cancel = await next_stream_frame(edge1)
+    assert cancel["route"]["operation"] == StreamOp.CANCEL
+    assert cancel["content"]["stream"] == sid
+    assert not cloud.cloudstream.streams
+
+
+async def test_an_opened_stream_may_stay_silent(two_nodes: Any) -> None:
+    """Once the edge answered ``opened``, a quiet stream (exec -- sleep) is not cut short."""
+    cloud, edge1, _ = two_nodes
+    cloud.cloudstream.answer_timeout = 0.2
+    stream = await cloud.cloudstream.open("edge-1", LogsRequest(namespace="default", pod="p"))
+    sid = (await next_stream_frame(edge1))["content"]["stream"]
+    await edge1.send(
+        encode(to_message(Opened(stream=sid), source="edge", resource="default/pod/p"))
+    )
+    with pytest.raises(TimeoutError):  # well past the bound: nothing ends the stream
+        await asyncio.wait_for(stream.next(), 1.0)
+    assert sid in cloud.cloudstream.streams
+    await edge1.send(chunk(sid, 0, b"late"))
+    event = await asyncio.wait_for(stream.next(), 5)
+    assert isinstance(event, Chunk) and event.data == b"late"

@@ -25,6 +25,11 @@ def _retry_delays(edge: Edge) -> list[float]:
     return [float(d) for d in _RETRY.findall(edge.proc.text())]
 
 
+def _links(edge: Edge) -> int:
+    """How many links to the cloud the edge logged as up."""
+    return edge.proc.text().count("edgehub.module: connected to ")
+
+
 async def _through_proxy(cloud: Cloud, make_edge, proxy: FaultProxy) -> Edge:  # type: ignore[no-untyped-def]
     await proxy.start("127.0.0.1", cloud.ws_port)
     edge: Edge = make_edge(heartbeat=HEARTBEAT)
@@ -81,7 +86,11 @@ async def test_backoff_starts_over_after_a_link_that_stayed_up(cloud: Cloud, mak
         proxy.refuse()
         proxy.cut()
         await wait_until(lambda: max(_retry_delays(edge), default=0.0) >= 2.0, timeout=30)
+        links = _links(edge)
         proxy.accept()
+        # The edge's own "connected" line, not the cloud's Ready: the reset counts the link's
+        # age from the edge's side, which may log a moment after the cloud marks the node.
+        await wait_until(lambda: _links(edge) > links, timeout=30)
         await wait_until(lambda: cloud.node_ready("edge-1"), timeout=30)
         seen = len(_retry_delays(edge))
         # the behaviour under test: the link stays up for longer than two heartbeats

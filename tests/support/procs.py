@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -26,11 +27,46 @@ PY = sys.executable
 CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
 
 
+#: ports free_port() picks from start here (above the defaults 10000-11883 a demo may hold)
+_PORTS_FROM = 20000
+#: ports this process handed out already (a child may not have bound its port yet)
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux's default: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    """A port free on 127.0.0.1 now, for a process that binds it a moment later.
+
+    Picked below the kernel's ephemeral range: a port from that range (what binding port 0
+    gives) is also what outgoing connections take as their local port, so any connection made
+    between this call and the child's bind (an edgectl call, a poll) could take it, and the
+    child would fail with "address already in use". Outside the range only an explicit bind
+    can collide, and ports handed out here are not handed out twice.
+    """
+    high = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(500) if high - _PORTS_FROM > 1000 else ():
+        port = rng.randrange(_PORTS_FROM, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    with socket.socket() as s:  # an unusual ephemeral range: the kernel's pick
+        s.bind(("127.0.0.1", 0))
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 async def wait_until(

@@ -25,6 +25,7 @@ from wire.streams import (
     LogLine,
     LogsRequest,
     Open,
+    Opened,
     Outflow,
     Resize,
     StreamContent,
@@ -67,6 +68,7 @@ contents: st.SearchStrategy[StreamContent] = st.one_of(
     st.builds(Input, stream=ids, data=st.binary(max_size=64), eof=st.booleans()),
     st.builds(Resize, stream=ids, width=st.integers(0, 500), height=st.integers(0, 500)),
     st.builds(Cancel, stream=ids, reason=st.text(max_size=30)),
+    st.builds(Opened, stream=ids),
     st.builds(
         Chunk,
         stream=ids,
