@@ -86,6 +86,10 @@ class Mapper:
         self.source = source
         self.registry = registry or Registry()
         self._rng = rng or random.Random()
+        #: the last DeviceModel seen under each key: a model that vanishes while its Devices
+        #: remain (deleted past the cloud's check, or its delete reaching the edge before the
+        #: Device's) keeps serving them as it was, as the edge's twin does
+        self._last_models: dict[str, dict[str, Any]] = {}
         will = None
         if settings.device is not None:
             # one device, one connection: the broker can say "offline" for us if we die; a
@@ -166,8 +170,9 @@ class Mapper:
             ns, name = identify(device)
             ident = topics.device_id(None if ns == "default" else ns, name)
             mkey = model_key(device)
+            model = self._model(ident, mkey)
             try:
-                config = device_config(device, self.source.models.get(mkey) if mkey else None)
+                config = device_config(device, model)
                 if not self.registry.serves(config.protocol):
                     raise ConfigError(
                         f"device {config.key}: no driver for protocol {config.protocol!r}"
@@ -201,6 +206,19 @@ class Mapper:
                 self.settings.namespace,
                 self.settings.device,
             )
+
+    def _model(self, ident: str, mkey: str | None) -> dict[str, Any] | None:
+        """The Device's model: the listed one, else the last one seen under that key."""
+        if mkey is None:
+            return None
+        model = self.source.models.get(mkey)
+        if model is not None:
+            self._last_models[mkey] = model
+            return model
+        kept = self._last_models.get(mkey)
+        if kept is not None and ident in self.workers:
+            log.warning("%s: device model %s is gone; serving with the last one seen", ident, mkey)
+        return kept if ident in self.workers else None
 
     def _still_listed(self, ident: str) -> bool:
         for device in self.source.devices.values():
