@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cloudhub.store.base import ObjectStore
+from cloudhub.store.base import BulkReader, ObjectStore
 from wire.errors import Conflict, NotFound
 from wire.references import Reference, dangling_warning, references_of, users_of
 from wire.resources import key_of
@@ -24,22 +24,31 @@ _SHOWN = 10
 
 async def dangling_references(store: ObjectStore, objects: list[dict[str, Any]]) -> list[str]:
     """Warnings for applied objects that name a node or device model that does not exist
-    (accepted, as Kubernetes does: it may come later). One read per distinct referent."""
+    (accepted, as Kubernetes does: it may come later). One read for the batch where the store
+    can (:class:`BulkReader`), else one per distinct referent."""
     known: dict[Reference, bool] = {}
     for obj in objects:
         key = key_of(obj)
         known[Reference(key.type, key.namespace, key.name)] = True
-    warnings: list[str] = []
-    for obj in objects:
-        for ref in references_of(obj):
-            if ref not in known:
-                try:
-                    await store.get(ref.type, ref.namespace, ref.name)
-                    known[ref] = True
-                except NotFound:
-                    known[ref] = False
-            if not known[ref]:
-                warnings.append(dangling_warning(obj, ref))
+    named = list(
+        dict.fromkeys(ref for obj in objects for ref in references_of(obj) if ref not in known)
+    )
+    if isinstance(store, BulkReader):
+        found = await store.existing([(r.type, r.namespace, r.name) for r in named])
+        known.update((r, (r.type, r.namespace, r.name) in found) for r in named)
+    else:
+        for ref in named:
+            try:
+                await store.get(ref.type, ref.namespace, ref.name)
+                known[ref] = True
+            except NotFound:
+                known[ref] = False
+    warnings = [
+        dangling_warning(obj, ref)
+        for obj in objects
+        for ref in references_of(obj)
+        if not known[ref]
+    ]
     for warning in warnings:
         logger.warning("applied, but %s", warning)
     return warnings

@@ -119,3 +119,15 @@ class StatusMerger(Protocol):
     async def merge_statuses(
         self, type: str, keys: Sequence[tuple[str | None, str]], compute: StatusCompute
     ) -> builtins.list[dict[str, Any] | None]: ...
+
+
+#: ``(type, namespace, name)`` of an object, as :meth:`ObjectStore.get` takes them
+ObjectRef = tuple[str, str | None, str]
+
+
+@runtime_checkable
+class BulkReader(Protocol):
+    """A store that tells which of many objects exist in one read (the embedded one), so a
+    check over a whole apply batch costs one round trip, not one per object."""
+
+    async def existing(self, refs: Sequence[ObjectRef]) -> set[ObjectRef]: ...

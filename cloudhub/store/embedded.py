@@ -64,7 +64,7 @@ from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
-from cloudhub.store.base import EventType, StatusCompute, StatusUpdate, WatchEvent
+from cloudhub.store.base import EventType, ObjectRef, StatusCompute, StatusUpdate, WatchEvent
 from cloudhub.store.sqlite_schema import (
     DELETE_OBJECT,
     FOUND_SEPARATOR,
@@ -295,6 +295,16 @@ class EmbeddedStore:
             raise NotFound(_describe(type, namespace_, name))
         obj: dict[str, Any] = parse_json(rows[0][0])
         return obj
+
+    async def existing(self, refs: Sequence[ObjectRef]) -> set[ObjectRef]:
+        """Which of ``refs`` are stored, read in one round trip per chunk."""
+        normal: dict[_Key, list[ObjectRef]] = {}
+        for ref in refs:
+            _check_type(ref[0])
+            normal.setdefault((ref[0], _namespace(ref[0], ref[1]), ref[2]), []).append(ref)
+        async with self._lock:
+            found = await self._find_many(normal)
+        return {ref for key in found for ref in normal[key]}
 
     def watch(self, type: str, since: str) -> AsyncIterator[WatchEvent]:
         """Events of ``type`` with a resourceVersion above ``since``: logged ones, then live.
