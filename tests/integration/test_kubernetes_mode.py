@@ -101,6 +101,7 @@ async def test_cloudhub_on_a_cluster_without_crds_exits_with_the_fix(tmp_path: P
     kube = KubeApi(tmp_path)
     _started.append(kube.proc)
     await kube.start(crds=False)
+    cloud: Cloud | None = None
     try:
         cloud = await cluster_cloud(tmp_path, kube, "a")
         cloud.proc.start()
@@ -113,6 +114,8 @@ async def test_cloudhub_on_a_cluster_without_crds_exits_with_the_fix(tmp_path: P
         await cloud.start()  # the fix named works
         assert kube.get("namespace", "edgebridge")["metadata"]["name"] == "edgebridge"
     finally:
+        if cloud is not None:
+            cloud.proc.stop()
         kube.proc.stop()
 
 
