@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from hive.flags import NonNegative, Port, Positive, Seconds
 from wire.errors import ConfigError
@@ -24,6 +24,11 @@ CERT_FILE = "node.crt"
 KEY_FILE = "node.key"
 #: KubeEdge's default project id, sent as the ``project_id`` header and in the URL path.
 DEFAULT_PROJECT = "e632aba927ea4ac2b575ec1603d56f10"
+
+
+#: a path made absolute where it is read: containerd mounts and opens what edged names from
+#: its own working directory, so a relative ``--data-dir`` must not reach it as such
+AbsolutePath = Annotated[Path, AfterValidator(lambda p: p.absolute())]
 
 
 class HubSettings(BaseModel):
@@ -105,9 +110,9 @@ class RuntimeSettings(BaseModel):
     #: the runtime's CRI endpoint (containerd's socket)
     endpoint: str = Field(default=DEFAULT_CRI_ENDPOINT, min_length=1)
     #: where container logs go, in kubelet's layout ``<dir>/<ns>_<pod>_<uid>/<c>/<n>.log``
-    pod_log_dir: Path = Path("/var/log/pods")
+    pod_log_dir: AbsolutePath = Path("/var/log/pods")
     #: where pod volumes (configMap, secret, emptyDir) live; default ``DATA_DIR/pods``
-    pod_dir: Path | None = None
+    pod_dir: AbsolutePath | None = None
     #: seconds between full syncs when nothing happened (a container that exits is noticed
     #: at the latest after this long; cache changes and back-off ends sync at once)
     sync_interval: float = Field(default=2.0, gt=0, le=300)
@@ -151,7 +156,7 @@ class EdgeSettings(BaseModel):
     """Everything edgecore needs to run."""
 
     node_name: str
-    data_dir: Path
+    data_dir: AbsolutePath
     hub: HubSettings = Field(default_factory=HubSettings)
     meta: MetaSettings = Field(default_factory=MetaSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
