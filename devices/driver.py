@@ -52,7 +52,6 @@ class Driver(Protocol):
         Raises:
             DeviceUnreachable: the device does not answer.
         """
-        ...
 
     async def read(self, visitor: Visitor) -> Value:
         """The property's current value, typed.
@@ -61,7 +60,6 @@ class Driver(Protocol):
             DeviceUnreachable: the device stopped answering.
             PropertyError: the device refused this property.
         """
-        ...
 
     async def write(self, visitor: Visitor, value: Value) -> None:
         """Set the property to ``value`` (already of the property's type).
@@ -70,11 +68,9 @@ class Driver(Protocol):
             DeviceUnreachable: the device stopped answering.
             PropertyError: the device refused, or ``value`` does not fit the property.
         """
-        ...
 
     async def close(self) -> None:
         """Release the connection; never raises."""
-        ...
 
 
 @runtime_checkable
@@ -87,7 +83,6 @@ class BatchReader(Protocol):
         Raises:
             DeviceUnreachable: the device stopped answering.
         """
-        ...
 
 
 #: builds a driver for a device; raises ConfigError for bad configData

@@ -49,7 +49,6 @@ class Source(Protocol):
 
     async def run(self) -> None:
         """Keep ``devices`` and ``models`` current until cancelled."""
-        ...
 
 
 class StaticSource:
