@@ -23,6 +23,9 @@ cloudhub <-> cloudstream
     ``node/{node}/{ns}/pod/{name}`` (the hub strips the prefix and writes it on the node's
     link), from an edge with the prefix the hub adds from the certificate's identity.
 
+devicecontroller -> cloudhub
+    content :class:`Replies`: answer many of the node requests the hub forwarded at once.
+
 any module -> fleet
     content :class:`RecordEvents`: Kubernetes Events to record (twin reports refused). The hub
     also tells it, as a member of :data:`LIFECYCLE_GROUP`, which nodes connect and disconnect.
@@ -37,7 +40,9 @@ cloudhub -> edgecontroller
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from wire.events import Event
 
@@ -101,10 +106,39 @@ class MembershipDevices:
 
 
 @dataclass(frozen=True, slots=True)
+class Replies:
+    """Inbox content: answer many forwarded requests at once.
+
+    Each ``parent_ids`` entry is the id of a request the hub forwarded; the edge that sent it
+    gets a ``response`` carrying ``content``. One bus message per batch instead of one per
+    request (the devicecontroller ACKs whole batches of twin reports).
+    """
+
+    parent_ids: tuple[str, ...]
+    content: Any = "OK"
+
+
+@dataclass(frozen=True, slots=True)
 class RecordEvents:
     """Content of a message to :data:`FLEET`: Events to record."""
 
     events: tuple[Event, ...]
+
+
+class NodePresence(BaseModel):
+    """Whether a node has a live link to this cloudhub, and when it was last heard from."""
+
+    online: bool
+    #: unix seconds of the last frame received from the node; None if never seen
+    last_seen: float | None = None
+    #: unix seconds the live link was opened; None while offline
+    connected_at: float | None = None
+
+
+class Presence(Protocol):
+    """Who is connected: the hub answers, the admin API and the fleet pages ask."""
+
+    def presence(self, node: str) -> NodePresence: ...
 
 
 def desired_resource(node: str) -> str:

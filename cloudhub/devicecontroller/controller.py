@@ -9,7 +9,7 @@ Reports are applied in batches (group commit): everything that arrived within a 
 milliseconds becomes one read-merge-write of the devices' statuses (one SQLite transaction in
 the embedded store, which reads every device of the batch in it: no read per device before),
 and each report is ACKed (``response``) only after that commit, all of a batch's ACKs in one
-bus message (:class:`~cloudhub.hub.module.Replies`). Applying is idempotent
+bus message (:class:`~cloudhub.routes.Replies`). Applying is idempotent
 (:mod:`cloudhub.devicecontroller.twins`), so an edge re-sending its outbox after a lost ACK
 changes nothing. A store that cannot merge in its transaction (Kubernetes) is read first and
 written with ``update_statuses``, as before.
@@ -28,7 +28,7 @@ from cloudhub import routes
 from cloudhub.devicecontroller.twins import merge_report, parse_state_report, parse_twin_report
 from cloudhub.fleet.derive import twin_refused_event
 from cloudhub.hub import stock
-from cloudhub.hub.module import Replies
+from cloudhub.routes import Replies
 from cloudhub.store.base import ObjectStore, StatusCompute, StatusMerger, StatusUpdate
 from hive.bus import Bus, UnknownModule
 from wire.errors import InvalidObject, InvalidResource, NotFound, StoreError, WireError

@@ -31,7 +31,7 @@ Design notes:
 - **Node state is an overlay, not stored data.** Whether a node is connected is known only to
   the websocket hub, changes every few seconds, and would churn the store if written there.
   Reads of nodes through this API replace the ``Ready`` condition with what the hub's
-  :class:`~cloudhub.httpserver.app.Presence` says right now.
+  :class:`~cloudhub.routes.Presence` says right now.
 - **Errors are ``{"error": "one line"}``** with a meaningful status code, mapped in one place
   (:func:`admin_middleware`) from the :mod:`wire.errors` tree.
 - The admin credential is compared in constant time; it is never logged. Nor are join tokens.
@@ -81,7 +81,7 @@ from wire.resources import CLUSTER_SCOPED_TYPES, key_of, resource_version_of
 from wire.selectors import parse_selector
 
 if TYPE_CHECKING:
-    from cloudhub.httpserver.app import NodePresence, Presence
+    from cloudhub.routes import NodePresence, Presence
 
 logger = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 The join endpoints and the admin API share one aiohttp application (one port, one TLS
 context). Its dependencies come in as arguments, not globals: the :class:`~cloudhub.pki.Authority`
 for certificates and credentials, the :class:`~cloudhub.store.base.ObjectStore` for objects, and
-a :class:`Presence` that knows which nodes are connected right now (the websocket hub implements
-it; the admin API only reads it to show node state).
+a :class:`~cloudhub.routes.Presence` that knows which nodes are connected right now (the
+websocket hub implements it; the admin API only reads it to show node state).
 
 Request bodies are capped at :data:`MAX_BODY_BYTES`: the largest thing anyone sends is a batch
 of manifests, and an uncapped body is a free memory exhaustion for anyone who can reach the port.
@@ -22,11 +22,10 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client.core import Metric
-from pydantic import BaseModel
 
 from cloudhub.auth.issuer import CertIssuer
 from cloudhub.auth.ledger import MemoryLedger
@@ -38,6 +37,7 @@ from cloudhub.httpserver.metrics import metrics_handler
 from cloudhub.httpserver.streams import StreamApi
 from cloudhub.hub.limits import ConnectionGate
 from cloudhub.pki import Authority
+from cloudhub.routes import Presence
 from cloudhub.store.base import ObjectStore
 from wire.errors import ConfigError
 
@@ -57,22 +57,6 @@ TLS_HANDSHAKE_TIMEOUT = 10.0
 MAX_CONNECTIONS_PER_IP = 64
 #: Open connections in total.
 MAX_CONNECTIONS = 1024
-
-
-class NodePresence(BaseModel):
-    """Whether a node has a live link to this cloudhub, and when it was last heard from."""
-
-    online: bool
-    #: unix seconds of the last frame received from the node; None if never seen
-    last_seen: float | None = None
-    #: unix seconds the live link was opened; None while offline
-    connected_at: float | None = None
-
-
-class Presence(Protocol):
-    """Who is connected. Implemented by the websocket hub."""
-
-    def presence(self, node: str) -> NodePresence: ...
 
 
 def make_app(

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -43,7 +43,6 @@ from websockets.http11 import Request, Response
 from cloudhub import routes
 from cloudhub.auth.revocation import RevocationCheck
 from cloudhub.config import HubSettings
-from cloudhub.httpserver.app import NodePresence
 from cloudhub.hub import stock
 from cloudhub.hub.handshake import Peer, identify, identify_parts, refuse
 from cloudhub.hub.limits import ConnectionGate
@@ -69,19 +68,6 @@ _UPSTREAM_OPS = frozenset(
 _PONG = json_string("pong")
 #: fan-outs to at most this many nodes are written by the hub's routing task itself
 _DIRECT_FANOUT = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Replies:
-    """Inbox content: answer many forwarded requests at once.
-
-    Each ``parent_ids`` entry is the id of a request the hub forwarded; the edge that sent it
-    gets a ``response`` carrying ``content``. One bus message per batch instead of one per
-    request (the devicecontroller ACKs whole batches of twin reports).
-    """
-
-    parent_ids: tuple[str, ...]
-    content: Any = "OK"
 
 
 class NodeOwners(Protocol):
@@ -260,14 +246,14 @@ class HubModule:
         """Nodes connected now (a live view)."""
         return self.sessions.keys()
 
-    def presence(self, node: str) -> NodePresence:
+    def presence(self, node: str) -> routes.NodePresence:
         """Whether ``node`` is connected now and when it was last heard from."""
         session = self.sessions.get(node)
         if session is not None:
-            return NodePresence(
+            return routes.NodePresence(
                 online=True, last_seen=session.last_seen, connected_at=session.connected_at
             )
-        return NodePresence(online=False, last_seen=self._last_seen.get(node))
+        return routes.NodePresence(online=False, last_seen=self._last_seen.get(node))
 
     # -- handshake and reading -----------------------------------------------------------------
 
@@ -558,7 +544,7 @@ class HubModule:
         if msg.route.group == Group.STREAM:
             self._stream_to_edge(msg)
             return
-        if isinstance(msg.content, Replies):
+        if isinstance(msg.content, routes.Replies):
             self._reply_all(msg.content)
             return
         started = self._starting.pop(msg.parent_id, None)
@@ -600,7 +586,7 @@ class HubModule:
             return
         log.debug("hub dropped unexpected %s %s", msg.operation, msg.resource)
 
-    def _reply_all(self, replies: Replies) -> None:
+    def _reply_all(self, replies: routes.Replies) -> None:
         """Answer each forwarded request named in ``replies`` on its node's link."""
         content_json = encode_content(replies.content)
         for parent_id in replies.parent_ids:
@@ -715,4 +701,4 @@ def _error(reason: str) -> Message:
     )
 
 
-__all__ = ["HubModule", "Replies", "WorkerTls"]
+__all__ = ["HubModule", "WorkerTls"]

@@ -39,7 +39,7 @@ from cloudhub.ui.session import end_session, has_session, start_session
 from wire.presentation import property_states
 
 if TYPE_CHECKING:
-    from cloudhub.httpserver.app import NodePresence
+    from cloudhub.routes import NodePresence
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from wire.events import Event, parse_time
 from wire.presentation import PodSummary, PropertyState, human_duration, pod_summary
 
 if TYPE_CHECKING:
-    from cloudhub.httpserver.app import NodePresence
+    from cloudhub.routes import NodePresence
 
 #: sparkline size, CSS pixels
 SPARK_WIDTH = 96

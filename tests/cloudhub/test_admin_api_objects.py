@@ -13,9 +13,10 @@ import pytest
 
 from cloudhub.config import HubSettings
 from cloudhub.httpserver.admin import overlay_presence
-from cloudhub.httpserver.app import NodePresence, bound_port, make_app, serve_https
+from cloudhub.httpserver.app import bound_port, make_app, serve_https
 from cloudhub.hub.module import HubModule
 from cloudhub.pki import Authority
+from cloudhub.routes import NodePresence
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from hive.bus import Bus

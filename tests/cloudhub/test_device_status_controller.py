@@ -10,7 +10,7 @@ import pytest
 
 from cloudhub import routes
 from cloudhub.devicecontroller.controller import DeviceController
-from cloudhub.hub.module import Replies
+from cloudhub.routes import Replies
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from hive.bus import Bus
