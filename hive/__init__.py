@@ -10,8 +10,8 @@
   ``edgecore run`` take before anything else.
 - :mod:`hive.flags` — the value rules of settings and flags (ports, durations) as pydantic
   types, and a parser whose usage errors are one line.
-- :mod:`hive.local_messages` — bus messages a module makes by the thousand, built without
-  pydantic's validation (their fields are typed already), with cheap process-unique ids.
+- :mod:`hive.local_messages` — cheap process-unique ids for the bus messages a module makes by
+  the thousand (:func:`wire.codec.bus_message` builds the messages).
 - :mod:`hive.backoff` — jittered, capped exponential backoff (pure).
 
 No sockets, databases or HTTP here: only asyncio.

@@ -3,6 +3,21 @@
 The size check happens before parsing so an oversized frame costs nothing but its length.
 Every failure is a :class:`~wire.errors.WireError` with a reason fit for a log line or an
 ``error`` reply; the original parser error is chained as ``__cause__``.
+
+Slow path and fast paths
+    :func:`encode` and :func:`decode` (pydantic models, full validation) define the format.
+    The frames a process handles by the thousand also have fast paths, kept here beside the
+    slow path they must equal (``tests/wire/test_codec_fast_paths.py`` holds each to it):
+
+    - :data:`ACK_OR_KEEPALIVE` recognises an ACK or keepalive in the exact layout
+      :func:`encode` writes, every string in it free of escapes, so whatever it matches
+      decodes to the same message with the same values (anything else takes :func:`decode`);
+    - :func:`response_frame` and :func:`object_frame` splice a reply or an object message
+      from a template: the text :func:`encode` writes for the same message, for a few string
+      joins instead of three model constructions and two dumps;
+    - :func:`bus_message` assembles a :class:`Message` with every field given as
+      ``model_construct`` would, without walking the fields (values already typed; validation
+      stays where data enters the process).
 """
 
 from __future__ import annotations
@@ -11,13 +26,13 @@ import json
 import re
 import sys
 from collections import OrderedDict
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic_core
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from wire.errors import DecodeError, MessageTooLarge
-from wire.messages import Header, Message, Route
+from wire.messages import Group, Header, Message, Route
 
 _CONTENT: TypeAdapter[Any] = TypeAdapter(Any)
 
@@ -75,6 +90,133 @@ def encode_with_content(header: Header, route: Route, content_json: str) -> str:
         f'{{"header":{header.model_dump_json()},"route":{route.model_dump_json()},'
         f'"content":{content_json}}}'
     )
+
+
+# -- fast paths (see the module notes) ----------------------------------------------------------
+
+#: frames longer than this never take the fast path (ACKs and keepalives are ~300 characters)
+FAST_FRAME_MAX = 1024
+#: an ACK or keepalive exactly as :func:`encode` lays it out (use ``fullmatch``; groups ``id``,
+#: ``parent``, ``group``, ``op``, ``resource``). ``@`` stands for a JSON string's contents
+#: without escapes (no quote, backslash or control character).
+ACK_OR_KEEPALIVE = re.compile(
+    (
+        r'\{"header":\{"msg_id":"(?P<id>@)","parent_msg_id":"(?P<parent>@)",'
+        r'"timestamp":(?:0|[1-9][0-9]{0,17}),"resourceversion":"@","sync":(?:true|false),'
+        r'"type":"@"\},"route":\{"source":"@","destination":"@","group":"(?P<group>@)",'
+        r'"operation":"(?P<op>response|keepalive)","resource":"(?P<resource>@)"\},'
+        r'"content":(?:"@"|null)\}'
+    ).replace("@", r'[^"\\\x00-\x1f]*')
+)
+
+#: JSON string contents that need no escaping (no quote, backslash or control character)
+_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
+
+
+def json_string(text: str) -> str:
+    """``text`` as a JSON string literal, as pydantic writes it (non-ASCII unescaped)."""
+    if _PLAIN.fullmatch(text):
+        return f'"{text}"'
+    # Rare (keys and ids are plain): the escapes pydantic writes, so the frame is the same text.
+    try:
+        return _CONTENT.dump_json(text).decode()
+    except ValueError:  # a lone surrogate, which pydantic refuses: ASCII escapes are valid JSON
+        return json.dumps(text)
+
+
+def response_frame(
+    *, msg_id: str, parent_id: str, source: str, group: str, resource: str, content_json: str
+) -> str:
+    """The frame of ``Message.reply``: a ``response`` to ``parent_id``, ``content`` as JSON."""
+    return (
+        f'{{"header":{{"msg_id":{json_string(msg_id)},"parent_msg_id":{json_string(parent_id)},'
+        f'"timestamp":0,"resourceversion":"","sync":false,"type":""}},'
+        f'"route":{{"source":{json_string(source)},"destination":"","group":{json_string(group)},'
+        f'"operation":"response","resource":{json_string(resource)}}},"content":{content_json}}}'
+    )
+
+
+def object_frame(
+    *,
+    msg_id: str,
+    timestamp: int,
+    resource_version: str,
+    operation: str,
+    key: str,
+    content_json: str,
+    source: str = "edgecontroller",
+) -> str:
+    """The frame that carries one object (or its deletion) to an edge: what
+    :func:`encode_with_content` writes for the same header and route."""
+    return (
+        f'{{"header":{{"msg_id":{json_string(msg_id)},"parent_msg_id":"","timestamp":{timestamp},'
+        f'"resourceversion":{json_string(resource_version)},"sync":false,"type":""}},'
+        f'"route":{{"source":{json_string(source)},"destination":"","group":"{Group.RESOURCE}",'
+        f'"operation":"{operation}","resource":{json_string(key)}}},"content":{content_json}}}'
+    )
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+_new = object.__new__
+_setattr = object.__setattr__
+_HEADER_FIELDS = frozenset(Header.model_fields)
+_ROUTE_FIELDS = frozenset(Route.model_fields)
+_MESSAGE_FIELDS = frozenset(Message.model_fields)
+
+
+def _built(cls: type[_Model], values: dict[str, Any], fields: frozenset[str]) -> _Model:
+    """What ``cls.model_construct(**values)`` returns, when ``values`` has every field."""
+    obj = _new(cls)
+    _setattr(obj, "__dict__", values)
+    _setattr(obj, "__pydantic_fields_set__", set(fields))
+    _setattr(obj, "__pydantic_extra__", None)
+    _setattr(obj, "__pydantic_private__", None)
+    return obj
+
+
+def bus_message(
+    *,
+    source: str,
+    group: str,
+    operation: str,
+    resource: str,
+    content: Any,
+    msg_id: str,
+    timestamp: int = 0,
+) -> Message:
+    """A :class:`Message` with every field given, built without pydantic's validation.
+
+    A module makes a few bus messages per report. ``Message.new`` validates three models and
+    draws a UUID for each; pydantic's own ``model_construct`` is no cheaper, as it still
+    walks the fields in Python. The values here are typed already, so the objects are
+    assembled as ``model_construct`` would assemble them (the models allow no extra fields and
+    have no private attributes).
+    """
+    header = _built(
+        Header,
+        {
+            "msg_id": msg_id,
+            "parent_msg_id": "",
+            "timestamp": timestamp,
+            "resourceversion": "",
+            "sync": False,
+            "type": "",
+        },
+        _HEADER_FIELDS,
+    )
+    route = _built(
+        Route,
+        {
+            "source": source,
+            "destination": "",
+            "group": group,
+            "operation": operation,
+            "resource": resource,
+        },
+        _ROUTE_FIELDS,
+    )
+    return _built(Message, {"header": header, "route": route, "content": content}, _MESSAGE_FIELDS)
 
 
 #: The standard library's compact encoder, which decides what JSON text may be stored: NaN and

@@ -48,13 +48,13 @@ from cloudhub.hub.handshake import Peer, identify, identify_parts, refuse
 from cloudhub.hub.limits import ConnectionGate
 from cloudhub.hub.links import Link, WebsocketLink
 from cloudhub.hub.reader import CHEAP_FRAME_COST, FrameReader
-from cloudhub.hub.session import NodeSession, Traffic, json_string, response_frame
+from cloudhub.hub.session import NodeSession, Traffic
 from cloudhub.linkworker.pool import Hello, LinkWorkers, RelayedLink
 from cloudhub.linkworker.worker import WorkerConfig
 from hive import logs
 from hive.bus import Bus, UnknownModule
 from hive.local_messages import MessageIds
-from wire.codec import ContentCache, decode, encode, encode_content
+from wire.codec import ContentCache, decode, encode, encode_content, json_string, response_frame
 from wire.errors import AuthError, WireError
 from wire.messages import Group, Header, Message, Operation, Route
 from wire.resources import split_node_prefix

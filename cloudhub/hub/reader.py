@@ -1,11 +1,10 @@
 """One node's reading: the fast path for ACKs and keepalives, and pacing.
 
 Most frames an edge sends are ACKs and keepalives, and a fleet sends them all the time. Those
-are recognised by one regular expression over the exact layout ``wire.codec.encode`` writes
-(edgecore's frames), every string in it free of escapes, so whatever it matches decodes to the
-same message with the same values; an ACK is then applied and a keepalive answered from a
-template, without a pydantic round trip. Anything else (another layout, an escape, a field too
-many or too few) takes the full decode and its validation, as every frame did before.
+are recognised by :data:`wire.codec.ACK_OR_KEEPALIVE` (the codec's fast path: whatever it
+matches decodes to the same message with the same values); an ACK is then applied and a
+keepalive answered from a template, without a pydantic round trip. Anything else (another
+layout, an escape, a field too many or too few) takes the full decode and its validation.
 """
 
 from __future__ import annotations
@@ -16,24 +15,12 @@ from collections.abc import Callable
 from cloudhub.config import HubSettings
 from cloudhub.hub.session import NodeSession
 from hive.ratelimit import TokenBucket
+from wire.codec import ACK_OR_KEEPALIVE, FAST_FRAME_MAX
 from wire.messages import Operation
 
 #: what an ACK or keepalive costs in a node's rate budget (a frame that makes work costs 1):
 #: ACKs are bounded by what the cloud sent, and a resync of 10,000 objects must not crawl
 CHEAP_FRAME_COST = 0.05
-#: frames longer than this never take the fast path (ACKs and keepalives are ~300 characters)
-_CHEAP_FRAME_MAX = 1024
-#: an ACK or keepalive exactly as ``wire.codec.encode`` lays it out; see the module notes. ``@``
-#: stands for a JSON string's contents without escapes (no quote, backslash or control).
-_CHEAP_FRAME = re.compile(
-    (
-        r'\{"header":\{"msg_id":"(?P<id>@)","parent_msg_id":"(?P<parent>@)",'
-        r'"timestamp":(?:0|[1-9][0-9]{0,17}),"resourceversion":"@","sync":(?:true|false),'
-        r'"type":"@"\},"route":\{"source":"@","destination":"@","group":"(?P<group>@)",'
-        r'"operation":"(?P<op>response|keepalive)","resource":"(?P<resource>@)"\},'
-        r'"content":(?:"@"|null)\}'
-    ).replace("@", r'[^"\\\x00-\x1f]*')
-)
 
 
 class FrameReader:
@@ -67,10 +54,10 @@ class FrameReader:
         """The fast-path match of an ACK or keepalive (see the module notes), or None."""
         if (
             isinstance(frame, str)
-            and len(frame) <= _CHEAP_FRAME_MAX
+            and len(frame) <= FAST_FRAME_MAX
             and 4 * len(frame) <= self._max_frame  # UTF-8 takes at most 4 bytes a character
         ):
-            return _CHEAP_FRAME.fullmatch(frame)
+            return ACK_OR_KEEPALIVE.fullmatch(frame)
         return None
 
     def ack_now(self, frame: str | bytes) -> bool:

@@ -27,19 +27,15 @@ on a websocket of this process, straight to websockets' sans-I/O protocol object
 Everything else (a link closing, a buffer that may be paused) goes through ``send``, which
 waits or raises. Which kind of link a session holds is :mod:`cloudhub.hub.links`' business.
 
-Frames the hub writes are spliced from templates (:func:`object_frame`,
-:func:`response_frame`) rather than built as pydantic models and dumped: each costs a few
-string joins instead of three model constructions and two dumps, and the text is exactly what
-``wire.codec.encode`` writes for the same message (the tests hold them to that). Their
-``msg_id``s come from :class:`hive.local_messages.MessageIds`, a counter behind a random prefix.
+Object frames are spliced from :func:`wire.codec.object_frame` (the codec's fast path for
+them) rather than built as pydantic models and dumped. Their ``msg_id``s come from
+:class:`hive.local_messages.MessageIds`, a counter behind a random prefix.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -53,58 +49,16 @@ from cloudhub.hub import stock
 from cloudhub.hub.links import Link, WebsocketLink
 from hive.local_messages import MessageIds
 from hive.metrics import Buckets
-from wire.codec import ContentCache, encode, encode_content
+from wire.codec import ContentCache, encode, encode_content, object_frame
 from wire.delivery import Downstream, Outgoing
 from wire.liveness import Liveness
-from wire.messages import Group, Message, Operation
+from wire.messages import Message, Operation
 from wire.resources import ResourceKey
 
 log = logging.getLogger(__name__)
 
 #: seconds a single frame write may block (a frozen peer with a full TCP window)
 SEND_TIMEOUT = 10.0
-
-#: JSON string contents that need no escaping (no quote, backslash or control character)
-_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
-
-
-def json_string(text: str) -> str:
-    """``text`` as a JSON string literal, as pydantic writes it (non-ASCII unescaped)."""
-    if _PLAIN.fullmatch(text):
-        return f'"{text}"'
-    # Rare (keys and ids are plain): ASCII escapes are valid JSON whatever the text holds.
-    return json.dumps(text)
-
-
-def response_frame(
-    *, msg_id: str, parent_id: str, source: str, group: str, resource: str, content_json: str
-) -> str:
-    """The frame of ``Message.reply``: a ``response`` to ``parent_id``, ``content`` as JSON."""
-    return (
-        f'{{"header":{{"msg_id":{json_string(msg_id)},"parent_msg_id":{json_string(parent_id)},'
-        f'"timestamp":0,"resourceversion":"","sync":false,"type":""}},'
-        f'"route":{{"source":{json_string(source)},"destination":"","group":{json_string(group)},'
-        f'"operation":"response","resource":{json_string(resource)}}},"content":{content_json}}}'
-    )
-
-
-def object_frame(
-    *,
-    msg_id: str,
-    timestamp: int,
-    resource_version: str,
-    operation: str,
-    key: str,
-    content_json: str,
-    source: str = "edgecontroller",
-) -> str:
-    """The frame that carries one object (or its deletion) to an edge."""
-    return (
-        f'{{"header":{{"msg_id":{json_string(msg_id)},"parent_msg_id":"","timestamp":{timestamp},'
-        f'"resourceversion":{json_string(resource_version)},"sync":false,"type":""}},'
-        f'"route":{{"source":{json_string(source)},"destination":"","group":"{Group.RESOURCE}",'
-        f'"operation":"{operation}","resource":{json_string(key)}}},"content":{content_json}}}'
-    )
 
 
 def stub_for(key: str) -> dict[str, Any]:

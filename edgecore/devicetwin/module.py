@@ -58,7 +58,8 @@ from edgecore.devicetwin.store import TwinRecord, TwinStore
 from edgecore.devicetwin.uplink import Uplink, merge_rows
 from edgecore.metamanager.store import MetaStore, Subscription
 from hive.bus import Bus, UnknownModule
-from hive.local_messages import MessageIds, bus_message
+from hive.local_messages import MessageIds
+from wire.codec import bus_message
 from wire.errors import StoreError
 from wire.messages import Message, Operation
 

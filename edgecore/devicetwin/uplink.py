@@ -37,7 +37,7 @@ from typing import Any
 from edgecore.devicetwin.state import NAME
 from edgecore.devicetwin.store import NewOutboxRow, TwinStore
 from hive.bus import Bus
-from hive.local_messages import bus_message
+from wire.codec import bus_message
 from wire.errors import StoreError
 from wire.twin import json_side, merge
 

@@ -58,8 +58,9 @@ from edgecore.eventbus import mqtt
 from edgecore.eventbus.broker import Mosquitto
 from hive.backoff import backoff
 from hive.bus import Bus, UnknownModule
-from hive.local_messages import MessageIds, bus_message
+from hive.local_messages import MessageIds
 from wire import topics
+from wire.codec import bus_message
 from wire.errors import AuthError, ConfigError, WireError
 from wire.messages import Message
 

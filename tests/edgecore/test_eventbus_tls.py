@@ -23,9 +23,10 @@ from cryptography.x509.oid import NameOID
 from edgecore.config import MqttSettings
 from edgecore.eventbus.module import EventBus
 from hive.bus import Bus
-from hive.local_messages import MessageIds, bus_message
+from hive.local_messages import MessageIds
 from tests.support.procs import free_port, wait_until
 from wire import topics
+from wire.codec import bus_message
 
 
 def _cert(

@@ -1,0 +1,276 @@
+"""Every fast path of wire.codec equals the slow path it stands in for: the ACK/keepalive
+match agrees with decode, the reply and object templates write what encode writes, and
+bus_message builds what Message.new builds."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wire.codec import (
+    ACK_OR_KEEPALIVE,
+    bus_message,
+    decode,
+    encode,
+    encode_content,
+    encode_with_content,
+    object_frame,
+    response_frame,
+)
+from wire.errors import WireError
+from wire.messages import Header, Message, Route
+
+pytestmark = pytest.mark.timeout(60)
+
+HUB = "cloudhub"
+#: a character a JSON string must escape
+_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+#: strings that need no JSON escaping, and any strings at all
+plain = st.text(
+    alphabet=st.characters(blacklist_characters='"\\', blacklist_categories=("Cc", "Cs")),
+    max_size=40,
+)
+anything = st.text(max_size=40)
+
+
+def _without_msg_id(frame: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(frame)
+    del doc["header"]["msg_id"]
+    return doc
+
+
+@given(
+    op=st.sampled_from(["response", "keepalive"]),
+    ident=plain,
+    parent=plain,
+    group=plain,
+    resource=plain,
+    content=st.one_of(plain, st.none()),
+    timestamp=st.integers(0, 10**18 - 1),  # milliseconds: up to the year 31 million
+)
+def test_encoded_acks_and_keepalives_take_the_fast_path(
+    op: str, ident: str, parent: str, group: str, resource: str, content: Any, timestamp: int
+) -> None:
+    """What wire.codec.encode writes for an ACK or keepalive matches, with the same fields."""
+    msg = Message(
+        header=Header(msg_id=ident, parent_msg_id=parent, timestamp=timestamp),
+        route=Route(source="edgehub", group=group, operation=op, resource=resource),
+        content=content,
+    )
+    match = ACK_OR_KEEPALIVE.fullmatch(encode(msg))
+    assert match is not None
+    assert (match["op"], match["id"], match["parent"]) == (op, ident, parent)
+    assert (match["group"], match["resource"]) == (group, resource)
+
+
+@given(
+    op=st.sampled_from(["response", "keepalive", "update", "query"]),
+    ident=anything,
+    parent=anything,
+    group=anything,
+    resource=anything,
+    content=st.one_of(anything, st.none(), st.integers(), st.dictionaries(anything, anything)),
+    cut=st.integers(0, 400),
+    insert=st.sampled_from(['"', "\\", " ", "}", ",", "\x00", "x"]),
+)
+def test_fast_path_never_disagrees_with_decode(
+    op: str,
+    ident: str,
+    parent: str,
+    group: str,
+    resource: str,
+    content: Any,
+    cut: int,
+    insert: str,
+) -> None:
+    """Whenever a frame (intact or damaged) matches, decode accepts it with the same fields."""
+    msg = Message(
+        header=Header(msg_id=ident, parent_msg_id=parent),
+        route=Route(group=group, operation=op, resource=resource),
+        content=content,
+    )
+    frame = encode(msg)
+    for candidate in (frame, frame[:cut] + insert + frame[cut:], frame[:cut] + frame[cut + 1 :]):
+        match = ACK_OR_KEEPALIVE.fullmatch(candidate)
+        if match is None:
+            continue
+        try:
+            decoded = decode(candidate)
+        except WireError:
+            pytest.fail(f"fast path matched a frame decode refuses: {candidate!r}")
+        assert decoded.operation == match["op"]
+        assert (decoded.id, decoded.parent_id) == (match["id"], match["parent"])
+        assert (decoded.route.group, decoded.resource) == (match["group"], match["resource"])
+
+
+def test_frames_with_other_layouts_take_the_full_decode() -> None:
+    """Extra fields, whitespace, escapes or structured content are left to the full decode."""
+    frame = encode(Message.new(source="e", group="g", operation="keepalive", resource="r"))
+    assert ACK_OR_KEEPALIVE.fullmatch(frame) is not None
+    doc = json.loads(frame)
+    assert ACK_OR_KEEPALIVE.fullmatch(json.dumps(doc)) is None  # ", " and ": " separators
+    doc["extra"] = 1
+    assert ACK_OR_KEEPALIVE.fullmatch(json.dumps(doc, separators=(",", ":"))) is None
+    doc = json.loads(frame)
+    doc["route"]["resource"] = 'a"b'
+    assert ACK_OR_KEEPALIVE.fullmatch(json.dumps(doc, separators=(",", ":"))) is None
+    doc = json.loads(frame)
+    doc["content"] = {"ping": True}
+    assert ACK_OR_KEEPALIVE.fullmatch(json.dumps(doc, separators=(",", ":"))) is None
+
+
+@given(parent=anything, group=anything, resource=anything, content=st.one_of(anything, st.none()))
+def test_response_template_is_what_the_codec_writes(
+    parent: str, group: str, resource: str, content: Any
+) -> None:
+    """response_frame equals encode(msg.reply(...)) but for the msg_id; byte for byte when
+    the strings need no escaping."""
+    original = Message(
+        header=Header(msg_id=parent),
+        route=Route(source="edgehub", group=group, operation="keepalive", resource=resource),
+    )
+    expected = encode(original.reply(content, source=HUB))
+    frame = response_frame(
+        msg_id="id-1",
+        parent_id=parent,
+        source=HUB,
+        group=group,
+        resource=resource,
+        content_json=encode_content(content),
+    )
+    assert _without_msg_id(frame) == _without_msg_id(expected)
+    assert json.loads(frame)["header"]["msg_id"] == "id-1"
+    if not re.search(r'["\\\x00-\x1f]', parent + group + resource):
+        assert frame == expected.replace(json.loads(expected)["header"]["msg_id"], "id-1", 1)
+
+
+@given(
+    msg_id=anything,
+    rv=anything,
+    key=anything,
+    op=st.sampled_from(["insert", "update", "delete"]),
+    timestamp=st.integers(0, 2**62),
+)
+def test_object_template_is_what_the_codec_writes(
+    msg_id: str, rv: str, key: str, op: str, timestamp: int
+) -> None:
+    """object_frame decodes to the message encode_with_content builds from models."""
+    content = encode_content({"kind": "Pod", "metadata": {"name": "p"}})
+    frame = object_frame(
+        msg_id=msg_id,
+        timestamp=timestamp,
+        resource_version=rv,
+        operation=op,
+        key=key,
+        content_json=content,
+    )
+    expected = encode_with_content(
+        Header(msg_id=msg_id, timestamp=timestamp, resourceversion=rv),
+        Route(source="edgecontroller", group="resource", operation=op, resource=key),
+        content,
+    )
+    assert json.loads(frame) == json.loads(expected)
+    assert decode(frame) == decode(expected)
+
+
+#: JSON-able contents a message may carry
+contents = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), anything),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(anything, inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    msg_id=anything,
+    parent=anything,
+    source=anything,
+    group=anything,
+    resource=anything,
+    op=st.sampled_from(["response", "keepalive", "insert", "update", "delete", "publish"]),
+    content=contents,
+    timestamp=st.integers(0, 10**18 - 1),
+)
+def test_every_fast_path_equals_the_slow_path(
+    msg_id: str,
+    parent: str,
+    source: str,
+    group: str,
+    resource: str,
+    op: str,
+    content: Any,
+    timestamp: int,
+) -> None:
+    """For the same message, each fast path gives what encode/decode/Message.new give."""
+    header = Header(msg_id=msg_id, parent_msg_id=parent, timestamp=timestamp)
+    route = Route(source=source, group=group, operation=op, resource=resource)
+    msg = Message(header=header, route=route, content=content)
+    text = encode(msg)
+    # ACK_OR_KEEPALIVE: a match names the fields decode reads
+    match = ACK_OR_KEEPALIVE.fullmatch(text)
+    if match is not None:
+        assert decode(text) == msg
+        assert (match["id"], match["parent"], match["op"]) == (msg_id, parent, op)
+        assert (match["group"], match["resource"]) == (group, resource)
+    elif op in ("response", "keepalive") and isinstance(content, str | None):
+        # ... and every ACK or keepalive without escapes takes the fast path
+        fields = (msg_id, parent, source, group, resource, content or "")
+        assert any(_ESCAPED.search(f) for f in fields)
+    # response_frame: what encode writes for msg.reply(content)
+    reply = msg.reply(content, source=HUB)
+    spliced = response_frame(
+        msg_id=reply.id,
+        parent_id=msg_id,
+        source=HUB,
+        group=group,
+        resource=resource,
+        content_json=encode_content(content),
+    )
+    assert decode(spliced) == decode(encode(reply))
+    # object_frame: what encode_with_content writes for the same header and route
+    body = encode_content(content)
+    spliced = object_frame(
+        msg_id=msg_id,
+        timestamp=timestamp,
+        resource_version=parent,
+        operation=op,
+        key=resource,
+        content_json=body,
+        source=source,
+    )
+    expected = encode_with_content(
+        Header(msg_id=msg_id, timestamp=timestamp, resourceversion=parent),
+        Route(source=source, group="resource", operation=op, resource=resource),
+        body,
+    )
+    assert spliced == expected
+    # bus_message: the model Message.new makes, encoded and decoded alike
+    built = bus_message(
+        source=source,
+        group=group,
+        operation=op,
+        resource=resource,
+        content=content,
+        msg_id=msg_id,
+        timestamp=timestamp,
+    )
+    made = Message.new(
+        source=source,
+        group=group,
+        operation=op,
+        resource=resource,
+        content=content,
+        timestamp_ms=timestamp,
+    )
+    made.header.msg_id = msg_id
+    assert built == made
+    assert encode(built) == encode(made)
+    assert built.model_copy(deep=True) == built
