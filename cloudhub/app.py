@@ -34,11 +34,11 @@ from cloudhub.auth.issuer import CertIssuer
 from cloudhub.auth.ledger import AuthLedger, SqliteLedger
 from cloudhub.auth.revocation import Revocations
 from cloudhub.certcontroller.controller import CertController
-from cloudhub.cloudstream.kubelet import KubeletEndpoint
 from cloudhub.cloudstream.relay import CloudStream
 from cloudhub.config import CloudSettings
 from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.edgecontroller.controller import EdgeController
+from cloudhub.edgecontroller.kubelet import KubeletEndpoint
 from cloudhub.figures import CloudFigures
 from cloudhub.fleet.eventstore import EmbeddedEvents, EventStore, KubeEvents
 from cloudhub.fleet.module import FleetModule

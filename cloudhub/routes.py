@@ -39,6 +39,7 @@ cloudhub -> edgecontroller
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -64,6 +65,8 @@ CLOUDSTREAM = "cloudstream"
 FLEET = "fleet"
 
 DESIRED = "desired"
+#: a stock edge's get of its devices (answered with :class:`MembershipDevices`)
+MEMBERSHIP_DETAIL = "membership/detail"
 NODESTATUS = "nodestatus"
 
 
@@ -147,6 +150,17 @@ def desired_resource(node: str) -> str:
 
 def nodestatus_resource(node: str) -> str:
     return f"node/{node}/null/{NODESTATUS}/{node}"
+
+
+_BARE_REPORT = re.compile(r"device/(?P<name>[^/]+)/(?P<suffix>twin/edge_updated|state/update)")
+
+
+def bare_resource(resource: str) -> tuple[str, str] | None:
+    """A stock edge's device report (see :mod:`cloudhub.hub.stock`): ``(device name,
+    suffix)`` of ``device/{name}/twin/edge_updated`` or ``device/{name}/state/update`` (no
+    namespace), else ``None``."""
+    match = _BARE_REPORT.fullmatch(resource)
+    return (match["name"], match["suffix"]) if match else None
 
 
 def upstream_destination(resource: str) -> str:

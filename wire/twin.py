@@ -651,3 +651,20 @@ class ResultIn(_In):
             if prop is not None and prop.expected is not None and prop.expected.value is not None:
                 out[name] = prop.expected.value
         return out
+
+
+def in_sync(device: dict[str, Any]) -> bool:
+    """Every desired value has been observed by the edge and reported back."""
+    desired = {
+        p.get("name"): ((p.get("desired") or {}).get("value"))
+        for p in (device.get("spec") or {}).get("properties") or []
+        if (p.get("desired") or {}).get("value") is not None
+    }
+    twins = {t.get("propertyName"): t for t in (device.get("status") or {}).get("twins") or []}
+    for name, want in desired.items():
+        t = twins.get(name) or {}
+        if (t.get("observedDesired") or {}).get("value") != want:
+            return False
+        if (t.get("reported") or {}).get("value") != want:
+            return False
+    return True

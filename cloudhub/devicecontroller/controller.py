@@ -21,17 +21,17 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from cloudhub import routes
 from cloudhub.devicecontroller.twins import merge_report, parse_state_report, parse_twin_report
-from cloudhub.fleet.derive import twin_refused_event
-from cloudhub.hub import stock
 from cloudhub.routes import Replies
 from cloudhub.store.base import ObjectStore, StatusCompute, StatusMerger, StatusUpdate
 from hive.bus import Bus, UnknownModule
 from wire.errors import InvalidObject, InvalidResource, NotFound, StoreError, WireError
+from wire.events import TWIN_REFUSED, Event, ObjectReference, new_event
 from wire.messages import Message, Operation
 from wire.resources import split_node_prefix
 
@@ -91,10 +91,10 @@ class DeviceController:
         for msg in batch:
             try:
                 node, rest = split_node_prefix(msg.resource)
-                if rest == stock.MEMBERSHIP_DETAIL or stock.bare_resource(rest) is not None:
+                if rest == routes.MEMBERSHIP_DETAIL or routes.bare_resource(rest) is not None:
                     if node_devices is None:
                         node_devices, _ = await self._store.list("device")
-                    if rest == stock.MEMBERSHIP_DETAIL:
+                    if rest == routes.MEMBERSHIP_DETAIL:
                         await self._membership_detail(msg, node, node_devices)
                         continue
                     rest = _qualify(node, rest, node_devices)
@@ -189,7 +189,7 @@ class DeviceController:
         full inbox drops it: events inform, they never hold up reports)."""
         try:
             node, rest = split_node_prefix(msg.resource)
-            if stock.bare_resource(rest) is not None:
+            if routes.bare_resource(rest) is not None:
                 return  # a stock edge's name that matched no device here: nothing to attach to
             ns, _, name, _ = _split_device(rest)
         except (WireError, InvalidObject):
@@ -259,11 +259,11 @@ def _qualify(node: str, rest: str, devices: list[dict[str, Any]]) -> str:
     Raises:
         InvalidResource: no such device on the node, or an ambiguous name.
     """
-    bare = stock.bare_resource(rest)
+    bare = routes.bare_resource(rest)
     assert bare is not None
     name, suffix = bare
     try:
-        ns = stock.resolve_bare_device(node, name, devices)
+        ns = resolve_bare_device(node, name, devices)
     except LookupError as exc:
         raise InvalidResource(str(exc)) from exc
     return f"{ns}/device/{name}/{suffix}"
@@ -297,3 +297,35 @@ def _apply(status: dict[str, Any], suffix: str, content: Any) -> bool:
         ts = state.timestamp / 1000 if state.timestamp else time.time()
         status["lastOnlineTime"] = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return before != (status.get("state"), status.get("lastOnlineTime"), status.get("stateReason"))
+
+
+def resolve_bare_device(node: str, name: str, devices: Iterable[Mapping[str, Any]]) -> str:
+    """The namespace of the device ``name`` bound to ``node``.
+
+    Raises:
+        LookupError: no such device on the node, or several namespaces hold one (the reason).
+    """
+    namespaces = sorted(
+        str((d.get("metadata") or {}).get("namespace") or "default")
+        for d in devices
+        if (d.get("metadata") or {}).get("name") == name
+        and (d.get("spec") or {}).get("nodeName") == node
+    )
+    if not namespaces:
+        raise LookupError(f"device {name} not found on node {node}")
+    if len(namespaces) > 1:
+        raise LookupError(
+            f"device name {name} is ambiguous on node {node} (namespaces {', '.join(namespaces)})"
+        )
+    return namespaces[0]
+
+
+def twin_refused_event(namespace: str, name: str, reason: str, *, at: float) -> Event:
+    """The cloud refused a twin or state report of a device."""
+    ref = ObjectReference(
+        kind="Device",
+        name=name,
+        namespace=namespace,
+        api_version="devices.kubeedge.io/v1beta1",
+    )
+    return new_event(ref, reason=TWIN_REFUSED, message=reason, type="Warning", at=at)

@@ -113,20 +113,3 @@ def merge_report(twins: list[dict[str, Any]], report: TwinReport) -> list[dict[s
             if held is None or (merge(held, candidate) is candidate and candidate != held):
                 twin[key] = _entry(candidate, typ)
     return out
-
-
-def in_sync(device: dict[str, Any]) -> bool:
-    """Every desired value has been observed by the edge and reported back."""
-    desired = {
-        p.get("name"): ((p.get("desired") or {}).get("value"))
-        for p in (device.get("spec") or {}).get("properties") or []
-        if (p.get("desired") or {}).get("value") is not None
-    }
-    twins = {t.get("propertyName"): t for t in (device.get("status") or {}).get("twins") or []}
-    for name, want in desired.items():
-        t = twins.get(name) or {}
-        if (t.get("observedDesired") or {}).get("value") != want:
-            return False
-        if (t.get("reported") or {}).get("value") != want:
-            return False
-    return True

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudhub import routes
 from cloudhub.auth.nodeauth import check_upstream_write
-from cloudhub.cloudstream.kubelet import KubeletEndpoint, advertise_kubelet
 from cloudhub.edgecontroller.binding import BindingIndex, Change
+from cloudhub.edgecontroller.kubelet import KubeletEndpoint, advertise_kubelet
 from cloudhub.store.base import ObjectStore, StatusMerger, StatusUpdate, WatchEvent
 from cloudhub.store.follow import follow
 from hive.bus import Bus

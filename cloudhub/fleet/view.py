@@ -16,7 +16,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloudhub.devicecontroller.twins import in_sync
+from wire.twin import in_sync
 
 #: reported values remembered per device property, for sparklines
 SPARK_POINTS = 24

@@ -10,7 +10,7 @@ Request bodies are capped at :data:`MAX_BODY_BYTES`: the largest thing anyone se
 of manifests, and an uncapped body is a free memory exhaustion for anyone who can reach the port.
 
 The port is public (edges join through it), so connections are capped per source address and in
-total at accept time (:class:`~cloudhub.hub.limits.ConnectionGate`), and a TLS handshake gets
+total at accept time (:class:`~cloudhub.limits.ConnectionGate`), and a TLS handshake gets
 :data:`TLS_HANDSHAKE_TIMEOUT` seconds: a peer opening sockets by the thousand cannot use up the
 process's file descriptors.
 """
@@ -35,7 +35,7 @@ from cloudhub.httpserver.admin import AdminApi, admin_middleware
 from cloudhub.httpserver.join import JoinApi
 from cloudhub.httpserver.metrics import metrics_handler
 from cloudhub.httpserver.streams import StreamApi
-from cloudhub.hub.limits import ConnectionGate
+from cloudhub.limits import ConnectionGate
 from cloudhub.pki import Authority
 from cloudhub.routes import Presence
 from cloudhub.store.base import ObjectStore

@@ -14,7 +14,7 @@ A frame's way through the hub, by file:
 - a frame leaves from :class:`~cloudhub.hub.session.NodeSession`, which writes what its
   delivery state says is due on its link (:mod:`cloudhub.hub.links`).
 
-Guards (see :mod:`cloudhub.hub.limits` and :mod:`cloudhub.hub.handshake`): connections that
+Guards (see :mod:`cloudhub.limits` and :mod:`cloudhub.hub.handshake`): connections that
 have not authenticated are capped per address and in total at accept; TLS and the upgrade
 each get ``handshake_timeout``; a node's frames are read at most at its rate budget (paced,
 not dropped); a revoked certificate is refused at the upgrade, and a live link using one is
@@ -34,12 +34,12 @@ from cloudhub.config import HubSettings
 from cloudhub.hub import stock
 from cloudhub.hub.handshake import Peer
 from cloudhub.hub.inbox import Inbox
-from cloudhub.hub.limits import ConnectionGate
 from cloudhub.hub.links import Link
 from cloudhub.hub.server import HubServer, WorkerTls
 from cloudhub.hub.session import NodeSession, Traffic
 from cloudhub.hub.sessions import NodeOwners, Sessions
 from cloudhub.hub.upstream import Requests, Upstream
+from cloudhub.limits import ConnectionGate
 from cloudhub.linkworker.pool import LinkWorkers
 from hive.bus import Bus
 from hive.local_messages import MessageIds

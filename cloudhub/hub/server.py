@@ -13,7 +13,7 @@ The listener binds the wss port and accepts edges in one of two ways:
 Either way an admitted link is handed to ``serve`` (the hub's :meth:`~cloudhub.hub.module.
 HubModule.serve_link`) with the :class:`~cloudhub.hub.handshake.Peer` the certificate names.
 Connections that have not authenticated yet are capped per address and in total at accept
-(:class:`~cloudhub.hub.limits.ConnectionGate`); TLS and the upgrade each get
+(:class:`~cloudhub.limits.ConnectionGate`); TLS and the upgrade each get
 ``handshake_timeout``; a revoked certificate is refused at the upgrade.
 """
 
@@ -36,8 +36,8 @@ from websockets.http11 import Request, Response
 from cloudhub.auth.revocation import RevocationCheck
 from cloudhub.config import HubSettings
 from cloudhub.hub.handshake import Peer, identify, identify_parts, refuse
-from cloudhub.hub.limits import ConnectionGate
 from cloudhub.hub.links import Link, WebsocketLink
+from cloudhub.limits import ConnectionGate
 from cloudhub.linkworker.pool import Hello, LinkWorkers
 from cloudhub.linkworker.worker import WorkerConfig
 from hive import logs

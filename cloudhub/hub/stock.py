@@ -8,7 +8,7 @@ where it differs from our edgecore's (facts from KubeEdge's ``edge/pkg/devicetwi
   inventory and expects no ``pong`` to its keepalives;
 - its twin and state reports are ``device/{name}/twin/edge_updated`` and
   ``device/{name}/state/update`` from source ``twin``, without a namespace: the name is
-  resolved among the devices bound to the node (:func:`resolve_bare_device`);
+  resolved by devicecontroller among the devices bound to the node;
 - its devicetwin takes only messages from source ``devicecontroller``: Devices and
   DeviceModels (group ``resource``), membership updates (``membership``, group ``twin``, with
   the twins inside the added devices), desired values (``device/{id}/twin/cloud_updated``)
@@ -22,9 +22,10 @@ Everything here is pure: the hub decides *when*, this module says *what*.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from cloudhub.routes import MEMBERSHIP_DETAIL, bare_resource
 
 #: the source stock devicetwin writes its cloud-bound messages with
 TWIN_SOURCE = "twin"
@@ -32,7 +33,6 @@ TWIN_SOURCE = "twin"
 DEVICECONTROLLER_SOURCE = "devicecontroller"
 TWIN_GROUP = "twin"
 MEMBERSHIP = "membership"
-MEMBERSHIP_DETAIL = "membership/detail"
 #: operation of stock devicetwin's membership detail request
 GET = "get"
 #: object kinds stock cloudcore's devicecontroller (not edgecontroller) sends
@@ -42,40 +42,10 @@ DEVICE_KINDS = frozenset({"device", "devicemodel"})
 #: 100 messages and drops the oldest when full, so a larger window only buys retries
 WINDOW = 64
 
-_BARE_REPORT = re.compile(r"device/(?P<name>[^/]+)/(?P<suffix>twin/edge_updated|state/update)")
-
-
-def bare_resource(resource: str) -> tuple[str, str] | None:
-    """``(device name, suffix)`` of ``device/{name}/twin/edge_updated`` or
-    ``device/{name}/state/update`` (no namespace), else ``None``."""
-    match = _BARE_REPORT.fullmatch(resource)
-    return (match["name"], match["suffix"]) if match else None
-
 
 def bare_report(source: str, resource: str) -> tuple[str, str] | None:
     """:func:`bare_resource` of a stock edge's twin or state report (source ``twin``)."""
     return bare_resource(resource) if source == TWIN_SOURCE else None
-
-
-def resolve_bare_device(node: str, name: str, devices: Iterable[Mapping[str, Any]]) -> str:
-    """The namespace of the device ``name`` bound to ``node``.
-
-    Raises:
-        LookupError: no such device on the node, or several namespaces hold one (the reason).
-    """
-    namespaces = sorted(
-        str((d.get("metadata") or {}).get("namespace") or "default")
-        for d in devices
-        if (d.get("metadata") or {}).get("name") == name
-        and (d.get("spec") or {}).get("nodeName") == node
-    )
-    if not namespaces:
-        raise LookupError(f"device {name} not found on node {node}")
-    if len(namespaces) > 1:
-        raise LookupError(
-            f"device name {name} is ambiguous on node {node} (namespaces {', '.join(namespaces)})"
-        )
-    return namespaces[0]
 
 
 def is_node_object(key: str, node: str) -> bool:
@@ -265,7 +235,6 @@ def device_frames(
 __all__ = [
     "DEVICECONTROLLER_SOURCE",
     "GET",
-    "MEMBERSHIP_DETAIL",
     "TWIN_SOURCE",
     "WINDOW",
     "bare_report",
@@ -276,5 +245,4 @@ __all__ = [
     "membership_detail_frame",
     "membership_frame",
     "object_source",
-    "resolve_bare_device",
 ]

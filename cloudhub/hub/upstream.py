@@ -144,7 +144,7 @@ class Upstream:
             # synchronous call and logs a warning per report (refusals are logged and
             # recorded as Events here).
             await self._forward(session, msg, routes.DEVICECONTROLLER, answer=False)
-        elif op == stock.GET and msg.resource == stock.MEMBERSHIP_DETAIL:
+        elif op == stock.GET and msg.resource == routes.MEMBERSHIP_DETAIL:
             await self._forward(session, msg, routes.DEVICECONTROLLER)
         elif op == Operation.INVENTORY:
             inventory = msg.content

@@ -8,7 +8,7 @@ What a worker does per connection:
 
 1. TLS with a client certificate chaining to the cloud CA (the same context as cloudhub's
    own), within ``handshake_timeout``; unauthenticated connections are capped by a
-   :class:`~cloudhub.hub.limits.ConnectionGate` of its own.
+   :class:`~cloudhub.limits.ConnectionGate` of its own.
 2. At the websocket upgrade it sends HELLO (the certificate, the request's path and headers)
    and waits for cloudhub's ACCEPT or REFUSE. It decides nothing itself: identity,
    revocation and impersonation checks all run in cloudhub.
@@ -46,7 +46,7 @@ from websockets.frames import BINARY, TEXT, Frame
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN, Event
 
-from cloudhub.hub.limits import ConnectionGate
+from cloudhub.limits import ConnectionGate
 from cloudhub.linkworker.channel import RecordChannel
 from cloudhub.linkworker.records import Kind, Record
 from cloudhub.pki import mtls_server_context

@@ -7,7 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloudhub.devicecontroller.twins import in_sync, merge_report, parse_twin_report
+from cloudhub.devicecontroller.twins import merge_report, parse_twin_report
+from wire.twin import in_sync
 
 PROPS = ["temperature", "setpoint"]
 

@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloudhub.devicecontroller.twins import in_sync
 from cloudhub.fleet.module import last_write
 from cloudhub.fleet.view import SPARK_POINTS, FleetView, device_state, pod_phase
 from cloudhub.ui.rows import sparkline
+from wire.twin import in_sync
 
 
 def _pod(name: str, node: str, phase: str | None) -> dict[str, Any]:

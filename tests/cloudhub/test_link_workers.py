@@ -24,7 +24,7 @@ from websockets.frames import BINARY, TEXT, Frame
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
-from cloudhub.hub.limits import ConnectionGate
+from cloudhub.limits import ConnectionGate
 from cloudhub.linkworker.pool import PAUSE_AT, RESUME_AT, RelayedLink
 from cloudhub.linkworker.records import Kind
 from cloudhub.linkworker.worker import Relay, WorkerConfig

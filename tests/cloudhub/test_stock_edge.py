@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
+from cloudhub.devicecontroller.controller import resolve_bare_device
 from cloudhub.hub import stock
 from tests.cloudhub.conftest import DEVICE, MODEL
 from tests.support.inproc import edge_tls, join_node
@@ -290,12 +291,12 @@ def test_bare_names_resolve_among_the_nodes_devices_only() -> None:
         {"metadata": {"name": "b", "namespace": "x"}, "spec": {"nodeName": "n1"}},
         {"metadata": {"name": "b", "namespace": "y"}, "spec": {"nodeName": "n1"}},
     ]
-    assert stock.resolve_bare_device("n1", "a", devices) == "x"
-    assert stock.resolve_bare_device("n2", "a", devices) == "y"
+    assert resolve_bare_device("n1", "a", devices) == "x"
+    assert resolve_bare_device("n2", "a", devices) == "y"
     with pytest.raises(LookupError, match="not found"):
-        stock.resolve_bare_device("n3", "a", devices)
+        resolve_bare_device("n3", "a", devices)
     with pytest.raises(LookupError, match="ambiguous"):
-        stock.resolve_bare_device("n1", "b", devices)
+        resolve_bare_device("n1", "b", devices)
     assert stock.bare_report("twin", "device/a/twin/edge_updated") == ("a", "twin/edge_updated")
     assert stock.bare_report("twin", "default/device/a/twin/edge_updated") is None
     assert stock.bare_report("devicetwin", "device/a/state/update") is None

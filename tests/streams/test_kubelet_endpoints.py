@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cloudhub.cloudstream.kubelet import KubeletEndpoint, advertise_kubelet
+from cloudhub.edgecontroller.kubelet import KubeletEndpoint, advertise_kubelet
 from edgecore import app as edge_app
 from tests.streams.conftest import QUIET, Fleet
 from tests.support.inproc import join_local_edge, start_cloud
