@@ -38,6 +38,9 @@ class HubSettings(BaseModel):
     #: that node: a burst of edits then costs each node about burst/coalesce messages instead
     #: of one per edit, while a change after a quiet period still goes out at once
     coalesce: NonNegative = 0.05
+    #: seconds a frame write may wait for a peer that stopped reading (a full TCP window)
+    #: before its link is dropped; in link workers too
+    send_timeout: Seconds = 10.0
     #: seconds a connection may take for TLS, and again for the websocket upgrade, before it
     #: is closed (slow or half-open handshakes)
     handshake_timeout: Seconds = 10.0

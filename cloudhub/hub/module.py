@@ -120,6 +120,7 @@ class HubModule:
             link=link,
             heartbeat=peer.heartbeat or s.default_heartbeat,
             ack_timeout=s.ack_timeout,
+            send_timeout=s.send_timeout,
             window=min(s.window, stock.WINDOW) if peer.stock else s.window,
             min_interval=s.coalesce,
             encoded=self._encoded,

@@ -144,6 +144,7 @@ class HubServer:
                 ca_cert=tls.ca_cert,
                 max_frame=s.max_frame,
                 handshake_timeout=s.handshake_timeout,
+                send_timeout=s.send_timeout,
                 max_pending_handshakes=s.max_pending_handshakes,
                 max_pending_per_ip=s.max_pending_per_ip,
                 verbose=log.isEnabledFor(logging.DEBUG),

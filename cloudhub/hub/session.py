@@ -14,7 +14,7 @@ The common case skips the writer: a change for this node, or an ACK that frees a
 newer version waiting, is written at once by the task that learnt of it
 (:meth:`NodeSession.deliver`), provided the writer is parked and the write cannot wait for
 the peer. Writes that could wait (a full buffer, a frozen peer) go through the writer and its
-time limit (``SEND_TIMEOUT``); writes that cannot get none, which saves a timer per message.
+time limit (``send_timeout``); writes that cannot get none, which saves a timer per message.
 
 When the writer has several frames for one link (a batch of ACKs for a node's device reports,
 a resync), it corks the TCP socket while writing them: each frame is still its own TLS record
@@ -57,9 +57,6 @@ from wire.resources import ResourceKey
 
 log = logging.getLogger(__name__)
 
-#: seconds a single frame write may block (a frozen peer with a full TCP window)
-SEND_TIMEOUT = 10.0
-
 
 def stub_for(key: str) -> dict[str, Any]:
     """Content of a delete for a key the cloud no longer knows: kind and metadata only."""
@@ -98,6 +95,7 @@ class NodeSession:
         heartbeat: float,
         ack_timeout: float,
         window: int,
+        send_timeout: float,
         min_interval: float = 0.0,
         encoded: ContentCache | None = None,
         ids: MessageIds | None = None,
@@ -105,6 +103,8 @@ class NodeSession:
         stock: bool = False,
     ) -> None:
         self.node = node
+        #: seconds a write that could wait may take (:attr:`HubSettings.send_timeout`)
+        self._send_timeout = send_timeout
         #: a stock KubeEdge edgecore (see :mod:`cloudhub.hub.stock`): device changes also go
         #: down as membership updates and ``cloud_updated`` twins, objects by their source
         self.stock = stock
@@ -316,7 +316,7 @@ class NodeSession:
         try:
             if self._may_wait(frames) if may_wait is None else may_wait:
                 # asyncio.timeout, not wait_for: no task per frame
-                async with asyncio.timeout(SEND_TIMEOUT * max(1, len(frames) // 64)):
+                async with asyncio.timeout(self._send_timeout * max(1, len(frames) // 64)):
                     for frame in frames:
                         await self.link.send(frame)
             else:

@@ -15,7 +15,7 @@ What a worker does per connection:
 3. Each message read becomes a TEXT/BINARY record, as soon as websockets has parsed it
    (:class:`RelayedConnection`); each SEND record becomes a frame written,
    at once when nothing could make it wait, else through a per-connection backlog drained by
-   ``send`` within :data:`SEND_TIMEOUT` (a frozen peer loses its link, as in-process).
+   ``send`` within ``send_timeout`` (a frozen peer loses its link, as in-process).
    PAUSE/RESUME stop and restart reading a connection (cloudhub paces a node by not reading),
    and while the channel itself is congested no connection is read, so backpressure reaches
    the edges' TCP windows instead of piling up in memory.
@@ -55,8 +55,6 @@ from hive.logs import LogFormat
 
 log = logging.getLogger("cloudhub.linkworker")
 
-#: seconds a frame may wait for a peer that stopped reading before its link is dropped
-SEND_TIMEOUT = 10.0
 #: bytes waiting for one slow peer beyond which its link is dropped rather than buffered
 MAX_BACKLOG = 64 * 1024 * 1024
 
@@ -72,6 +70,8 @@ class WorkerConfig(BaseModel):
     ca_cert: Path
     max_frame: int
     handshake_timeout: float
+    #: seconds a frame may wait for a peer that stopped reading before its link is dropped
+    send_timeout: float
     max_pending_handshakes: int
     max_pending_per_ip: int
     verbose: bool = False
@@ -314,7 +314,7 @@ class Relay:
             while backlog:
                 data = backlog.popleft()
                 self._backlog_bytes[conn] = self._backlog_bytes.get(conn, 0) - len(data)
-                async with asyncio.timeout(SEND_TIMEOUT):
+                async with asyncio.timeout(self._config.send_timeout):
                     await ws.send(data.decode())
         except (ConnectionClosed, TimeoutError, OSError) as exc:
             log.info("link %d: write failed: %s", conn, exc or type(exc).__name__)

@@ -357,6 +357,7 @@ async def test_a_worker_relays_a_whole_message_at_once_unless_it_must_wait(
             ca_cert=tmp_path / "ca",
             max_frame=1024,
             handshake_timeout=1.0,
+            send_timeout=1.0,
             max_pending_handshakes=1,
             max_pending_per_ip=1,
         ),

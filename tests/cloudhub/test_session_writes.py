@@ -7,11 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.protocol import CLOSING, OPEN, State
 
-from cloudhub.hub import session as session_module
+from cloudhub.config import HubSettings
 from cloudhub.hub.session import NodeSession
 from tests.support.procs import wait_until
 
@@ -83,13 +84,14 @@ class FakeLink:
         self.direct.extend(frames)
 
 
-def make_session(link: FakeLink) -> NodeSession:
+def make_session(link: FakeLink, *, send_timeout: float = 10.0) -> NodeSession:
     return NodeSession(
         node="edge-1",
         ws=link,  # type: ignore[arg-type]
         heartbeat=30.0,
         ack_timeout=5.0,
         window=16,
+        send_timeout=send_timeout,
     )
 
 
@@ -121,10 +123,10 @@ async def test_queued_frames_are_written_in_order() -> None:
     await session.close("done")
 
 
-async def test_a_peer_that_stops_reading_loses_its_link(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session_module, "SEND_TIMEOUT", 0.1)
+async def test_a_peer_that_stops_reading_loses_its_link() -> None:
+    """A write that waits longer than send_timeout for a frozen peer closes its link."""
     link = FakeLink(buffered=16 * 1024, stuck=True)
-    session = make_session(link)
+    session = make_session(link, send_timeout=0.1)
     session.run_writer()
     session.send_soon("frame")
     await asyncio.wait_for(session.closed.wait(), 5)
@@ -210,7 +212,9 @@ async def test_direct_writes_reach_a_real_websockets_peer() -> None:
     done = asyncio.Event()
 
     async def handler(ws: ServerConnection) -> None:
-        session = NodeSession(node="edge-1", ws=ws, heartbeat=30.0, ack_timeout=5.0, window=16)
+        session = NodeSession(
+            node="edge-1", ws=ws, heartbeat=30.0, ack_timeout=5.0, window=16, send_timeout=10.0
+        )
         await session.send_text("one")
         await ws.send("two")
         await session._send_all(["three", "vier \u00e9\u00e8"])
@@ -231,3 +235,10 @@ async def test_a_frame_that_is_not_utf8_is_left_to_send() -> None:
     session = make_session(link)
     await session.send_text("lone \ud800")
     assert link.sent == ["lone \ud800"] and link.direct == []
+
+
+@pytest.mark.parametrize("value", [0, -1.0])
+def test_send_timeout_must_be_positive(value: float) -> None:
+    """HubSettings refuses a send_timeout that would drop every link at its first write."""
+    with pytest.raises(ValidationError):
+        HubSettings(send_timeout=value)
