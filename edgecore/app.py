@@ -26,9 +26,9 @@ from aiohttp import web
 
 from edgecore.certmanager.module import CERTMANAGER, CertManager
 from edgecore.config import EdgeSettings
-from edgecore.cri.client import CriClient, normalize_endpoint
 from edgecore.devicetwin.module import TwinModule
 from edgecore.dmi.module import DmiModule
+from edgecore.edged.cri.client import CriClient, normalize_endpoint
 from edgecore.edged.module import GROUP as EDGED_GROUP
 from edgecore.edged.module import NAME as EDGED
 from edgecore.edged.module import Edged

@@ -6,7 +6,7 @@ fleet joined together does not renew together. How: a fresh P-256 key and a CSR,
 through edgehub as an ``update`` of ``null/certificatesigningrequest/{node}`` (content: CSR PEM).
 cloudhub's certcontroller answers with the new certificate (PEM), which is checked (pinned CA,
 our key, our node name) and written together with its key in one step
-(:func:`~edgecore.credentials.write_pair`).
+(:func:`~edgecore.certmanager.credentials.write_pair`).
 
 Why this does not drop traffic: nothing about the live link changes. TLS authenticated it
 once; the new certificate is used from the next connection on (edgehub reads the files for
@@ -32,8 +32,7 @@ from collections.abc import Callable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from edgecore.config import EdgeSettings
-from edgecore.credentials import (
+from edgecore.certmanager.credentials import (
     CertInfo,
     check_issued,
     expired_message,
@@ -41,6 +40,7 @@ from edgecore.credentials import (
     rfc3339,
     write_pair,
 )
+from edgecore.config import EdgeSettings
 from edgecore.join import make_key_and_csr
 from hive.backoff import backoff
 from hive.bus import Bus

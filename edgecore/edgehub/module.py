@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from edgecore import credentials
+from edgecore.certmanager import credentials
 from edgecore.config import EdgeSettings
 from hive.backoff import backoff
 from hive.bus import Bus

@@ -1,7 +1,7 @@
 """What edgestream needs from the container runtime, and the CRI implementation of it.
 
 edgestream finds containers the way a kubelet's tools do: by the labels edged puts on them
-(:mod:`edgecore.cri.labels`), restricted to this node's. The newest container of a name is
+(:mod:`edgecore.edged.labels`), restricted to this node's. The newest container of a name is
 the one that counts (a restart creates a new one, with a new log file).
 """
 
@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from edgecore.cri import api_pb2 as pb
-from edgecore.cri import labels
-from edgecore.cri.client import CriClient
+from edgecore.edged import labels
+from edgecore.edged.cri import api_pb2 as pb
+from edgecore.edged.cri.client import CriClient
 
 
 @dataclass(frozen=True, slots=True)

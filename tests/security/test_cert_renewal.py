@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloudhub.app import CloudApp
+from edgecore.certmanager.credentials import CertInfo, read_cert
 from edgecore.certmanager.module import CertManager
 from edgecore.config import EdgeSettings
-from edgecore.credentials import CertInfo, read_cert
 from edgecore.join import make_key_and_csr
 from hive.bus import Bus
 from tests.security.conftest import (

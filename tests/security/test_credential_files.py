@@ -11,14 +11,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from cloudhub.app import CloudApp
-from edgecore.config import EdgeSettings
-from edgecore.credentials import (
+from edgecore.certmanager.credentials import (
     check_issued,
     client_ssl_context,
     read_cert,
     recover_pending,
     write_pair,
 )
+from edgecore.config import EdgeSettings
 from edgecore.join import make_key_and_csr
 from tests.security.conftest import join_node
 
