@@ -26,9 +26,10 @@ cloudhub <-> cloudstream
 devicecontroller -> cloudhub
     content :class:`Replies`: answer many of the node requests the hub forwarded at once.
 
-any module -> fleet
-    content :class:`RecordEvents`: Kubernetes Events to record (twin reports refused). The hub
-    also tells it, as a member of :data:`LIFECYCLE_GROUP`, which nodes connect and disconnect.
+devicecontroller -> fleet
+    content :class:`TwinRefused`: a device report the cloud refused (fleet records it as an
+    Event). The hub also tells fleet, as a member of :data:`LIFECYCLE_GROUP`, which nodes
+    connect and disconnect.
 
 cloudhub -> edgecontroller
     ``query`` of ``node/{node}/desired``: what is bound to the node now (answered in order with
@@ -44,8 +45,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel
-
-from wire.events import Event
 
 HUB = "cloudhub"
 EDGECONTROLLER = "edgecontroller"
@@ -122,10 +121,14 @@ class Replies:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordEvents:
-    """Content of a message to :data:`FLEET`: Events to record."""
+class TwinRefused:
+    """Content of a message to :data:`FLEET`: devicecontroller refused a report of the device
+    ``namespace/name`` for ``reason`` at ``at`` (wall-clock seconds)."""
 
-    events: tuple[Event, ...]
+    namespace: str
+    name: str
+    reason: str
+    at: float
 
 
 class NodePresence(BaseModel):

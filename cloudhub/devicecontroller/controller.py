@@ -31,7 +31,6 @@ from cloudhub.routes import Replies
 from cloudhub.store.base import ObjectStore, StatusCompute, StatusMerger, StatusUpdate
 from hive.bus import Bus, UnknownModule
 from wire.errors import InvalidObject, InvalidResource, NotFound, StoreError, WireError
-from wire.events import TWIN_REFUSED, Event, ObjectReference, new_event
 from wire.messages import Message, Operation
 from wire.resources import split_node_prefix
 
@@ -194,7 +193,7 @@ class DeviceController:
             ns, _, name, _ = _split_device(rest)
         except (WireError, InvalidObject):
             return
-        event = twin_refused_event(
+        refused = routes.TwinRefused(
             ns, name, f"report from node {node} refused: {reason}", at=time.time()
         )
         try:
@@ -205,7 +204,7 @@ class DeviceController:
                     group=self.group,
                     operation=Operation.INSERT,
                     resource=f"{ns}/event/{name}",
-                    content=routes.RecordEvents((event,)),
+                    content=refused,
                 ),
             )
         except UnknownModule:
@@ -318,14 +317,3 @@ def resolve_bare_device(node: str, name: str, devices: Iterable[Mapping[str, Any
             f"device name {name} is ambiguous on node {node} (namespaces {', '.join(namespaces)})"
         )
     return namespaces[0]
-
-
-def twin_refused_event(namespace: str, name: str, reason: str, *, at: float) -> Event:
-    """The cloud refused a twin or state report of a device."""
-    ref = ObjectReference(
-        kind="Device",
-        name=name,
-        namespace=namespace,
-        api_version="devices.kubeedge.io/v1beta1",
-    )
-    return new_event(ref, reason=TWIN_REFUSED, message=reason, type="Warning", at=at)

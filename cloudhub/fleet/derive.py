@@ -5,8 +5,7 @@ a container waiting for a reason that is not part of a normal start (``ErrImageP
 ``CrashLoopBackOff``, ...) ``Failed`` (``BackOff`` for the back-off reasons); a container that
 ended with a non-zero exit code ``Failed``; a pod whose phase became ``Failed`` ``Failed``.
 Devices: ``status.state`` changing to ``online`` / anything else. Nodes: the hub's link
-reports. (Twin reports the cloud refused: :func:`cloudhub.devicecontroller.controller.
-twin_refused_event`.)
+reports. Twin reports the cloud refused: the devicecontroller's reason.
 
 Only changes count: the first sight of an object (cloudhub starting and listing the store)
 records nothing, so a restart does not replay history as new events.
@@ -24,6 +23,7 @@ from wire.events import (
     POD_BACKOFF,
     POD_FAILED,
     POD_STARTED,
+    TWIN_REFUSED,
     Event,
     ObjectReference,
     new_event,
@@ -59,6 +59,17 @@ def node_event(node: str, *, online: bool, at: float) -> Event:
         type="Warning",
         at=at,
     )
+
+
+def twin_refused_event(namespace: str, name: str, reason: str, *, at: float) -> Event:
+    """The cloud refused a twin or state report of a device."""
+    ref = ObjectReference(
+        kind="Device",
+        name=name,
+        namespace=namespace,
+        api_version="devices.kubeedge.io/v1beta1",
+    )
+    return new_event(ref, reason=TWIN_REFUSED, message=reason, type="Warning", at=at)
 
 
 def device_events(old: dict[str, Any] | None, new: dict[str, Any], *, at: float) -> list[Event]:

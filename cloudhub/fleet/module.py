@@ -5,7 +5,7 @@ It lists and watches nodes, pods and devices (:func:`cloudhub.store.follow.follo
 the pure rules of :mod:`cloudhub.fleet.derive`: pod started/failed from the status edges
 report, device online/offline. Its inbox brings the rest: the hub's node connect/disconnect
 reports (it is in :data:`~cloudhub.routes.LIFECYCLE_GROUP`) and events other modules ask it to
-record (:class:`~cloudhub.routes.RecordEvents`: refused twin reports). On a cluster it also
+record (:class:`~cloudhub.routes.TwinRefused`: refused twin reports). On a cluster it also
 measures how late watch events arrive (:attr:`FleetModule.watch_lag`).
 
 Events are recorded in batches (every :data:`FLUSH_INTERVAL` or :data:`FLUSH_MAX` events,
@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from cloudhub import routes
-from cloudhub.fleet.derive import device_events, node_event, pod_events
+from cloudhub.fleet.derive import device_events, node_event, pod_events, twin_refused_event
 from cloudhub.fleet.eventstore import EventStore
 from cloudhub.fleet.view import FleetView
 from cloudhub.store.base import ObjectStore, WatchEvent
@@ -141,8 +141,14 @@ class FleetModule:
             if isinstance(content, routes.NodeStatusReport):
                 node = msg.resource.rsplit("/", 1)[-1]
                 self.record([node_event(node, online=content.online, at=content.at)])
-            elif isinstance(content, routes.RecordEvents):
-                self.record(list(content.events))
+            elif isinstance(content, routes.TwinRefused):
+                self.record(
+                    [
+                        twin_refused_event(
+                            content.namespace, content.name, content.reason, at=content.at
+                        )
+                    ]
+                )
             else:
                 log.debug("fleet ignored %s %s", msg.operation, msg.resource)
 

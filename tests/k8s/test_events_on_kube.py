@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloudhub.devicecontroller.controller import twin_refused_event
-from cloudhub.fleet.derive import node_event
+from cloudhub.fleet.derive import node_event, twin_refused_event
 from cloudhub.fleet.eventstore import KubeEvents
 from cloudhub.k8s.api import KubeApi
 from tests.support.kubeapi import KubeApiEmulator
