@@ -10,8 +10,9 @@ The listener binds the wss port and accepts edges in one of two ways:
   same checks on the upgrade a worker forwards, and the link is a
   :class:`~cloudhub.linkworker.pool.RelayedLink`.
 
-Either way an admitted link is handed to ``serve`` (the hub's :meth:`~cloudhub.hub.module.
-HubModule.serve_link`) with the :class:`~cloudhub.hub.handshake.Peer` the certificate names.
+Either way an admitted link is handed to ``serve`` (the hub's
+:meth:`~cloudhub.hub.module.HubModule.serve_link`) with the
+:class:`~cloudhub.hub.handshake.Peer` the certificate names.
 Connections that have not authenticated yet are capped per address and in total at accept
 (:class:`~cloudhub.limits.ConnectionGate`); TLS and the upgrade each get
 ``handshake_timeout``; a revoked certificate is refused at the upgrade.

@@ -7,8 +7,8 @@ timeout or the keepalive expiry) passes, then sends whatever the state machine s
 Its alarm is one timer that is moved only when a deadline comes *earlier*: a frame received
 pushes the expiry later every time, and re-arming on each would cost a timer per ACK; an alarm
 that rings early just makes the writer look again and set the next one.
-Reading happens in the websocket handler of :mod:`cloudhub.hub.module`, which feeds ACKs and
-signs of life in here.
+Reading happens in :mod:`cloudhub.hub.upstream` (and :mod:`cloudhub.hub.reader`), which
+feeds ACKs and signs of life in here.
 
 The common case skips the writer: a change for this node, or an ACK that frees a key with a
 newer version waiting, is written at once by the task that learnt of it

@@ -10,8 +10,9 @@ task switch, a keepalive answered from a template); every other frame is decoded
 - ``inventory``: what the edge holds; delivery starts with edgecontroller's answer to the
   ``desired`` query it triggers (:meth:`Upstream.request_start`);
 - ``query``: forwarded to edgecontroller; writes (``insert``/``update``/``patch``/``delete``/
-  ``upload``) to the controller that owns the resource (:func:`cloudhub.routes.
-  upstream_destination`); a stock edge's device reports and membership get to devicecontroller;
+  ``upload``) to the controller that owns the resource
+  (:func:`cloudhub.routes.upstream_destination`); a stock edge's device reports and its
+  membership get to devicecontroller;
 - group ``stream``: to cloudstream.
 
 A forwarded request is renamed ``node/{node}/...`` from the certificate's identity, never from
@@ -52,8 +53,8 @@ _PONG = json_string("pong")
 
 
 class Requests:
-    """The hub's requests still waiting for a module's answer (answers: :mod:`cloudhub.hub.
-    inbox`)."""
+    """The hub's requests still waiting for a module's answer (the answers arrive in
+    :mod:`cloudhub.hub.inbox`)."""
 
     __slots__ = ("forwarded", "starting")
 
