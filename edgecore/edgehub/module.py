@@ -140,9 +140,9 @@ class EdgeHub:
         """The only reader of edgehub's inbox: send to the cloud, or drop while offline."""
         while True:
             msg = await self._bus.receive(self.name)
-            ws = self._ws
-            frame = self.session.send(msg) if ws is not None else None
-            if ws is None or frame is None:
+            frame = self.session.send(msg)  # None while offline
+            ws = self._ws  # set exactly while the session has a link (no await in between)
+            if frame is None or ws is None:
                 continue
             try:
                 await ws.send(frame)
