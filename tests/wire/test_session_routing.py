@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.wire.session_support import (
     HEARTBEAT,
@@ -181,3 +183,30 @@ def test_the_heartbeat_must_be_positive() -> None:
     """A heartbeat of zero is a programming error."""
     with pytest.raises(ValueError, match="positive"):
         make_session(heartbeat=0.0)
+
+
+@settings(max_examples=300)
+@given(frame=st.text(max_size=200) | st.binary(max_size=200))
+def test_any_frame_is_survived(frame: str | bytes) -> None:
+    """Whatever bytes arrive, receive() never raises and the link stays up."""
+    session = make_session()
+    link_up(session, 0.0)
+    actions = session.receive(frame, 0.1)
+    assert len(actions.frames) + len(actions.routes) <= 1
+    assert session.connected
+
+
+@given(
+    op=st.sampled_from(["insert", "update", "patch", "delete", "query", "response", "error"])
+    | st.text(max_size=12),
+    group=st.sampled_from(["resource", "twin", "stream", "hub", ""]),
+)
+def test_every_envelope_is_routed_or_answered_exactly_once(op: str, group: str) -> None:
+    """A well-formed envelope yields exactly one bus route or one error reply, never both."""
+    session = make_session()
+    link_up(session, 0.0)
+    actions = session.receive(cloud(op, group=group), 0.1)
+    assert len(actions.frames) + len(actions.routes) == 1
+    if actions.frames:
+        assert decode(actions.frames[0]).operation == "error"
+        assert group != "stream"
