@@ -173,11 +173,10 @@ class EdgeSession:
         """Upstream messages on the live link whose answer has not come back."""
         return len(self._upstream)
 
-    def stable(self, now: float, *, was_up: bool = False) -> bool:
-        """The link (live, or just ended if ``was_up``) has stayed up long enough to count as
-        working: when it ends, the backoff starts over."""
-        up = was_up or self._live is not None
-        return up and now - self._up_since >= STABLE_HEARTBEATS * self.heartbeat
+    def stable(self, now: float) -> bool:
+        """The live link has stayed up long enough to count as working: when it ends, the
+        backoff starts over."""
+        return self._live is not None and now - self._up_since >= STABLE_HEARTBEATS * self.heartbeat
 
     # -- the link's life ------------------------------------------------------------------------
 
@@ -245,11 +244,11 @@ class EdgeSession:
         """The attempt is over (the link, if one was opened, is gone)."""
         if self._live is None:
             return Actions()
+        if self.stable(now):
+            self._delays = self._new_delays()
         self._live = None
         self._upstream.clear()
         self.close_reason = ""
-        if self.stable(now, was_up=True):
-            self._delays = self._new_delays()
         self.log.warning("disconnected from cloud; serving from the local cache")
         return Actions(routes=self._notices(DISCONNECTED))
 

@@ -160,3 +160,14 @@ def test_a_problem_is_logged_again_after_a_successful_handshake(
             session.closed(0.0)
             session.next_retry()
     assert caplog.text.count("cannot load the node certificate: gone") == 2
+
+
+def test_a_link_counts_as_stable_after_two_heartbeats() -> None:
+    """stable() is what the reset is decided on: false offline and for young links."""
+    session = make_session()
+    assert not session.stable(100.0)
+    link_up(session, now=10.0)
+    assert not session.stable(10.0 + STABLE_HEARTBEATS * HEARTBEAT - 0.001)
+    assert session.stable(10.0 + STABLE_HEARTBEATS * HEARTBEAT)
+    session.closed(50.0)
+    assert not session.stable(50.0)
