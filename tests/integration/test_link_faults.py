@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -23,14 +25,21 @@ POD = "/api/v1/namespaces/default/pods/web"
 HEARTBEAT = 0.5
 
 
+def _off_loop(check: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    """``check`` run in a thread: edgectl and the local API block, and the proxy runs on this
+    loop; blocked for 2 heartbeats, it froze the link on a busy machine and both sides rightly
+    dropped it as half-open."""
+    return lambda: asyncio.to_thread(check)
+
+
 async def _through_proxy(cloud: Cloud, make_edge, proxy: FaultProxy) -> Edge:  # type: ignore[no-untyped-def]
     await proxy.start("127.0.0.1", cloud.ws_port)
     edge: Edge = make_edge(heartbeat=HEARTBEAT)
     # in a thread: join checks the websocket port through the proxy, which runs on this loop
     await asyncio.to_thread(edge.join, cloud, ws_port=proxy.port)
     await edge.start()
-    cloud.apply(bundle())
-    await wait_until(lambda: edge.has(CM) and cloud.node_ready("edge-1"))
+    await asyncio.to_thread(cloud.apply, bundle())
+    await wait_until(_off_loop(lambda: edge.has(CM) and cloud.node_ready("edge-1")))
     return edge
 
 
@@ -40,13 +49,15 @@ async def test_cut_link_reconnects_and_converges(cloud: Cloud, make_edge) -> Non
         edge = await _through_proxy(cloud, make_edge, proxy)
         proxy.refuse()
         proxy.cut()
-        await wait_until(lambda: not cloud.node_ready("edge-1"))
-        cloud.apply(configmap(value="while-cut"))
-        cloud.edgectl("delete", "secret", "web-secret")
+        await wait_until(_off_loop(lambda: not cloud.node_ready("edge-1")))
+        await asyncio.to_thread(cloud.apply, configmap(value="while-cut"))
+        await asyncio.to_thread(cloud.edgectl, "delete", "secret", "web-secret")
         proxy.accept()
         started = time.monotonic()
-        await wait_until(lambda: edge.get(CM)[1]["data"]["LEVEL"] == "while-cut")
-        await wait_until(lambda: edge.gone("/api/v1/namespaces/default/secrets/web-secret"))
+        await wait_until(_off_loop(lambda: edge.get(CM)[1]["data"]["LEVEL"] == "while-cut"))
+        await wait_until(
+            _off_loop(lambda: edge.gone("/api/v1/namespaces/default/secrets/web-secret"))
+        )
         # backoff is capped and its first tries are sub-second: well under KubeEdge's 30 s
         assert time.monotonic() - started < 10
 
@@ -57,7 +68,8 @@ async def test_half_open_link_detected_within_two_heartbeats(cloud: Cloud, make_
         edge = await _through_proxy(cloud, make_edge, proxy)
         frozen_at = time.monotonic()
         proxy.freeze()
-        await wait_until(lambda: not cloud.node_ready("edge-1"), timeout=10, interval=0.05)
+        offline = _off_loop(lambda: not cloud.node_ready("edge-1"))
+        await wait_until(offline, timeout=10, interval=0.05)
         cloud_noticed = time.monotonic() - frozen_at
         await wait_until(lambda: "nothing heard from the cloud" in edge.proc.text(), timeout=10)
         edge_noticed = time.monotonic() - frozen_at
@@ -66,6 +78,6 @@ async def test_half_open_link_detected_within_two_heartbeats(cloud: Cloud, make_
         assert edge_noticed < 2 * HEARTBEAT + 2.0, edge_noticed
         assert "closing half-open link" in cloud.proc.text()
         proxy.thaw()
-        await wait_until(lambda: cloud.node_ready("edge-1"), timeout=15)
-        cloud.apply(configmap(value="after-thaw"))
-        await wait_until(lambda: edge.get(CM)[1]["data"]["LEVEL"] == "after-thaw")
+        await wait_until(_off_loop(lambda: cloud.node_ready("edge-1")), timeout=15)
+        await asyncio.to_thread(cloud.apply, configmap(value="after-thaw"))
+        await wait_until(_off_loop(lambda: edge.get(CM)[1]["data"]["LEVEL"] == "after-thaw"))
