@@ -9,6 +9,8 @@ codec and the delivery state machines without a network.
 - :mod:`wire.codec` — bytes/text <-> :class:`~wire.messages.Message`, with a size limit.
 - :mod:`wire.delivery` — cloud->edge delivery: latest-wins per key, ACK deadlines, retries.
 - :mod:`wire.liveness` — keepalive and half-open link detection.
+- :mod:`wire.session` — the edge's link session: routing by operation, the inventory
+  handshake, keepalives, the reconnect backoff and when it starts over, credential problems.
 - :mod:`wire.topics` — KubeEdge's MQTT device topics (``$hw/events/...``): parse and build.
 - :mod:`wire.errors` — the one error tree.
 """

@@ -1,19 +1,15 @@
-"""The ``edgehub`` module: one websocket to cloudhub, reconnected forever.
+"""The ``edgehub`` module: one websocket to cloudhub, reconnected forever: a pump.
 
-Each connection begins with the edge's *inventory* (key -> resourceVersion of everything in
-the SQLite cache) so the cloud sends only the difference; see :mod:`wire.delivery`. Then three
-tasks share the link: the reader routes cloud messages to metamanager, the writer sends what
-other modules put in edgehub's inbox (ACKs, later status), and the keepalive task sends a
-``keepalive`` every heartbeat and drops the link when nothing was heard for two heartbeats
-(KubeEdge's edge has no read deadline and sits on half-open links for minutes).
+Every decision about the link (routing by operation, the inventory handshake, keepalives and
+half-open detection, the reconnect backoff and when it starts over, what a credential problem
+means) is made by the pure :class:`wire.session.EdgeSession`; see its module docstring for the
+why of each. This module does the I/O it asks for: open the websocket (mutual TLS), read the
+inventory from the store, write frames, put messages in bus inboxes, sleep.
 
-Reconnects use jittered exponential backoff starting under a second and capped, instead of
-KubeEdge's fixed 30 s; a refused handshake (bad certificate, identity) is logged with the
-server's reason and retried at the cap, since only an operator can fix it. A link that stayed
-up for two heartbeats worked, so the backoff starts over when it ends: without that, an edge
-that once waited out a long outage took up to the cap (30 s) to come back from every later
-blip. A link the cloud drops sooner (a replica that refuses the node right after the
-handshake) keeps the delays growing, so a fleet does not hammer it.
+Three tasks share a live link: the reader feeds every frame to the session and delivers what it
+routes, the ticker writes the keepalives the session asks for and drops the link when it says
+so, and the inbox pump (for the module's whole life) writes what other modules put in
+edgehub's inbox (ACKs, status) through :meth:`EdgeSession.send`.
 
 The TLS context is built from the files for every attempt, so a certificate renewed by
 certmanager or replaced by ``edgecore join`` is used without a restart. When the certificate
@@ -29,7 +25,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -38,18 +34,15 @@ from edgecore.certmanager import credentials
 from edgecore.config import EdgeSettings
 from hive.backoff import backoff
 from hive.bus import Bus
-from wire.codec import DEFAULT_MAX_SIZE, decode, encode
-from wire.errors import WireError
-from wire.liveness import Liveness
-from wire.messages import Group, Message, Operation
+from wire.codec import DEFAULT_MAX_SIZE
+from wire.messages import Group, Message
+from wire.session import CONNECTED, DISCONNECTED, Actions, EdgeSession, Retry
 
 log = logging.getLogger(__name__)
 
 EDGEHUB = "edgehub"
 METAMANAGER = "metamanager"
 HEARTBEAT_HEADER = "edgebridge-heartbeat"
-#: operations the cloud sends that metamanager stores
-_META_OPS = frozenset({Operation.INSERT, Operation.UPDATE, Operation.PATCH, Operation.DELETE})
 #: groups told when the cloud link comes up or goes down (twin resends its durable outbox,
 #: certmanager renews only while connected)
 NOTIFY_GROUPS = ("twin", "certmanager", "edged", "edgestream")
@@ -57,8 +50,18 @@ NOTIFY_GROUPS = ("twin", "certmanager", "edged", "edgestream")
 EDGESTREAM = "edgestream"
 #: seconds between looks at node.crt while waiting for a re-join
 _CERT_POLL = 0.25
-CONNECTED = "connected"
-DISCONNECTED = "disconnected"
+
+__all__ = [
+    "CONNECTED",
+    "DISCONNECTED",
+    "EDGEHUB",
+    "EDGESTREAM",
+    "HEARTBEAT_HEADER",
+    "METAMANAGER",
+    "NOTIFY_GROUPS",
+    "EdgeHub",
+    "client_ssl_context",
+]
 
 
 def client_ssl_context(settings: EdgeSettings) -> ssl.SSLContext:
@@ -66,8 +69,12 @@ def client_ssl_context(settings: EdgeSettings) -> ssl.SSLContext:
     return credentials.client_ssl_context(settings)
 
 
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class EdgeHub:
-    """Keeps the cloud link up and routes messages across it."""
+    """Keeps the cloud link up and routes messages across it (as its session decides)."""
 
     name = EDGEHUB
     group: str = Group.HUB
@@ -88,17 +95,33 @@ class EdgeHub:
         #: a fixed TLS context (tests); None = build one from the files for every attempt
         self._ssl = ssl_context
         self._max_frame = max_frame
-        #: the credential problem last logged, so it is logged once, not at every retry
-        self._reported = ""
+        h = settings.hub
+        self.session = EdgeSession(
+            name=EDGEHUB,
+            heartbeat=h.heartbeat,
+            retry_cap=h.reconnect_cap,
+            delays=lambda: backoff(initial=h.reconnect_initial, cap=h.reconnect_cap),
+            store=METAMANAGER,
+            stream=EDGESTREAM,
+            notify_groups=NOTIFY_GROUPS,
+            node=settings.node_name,
+            peer=f"{h.cloud_host}:{h.ws_port}",
+            max_frame=max_frame,
+            logger=log,
+        )
         self.connected = asyncio.Event()
-        self.connections = 0
-        self.last_error = ""
-        #: upstream message id -> module that sent it, to route the cloud's answer back
-        self._upstream: dict[str, str] = {}
         #: the live link, or ``None`` while offline
         self._ws: ClientConnection | None = None
-        #: monotonic time the live link was established (inventory stated)
-        self._up_since = 0.0
+
+    @property
+    def connections(self) -> int:
+        """Links opened so far."""
+        return self.session.connections
+
+    @property
+    def last_error(self) -> str:
+        """Why the last attempt or link failed."""
+        return self.session.last_error
 
     @property
     def url(self) -> str:
@@ -106,87 +129,49 @@ class EdgeHub:
         return f"wss://{h.cloud_host}:{h.ws_port}/{h.project_id}/{self._settings.node_name}/events"
 
     async def run(self) -> None:
-        h = self._settings.hub
-        delays = backoff(initial=h.reconnect_initial, cap=h.reconnect_cap)
         pump = asyncio.create_task(self._pump(), name="edgehub:pump")
         try:
-            await self._connect_forever(delays)
+            while True:
+                await self._wait(await self._attempt())
         finally:
             pump.cancel()
 
     async def _pump(self) -> None:
-        """The only reader of edgehub's inbox: send to the cloud, or drop while offline.
-
-        Dropping is safe: ACKs are worthless on a new link (the inventory diff replaces them)
-        and upstream updates sit in their module's durable outbox until the next ``connected``.
-        Never blocking here means no module ever blocks on an absent cloud.
-        """
+        """The only reader of edgehub's inbox: send to the cloud, or drop while offline."""
         while True:
             msg = await self._bus.receive(self.name)
-            ws = self._ws
-            if ws is None:
-                log.debug("offline: not sending %s %s", msg.operation, msg.resource)
+            frame = self.session.send(msg)  # None while offline
+            ws = self._ws  # set exactly while the session has a link (no await in between)
+            if frame is None or ws is None:
                 continue
-            if (
-                msg.operation not in (Operation.RESPONSE, Operation.ERROR)
-                and msg.route.source
-                and msg.route.group != Group.STREAM  # stream output expects no answer
-            ):
-                self._upstream[msg.id] = msg.route.source
             try:
-                await ws.send(encode(msg))
+                await ws.send(frame)
             except (ConnectionClosed, OSError):
                 log.debug("link closing: %s %s not sent", msg.operation, msg.resource)
 
-    async def _connect_forever(self, delays: Iterator[float]) -> None:
-        h = self._settings.hub
-        while True:
-            problem = ""
-            linked = self.connections
-            try:
-                problem = await self._attempt()
-            finally:
-                self._ws = None
-                if self.connected.is_set():
-                    self.connected.clear()
-                    self._upstream.clear()
-                    if time.monotonic() - self._up_since >= 2 * h.heartbeat:
-                        delays = backoff(initial=h.reconnect_initial, cap=h.reconnect_cap)
-                    log.warning("disconnected from cloud; serving from the local cache")
-                    await self._notify(DISCONNECTED)
-            if problem:
-                # Only an operator can fix this: say it once, retry slowly, and at once when
-                # `edgecore join` writes a new certificate.
-                self.last_error = problem
-                if problem != self._reported:
-                    self._reported = problem
-                    log.error("%s", problem)
-                await self._sleep_until_cert_changes(h.reconnect_cap)
-                delays = backoff(initial=h.reconnect_initial, cap=h.reconnect_cap)
-                continue
-            delay = next(delays)
-            if self.connections == linked and self.last_error:
-                # Never got a link: say where we cannot get to and why, once per attempt,
-                # at WARNING: a wrong address or port in edgecore.yaml looks just like this.
-                log.warning(
-                    "cannot reach the cloud at %s:%d (%s); retrying in %.2fs",
-                    h.cloud_host,
-                    h.ws_port,
-                    self.last_error,
-                    delay,
-                )
-            else:
-                log.info("reconnecting in %.2fs", delay)
-            await asyncio.sleep(delay)
+    async def _attempt(self) -> Retry:
+        """One connection, served until it ends; then the session's decision on the next."""
+        session = self.session
+        session.connecting()
+        try:
+            await self._connect()
+        finally:
+            self._ws = None
+            self.connected.clear()
+            await self._deliver(session.closed(asyncio.get_running_loop().time()))
+        return session.next_retry()
 
-    async def _attempt(self) -> str:
-        """One connection, served until it ends; a credential problem to report, or ""."""
+    async def _connect(self) -> None:
         h = self._settings.hub
+        session = self.session
         expired = self._expired()
         try:
             ssl_context = self._ssl or credentials.client_ssl_context(self._settings)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            return f"cannot load the node certificate: {exc}: {credentials.REJOIN_HINT}"
+            session.unusable_credentials(
+                f"cannot load the node certificate: {exc}: {credentials.REJOIN_HINT}"
+            )
+            return
         try:
             async with connect(
                 self.url,
@@ -202,23 +187,23 @@ class EdgeHub:
                 open_timeout=max(5.0, 2 * h.heartbeat),
                 close_timeout=1.0,
             ) as ws:
-                self._reported = ""
+                session.handshake_accepted()
                 await self._serve(ws)
         except InvalidStatus as exc:
             body = exc.response.body.decode(errors="replace").strip()
-            status = exc.response.status_code
-            self.last_error = f"cloud refused the link ({status}): {body}"
-            if status in (401, 403):
-                return expired or self.last_error
+            session.refused(exc.response.status_code, body, expired=expired)
         except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError, ssl.SSLError) as exc:
             if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.errno:
-                self.last_error = os.strerror(exc.errno).lower()
+                reason = os.strerror(exc.errno).lower()
             else:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-            if expired:
-                return expired
-            log.debug("cloud link down: %s", self.last_error)
-        return ""
+                reason = f"{type(exc).__name__}: {exc}"
+            session.failed(reason, expired=expired)
+
+    async def _wait(self, retry: Retry) -> None:
+        if retry.on_new_credentials:
+            await self._sleep_until_cert_changes(retry.delay)
+        else:
+            await asyncio.sleep(retry.delay)
 
     def _expired(self) -> str:
         """The one-line remedy if the node certificate on disk has expired, else ""."""
@@ -240,29 +225,17 @@ class EdgeHub:
 
     async def _serve(self, ws: ClientConnection) -> None:
         inventory = await self._inventory()
-        await ws.send(
-            encode(
-                Message.new(
-                    source=EDGEHUB,
-                    group=Group.RESOURCE,
-                    operation=Operation.INVENTORY,
-                    resource=f"null/node/{self._settings.node_name}",
-                    content=inventory,
-                    timestamp_ms=int(time.time() * 1000),
-                )
-            )
-        )
-        self.connections += 1
+        loop = asyncio.get_running_loop()
+        # The inventory goes first; only then may the inbox pump write upstream messages.
+        await ws.send(self.session.opened(inventory, wall_ms=_wall_ms()))
+        up = self.session.stated(loop.time())
         self._ws = ws
-        self._up_since = time.monotonic()
         self.connected.set()
         log.info("connected to %s; stated inventory of %d objects", self.url, len(inventory))
-        await self._notify(CONNECTED)
-        loop = asyncio.get_running_loop()
-        live = Liveness(interval=self._settings.hub.heartbeat, now=loop.time())
+        await self._deliver(up)
         tasks = [
-            asyncio.create_task(self._read(ws, live), name="edgehub:read"),
-            asyncio.create_task(self._keepalive(ws, live), name="edgehub:keepalive"),
+            asyncio.create_task(self._read(ws), name="edgehub:read"),
+            asyncio.create_task(self._tick(ws), name="edgehub:keepalive"),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -275,66 +248,46 @@ class EdgeHub:
             await asyncio.gather(*tasks, return_exceptions=True)
             ws.transport.abort()
 
-    async def _read(self, ws: ClientConnection, live: Liveness) -> None:
+    async def _read(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
         async for frame in ws:
-            live.received(loop.time())
-            try:
-                msg = decode(frame, max_size=self._max_frame)
-            except WireError as exc:
-                log.warning("cloud sent a bad frame: %s", exc)
-                continue
-            op = msg.operation
-            if msg.route.group == Group.STREAM:
-                await self._bus.send(EDGESTREAM, msg)
-            elif op in _META_OPS or (op == Operation.QUERY and msg.route.group == Group.RESOURCE):
-                await self._bus.send(METAMANAGER, msg)
-            elif op in (Operation.RESPONSE, Operation.ERROR):
-                origin = self._upstream.pop(msg.parent_id, None)
-                if origin is not None:
-                    await self._bus.send(origin, msg)
-                elif not self._bus.respond(msg) and op == Operation.ERROR:
-                    log.warning("cloud reported an error for %s: %s", msg.resource, msg.content)
-            else:
-                log.warning("cloud sent unknown operation %r for %s", op, msg.resource)
-                await ws.send(encode(msg.error_reply(f"unknown operation {op!r}", source=EDGEHUB)))
+            actions = self.session.receive(frame, loop.time())
+            for out in actions.frames:
+                await ws.send(out)
+            await self._deliver(actions)
 
-    async def _notify(self, operation: str) -> None:
-        for group in NOTIFY_GROUPS:
-            for module in self._bus.modules(group):
-                await self._bus.send(
-                    module,
-                    Message.new(
-                        source=EDGEHUB, group=Group.HUB, operation=operation, resource="cloud"
-                    ),
-                )
-
-    async def _keepalive(self, ws: ClientConnection, live: Liveness) -> None:
+    async def _tick(self, ws: ClientConnection) -> None:
+        """Keepalives when the session asks for them; return when it gives the link up."""
         loop = asyncio.get_running_loop()
+        session = self.session
         while True:
-            now = loop.time()
-            if live.expired(now):
-                log.warning(
-                    "nothing heard from the cloud for %.1fs; dropping the link",
-                    now - live.last_received,
-                )
+            frames = session.poll(loop.time(), wall_ms=_wall_ms())
+            if session.close_reason:
                 return
-            if live.keepalive_due(now):
-                live.keepalive_sent(now)
+            for frame in frames:
                 # Bounded: on a frozen link the write buffer fills and send() would wait forever.
-                await asyncio.wait_for(
-                    ws.send(
-                        encode(
-                            Message.new(
-                                source=EDGEHUB,
-                                group=Group.RESOURCE,
-                                operation=Operation.KEEPALIVE,
-                                resource="node",
-                                content="ping",
-                                timestamp_ms=int(time.time() * 1000),
-                            )
-                        )
-                    ),
-                    timeout=live.interval,
-                )
-            await asyncio.sleep(max(0.0, live.next_deadline(sending=True) - loop.time()))
+                await asyncio.wait_for(ws.send(frame), timeout=session.heartbeat)
+            deadline = session.next_deadline()
+            if deadline is None:
+                return
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+    async def _deliver(self, actions: Actions) -> None:
+        """Put the session's routes in the bus inboxes they name."""
+        for route in actions.routes:
+            if route.module:
+                await self._bus.send(route.module, route.message)
+            elif route.group:
+                for i, module in enumerate(self._bus.modules(route.group)):
+                    # each module gets its own copy: a receiver may change what it holds
+                    msg = route.message if i == 0 else _fresh(route.message)
+                    await self._bus.send(module, msg)
+            elif not self._bus.respond(route.message) and route.warn_unclaimed:
+                msg = route.message
+                log.warning("cloud reported an error for %s: %s", msg.resource, msg.content)
+
+
+def _fresh(msg: Message) -> Message:
+    """The same notice under a new message id."""
+    r = msg.route
+    return Message.new(source=r.source, group=r.group, operation=r.operation, resource=r.resource)
