@@ -4,8 +4,10 @@ dir then works."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,15 @@ def _children() -> set[int]:
     return found
 
 
+@contextlib.contextmanager
+def _port_in_use() -> Iterator[int]:
+    """A port on 127.0.0.1 that something else listens on meanwhile."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
 def _can_listen(port: int) -> bool:
     """Whether 127.0.0.1:``port`` can be bound and listened on again (as the hub binds it)."""
     with socket.socket() as s:
@@ -53,10 +64,7 @@ async def test_https_port_in_use_closes_wss_listener_and_link_workers(tmp_path: 
     no link worker process and no data-dir lock behind."""
     before = _children()
     ws_port = free_port()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        https_port = taken.getsockname()[1]
+    with _port_in_use() as https_port:
         settings = CloudSettings(
             data_dir=tmp_path / "cloud",
             https_port=https_port,
@@ -81,10 +89,7 @@ async def test_https_port_in_use_closes_wss_listener_and_link_workers(tmp_path: 
 async def test_wss_port_in_use_releases_store_and_lock(tmp_path: Path) -> None:
     """With the wss port taken, start fails with one ConfigError and closes the store and the
     data dir's lock it had opened: the next start on the same data dir works."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        ws_port = taken.getsockname()[1]
+    with _port_in_use() as ws_port:
         settings = CloudSettings(
             data_dir=tmp_path / "cloud",
             https_port=0,
