@@ -16,6 +16,7 @@ from cloudhub.store.embedded import EmbeddedStore
 # Module-level aliases: inside the class, ``list`` names the method.
 _Objects = list[dict[str, Any]]
 _Results = list[dict[str, Any] | None]
+_AppliedList = list[Applied]
 
 
 class ProtocolOnlyStore:
@@ -39,7 +40,7 @@ class ProtocolOnlyStore:
     async def get(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
         return await self._inner.get(type, namespace, name)
 
-    async def apply(self, objects: _Objects, *, owned: bool = False) -> list[Applied]:
+    async def apply(self, objects: _Objects, *, owned: bool = False) -> _AppliedList:
         return await self._inner.apply(objects, owned=owned)
 
     async def delete(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:

@@ -198,7 +198,7 @@ async def test_owned_objects_are_validated_in_place_as_they_are_applied(
 ) -> None:
     """owned=True: the store validates each object itself; the result is what validating
     first gives (namespace defaulted, stringData folded), and the caller's dicts are used."""
-    secret = {
+    secret: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": "s"},

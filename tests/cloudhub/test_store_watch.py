@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +92,9 @@ async def test_events_ready_together_say_more_is_coming_but_the_last(
     replay = store.watch("configmap", since)
     again = [await asyncio.wait_for(anext(replay), WAIT) for _ in range(4)]
     assert [e.more for e in again] == [True, True, True, False]
-    await watch.aclose()
-    await replay.aclose()
+    for stream in (watch, replay):
+        assert isinstance(stream, AsyncGenerator)
+        await stream.aclose()
 
 
 async def test_watch_sees_only_its_type(store: EmbeddedStore) -> None:
