@@ -489,7 +489,3 @@ def _object_path(request: web.Request) -> tuple[str, str | None, str]:
 def _sort_key(obj: dict[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-
-
-def _meta_of(obj: dict[str, Any], field: str) -> str:
-    return str((obj.get("metadata") or {}).get(field) or "")

@@ -14,6 +14,7 @@ from typing import Any
 
 from wire.devicemodel import desired_problems
 from wire.errors import InvalidObject, NotFound
+from wire.resources import key_of
 
 #: ``get(type, namespace, name)`` as :meth:`cloudhub.store.base.ObjectStore.get`
 Getter = Callable[[str, str | None, str], Awaitable[dict[str, Any]]]
@@ -32,28 +33,24 @@ async def check_desired(objects: list[dict[str, Any]], get: Getter) -> None:
     Raises:
         InvalidObject: the first forbidden value, naming the Device.
     """
-    models = {
-        (_meta_of(o, "namespace") or "default", _meta_of(o, "name")): o
-        for o in objects
-        if o.get("kind") == "DeviceModel"
-    }
+    models: dict[tuple[str | None, str], dict[str, Any]] = {}
+    for obj in objects:
+        if obj.get("kind") == "DeviceModel":
+            key = key_of(obj)
+            models[key.namespace, key.name] = obj
     for obj in objects:
         if obj.get("kind") != "Device":
             continue
-        ns = _meta_of(obj, "namespace") or "default"
+        key = key_of(obj)
         ref = ((obj.get("spec") or {}).get("deviceModelRef") or {}).get("name")
         if not ref:
             continue
-        model = models.get((ns, str(ref)))
+        model = models.get((key.namespace, str(ref)))
         if model is None:
             try:
-                model = await get("devicemodel", ns, str(ref))
+                model = await get("devicemodel", key.namespace, str(ref))
             except NotFound:
                 continue
         problems = desired_problems(obj, model)
         if problems:
-            raise InvalidObject(f"Device {ns}/{_meta_of(obj, 'name')}: {problems[0]}")
-
-
-def _meta_of(obj: dict[str, Any], field: str) -> str:
-    return str((obj.get("metadata") or {}).get(field) or "")
+            raise InvalidObject(f"Device {key.namespace}/{key.name}: {problems[0]}")
