@@ -17,6 +17,11 @@ Modules never import each other; they share only the bus. The HTTPS server reads
 from the hub through the small ``Presence`` protocol; the hub and the join/admin endpoints
 share the :class:`~cloudhub.auth.revocation.Revocations` set, so a revocation made through the
 admin API closes the node's live link and refuses its next handshake.
+
+Embedded or Kubernetes mode is decided once, by :func:`cloudhub.backends.backend_for`; the
+backend opens the store, the ledger, the Event store and (on a cluster) node ownership and
+heartbeats. Everything :func:`start` opens goes on one :class:`~contextlib.AsyncExitStack`, so
+a start that fails part-way and :meth:`CloudApp.stop` close the same things in the same order.
 """
 
 from __future__ import annotations
