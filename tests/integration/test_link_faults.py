@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.integration.manifests import bundle, configmap
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, wait_until
 from tests.support.proxy import FaultProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -30,7 +30,7 @@ def _links(edge: Edge) -> int:
     return edge.proc.text().count("edgehub.module: connected to ")
 
 
-async def _through_proxy(cloud: Cloud, make_edge, proxy: FaultProxy) -> Edge:  # type: ignore[no-untyped-def]
+async def _through_proxy(cloud: Cloud, make_edge: MakeEdge, proxy: FaultProxy) -> Edge:
     await proxy.start("127.0.0.1", cloud.ws_port)
     edge: Edge = make_edge(heartbeat=HEARTBEAT)
     # in a thread: join checks the websocket port through the proxy, which runs on this loop
@@ -41,7 +41,7 @@ async def _through_proxy(cloud: Cloud, make_edge, proxy: FaultProxy) -> Edge:  #
     return edge
 
 
-async def test_cut_link_reconnects_and_converges(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_cut_link_reconnects_and_converges(cloud: Cloud, make_edge: MakeEdge) -> None:
     """Edits made while the link is cut reach the edge after it comes back."""
     async with FaultProxy() as proxy:
         edge = await _through_proxy(cloud, make_edge, proxy)
@@ -58,7 +58,9 @@ async def test_cut_link_reconnects_and_converges(cloud: Cloud, make_edge) -> Non
         assert time.monotonic() - started < 10
 
 
-async def test_half_open_link_detected_within_two_heartbeats(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_half_open_link_detected_within_two_heartbeats(
+    cloud: Cloud, make_edge: MakeEdge
+) -> None:
     """With traffic frozen but sockets up, cloud and edge both drop the link in ~2 heartbeats."""
     async with FaultProxy() as proxy:
         edge = await _through_proxy(cloud, make_edge, proxy)
@@ -78,7 +80,9 @@ async def test_half_open_link_detected_within_two_heartbeats(cloud: Cloud, make_
         await wait_until(lambda: edge.get(CM)[1]["data"]["LEVEL"] == "after-thaw")
 
 
-async def test_backoff_starts_over_after_a_link_that_stayed_up(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_backoff_starts_over_after_a_link_that_stayed_up(
+    cloud: Cloud, make_edge: MakeEdge
+) -> None:
     """After an outage long enough for the retry delays to grow, a link that stayed up two
     heartbeats resets them: the next cut is retried within the first, sub-second delay."""
     async with FaultProxy() as proxy:
