@@ -49,6 +49,7 @@ class StockEdge:
         self, match: Callable[[dict[str, Any]], bool], timeout: float = 5.0
     ) -> dict[str, Any]:
         """The first frame (already received or next) that ``match`` accepts."""
+        frame: dict[str, Any]
         for frame in self.frames:
             if match(frame):
                 return frame
