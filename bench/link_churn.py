@@ -78,12 +78,12 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
             if failed:
                 log.error("%d edges could not connect: %s", failed, errors[:3])
                 return False
+
             # cloudhub (and each link worker) freezes a burst within its check interval (5 s)
-            await wait_for_condition(
-                lambda froze=froze: hub.count_log(FROZE) >= froze + collectors,
-                timeout=30,
-                what="the freeze",
-            )
+            def frozen(target: int = froze + collectors) -> bool:
+                return hub.count_log(FROZE) >= target
+
+            await wait_for_condition(frozen, timeout=30, what="the freeze")
             up.append(hub.rss_kib_with_children())
             log.info(
                 "round %d: %d links up in %.1fs, cloudhub RSS %d KiB",
@@ -95,10 +95,12 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
             refrozen = hub.count_log(REFROZE)
             await asyncio.gather(*(e.close() for e in edges))
             del edges
+
+            def refrozen_all(target: int = refrozen + collectors) -> bool:
+                return hub.count_log(REFROZE) >= target
+
             await wait_for_condition(
-                lambda refrozen=refrozen: hub.count_log(REFROZE) >= refrozen + collectors,
-                timeout=30,
-                what="the collection after the outage",
+                refrozen_all, timeout=30, what="the collection after the outage"
             )
         times = [
             float(m.group(2))
@@ -114,7 +116,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
 
     n, rounds = args.nodes, len(up)
     growth = (up[-1] - up[0]) / (rounds - 1) if rounds > 1 else float("nan")
-    per_node = growth / n
+    per_node: float = growth / n
     fig.add("nodes", n, "edges, every one connected each round")
     fig.add("rounds", rounds, "(fleet connected, then every link closed)")
     fig.add("rss_start", rss_start, "KiB (Node objects stored, no links)")
@@ -130,7 +132,8 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
         "s (the loop stops meanwhile)",
         digits=2,
     )
-    held = per_node <= args.max_growth
+    max_growth: float = args.max_growth
+    held = per_node <= max_growth
     fig.add(
         "memory_flat",
         "PASS" if held else "FAIL",

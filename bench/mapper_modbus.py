@@ -251,7 +251,11 @@ async def measure(args: argparse.Namespace, fig: Figures) -> bool:
                 key = f"dev-{unit}/p{reg}={value}"
                 t = time.monotonic()
                 await poke.write_registers(reg, [value], device_id=unit)
-                if await wait_for_condition(lambda k=key: k in seen, timeout=5 * cycle + 5):
+
+                def reported(k: str = key) -> bool:
+                    return k in seen
+
+                if await wait_for_condition(reported, timeout=5 * cycle + 5):
                     lat.append(seen[key] - t)
                 await asyncio.sleep(rng.uniform(0, cycle / 4))
             fig.add("change_to_report_p50", 1000 * percentile(lat, 50), "ms")

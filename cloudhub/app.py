@@ -17,22 +17,26 @@ Modules never import each other; they share only the bus. The HTTPS server reads
 from the hub through the small ``Presence`` protocol; the hub and the join/admin endpoints
 share the :class:`~cloudhub.auth.revocation.Revocations` set, so a revocation made through the
 admin API closes the node's live link and refuses its next handshake.
+
+Embedded or Kubernetes mode is decided once, by :func:`cloudhub.backends.backend_for`; the
+backend opens the store, the ledger, the Event store and (on a cluster) node ownership and
+heartbeats. Everything :func:`start` opens goes on one :class:`~contextlib.AsyncExitStack`, so
+a start that fails part-way and :meth:`CloudApp.stop` close the same things in the same order.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import ssl
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from cloudhub import routes
 from cloudhub.auth.issuer import CertIssuer
-from cloudhub.auth.ledger import AuthLedger, SqliteLedger
 from cloudhub.auth.revocation import Revocations
+from cloudhub.backends import Cluster, backend_for
 from cloudhub.certcontroller.controller import CertController
 from cloudhub.cloudstream.relay import CloudStream
 from cloudhub.config import CloudSettings
@@ -40,23 +44,17 @@ from cloudhub.devicecontroller.controller import DeviceController
 from cloudhub.edgecontroller.controller import EdgeController
 from cloudhub.edgecontroller.kubelet import KubeletEndpoint
 from cloudhub.figures import CloudFigures
-from cloudhub.fleet.eventstore import EmbeddedEvents, EventStore, KubeEvents
 from cloudhub.fleet.module import FleetModule
 from cloudhub.httpserver.app import bound_port, make_app, serve_https
 from cloudhub.hub.module import HubModule, WorkerTls
-from cloudhub.k8s import cluster_requested
-from cloudhub.k8s.lifecycle import NodeLifecycle
-from cloudhub.k8s.ownership import NodeOwnership
-from cloudhub.k8s.reaper import NodeReaper
 from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
-from cloudhub.store.embedded import EmbeddedStore
 from cloudhub.tuning import freeze_after_bursts, tune_process
 from cloudhub.ui.pages import FleetPages
 from hive.bus import Bus
-from hive.datadir import DataDirLock, lock_data_dir
+from hive.datadir import lock_data_dir
 from hive.module import Runner
-from wire.errors import BridgeError, ConfigError
+from wire.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +73,11 @@ class CloudApp:
     https: web.AppRunner
     issuer: CertIssuer
     fleet: FleetModule
+    #: what stops everything :func:`start` started, in reverse order
+    resources: AsyncExitStack
     cluster: Cluster | None = None
     #: the relay of pods' logs and exec streams
     cloudstream: CloudStream | None = None
-    #: this process's ownership of the data dir, released last
-    lock: DataDirLock | None = None
 
     @property
     def ws_port(self) -> int:
@@ -90,90 +88,9 @@ class CloudApp:
         return bound_port(self.https)
 
     async def stop(self) -> None:
-        await self.runner.stop()
-        if self.cluster is not None:
-            await self.cluster.ownership.close()
-        await self.https.cleanup()
-        # the ledger first: on Kubernetes it writes through the store's connection
-        await self.issuer.ledger.close()
-        await self.store.close()
-        if self.lock is not None:
-            self.lock.release()
-
-
-def open_store(settings: CloudSettings) -> ObjectStore:
-    """The cluster when one is configured (flag, ``KUBECONFIG``, in a pod), else embedded."""
-    if cluster_requested(settings.kubeconfig):
-        # imported here: the kubernetes client is only loaded when a cluster is used
-        from cloudhub.store.kubernetes import KubeStore
-
-        return KubeStore.from_config(settings.kubeconfig)
-    return EmbeddedStore(settings.store_path)
-
-
-def open_events(store: ObjectStore) -> EventStore:
-    """Where recorded Events go: ``store.db`` beside the objects, or the cluster."""
-    if isinstance(store, EmbeddedStore):
-        return EmbeddedEvents(store)
-    from cloudhub.store.kubernetes import KubeStore
-
-    assert isinstance(store, KubeStore)
-    return KubeEvents(store.api)
-
-
-def open_ledger(settings: CloudSettings, store: ObjectStore) -> AuthLedger:
-    """Where token uses and certificates are remembered: ``auth.db``, or on a cluster one
-    Secret every replica shares (a revocation made through one replica must hold on all, and
-    on replicas started later)."""
-    if cluster_requested(settings.kubeconfig):
-        from cloudhub.auth.kube_ledger import KubeLedger
-        from cloudhub.store.kubernetes import KubeStore
-
-        assert isinstance(store, KubeStore)
-        return KubeLedger(store.api, namespace=settings.cluster_namespace)
-    return SqliteLedger(settings.auth_path)
-
-
-async def check_cluster(settings: CloudSettings, store: ObjectStore) -> None:
-    """On a cluster: the namespace (created if allowed), the CRDs and the rights cloudhub
-    uses, else a ConfigError naming what is missing and the ``kubectl apply`` that fixes it."""
-    if not cluster_requested(settings.kubeconfig):
-        return
-    from cloudhub.k8s.preflight import check_cluster as check
-    from cloudhub.store.kubernetes import KubeStore
-
-    assert isinstance(store, KubeStore)
-    await check(store.api, namespace=settings.cluster_namespace)
-
-
-@dataclass
-class Cluster:
-    """What Kubernetes mode adds: node ownership between replicas and node heartbeats."""
-
-    ownership: NodeOwnership
-    lifecycle: NodeLifecycle
-    reaper: NodeReaper
-
-    @classmethod
-    def build(cls, settings: CloudSettings, store: ObjectStore, bus: Bus) -> Cluster:
-        from cloudhub.k8s.leases import LeaseClient
-        from cloudhub.k8s.nodelease import NodeHeartbeat
-        from cloudhub.store.kubernetes import KubeStore
-
-        assert isinstance(store, KubeStore)
-        identity = settings.replica or os.environ.get("POD_NAME") or socket.gethostname()
-        ownership = NodeOwnership(
-            LeaseClient(store.api, namespace=settings.cluster_namespace),
-            identity=identity,
-            duration_s=settings.owner_lease_seconds,
-        )
-        bus.register(routes.NODELIFECYCLE, routes.LIFECYCLE_GROUP)
-        lifecycle = NodeLifecycle(bus=bus, heartbeat=NodeHeartbeat(store.api))
-        reaper = NodeReaper(store=store, api=store.api, namespace=settings.cluster_namespace)
-        log.info(
-            "Kubernetes mode: replica %s, node leases in %s", identity, settings.cluster_namespace
-        )
-        return cls(ownership, lifecycle, reaper)
+        """Close the HTTPS port, stop the modules (the hub closes its links and listener),
+        then close the ledger, the store and the data dir's lock, in that order."""
+        await self.resources.aclose()
 
 
 def kubelet_endpoint(settings: CloudSettings, https_port: int) -> KubeletEndpoint | None:
@@ -211,60 +128,47 @@ async def start(settings: CloudSettings) -> CloudApp:
     """Own the data dir, create or load the CA, open the store, bind both ports, start the
     modules.
 
+    Everything is opened on one exit stack: if a step fails, whatever the steps before it
+    opened (the data dir's lock, the store, the wss listener and its link workers) is closed
+    again before the error propagates.
+
     Raises:
         DataDirInUse: another cloudhub serves this data dir (the message names its pid).
         ConfigError: unwritable data dir, port in use, bad store.
     """
+    stack = AsyncExitStack()
+    try:
+        return await _start(settings, stack)
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+async def _start(settings: CloudSettings, stack: AsyncExitStack) -> CloudApp:
     # Before anything in the data dir is read or written: a second cloudhub on it would
     # write store.db with its own idea of the next resourceVersion.
-    lock = lock_data_dir(settings.data_dir, owner="cloudhub serve")
-    try:
-        app = await _start(settings)
-    except BaseException:
-        lock.release()
-        raise
-    app.lock = lock
-    return app
-
-
-async def _start(settings: CloudSettings) -> CloudApp:
+    stack.callback(lock_data_dir(settings.data_dir, owner="cloudhub serve").release)
     tune_process()
     authority = Authority.load_or_create(settings.data_dir, advertise=settings.advertise)
-    store = open_store(settings)
-    try:
-        await store.start()
-        await check_cluster(settings, store)
-        ledger = open_ledger(settings, store)
-        await ledger.start()
-    except BaseException:
-        await store.close()
-        raise
+    bus = Bus()
+    backend = backend_for(settings)
+    backing = await backend.open(stack, bus)
+    store, ledger, cluster = backing.store, backing.ledger, backing.cluster
     revocations = Revocations(ledger)
-    events = open_events(store)
-    try:
-        await revocations.load()
-        await events.start()
-    except BridgeError:
-        await ledger.close()
-        await store.close()
-        raise
+    await revocations.load()
     issuer = CertIssuer(
         authority=authority,
         ledger=ledger,
         revocations=revocations,
         validity=settings.node_cert_validity,
     )
-    bus = Bus()
     bus.register(routes.HUB, "hub")
     bus.register(routes.EDGECONTROLLER, "resource")
     bus.register(routes.DEVICECONTROLLER, "device")
     bus.register(routes.CERTCONTROLLER, "certificate")
     bus.register(routes.CLOUDSTREAM, routes.LIFECYCLE_GROUP)
     bus.register(routes.FLEET, routes.LIFECYCLE_GROUP)
-    fleet = FleetModule(bus=bus, store=store, events=events)
-    cluster = (
-        Cluster.build(settings, store, bus) if cluster_requested(settings.kubeconfig) else None
-    )
+    fleet = FleetModule(bus=bus, store=store, events=backing.events)
     hub = HubModule(
         bus=bus,
         settings=settings.hub,
@@ -291,14 +195,6 @@ async def _start(settings: CloudSettings) -> CloudApp:
         mark_offline_on_start=cluster is None,
         write_offline=cluster is None,
     )
-    try:
-        await hub.listen()
-    except OSError as exc:
-        await store.close()
-        await ledger.close()
-        raise ConfigError(
-            f"cannot listen on {settings.hub.bind}:{settings.hub.ws_port} (wss): {exc.strerror}"
-        ) from exc
     devices = DeviceController(bus=bus, store=store)
     certs = CertController(
         bus=bus, store=store, issuer=issuer, refresh_interval=settings.auth_refresh_interval
@@ -306,35 +202,41 @@ async def _start(settings: CloudSettings) -> CloudApp:
     figures = CloudFigures(
         hub=hub, fleet=fleet, devices=devices, certs=certs, store=store, ledger=ledger
     )
+    runner = Runner()
+    stack.push_async_callback(runner.stop)
     try:
-        https = await serve_https(
-            make_app(
-                authority=authority,
-                store=store,
-                presence=hub,
-                issuer=issuer,
-                streams=cloudstream,
-                fleet=fleet,
-                metrics=figures.collect,
-                pages=FleetPages(authority=authority, fleet=fleet, presence=hub),
-            ),
-            host=settings.hub.bind,
-            port=settings.https_port,
-            ssl_context=https_context(authority, settings),
-            handshake_timeout=settings.hub.handshake_timeout,
-        )
-    except ConfigError:
-        await store.close()
-        await ledger.close()
-        raise
+        await hub.listen()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {settings.hub.bind}:{settings.hub.ws_port} (wss): {exc.strerror}"
+        ) from exc
+    # The hub closes its listener and link workers when its run ends, so it runs from here
+    # on: a later failure (the HTTPS port in use) stops it, and them, with the runner.
+    runner.start_module(hub)
+    https = await serve_https(
+        make_app(
+            authority=authority,
+            store=store,
+            presence=hub,
+            issuer=issuer,
+            streams=cloudstream,
+            fleet=fleet,
+            metrics=figures.collect,
+            pages=FleetPages(authority=authority, fleet=fleet, presence=hub),
+        ),
+        host=settings.hub.bind,
+        port=settings.https_port,
+        ssl_context=https_context(authority, settings),
+        handshake_timeout=settings.hub.handshake_timeout,
+    )
+    stack.push_async_callback(https.cleanup)
+    # The port is known only now, and the controller must have it before it writes a Node.
     if cluster is not None:
         controller.kubelet = kubelet_endpoint(settings, bound_port(https))
-    runner = Runner()
     runner.start_module(controller)
     runner.start_module(devices)
     runner.start_module(certs)
     runner.start_module(cloudstream)
-    runner.start_module(hub)
     runner.start_module(fleet)
     if cluster is not None:
         runner.start_module(cluster.lifecycle)
@@ -348,22 +250,24 @@ async def _start(settings: CloudSettings) -> CloudApp:
         ),
     )
     log.info(
-        "cloudhub ready: CA sha256 %s, data in %s, node certificates valid %s",
+        "cloudhub ready (%s store): CA sha256 %s, data in %s, node certificates valid %s",
+        backend.name,
         authority.ca_hash,
         settings.data_dir,
         settings.node_cert_validity,
     )
     return CloudApp(
-        settings,
-        authority,
-        store,
-        bus,
-        hub,
-        controller,
-        runner,
-        https,
-        issuer,
-        fleet,
-        cluster,
-        cloudstream,
+        settings=settings,
+        authority=authority,
+        store=store,
+        bus=bus,
+        hub=hub,
+        controller=controller,
+        runner=runner,
+        https=https,
+        issuer=issuer,
+        fleet=fleet,
+        resources=stack,
+        cluster=cluster,
+        cloudstream=cloudstream,
     )

@@ -1,33 +1,29 @@
 """Process-level tuning for a cloudhub that holds thousands of TLS websockets.
 
-Measured with ``bench/hub_scale.py`` at 10,000 nodes on a 2-core box:
+Each setting here answers a cost ``bench/hub_scale.py`` and ``bench/link_churn.py`` showed at
+thousands of nodes on a 2-core box (the figures are in ``bench/README.md``):
 
 - CPython 3.11's asyncio TLS transport reads into a 256 KiB buffer per connection
-  (``SSLProtocol.max_size``): about 225 of the 315 KiB each link cost. Our frames are small
-  and websockets buffers messages itself, so 32 KiB per link is plenty; memory per node drops
-  to about a third.
+  (``SSLProtocol.max_size``), most of what a link costs. Our frames are small and websockets
+  buffers messages itself, so 32 KiB per link is plenty.
 - Full garbage collections walk every long-lived object (sessions, delivery state, cached
-  objects) and took 1-2 s at 10,000 nodes, which set the delivery latency tail. Objects that
-  survive a connection burst live as long as their session, so after a burst we collect once
-  and move the survivors out of the collector's sight (``gc.freeze``); later garbage is still
-  collected normally. The check runs every few seconds: checked every 30 s, a fleet that had
-  just connected went through full collections of all its links for up to half a minute
-  (0.3-0.5 s each at 3,000 nodes) while updates flowed.
+  objects), which sets the delivery latency tail at 10,000 nodes. Objects that survive a
+  connection burst live as long as their session, so after a burst we collect once and move
+  the survivors out of the collector's sight (``gc.freeze``); later garbage is still
+  collected normally. The check runs every few seconds, so a fleet that just connected is
+  frozen before updates flow, not after many full collections of all its links.
 - Young-generation collections are triggered by the net number of containers allocated. An
   apply of 500 pods holds about 35 containers per pod at each stage (request body, stored
-  copy, watch copy), so at a threshold of 10,000 every batch set off a couple of young
-  collections and, every ten of those, a middle one, each walking everything alive at the
-  time: about 35 us of CPU per pod update at 3,000 nodes. At 50,000 a batch's transient
-  objects are gone before the threshold is reached, and the collections nearly vanish
-  (one young collection, ~25 ms, per 20,000 updates).
+  copy, watch copy), so a low threshold sets off young and middle collections within every
+  batch, each walking everything alive at the time. A threshold above a batch's transient
+  objects lets them die before any collection runs.
 - Frozen objects are never collected, so the links frozen after a burst must be let go of
   when they end: a session is a web of reference cycles (its task, its websocket, the
   exception that ended it), and a link that connected before a freeze and closed after it
-  stayed in memory for good. A fleet that dropped and reconnected (a WAN outage) grew by
-  about 80 KiB per node per outage: 2,000 nodes, four outages, 270 MB -> 750 MB. After
-  enough links have closed since the last freeze, :class:`FreezePolicy` unfreezes, collects
-  everything once and freezes what is left (logged with its duration, as it stops the loop
-  for as long as the collection takes).
+  would stay in memory for good, growing cloudhub with every fleet outage. After enough links
+  have closed since the last freeze, :class:`FreezePolicy` unfreezes, collects everything
+  once and freezes what is left (logged with its duration, as it stops the loop for as long
+  as the collection takes).
 """
 
 from __future__ import annotations

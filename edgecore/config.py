@@ -6,13 +6,13 @@ modules that need them; there is no global config object.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
+from hive.files import write_atomic
 from hive.flags import NonNegative, Port, Positive, Seconds
 from wire.errors import ConfigError
 from wire.liveness import DEFAULT_HEARTBEAT
@@ -205,8 +205,10 @@ def load(path: Path) -> EdgeSettings:
 
 
 def save(settings: EdgeSettings, path: Path) -> None:
-    """Write ``edgecore.yaml`` with owner-only permissions."""
+    """Write ``edgecore.yaml`` with owner-only permissions (it names the credentials' files).
+
+    Written beside and renamed over the old file: a crash or a full disk mid-write leaves the
+    old settings, never a truncated file edgecore cannot start from.
+    """
     text = yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    write_atomic(path, text.encode(), mode=0o600)

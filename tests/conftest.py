@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-_UNTIMED = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
-settings.register_profile("default", **_UNTIMED)
-settings.register_profile("dev", **_UNTIMED, max_examples=25)
-settings.register_profile("ci", **_UNTIMED, max_examples=500)
+_UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("default", _UNTIMED)
+settings.register_profile("dev", _UNTIMED, max_examples=25)
+settings.register_profile("ci", _UNTIMED, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

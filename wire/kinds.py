@@ -2,8 +2,9 @@
 
 The admin API's path segment (``pods``), the store's and KubeEdge's resource type (``pod``),
 the Kubernetes ``kind`` (``Pod``), the spellings edgectl accepts (``po``, ``pod``, ``Pod``,
-``pods``) and whether the kind is namespaced all come from :data:`KINDS`;
-:mod:`wire.resources` derives the edge-side tables from it.
+``pods``), its ``apiVersion`` and whether the kind is namespaced all come from
+:data:`KINDS`; :mod:`wire.resources`, :mod:`wire.manifests` and the edge's local API
+(``edgecore.metaserver``) derive their tables from it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from wire.errors import InvalidResource
+
+CORE_API_VERSION = "v1"
+DEVICES_API_VERSION = "devices.kubeedge.io/v1beta1"
 
 
 class ApiKind(NamedTuple):
@@ -27,6 +31,8 @@ class ApiKind(NamedTuple):
     namespaced: bool = True
     #: travels to edges (the binding index may send it); events stay in the cloud
     mirrored: bool = True
+    #: the ``apiVersion`` its manifests carry
+    api_version: str = CORE_API_VERSION
 
 
 KINDS: tuple[ApiKind, ...] = (
@@ -34,8 +40,14 @@ KINDS: tuple[ApiKind, ...] = (
     ApiKind("pods", "pod", "Pod", ("pod", "po")),
     ApiKind("configmaps", "configmap", "ConfigMap", ("configmap", "cm")),
     ApiKind("secrets", "secret", "Secret", ("secret",)),
-    ApiKind("devices", "device", "Device", ("device", "dev")),
-    ApiKind("devicemodels", "devicemodel", "DeviceModel", ("devicemodel", "dm")),
+    ApiKind("devices", "device", "Device", ("device", "dev"), api_version=DEVICES_API_VERSION),
+    ApiKind(
+        "devicemodels",
+        "devicemodel",
+        "DeviceModel",
+        ("devicemodel", "dm"),
+        api_version=DEVICES_API_VERSION,
+    ),
     ApiKind("events", "event", "Event", ("event", "ev"), mirrored=False),
 )
 

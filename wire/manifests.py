@@ -29,9 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from wire.errors import InvalidObject
-
-CORE_API_VERSION = "v1"
-DEVICES_API_VERSION = "devices.kubeedge.io/v1beta1"
+from wire.kinds import BY_KIND
 
 #: DeviceModel property types KubeEdge v1beta1 defines.
 PROPERTY_TYPES = ("INT", "FLOAT", "DOUBLE", "STRING", "BOOLEAN", "BYTES", "STREAM")
@@ -340,18 +338,24 @@ class _Schema:
     model_without_spec: type[_Lenient] | None = None
 
 
-_SCHEMAS: dict[str, _Schema] = {
-    "Node": _Schema(CORE_API_VERSION, NodeObject, namespaced=False),
-    "Pod": _Schema(CORE_API_VERSION, PodObject, namespaced=True, model_without_spec=MetadataOnly),
-    "ConfigMap": _Schema(CORE_API_VERSION, ConfigMapObject, namespaced=True),
-    "Secret": _Schema(CORE_API_VERSION, SecretObject, namespaced=True),
-    "Device": _Schema(
-        DEVICES_API_VERSION, DeviceObject, namespaced=True, model_without_spec=MetadataOnly
-    ),
-    "DeviceModel": _Schema(
-        DEVICES_API_VERSION, DeviceModelObject, namespaced=True, model_without_spec=MetadataOnly
-    ),
-}
+def _schema(
+    kind: str, model: type[_Lenient], without_spec: type[_Lenient] | None = None
+) -> tuple[str, _Schema]:
+    """``kind``'s checks, with its apiVersion and scope from :data:`wire.kinds.KINDS`."""
+    api = BY_KIND[kind]
+    return kind, _Schema(api.api_version, model, api.namespaced, without_spec)
+
+
+_SCHEMAS: dict[str, _Schema] = dict(
+    [
+        _schema("Node", NodeObject),
+        _schema("Pod", PodObject, MetadataOnly),
+        _schema("ConfigMap", ConfigMapObject),
+        _schema("Secret", SecretObject),
+        _schema("Device", DeviceObject, MetadataOnly),
+        _schema("DeviceModel", DeviceModelObject, MetadataOnly),
+    ]
+)
 
 #: The kinds :func:`validate` accepts, in the order messages list them.
 KINDS: tuple[str, ...] = tuple(_SCHEMAS)

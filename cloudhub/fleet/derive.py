@@ -28,6 +28,7 @@ from wire.events import (
     ObjectReference,
     new_event,
 )
+from wire.kinds import DEVICES_API_VERSION
 
 #: waiting reasons of a container on its normal way to running: not worth an event
 _BENIGN_WAITING = frozenset({"", "ContainerCreating", "PodInitializing"})
@@ -67,7 +68,7 @@ def twin_refused_event(namespace: str, name: str, reason: str, *, at: float) -> 
         kind="Device",
         name=name,
         namespace=namespace,
-        api_version="devices.kubeedge.io/v1beta1",
+        api_version=DEVICES_API_VERSION,
     )
     return new_event(ref, reason=TWIN_REFUSED, message=reason, type="Warning", at=at)
 

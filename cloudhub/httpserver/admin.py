@@ -21,13 +21,11 @@ Design notes:
 
 - **It is the same API in embedded and Kubernetes mode**: handlers only use
   :class:`~cloudhub.store.base.ObjectStore`, so edgectl cannot tell the difference.
-- **Apply is all or nothing.** Every object is validated before the store sees any of them, and
-  the store's own ``apply`` is atomic, so a batch with one bad manifest changes nothing.
-- **Apply does each thing once.** A store that can say what it did
-  (:class:`DetailedApply`, the embedded store) is handed the objects validated here and not
-  validated again, reports created/configured/unchanged itself (no read per object before
-  writing), and hands back each stored object's JSON text, which the response splices in
-  instead of encoding every object again. Other stores (Kubernetes) take the plain path.
+- **Apply is all or nothing, and validated in one place.** The handler hands the objects it
+  parsed to the store's ``apply`` (:meth:`~cloudhub.store.base.ObjectStore.apply`), which
+  validates them, writes all or none, says per object what it did
+  (created/configured/unchanged) and hands back each stored object's JSON text, which the
+  response splices in instead of encoding every object again.
 - **Node state is an overlay, not stored data.** Whether a node is connected is known only to
   the websocket hub, changes every few seconds, and would churn the store if written there.
   Reads of nodes through this API replace the ``Ready`` condition with what the hub's
@@ -46,7 +44,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pydantic_core
 from aiohttp import web
@@ -59,10 +57,9 @@ from cloudhub.httpserver.join import bearer_token
 from cloudhub.httpserver.references import dangling_references, refuse_used_model
 from cloudhub.httpserver.watch import WatchStreams, WatchView
 from cloudhub.pki import Authority, is_valid_node_name
-from cloudhub.store.base import ObjectStore
-from cloudhub.store.embedded import Applied, EmbeddedStore
+from cloudhub.store.base import Action, Applied, ObjectStore
+from cloudhub.store.embedded import EmbeddedStore
 from wire.admin import VersionInfo
-from wire.devicemodel import desired_problems
 from wire.errors import (
     AuthError,
     BridgeError,
@@ -75,9 +72,8 @@ from wire.errors import (
     StoreError,
 )
 from wire.kinds import BY_PLURAL, PLURALS, ApiKind
-from wire.manifests import validate_all
 from wire.references import Reference
-from wire.resources import CLUSTER_SCOPED_TYPES, key_of, resource_version_of
+from wire.resources import CLUSTER_SCOPED_TYPES
 from wire.selectors import parse_selector
 
 if TYPE_CHECKING:
@@ -93,7 +89,6 @@ DEFAULT_TOKEN_TTL = 24 * 3600.0
 READY = "Ready"
 
 M = TypeVar("M", bound=BaseModel)
-Action = Literal["created", "configured", "unchanged"]
 
 
 # -- request/response models -----------------------------------------------------------------
@@ -144,20 +139,6 @@ class ObjectList(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: str
-
-
-@runtime_checkable
-class DetailedApply(Protocol):
-    """A store whose apply reports per object what it did (see the module notes)."""
-
-    async def apply_detailed(
-        self,
-        objects: list[dict[str, Any]],
-        *,
-        validated: bool = False,
-        plain: bool = False,
-        owned: bool = False,
-    ) -> list[Applied]: ...
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -312,7 +293,6 @@ class AdminApi:
         self._store = store
         self._presence = presence
         self._revoker = revoker
-        self._detailed = store if isinstance(store, DetailedApply) else None
         self.streams = WatchStreams()
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -351,57 +331,10 @@ class AdminApi:
         objects = await _parse_objects(request)
         if not objects:
             raise InvalidObject("nothing to apply: 'objects' is empty")
-        if self._detailed is not None and not any(o.get("kind") == "Device" for o in objects):
-            # Just parsed from this request's body: nothing else holds them, so the store may
-            # validate them in place as it goes (owned). Parsed from JSON (by either parser in
-            # _parse_objects), and validating adds only strings: plain data, which the store
-            # may encode the faster way.
-            applied = await self._detailed.apply_detailed(objects, plain=True, owned=True)
-            logger.debug("applied %d object(s)", len(applied))
-            return _applied_response(applied, await dangling_references(self._store, objects))
-        # Just parsed from this request's body: nothing else holds them, no copy needed.
-        objects = validate_all(objects, owned=True)
-        await self._check_desired(objects)
-        if self._detailed is not None:
-            applied = await self._detailed.apply_detailed(objects, validated=True, plain=True)
-            logger.debug("applied %d object(s)", len(applied))
-            return _applied_response(applied, await dangling_references(self._store, objects))
-        before = [await self._stored_version(obj) for obj in objects]
-        stored: list[dict[str, Any]] = await self._store.apply(objects)
-        actions = [
-            _action(old, resource_version_of(new)) for old, new in zip(before, stored, strict=True)
-        ]
-        logger.debug("applied %d object(s)", len(stored))
-        warnings = await dangling_references(self._store, objects)
-        return _json(ApplyResponse(objects=stored, actions=actions, warnings=warnings))
-
-    async def _check_desired(self, objects: list[dict[str, Any]]) -> None:
-        """Refuse Devices whose desired values their DeviceModel forbids (type, range, access).
-
-        The edge checks too, but refusing here answers the operator at once instead of storing
-        a value every edge will refuse.
-        """
-        models = {
-            (_meta_of(o, "namespace") or "default", _meta_of(o, "name")): o
-            for o in objects
-            if o.get("kind") == "DeviceModel"
-        }
-        for obj in objects:
-            if obj.get("kind") != "Device":
-                continue
-            ns = _meta_of(obj, "namespace") or "default"
-            ref = ((obj.get("spec") or {}).get("deviceModelRef") or {}).get("name")
-            if not ref:
-                continue
-            model = models.get((ns, str(ref)))
-            if model is None:
-                try:
-                    model = await self._store.get("devicemodel", ns, str(ref))
-                except NotFound:
-                    continue  # the model may come later; the edge checks once it has both
-            problems = desired_problems(obj, model)
-            if problems:
-                raise InvalidObject(f"Device {ns}/{_meta_of(obj, 'name')}: {problems[0]}")
+        # Just parsed from this request's body: nothing else holds them (owned).
+        applied = await self._store.apply(objects, owned=True)
+        logger.debug("applied %d object(s)", len(applied))
+        return _applied_response(applied, await dangling_references(self._store, objects))
 
     async def version(self, request: web.Request) -> web.Response:
         store = "embedded" if isinstance(self._store, EmbeddedStore) else "kubernetes"
@@ -474,15 +407,6 @@ class AdminApi:
             obj = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
         logger.info("deleted %s %s/%s", typ, namespace or CLUSTER_NAMESPACE, name)
         return web.json_response(obj)
-
-    async def _stored_version(self, obj: dict[str, Any]) -> str | None:
-        """The stored object's resourceVersion, or None if it does not exist yet."""
-        key = key_of(obj)
-        try:
-            stored = await self._store.get(key.type, key.namespace, key.name)
-        except NotFound:
-            return None
-        return resource_version_of(stored)
 
     def _presenter(self, typ: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return lambda obj: self._present(typ, obj)
@@ -562,17 +486,6 @@ def _object_path(request: web.Request) -> tuple[str, str | None, str]:
     return typ, namespace, name
 
 
-def _action(before: str | None, after: str) -> Action:
-    if before is None:
-        return "created"
-    # The store keeps an identical re-apply as it is, resourceVersion included.
-    return "unchanged" if before == after else "configured"
-
-
 def _sort_key(obj: dict[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-
-
-def _meta_of(obj: dict[str, Any], field: str) -> str:
-    return str((obj.get("metadata") or {}).get(field) or "")

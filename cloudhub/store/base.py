@@ -16,7 +16,30 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from wire.codec import parse_json
+
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+#: What an apply did to one object, as ``kubectl apply`` words it.
+Action = Literal["created", "configured", "unchanged"]
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One object as :meth:`ObjectStore.apply` left it."""
+
+    #: new, changed, or identical to what was stored (then nothing was written)
+    action: Action
+    #: the stored object as JSON text: the admin API splices it into its answer as it is
+    body: str
+
+    @property
+    def object(self) -> dict[str, Any]:
+        """The stored object, decoded from :attr:`body`: a private copy on every access.
+
+        Decoded on demand because the busiest caller, the admin API, only needs the text.
+        """
+        obj: dict[str, Any] = parse_json(self.body)
+        return obj
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +92,28 @@ class ObjectStore(Protocol):
             wire.errors.NotFound: no such object.
         """
 
-    async def apply(self, objects: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
-        """Create or replace each object, all or nothing.
+    async def apply(
+        self, objects: builtins.list[dict[str, Any]], *, owned: bool = False
+    ) -> builtins.list[Applied]:
+        """Validate every object, then create or replace each one, all or nothing.
 
+        Validation happens here and only here (:func:`wire.manifests.validate`, then the
+        desired values of Devices against their DeviceModel, see
+        :func:`cloudhub.store.admission.check_desired`): callers hand objects as they got them.
         The store assigns ``metadata.uid`` (kept across updates), ``resourceVersion`` and
-        ``creationTimestamp``. An update that carries no ``status`` keeps the stored one.
-        Returns the stored objects in the given order.
+        ``creationTimestamp``. An update that carries no ``status`` keeps the stored one, and
+        an object equal to the stored one is left as it is (``unchanged``).
+
+        Args:
+            objects: Kubernetes-shaped dicts, in the order to apply them.
+            owned: the caller hands ``objects`` over: they were just decoded from JSON (so
+                they hold nothing but JSON types) and nothing else holds them. The store then
+                normalises them in place instead of copying them, and encodes them with
+                :func:`wire.codec.dump_plain_json`. Otherwise the caller's dicts are left
+                untouched.
+
+        Returns:
+            What was done to each object, and the object as stored, in the given order.
 
         Raises:
             wire.errors.InvalidObject: an object is not valid; nothing was written.

@@ -57,14 +57,22 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
-from cloudhub.store.base import EventType, ObjectRef, StatusCompute, StatusUpdate, WatchEvent
+from cloudhub.store.admission import check_desired, has_devices
+from cloudhub.store.base import (
+    Action,
+    Applied,
+    EventType,
+    ObjectRef,
+    StatusCompute,
+    StatusUpdate,
+    WatchEvent,
+)
 from cloudhub.store.sqlite_schema import (
     DELETE_OBJECT,
     FOUND_SEPARATOR,
@@ -107,9 +115,7 @@ _Key = tuple[str, str, str]
 #: objects :class:`EmbeddedStore` keeps decoded after applying them (see ``_recent``)
 _RECENT_OBJECTS = 4096
 _Keys = list[_Key]
-_AppliedList = list["Applied"]
-#: What an apply did to one object, as ``kubectl apply`` words it.
-Action = Literal["created", "configured", "unchanged"]
+_AppliedList = list[Applied]
 
 #: Events kept for watch resumption. At ~1 KiB an event that is ~100 MiB at most, and it
 #: covers a full re-apply of a large fleet's manifests while an edgecontroller reconnects.
@@ -124,26 +130,6 @@ _READ_CHUNK = 500
 _TRIM_FRACTION = 100
 
 _ACTION_OF: dict[EventType, Action] = {"ADDED": "created", "MODIFIED": "configured"}
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """One object as :meth:`EmbeddedStore.apply_detailed` left it."""
-
-    #: new, changed, or identical to what was stored (then nothing was written)
-    action: Action
-    #: the object as JSON text, exactly as stored: callers can send it on without encoding
-    body: str
-
-    @property
-    def object(self) -> dict[str, Any]:
-        """The stored object, decoded from :attr:`body`: a private copy on every access.
-
-        Decoded on demand because the store hands the dict it wrote to a watcher instead (one
-        decode less per write), and the admin API, the busiest caller, only needs the text.
-        """
-        obj: dict[str, Any] = parse_json(self.body)
-        return obj
 
 
 def _now() -> str:
@@ -380,69 +366,33 @@ class EmbeddedStore:
 
     # ------------------------------------------------------------------ writes
 
-    async def apply(self, objects: _Objects) -> _Objects:
-        """Create or replace each object in one transaction, all or nothing.
+    async def apply(self, objects: _Objects, *, owned: bool = False) -> _AppliedList:
+        """Validate, then create or replace each object in one transaction, all or nothing
+        (the contract: :meth:`cloudhub.store.base.ObjectStore.apply`).
 
-        Every object is validated (:func:`wire.manifests.validate`) before anything is written.
-        The store sets ``metadata.uid`` (kept across updates), ``creationTimestamp`` (on create)
-        and ``resourceVersion``; an object without ``status`` keeps the stored one. An object
-        equal to the stored one apart from those fields is left as it is: no new
-        resourceVersion, no event.
-
-        Returns:
-            The stored objects, in the given order.
-
-        Raises:
-            InvalidObject: an object is not valid; nothing was written.
-        """
-        return [applied.object for applied in await self.apply_detailed(objects)]
-
-    async def apply_detailed(
-        self,
-        objects: _Objects,
-        *,
-        validated: bool = False,
-        plain: bool = False,
-        owned: bool = False,
-    ) -> _AppliedList:
-        """:meth:`apply`, saying per object what it did and handing back its JSON text.
-
-        Args:
-            objects: the objects to apply, in order.
-            validated: ``objects`` are :func:`wire.manifests.validate_all`'s output and the
-                store may take them over (it sets their metadata); skips validating again.
-            owned: ``objects`` are not validated yet but the store may take them over (e.g.
-                just parsed from a request body): each is validated in place right before it
-                is compared and encoded, while it is still in the CPU's caches (validating
-                them all first walked each object from cold memory twice). Still nothing is
-                written unless every object is valid, and the error is the first invalid
-                object's, as :func:`~wire.manifests.validate_all` says it.
-            plain: ``objects`` hold nothing but what a JSON parser returns (dicts with string
-                keys, lists, strings, numbers, booleans, null), e.g. they were just parsed
-                from a request body: the store then encodes them with
-                :func:`wire.codec.dump_plain_json`, which refuses exactly what the standard
-                library's encoder refuses for such data, in a third of the time. Anything
-                else (a set, a datetime, a tuple) must not be passed as plain: pydantic's
-                encoder would write it where the standard library refuses it.
-
-        Returns:
-            One :class:`Applied` per object, in the given order.
+        Objects handed over (``owned``) are validated one by one inside the transaction,
+        right before each is compared and encoded, while it is still in the CPU's caches
+        (validating them all first walked each object from cold memory twice), and a spec
+        equal to the stored one is not checked again: it passed when it was stored. Nothing
+        is written unless every object is valid, and the error is the first invalid object's,
+        as :func:`~wire.manifests.validate_all` says it. A batch with Devices, or one that is
+        malformed, is validated whole first (the Device check reads their models).
 
         Raises:
             InvalidObject: an object is not valid; nothing was written.
         """
         check = False
-        if owned and not validated:
+        if owned and not has_devices(objects):
             try:
                 keys = _keys_of(objects)
                 check = True
             except (WireError, AttributeError):
                 pass  # malformed: validating all first (below) raises the right error
         if not check:
-            if not validated:
-                objects = validate_all(objects, owned=owned)
+            objects = validate_all(objects, owned=owned)
+            await check_desired(objects, self.get)
             keys = _keys_of(objects)
-        return await self._shielded(self._apply(objects, keys, plain=plain, check=check))
+        return await self._shielded(self._apply(objects, keys, plain=owned, check=check))
 
     async def _apply(
         self, objects: _Objects, keys: _Keys, *, plain: bool, check: bool
@@ -504,7 +454,7 @@ class EmbeddedStore:
                             continue
                         event_type = "MODIFIED"
                     meta["resourceVersion"] = str(self._next_rv())
-                    # Still plain if given so: what the store adds is strings, an int and the
+                    # Still plain if it was: what the store adds is strings, an int and the
                     # stored status (parsed from JSON).
                     body = _encode_object(obj, plain=plain)
                     rows.append((k[0], k[1], k[2], meta["uid"], self._rv, body))

@@ -57,8 +57,10 @@ from cloudhub.k8s.api import (
     KubeApi,
     Resource,
 )
-from cloudhub.store.base import EventType, StatusUpdate, WatchEvent
+from cloudhub.store.admission import check_desired
+from cloudhub.store.base import Action, Applied, EventType, StatusUpdate, WatchEvent
 from hive.backoff import backoff
+from wire.codec import dump_plain_json
 from wire.errors import (
     Conflict,
     Gone,
@@ -302,21 +304,28 @@ class KubeStore:
 
     # ------------------------------------------------------------------ writes
 
-    async def apply(self, objects: _Objects) -> _Objects:
-        """Create or replace each object (see the module docstring for the guarantees).
+    async def apply(self, objects: _Objects, *, owned: bool = False) -> builtins.list[Applied]:
+        """Validate, then create or replace each object (see the module docstring for the
+        guarantees, and :meth:`cloudhub.store.base.ObjectStore.apply` for the contract).
 
         Raises:
             InvalidObject: an object is not valid (by edgebridge's checks or the API server's
                 dry run); nothing was written.
             Conflict: an object kept changing under us for ``write_retries`` attempts.
         """
-        valid = validate_all(objects)
+        valid = validate_all(objects, owned=owned)
+        await check_desired(valid, self.get)
         if len(valid) > 1:
             for obj in valid:
                 await self._write(obj, dry_run=True)
-        return [await self._write(obj, dry_run=False) for obj in valid]
+        applied: builtins.list[Applied] = []
+        for obj in valid:
+            action, stored = await self._write(obj, dry_run=False)
+            # What the API server answered is decoded JSON: plain data.
+            applied.append(Applied(action, dump_plain_json(stored)))
+        return applied
 
-    async def _write(self, obj: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
+    async def _write(self, obj: dict[str, Any], *, dry_run: bool) -> tuple[Action, dict[str, Any]]:
         key = key_of(obj)
         kind = _kind(key.type)
         ns = _ns(kind, key.namespace)
@@ -333,11 +342,11 @@ class KubeStore:
                     created = await self._api.create(kind.res, ns, body, dry_run=dry_run)
                 except Conflict:
                     continue  # created by someone else meanwhile: replace it instead
-                return _complete(kind.res, created)
+                return "created", _complete(kind.res, created)
             stored = _complete(kind.res, stored)
             candidate = _replacement(obj, stored)
             if _same(candidate, stored):
-                return stored
+                return "unchanged", stored
             try:
                 written = await self._api.replace(
                     kind.res, ns, key.name, candidate, dry_run=dry_run
@@ -347,7 +356,7 @@ class KubeStore:
                 continue
             except NotFound:
                 continue  # deleted meanwhile: create it
-            return _complete(kind.res, written)
+            return "configured", _complete(kind.res, written)
         raise Conflict(
             f"{key}: still changing after {self.settings.write_retries} attempts; not written"
         )

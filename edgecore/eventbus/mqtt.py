@@ -11,11 +11,10 @@ twin needs. Here the loop calls paho directly: ``add_reader`` on paho's socket r
 writes paho queues during one loop iteration go out at the end of it in one ``send`` (``call_soon``,
 with ``add_writer`` only while the socket is backed up); a 1 s timer runs ``loop_misc`` (keepalive).
 aiomqtt on the same paho adds a task per received message and a future, an event and a timeout per
-publish, and acknowledges a message before the consumer has it. ``bench/mqtt_client_overhead.py`` on
-the 2-core box, CPU per message in + answer out through the whole eventbus: ~35 µs here (~75 µs
-before paho's socket reads and writes went through buffers, :class:`_BufferedPaho`, and ~38 µs
-before QoS 0 answers stopped building a paho info object each, :class:`_SharedInfo`), ~180 µs
-on aiomqtt, ~40 µs with the hand-written MQTT client this replaced, in the same runs.
+publish, and acknowledges a message before the consumer has it. Paho's socket reads and writes go
+through buffers (:class:`_BufferedPaho`) and QoS 0 answers share one info object
+(:class:`_SharedInfo`) because per message, both were a large share of the eventbus's CPU;
+``bench/mqtt_client_overhead.py`` measures it (figures in ``bench/README.md``).
 
 Why connect in a thread: paho's ``reconnect`` resolves the name, connects and does the TLS
 handshake blocking. Nothing else touches the client meanwhile, and the socket is attached to

@@ -31,12 +31,13 @@ from prometheus_client.core import Metric
 from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
 from hive.metrics import CONTENT_TYPE, exposition, make_registry
 from wire.errors import ConfigError
+from wire.kinds import CORE_API_VERSION, DEVICES_API_VERSION, KINDS
 from wire.resources import ResourceKey
 
 log = logging.getLogger(__name__)
 
-CORE_API = "v1"
-DEVICES_API = "devices.kubeedge.io/v1beta1"
+CORE_API = CORE_API_VERSION
+DEVICES_API = DEVICES_API_VERSION
 
 #: Seconds the server waits for open requests when stopping; watches are closed before that.
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
@@ -54,13 +55,11 @@ class Resource:
     namespaced: bool
 
 
-RESOURCES: tuple[Resource, ...] = (
-    Resource("pods", "pod", "Pod", CORE_API, namespaced=True),
-    Resource("configmaps", "configmap", "ConfigMap", CORE_API, namespaced=True),
-    Resource("secrets", "secret", "Secret", CORE_API, namespaced=True),
-    Resource("nodes", "node", "Node", CORE_API, namespaced=False),
-    Resource("devices", "device", "Device", DEVICES_API, namespaced=True),
-    Resource("devicemodels", "devicemodel", "DeviceModel", DEVICES_API, namespaced=True),
+#: every kind that travels to edges (:data:`wire.kinds.KINDS`)
+RESOURCES: tuple[Resource, ...] = tuple(
+    Resource(k.plural, k.type, k.kind, k.api_version, namespaced=k.namespaced)
+    for k in KINDS
+    if k.mirrored
 )
 
 #: URL prefix (as path segments) -> plural -> resource

@@ -1,6 +1,6 @@
 """A store offering only the ObjectStore protocol, for the paths a Kubernetes store takes.
 
-The admin API and the devicecontroller use the embedded store's extras (``apply_detailed``,
+The admin API and the devicecontroller use the embedded store's extras (``apply``,
 ``merge_statuses``) when a store has them; wrapped in this, the embedded store has none, so
 tests run those callers' plain paths against a real store.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from cloudhub.store.base import StatusUpdate, WatchEvent
+from cloudhub.store.base import Applied, StatusUpdate, WatchEvent
 from cloudhub.store.embedded import EmbeddedStore
 
 # Module-level aliases: inside the class, ``list`` names the method.
 _Objects = list[dict[str, Any]]
 _Results = list[dict[str, Any] | None]
+_AppliedList = list[Applied]
 
 
 class ProtocolOnlyStore:
@@ -39,8 +40,8 @@ class ProtocolOnlyStore:
     async def get(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
         return await self._inner.get(type, namespace, name)
 
-    async def apply(self, objects: _Objects) -> _Objects:
-        return await self._inner.apply(objects)
+    async def apply(self, objects: _Objects, *, owned: bool = False) -> _AppliedList:
+        return await self._inner.apply(objects, owned=owned)
 
     async def delete(self, type: str, namespace: str | None, name: str) -> dict[str, Any]:
         return await self._inner.delete(type, namespace, name)

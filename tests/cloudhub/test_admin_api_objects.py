@@ -140,7 +140,8 @@ async def test_non_finite_numbers_are_refused(api: Api, number: bytes) -> None:
 
 
 async def test_non_ascii_and_big_numbers_are_stored_as_given(api: Api) -> None:
-    obj = {
+    """Non-ASCII text, a big integer and a small float are stored and answered as given."""
+    obj: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "c", "annotations": {"note": "caf\u00e9 \U0001f600"}},

@@ -89,8 +89,11 @@ def test_any_order_of_reports_converges(items: list[tuple[str, int, int]], rnd: 
     other: list[dict[str, Any]] = []
     for m in shuffled:
         other = merge_report(other, m)
-    key = lambda ts: sorted(ts, key=lambda t: t["propertyName"])  # noqa: E731
-    assert key(forward) == key(other)
+
+    def by_name(twins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(twins, key=lambda t: str(t["propertyName"]))
+
+    assert by_name(forward) == by_name(other)
     for prop in {p for p, _ in unique}:
         newest = max(e for p, e in unique if p == prop)
         assert reported(other, prop) == unique[(prop, newest)]

@@ -36,7 +36,12 @@ async def test_one_commit_reaches_the_hub_as_one_message_in_order(
     """Three pods applied together: one message, their three changes in the applied order,
     each for its own node and carrying the stored text."""
     bus, store = controlled
-    stored = await store.apply([pod("c", "edge-1"), pod("a", "edge-2"), pod("b", "edge-1", v="1")])
+    stored = [
+        a.object
+        for a in await store.apply(
+            [pod("c", "edge-1"), pod("a", "edge-2"), pod("b", "edge-1", v="1")]
+        )
+    ]
     msg = await next_for_hub(bus)
     assert isinstance(msg.content, routes.Fanouts)
     changes = msg.content.changes

@@ -124,7 +124,7 @@ async def test_objects_reach_the_edge_as_the_store_holds_them(
         "spec": {"nodeName": "edge-1", "containers": [{"name": "c", "image": "i"}]},
     }
     await wait_until(lambda: cloud.hub.sessions["edge-1"].started, timeout=5)
-    (applied,) = await cloud.store.apply_detailed([pod])  # type: ignore[attr-defined]
+    (applied,) = await cloud.store.apply([pod])
     while True:
         frame = await asyncio.wait_for(ws.recv(), 5)
         doc = json.loads(frame)

@@ -29,7 +29,8 @@ from cloudhub.linkworker.pool import PAUSE_AT, RESUME_AT, RelayedLink
 from cloudhub.linkworker.records import Kind
 from cloudhub.linkworker.worker import Relay, WorkerConfig
 from edgecore.config import EdgeSettings
-from tests.security.conftest import edge_tls, join_node, link
+from tests.security.conftest import join_node, link
+from tests.support.inproc import edge_tls
 from tests.support.procs import wait_until
 from wire.codec import encode
 from wire.messages import Group, Message, Operation

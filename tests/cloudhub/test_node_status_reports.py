@@ -108,7 +108,7 @@ async def test_presence_of_a_connect_storm_is_written_in_batches(
     bus = Bus()
     bus.register(routes.HUB, "hub")
     bus.register(routes.EDGECONTROLLER, "resource")
-    ctl = EdgeController(bus=bus, store=counting)  # type: ignore[arg-type]
+    ctl = EdgeController(bus=bus, store=counting)
     task = asyncio.create_task(ctl.run(), name="edgecontroller")
     try:
         await asyncio.wait_for(ctl.synced.wait(), 5)

@@ -19,16 +19,19 @@ STATUS = {"phase": "Running", "podIP": "10.1.2.3", "containerStatuses": [{"name"
 
 async def bound_pod(bus: Bus, store: EmbeddedStore, node: str = "edge-1") -> dict[str, Any]:
     """Apply a pod bound to ``node`` and wait until the controller has fanned it out."""
-    (pod,) = await store.apply(
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "web", "namespace": "default"},
-                "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox"}]},
-            }
-        ]
-    )
+    (pod,) = [
+        a.object
+        for a in await store.apply(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": "web", "namespace": "default"},
+                    "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox"}]},
+                }
+            ]
+        )
+    ]
     while True:
         msg = await asyncio.wait_for(bus.receive(routes.HUB), 5)
         changes = getattr(msg.content, "changes", ())

@@ -50,6 +50,7 @@ class StockEdge:
         self, match: Callable[[dict[str, Any]], bool], timeout: float = 5.0
     ) -> dict[str, Any]:
         """The first frame (already received or next) that ``match`` accepts."""
+        frame: dict[str, Any]
         for frame in self.frames:
             if match(frame):
                 return frame
@@ -250,9 +251,12 @@ async def test_desired_values_reach_a_stock_twin(
         return bool(status.get("twins"))
 
     await wait_until(observed, timeout=5)
+    # a desired value needs a property that can be written (the store refuses it otherwise)
+    model = json.loads(json.dumps(MODEL))
+    model["spec"]["properties"][0]["accessMode"] = "ReadWrite"
     device = json.loads(json.dumps(DEVICE))
     device["spec"]["properties"] = [{"name": "temperature", "desired": {"value": "22"}}]
-    await cloud.store.apply([device])
+    await cloud.store.apply([model, device])
     update = await edge.until(_route("device/t1/twin/cloud_updated", source="devicecontroller"))
     twin = update["content"]["twin"]["temperature"]
     assert twin["expected"]["value"] == "22"

@@ -13,7 +13,6 @@ import pytest
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from wire.errors import InvalidObject, InvalidResource, NotFound
-from wire.manifests import validate_all
 
 
 @pytest.fixture
@@ -47,7 +46,7 @@ def test_embedded_store_satisfies_the_protocol(tmp_path: Path) -> None:
 
 async def test_create_assigns_uid_rv_and_timestamp(store: EmbeddedStore) -> None:
     """A new object gets a uid, a resourceVersion and an RFC 3339 creationTimestamp."""
-    (out,) = await store.apply([configmap("c", a="1")])
+    (out,) = [a.object for a in await store.apply([configmap("c", a="1")])]
     meta = out["metadata"]
     assert re.fullmatch(r"[0-9a-f-]{36}", meta["uid"])
     assert meta["resourceVersion"] == "1"
@@ -58,10 +57,10 @@ async def test_create_assigns_uid_rv_and_timestamp(store: EmbeddedStore) -> None
 
 async def test_update_keeps_uid_and_creation_time(store: EmbeddedStore) -> None:
     """Replacing an object keeps its uid and creationTimestamp and takes a new resourceVersion."""
-    (first,) = await store.apply([configmap("c", a="1")])
+    (first,) = [a.object for a in await store.apply([configmap("c", a="1")])]
     changed = configmap("c", a="2")
     changed["metadata"]["uid"] = "forged"
-    (second,) = await store.apply([changed])
+    (second,) = [a.object for a in await store.apply([changed])]
     assert second["metadata"]["uid"] == first["metadata"]["uid"]
     assert second["metadata"]["creationTimestamp"] == first["metadata"]["creationTimestamp"]
     assert rv(second) > rv(first)
@@ -70,8 +69,8 @@ async def test_update_keeps_uid_and_creation_time(store: EmbeddedStore) -> None:
 
 async def test_identical_apply_is_a_no_op(store: EmbeddedStore) -> None:
     """Applying what is stored again takes no new resourceVersion."""
-    (first,) = await store.apply([configmap("c", a="1")])
-    (again,) = await store.apply([configmap("c", a="1")])
+    (first,) = [a.object for a in await store.apply([configmap("c", a="1")])]
+    (again,) = [a.object for a in await store.apply([configmap("c", a="1")])]
     assert again == first
     _, list_rv = await store.list("configmap")
     assert list_rv == "1"
@@ -82,7 +81,7 @@ async def test_round_tripped_object_is_a_no_op(store: EmbeddedStore) -> None:
     await store.apply([configmap("c", a="1")])
     await store.update_status("configmap", "default", "c", {"x": 1})
     stored = await store.get("configmap", "default", "c")
-    (again,) = await store.apply([stored])
+    (again,) = [a.object for a in await store.apply([stored])]
     assert again == stored
 
 
@@ -92,7 +91,7 @@ async def test_apply_without_status_keeps_stored_status(store: EmbeddedStore) ->
     await store.update_status("node", None, "edge-1", {"phase": "Running"})
     changed = node("edge-1")
     changed["metadata"]["labels"] = {"zone": "a"}
-    (out,) = await store.apply([changed])
+    (out,) = [a.object for a in await store.apply([changed])]
     assert out["status"] == {"phase": "Running"}
     assert out["metadata"]["labels"] == {"zone": "a"}
 
@@ -107,7 +106,7 @@ async def test_invalid_object_writes_nothing(store: EmbeddedStore) -> None:
 
 async def test_apply_returns_objects_in_given_order(store: EmbeddedStore) -> None:
     """The result lists the stored objects in the order they were given, each with its own RV."""
-    out = await store.apply([configmap("b"), node("n"), configmap("a", "x")])
+    out = [a.object for a in await store.apply([configmap("b"), node("n"), configmap("a", "x")])]
     assert [o["metadata"]["name"] for o in out] == ["b", "n", "a"]
     assert [rv(o) for o in out] == [1, 2, 3]
 
@@ -116,7 +115,7 @@ async def test_secret_string_data_is_stored_as_data(store: EmbeddedStore) -> Non
     """stringData is converted to base64 data before it is stored."""
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
     secret["stringData"] = {"k": "v"}
-    (out,) = await store.apply([secret])
+    (out,) = [a.object for a in await store.apply([secret])]
     assert out["data"] == {"k": "dg=="} and "stringData" not in out
 
 
@@ -141,7 +140,7 @@ async def test_node_namespace_is_ignored(store: EmbeddedStore) -> None:
 
 async def test_delete_returns_last_state_with_new_rv(store: EmbeddedStore) -> None:
     """delete() returns the object carrying the deletion's resourceVersion; then it is gone."""
-    (created,) = await store.apply([configmap("c", a="1")])
+    (created,) = [a.object for a in await store.apply([configmap("c", a="1")])]
     deleted = await store.delete("configmap", None, "c")
     assert deleted["data"] == {"a": "1"}
     assert rv(deleted) == rv(created) + 1
@@ -153,9 +152,9 @@ async def test_delete_returns_last_state_with_new_rv(store: EmbeddedStore) -> No
 
 async def test_recreated_object_gets_new_uid(store: EmbeddedStore) -> None:
     """An object deleted and created again is a new object with a new uid."""
-    (first,) = await store.apply([configmap("c")])
+    (first,) = [a.object for a in await store.apply([configmap("c")])]
     await store.delete("configmap", "default", "c")
-    (second,) = await store.apply([configmap("c")])
+    (second,) = [a.object for a in await store.apply([configmap("c")])]
     assert second["metadata"]["uid"] != first["metadata"]["uid"]
     assert rv(second) == 3
 
@@ -193,7 +192,7 @@ async def test_unknown_type_is_refused(store: EmbeddedStore) -> None:
 
 async def test_returned_objects_are_private_copies(store: EmbeddedStore) -> None:
     """Mutating a returned object does not change what the store holds."""
-    (out,) = await store.apply([configmap("c", a="1")])
+    (out,) = [a.object for a in await store.apply([configmap("c", a="1")])]
     out["data"]["a"] = "tampered"
     got = await store.get("configmap", None, "c")
     got["data"]["a"] = "tampered too"
@@ -209,16 +208,17 @@ def pod(name: str, **annotations: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("plain", [False, True])
-async def test_plain_objects_are_stored_alike(tmp_path: Path, plain: bool) -> None:
-    """Objects applied as plain (the faster encoder) are stored, refused and re-applied as
-    with the standard library's encoder: same values, same unchanged/configured decisions."""
-    s = EmbeddedStore(tmp_path / f"{plain}.db")
+@pytest.mark.parametrize("owned", [False, True])
+async def test_handed_over_objects_are_stored_alike(tmp_path: Path, owned: bool) -> None:
+    """Objects handed over (validated in place, the faster encoder) are stored, refused and
+    re-applied as copies encoded by the standard library's encoder are: same values, same
+    unchanged/configured decisions."""
+    s = EmbeddedStore(tmp_path / f"{owned}.db")
     await s.start()
     try:
 
         async def apply(obj: dict[str, Any]) -> Any:
-            return (await s.apply_detailed(validate_all([obj]), validated=True, plain=plain))[0]
+            return (await s.apply([obj], owned=owned))[0]
 
         first = await apply(pod("p", note="caf\u00e9 \U0001f600", n="1e-07"))
         assert first.action == "created"
@@ -239,3 +239,33 @@ async def test_plain_objects_are_stored_alike(tmp_path: Path, plain: bool) -> No
         assert await s.get("pod", "default", "p") == stored
     finally:
         await s.close()
+
+
+@pytest.mark.parametrize("owned", [False, True])
+async def test_a_desired_value_the_model_forbids_is_refused_by_the_store(
+    store: EmbeddedStore, owned: bool
+) -> None:
+    """apply checks a Device's desired values against its DeviceModel (stored or in the same
+    batch) and writes nothing when one is forbidden."""
+    model = {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "DeviceModel",
+        "metadata": {"name": "m"},
+        "spec": {"properties": [{"name": "t", "type": "FLOAT", "accessMode": "ReadOnly"}]},
+    }
+    device = {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "Device",
+        "metadata": {"name": "d"},
+        "spec": {
+            "deviceModelRef": {"name": "m"},
+            "properties": [{"name": "t", "desired": {"value": "1"}}],
+        },
+    }
+    with pytest.raises(InvalidObject, match=r"Device default/d: .*ReadOnly"):
+        await store.apply([json.loads(json.dumps(model)), device], owned=owned)
+    assert await store.list("devicemodel") == ([], "0")
+    await store.apply([model])
+    with pytest.raises(InvalidObject, match="ReadOnly"):
+        await store.apply([device], owned=owned)
+    assert (await store.list("device"))[0] == []

@@ -1,4 +1,4 @@
-"""EmbeddedStore writes in batches: what apply_detailed reports, merge_statuses, and that a
+"""EmbeddedStore writes in batches: what apply reports, merge_statuses, and that a
 transaction costs a fixed number of round trips to SQLite whatever its size."""
 
 from __future__ import annotations
@@ -33,39 +33,41 @@ def node(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
 
 
-async def test_apply_detailed_says_created_configured_unchanged(store: EmbeddedStore) -> None:
+async def test_apply_says_created_configured_unchanged(store: EmbeddedStore) -> None:
     """Each object is reported created, configured or unchanged, in the given order."""
-    first = await store.apply_detailed([configmap("a", k="1"), node("n")])
+    first = await store.apply([configmap("a", k="1"), node("n")])
     assert [a.action for a in first] == ["created", "created"]
-    again = await store.apply_detailed([node("n"), configmap("a", k="2"), configmap("b")])
+    again = await store.apply([node("n"), configmap("a", k="2"), configmap("b")])
     assert [a.action for a in again] == ["unchanged", "configured", "created"]
     assert again[0].object == first[1].object
 
 
 async def test_detailed_body_is_the_stored_json(store: EmbeddedStore) -> None:
     """The JSON text handed back is the stored object, for new and unchanged objects alike."""
-    (created,) = await store.apply_detailed([configmap("a", k="1")])
-    (same,) = await store.apply_detailed([configmap("a", k="1")])
+    (created,) = await store.apply([configmap("a", k="1")])
+    (same,) = await store.apply([configmap("a", k="1")])
     stored = await store.get("configmap", None, "a")
     assert json.loads(created.body) == stored == created.object
     assert json.loads(same.body) == stored == same.object
 
 
-async def test_validated_objects_are_applied_as_given(store: EmbeddedStore) -> None:
-    """With validated=True the store takes validate_all's output and stores the same result."""
-    (out,) = await store.apply_detailed(validate_all([configmap("a", k="1")]), validated=True)
+async def test_objects_not_handed_over_are_left_as_given(store: EmbeddedStore) -> None:
+    """Without owned=True the store validates a copy: the caller's dict is not touched."""
+    given = configmap("a", k="1")
+    (out,) = await store.apply([given])
     assert out.action == "created"
+    assert given == configmap("a", k="1")
     assert await store.get("configmap", "default", "a") == out.object
 
 
 async def test_object_given_twice_is_applied_in_order(store: EmbeddedStore) -> None:
     """A batch naming one object twice applies both, in order, each with its own RV."""
-    out = await store.apply_detailed([configmap("a", k="1"), configmap("a", k="2")])
+    out = await store.apply([configmap("a", k="1"), configmap("a", k="2")])
     assert [a.action for a in out] == ["created", "configured"]
     assert [a.object["metadata"]["resourceVersion"] for a in out] == ["1", "2"]
     assert out[1].object["metadata"]["uid"] == out[0].object["metadata"]["uid"]
     assert (await store.get("configmap", None, "a"))["data"] == {"k": "2"}
-    same = await store.apply_detailed([configmap("b"), configmap("b")])
+    same = await store.apply([configmap("b"), configmap("b")])
     assert [a.action for a in same] == ["created", "unchanged"]
 
 
@@ -75,23 +77,19 @@ async def test_batch_larger_than_a_read_chunk(
     """Objects read in several chunks still each find their stored version."""
     monkeypatch.setattr(embedded, "_READ_CHUNK", 2)
     await store.apply([configmap(f"c{i}") for i in range(0, 7, 2)])
-    out = await store.apply_detailed([configmap(f"c{i}") for i in range(7)])
+    out = await store.apply([configmap(f"c{i}") for i in range(7)])
     assert [a.action for a in out] == ["unchanged", "created"] * 3 + ["unchanged"]
 
 
-@pytest.mark.parametrize("validated", [False, True])
-async def test_value_json_cannot_carry_writes_nothing(
-    store: EmbeddedStore, validated: bool
-) -> None:
+@pytest.mark.parametrize("owned", [False, True])
+async def test_value_json_cannot_carry_writes_nothing(store: EmbeddedStore, owned: bool) -> None:
     """NaN anywhere in a batch refuses the whole batch, naming the object; no RV is used."""
     batch = [configmap("good"), {**configmap("bad"), "extra": float("nan")}]
-    if validated:
-        batch = validate_all(batch)
     with pytest.raises(InvalidObject, match="default/configmap/bad: not representable"):
-        await store.apply_detailed(batch, validated=validated)
+        await store.apply(batch, owned=owned)
     assert await store.list("configmap") == ([], "0")
     (out,) = await store.apply([configmap("next")])
-    assert out["metadata"]["resourceVersion"] == "1"
+    assert out.object["metadata"]["resourceVersion"] == "1"
 
 
 async def test_merge_statuses_computes_inside_the_write(store: EmbeddedStore) -> None:
@@ -187,11 +185,11 @@ async def test_a_write_costs_the_same_round_trips_for_1_or_200_objects(
 
 
 async def test_object_containing_itself_writes_nothing(store: EmbeddedStore) -> None:
-    """A hand-built cycle handed over as validated is refused by the encoder, not looped on."""
-    (bad,) = validate_all([configmap("loop")])
+    """A hand-built cycle is refused as an invalid object, not looped on."""
+    bad = configmap("loop")
     bad["data"] = {"self": bad}
-    with pytest.raises(InvalidObject, match="default/configmap/loop: not representable"):
-        await store.apply_detailed([bad], validated=True)
+    with pytest.raises(InvalidObject, match="loop"):
+        await store.apply([bad])
     assert await store.list("configmap") == ([], "0")
 
 
@@ -200,13 +198,13 @@ async def test_owned_objects_are_validated_in_place_as_they_are_applied(
 ) -> None:
     """owned=True: the store validates each object itself; the result is what validating
     first gives (namespace defaulted, stringData folded), and the caller's dicts are used."""
-    secret = {
+    secret: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": "s"},
         "stringData": {"k": "v"},
     }
-    out = await store.apply_detailed([configmap("a", k="1"), secret], owned=True)
+    out = await store.apply([configmap("a", k="1"), secret], owned=True)
     assert [a.action for a in out] == ["created", "created"]
     assert secret["metadata"]["namespace"] == "default" and secret["data"] == {"k": "dg=="}
     assert await store.get("secret", "default", "s") == out[1].object
@@ -220,14 +218,14 @@ async def test_an_invalid_owned_object_writes_nothing_and_names_the_first_bad_on
     bad_name = configmap("Bad_Name")
     bad_kind = {"apiVersion": "v1", "kind": "Widget", "metadata": {"name": "w"}}
     with pytest.raises(InvalidObject) as owned:
-        await store.apply_detailed([configmap("a"), bad_name, bad_kind], owned=True)
+        await store.apply([configmap("a"), bad_name, bad_kind], owned=True)
     with pytest.raises(InvalidObject) as first:
         validate_all([configmap("a"), configmap("Bad_Name"), dict(bad_kind)])
     assert str(owned.value) == str(first.value)
     with pytest.raises(InvalidObject, match="Widget"):
-        await store.apply_detailed([configmap("a"), bad_kind], owned=True)
+        await store.apply([configmap("a"), bad_kind], owned=True)
     assert await store.list("configmap") == ([], "0")
-    (created,) = await store.apply_detailed([configmap("a")], owned=True)
+    (created,) = await store.apply([configmap("a")], owned=True)
     assert created.object["metadata"]["resourceVersion"] == "1"
 
 
@@ -245,17 +243,17 @@ async def test_owned_updates_check_a_changed_spec_and_always_the_metadata(
 ) -> None:
     """An owned update whose spec equals the stored one skips the spec's checks (it passed them
     when stored) but not the metadata's; a changed spec is checked and bumps generation."""
-    await store.apply_detailed([pod("web")], owned=True)
-    (same,) = await store.apply_detailed([pod("web", v="2")], owned=True)
+    await store.apply([pod("web")], owned=True)
+    (same,) = await store.apply([pod("web", v="2")], owned=True)
     assert same.action == "configured"
     assert same.object["metadata"]["generation"] == 1
     bad_label = pod("web")
     bad_label["metadata"]["labels"] = {"v": 3}
     with pytest.raises(InvalidObject, match="labels"):
-        await store.apply_detailed([bad_label], owned=True)
+        await store.apply([bad_label], owned=True)
     with pytest.raises(InvalidObject, match="image"):
-        await store.apply_detailed([pod("web", image=" ")], owned=True)
-    (changed,) = await store.apply_detailed([pod("web", image="nginx:2", v="2")], owned=True)
+        await store.apply([pod("web", image=" ")], owned=True)
+    (changed,) = await store.apply([pod("web", image="nginx:2", v="2")], owned=True)
     assert changed.object["metadata"]["generation"] == 2
     assert (await store.get("pod", "default", "web"))["metadata"]["labels"] == {"v": "2"}
 
@@ -267,7 +265,7 @@ async def test_an_owned_object_with_a_namespace_that_is_not_text_is_refused(
     bad = pod("web")
     bad["metadata"]["namespace"] = [None]
     with pytest.raises(InvalidObject, match=r"metadata\.namespace"):
-        await store.apply_detailed([bad], owned=True, plain=True)
+        await store.apply([bad], owned=True)
     assert await store.list("pod") == ([], "0")
 
 
@@ -275,19 +273,19 @@ async def test_an_apply_compares_with_what_was_committed_last(store: EmbeddedSto
     """The store keeps the objects it last applied to compare the next apply with; what it
     compares with is still what is stored: not a batch that rolled back, not a status written
     since, not an object deleted since."""
-    await store.apply_detailed([pod("web")], owned=True)
+    await store.apply([pod("web")], owned=True)
     with pytest.raises(InvalidObject):
-        await store.apply_detailed([pod("web", v="2"), configmap("Bad_Name")], owned=True)
-    (after_rollback,) = await store.apply_detailed([pod("web", v="2")], owned=True)
+        await store.apply([pod("web", v="2"), configmap("Bad_Name")], owned=True)
+    (after_rollback,) = await store.apply([pod("web", v="2")], owned=True)
     assert after_rollback.action == "configured"
     await store.update_status("pod", "default", "web", {"phase": "Running"})
-    (after_status,) = await store.apply_detailed([pod("web", v="3")], owned=True)
+    (after_status,) = await store.apply([pod("web", v="3")], owned=True)
     assert after_status.object["status"] == {"phase": "Running"}
-    (same,) = await store.apply_detailed([pod("web", v="3")], owned=True)
+    (same,) = await store.apply([pod("web", v="3")], owned=True)
     assert same.action == "unchanged"
     uid = same.object["metadata"]["uid"]
     await store.delete("pod", "default", "web")
-    (again,) = await store.apply_detailed([pod("web", v="3")], owned=True)
+    (again,) = await store.apply([pod("web", v="3")], owned=True)
     assert again.action == "created" and again.object["metadata"]["uid"] != uid
 
 
@@ -312,7 +310,7 @@ async def test_batches_larger_than_a_statement_are_written_whole(
 ) -> None:
     """Rows beyond one multi-row statement's share go in further statements, all of them."""
     monkeypatch.setattr(sqlite_schema, "ROWS_PER_STATEMENT", 3)
-    out = await store.apply_detailed([configmap(f"c{i}", k="1") for i in range(8)])
+    out = await store.apply([configmap(f"c{i}", k="1") for i in range(8)])
     assert [a.action for a in out] == ["created"] * 8
     objects, rv = await store.list("configmap")
     assert [o["metadata"]["name"] for o in objects] == [f"c{i}" for i in range(8)]

@@ -50,7 +50,7 @@ async def test_objects_and_counter_survive_restart(tmp_path: Path) -> None:
     """After a restart objects are still there and new writes continue the RV sequence."""
     path = tmp_path / "store.db"
     store = await opened(path)
-    (created,) = await store.apply([configmap("a", k="v")])
+    (created,) = [a.object for a in await store.apply([configmap("a", k="v")])]
     await store.apply([configmap("b")])
     await store.delete("configmap", None, "b")  # rv 3: the highest, and deleted
     await store.close()
@@ -60,7 +60,7 @@ async def test_objects_and_counter_survive_restart(tmp_path: Path) -> None:
         assert await store.get("configmap", None, "a") == created
         objs, list_rv = await store.list("configmap")
         assert list_rv == "3" and len(objs) == 1
-        (again,) = await store.apply([configmap("b")])
+        (again,) = [a.object for a in await store.apply([configmap("b")])]
         assert again["metadata"]["resourceVersion"] == "4"
     finally:
         await store.close()
@@ -133,7 +133,7 @@ async def test_counter_comes_from_the_log_not_the_meta_table(tmp_path: Path) -> 
         db.execute("UPDATE meta SET value = 0")
     store = await opened(path)
     try:
-        (again,) = await store.apply([configmap("c")])
+        (again,) = [a.object for a in await store.apply([configmap("c")])]
         assert again["metadata"]["resourceVersion"] == "4"
     finally:
         await store.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +92,9 @@ async def test_events_ready_together_say_more_is_coming_but_the_last(
     replay = store.watch("configmap", since)
     again = [await asyncio.wait_for(anext(replay), WAIT) for _ in range(4)]
     assert [e.more for e in again] == [True, True, True, False]
-    await watch.aclose()
-    await replay.aclose()
+    for stream in (watch, replay):
+        assert isinstance(stream, AsyncGenerator)
+        await stream.aclose()
 
 
 async def test_watch_sees_only_its_type(store: EmbeddedStore) -> None:
@@ -126,10 +127,10 @@ async def test_watchers_get_private_copies(store: EmbeddedStore) -> None:
 
 async def test_events_carry_the_stored_text(store: EmbeddedStore) -> None:
     """Replayed and live events hand over the object's JSON exactly as the store holds it."""
-    (applied,) = await store.apply_detailed([configmap("a", k="v")])
+    (applied,) = await store.apply([configmap("a", k="v")])
     replayed = await asyncio.wait_for(anext(store.watch("configmap", "0")), WAIT)
     live = store.watch("configmap", "1")
-    (changed,) = await store.apply_detailed([configmap("a", k="w")])
+    (changed,) = await store.apply([configmap("a", k="w")])
     event = await asyncio.wait_for(anext(live), WAIT)
     assert replayed.body == applied.body and json.loads(applied.body) == replayed.object
     assert event.body == changed.body and json.loads(changed.body) == event.object
@@ -138,7 +139,7 @@ async def test_events_carry_the_stored_text(store: EmbeddedStore) -> None:
 async def test_watcher_copy_is_not_the_callers(store: EmbeddedStore) -> None:
     """What apply hands back and what a watcher reads are separate objects."""
     watch = store.watch("configmap", "0")
-    (applied,) = await store.apply([configmap("a", k="v")])
+    (applied,) = [a.object for a in await store.apply([configmap("a", k="v")])]
     applied["data"]["k"] = "changed by the caller"
     event = await asyncio.wait_for(anext(watch), WAIT)
     assert event.object["data"] == {"k": "v"}
@@ -149,7 +150,7 @@ async def test_one_dict_applied_twice_reaches_watchers_as_stored(store: Embedded
     the event's object is still what was stored."""
     obj = validate_all([configmap("a", k="v")])[0]
     watch = store.watch("configmap", "0")
-    out = await store.apply_detailed([obj, obj, configmap("b")], validated=True)
+    out = await store.apply([obj, obj, configmap("b")], owned=True)
     assert [a.action for a in out] == ["created", "unchanged", "created"]
     first = await asyncio.wait_for(anext(watch), WAIT)
     assert first.body is not None and json.loads(first.body) == first.object

@@ -54,7 +54,7 @@ def test_parse_address_rejects_garbage(value: str) -> None:
         parse_address(value)
 
 
-PODS = RESOURCES[0]
+PODS = next(r for r in RESOURCES if r.type == "pod")
 
 
 def test_event_already_listed_is_not_repeated() -> None:

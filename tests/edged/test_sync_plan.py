@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -36,7 +37,7 @@ class World:
         self.started = 0
         self.killed_running = 0
 
-    def apply(self, desired: list[DesiredPod], actions: list[object], now: float) -> None:
+    def apply(self, desired: list[DesiredPod], actions: Sequence[object], now: float) -> None:
         by_uid = {p.uid: p for p in desired}
         for a in actions:
             if isinstance(a, CreateSandbox):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
+import pluggy
 import pytest
 
 from tests.support.containerd import cri_endpoint
 from tests.support.pods import cleanup_in_subprocess
-from tests.support.procs import Cloud, Edge, Proc
+from tests.support.procs import Cloud, Edge, MakeEdge, Proc
 
 __all__ = ["cri_endpoint"]
 
@@ -26,11 +28,11 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
 
 
 @pytest.fixture
-def make_edge(tmp_path: Path) -> object:
+def make_edge(tmp_path: Path) -> Iterator[MakeEdge]:
     made: list[Edge] = []
 
-    def factory(name: str = "edge-1", **kw: object) -> Edge:
-        e = Edge(tmp_path, name, **kw)  # type: ignore[arg-type]
+    def factory(name: str = "edge-1", **kw: Any) -> Edge:
+        e = Edge(tmp_path, name, **kw)
         made.append(e)
         _started.append(e.proc)
         return e
@@ -43,7 +45,9 @@ def make_edge(tmp_path: Path) -> object:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:

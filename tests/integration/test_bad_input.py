@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidStatus
 
 from tests.integration.manifests import bundle, configmap
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, wait_until
 from wire.codec import encode
 from wire.messages import Message
 
@@ -41,7 +41,7 @@ async def _recv_until(ws: ClientConnection, op: str) -> dict:  # type: ignore[ty
 
 
 @pytest.fixture
-async def raw(cloud: Cloud, make_edge, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+async def raw(cloud: Cloud, make_edge: MakeEdge, tmp_path: Path) -> Path:
     """A joined node's credentials, used by a hand-driven websocket client."""
     edge: Edge = make_edge("raw-1")
     edge.join(cloud)
@@ -78,7 +78,9 @@ async def test_unknown_operation_gets_error_reply(cloud: Cloud, raw: Path) -> No
         assert "unknown operation 'explode'" in err["content"]
 
 
-async def test_oversized_frame_closes_only_that_link(cloud: Cloud, raw: Path, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_oversized_frame_closes_only_that_link(
+    cloud: Cloud, raw: Path, make_edge: MakeEdge
+) -> None:
     """A frame over the limit closes the sender with 1009; another edge is still served."""
     edge: Edge = make_edge("edge-1")
     edge.join(cloud)

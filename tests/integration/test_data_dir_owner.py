@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.manifests import bundle, configmap
-from tests.support.procs import Cloud, Edge, Proc, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, Proc, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -43,8 +43,8 @@ async def test_second_cloudhub_on_the_same_data_dir_exits_and_the_first_keeps_wr
 
 
 async def test_second_edgecore_on_the_same_data_dir_leaves_the_first_and_its_broker_alone(
-    tmp_path: Path, cloud: Cloud, make_edge
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, cloud: Cloud, make_edge: MakeEdge
+) -> None:
     """A second `edgecore run` on the same edge data dir exits at once naming the first; the
     first one's mosquitto is not killed and its cloud link stays up."""
     edge: Edge = make_edge()
@@ -71,8 +71,8 @@ async def test_second_edgecore_on_the_same_data_dir_leaves_the_first_and_its_bro
 
 
 async def test_a_killed_edgecore_frees_its_data_dir_for_the_next_run(
-    cloud: Cloud, make_edge
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge
+) -> None:
     """After `kill -9` the kernel releases the lock: the next `edgecore run` starts at once."""
     edge: Edge = make_edge()
     edge.join(cloud)

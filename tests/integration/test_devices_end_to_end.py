@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support.procs import Cloud, Edge, Mapper, twin, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, Mapper, twin, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "devices"
 
 
-async def _setup(cloud: Cloud, make_edge, tmp_path: Path, **edge_kw: object) -> tuple[Edge, Mapper]:  # type: ignore[no-untyped-def]
+async def _setup(
+    cloud: Cloud, make_edge: MakeEdge, tmp_path: Path, **edge_kw: Any
+) -> tuple[Edge, Mapper]:
     cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-model.yaml"))
     cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-device.yaml"))
     edge: Edge = make_edge(**edge_kw)
@@ -35,8 +38,8 @@ def reported(cloud: Cloud, prop: str) -> str | None:
 
 
 async def test_reports_reach_cloud_and_desired_reaches_mapper(
-    cloud: Cloud, make_edge, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge, tmp_path: Path
+) -> None:
     """Reported values show in status.twins; a desired set with edgectl is applied and observed."""
     _edge, mapper = await _setup(cloud, make_edge, tmp_path)
     try:
@@ -53,8 +56,8 @@ async def test_reports_reach_cloud_and_desired_reaches_mapper(
 
 
 async def test_desired_value_outside_model_range_is_refused(
-    cloud: Cloud, make_edge, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge, tmp_path: Path
+) -> None:
     """A desired value above the model's maximum is refused by edgectl with a clear line."""
     cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-model.yaml"))
     cloud.edgectl("apply", "-f", str(EXAMPLES / "thermostat-device.yaml"))
@@ -66,8 +69,8 @@ async def test_desired_value_outside_model_range_is_refused(
 
 
 async def test_offline_reports_and_desired_converge_after_reconnect(
-    cloud: Cloud, make_edge, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge, tmp_path: Path
+) -> None:
     """With the link down, reports queue at the edge and a desired set meanwhile still arrives."""
     from tests.support.proxy import FaultProxy
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import Cloud, read_row, start_edgectl, wait_until
+from tests.support.procs import Cloud, MakeEdge, read_row, start_edgectl, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
 
 async def test_watch_and_describe_follow_an_edge_coming_and_going(
-    cloud: Cloud, make_edge, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge, tmp_path: Path
+) -> None:
     """get nodes -w prints the node online, then offline when its edgecore stops; describe
     shows its state and the NodeReady/NodeNotReady events."""
     edge = make_edge("edge-1", heartbeat=0.5)

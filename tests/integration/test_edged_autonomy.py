@@ -7,12 +7,14 @@ import pytest
 from edgecore.edged.cri.client import CriClient
 from tests.support.containerd import unique_node
 from tests.support.pods import busybox_pod, container_status, is_running, running_ids, runtime_state
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 
-async def _running_pod(cloud: Cloud, make_edge, endpoint: str) -> tuple[Edge, str, set[str]]:  # type: ignore[no-untyped-def]
+async def _running_pod(
+    cloud: Cloud, make_edge: MakeEdge, endpoint: str
+) -> tuple[Edge, str, set[str]]:
     node = unique_node()
     edge: Edge = make_edge(node, runtime_endpoint=endpoint)
     edge.join(cloud)
@@ -25,8 +27,8 @@ async def _running_pod(cloud: Cloud, make_edge, endpoint: str) -> tuple[Edge, st
 
 
 async def test_kill9_and_restart_online_readopts(
-    cloud: Cloud, make_edge, cri_endpoint: str
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge, cri_endpoint: str
+) -> None:
     """kill -9 of edgecore and a restart keep the running container: same id, no restart."""
     edge, node, ids = await _running_pod(cloud, make_edge, cri_endpoint)
     edge.proc.kill9()
@@ -42,8 +44,8 @@ async def test_kill9_and_restart_online_readopts(
 
 
 async def test_kill9_and_restart_offline_readopts(
-    cloud: Cloud, make_edge, cri_endpoint: str
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge, cri_endpoint: str
+) -> None:
     """With the cloud away, a restarted edgecore keeps the running pod as it is."""
     edge, node, ids = await _running_pod(cloud, make_edge, cri_endpoint)
     cloud.proc.stop()
@@ -58,8 +60,8 @@ async def test_kill9_and_restart_offline_readopts(
 
 
 async def test_after_a_reboot_offline_the_cached_pods_start(
-    cloud: Cloud, make_edge, cri_endpoint: str
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge, cri_endpoint: str
+) -> None:
     """A reboot (sandbox and containers dead) with the cloud away: the pod starts from the cache,
     and the status written offline reaches the cloud when it returns."""
     edge, node, ids = await _running_pod(cloud, make_edge, cri_endpoint)

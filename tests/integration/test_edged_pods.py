@@ -9,14 +9,14 @@ import pytest
 from tests.integration.conftest import _started
 from tests.support.containerd import unique_node
 from tests.support.pods import busybox_pod, container_status, is_running, pod_status, runtime_state
-from tests.support.procs import Cloud, Edge, KubeApi, wait_until
+from tests.support.procs import Cloud, Edge, KubeApi, MakeEdge, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
 
 async def test_a_pod_runs_and_reports_kubelet_status(
-    cloud: Cloud, make_edge, cri_endpoint: str
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge, cri_endpoint: str
+) -> None:
     """A busybox pod runs with a kubelet's status; an edit replaces it; delete removes it."""
     node = unique_node()
     edge: Edge = make_edge(node, runtime_endpoint=cri_endpoint)
@@ -53,7 +53,9 @@ async def test_a_pod_runs_and_reports_kubelet_status(
     await wait_until(gone, timeout=15)
 
 
-async def test_bad_input_shows_in_status(cloud: Cloud, make_edge, cri_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_input_shows_in_status(
+    cloud: Cloud, make_edge: MakeEdge, cri_endpoint: str
+) -> None:
     """A missing image and a command that exits at once each show their reason."""
     node = unique_node()
     edge: Edge = make_edge(node, runtime_endpoint=cri_endpoint)
@@ -74,8 +76,8 @@ async def test_bad_input_shows_in_status(cloud: Cloud, make_edge, cri_endpoint: 
     assert last["exitCode"] == 3 and last["reason"] == "Error"
 
 
-async def test_kubernetes_mode_pod_status_reaches_the_api(  # type: ignore[no-untyped-def]
-    tmp_path: Path, make_edge, cri_endpoint: str
+async def test_kubernetes_mode_pod_status_reaches_the_api(
+    tmp_path: Path, make_edge: MakeEdge, cri_endpoint: str
 ) -> None:
     """With a cluster behind cloudhub, edged's status is written to pods/status there."""
     kube = KubeApi(tmp_path)

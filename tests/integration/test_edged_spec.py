@@ -9,7 +9,7 @@ import pytest
 from edgecore.edged.cri.client import CriClient
 from tests.support.containerd import unique_node
 from tests.support.pods import busybox_pod, container_status, is_running, pod_status, runtime_state
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,7 +55,7 @@ async def _exec(endpoint: str, node: str, cmd: str) -> str:
     return res.stdout.decode().strip()
 
 
-async def _edge(cloud: Cloud, make_edge, endpoint: str) -> str:  # type: ignore[no-untyped-def]
+async def _edge(cloud: Cloud, make_edge: MakeEdge, endpoint: str) -> str:
     node = unique_node()
     edge: Edge = make_edge(node, runtime_endpoint=endpoint)
     edge.join(cloud)
@@ -63,7 +63,9 @@ async def _edge(cloud: Cloud, make_edge, endpoint: str) -> str:  # type: ignore[
     return node
 
 
-async def test_env_and_volumes(cloud: Cloud, make_edge, cri_endpoint: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_env_and_volumes(
+    cloud: Cloud, make_edge: MakeEdge, cri_endpoint: str, tmp_path: Path
+) -> None:
     """env valueFrom; configMap/secret/emptyDir/hostPath mounts (a configmap edit shows in
     place); cpu and memory limits applied by the runtime."""
     node = await _edge(cloud, make_edge, cri_endpoint)
@@ -96,8 +98,8 @@ async def test_env_and_volumes(cloud: Cloud, make_edge, cri_endpoint: str, tmp_p
 
 
 async def test_missing_key_and_oom_show_their_reason(
-    cloud: Cloud, make_edge, cri_endpoint: str
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge, cri_endpoint: str
+) -> None:
     """A missing configmap key is CreateContainerConfigError; over its memory limit, OOMKilled."""
     node = await _edge(cloud, make_edge, cri_endpoint)
     cloud.apply(CONFIG.format(level="1"))
@@ -141,7 +143,9 @@ async def test_missing_key_and_oom_show_their_reason(
     assert pod_status(cloud, "hog")["phase"] == "Failed"
 
 
-async def test_host_network_and_probes(cloud: Cloud, make_edge, cri_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+async def test_host_network_and_probes(
+    cloud: Cloud, make_edge: MakeEdge, cri_endpoint: str
+) -> None:
     """hostNetwork: podIP is the node's; readiness (httpGet) gates Ready; liveness restarts."""
     node = await _edge(cloud, make_edge, cri_endpoint)
     cloud.apply(busybox_pod("host", node, extra="  hostNetwork: true\n"))
@@ -177,8 +181,8 @@ async def _exec_in(endpoint: str, node: str, pod: str, cmd: str) -> None:
     assert res.exit_code == 0, res.stderr
 
 
-async def test_delete_sends_sigterm_and_honours_the_grace_period(  # type: ignore[no-untyped-def]
-    cloud: Cloud, make_edge, cri_endpoint: str, tmp_path: Path
+async def test_delete_sends_sigterm_and_honours_the_grace_period(
+    cloud: Cloud, make_edge: MakeEdge, cri_endpoint: str, tmp_path: Path
 ) -> None:
     """A deleted pod's container gets SIGTERM first; it and its sandbox are gone in time."""
     node = await _edge(cloud, make_edge, cri_endpoint)

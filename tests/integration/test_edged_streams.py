@@ -6,15 +6,15 @@ import pytest
 
 from tests.support.containerd import cri_endpoint, unique_node
 from tests.support.pods import busybox_pod, is_running
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 __all__ = ["cri_endpoint"]
 
 
 async def test_logs_and_exec_of_a_pod_edged_runs(
-    cloud: Cloud, make_edge, cri_endpoint: str
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge, cri_endpoint: str
+) -> None:
     """The pod's output comes back through the link; exec keeps streams and exit code; a pod
     of a node that is gone is one line."""
     node = unique_node()
@@ -37,7 +37,7 @@ async def test_logs_and_exec_of_a_pod_edged_runs(
     )
 
 
-async def test_a_node_without_a_runtime_says_so(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_a_node_without_a_runtime_says_so(cloud: Cloud, make_edge: MakeEdge) -> None:
     """On an edge run with --runtime none, logs and exec are one line saying why."""
     edge: Edge = make_edge("plain-node")
     edge.join(cloud)

@@ -9,12 +9,12 @@ import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,15 +35,15 @@ def _get(url: str, token: str | None = None, ca: Path | None = None) -> tuple[in
         return exc.code, exc.read().decode()
 
 
-def _samples(text: str) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
+def _samples(text: str) -> dict[str, list[Sample]]:
+    out: dict[str, list[Sample]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             out.setdefault(sample.name, []).append(sample)
     return out
 
 
-def _value(samples: dict[str, list[Any]], name: str, **labels: str) -> float:
+def _value(samples: dict[str, list[Sample]], name: str, **labels: str) -> float:
     return sum(
         s.value
         for s in samples.get(name, [])
@@ -58,7 +58,7 @@ def _base(name: str) -> str:
     return name
 
 
-async def test_metrics_on_both_sides_cover_the_dashboard(cloud: Cloud, make_edge: Any) -> None:
+async def test_metrics_on_both_sides_cover_the_dashboard(cloud: Cloud, make_edge: MakeEdge) -> None:
     """Cloud metrics need the token and count the edge; the edge serves its own; every name
     the dashboard queries is exposed by one of them."""
     edge: Edge = make_edge("edge-1", heartbeat=2.0)  # no flapping on a loaded box

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.async_api import Browser, async_playwright
 
 from tests.support.chromium import CHROMIUM, launch
-from tests.support.procs import Cloud, Edge, Mapper, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, Mapper, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,7 +56,7 @@ def _save(shot: Path, name: str) -> None:
 
 
 async def test_page_lists_nodes_and_shows_an_edge_going_offline(
-    cloud: Cloud, make_edge: Any, browser: Browser, tmp_path: Path
+    cloud: Cloud, make_edge: MakeEdge, browser: Browser, tmp_path: Path
 ) -> None:
     """Token once in the URL, then a cookie; the nodes table lists the edges, and an edge
     killed shows offline by itself within the liveness window; screenshots are saved."""
@@ -69,7 +69,7 @@ async def test_page_lists_nodes_and_shows_an_edge_going_offline(
         edge.join(cloud)
         await edge.start()
     for edge in edges:
-        await wait_until(lambda e=edge: cloud.node_ready(e.name), timeout=20)
+        await wait_until(functools.partial(cloud.node_ready, edge.name), timeout=20)
     device = "/apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/thermostat-1"
     await wait_until(lambda: edges[0].has(device), timeout=20)
     mapper = Mapper(tmp_path, edges[0])

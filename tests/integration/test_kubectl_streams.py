@@ -10,15 +10,15 @@ from tests.integration.conftest import _started
 from tests.support.containerd import cri_endpoint, unique_node
 from tests.support.kubelet_proxy import make_client_ca
 from tests.support.pods import busybox_pod
-from tests.support.procs import Cloud, Edge, KubeApi, wait_until
+from tests.support.procs import Cloud, Edge, KubeApi, MakeEdge, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 __all__ = ["cri_endpoint"]
 
 
 async def test_kubectl_logs_and_exec_reach_an_edge_pod(
-    tmp_path: Path, make_edge, cri_endpoint: str
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, make_edge: MakeEdge, cri_endpoint: str
+) -> None:
     """The Node names cloudhub as kubelet; kubectl logs prints the pod's output and kubectl
     exec returns the command's output and exit code."""
     ca, cert, key = make_client_ca(tmp_path)

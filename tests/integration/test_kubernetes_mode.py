@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.conftest import _started
 from tests.integration.manifests import bundle, configmap
-from tests.support.procs import CRDS, Cloud, Edge, KubeApi, wait_until
+from tests.support.procs import CRDS, Cloud, Edge, KubeApi, MakeEdge, wait_until
 from tests.support.proxy import FaultProxy
 
 pytestmark = pytest.mark.timeout(120)
@@ -61,8 +61,8 @@ def holder(kube: KubeApi, node: str) -> str:
 
 
 async def test_edge_becomes_a_ready_node_and_kubectl_pods_reach_it(
-    tmp_path: Path, kube: KubeApi, make_edge
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, kube: KubeApi, make_edge: MakeEdge
+) -> None:
     """A joined edge is a labelled, Ready Node with a renewed Lease; kubectl pods reach it."""
     cloud = await cluster_cloud(tmp_path, kube, "a")
     await cloud.start()
@@ -120,8 +120,8 @@ async def test_cloudhub_on_a_cluster_without_crds_exits_with_the_fix(tmp_path: P
 
 
 async def test_second_replica_takes_over_a_node_after_the_first_is_killed(
-    tmp_path: Path, kube: KubeApi, make_edge
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, kube: KubeApi, make_edge: MakeEdge
+) -> None:
     """Killing the owning replica hands its edge to the other once the ownership lease expires."""
     a = await cluster_cloud(tmp_path, kube, "a", extra=["--owner-lease-seconds", "3"])
     await a.start()
@@ -158,8 +158,8 @@ async def test_second_replica_takes_over_a_node_after_the_first_is_killed(
 
 
 async def test_events_are_cluster_events_and_metrics_count_api_calls(
-    tmp_path: Path, kube: KubeApi, make_edge
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, kube: KubeApi, make_edge: MakeEdge
+) -> None:
     """On a cluster, the edge's NodeReady is a core/v1 Event kubectl lists, served by the
     admin API too; /metrics counts the calls made to the Kubernetes API."""
     cloud = await cluster_cloud(tmp_path, kube, "a")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.manifests import bundle, configmap
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, wait_until
 from tests.support.proxy import FaultProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,7 +32,7 @@ def _off_loop(check: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
     return lambda: asyncio.to_thread(check)
 
 
-async def _through_proxy(cloud: Cloud, make_edge, proxy: FaultProxy) -> Edge:  # type: ignore[no-untyped-def]
+async def _through_proxy(cloud: Cloud, make_edge: MakeEdge, proxy: FaultProxy) -> Edge:
     await proxy.start("127.0.0.1", cloud.ws_port)
     edge: Edge = make_edge(heartbeat=HEARTBEAT)
     # in a thread: join checks the websocket port through the proxy, which runs on this loop
@@ -43,7 +43,7 @@ async def _through_proxy(cloud: Cloud, make_edge, proxy: FaultProxy) -> Edge:  #
     return edge
 
 
-async def test_cut_link_reconnects_and_converges(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_cut_link_reconnects_and_converges(cloud: Cloud, make_edge: MakeEdge) -> None:
     """Edits made while the link is cut reach the edge after it comes back."""
     async with FaultProxy() as proxy:
         edge = await _through_proxy(cloud, make_edge, proxy)
@@ -62,7 +62,9 @@ async def test_cut_link_reconnects_and_converges(cloud: Cloud, make_edge) -> Non
         assert time.monotonic() - started < 10
 
 
-async def test_half_open_link_detected_within_two_heartbeats(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_half_open_link_detected_within_two_heartbeats(
+    cloud: Cloud, make_edge: MakeEdge
+) -> None:
     """With traffic frozen but sockets up, cloud and edge both drop the link in ~2 heartbeats."""
     async with FaultProxy() as proxy:
         edge = await _through_proxy(cloud, make_edge, proxy)

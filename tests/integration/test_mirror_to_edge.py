@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.manifests import bundle, configmap, pod
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -14,7 +14,7 @@ CM = "/api/v1/namespaces/default/configmaps/web-config"
 SECRET = "/api/v1/namespaces/default/secrets/web-secret"
 
 
-async def test_pod_configmap_and_secret_reach_the_edge(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_pod_configmap_and_secret_reach_the_edge(cloud: Cloud, make_edge: MakeEdge) -> None:
     """A pod bound to the node, with its configmap and secret, is served by the local API."""
     edge: Edge = make_edge()
     edge.join(cloud)
@@ -29,7 +29,7 @@ async def test_pod_configmap_and_secret_reach_the_edge(cloud: Cloud, make_edge) 
     assert edge.get("/api/v1/nodes/edge-1")[0] == 200
 
 
-async def test_edits_and_deletes_follow(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_edits_and_deletes_follow(cloud: Cloud, make_edge: MakeEdge) -> None:
     """An edited configmap reaches the edge; a deleted pod and its orphaned refs disappear."""
     edge: Edge = make_edge()
     edge.join(cloud)
@@ -42,7 +42,7 @@ async def test_edits_and_deletes_follow(cloud: Cloud, make_edge) -> None:  # typ
     await wait_until(lambda: edge.gone(POD) and edge.gone(CM) and edge.gone(SECRET))
 
 
-async def test_only_what_is_bound_reaches_a_node(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_only_what_is_bound_reaches_a_node(cloud: Cloud, make_edge: MakeEdge) -> None:
     """A pod for another node, and that pod's configmap, never reach this edge."""
     edge: Edge = make_edge()
     edge.join(cloud)
@@ -58,7 +58,7 @@ async def test_only_what_is_bound_reaches_a_node(cloud: Cloud, make_edge) -> Non
     assert edge.gone("/api/v1/namespaces/default/configmaps/other-config")
 
 
-async def test_pod_moved_away_is_deleted_at_the_edge(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_pod_moved_away_is_deleted_at_the_edge(cloud: Cloud, make_edge: MakeEdge) -> None:
     """Rebinding a pod to another node deletes it at the old node."""
     edge: Edge = make_edge()
     edge.join(cloud)

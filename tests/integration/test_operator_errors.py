@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.procs import PY, Cloud, Edge, free_port, wait_until
+from tests.support.procs import PY, Cloud, Edge, MakeEdge, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -160,8 +160,8 @@ async def test_join_with_a_wrong_websocket_port_fails_and_spends_no_token_use(
 
 
 async def test_run_warns_naming_the_address_it_cannot_reach(
-    tmp_path: Path, cloud: Cloud, make_edge
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, cloud: Cloud, make_edge: MakeEdge
+) -> None:
     """An edge whose cloud address does not answer logs a WARNING naming it, once per retry."""
     edge: Edge = make_edge()
     edge.join(cloud)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.fielddevices import ModbusDevice, ModbusDeviceProcess, device_objects
-from tests.support.procs import Cloud, Edge, Mapper, twin, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, Mapper, twin, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,7 +55,8 @@ def manifests(port: int) -> str:
 
 
 def status(cloud: Cloud) -> dict[str, Any]:
-    return cloud.get_json("devices", "plc-1").get("status") or {}  # type: ignore[no-any-return]
+    found: dict[str, Any] = cloud.get_json("devices", "plc-1").get("status") or {}
+    return found
 
 
 def reported(cloud: Cloud, prop: str) -> str | None:
@@ -68,7 +69,7 @@ async def _registers(plc: ModbusDevice, want: list[int]) -> bool:
 
 
 async def test_modbus_device_through_cloud_edge_and_mapper(
-    cloud: Cloud, make_edge: Any, plc: ModbusDevice, tmp_path: Path
+    cloud: Cloud, make_edge: MakeEdge, plc: ModbusDevice, tmp_path: Path
 ) -> None:
     """Reports, writes, drift, a device restart and a cloud outage, end to end."""
     for doc in manifests(plc.port).splitlines():
@@ -118,7 +119,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "devices"
 
 
 async def test_mapper_follows_devices_added_changed_and_deleted(
-    cloud: Cloud, make_edge: Any, tmp_path: Path
+    cloud: Cloud, make_edge: MakeEdge, tmp_path: Path
 ) -> None:
     """A mapper started before any Device serves one applied later, and stops on delete."""
     edge: Edge = make_edge()

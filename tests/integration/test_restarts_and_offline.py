@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.manifests import bundle, configmap
-from tests.support.procs import Cloud, Edge, wait_until
+from tests.support.procs import Cloud, Edge, MakeEdge, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -17,7 +17,7 @@ CM = "/api/v1/namespaces/default/configmaps/web-config"
 SECRET = "/api/v1/namespaces/default/secrets/web-secret"
 
 
-async def _mirrored(cloud: Cloud, make_edge) -> Edge:  # type: ignore[no-untyped-def]
+async def _mirrored(cloud: Cloud, make_edge: MakeEdge) -> Edge:
     edge: Edge = make_edge()
     edge.join(cloud)
     await edge.start()
@@ -26,7 +26,7 @@ async def _mirrored(cloud: Cloud, make_edge) -> Edge:  # type: ignore[no-untyped
     return edge
 
 
-async def test_kill9_cloudhub_restart_loses_nothing(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_kill9_cloudhub_restart_loses_nothing(cloud: Cloud, make_edge: MakeEdge) -> None:
     """After kill -9 and restart, cloudhub still has every object and edits flow again."""
     edge = await _mirrored(cloud, make_edge)
     cloud.proc.kill9()
@@ -39,8 +39,8 @@ async def test_kill9_cloudhub_restart_loses_nothing(cloud: Cloud, make_edge) -> 
 
 
 async def test_node_shown_offline_after_cloud_restart_until_it_returns(
-    cloud: Cloud, make_edge
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, make_edge: MakeEdge
+) -> None:
     """A node is not reported Ready by a cloudhub it has not reconnected to."""
     edge = await _mirrored(cloud, make_edge)
     edge.proc.kill9()
@@ -51,7 +51,9 @@ async def test_node_shown_offline_after_cloud_restart_until_it_returns(
     await wait_until(lambda: cloud.node_ready("edge-1"))
 
 
-async def test_object_deleted_while_edge_away_is_deleted_on_return(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_object_deleted_while_edge_away_is_deleted_on_return(
+    cloud: Cloud, make_edge: MakeEdge
+) -> None:
     """A pod deleted while the edge was down disappears from the edge when it reconnects."""
     edge = await _mirrored(cloud, make_edge)
     edge.proc.kill9()
@@ -62,7 +64,9 @@ async def test_object_deleted_while_edge_away_is_deleted_on_return(cloud: Cloud,
     await wait_until(lambda: edge.gone(POD) and edge.gone(CM) and edge.gone(SECRET))
 
 
-async def test_edge_restarted_without_cloud_serves_its_cache(cloud: Cloud, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_edge_restarted_without_cloud_serves_its_cache(
+    cloud: Cloud, make_edge: MakeEdge
+) -> None:
     """kill -9 of edgecore with the cloud down: the restarted edge serves everything from SQLite."""
     edge = await _mirrored(cloud, make_edge)
     cloud.proc.kill9()
@@ -93,14 +97,17 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split(") ")[-1][:1] != "Z"
 
 
-async def test_link_workers_do_not_outlive_a_killed_cloudhub(tmp_path: Path, make_edge) -> None:  # type: ignore[no-untyped-def]
+async def test_link_workers_do_not_outlive_a_killed_cloudhub(
+    tmp_path: Path, make_edge: MakeEdge
+) -> None:
     """kill -9 of cloudhub: its link workers exit, and a restart on the same ports serves."""
     cloud = Cloud(tmp_path, extra=["--link-workers", "2"])
     try:
         await cloud.start()
         assert cloud.proc.popen is not None
-        await wait_until(lambda: len(_children(cloud.proc.popen.pid)) == 2, timeout=10)
-        workers = _children(cloud.proc.popen.pid)
+        pid = cloud.proc.popen.pid
+        await wait_until(lambda: len(_children(pid)) == 2, timeout=10)
+        workers = _children(pid)
         edge = await _mirrored(cloud, make_edge)
         cloud.proc.kill9()
         await wait_until(lambda: not any(_alive(p) for p in workers), timeout=10)

@@ -22,10 +22,10 @@ async def test_apply_creates_then_replaces_keeping_server_fields(
     kubeapi: KubeApiEmulator, store: KubeStore
 ) -> None:
     """A second apply keeps uid and creationTimestamp and gets a new resourceVersion."""
-    (created,) = await store.apply([pod("a")])
+    (created,) = [a.object for a in await store.apply([pod("a")])]
     changed = pod("a")
     changed["metadata"]["labels"] = {"tier": "web"}
-    (replaced,) = await store.apply([changed])
+    (replaced,) = [a.object for a in await store.apply([changed])]
     for field in ("uid", "creationTimestamp"):
         assert replaced["metadata"][field] == created["metadata"][field]
     assert replaced["metadata"]["resourceVersion"] != created["metadata"]["resourceVersion"]
@@ -38,8 +38,8 @@ async def test_applying_what_is_stored_writes_nothing(
     kubeapi: KubeApiEmulator, store: KubeStore
 ) -> None:
     """An unchanged re-apply sends no PUT and leaves the resourceVersion alone."""
-    (first,) = await store.apply([pod("a")])
-    (again,) = await store.apply([pod("a")])
+    (first,) = [a.object for a in await store.apply([pod("a")])]
+    (again,) = [a.object for a in await store.apply([pod("a")])]
     assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
     assert kubeapi.count("update", POD_PATH) == 0
 
@@ -53,7 +53,7 @@ async def test_an_update_without_status_keeps_the_stored_status(
     kubeapi.seed(running)
     changed = pod("a")
     changed["spec"]["containers"][0]["image"] = "nginx:1.28"
-    (stored,) = await store.apply([changed])
+    (stored,) = [a.object for a in await store.apply([changed])]
     assert stored["status"] == {"phase": "Running"}
     assert stored["metadata"]["generation"] == 2
 
@@ -66,7 +66,7 @@ async def test_a_conflicting_replace_is_retried_from_a_fresh_read(
     kubeapi.inject_conflict(path=POD_PATH)
     changed = pod("a")
     changed["metadata"]["labels"] = {"v": "2"}
-    (stored,) = await store.apply([changed])
+    (stored,) = [a.object for a in await store.apply([changed])]
     assert stored["metadata"]["labels"] == {"v": "2"}
     assert kubeapi.count("update", POD_PATH) == 2
 
@@ -202,3 +202,35 @@ async def test_api_errors_other_than_the_mapped_ones_are_store_errors(
     kubeapi.inject(403, method="GET")
     with pytest.raises(StoreError, match="refused our credentials"):
         await store.get("configmap", "default", "c")
+
+
+def _read_only_model() -> dict[str, Any]:
+    return {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "DeviceModel",
+        "metadata": {"name": "thermostat-model", "namespace": "default"},
+        "spec": {"properties": [{"name": "t", "type": "FLOAT", "accessMode": "ReadOnly"}]},
+    }
+
+
+async def test_apply_says_what_it_did_and_refuses_forbidden_desired_values(
+    kubeapi: KubeApiEmulator, store: KubeStore
+) -> None:
+    """apply reports created/unchanged/configured, and refuses a desired value the Device's
+    model forbids (read from the cluster) without writing the Device."""
+    assert [a.action for a in await store.apply([_read_only_model(), pod("a")])] == [
+        "created",
+        "created",
+    ]
+    changed = pod("a")
+    changed["metadata"]["labels"] = {"tier": "web"}
+    assert [a.action for a in await store.apply([pod("b"), changed])] == [
+        "created",
+        "configured",
+    ]
+    assert [a.action for a in await store.apply([changed])] == ["unchanged"]
+    bad = device("d")
+    bad["spec"]["properties"] = [{"name": "t", "desired": {"value": "1"}}]
+    with pytest.raises(InvalidObject, match=r"Device default/d: .*ReadOnly"):
+        await store.apply([bad])
+    assert kubeapi.get("devices", "default", "d") is None

@@ -15,9 +15,9 @@ from websockets.asyncio.client import ClientConnection
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
-from tests.security.conftest import edge_tls, ws_url
+from tests.security.conftest import ws_url
 from tests.security.fuzzing import LoopThread, json_values, mutated_json, mutated_text
-from tests.support.inproc import join_node
+from tests.support.inproc import edge_tls, join_node
 from tests.support.procs import wait_until
 from wire.codec import decode, encode
 from wire.errors import WireError

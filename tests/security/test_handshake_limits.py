@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.security.conftest import StartCloud, edge_tls, join_node, link
+from tests.security.conftest import StartCloud, join_node, link
+from tests.support.inproc import edge_tls
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.timeout(20)

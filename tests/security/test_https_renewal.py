@@ -16,7 +16,8 @@ from cloudhub.app import CloudApp
 from edgecore.config import EdgeSettings
 from edgecore.join import make_key_and_csr
 from tests.security.certs import forge_node_cert, now
-from tests.security.conftest import edge_tls, join_node
+from tests.security.conftest import join_node
+from tests.support.inproc import edge_tls
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -14,7 +14,8 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from cloudhub.app import CloudApp
 from cloudhub.pki import Authority
 from tests.security.certs import forge_node_cert, now
-from tests.security.conftest import edge_tls, join_node, link, ws_url
+from tests.security.conftest import join_node, link, ws_url
+from tests.support.inproc import edge_tls
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.timeout(20)

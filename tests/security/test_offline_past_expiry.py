@@ -66,7 +66,7 @@ async def _reported(cloud: CloudApp) -> str | None:
     device = await cloud.store.get("device", "default", "t1")
     for t in (device.get("status") or {}).get("twins") or []:
         if t.get("propertyName") == "temperature":
-            return (t.get("reported") or {}).get("value")  # type: ignore[no-any-return]
+            return (t.get("reported") or {}).get("value")
     return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +25,14 @@ _SHORT_VALIDITY = 8
 
 
 @pytest.fixture
-def procs() -> AsyncIterator[Callable[[Proc], Proc]]:
+def procs() -> Iterator[Callable[[Proc], Proc]]:
     started: list[Proc] = []
 
     def track(proc: Proc) -> Proc:
         started.append(proc)
         return proc
 
-    yield track  # type: ignore[misc]
+    yield track
     for proc in started:
         proc.stop()
 

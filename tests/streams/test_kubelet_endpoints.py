@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import ssl
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.timeout(90)
 
 def test_node_status_names_cloudhub_as_kubelet() -> None:
     """Addresses lead to cloudhub; the edge's own IPs stay as ExternalIP; the port is set."""
-    reported = {
+    reported: dict[str, Any] = {
         "addresses": [
             {"type": "InternalIP", "address": "192.0.2.10"},
             {"type": "Hostname", "address": "gw-1"},

@@ -144,8 +144,11 @@ async def test_logs_follow_a_restart_to_the_new_container(fleet: Fleet) -> None:
     cid = await fleet.cri.create_container(sandbox, config, sandbox_config)
     await fleet.cri.start_container(cid)
 
+    stdout = proc.stdout
+    assert stdout is not None
+
     async def saw_restart() -> bool:
-        line = await asyncio.wait_for(proc.stdout.readline(), 15)  # type: ignore[union-attr]
+        line = await asyncio.wait_for(stdout.readline(), 15)
         return line == b"restarted\n"
 
     await wait_until(saw_restart, timeout=20)

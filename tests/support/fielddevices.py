@@ -19,11 +19,13 @@ import logging
 import sys
 from typing import Any
 
-from asyncua import Server, ua
+from asyncua import ua
+from asyncua.server.server import Server
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
-from pymodbus.simulator.simdata import DataType, SimData
+from pymodbus.simulator.simdata import SimData
 from pymodbus.simulator.simdevice import SimDevice
+from pymodbus.simulator.simutils import DataType
 
 from tests.support.procs import free_port
 
@@ -53,7 +55,7 @@ async def _stop(
 ) -> None:
     """Shut a pymodbus server down and end the task serving it."""
     if server is not None:
-        await server.shutdown()
+        await server.shutdown()  # type: ignore[no-untyped-call]  # pymodbus leaves it unannotated
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -203,7 +205,9 @@ class OpcUaDevice:
         assert ns == 2
         folder = await server.nodes.objects.add_object(ns, "Device")
         for name, (value, vtype) in self.variables.items():
-            node = await folder.add_variable(ua.NodeId(name, ns), name, value, varianttype=vtype)
+            node = await folder.add_variable(
+                ua.NodeId(ua.String(name), ua.Int16(ns)), name, value, varianttype=vtype
+            )
             await node.set_writable()
             self.nodes[name] = node
         await server.start()

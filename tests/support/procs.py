@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 PY = sys.executable
 CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
@@ -304,6 +304,12 @@ def insecure_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+class MakeEdge(Protocol):
+    """The ``make_edge`` fixture: starts an :class:`Edge` (keyword arguments as its own)."""
+
+    def __call__(self, name: str = "edge-1", **kw: Any) -> Edge: ...
 
 
 class Mapper:
