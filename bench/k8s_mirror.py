@@ -128,8 +128,15 @@ def node_facts(name: str) -> dict[str, Any]:
 class KubeCloudHub(CloudHub):
     """``cloudhub serve --kubeconfig K --replica-name NAME`` on free ports."""
 
-    def __init__(self, *, workdir: Path, kubeconfig: Path, replica: str = "bench") -> None:
-        super().__init__(workdir=workdir)
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        kubeconfig: Path,
+        replica: str = "bench",
+        extra_args: list[str] | None = None,
+    ) -> None:
+        super().__init__(workdir=workdir, extra_args=extra_args)
         self.kubeconfig = kubeconfig
         self.replica = replica
 
@@ -142,7 +149,7 @@ class KubeCloudHub(CloudHub):
         argv = [sys.executable, "-m", "cloudhub", "serve", "--data-dir", str(self.data_dir),
                 "--bind", "127.0.0.1", "--ws-port", str(self.ws_port), "--https-port",
                 str(self.https_port), "--kubeconfig", str(self.kubeconfig), "--replica-name",
-                self.replica]  # fmt: skip
+                self.replica, *self.extra_args]  # fmt: skip
         self._launch(argv)
         log.info("cloudhub pid %d (Kubernetes mode): wss %d", self.pid, self.ws_port)
 

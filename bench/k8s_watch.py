@@ -232,7 +232,12 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
                 await cluster.call("DELETE", f"/api/v1/nodes/{node}", ok=(200,))
             await cluster.call("POST", "/api/v1/nodes", node_manifest(node), ok=(201,))
         await _create_pods(cluster, namespace, pods, nodes)
-        hub = KubeCloudHub(workdir=workdir, kubeconfig=args.kubeconfig, replica=args.prefix)
+        hub = KubeCloudHub(
+            workdir=workdir,
+            kubeconfig=args.kubeconfig,
+            replica=args.prefix,
+            extra_args=args.hub_arg,
+        )
         await hub.start()
         await wait_for_condition(lambda: hub.log_tail(200).count("serving") > 0, timeout=30)
         arrivals = Arrivals()
@@ -261,6 +266,14 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
         fig.add("rss_idle", hub.rss_kib_with_children() / 1024, "MB (cloudhub + helpers)")
         fig.add("rss_idle_main", hub.rss_kib() / 1024, "MB (cloudhub's main process)")
         fig.add("cloudcore_rss_idle", "80-84", "MB (stock cloudcore, issue 19)")
+        cpu0 = hub.cpu_seconds()
+        await asyncio.sleep(args.idle)
+        fig.add(
+            "idle_cloud_cpu",
+            (hub.cpu_seconds() - cpu0) / args.idle * 100,
+            f"% of a core over {args.idle:g}s, edges connected, nothing changing",
+            digits=2,
+        )
         ok = synced and not failed
         sat = range(0, args.updates)
         ok &= await _phase(
@@ -330,6 +343,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=50.0, help="paced patches per second (50)")
     p.add_argument("--deliver-timeout", type=float, default=60.0, help="s, per phase (60)")
     p.add_argument("--settle", type=float, default=3.0, help="pause between phases, s (3)")
+    p.add_argument("--idle", type=float, default=10.0, help="idle CPU window, s (10)")
+    p.add_argument(
+        "--hub-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more 'cloudhub serve' argument (repeat; e.g. --hub-arg=--link-workers=0)",
+    )
     p.add_argument("--quick", action="store_true", help="200 saturated + 100 paced updates")
     p.add_argument("--timeout", type=float, default=300.0, help="hard limit, s (300)")
     p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir")
