@@ -233,6 +233,15 @@ class KubeApi:
             url = url.with_query({k: str(v) for k, v in query.items()})
         return url
 
+    def _options(self) -> dict[str, Any]:
+        """Per-request options the credentials ask for (a proxy, a certificate name)."""
+        options: dict[str, Any] = {}
+        if self._credentials.proxy:
+            options["proxy"] = self._credentials.proxy
+        if self._credentials.server_name:
+            options["server_hostname"] = self._credentials.server_name
+        return options
+
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers: dict[str, str] = {}
         token = self._credentials.token()
@@ -273,6 +282,7 @@ class KubeApi:
                     data=payload,
                     headers=self._headers(None if body is None else content_type),
                     timeout=timeout,
+                    **self._options(),
                 ) as resp:
                     data = await resp.read()
                     status, reason = resp.status, resp.reason or ""
@@ -427,7 +437,10 @@ class KubeApi:
         opened: aiohttp.ClientResponse | None = None
         try:
             async with session.get(
-                self._url(res.path(), query), headers=self._headers(None), timeout=timeout
+                self._url(res.path(), query),
+                headers=self._headers(None),
+                timeout=timeout,
+                **self._options(),
             ) as resp:
                 opened = resp
                 self._watches.add(resp)

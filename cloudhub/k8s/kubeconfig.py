@@ -53,6 +53,10 @@ class Credentials:
     ssl: ssl.SSLContext | None
     #: the current bearer token (may read a file or refresh), or None
     token: Callable[[], str | None]
+    #: an HTTP(S) proxy to go through (the cluster's ``proxy-url``)
+    proxy: str | None = None
+    #: the name to expect in the server's certificate, if not the host's (``tls-server-name``)
+    server_name: str | None = None
 
 
 def load_credentials(
@@ -107,12 +111,21 @@ def _from_file(path: Path) -> Credentials:
             key=_material(user, "client-key", base),
             verify=not cluster.get("insecure-skip-tls-verify", False),
         )
+    token: Callable[[], str | None]
     if user.get("token"):
-        token = str(user["token"])
-        return Credentials(server.rstrip("/"), context_ssl, lambda: token)
-    if user.get("tokenFile"):
-        return Credentials(server.rstrip("/"), context_ssl, _TokenFile(base / user["tokenFile"]))
-    return Credentials(server.rstrip("/"), context_ssl, lambda: None)
+        fixed = str(user["token"])
+        token = lambda: fixed  # noqa: E731 - a constant source
+    elif user.get("tokenFile"):
+        token = _TokenFile(base / user["tokenFile"])
+    else:
+        token = lambda: None  # noqa: E731
+    return Credentials(
+        server.rstrip("/"),
+        context_ssl,
+        token,
+        proxy=cluster.get("proxy-url") or None,
+        server_name=cluster.get("tls-server-name") or None,
+    )
 
 
 def _in_cluster(env: Mapping[str, str]) -> Credentials:
@@ -158,7 +171,9 @@ def _official(source: str) -> Credentials:
         value = str(auth.get("value") or "")
         return value.removeprefix("Bearer ").strip() or None
 
-    return Credentials(host, context, token)
+    proxy = getattr(configuration, "proxy", None) or None
+    server_name = getattr(configuration, "tls_server_name", None) or None
+    return Credentials(host, context, token, proxy=proxy, server_name=server_name)
 
 
 class _TokenFile:

@@ -83,3 +83,15 @@ def test_in_cluster_without_a_service_account_is_a_config_error() -> None:
     env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
     with pytest.raises(ConfigError, match="in-cluster"):
         load_credentials(None, environ=env)
+
+
+def test_the_clusters_proxy_and_certificate_name_are_kept(tmp_path: Path) -> None:
+    """``proxy-url`` and ``tls-server-name`` reach the connection's options."""
+    cluster = {
+        "server": "https://10.0.0.1:6443",
+        "proxy-url": "http://proxy.example:3128",
+        "tls-server-name": "kubernetes.default",
+    }
+    creds = load_credentials(write(tmp_path / "kc", {"token": "t"}, cluster))
+    assert creds.proxy == "http://proxy.example:3128"
+    assert creds.server_name == "kubernetes.default"
