@@ -357,6 +357,9 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
         await emulator.start()
         client = ClusterClient(emulator.url, limit=max(8, args.create_concurrency))
         nodes = [node_name(i) for i in range(args.nodes)]
+        # the emulator, like an API server, refuses objects in a namespace that does not exist
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        await client.create("/api/v1/namespaces", namespace)
         await asyncio.gather(*(client.create("/api/v1/nodes", node_manifest(n)) for n in nodes))
         log.info("%d edge Node objects created", len(nodes))
         hub = KubeCloudHub(workdir=workdir, kubeconfig=emulator.kubeconfig)

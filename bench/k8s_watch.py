@@ -287,6 +287,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
             concurrency=1, rate=args.rate, timeout=args.deliver_timeout,
         )  # fmt: skip
         fig.add("paced_target_rate", args.rate, "updates/s asked for")
+        fig.add("rss_after", hub.rss_kib_with_children() / 1024, "MB (after the updates)")
         return ok
     finally:
         if keepalive is not None:
