@@ -128,8 +128,15 @@ def node_facts(name: str) -> dict[str, Any]:
 class KubeCloudHub(CloudHub):
     """``cloudhub serve --kubeconfig K --replica-name NAME`` on free ports."""
 
-    def __init__(self, *, workdir: Path, kubeconfig: Path, replica: str = "bench") -> None:
-        super().__init__(workdir=workdir)
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        kubeconfig: Path,
+        replica: str = "bench",
+        extra_args: list[str] | None = None,
+    ) -> None:
+        super().__init__(workdir=workdir, extra_args=extra_args)
         self.kubeconfig = kubeconfig
         self.replica = replica
 
@@ -142,7 +149,7 @@ class KubeCloudHub(CloudHub):
         argv = [sys.executable, "-m", "cloudhub", "serve", "--data-dir", str(self.data_dir),
                 "--bind", "127.0.0.1", "--ws-port", str(self.ws_port), "--https-port",
                 str(self.https_port), "--kubeconfig", str(self.kubeconfig), "--replica-name",
-                self.replica]  # fmt: skip
+                self.replica, *self.extra_args]  # fmt: skip
         self._launch(argv)
         log.info("cloudhub pid %d (Kubernetes mode): wss %d", self.pid, self.ws_port)
 
@@ -350,6 +357,9 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
         await emulator.start()
         client = ClusterClient(emulator.url, limit=max(8, args.create_concurrency))
         nodes = [node_name(i) for i in range(args.nodes)]
+        # the emulator, like an API server, refuses objects in a namespace that does not exist
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        await client.create("/api/v1/namespaces", namespace)
         await asyncio.gather(*(client.create("/api/v1/nodes", node_manifest(n)) for n in nodes))
         log.info("%d edge Node objects created", len(nodes))
         hub = KubeCloudHub(workdir=workdir, kubeconfig=emulator.kubeconfig)

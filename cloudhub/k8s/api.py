@@ -1,22 +1,21 @@
-"""Dict-in, dict-out async access to the Kubernetes API; the one module importing ``kubernetes``.
+"""Dict-in, dict-out async access to the Kubernetes API, on aiohttp.
 
-Why a layer of our own over the official client:
+Why a layer of our own rather than a generated client:
 
-- **Objects stay the JSON the API server sent.** The client's typed methods turn bodies into
-  generated models that refuse (or drop) fields they do not know, and edgebridge must round-trip
-  objects from newer API versions and CRDs untouched. So requests go through the client's
-  request machinery (configuration, TLS, token refresh from the kubeconfig, connection pool)
-  with plain dicts, using the generator's ``param_serialize``/``call_api`` pair that every
-  typed method uses underneath.
-- **The client is synchronous.** Short calls run on a small pool of named threads owned by
-  :class:`KubeApi` (not the loop's default executor, which has only ``cpu + 4`` workers on a
-  2-core box and is shared with everything else). Each watch stream is read by its own named
-  thread and handed to the event loop through a bounded queue, so a slow consumer slows the
-  stream (TCP back-pressure) instead of growing memory.
+- **Objects stay the JSON the API server sent.** Generated models refuse (or drop) fields they
+  do not know, and edgebridge must round-trip objects from newer API versions and CRDs
+  untouched; so requests are plain HTTP with dict bodies.
+- **A watch costs one coroutine, not a thread.** Events are read on the event loop from the
+  streamed response (no thread, queue or cross-thread hand-off per event), each line decoded
+  once, and the object's own bytes kept (:attr:`RawEvent.body`) so cloudhub can send them to
+  edges without encoding the object again. A socket read timeout ends a watch that went
+  silent. A slow consumer slows the stream (TCP back-pressure) instead of growing memory.
+- **No generated client in memory.** :mod:`cloudhub.k8s.kubeconfig` reads the credentials;
+  the official ``kubernetes`` package is imported only for the kubeconfigs it alone can read.
 - **Errors become edgebridge's.** HTTP 404 → :class:`~wire.errors.NotFound`, 409 →
   :class:`~wire.errors.Conflict`, 410 → :class:`~wire.errors.Gone`, 400/422 →
   :class:`~wire.errors.InvalidObject`, anything else (and network failures) →
-  :class:`~wire.errors.StoreError`, each chained to the client's exception.
+  :class:`~wire.errors.StoreError`.
 
 Nothing here knows about edgebridge's resource types or policies (selectors, retries,
 ownership): :mod:`cloudhub.store.kubernetes` and :mod:`cloudhub.k8s.leases` decide those.
@@ -25,48 +24,34 @@ ownership): :mod:`cloudhub.store.kubernetes` and :mod:`cloudhub.k8s.leases` deci
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import functools
-import itertools
 import json
 import logging
-import os
-import threading
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
-import urllib3
-import yaml
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+import aiohttp
+import pydantic_core
+from yarl import URL
 
+from cloudhub.k8s.kubeconfig import Credentials, load_credentials
 from hive.metrics import Buckets
-from wire.errors import ConfigError, Conflict, Gone, InvalidObject, NotFound, StoreError
+from wire.errors import Conflict, Gone, InvalidObject, NotFound, StoreError
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-_T = TypeVar("_T")
 
-#: threads for short calls; a status burst from many edges queues behind these
+#: short calls in flight at once (connections); a status burst from many edges queues here
 DEFAULT_WORKERS = 8
 #: (connect, read) seconds for short calls
 DEFAULT_TIMEOUT = (10.0, 30.0)
-#: bytes read from a watch stream at a time (a chunk is handed over as soon as it arrives)
-_CHUNK = 64 * 1024
-#: decoded events buffered between a watch thread and its consumer
-_WATCH_QUEUE = 256
-#: seconds between a watch thread's checks of its stop flag while the consumer is not reading
-_STOP_POLL = 0.2
 _MERGE_PATCH = "application/merge-patch+json"
+_USER_AGENT = "edgebridge-cloudhub"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,40 +94,6 @@ DEVICEMODELS = Resource(
 )
 
 
-def load_configuration(
-    kubeconfig: Path | None = None, *, environ: Mapping[str, str] | None = None
-) -> k8s_client.Configuration:
-    """Client settings from ``kubeconfig``, else ``$KUBECONFIG``, else the in-cluster account.
-
-    Raises:
-        ConfigError: one line saying which source failed and why.
-    """
-    env = os.environ if environ is None else environ
-    configuration = k8s_client.Configuration()
-    if kubeconfig is not None:
-        source: str | None = str(kubeconfig)
-    else:
-        source = env.get("KUBECONFIG") or None
-    try:
-        if source is not None:
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=source, client_configuration=configuration, persist_config=False
-            )
-        else:
-            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
-    except (ConfigException, OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if source is None:
-            raise ConfigError(
-                "no kubeconfig given, KUBECONFIG unset, and no in-cluster service account: "
-                f"{reason}"
-            ) from exc
-        raise ConfigError(f"cannot use kubeconfig {source}: {reason}") from exc
-    return configuration
-
-
 def _message(body: bytes | str | None) -> str:
     """The ``message`` of a ``kind: Status`` body, else the body's first line."""
     if not body:
@@ -157,10 +108,9 @@ def _message(body: bytes | str | None) -> str:
     return text[:200]
 
 
-def map_api_error(exc: ApiException, what: str) -> StoreError:
-    """The edgebridge error for a failed API call on ``what`` (chain it: ``raise ... from exc``)."""
-    status = int(exc.status or 0)
-    detail = _message(exc.body) or str(exc.reason or "")
+def map_api_error(status: int, body: bytes | str | None, reason: str, what: str) -> StoreError:
+    """The edgebridge error for an API answer with HTTP ``status`` on ``what``."""
+    detail = _message(body) or reason
     text = f"{what}: {detail}" if detail else what
     if status == 404:
         return NotFound(text)
@@ -174,31 +124,59 @@ def map_api_error(exc: ApiException, what: str) -> StoreError:
         return StoreError(
             f"{what}: the Kubernetes API refused our credentials (HTTP {status}): {detail}"
         )
-    if status == 0:
-        return StoreError(f"{what}: cannot reach the Kubernetes API: {detail}")
     return StoreError(f"{what}: HTTP {status}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """One line of a watch stream."""
+
+    #: ADDED, MODIFIED, DELETED, BOOKMARK, ERROR (or whatever else the server says)
+    type: str
+    #: the decoded object (a ``kind: Status`` for ERROR); not necessarily a dict on bad input
+    object: Any
+    #: ``object``'s JSON text exactly as the server sent it, when it could be cut out cleanly
+    body: str | None
+    #: another complete event is already in hand (a consumer may batch until the last)
+    more: bool = False
+
+
+def parse_event(line: bytes, *, more: bool = False) -> RawEvent:
+    """One watch line (``{"type":T,"object":{...}}``) decoded, with the object's bytes cut out.
+
+    Raises:
+        ValueError: the line is not a JSON object with a ``type``.
+    """
+    decoded = pydantic_core.from_json(line)
+    if not isinstance(decoded, dict) or not isinstance(decoded.get("type"), str):
+        raise ValueError(f"not a watch event: {line[:200]!r}")
+    kind: str = decoded["type"]
+    obj = decoded.get("object")
+    body = None
+    # The API server writes exactly these two members in this order, compactly; then the
+    # object is everything between the prefix and the final brace.
+    if list(decoded) == ["type", "object"] and isinstance(obj, dict):
+        prefix = b'{"type":"' + kind.encode() + b'","object":'
+        end = line.rstrip()
+        if line.startswith(prefix) and end.endswith(b"}"):
+            body = end[len(prefix) : -1].decode()
+    return RawEvent(kind, obj, body, more)
 
 
 class KubeApi:
     """A connection to one cluster. Create with :meth:`from_config`, end with :meth:`close`."""
 
-    def __init__(
-        self, configuration: k8s_client.Configuration, *, workers: int = DEFAULT_WORKERS
-    ) -> None:
+    def __init__(self, credentials: Credentials, *, workers: int = DEFAULT_WORKERS) -> None:
         """Args:
-        configuration: client settings (see :func:`load_configuration`).
-        workers: threads for short calls (default 8); each open watch has its own thread.
+        credentials: where and how (see :func:`~cloudhub.k8s.kubeconfig.load_credentials`).
+        workers: short calls in flight at once (8); each open watch has its own connection.
         """
-        # Room for every worker and a dozen watches without waiting for a pooled connection.
-        configuration.connection_pool_maxsize = max(
-            configuration.connection_pool_maxsize, workers + 12
-        )
-        self._client = k8s_client.ApiClient(configuration)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="k8s-api"
-        )
-        self._watches: set[_WatchThread] = set()
-        self._serial = itertools.count(1)
+        self._credentials = credentials
+        self._workers = workers
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(workers)
+        #: the responses of open watches, closed by :meth:`close` to end their readers
+        self._watches: set[aiohttp.ClientResponse] = set()
         self._closed = False
         #: calls made by HTTP method, and how long they took (metrics)
         self.requests: Counter[str] = Counter()
@@ -212,29 +190,66 @@ class KubeApi:
         environ: Mapping[str, str] | None = None,
         workers: int = DEFAULT_WORKERS,
     ) -> KubeApi:
-        """Connect (lazily) with :func:`load_configuration`'s settings.
+        """Connect (lazily) with :func:`~cloudhub.k8s.kubeconfig.load_credentials`' settings.
 
         Raises:
             ConfigError: the configuration cannot be loaded.
         """
-        return cls(load_configuration(kubeconfig, environ=environ), workers=workers)
+        return cls(load_credentials(kubeconfig, environ=environ), workers=workers)
 
     @property
     def host(self) -> str:
-        return str(self._client.configuration.host)
+        return self._credentials.host
 
     async def close(self) -> None:
-        """Stop every watch thread and the call pool; release connections. Safe to call twice."""
+        """End every watch and release connections. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        watches = list(self._watches)
-        for watch in watches:
-            watch.stop()
-            watch.wake()
-        await asyncio.to_thread(_join_all, watches)
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        await asyncio.to_thread(self._client.close)
+        for response in list(self._watches):
+            response.close()
+        if self._session is not None:
+            await self._session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise StoreError("the Kubernetes connection is closed")
+        if self._session is None:
+            # Room for every short call and a dozen watches without waiting for a connection.
+            connector = aiohttp.TCPConnector(
+                limit=self._workers + 12,
+                ssl=self._credentials.ssl if self._credentials.ssl is not None else False,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+                skip_auto_headers=("Content-Type",),
+            )
+        return self._session
+
+    def _url(self, path: str, query: Mapping[str, str | int] | None) -> URL:
+        url = URL(self._credentials.host + path, encoded=True)
+        if query:
+            url = url.with_query({k: str(v) for k, v in query.items()})
+        return url
+
+    def _options(self) -> dict[str, Any]:
+        """Per-request options the credentials ask for (a proxy, a certificate name)."""
+        options: dict[str, Any] = {}
+        if self._credentials.proxy:
+            options["proxy"] = self._credentials.proxy
+        if self._credentials.server_name:
+            options["server_hostname"] = self._credentials.server_name
+        return options
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        token = self._credentials.token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return headers
 
     # ------------------------------------------------------------------ short calls
 
@@ -253,71 +268,38 @@ class KubeApi:
         Raises:
             NotFound, Conflict, Gone, InvalidObject, StoreError: as the module docstring maps them.
         """
-        if self._closed:
-            raise StoreError("the Kubernetes connection is closed")
-        call = functools.partial(self._request_sync, method, path, query, body, content_type)
-        loop = asyncio.get_running_loop()
+        what = what or f"{method} {path}"
+        session = self._http()
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         started = time.perf_counter()
         self.requests[method] += 1
+        timeout = aiohttp.ClientTimeout(connect=DEFAULT_TIMEOUT[0], sock_read=DEFAULT_TIMEOUT[1])
         try:
-            return await loop.run_in_executor(self._executor, call)
-        except ApiException as exc:
-            raise map_api_error(exc, what or f"{method} {path}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StoreError(f"{what or path}: cannot reach the Kubernetes API: {exc}") from exc
-        except RuntimeError as exc:  # the pool was shut down under us
-            raise StoreError("the Kubernetes connection is closed") from exc
+            async with self._slots:
+                async with session.request(
+                    method,
+                    self._url(path, query),
+                    data=payload,
+                    headers=self._headers(None if body is None else content_type),
+                    timeout=timeout,
+                    **self._options(),
+                ) as resp:
+                    data = await resp.read()
+                    status, reason = resp.status, resp.reason or ""
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if self._closed:
+                raise StoreError("the Kubernetes connection is closed") from exc
+            raise StoreError(f"{what}: cannot reach the Kubernetes API: {_why(exc)}") from exc
         finally:
             self.request_seconds.observe(time.perf_counter() - started)
-
-    def _open(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, str | int] | None,
-        body: Obj | None,
-        content_type: str,
-        timeout: tuple[float, float],
-    ) -> urllib3.BaseHTTPResponse:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        params = [(k, str(v)) for k, v in (query or {}).items()]
-        verb, url, headers, payload, post = self._client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=params,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self._client.call_api(
-            verb, url, headers, payload, post, _request_timeout=timeout
-        )
-        if not 200 <= response.status <= 299:
-            response.read()  # type: ignore[no-untyped-call]
-            raise ApiException(http_resp=response)
-        raw: urllib3.BaseHTTPResponse = response.response
-        return raw
-
-    def _request_sync(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, str | int] | None,
-        body: Obj | None,
-        content_type: str,
-    ) -> Obj:
-        raw = self._open(method, path, query, body, content_type, DEFAULT_TIMEOUT)
+        if not 200 <= status <= 299:
+            raise map_api_error(status, data, reason, what)
         try:
-            data = raw.data
-        finally:
-            raw.release_conn()
-        decoded = json.loads(data) if data else {}
+            decoded = pydantic_core.from_json(data) if data else {}
+        except ValueError as exc:
+            raise StoreError(f"{what}: the API answered something not JSON: {exc}") from exc
         if not isinstance(decoded, dict):
-            raise StoreError(
-                f"{method} {path}: the API answered {type(decoded).__name__}, not an object"
-            )
+            raise StoreError(f"{what}: the API answered {type(decoded).__name__}, not an object")
         return decoded
 
     async def list(
@@ -425,8 +407,8 @@ class KubeApi:
         label_selector: str | None = None,
         field_selector: str | None = None,
         bookmarks: bool = True,
-    ) -> AsyncGenerator[Obj, None]:
-        """The raw events (``{"type": ..., "object": ...}``) of ONE watch request.
+    ) -> AsyncGenerator[RawEvent, None]:
+        """The events of ONE watch request, as :class:`RawEvent`.
 
         Ends when the server ends the stream (``timeout_seconds`` asks it to) or when nothing
         (no event, no bookmark) arrived for ``inactivity_timeout`` seconds; reconnecting is the
@@ -436,8 +418,6 @@ class KubeApi:
             Gone: the server answered 410 when the watch was opened.
             StoreError: the connection failed (or another mapped HTTP error).
         """
-        if self._closed:
-            raise StoreError("the Kubernetes connection is closed")
         query: dict[str, str | int] = {
             "watch": "1",
             "resourceVersion": resource_version,
@@ -450,133 +430,53 @@ class KubeApi:
         if field_selector:
             query["fieldSelector"] = field_selector
         what = f"watch {res.plural}"
-        # The socket read timeout backs up the inactivity timer should the loop side be starved.
-        timeout = (DEFAULT_TIMEOUT[0], inactivity_timeout + 5.0)
-        opener = functools.partial(self._open, "GET", res.path(), query, None, "", timeout)
-        thread = _WatchThread(
-            opener, asyncio.get_running_loop(), name=f"k8s-watch-{res.plural}-{next(self._serial)}"
-        )
-        self._watches.add(thread)
-        thread.start()
+        session = self._http()
+        self.requests["WATCH"] += 1
+        # sock_read: the socket's silence, not a timer per event, ends a half-dead stream
+        timeout = aiohttp.ClientTimeout(connect=DEFAULT_TIMEOUT[0], sock_read=inactivity_timeout)
+        opened: aiohttp.ClientResponse | None = None
         try:
-            while True:
-                try:
-                    kind, payload = await asyncio.wait_for(thread.queue.get(), inactivity_timeout)
-                except TimeoutError:
-                    log.warning("%s: nothing for %.0fs; reconnecting", what, inactivity_timeout)
-                    return
-                if kind == "event":
-                    yield payload
-                elif kind in ("end", "closed"):
-                    return
-                elif isinstance(payload, ApiException):
-                    raise map_api_error(payload, what) from payload
-                elif self._closed:
-                    return
-                else:
-                    raise StoreError(f"{what}: stream failed: {payload}") from payload
-        finally:
-            thread.stop()
-            self._watches.discard(thread)
-
-
-class _WatchThread(threading.Thread):
-    """Reads one watch response line by line and posts ``(kind, payload)`` to the loop.
-
-    kinds: ``event`` (a decoded line), ``end`` (the server closed the stream cleanly),
-    ``error`` (an exception), ``closed`` (posted by :meth:`wake`: the connection is closing).
-    :meth:`stop` unblocks a read in progress by shutting the socket down.
-    """
-
-    def __init__(
-        self,
-        opener: Callable[[], urllib3.BaseHTTPResponse],
-        loop: asyncio.AbstractEventLoop,
-        *,
-        name: str,
-    ) -> None:
-        super().__init__(name=name, daemon=True)
-        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(_WATCH_QUEUE)
-        self._opener = opener
-        self._loop = loop
-        self._stopping = threading.Event()
-        self._response: urllib3.BaseHTTPResponse | None = None
-        self._lock = threading.Lock()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with self._lock:
-            response = self._response
-        if response is not None:
-            shutdown = getattr(response, "shutdown", None)
-            with contextlib.suppress(Exception):
-                if shutdown is not None:
-                    shutdown()
-
-    def wake(self) -> None:
-        """Tell the consumer the stream is closed (call on the loop's thread)."""
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(("closed", None))
-
-    def run(self) -> None:
-        response = None
-        try:
-            response = self._opener()
-            with self._lock:
-                self._response = response
-            if self._stopping.is_set():
+            async with session.get(
+                self._url(res.path(), query),
+                headers=self._headers(None),
+                timeout=timeout,
+                **self._options(),
+            ) as resp:
+                opened = resp
+                self._watches.add(resp)
+                if resp.status != 200:
+                    data = await resp.read()
+                    raise map_api_error(resp.status, data, resp.reason or "", what)
+                pending = b""
+                async for chunk in resp.content.iter_any():
+                    lines = (pending + chunk if pending else chunk).split(b"\n")
+                    pending = lines.pop()
+                    lines = [line for line in lines if line.strip()]
+                    last = len(lines) - 1
+                    for i, line in enumerate(lines):
+                        try:
+                            event = parse_event(line, more=i < last)
+                        except ValueError as exc:
+                            raise StoreError(f"{what}: {exc}") from exc
+                        yield event
+                if pending.strip():
+                    try:
+                        yield parse_event(pending)
+                    except ValueError as exc:
+                        raise StoreError(f"{what}: {exc}") from exc
+        except aiohttp.SocketTimeoutError:
+            log.warning("%s: nothing for %.0fs; reconnecting", what, inactivity_timeout)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if self._closed:
                 return
-            for line in _lines(response):
-                if not self._post("event", json.loads(line)):
-                    return
-            self._post("end", None)
-        except BaseException as exc:
-            if not self._stopping.is_set():
-                self._post("error", exc)
+            raise StoreError(f"{what}: stream failed: {_why(exc)}") from exc
         finally:
-            if response is not None:
-                with contextlib.suppress(Exception):
-                    response.close()
-                with contextlib.suppress(Exception):
-                    response.release_conn()
-
-    def _post(self, kind: str, payload: Any) -> bool:
-        """Hand one item to the loop, waiting while the queue is full; False once stopped."""
-        try:
-            future = asyncio.run_coroutine_threadsafe(self.queue.put((kind, payload)), self._loop)
-        except RuntimeError:  # the loop is closed
-            return False
-        while True:
-            try:
-                future.result(_STOP_POLL)
-                return True
-            except concurrent.futures.TimeoutError:
-                if self._stopping.is_set():
-                    future.cancel()
-                    return False
-            except (concurrent.futures.CancelledError, RuntimeError):
-                return False
+            if opened is not None:
+                self._watches.discard(opened)
 
 
-def _lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    """Non-empty lines of a streamed body, each as soon as its newline arrives."""
-    pending = b""
-    for chunk in response.stream(_CHUNK, decode_content=True):
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            if line.strip():
-                yield line
-    if pending.strip():
-        yield pending
-
-
-def _join_all(threads: list[_WatchThread]) -> None:
-    for thread in threads:
-        thread.join(timeout=2.0)
-        if thread.is_alive():
-            log.warning("watch thread %s did not stop within 2s", thread.name)
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 def _what(res: Resource, namespace: str | None, name: str) -> str:

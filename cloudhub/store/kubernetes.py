@@ -55,6 +55,7 @@ from cloudhub.k8s.api import (
     PODS,
     SECRETS,
     KubeApi,
+    RawEvent,
     Resource,
 )
 from cloudhub.store.admission import check_desired
@@ -101,6 +102,14 @@ _SERVER_META = (
 )
 
 
+#: the watch event types that change an object
+_EVENT_TYPES: dict[str, EventType] = {
+    "ADDED": "ADDED",
+    "MODIFIED": "MODIFIED",
+    "DELETED": "DELETED",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class _Kind:
     """How one edgebridge type maps onto the API."""
@@ -139,7 +148,7 @@ class KubeSettings(BaseModel):
     write_retries: int = Field(default=DEFAULT_WRITE_RETRIES, ge=1)
     #: status writes in flight at once in ``update_statuses`` (8)
     status_concurrency: int = Field(default=DEFAULT_STATUS_CONCURRENCY, ge=1)
-    #: threads for short API calls (8); each open watch has its own thread besides
+    #: short API calls in flight at once (8); each open watch has its own connection besides
     workers: int = Field(default=DEFAULT_WORKERS, ge=1)
     #: confirm (0-second delete) deletions of pods on edge nodes, which have no kubelet (True)
     finalize_edge_pod_deletions: bool = True
@@ -251,12 +260,12 @@ class KubeStore:
                     label_selector=kind.label_selector,
                     field_selector=kind.field_selector,
                 )
-                # aclosing: a Gone raised mid-stream stops the reader thread now, not at GC.
+                # aclosing: a Gone raised mid-stream closes the response now, not at GC.
                 async with contextlib.aclosing(stream):
                     async for raw in stream:
                         progressed = True
                         event = self._event(kind, type, raw)
-                        newest = _rv_of(raw.get("object"))
+                        newest = _rv_of(raw.object)
                         if newest:
                             rv = newest
                         if event is not None:
@@ -277,12 +286,12 @@ class KubeStore:
                 # A stream that failed, or ended without a single line: do not spin.
                 await asyncio.sleep(next(delays))
 
-    def _event(self, kind: _Kind, type: str, raw: dict[str, Any]) -> WatchEvent | None:
+    def _event(self, kind: _Kind, type: str, raw: RawEvent) -> WatchEvent | None:
         """The WatchEvent for one raw watch event, or None for bookmarks and the unknown."""
-        event_type = raw.get("type")
-        obj = raw.get("object")
+        event_type: str = raw.type
+        obj = raw.object
         if not isinstance(obj, dict):
-            log.warning("watch of %s: event without an object: %.200s", type, raw)
+            log.warning("watch of %s: %s event without an object", type, event_type)
             return None
         if event_type == "ERROR":
             code = obj.get("code")
@@ -292,15 +301,19 @@ class KubeStore:
             raise StoreError(f"watch of {type}: the API server reported {code}: {message}")
         if event_type == "BOOKMARK":
             return None
-        if event_type not in ("ADDED", "MODIFIED", "DELETED"):
+        if event_type not in _EVENT_TYPES:
             log.warning("watch of %s: unknown event type %r skipped", type, event_type)
             return None
+        # The server's bytes go to edges as they are, if they say what the object is (watch
+        # events carry kind and apiVersion; if one did not, the completed dict is encoded).
+        body = raw.body if "kind" in obj and "apiVersion" in obj else None
         obj = _complete(kind.res, obj)
-        final: EventType = event_type
+        final: EventType = _EVENT_TYPES[event_type]
         if type == "pod" and final != "DELETED" and _terminating(obj):
             final = "DELETED"
+            body = None
             self._confirm_deletion(obj)
-        return WatchEvent(final, obj)
+        return WatchEvent(final, obj, body, raw.more)
 
     # ------------------------------------------------------------------ writes
 
