@@ -15,6 +15,10 @@ of their own, whose path they give in ``MapperRegister``.
   publish (:mod:`.convert`) and enter the twin as eventbus hands those over: the twin applies,
   answers and sends them upstream by exactly the same rules.
 
+Restarts: a stock mapper registers once, when it starts. KubeEdge's edgecore forgets it when
+it restarts itself (desired values stop reaching the mapper until the mapper is restarted
+too); here registered mappers are kept in ``state_file`` and dialled again on start.
+
 Rate: KubeEdge bounds every mapper together at 1 request/s. Here each mapper (by protocol)
 has its own token bucket (``rate``/``burst``): a chatty mapper is paced (its calls take
 longer), the others are not held up by it.
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from pydantic import BaseModel, Field, ValidationError
 
 from edgecore.config import DmiSettings
 from edgecore.dmi import api_pb2 as dmi
@@ -54,6 +59,8 @@ log = logging.getLogger(__name__)
 _grpc: Any = dmi_grpc
 
 NAME = "dmi"
+#: in the edge's data dir: the mappers registered with it (see the module notes)
+DMI_MAPPERS_FILE = "dmi-mappers.json"
 
 
 @dataclass
@@ -64,11 +71,27 @@ class Mapper:
     protocol: str
     address: str
     bucket: TokenBucket
+    version: str = ""
     #: the mapper's DeviceMapperService (generated stubs are untyped)
     stub: Any = None
     channel: grpc.aio.Channel | None = None
     #: model keys (``ns/name``) this mapper has been given
     models: set[str] = field(default_factory=set)
+
+
+class MapperRecord(BaseModel):
+    """A registered mapper as ``state_file`` keeps it."""
+
+    name: str
+    protocol: str = Field(min_length=1)
+    address: str
+    version: str = ""
+
+
+class MapperRecords(BaseModel):
+    """The ``state_file``: the mappers registered with this edge."""
+
+    mappers: list[MapperRecord] = Field(default_factory=list)
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -90,9 +113,11 @@ class DmiModule:
         meta: MetaStore,
         settings: DmiSettings,
         twin_module: str = "twin",
+        state_file: Path | None = None,
         clock: Any = time.monotonic,
     ) -> None:
         self._bus = bus
+        self._state_file = state_file
         self._meta = meta
         self._settings = settings
         self._twin = twin_module
@@ -101,6 +126,8 @@ class DmiModule:
         self.mappers: dict[str, Mapper] = {}
         self._devices: dict[tuple[str, str], dict[str, Any]] = {}
         self._models: dict[tuple[str, str], dict[str, Any]] = {}
+        #: the DMI form of each device as last handed to its mapper
+        self._sent: dict[tuple[str, str], dmi.Device] = {}
         #: reports of devices with no registered mapper share one budget
         self._unclaimed = TokenBucket(rate=settings.rate, burst=settings.burst, now=clock())
         self.reports = 0
@@ -135,6 +162,7 @@ class DmiModule:
             return
         await server.start()
         log.info("DMI served on %s", path)
+        await self._restore()
         self.ready.set()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -154,39 +182,94 @@ class DmiModule:
 
     async def register(self, req: dmi.MapperRegisterRequest) -> dmi.MapperRegisterResponse:
         info = req.mapper
-        address = bytes(info.address).decode(errors="replace")
-        old = self.mappers.get(info.protocol)
-        if old is not None and old.channel is not None:
-            await old.channel.close()
-        mapper = Mapper(
+        record = MapperRecord(
             name=info.name,
             protocol=info.protocol,
-            address=address,
-            bucket=TokenBucket(
-                rate=self._settings.rate, burst=self._settings.burst, now=self._clock()
-            ),
+            address=bytes(info.address).decode(errors="replace"),
+            version=info.version,
         )
-        if address:
-            target = address if "://" in address else f"unix://{address}"
-            mapper.channel = grpc.aio.insecure_channel(target)
-            mapper.stub = _grpc.DeviceMapperServiceStub(mapper.channel)
-        self.mappers[info.protocol] = mapper
+        mapper = await self._connect(record)
         log.info(
             "DMI mapper %s (protocol %s, %s) registered at %s",
             info.name,
             info.protocol,
             info.version or "?",
-            address or "no address",
+            record.address or "no address",
         )
+        await self._save()
         if not req.withData:
             return dmi.MapperRegisterResponse()
         devices = [d for d in self._devices.values() if protocol_of(d) == info.protocol]
         models = self._models_of(devices)
         mapper.models.update(f"{ns}/{name}" for ns, name in (_key(m) for m in models))
+        sent = {_key(d): device_to_dmi(d) for d in devices}
+        self._sent.update(sent)
         return dmi.MapperRegisterResponse(
-            modelList=[model_to_dmi(m) for m in models],
-            deviceList=[device_to_dmi(d) for d in devices],
+            modelList=[model_to_dmi(m) for m in models], deviceList=list(sent.values())
         )
+
+    async def _connect(self, record: MapperRecord) -> Mapper:
+        """Record ``record`` as its protocol's mapper, with a channel to its address."""
+        old = self.mappers.get(record.protocol)
+        if old is not None and old.channel is not None:
+            await old.channel.close()
+        mapper = Mapper(
+            name=record.name,
+            protocol=record.protocol,
+            address=record.address,
+            version=record.version,
+            bucket=TokenBucket(
+                rate=self._settings.rate, burst=self._settings.burst, now=self._clock()
+            ),
+        )
+        if record.address:
+            target = record.address if "://" in record.address else f"unix://{record.address}"
+            mapper.channel = grpc.aio.insecure_channel(target)
+            mapper.stub = _grpc.DeviceMapperServiceStub(mapper.channel)
+        self.mappers[record.protocol] = mapper
+        return mapper
+
+    async def _restore(self) -> None:
+        """Dial again the mappers registered before this edgecore started (a stock mapper
+        does not register again)."""
+        path = self._state_file
+        if path is None or not path.exists():
+            return
+        try:
+            text = await asyncio.to_thread(path.read_text)
+            records = MapperRecords.model_validate_json(text)
+        except (OSError, ValidationError) as exc:
+            log.warning("DMI: ignoring %s: %s", path, str(exc).splitlines()[0])
+            return
+        for record in records.mappers:
+            await self._connect(record)
+            log.info(
+                "DMI mapper %s (protocol %s) from the last run: calling it at %s",
+                record.name,
+                record.protocol,
+                record.address or "no address",
+            )
+
+    async def _save(self) -> None:
+        path = self._state_file
+        if path is None:
+            return
+        records = MapperRecords(
+            mappers=[
+                MapperRecord(name=m.name, protocol=m.protocol, address=m.address, version=m.version)
+                for m in self.mappers.values()
+            ]
+        )
+        tmp = path.with_name(path.name + ".tmp")
+
+        def write() -> None:
+            tmp.write_text(records.model_dump_json(indent=1) + "\n")
+            tmp.replace(path)
+
+        try:
+            await asyncio.to_thread(write)
+        except OSError as exc:
+            log.warning("DMI: cannot keep the registered mappers in %s: %s", path, exc)
 
     async def report(self, name: str, namespace: str, topic_payload: tuple[str, str]) -> bool:
         """Hand a mapper's report to the twin, paced by its mapper's budget; ``False`` when
@@ -249,6 +332,7 @@ class DmiModule:
         before = self._devices.get(key)
         if event.type == "DELETED":
             self._devices.pop(key, None)
+            self._sent.pop(key, None)
         else:
             self._devices[key] = event.obj
         old = self.mappers.get(protocol_of(before)) if before is not None else None
@@ -260,6 +344,7 @@ class DmiModule:
                 dmi.RemoveDeviceRequest(deviceName=name, deviceNamespace=ns), timeout=timeout
             )
         if new is None or new.stub is None:
+            self._sent.pop(key, None)
             return
         for model in self._models_of([event.obj]):
             mkey = "/".join(_key(model))
@@ -271,8 +356,10 @@ class DmiModule:
         device = device_to_dmi(event.obj)
         if before is None or old is not new:
             await new.stub.RegisterDevice(dmi.RegisterDeviceRequest(device=device), timeout=timeout)
-        else:
+        elif device != self._sent.get(key):
+            # a stock mapper restarts the device on every UpdateDevice: only real changes
             await new.stub.UpdateDevice(dmi.UpdateDeviceRequest(device=device), timeout=timeout)
+        self._sent[key] = device
 
     async def _model_event(self, event: StoreEvent) -> None:
         key = _key(event.obj)
