@@ -162,6 +162,78 @@ def mapper_sets(log_path: Path) -> dict[int, float]:
     return out
 
 
+async def set_desired_value(admin: Admin, name: str, value: int, mapper_log: Path) -> float | None:
+    """Set ``target`` of ``name`` in the cloud (as ``edgectl twin set``); seconds until the
+    mapper's driver was handed it, or None (not within 10 s)."""
+    obj = await admin.get("devices", NAMESPACE, name)
+    updated = set_desired(obj, {"target": str(value)})
+    updated.pop("status", None)
+    t0 = time.time()
+    await admin.apply([updated])
+    if not await wait_for_condition(lambda: value in mapper_sets(mapper_log), timeout=10):
+        return None
+    return mapper_sets(mapper_log)[value] - t0
+
+
+def _calls(rec: Recorder, method: str, since: float) -> list[Any]:
+    return [c for c in rec.calls if c.method.endswith("/" + method) and c.at >= since]
+
+
+async def lifecycle_checks(
+    fig: Figures,
+    admin: Admin,
+    edge: EdgeCore,
+    rec: Recorder,
+    watch: CloudWatch,
+    mapper_log: Path,
+    known: str,
+) -> bool:
+    """A Device (with a new model) added and removed while the mapper runs; edgecore
+    restarted under the mapper (which registers only once)."""
+    model = model_object()
+    model["metadata"]["name"] = MODEL + "-b"
+    late = device_object("dmi-late", 500_000_000)
+    late["spec"]["deviceModelRef"]["name"] = MODEL + "-b"
+    t0 = time.time()
+    await admin.apply([model, late])
+
+    def reported() -> bool:
+        return any(
+            c.request.get("deviceName") == "dmi-late" and not c.error
+            for c in _calls(rec, "ReportDeviceStatus", t0)
+        ) and "dmi-late" in watch.first("level", {"dmi-late"})
+
+    added = await wait_for_condition(reported, timeout=15)
+    seen = watch.first("level", {"dmi-late"})
+    calls = [
+        c.method.rsplit("/", 1)[-1]
+        for c in rec.calls
+        if c.at >= t0 and c.direction == "edge->mapper"
+    ]
+    fig.add("late_device_calls", ",".join(calls) or "none")
+    if added:
+        fig.add("late_device_apply_to_first_report_in_cloud", (seen["dmi-late"] - t0) * 1e3, "ms")
+    t1 = time.time()
+    await admin.delete("devices", NAMESPACE, "dmi-late")
+    removed = await wait_for_condition(lambda: bool(_calls(rec, "RemoveDevice", t1)), timeout=10)
+    fig.add("late_device_removed", "PASS" if removed else "FAIL", "(RemoveDevice on the mapper)")
+
+    t2 = time.time()
+    edge.stop()
+    await edge.start()
+    await wait_for_condition(lambda: edge.log_path.read_text().count("DMI served") >= 2, timeout=10)
+    fig.add("edgecore_restart_s", time.time() - t2, "s", digits=2)
+    lag = await set_desired_value(admin, known, 99_999, mapper_log)
+    registers = len(_calls(rec, "MapperRegister", t2))
+    fig.add(
+        "desired_after_edgecore_restart",
+        "PASS" if lag is not None else "FAIL",
+        f"(mapper registered again: {registers}; reached it in "
+        + (f"{lag * 1e3:.0f} ms)" if lag is not None else "-)"),
+    )
+    return added and removed and lag is not None
+
+
 async def run(args: argparse.Namespace, fig: Figures, binary: Path) -> bool:
     workdir = Path(tempfile.mkdtemp(prefix="edgebridge-dmi-", dir=args.workdir))
     edge_sock, proxy_edge, proxy_mapper = (workdir / n for n in ("dmi.sock", "px-e", "px-m"))
@@ -230,27 +302,19 @@ async def run(args: argparse.Namespace, fig: Figures, binary: Path) -> bool:
             fig.add("report_to_cloud_p99", percentile(lags, 99) * 1e3, "ms")
         desired_lags: list[float] = []
         for k in range(args.desired):
-            name, value = names[k % len(names)], 1000 + k
-            obj = await admin.get("devices", NAMESPACE, name)
-            updated = set_desired(obj, {"target": str(value)})
-            updated.pop("status", None)
-            t0 = time.time()
-            await admin.apply([updated])
-            ok = await wait_for_condition(
-                lambda v=value: v in mapper_sets(mapper_log),  # type: ignore[misc]
-                timeout=10,
-            )
-            if ok:
-                desired_lags.append(mapper_sets(mapper_log)[value] - t0)
+            lag = await set_desired_value(admin, names[k % len(names)], 1000 + k, mapper_log)
+            if lag is not None:
+                desired_lags.append(lag)
             await asyncio.sleep(0.2)
         fig.add("desired_sent", args.desired, "")
         fig.add("desired_reached_mapper", len(desired_lags), "")
         if desired_lags:
             fig.add("desired_to_mapper_p50", percentile(desired_lags, 50) * 1e3, "ms")
             fig.add("desired_to_mapper_p99", percentile(desired_lags, 99) * 1e3, "ms")
+        lifecycle = await lifecycle_checks(fig, admin, edge, rec, watch, mapper_log, names[0])
         unknown = sorted({c.method.rsplit("/", 1)[-1] for c in rec.calls if c.unknown_fields})
         fig.add("calls_with_fields_our_proto_lacks", ",".join(unknown) or "none")
-        return all_in and len(desired_lags) == args.desired and reports > 0
+        return all_in and len(desired_lags) == args.desired and reports > 0 and lifecycle
     finally:
         if admin is not None:
             await admin.close()

@@ -126,8 +126,9 @@ class DmiModule:
         self.mappers: dict[str, Mapper] = {}
         self._devices: dict[tuple[str, str], dict[str, Any]] = {}
         self._models: dict[tuple[str, str], dict[str, Any]] = {}
-        #: the DMI form of each device as last handed to its mapper
-        self._sent: dict[tuple[str, str], dmi.Device] = {}
+        #: devices their mapper has: the DMI form last handed to it (None: not known, the
+        #: mapper loaded it itself or got it before edgecore restarted)
+        self._sent: dict[tuple[str, str], dmi.Device | None] = {}
         #: reports of devices with no registered mapper share one budget
         self._unclaimed = TokenBucket(rate=settings.rate, burst=settings.burst, now=clock())
         self.reports = 0
@@ -198,8 +199,14 @@ class DmiModule:
         )
         await self._save()
         if not req.withData:
+            self._assume_handed(info.protocol)  # it loaded its devices itself
             return dmi.MapperRegisterResponse()
-        devices = [d for d in self._devices.values() if protocol_of(d) == info.protocol]
+        # as KubeEdge: a Device whose model is not on the edge yet goes when the model comes
+        devices = [
+            d
+            for d in self._devices.values()
+            if protocol_of(d) == info.protocol and self._models_of([d])
+        ]
         models = self._models_of(devices)
         mapper.models.update(f"{ns}/{name}" for ns, name in (_key(m) for m in models))
         sent = {_key(d): device_to_dmi(d) for d in devices}
@@ -243,12 +250,21 @@ class DmiModule:
             return
         for record in records.mappers:
             await self._connect(record)
+            self._assume_handed(record.protocol)
             log.info(
                 "DMI mapper %s (protocol %s) from the last run: calling it at %s",
                 record.name,
                 record.protocol,
                 record.address or "no address",
             )
+
+    def _assume_handed(self, protocol: str) -> None:
+        """The mapper of ``protocol`` has its Devices, in a form we do not know: the next
+        change of one is an ``UpdateDevice`` (a stock mapper ignores a ``RegisterDevice`` of a
+        device it has)."""
+        for key, obj in self._devices.items():
+            if protocol_of(obj) == protocol:
+                self._sent.setdefault(key, None)
 
     async def _save(self) -> None:
         path = self._state_file
@@ -332,33 +348,46 @@ class DmiModule:
         before = self._devices.get(key)
         if event.type == "DELETED":
             self._devices.pop(key, None)
-            self._sent.pop(key, None)
         else:
             self._devices[key] = event.obj
         old = self.mappers.get(protocol_of(before)) if before is not None else None
         new = self.mappers.get(protocol_of(event.obj)) if event.type != "DELETED" else None
-        timeout = self._settings.call_timeout
         ns, name = key
         if old is not None and old.stub is not None and old is not new:
+            self._sent.pop(key, None)
             await old.stub.RemoveDevice(
-                dmi.RemoveDeviceRequest(deviceName=name, deviceNamespace=ns), timeout=timeout
+                dmi.RemoveDeviceRequest(deviceName=name, deviceNamespace=ns),
+                timeout=self._settings.call_timeout,
             )
         if new is None or new.stub is None:
             self._sent.pop(key, None)
             return
-        for model in self._models_of([event.obj]):
-            mkey = "/".join(_key(model))
-            if mkey not in new.models:
-                await new.stub.CreateDeviceModel(
-                    dmi.CreateDeviceModelRequest(model=model_to_dmi(model)), timeout=timeout
-                )
-                new.models.add(mkey)
-        device = device_to_dmi(event.obj)
-        if before is None or old is not new:
-            await new.stub.RegisterDevice(dmi.RegisterDeviceRequest(device=device), timeout=timeout)
-        elif device != self._sent.get(key):
-            # a stock mapper restarts the device on every UpdateDevice: only real changes
-            await new.stub.UpdateDevice(dmi.UpdateDeviceRequest(device=device), timeout=timeout)
+        await self._hand_over(new, key, event.obj)
+
+    async def _hand_over(self, mapper: Mapper, key: tuple[str, str], obj: dict[str, Any]) -> None:
+        """Give ``mapper`` the Device ``obj``: its model first (a stock mapper refuses a
+        Device whose model it lacks, so a Device whose model is not on the edge yet waits for
+        it), then ``RegisterDevice``, or ``UpdateDevice`` when the mapper has it already and it
+        changed (a stock mapper restarts the device on each)."""
+        timeout = self._settings.call_timeout
+        models = self._models_of([obj])
+        if not models:
+            log.info("DMI: device %s/%s waits for its model", *key)
+            return
+        model = models[0]
+        mkey = "/".join(_key(model))
+        if mkey not in mapper.models:
+            await mapper.stub.CreateDeviceModel(
+                dmi.CreateDeviceModelRequest(model=model_to_dmi(model)), timeout=timeout
+            )
+            mapper.models.add(mkey)
+        device = device_to_dmi(obj)
+        if key not in self._sent:
+            await mapper.stub.RegisterDevice(
+                dmi.RegisterDeviceRequest(device=device), timeout=timeout
+            )
+        elif device != self._sent[key]:
+            await mapper.stub.UpdateDevice(dmi.UpdateDeviceRequest(device=device), timeout=timeout)
         self._sent[key] = device
 
     async def _model_event(self, event: StoreEvent) -> None:
@@ -370,7 +399,11 @@ class DmiModule:
             self._models[key] = event.obj
         timeout = self._settings.call_timeout
         for mapper in list(self.mappers.values()):
-            if mkey not in mapper.models or mapper.stub is None:
+            if mapper.stub is None:
+                continue
+            if mkey not in mapper.models:
+                if event.type != "DELETED":
+                    await self._waiting_for(mapper, key)
                 continue
             if event.type == "DELETED":
                 mapper.models.discard(mkey)
@@ -382,6 +415,14 @@ class DmiModule:
                 await mapper.stub.UpdateDeviceModel(
                     dmi.UpdateDeviceModelRequest(model=model_to_dmi(event.obj)), timeout=timeout
                 )
+
+    async def _waiting_for(self, mapper: Mapper, model: tuple[str, str]) -> None:
+        """Hand ``mapper`` its Devices that were waiting for ``model``."""
+        for key, obj in list(self._devices.items()):
+            if key in self._sent or protocol_of(obj) != mapper.protocol:
+                continue
+            if self._models_of([obj]) and _key(self._models_of([obj])[0]) == model:
+                await self._hand_over(mapper, key, obj)
 
 
 class _Manager(dmi_grpc.DeviceManagerServiceServicer):

@@ -202,3 +202,23 @@ async def test_unreadable_mapper_file_is_ignored(tmp_path: Path) -> None:
         assert list(answer.deviceList) == []
     saved = json.loads((tmp_path / "dmi-mappers.json").read_text())
     assert saved["mappers"][0]["name"] == "virtual-mapper"
+
+
+async def test_device_before_its_model_waits_for_it(tmp_path: Path) -> None:
+    """A Device reaching the edge before its DeviceModel is handed to the mapper once the
+    model is there, model first (a stock mapper refuses a Device whose model it lacks)."""
+    model, device = objects()
+    async with (
+        running_edge(tmp_path, objects=False) as edge,
+        mapper_server(tmp_path / "mapper.sock") as mapper,
+        dmi_module(edge, tmp_path) as manager,
+    ):
+        answer = await manager.MapperRegister(register_request(tmp_path / "mapper.sock"), timeout=5)
+        assert list(answer.deviceList) == []
+        await edge.apply(device)
+        await edge.member("default/dmi-dev-0")
+        await edge.apply(model)
+        await wait_until(lambda: len(mapper.calls) >= 2)
+        assert [c.method for c in mapper.calls] == ["CreateDeviceModel", "RegisterDevice"]
+        assert mapper.calls[0].request.model.name == "dmi-counter"
+        assert_parsable_by_stock_mapper(mapper.calls[1].request.device, {"dmi-counter"})
