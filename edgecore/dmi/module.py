@@ -287,6 +287,16 @@ class DmiModule:
         except OSError as exc:
             log.warning("DMI: cannot keep the registered mappers in %s: %s", path, exc)
 
+    def namespace_of(self, name: str, namespace: str) -> str | None:
+        """The namespace of the Device ``name`` on this node, or None. v1.15 mappers know no
+        namespaces: a bare name is ``default``'s, else the one device of that name here."""
+        if namespace:
+            return namespace if (namespace, name) in self._devices else None
+        if ("default", name) in self._devices:
+            return "default"
+        found = [ns for ns, n in self._devices if n == name]
+        return found[0] if len(found) == 1 else None
+
     async def report(self, name: str, namespace: str, topic_payload: tuple[str, str]) -> bool:
         """Hand a mapper's report to the twin, paced by its mapper's budget; ``False`` when
         the device is not on this node."""
@@ -441,24 +451,24 @@ class _Manager(dmi_grpc.DeviceManagerServiceServicer):
     async def ReportDeviceStatus(
         self, request: dmi.ReportDeviceStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> dmi.ReportDeviceStatusResponse:
-        found = await self._module.report(
-            request.deviceName,
-            request.deviceNamespace,
-            status_request(request, int(time.time() * 1000)),
-        )
-        if not found:
+        ns = self._module.namespace_of(request.deviceName, request.deviceNamespace)
+        if ns is not None:
+            request.deviceNamespace = ns
+        if ns is None or not await self._module.report(
+            request.deviceName, ns, status_request(request, int(time.time() * 1000))
+        ):
             await _not_found(context, request.deviceName, request.deviceNamespace)
         return dmi.ReportDeviceStatusResponse()
 
     async def ReportDeviceStates(
         self, request: dmi.ReportDeviceStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> dmi.ReportDeviceStatesResponse:
-        found = await self._module.report(
-            request.deviceName,
-            request.deviceNamespace,
-            states_request(request, int(time.time() * 1000)),
-        )
-        if not found:
+        ns = self._module.namespace_of(request.deviceName, request.deviceNamespace)
+        if ns is not None:
+            request.deviceNamespace = ns
+        if ns is None or not await self._module.report(
+            request.deviceName, ns, states_request(request, int(time.time() * 1000))
+        ):
             await _not_found(context, request.deviceName, request.deviceNamespace)
         return dmi.ReportDeviceStatesResponse()
 

@@ -222,3 +222,25 @@ async def test_device_before_its_model_waits_for_it(tmp_path: Path) -> None:
         assert [c.method for c in mapper.calls] == ["CreateDeviceModel", "RegisterDevice"]
         assert mapper.calls[0].request.model.name == "dmi-counter"
         assert_parsable_by_stock_mapper(mapper.calls[1].request.device, {"dmi-counter"})
+
+
+async def test_bare_device_name_is_resolved_among_the_nodes_devices(tmp_path: Path) -> None:
+    """A v1.15 mapper reports by name only: a Device outside ``default`` is found by its name
+    on this node; a name found nowhere is NOT_FOUND."""
+    model, device = objects()
+    for obj in (model, device):
+        obj["metadata"]["namespace"] = "plant"
+    async with (
+        running_edge(tmp_path, objects=False) as edge,
+        dmi_module(edge, tmp_path) as manager,
+    ):
+        await edge.apply(model, device)
+        await edge.member("plant/dmi-dev-0")
+        report = request("ReportDeviceStatus", dmi.ReportDeviceStatusRequest, 1)
+        await manager.ReportDeviceStatus(report, timeout=5)
+        result = await edge.published("$hw/events/device/plant/dmi-dev-0/twin/update/result")
+        assert result["twin"]["level"]["actual"]["value"] == "64"
+        report.deviceName = "dmi-dev-9"
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await manager.ReportDeviceStatus(report, timeout=5)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
