@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from edgecore.config import DmiSettings
 from edgecore.dmi import api_pb2 as dmi
 from edgecore.dmi import api_pb2_grpc as dmi_grpc
+from edgecore.dmi.convert import device_to_dmi
 from edgecore.dmi.module import DmiModule
 from tests.edgecore.test_dmi import MapperService
 from tests.edgecore.test_twin_support import NODE, TwinEdge, outbox_rows, running_edge
@@ -244,3 +245,17 @@ async def test_bare_device_name_is_resolved_among_the_nodes_devices(tmp_path: Pa
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await manager.ReportDeviceStatus(report, timeout=5)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("written", "handed"),
+    [(1000, 1_000_000_000), (500_000_000, 500_000_000), (0, 1_000_000_000), (1, 50_000_000)],
+)
+def test_cycles_go_down_as_go_durations(written: int, handed: int) -> None:
+    """A mapper-framework mapper reads cycles as nanoseconds: milliseconds (below a million)
+    are converted, nanoseconds kept, none is one second, below 50 ms is 50 ms."""
+    _, device = objects()
+    device["spec"]["properties"][0]["collectCycle"] = written
+    device["spec"]["properties"][0]["reportCycle"] = written
+    prop = device_to_dmi(device).spec.properties[0]
+    assert (prop.collectCycle, prop.reportCycle) == (handed, handed)
