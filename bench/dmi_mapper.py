@@ -82,8 +82,9 @@ def model_object() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def device_object(name: str, cycle_ns: int) -> dict[str, Any]:
-    """A Device for the mapper; cycles are Go durations (ns), as v1.15 mappers read them."""
+def device_object(name: str, cycle: int) -> dict[str, Any]:
+    """A Device for the mapper; ``cycle`` in nanoseconds (as v1.15 mappers read it) or, below a
+    million, milliseconds (edgecore converts, see ``wire/cycles.py``)."""
     return {
         "apiVersion": "devices.kubeedge.io/v1beta1",
         "kind": "Device",
@@ -93,11 +94,11 @@ def device_object(name: str, cycle_ns: int) -> dict[str, Any]:
             "nodeName": NODE,
             "protocol": {"protocolName": PROTOCOL, "configData": {"seed": 7}},
             "properties": [
-                {"name": "level", "reportCycle": cycle_ns, "collectCycle": cycle_ns,
+                {"name": "level", "reportCycle": cycle, "collectCycle": cycle,
                  "reportToCloud": True,
                  "visitors": {"protocolName": PROTOCOL, "configData": {
                      "dataType": "int", "register": "level", "min": 0, "max": 100}}},
-                {"name": "target", "reportCycle": cycle_ns, "collectCycle": cycle_ns,
+                {"name": "target", "reportCycle": cycle, "collectCycle": cycle,
                  "reportToCloud": True,
                  "desired": {"value": "1", "metadata": {"type": "int"}},
                  "visitors": {"protocolName": PROTOCOL, "configData": {
@@ -175,6 +176,25 @@ async def set_desired_value(admin: Admin, name: str, value: int, mapper_log: Pat
     return mapper_sets(mapper_log)[value] - t0
 
 
+def start_mapper(binary: Path, config: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as out:
+        mapper = subprocess.Popen(
+            [str(binary), "--config-file", str(config), "--v", "2"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=config.parent,
+        )  # fmt: skip
+    log.info("mapper pid %d (%s)", mapper.pid, binary)
+    return mapper
+
+
+def stop_mapper(mapper: subprocess.Popen[bytes]) -> None:
+    mapper.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        mapper.wait(5)
+    if mapper.poll() is None:
+        mapper.kill()
+        mapper.wait(5)
+
+
 def _calls(rec: Recorder, method: str, since: float) -> list[Any]:
     return [c for c in rec.calls if c.method.endswith("/" + method) and c.at >= since]
 
@@ -192,7 +212,7 @@ async def lifecycle_checks(
     restarted under the mapper (which registers only once)."""
     model = model_object()
     model["metadata"]["name"] = MODEL + "-b"
-    late = device_object("dmi-late", 500_000_000)
+    late = device_object("dmi-late", 500)  # milliseconds, as KubeEdge documents: converted
     late["spec"]["deviceModelRef"]["name"] = MODEL + "-b"
     t0 = time.time()
     await admin.apply([model, late])
@@ -264,12 +284,7 @@ async def run(args: argparse.Namespace, fig: Figures, binary: Path) -> bool:
         await rec.start()
         config = workdir / "mapper.yaml"
         config.write_text(mapper_config(mapper_sock, proxy_edge))
-        with mapper_log.open("wb") as out:
-            mapper = subprocess.Popen(  # noqa: ASYNC220 (started once, returns at once)
-                [str(binary), "--config-file", str(config), "--v", "2"],
-                stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
-            )  # fmt: skip
-        log.info("mapper pid %d (%s)", mapper.pid, binary)
+        mapper = start_mapper(binary, config, mapper_log)
 
         def registered() -> bool:
             return any(c.method.endswith("MapperRegister") for c in rec.calls)
@@ -312,6 +327,23 @@ async def run(args: argparse.Namespace, fig: Figures, binary: Path) -> bool:
             fig.add("desired_to_mapper_p50", percentile(desired_lags, 50) * 1e3, "ms")
             fig.add("desired_to_mapper_p99", percentile(desired_lags, 99) * 1e3, "ms")
         lifecycle = await lifecycle_checks(fig, admin, edge, rec, watch, mapper_log, names[0])
+        t3 = time.time()
+        stop_mapper(mapper)
+        mapper = start_mapper(binary, config, mapper_log)
+        again = await wait_for_condition(
+            lambda: (
+                bool(_calls(rec, "MapperRegister", t3))
+                and bool(_calls(rec, "ReportDeviceStatus", t3))
+            ),
+            timeout=15,
+        )
+        lag = await set_desired_value(admin, names[1], 77_777, mapper_log) if again else None
+        fig.add(
+            "mapper_restart",
+            "PASS" if lag is not None else "FAIL",
+            "(registers again, reports, gets a desired value)",
+        )
+        lifecycle = lifecycle and lag is not None
         unknown = sorted({c.method.rsplit("/", 1)[-1] for c in rec.calls if c.unknown_fields})
         fig.add("calls_with_fields_our_proto_lacks", ",".join(unknown) or "none")
         return all_in and len(desired_lags) == args.desired and reports > 0 and lifecycle
@@ -322,11 +354,7 @@ async def run(args: argparse.Namespace, fig: Figures, binary: Path) -> bool:
             rec.save(args.record)
             log.info("recorded %d DMI calls in %s", len(rec.calls), args.record)
         if mapper is not None:
-            mapper.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                mapper.wait(5)
-            if mapper.poll() is None:
-                mapper.kill()
+            stop_mapper(mapper)
         await rec.stop()
         edge.stop()
         hub.stop()

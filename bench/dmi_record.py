@@ -27,6 +27,13 @@ from edgecore.dmi import api_pb2 as dmi
 
 log = logging.getLogger(__name__)
 
+#: a restarted peer is dialled again within 0.2 s (gRPC's default back-off grows to minutes;
+#: a stock mapper gives MapperRegister one second)
+_FAST_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 200),
+]
 _MANAGER = "/v1beta1.DeviceManagerService/"
 _MAPPER = "/v1beta1.DeviceMapperService/"
 
@@ -119,7 +126,9 @@ class Recorder:
     _to_mapper: grpc.aio.Channel | None = None
 
     async def start(self) -> None:
-        self._to_edge = grpc.aio.insecure_channel(f"unix://{self.edge_socket}")
+        self._to_edge = grpc.aio.insecure_channel(
+            f"unix://{self.edge_socket}", options=_FAST_RECONNECT
+        )
         for path, handler in (
             (self.edge_side, self._to_edge_call),
             (self.mapper_side, self._to_mapper_call),
@@ -147,7 +156,9 @@ class Recorder:
             self.mapper_socket = bytes(req.mapper.address).decode()
             if self._to_mapper is not None:
                 await self._to_mapper.close()
-            self._to_mapper = grpc.aio.insecure_channel(f"unix://{self.mapper_socket}")
+            self._to_mapper = grpc.aio.insecure_channel(
+                f"unix://{self.mapper_socket}", options=_FAST_RECONNECT
+            )
             forwarded = dmi.MapperRegisterRequest()
             forwarded.CopyFrom(req)
             forwarded.mapper.address = str(self.mapper_side).encode()
@@ -180,7 +191,8 @@ class Recorder:
                     grpc.aio.Metadata(),
                     details="the mapper has not registered yet",
                 )
-            answer_raw = await channel.unary_unary(method)(sent, timeout=10)
+            # wait_for_ready: after an edgecore restart the channel may be in its back-off
+            answer_raw = await channel.unary_unary(method)(sent, timeout=10, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
             error = f"{exc.code().name}: {exc.details()}"
             raise
