@@ -31,9 +31,10 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 from pydantic import BaseModel, Field, ValidationError
@@ -297,15 +298,22 @@ class DmiModule:
         found = [ns for ns, n in self._devices if n == name]
         return found[0] if len(found) == 1 else None
 
-    async def report(self, name: str, namespace: str, topic_payload: tuple[str, str]) -> bool:
-        """Hand a mapper's report to the twin, paced by its mapper's budget; ``False`` when
-        the device is not on this node."""
+    async def report(
+        self, name: str, namespace: str, topic_payload: tuple[str, str], within: float | None
+    ) -> Literal["ok", "not_found", "busy"]:
+        """Hand a mapper's report to the twin, paced by its mapper's budget: ``not_found``
+        when the device is not on this node, ``busy`` (nothing spent, nothing applied) when
+        the pace would keep it past the caller's deadline (``within`` seconds; a stock mapper
+        gives each report one second)."""
         device = self._devices.get((namespace or "default", name))
         if device is None:
-            return False
+            return "not_found"
         mapper = self.mappers.get(protocol_of(device))
         bucket = mapper.bucket if mapper is not None else self._unclaimed
-        wait = bucket.reserve(1.0, self._clock())
+        now = self._clock()
+        if within is not None and bucket.wait(1.0, now) >= within:
+            return "busy"
+        wait = bucket.reserve(1.0, now)
         if wait > 0:
             await asyncio.sleep(wait)
         topic, payload = topic_payload
@@ -316,7 +324,7 @@ class DmiModule:
             ),
         )
         self.reports += 1
-        return True
+        return "ok"
 
     # -- the cache driving mappers -------------------------------------------------------------
 
@@ -451,26 +459,38 @@ class _Manager(dmi_grpc.DeviceManagerServiceServicer):
     async def ReportDeviceStatus(
         self, request: dmi.ReportDeviceStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> dmi.ReportDeviceStatusResponse:
-        ns = self._module.namespace_of(request.deviceName, request.deviceNamespace)
-        if ns is not None:
-            request.deviceNamespace = ns
-        if ns is None or not await self._module.report(
-            request.deviceName, ns, status_request(request, int(time.time() * 1000))
-        ):
-            await _not_found(context, request.deviceName, request.deviceNamespace)
+        await self._report(request, context, status_request)
         return dmi.ReportDeviceStatusResponse()
 
     async def ReportDeviceStates(
         self, request: dmi.ReportDeviceStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> dmi.ReportDeviceStatesResponse:
-        ns = self._module.namespace_of(request.deviceName, request.deviceNamespace)
-        if ns is not None:
-            request.deviceNamespace = ns
-        if ns is None or not await self._module.report(
-            request.deviceName, ns, states_request(request, int(time.time() * 1000))
-        ):
-            await _not_found(context, request.deviceName, request.deviceNamespace)
+        await self._report(request, context, states_request)
         return dmi.ReportDeviceStatesResponse()
+
+    async def _report(
+        self,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        convert: Callable[[Any, int], tuple[str, str]],
+    ) -> None:
+        name = request.deviceName
+        ns = self._module.namespace_of(name, request.deviceNamespace)
+        if ns is None:
+            await _not_found(context, name, request.deviceNamespace)
+            return
+        request.deviceNamespace = ns
+        outcome = await self._module.report(
+            name, ns, convert(request, int(time.time() * 1000)), context.time_remaining()
+        )
+        if outcome == "not_found":
+            await _not_found(context, name, ns)
+        elif outcome == "busy":
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"device {ns}/{name}: its mapper reports more than dmi.rate allows; "
+                "report less often or raise dmi.rate",
+            )
 
 
 def _served(path: Path) -> bool:
