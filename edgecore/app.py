@@ -27,7 +27,8 @@ from aiohttp import web
 from edgecore.certmanager.module import CERTMANAGER, CertManager
 from edgecore.config import EdgeSettings
 from edgecore.devicetwin.module import TwinModule
-from edgecore.dmi.module import DMI_MAPPERS_FILE, DmiModule
+from edgecore.dmi.mappers import DMI_MAPPERS_FILE
+from edgecore.dmi.module import DmiModule
 from edgecore.edged.cri.client import CriClient, normalize_endpoint
 from edgecore.edged.module import GROUP as EDGED_GROUP
 from edgecore.edged.module import NAME as EDGED

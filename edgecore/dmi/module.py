@@ -17,11 +17,14 @@ of their own, whose path they give in ``MapperRegister``.
 
 Restarts: a stock mapper registers once, when it starts. KubeEdge's edgecore forgets it when
 it restarts itself (desired values stop reaching the mapper until the mapper is restarted
-too); here registered mappers are kept in ``state_file`` and dialled again on start.
+too); here registered mappers are kept in ``state_file`` and dialled again on start
+(:mod:`.mappers`).
 
 Rate: KubeEdge bounds every mapper together at 1 request/s. Here each mapper (by protocol)
 has its own token bucket (``rate``/``burst``): a chatty mapper is paced (its calls take
-longer), the others are not held up by it.
+longer), the others are not held up by it; a report the pace would hold past the caller's
+deadline is refused at once (``RESOURCE_EXHAUSTED``) rather than applied after the caller
+gave up on it.
 """
 
 from __future__ import annotations
@@ -32,12 +35,10 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import grpc
-from pydantic import BaseModel, Field, ValidationError
 
 from edgecore.config import DmiSettings
 from edgecore.dmi import api_pb2 as dmi
@@ -49,6 +50,7 @@ from edgecore.dmi.convert import (
     states_request,
     status_request,
 )
+from edgecore.dmi.mappers import Mapper, MapperRecord, load_records, save_records
 from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
 from hive.bus import Bus
 from hive.ratelimit import TokenBucket
@@ -60,39 +62,6 @@ log = logging.getLogger(__name__)
 _grpc: Any = dmi_grpc
 
 NAME = "dmi"
-#: in the edge's data dir: the mappers registered with it (see the module notes)
-DMI_MAPPERS_FILE = "dmi-mappers.json"
-
-
-@dataclass
-class Mapper:
-    """One registered mapper."""
-
-    name: str
-    protocol: str
-    address: str
-    bucket: TokenBucket
-    version: str = ""
-    #: the mapper's DeviceMapperService (generated stubs are untyped)
-    stub: Any = None
-    channel: grpc.aio.Channel | None = None
-    #: model keys (``ns/name``) this mapper has been given
-    models: set[str] = field(default_factory=set)
-
-
-class MapperRecord(BaseModel):
-    """A registered mapper as ``state_file`` keeps it."""
-
-    name: str
-    protocol: str = Field(min_length=1)
-    address: str
-    version: str = ""
-
-
-class MapperRecords(BaseModel):
-    """The ``state_file``: the mappers registered with this edge."""
-
-    mappers: list[MapperRecord] = Field(default_factory=list)
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -240,16 +209,10 @@ class DmiModule:
     async def _restore(self) -> None:
         """Dial again the mappers registered before this edgecore started (a stock mapper
         does not register again)."""
-        path = self._state_file
-        if path is None or not path.exists():
+        if self._state_file is None:
             return
-        try:
-            text = await asyncio.to_thread(path.read_text)
-            records = MapperRecords.model_validate_json(text)
-        except (OSError, ValidationError) as exc:
-            log.warning("DMI: ignoring %s: %s", path, str(exc).splitlines()[0])
-            return
-        for record in records.mappers:
+        records = await load_records(self._state_file)
+        for record in records:
             await self._connect(record)
             self._assume_handed(record.protocol)
             log.info(
@@ -268,25 +231,8 @@ class DmiModule:
                 self._sent.setdefault(key, None)
 
     async def _save(self) -> None:
-        path = self._state_file
-        if path is None:
-            return
-        records = MapperRecords(
-            mappers=[
-                MapperRecord(name=m.name, protocol=m.protocol, address=m.address, version=m.version)
-                for m in self.mappers.values()
-            ]
-        )
-        tmp = path.with_name(path.name + ".tmp")
-
-        def write() -> None:
-            tmp.write_text(records.model_dump_json(indent=1) + "\n")
-            tmp.replace(path)
-
-        try:
-            await asyncio.to_thread(write)
-        except OSError as exc:
-            log.warning("DMI: cannot keep the registered mappers in %s: %s", path, exc)
+        if self._state_file is not None:
+            await save_records(self._state_file, [m.record() for m in self.mappers.values()])
 
     def namespace_of(self, name: str, namespace: str) -> str | None:
         """The namespace of the Device ``name`` on this node, or None. v1.15 mappers know no
