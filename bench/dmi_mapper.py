@@ -27,6 +27,7 @@ import glob
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -358,13 +359,10 @@ async def run(args: argparse.Namespace, fig: Figures, binary: Path) -> bool:
         await rec.stop()
         edge.stop()
         hub.stop()
-        log.info("logs in %s", workdir) if args.keep else _rmtree(workdir)
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+        if args.keep:
+            log.info("logs in %s", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
