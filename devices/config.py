@@ -8,12 +8,7 @@ property's ``type`` and ``accessMode``. ``configData`` is free-form in KubeEdge 
 defines its own keys), so it stays a mapping here and each driver validates its part when it
 is created (:mod:`devices.driver`).
 
-Cycles: KubeEdge's API documents milliseconds (``collectCycle: 2000``) but its mapper
-framework turns the number into a Go ``time.Duration``, i.e. nanoseconds, and some published
-samples write ``10000000000`` for ten seconds. A cycle of a million or more cannot mean
-milliseconds (16 minutes is no collect cycle) nor nanoseconds below a millisecond, so numbers
-from ``1_000_000`` up are read as nanoseconds and smaller ones as milliseconds; both samples
-then mean what their authors meant. Absent or zero means one second, as KubeEdge's default.
+Cycles are read as :mod:`wire.cycles` says (milliseconds, or nanoseconds from a million up).
 
 Everything that is wrong comes back as one :class:`~wire.errors.ConfigError` naming the device
 and the field, so the mapper can log it, report the device's state and go on with the others.
@@ -23,20 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from devices.values import TYPES
+from wire.cycles import DEFAULT_CYCLE, cycle_seconds
 from wire.devicemodel import property_specs
 from wire.errors import ConfigError
-
-#: seconds, when a property gives no cycle (KubeEdge's mapper framework default)
-DEFAULT_CYCLE: Final = 1.0
-#: cycles from this number up are nanoseconds, below it milliseconds (see the module docstring)
-NANOSECONDS_FROM: Final = 1_000_000
-#: the fastest cycle a property may ask for, in seconds: faster only burns the bus
-MIN_CYCLE: Final = 0.05
 
 
 class _Loose(BaseModel):
@@ -130,14 +119,6 @@ class DeviceConfig:
             if v.name == name:
                 return v
         return None
-
-
-def cycle_seconds(raw: int) -> float:
-    """A KubeEdge ``collectCycle``/``reportCycle`` number in seconds (see the module docstring)."""
-    if raw <= 0:
-        return DEFAULT_CYCLE
-    seconds = raw / 1e9 if raw >= NANOSECONDS_FROM else raw / 1e3
-    return max(seconds, MIN_CYCLE)
 
 
 def identify(device: Mapping[str, Any]) -> tuple[str, str]:

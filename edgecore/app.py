@@ -27,6 +27,7 @@ from aiohttp import web
 from edgecore.certmanager.module import CERTMANAGER, CertManager
 from edgecore.config import EdgeSettings
 from edgecore.devicetwin.module import TwinModule
+from edgecore.dmi.mappers import DMI_MAPPERS_FILE
 from edgecore.dmi.module import DmiModule
 from edgecore.edged.cri.client import CriClient, normalize_endpoint
 from edgecore.edged.module import GROUP as EDGED_GROUP
@@ -190,7 +191,15 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
     runner.start_module(eventbus)
     runner.start_module(twin)
     if settings.dmi.socket is not None:
-        runner.start_module(DmiModule(bus=bus, meta=store, settings=settings.dmi, twin_module=TWIN))
+        runner.start_module(
+            DmiModule(
+                bus=bus,
+                meta=store,
+                settings=settings.dmi,
+                twin_module=TWIN,
+                state_file=settings.data_dir / DMI_MAPPERS_FILE,
+            )
+        )
     runner.start_module(
         NodeStatusReporter(
             bus=bus, node_name=settings.node_name, cloud_host=settings.hub.cloud_host

@@ -17,6 +17,14 @@ class TokenBucket:
         self._tokens = self.burst
         self._last = now
 
+    def wait(self, cost: float, now: float) -> float:
+        """Seconds :meth:`reserve` would ask to wait for ``cost`` now, spending nothing."""
+        if self.rate <= 0:
+            return 0.0
+        elapsed = max(0.0, now - self._last)
+        tokens = min(self.burst, self._tokens + elapsed * self.rate) - cost
+        return 0.0 if tokens >= 0 else -tokens / self.rate
+
     def reserve(self, cost: float, now: float) -> float:
         """Spend ``cost``; seconds to wait before acting (0 while within the budget)."""
         if self.rate <= 0:

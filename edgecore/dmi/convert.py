@@ -7,6 +7,11 @@ type, as KubeEdge packs them: strings as ``StringValue``, booleans as ``BoolValu
 numbers as ``Int32Value`` (``Int64Value`` beyond 32 bits), other numbers as ``FloatValue``;
 anything structured goes as its JSON text in a ``StringValue``.
 
+Cycles go down as the nanoseconds a mapper-framework mapper reads (``time.Duration``), whichever
+unit the Device wrote them in (:mod:`wire.cycles`): a Device written for our mapper
+(``collectCycle: 1000``, milliseconds) would otherwise make a stock mapper poll every
+microsecond.
+
 Up (mapper -> edge): ``ReportDeviceStatus`` and ``ReportDeviceStates`` become exactly the
 MQTT requests a mapper would publish (``$hw/events/device/{id}/twin/update`` and
 ``.../state/update`` with KubeEdge's payloads), so the twin applies them by the same rules,
@@ -23,6 +28,7 @@ from google.protobuf import any_pb2, wrappers_pb2
 
 from edgecore.dmi import api_pb2 as dmi
 from wire import topics
+from wire.cycles import cycle_nanoseconds
 
 _INT32 = range(-(2**31), 2**31)
 
@@ -65,6 +71,13 @@ def unpack_value(packed: any_pb2.Any) -> Any:
     raise ValueError(f"configData value of type {packed.type_url} is not a wrapper type")
 
 
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _custom(config: Any) -> dmi.CustomizedValue:
     data = config if isinstance(config, Mapping) else {}
     return dmi.CustomizedValue(data={str(k): pack_value(v) for k, v in data.items()})
@@ -98,8 +111,8 @@ def device_to_dmi(device: Mapping[str, Any]) -> dmi.Device:
                     protocolName=str(visitors.get("protocolName") or ""),
                     configData=_custom(visitors.get("configData")),
                 ),
-                reportCycle=int(prop.get("reportCycle") or 0),
-                collectCycle=int(prop.get("collectCycle") or 0),
+                reportCycle=cycle_nanoseconds(_int(prop.get("reportCycle"))),
+                collectCycle=cycle_nanoseconds(_int(prop.get("collectCycle"))),
                 reportToCloud=bool(prop.get("reportToCloud", True)),
             )
         )

@@ -15,9 +15,16 @@ of their own, whose path they give in ``MapperRegister``.
   publish (:mod:`.convert`) and enter the twin as eventbus hands those over: the twin applies,
   answers and sends them upstream by exactly the same rules.
 
+Restarts: a stock mapper registers once, when it starts. KubeEdge's edgecore forgets it when
+it restarts itself (desired values stop reaching the mapper until the mapper is restarted
+too); here registered mappers are kept in ``state_file`` and dialled again on start
+(:mod:`.mappers`).
+
 Rate: KubeEdge bounds every mapper together at 1 request/s. Here each mapper (by protocol)
 has its own token bucket (``rate``/``burst``): a chatty mapper is paced (its calls take
-longer), the others are not held up by it.
+longer), the others are not held up by it; a report the pace would hold past the caller's
+deadline is refused at once (``RESOURCE_EXHAUSTED``) rather than applied after the caller
+gave up on it.
 """
 
 from __future__ import annotations
@@ -27,9 +34,9 @@ import contextlib
 import logging
 import socket
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
@@ -43,6 +50,7 @@ from edgecore.dmi.convert import (
     states_request,
     status_request,
 )
+from edgecore.dmi.mappers import Mapper, MapperRecord, load_records, save_records
 from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
 from hive.bus import Bus
 from hive.ratelimit import TokenBucket
@@ -54,21 +62,6 @@ log = logging.getLogger(__name__)
 _grpc: Any = dmi_grpc
 
 NAME = "dmi"
-
-
-@dataclass
-class Mapper:
-    """One registered mapper."""
-
-    name: str
-    protocol: str
-    address: str
-    bucket: TokenBucket
-    #: the mapper's DeviceMapperService (generated stubs are untyped)
-    stub: Any = None
-    channel: grpc.aio.Channel | None = None
-    #: model keys (``ns/name``) this mapper has been given
-    models: set[str] = field(default_factory=set)
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -90,9 +83,11 @@ class DmiModule:
         meta: MetaStore,
         settings: DmiSettings,
         twin_module: str = "twin",
+        state_file: Path | None = None,
         clock: Any = time.monotonic,
     ) -> None:
         self._bus = bus
+        self._state_file = state_file
         self._meta = meta
         self._settings = settings
         self._twin = twin_module
@@ -101,6 +96,9 @@ class DmiModule:
         self.mappers: dict[str, Mapper] = {}
         self._devices: dict[tuple[str, str], dict[str, Any]] = {}
         self._models: dict[tuple[str, str], dict[str, Any]] = {}
+        #: devices their mapper has: the DMI form last handed to it (None: not known, the
+        #: mapper loaded it itself or got it before edgecore restarted)
+        self._sent: dict[tuple[str, str], dmi.Device | None] = {}
         #: reports of devices with no registered mapper share one budget
         self._unclaimed = TokenBucket(rate=settings.rate, burst=settings.burst, now=clock())
         self.reports = 0
@@ -135,6 +133,7 @@ class DmiModule:
             return
         await server.start()
         log.info("DMI served on %s", path)
+        await self._restore()
         self.ready.set()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -154,49 +153,113 @@ class DmiModule:
 
     async def register(self, req: dmi.MapperRegisterRequest) -> dmi.MapperRegisterResponse:
         info = req.mapper
-        address = bytes(info.address).decode(errors="replace")
-        old = self.mappers.get(info.protocol)
-        if old is not None and old.channel is not None:
-            await old.channel.close()
-        mapper = Mapper(
+        record = MapperRecord(
             name=info.name,
             protocol=info.protocol,
-            address=address,
-            bucket=TokenBucket(
-                rate=self._settings.rate, burst=self._settings.burst, now=self._clock()
-            ),
+            address=bytes(info.address).decode(errors="replace"),
+            version=info.version,
         )
-        if address:
-            target = address if "://" in address else f"unix://{address}"
-            mapper.channel = grpc.aio.insecure_channel(target)
-            mapper.stub = _grpc.DeviceMapperServiceStub(mapper.channel)
-        self.mappers[info.protocol] = mapper
+        mapper = await self._connect(record)
         log.info(
             "DMI mapper %s (protocol %s, %s) registered at %s",
             info.name,
             info.protocol,
             info.version or "?",
-            address or "no address",
+            record.address or "no address",
         )
+        await self._save()
         if not req.withData:
+            self._assume_handed(info.protocol)  # it loaded its devices itself
             return dmi.MapperRegisterResponse()
-        devices = [d for d in self._devices.values() if protocol_of(d) == info.protocol]
+        # as KubeEdge: a Device whose model is not on the edge yet goes when the model comes
+        devices = [
+            d
+            for d in self._devices.values()
+            if protocol_of(d) == info.protocol and self._models_of([d])
+        ]
         models = self._models_of(devices)
         mapper.models.update(f"{ns}/{name}" for ns, name in (_key(m) for m in models))
+        sent = {_key(d): device_to_dmi(d) for d in devices}
+        self._sent.update(sent)
         return dmi.MapperRegisterResponse(
-            modelList=[model_to_dmi(m) for m in models],
-            deviceList=[device_to_dmi(d) for d in devices],
+            modelList=[model_to_dmi(m) for m in models], deviceList=list(sent.values())
         )
 
-    async def report(self, name: str, namespace: str, topic_payload: tuple[str, str]) -> bool:
-        """Hand a mapper's report to the twin, paced by its mapper's budget; ``False`` when
-        the device is not on this node."""
+    async def _connect(self, record: MapperRecord) -> Mapper:
+        """Record ``record`` as its protocol's mapper, with a channel to its address."""
+        old = self.mappers.get(record.protocol)
+        if old is not None and old.channel is not None:
+            await old.channel.close()
+        mapper = Mapper(
+            name=record.name,
+            protocol=record.protocol,
+            address=record.address,
+            version=record.version,
+            bucket=TokenBucket(
+                rate=self._settings.rate, burst=self._settings.burst, now=self._clock()
+            ),
+        )
+        if record.address:
+            target = record.address if "://" in record.address else f"unix://{record.address}"
+            mapper.channel = grpc.aio.insecure_channel(target)
+            mapper.stub = _grpc.DeviceMapperServiceStub(mapper.channel)
+        self.mappers[record.protocol] = mapper
+        return mapper
+
+    async def _restore(self) -> None:
+        """Dial again the mappers registered before this edgecore started (a stock mapper
+        does not register again)."""
+        if self._state_file is None:
+            return
+        records = await load_records(self._state_file)
+        for record in records:
+            await self._connect(record)
+            self._assume_handed(record.protocol)
+            log.info(
+                "DMI mapper %s (protocol %s) from the last run: calling it at %s",
+                record.name,
+                record.protocol,
+                record.address or "no address",
+            )
+
+    def _assume_handed(self, protocol: str) -> None:
+        """The mapper of ``protocol`` has its Devices, in a form we do not know: the next
+        change of one is an ``UpdateDevice`` (a stock mapper ignores a ``RegisterDevice`` of a
+        device it has)."""
+        for key, obj in self._devices.items():
+            if protocol_of(obj) == protocol:
+                self._sent.setdefault(key, None)
+
+    async def _save(self) -> None:
+        if self._state_file is not None:
+            await save_records(self._state_file, [m.record() for m in self.mappers.values()])
+
+    def namespace_of(self, name: str, namespace: str) -> str | None:
+        """The namespace of the Device ``name`` on this node, or None. v1.15 mappers know no
+        namespaces: a bare name is ``default``'s, else the one device of that name here."""
+        if namespace:
+            return namespace if (namespace, name) in self._devices else None
+        if ("default", name) in self._devices:
+            return "default"
+        found = [ns for ns, n in self._devices if n == name]
+        return found[0] if len(found) == 1 else None
+
+    async def report(
+        self, name: str, namespace: str, topic_payload: tuple[str, str], within: float | None
+    ) -> Literal["ok", "not_found", "busy"]:
+        """Hand a mapper's report to the twin, paced by its mapper's budget: ``not_found``
+        when the device is not on this node, ``busy`` (nothing spent, nothing applied) when
+        the pace would keep it past the caller's deadline (``within`` seconds; a stock mapper
+        gives each report one second)."""
         device = self._devices.get((namespace or "default", name))
         if device is None:
-            return False
+            return "not_found"
         mapper = self.mappers.get(protocol_of(device))
         bucket = mapper.bucket if mapper is not None else self._unclaimed
-        wait = bucket.reserve(1.0, self._clock())
+        now = self._clock()
+        if within is not None and bucket.wait(1.0, now) >= within:
+            return "busy"
+        wait = bucket.reserve(1.0, now)
         if wait > 0:
             await asyncio.sleep(wait)
         topic, payload = topic_payload
@@ -207,7 +270,7 @@ class DmiModule:
             ),
         )
         self.reports += 1
-        return True
+        return "ok"
 
     # -- the cache driving mappers -------------------------------------------------------------
 
@@ -253,26 +316,43 @@ class DmiModule:
             self._devices[key] = event.obj
         old = self.mappers.get(protocol_of(before)) if before is not None else None
         new = self.mappers.get(protocol_of(event.obj)) if event.type != "DELETED" else None
-        timeout = self._settings.call_timeout
         ns, name = key
         if old is not None and old.stub is not None and old is not new:
+            self._sent.pop(key, None)
             await old.stub.RemoveDevice(
-                dmi.RemoveDeviceRequest(deviceName=name, deviceNamespace=ns), timeout=timeout
+                dmi.RemoveDeviceRequest(deviceName=name, deviceNamespace=ns),
+                timeout=self._settings.call_timeout,
             )
         if new is None or new.stub is None:
+            self._sent.pop(key, None)
             return
-        for model in self._models_of([event.obj]):
-            mkey = "/".join(_key(model))
-            if mkey not in new.models:
-                await new.stub.CreateDeviceModel(
-                    dmi.CreateDeviceModelRequest(model=model_to_dmi(model)), timeout=timeout
-                )
-                new.models.add(mkey)
-        device = device_to_dmi(event.obj)
-        if before is None or old is not new:
-            await new.stub.RegisterDevice(dmi.RegisterDeviceRequest(device=device), timeout=timeout)
-        else:
-            await new.stub.UpdateDevice(dmi.UpdateDeviceRequest(device=device), timeout=timeout)
+        await self._hand_over(new, key, event.obj)
+
+    async def _hand_over(self, mapper: Mapper, key: tuple[str, str], obj: dict[str, Any]) -> None:
+        """Give ``mapper`` the Device ``obj``: its model first (a stock mapper refuses a
+        Device whose model it lacks, so a Device whose model is not on the edge yet waits for
+        it), then ``RegisterDevice``, or ``UpdateDevice`` when the mapper has it already and it
+        changed (a stock mapper restarts the device on each)."""
+        timeout = self._settings.call_timeout
+        models = self._models_of([obj])
+        if not models:
+            log.info("DMI: device %s/%s waits for its model", *key)
+            return
+        model = models[0]
+        mkey = "/".join(_key(model))
+        if mkey not in mapper.models:
+            await mapper.stub.CreateDeviceModel(
+                dmi.CreateDeviceModelRequest(model=model_to_dmi(model)), timeout=timeout
+            )
+            mapper.models.add(mkey)
+        device = device_to_dmi(obj)
+        if key not in self._sent:
+            await mapper.stub.RegisterDevice(
+                dmi.RegisterDeviceRequest(device=device), timeout=timeout
+            )
+        elif device != self._sent[key]:
+            await mapper.stub.UpdateDevice(dmi.UpdateDeviceRequest(device=device), timeout=timeout)
+        self._sent[key] = device
 
     async def _model_event(self, event: StoreEvent) -> None:
         key = _key(event.obj)
@@ -283,7 +363,11 @@ class DmiModule:
             self._models[key] = event.obj
         timeout = self._settings.call_timeout
         for mapper in list(self.mappers.values()):
-            if mkey not in mapper.models or mapper.stub is None:
+            if mapper.stub is None:
+                continue
+            if mkey not in mapper.models:
+                if event.type != "DELETED":
+                    await self._waiting_for(mapper, key)
                 continue
             if event.type == "DELETED":
                 mapper.models.discard(mkey)
@@ -295,6 +379,14 @@ class DmiModule:
                 await mapper.stub.UpdateDeviceModel(
                     dmi.UpdateDeviceModelRequest(model=model_to_dmi(event.obj)), timeout=timeout
                 )
+
+    async def _waiting_for(self, mapper: Mapper, model: tuple[str, str]) -> None:
+        """Hand ``mapper`` its Devices that were waiting for ``model``."""
+        for key, obj in list(self._devices.items()):
+            if key in self._sent or protocol_of(obj) != mapper.protocol:
+                continue
+            if self._models_of([obj]) and _key(self._models_of([obj])[0]) == model:
+                await self._hand_over(mapper, key, obj)
 
 
 class _Manager(dmi_grpc.DeviceManagerServiceServicer):
@@ -313,26 +405,38 @@ class _Manager(dmi_grpc.DeviceManagerServiceServicer):
     async def ReportDeviceStatus(
         self, request: dmi.ReportDeviceStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> dmi.ReportDeviceStatusResponse:
-        found = await self._module.report(
-            request.deviceName,
-            request.deviceNamespace,
-            status_request(request, int(time.time() * 1000)),
-        )
-        if not found:
-            await _not_found(context, request.deviceName, request.deviceNamespace)
+        await self._report(request, context, status_request)
         return dmi.ReportDeviceStatusResponse()
 
     async def ReportDeviceStates(
         self, request: dmi.ReportDeviceStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> dmi.ReportDeviceStatesResponse:
-        found = await self._module.report(
-            request.deviceName,
-            request.deviceNamespace,
-            states_request(request, int(time.time() * 1000)),
-        )
-        if not found:
-            await _not_found(context, request.deviceName, request.deviceNamespace)
+        await self._report(request, context, states_request)
         return dmi.ReportDeviceStatesResponse()
+
+    async def _report(
+        self,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        convert: Callable[[Any, int], tuple[str, str]],
+    ) -> None:
+        name = request.deviceName
+        ns = self._module.namespace_of(name, request.deviceNamespace)
+        if ns is None:
+            await _not_found(context, name, request.deviceNamespace)
+            return
+        request.deviceNamespace = ns
+        outcome = await self._module.report(
+            name, ns, convert(request, int(time.time() * 1000)), context.time_remaining()
+        )
+        if outcome == "not_found":
+            await _not_found(context, name, ns)
+        elif outcome == "busy":
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"device {ns}/{name}: its mapper reports more than dmi.rate allows; "
+                "report less often or raise dmi.rate",
+            )
 
 
 def _served(path: Path) -> bool:

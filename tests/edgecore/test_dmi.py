@@ -18,6 +18,7 @@ from edgecore.dmi import api_pb2 as dmi
 from edgecore.dmi import api_pb2_grpc as dmi_grpc
 from edgecore.dmi.convert import pack_value, unpack_value
 from edgecore.dmi.module import DmiModule
+from hive.ratelimit import TokenBucket
 from tests.edgecore.test_twin_support import TwinEdge, device, model, outbox_rows, running_edge
 from tests.support.procs import wait_until
 
@@ -235,3 +236,27 @@ async def test_each_mapper_is_paced_by_its_own_budget(rig: Rig) -> None:
     began = time.monotonic()
     await rig.manager.ReportDeviceStatus(_report("9", name="probe-1"), timeout=5)
     assert time.monotonic() - began < 0.15
+
+
+async def test_report_the_pace_would_hold_past_its_deadline_is_refused(rig: Rig) -> None:
+    """Reports that would wait past the caller's deadline (a stock mapper gives one second)
+    are RESOURCE_EXHAUSTED at once and not applied; the others are paced and applied."""
+    await _register(rig)
+    before = rig.dmi.reports
+    calls = [rig.manager.ReportDeviceStatus(_report(str(v)), timeout=0.7) for v in range(6)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert {r.code() for r in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    # waits of 0, 0.2, 0.4 s pass; 0.8 and 1.0 s would not; 0.6 s depends on the transit
+    assert 2 <= len(refused) <= 3
+    assert rig.dmi.reports - before == 6 - len(refused)
+
+
+def test_token_bucket_wait_spends_nothing() -> None:
+    """``wait`` says what ``reserve`` would, and leaves the budget as it was."""
+    bucket = TokenBucket(rate=5, burst=1, now=0.0)
+    assert bucket.wait(1.0, 0.0) == 0.0
+    assert bucket.reserve(1.0, 0.0) == 0.0
+    assert bucket.wait(1.0, 0.0) == pytest.approx(0.2)
+    assert bucket.wait(1.0, 0.0) == pytest.approx(0.2)
+    assert bucket.reserve(1.0, 0.0) == pytest.approx(0.2)
