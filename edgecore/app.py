@@ -24,25 +24,22 @@ from pathlib import Path
 
 from aiohttp import web
 
-from edgecore.certmanager.module import CERTMANAGER, CertManager
+from edgecore.certmanager.module import CertManager
 from edgecore.config import EdgeSettings
 from edgecore.devicetwin.module import TwinModule
 from edgecore.dmi.module import DmiModule
 from edgecore.edged.cri.client import CriClient, normalize_endpoint
-from edgecore.edged.module import GROUP as EDGED_GROUP
-from edgecore.edged.module import NAME as EDGED
 from edgecore.edged.module import Edged
-from edgecore.edgehub.module import EDGEHUB, METAMANAGER, EdgeHub, client_ssl_context
-from edgecore.edgestream.module import EDGESTREAM, EdgeStream
+from edgecore.edgehub.module import EdgeHub, client_ssl_context
+from edgecore.edgestream.module import EdgeStream
 from edgecore.edgestream.runtime import CriRuntime, StreamRuntime
 from edgecore.eventbus.module import EventBus
 from edgecore.figures import EdgeFigures
 from edgecore.metamanager.module import MetaManager
 from edgecore.metamanager.store import MetaStore
 from edgecore.metaserver.server import bound_port, make_app, parse_address, serve
+from edgecore.modules import REGISTRY
 from edgecore.nodestatus.facts import local_address
-from edgecore.nodestatus.module import GROUP as NODESTATUS_GROUP
-from edgecore.nodestatus.module import NAME as NODESTATUS
 from edgecore.nodestatus.module import NodeStatusReporter
 from hive.bus import Bus
 from hive.datadir import DataDirLock, lock_data_dir
@@ -50,9 +47,6 @@ from hive.module import Runner
 from wire.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-EVENTBUS = "eventbus"
-TWIN = "twin"
 
 
 @dataclass
@@ -140,14 +134,8 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
         raise ConfigError(f"cannot load the node certificate: {exc}") from exc
     runtime = runtime_kind(settings)
     bus = Bus()
-    bus.register(EDGEHUB, "hub")
-    bus.register(METAMANAGER, "meta")
-    bus.register(CERTMANAGER, CERTMANAGER)
-    bus.register(EVENTBUS, "bus")
-    bus.register(TWIN, "twin")
-    bus.register(NODESTATUS, NODESTATUS_GROUP)
-    bus.register(EDGED, EDGED_GROUP)
-    bus.register(EDGESTREAM, EDGESTREAM)
+    for name, group in REGISTRY:
+        bus.register(name, group)
     # Built before anything is opened so a missing mosquitto fails start-up with one line.
     eventbus = EventBus(
         bus=bus, settings=settings.mqtt, node_name=settings.node_name, data_dir=settings.data_dir
@@ -190,7 +178,7 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
     runner.start_module(eventbus)
     runner.start_module(twin)
     if settings.dmi.socket is not None:
-        runner.start_module(DmiModule(bus=bus, meta=store, settings=settings.dmi, twin_module=TWIN))
+        runner.start_module(DmiModule(bus=bus, meta=store, settings=settings.dmi))
     runner.start_module(
         NodeStatusReporter(
             bus=bus, node_name=settings.node_name, cloud_host=settings.hub.cloud_host

@@ -42,14 +42,13 @@ from edgecore.certmanager.credentials import (
 )
 from edgecore.config import EdgeSettings
 from edgecore.join import make_key_and_csr
+from edgecore.modules import CERTMANAGER, CERTMANAGER_GROUP, EDGEHUB
 from hive.backoff import backoff
 from hive.bus import Bus
 from wire.messages import Group, Message, Operation
 
 log = logging.getLogger(__name__)
 
-CERTMANAGER = "certmanager"
-EDGEHUB = "edgehub"
 CSR_TYPE = "certificatesigningrequest"
 #: edgehub's link notifications (see edgecore.edgehub.module)
 CONNECTED = "connected"
@@ -60,7 +59,7 @@ class CertManager:
     """Renews the node certificate at 70-80 % of its life, over the cloud link."""
 
     name = CERTMANAGER
-    group: str = CERTMANAGER
+    group: str = CERTMANAGER_GROUP
     enabled = True
 
     def __init__(
@@ -221,4 +220,4 @@ def _parse_cert(content: object) -> x509.Certificate:
         raise ValueError("the answer is neither PEM nor base64") from exc
 
 
-__all__ = ["CERTMANAGER", "CertManager"]
+__all__ = ["CertManager"]

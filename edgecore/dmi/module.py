@@ -44,6 +44,7 @@ from edgecore.dmi.convert import (
     status_request,
 )
 from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
+from edgecore.modules import DMI, DMI_GROUP, TWIN, TWIN_GROUP
 from hive.bus import Bus
 from hive.ratelimit import TokenBucket
 from wire.messages import Message
@@ -52,8 +53,6 @@ log = logging.getLogger(__name__)
 
 #: the generated stubs are untyped
 _grpc: Any = dmi_grpc
-
-NAME = "dmi"
 
 
 @dataclass
@@ -79,8 +78,8 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
 class DmiModule:
     """Serves ``DeviceManagerService``; drives registered mappers from the edge's cache."""
 
-    name = NAME
-    group = NAME
+    name = DMI
+    group = DMI_GROUP
     enabled = True
 
     def __init__(
@@ -89,13 +88,11 @@ class DmiModule:
         bus: Bus,
         meta: MetaStore,
         settings: DmiSettings,
-        twin_module: str = "twin",
         clock: Any = time.monotonic,
     ) -> None:
         self._bus = bus
         self._meta = meta
         self._settings = settings
-        self._twin = twin_module
         self._clock = clock
         #: by protocol: KubeEdge runs one mapper per protocol
         self.mappers: dict[str, Mapper] = {}
@@ -201,9 +198,9 @@ class DmiModule:
             await asyncio.sleep(wait)
         topic, payload = topic_payload
         await self._bus.send(
-            self._twin,
+            TWIN,
             Message.new(
-                source=NAME, group="twin", operation="message", resource=topic, content=payload
+                source=DMI, group=TWIN_GROUP, operation="message", resource=topic, content=payload
             ),
         )
         self.reports += 1

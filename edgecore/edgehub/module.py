@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from edgecore.certmanager import credentials
 from edgecore.config import EdgeSettings
+from edgecore.modules import EDGEHUB, EDGESTREAM, LINK_LISTENERS, METAMANAGER
 from hive.backoff import backoff
 from hive.bus import Bus
 from wire.codec import DEFAULT_MAX_SIZE, decode, encode
@@ -45,16 +46,9 @@ from wire.messages import Group, Message, Operation
 
 log = logging.getLogger(__name__)
 
-EDGEHUB = "edgehub"
-METAMANAGER = "metamanager"
 HEARTBEAT_HEADER = "edgebridge-heartbeat"
 #: operations the cloud sends that metamanager stores
 _META_OPS = frozenset({Operation.INSERT, Operation.UPDATE, Operation.PATCH, Operation.DELETE})
-#: groups told when the cloud link comes up or goes down (twin resends its durable outbox,
-#: certmanager renews only while connected)
-NOTIFY_GROUPS = ("twin", "certmanager", "edged", "edgestream")
-#: where the cloud's logs/exec streams go
-EDGESTREAM = "edgestream"
 #: seconds between looks at node.crt while waiting for a re-join
 _CERT_POLL = 0.25
 CONNECTED = "connected"
@@ -300,7 +294,7 @@ class EdgeHub:
                 await ws.send(encode(msg.error_reply(f"unknown operation {op!r}", source=EDGEHUB)))
 
     async def _notify(self, operation: str) -> None:
-        for group in NOTIFY_GROUPS:
+        for group in LINK_LISTENERS:
             for module in self._bus.modules(group):
                 await self._bus.send(
                     module,
