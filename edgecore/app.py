@@ -13,6 +13,10 @@
 Modules never import each other; they share only the bus (and the store handle, for the
 local API which reads the cache). Everything started here is owned by one
 :class:`hive.module.Runner` and stopped by it.
+
+What only some edges use is imported only by them: edged and edgestream's CRI runtime with
+``--runtime cri``, DMI when its socket is served. Both load gRPC, ~15 MB of the process's
+resident memory (``bench/edge_footprint.py``).
 """
 
 from __future__ import annotations
@@ -27,12 +31,10 @@ from aiohttp import web
 from edgecore.certmanager.module import CertManager
 from edgecore.config import EdgeSettings
 from edgecore.devicetwin.module import TwinModule
-from edgecore.dmi.module import DmiModule
-from edgecore.edged.cri.client import CriClient, normalize_endpoint
-from edgecore.edged.module import Edged
+from edgecore.edged.cri.endpoint import normalize_endpoint
 from edgecore.edgehub.module import EdgeHub, client_ssl_context
 from edgecore.edgestream.module import EdgeStream
-from edgecore.edgestream.runtime import CriRuntime, StreamRuntime
+from edgecore.edgestream.runtime import StreamRuntime
 from edgecore.eventbus.module import EventBus
 from edgecore.figures import EdgeFigures
 from edgecore.metamanager.module import MetaManager
@@ -178,6 +180,8 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
     runner.start_module(eventbus)
     runner.start_module(twin)
     if settings.dmi.socket is not None:
+        from edgecore.dmi.module import DmiModule  # gRPC: see the module docstring
+
         runner.start_module(DmiModule(bus=bus, meta=store, settings=settings.dmi))
     runner.start_module(
         NodeStatusReporter(
@@ -185,6 +189,8 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
         )
     )
     if runtime == "cri":
+        from edgecore.edged.module import Edged  # gRPC: see the module docstring
+
         cloud_host = settings.hub.cloud_host
         runner.start_module(
             Edged(
@@ -200,6 +206,9 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
     else:
         log.info("edged: --runtime none: pods bound here are kept as metadata only")
     if runtime == "cri" and stream_runtime is None:
+        from edgecore.edged.cri.client import CriClient
+        from edgecore.edgestream.cri import CriRuntime
+
         stream_runtime = CriRuntime(
             CriClient(settings.runtime.endpoint, timeout=settings.runtime.call_timeout),
             node_name=settings.node_name,
