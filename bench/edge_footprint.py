@@ -169,7 +169,13 @@ async def point(
     """Measure one edgecore with ``objects`` pods and ``devices`` Devices; its synced Memory."""
     tag = f"o{objects}_d{devices}"
     node = f"fp-{tag.replace('_', '-')}"
-    edge = EdgeCore(workdir=workdir / tag, node=node, extra_args=["--runtime", args.runtime])
+    extra = [
+        "--runtime",
+        args.runtime,
+        "--dmi-socket",
+        args.dmi_socket or str(workdir / "dmi.sock"),
+    ]
+    edge = EdgeCore(workdir=workdir / tag, node=node, extra_args=extra)
     edge.data_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         token = await admin.create_token(ttl_seconds=600, node=node)
@@ -231,6 +237,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
         await baseline(fig, "edgecore_imports", IMPORTS_ONLY, "idle, edgecore run's imports")
         fig.add("target_rss", TARGET_MIB, "MiB (edgecore itself, 1,000 objects + 100 devices)")
         fig.add("runtime", args.runtime)
+        fig.add("dmi", "off" if args.dmi_socket == "off" else "served")
         async with CloudHub(workdir=workdir) as hub:
             async with Admin.for_hub(hub) as admin:
                 await admin.apply([model_object()])
@@ -268,6 +275,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["none", "cri"],
         default="none",
         help="edgecore --runtime (none; cri needs a containerd, and would run the pods)",
+    )
+    p.add_argument(
+        "--dmi-socket",
+        default=None,
+        help="edgecore --dmi-socket: 'off' serves no DMI (no gRPC loaded); default: one in "
+        "the temp dir (DMI served, as edgecore's default /etc/kubeedge/dmi.sock)",
     )
     p.add_argument("--timeout", type=float, default=900.0, help="hard limit, seconds (900)")
     p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
