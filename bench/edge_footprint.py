@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import sqlite3
@@ -46,6 +47,8 @@ from bench.twin_throughput import device_object, model_object
 
 log = logging.getLogger(__name__)
 
+THIS_FILE = Path(__file__).resolve()
+
 TARGET_MIB = 50.0
 DEFAULT_POINTS = "0:0,1000:0,10000:0,0:100,0:1000,1000:100,10000:1000"
 QUICK_POINTS = "0:0,1000:100"
@@ -54,6 +57,29 @@ TARGET_POINT = (1000, 100)
 #: an idle interpreter with an event loop, and one that has imported what ``edgecore run`` does
 IDLE_PYTHON = "import asyncio; asyncio.run(asyncio.sleep(3600))"
 IMPORTS_ONLY = "import asyncio, edgecore.cli; asyncio.run(asyncio.sleep(3600))"
+#: what ``edgecore run`` imports, whatever its settings (the app imports the rest when used)
+RUN_IMPORTS = "import edgecore.cli, edgecore.app"
+#: imported on top of RUN_IMPORTS by an edge that serves DMI or runs pods over CRI
+CRI_DMI_IMPORTS = "import edgecore.dmi.module, edgecore.edged.module, edgecore.edgestream.cri"
+#: the child that measures import costs (stdlib only, so it starts from a bare interpreter)
+IMPORT_COSTS = THIS_FILE.parent / "import_costs.py"
+
+
+async def measure_imports(fig: Figures, *, top: int) -> None:
+    """The import costs of ``edgecore run`` (and what DMI/CRI add), each in a fresh child."""
+    for name, code in (("run", RUN_IMPORTS), ("cri_dmi", f"{RUN_IMPORTS}; {CRI_DMI_IMPORTS}")):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(IMPORT_COSTS), code,
+            cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        costs: dict[str, float] = json.loads(out)
+        start = costs.pop("(start)")
+        total = sum(costs.values())
+        fig.add(f"imports_{name}_total", total, f"MiB on top of {start:.1f} (python, asyncio)")
+        if name == "run":
+            for module, mib_ in sorted(costs.items(), key=lambda kv: -kv[1])[:top]:
+                fig.add(f"imports_run_{module}", mib_, "MiB (exclusive of its own imports)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +261,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
     try:
         idle = await baseline(fig, "python_idle", IDLE_PYTHON, "an idle interpreter, asyncio")
         await baseline(fig, "edgecore_imports", IMPORTS_ONLY, "idle, edgecore run's imports")
+        await measure_imports(fig, top=args.import_rows)
         fig.add("target_rss", TARGET_MIB, "MiB (edgecore itself, 1,000 objects + 100 devices)")
         fig.add("runtime", args.runtime)
         fig.add("dmi", "off" if args.dmi_socket == "off" else "served")
@@ -282,6 +309,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="edgecore --dmi-socket: 'off' serves no DMI (no gRPC loaded); default: one in "
         "the temp dir (DMI served, as edgecore's default /etc/kubeedge/dmi.sock)",
     )
+    p.add_argument("--import-rows", type=int, default=12, help="biggest import costs printed (12)")
     p.add_argument("--timeout", type=float, default=900.0, help="hard limit, seconds (900)")
     p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
