@@ -50,4 +50,4 @@ REGISTRY: Final[tuple[tuple[str, str], ...]] = (
 #: groups edgehub tells when the cloud link comes up or goes down (twin resends its durable
 #: outbox, certmanager renews only while connected, edged resends pod status, edgestream ends
 #: the streams of the lost link)
-LINK_LISTENERS: Final = (TWIN_GROUP, CERTMANAGER_GROUP, EDGED_GROUP, EDGESTREAM_GROUP)
+NOTIFY_GROUPS: Final = (TWIN_GROUP, CERTMANAGER_GROUP, EDGED_GROUP, EDGESTREAM_GROUP)

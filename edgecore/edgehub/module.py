@@ -36,7 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from edgecore.certmanager import credentials
 from edgecore.config import EdgeSettings
-from edgecore.modules import EDGEHUB, EDGESTREAM, LINK_LISTENERS, METAMANAGER
+from edgecore.modules import EDGEHUB, EDGESTREAM, METAMANAGER, NOTIFY_GROUPS
 from hive.backoff import backoff
 from hive.bus import Bus
 from wire.codec import DEFAULT_MAX_SIZE, decode, encode
@@ -294,7 +294,7 @@ class EdgeHub:
                 await ws.send(encode(msg.error_reply(f"unknown operation {op!r}", source=EDGEHUB)))
 
     async def _notify(self, operation: str) -> None:
-        for group in LINK_LISTENERS:
+        for group in NOTIFY_GROUPS:
             for module in self._bus.modules(group):
                 await self._bus.send(
                     module,
