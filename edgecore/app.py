@@ -167,7 +167,7 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
             await local_api.cleanup()
             await store.close()
             raise
-    cached = len(await store.inventory())
+    cached = await store.count()
     log.info(
         "edge %s: %d objects in the local cache; local API on http://%s",
         settings.node_name,

@@ -393,9 +393,20 @@ class MetaStore:
 
         A damaged row is left out so the cloud sends that object again.
         """
+        found: dict[str, str] = {}
+        # A page at a time: the values are the whole cache, needed here only to be checked.
         async with self._reader.execute("SELECT key, resource_version, value FROM meta") as cur:
-            rows = await cur.fetchall()
-        return {key: rv for key, rv, value in rows if _decode(key, value) is not None}
+            while rows := await cur.fetchmany(_CHUNK):
+                for key, rv, value in rows:
+                    if _decode(key, value) is not None:
+                        found[key] = rv
+        return found
+
+    async def count(self) -> int:
+        """How many objects are cached (damaged rows included)."""
+        async with self._reader.execute("SELECT count(*) FROM meta") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     # -- watchers -----------------------------------------------------------------------------
 
