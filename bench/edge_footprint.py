@@ -76,7 +76,7 @@ async def measure_imports(fig: Figures, *, top: int) -> None:
         costs: dict[str, float] = json.loads(out)
         start = costs.pop("(start)")
         total = sum(costs.values())
-        fig.add(f"imports_{name}_total", total, f"MiB on top of {start:.1f} (python, asyncio)")
+        fig.add(f"imports_{name}_total", total, f"MiB on top of a bare interpreter ({start:.1f})")
         if name == "run":
             for module, mib_ in sorted(costs.items(), key=lambda kv: -kv[1])[:top]:
                 fig.add(f"imports_run_{module}", mib_, "MiB (exclusive of its own imports)")
