@@ -37,10 +37,11 @@ CACHE_KIB = 512
 #: Schema migrations of the whole file, applied in order; ``PRAGMA user_version`` counts those
 #: applied. Never edit an entry that has shipped: append a new one.
 #:
-#: Entries 2-4 use ``IF NOT EXISTS``: releases before the single scheme created the twin's
-#: tables under a counter of their own (table ``twin_schema``) and the pod status outbox under
-#: none, so a file from them may hold those tables with ``user_version`` 1; they are adopted
-#: as they are. Entry 5 drops the old counter.
+#: The first four create with ``IF NOT EXISTS``: releases before the single scheme counted the
+#: cache alone in ``user_version`` (1), the twin's tables in a table of their own (``twin_schema``)
+#: and the pod status outbox nowhere, so a file from them may hold any of these tables at
+#: version 0 or 1; they are adopted as they are. Entry 5 drops the old counter. Later entries
+#: need no ``IF NOT EXISTS``.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: metamanager's cache (KubeEdge's meta table, plus columns that spare parsing JSON)
     (
