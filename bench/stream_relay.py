@@ -43,8 +43,8 @@ from edgecore import app as edge_app
 from edgecore.edged import labels as L
 from edgecore.edged.cri import api_pb2 as pb
 from edgecore.edged.cri.client import CriClient
+from edgecore.edgestream.cri import CriRuntime
 from edgecore.edgestream.logfile import LogFile
-from edgecore.edgestream.runtime import CriRuntime
 from tests.support.inproc import join_local_edge, start_cloud
 from wire import channels
 

@@ -121,14 +121,14 @@ def model_object() -> dict[str, Any]:
     }
 
 
-def device_object(name: str) -> dict[str, Any]:
+def device_object(name: str, node: str = NODE) -> dict[str, Any]:
     return {
         "apiVersion": "devices.kubeedge.io/v1beta1",
         "kind": "Device",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"model": MODEL}},
         "spec": {
             "deviceModelRef": {"name": MODEL},
-            "nodeName": NODE,
+            "nodeName": node,
             "protocol": {"protocolName": "virtual"},
             "properties": [
                 {

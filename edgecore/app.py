@@ -13,6 +13,10 @@
 Modules never import each other; they share only the bus (and the store handle, for the
 local API which reads the cache). Everything started here is owned by one
 :class:`hive.module.Runner` and stopped by it.
+
+What only some edges use is imported only by them: edged and edgestream's CRI runtime with
+``--runtime cri``, DMI when its socket is served. Both load gRPC, ~15 MB of the process's
+resident memory (``bench/edge_footprint.py``).
 """
 
 from __future__ import annotations
@@ -24,26 +28,20 @@ from pathlib import Path
 
 from aiohttp import web
 
-from edgecore.certmanager.module import CERTMANAGER, CertManager
+from edgecore.certmanager.module import CertManager
 from edgecore.config import EdgeSettings
 from edgecore.devicetwin.module import TwinModule
-from edgecore.dmi.mappers import DMI_MAPPERS_FILE
-from edgecore.dmi.module import DmiModule
-from edgecore.edged.cri.client import CriClient, normalize_endpoint
-from edgecore.edged.module import GROUP as EDGED_GROUP
-from edgecore.edged.module import NAME as EDGED
-from edgecore.edged.module import Edged
-from edgecore.edgehub.module import EDGEHUB, METAMANAGER, EdgeHub, client_ssl_context
-from edgecore.edgestream.module import EDGESTREAM, EdgeStream
-from edgecore.edgestream.runtime import CriRuntime, StreamRuntime
+from edgecore.edged.cri.endpoint import normalize_endpoint
+from edgecore.edgehub.module import EdgeHub, client_ssl_context
+from edgecore.edgestream.module import EdgeStream
+from edgecore.edgestream.runtime import StreamRuntime
 from edgecore.eventbus.module import EventBus
 from edgecore.figures import EdgeFigures
 from edgecore.metamanager.module import MetaManager
 from edgecore.metamanager.store import MetaStore
 from edgecore.metaserver.server import bound_port, make_app, parse_address, serve
+from edgecore.modules import REGISTRY
 from edgecore.nodestatus.facts import local_address
-from edgecore.nodestatus.module import GROUP as NODESTATUS_GROUP
-from edgecore.nodestatus.module import NAME as NODESTATUS
 from edgecore.nodestatus.module import NodeStatusReporter
 from hive.bus import Bus
 from hive.datadir import DataDirLock, lock_data_dir
@@ -51,9 +49,6 @@ from hive.module import Runner
 from wire.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-EVENTBUS = "eventbus"
-TWIN = "twin"
 
 
 @dataclass
@@ -141,14 +136,8 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
         raise ConfigError(f"cannot load the node certificate: {exc}") from exc
     runtime = runtime_kind(settings)
     bus = Bus()
-    bus.register(EDGEHUB, "hub")
-    bus.register(METAMANAGER, "meta")
-    bus.register(CERTMANAGER, CERTMANAGER)
-    bus.register(EVENTBUS, "bus")
-    bus.register(TWIN, "twin")
-    bus.register(NODESTATUS, NODESTATUS_GROUP)
-    bus.register(EDGED, EDGED_GROUP)
-    bus.register(EDGESTREAM, EDGESTREAM)
+    for name, group in REGISTRY:
+        bus.register(name, group)
     # Built before anything is opened so a missing mosquitto fails start-up with one line.
     eventbus = EventBus(
         bus=bus, settings=settings.mqtt, node_name=settings.node_name, data_dir=settings.data_dir
@@ -178,7 +167,7 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
             await local_api.cleanup()
             await store.close()
             raise
-    cached = len(await store.inventory())
+    cached = await store.count()
     log.info(
         "edge %s: %d objects in the local cache; local API on http://%s",
         settings.node_name,
@@ -191,12 +180,14 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
     runner.start_module(eventbus)
     runner.start_module(twin)
     if settings.dmi.socket is not None:
+        from edgecore.dmi.mappers import DMI_MAPPERS_FILE
+        from edgecore.dmi.module import DmiModule  # gRPC: see the module docstring
+
         runner.start_module(
             DmiModule(
                 bus=bus,
                 meta=store,
                 settings=settings.dmi,
-                twin_module=TWIN,
                 state_file=settings.data_dir / DMI_MAPPERS_FILE,
             )
         )
@@ -206,6 +197,8 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
         )
     )
     if runtime == "cri":
+        from edgecore.edged.module import Edged  # gRPC: see the module docstring
+
         cloud_host = settings.hub.cloud_host
         runner.start_module(
             Edged(
@@ -221,6 +214,9 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
     else:
         log.info("edged: --runtime none: pods bound here are kept as metadata only")
     if runtime == "cri" and stream_runtime is None:
+        from edgecore.edged.cri.client import CriClient
+        from edgecore.edgestream.cri import CriRuntime
+
         stream_runtime = CriRuntime(
             CriClient(settings.runtime.endpoint, timeout=settings.runtime.call_timeout),
             node_name=settings.node_name,

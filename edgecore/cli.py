@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from edgecore import app as edge_app
 from edgecore import config
 from edgecore.eventbus.module import parse_url
-from edgecore.join import join
 from edgecore.metaserver.server import parse_address
 from hive import logs
 from hive.flags import Parser, Port, checked, setting
@@ -209,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_service_logging(args)
     try:
         if args.command == "join":
+            # here: it needs cryptography, which a running edge loads only to renew
+            from edgecore.join import join
+
             settings = asyncio.run(
                 join(
                     cloud=args.cloud,

@@ -40,12 +40,11 @@ from pathlib import Path
 import aiohttp
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from edgecore import config
-from edgecore.certmanager.credentials import write_pair
+from edgecore.certmanager.keys import make_key_and_csr, write_pair
 from edgecore.config import EdgeSettings, HubSettings
 from hive.files import write_atomic
 from wire.errors import ConfigError, TokenError
@@ -59,7 +58,6 @@ DEFAULT_TIMEOUT = 15.0
 #: Seconds the websocket port has to answer (or refuse) a request without a client
 #: certificate once TLS is up: the HTTPS port answers within milliseconds
 _ANSWER_WAIT = 2.0
-NODE_CN_PREFIX = "system:node:"
 
 
 def parse_cloud(cloud: str) -> tuple[str, int]:
@@ -114,24 +112,6 @@ def split_token(token: str) -> tuple[str, str]:
     ):
         raise TokenError("malformed token: expected {ca-hash}.{jwt}")
     return ca_hash, ".".join(parts[1:])
-
-
-def make_key_and_csr(node_name: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
-    """A fresh P-256 key and a DER CSR for it (cloudhub sets the real subject anyway)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, NODE_CN_PREFIX + node_name),
-                ]
-            )
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return key, csr.public_bytes(serialization.Encoding.DER)
 
 
 def _url(host: str, port: int, path: str) -> str:

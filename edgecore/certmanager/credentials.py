@@ -4,6 +4,10 @@ Shared by ``edgecore join`` (first certificate, and re-join), certmanager (renew
 (which builds a fresh TLS context from these files for every connection attempt, so a renewed
 or re-joined certificate is used without a restart).
 
+What a running edge reads often (the certificate's serial and validity, the TLS context) needs
+no crypto library (:mod:`.der`, :mod:`ssl`); making keys and checking issued certificates
+(:mod:`.keys`) does, and is imported only by ``edgecore join`` and a renewal.
+
 **Replacing the key and the certificate is one step, not two.** A key on disk next to a
 certificate for another key locks the edge out (TLS refuses to load the pair). So a new pair is
 first written completely beside the old one (``.node.key.next``, ``.node.crt.next``, fsynced),
@@ -21,12 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
+from edgecore.certmanager.der import cert_dates, first_certificate
 from edgecore.config import EdgeSettings
-from hive.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ def expired_message(info: CertInfo) -> str:
     return f"node certificate expired at {rfc3339(info.not_after)}: {REJOIN_HINT}"
 
 
-def _next(path: Path) -> Path:
+def pending_path(path: Path) -> Path:
+    """Where the next ``path`` is written before it replaces ``path``."""
     return path.with_name(f".{path.name}.next")
 
 
@@ -81,7 +82,7 @@ def recover_pending(settings: EdgeSettings) -> bool:
     ``.node.key.next`` is left alone: its certificate may be being written right now, and the
     next replacement overwrites it anyway. Returns whether anything was completed.
     """
-    key_next, cert_next = _next(settings.key_path), _next(settings.cert_path)
+    key_next, cert_next = pending_path(settings.key_path), pending_path(settings.cert_path)
     if not cert_next.exists():
         return False
     for src, dst in ((key_next, settings.key_path), (cert_next, settings.cert_path)):
@@ -89,7 +90,7 @@ def recover_pending(settings: EdgeSettings) -> bool:
             os.replace(src, dst)
         except FileNotFoundError:
             pass  # someone else completed this step
-    _fsync_dir(settings.data_dir)
+    fsync_dir(settings.data_dir)
     return True
 
 
@@ -102,11 +103,11 @@ def read_cert(settings: EdgeSettings) -> CertInfo:
     """
     recover_pending(settings)
     fp = fingerprint(settings)
-    cert = x509.load_pem_x509_certificate(settings.cert_path.read_bytes())
+    dates = cert_dates(first_certificate(settings.cert_path.read_bytes()))
     return CertInfo(
-        serial=cert.serial_number,
-        not_before=cert.not_valid_before_utc.timestamp(),
-        not_after=cert.not_valid_after_utc.timestamp(),
+        serial=dates.serial,
+        not_before=dates.not_before,
+        not_after=dates.not_after,
         fingerprint=fp,
     )
 
@@ -124,45 +125,7 @@ def client_ssl_context(settings: EdgeSettings) -> ssl.SSLContext:
     return ctx
 
 
-def check_issued(
-    cert: x509.Certificate, ca: x509.Certificate, key: ec.EllipticCurvePrivateKey, node: str
-) -> None:
-    """The cloud's answer must be signed by the pinned CA, for our key and our node name.
-
-    Raises:
-        ValueError: it is not.
-    """
-    try:
-        cert.verify_directly_issued_by(ca)
-    except Exception as exc:  # InvalidSignature, ValueError, TypeError
-        raise ValueError("certificate is not signed by the pinned cloud CA") from exc
-    if cert.public_key() != key.public_key():
-        raise ValueError("certificate is for another key")
-    cns = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-    if [a.value for a in cns] != [NODE_CN_PREFIX + node]:
-        raise ValueError(f"certificate does not name node {node}")
-
-
-def write_pair(
-    settings: EdgeSettings, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
-) -> None:
-    """Replace node.key and node.crt together (see the module docstring).
-
-    Raises:
-        OSError: the files cannot be written; the old pair is still in place.
-    """
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    key_next, cert_next = _next(settings.key_path), _next(settings.cert_path)
-    # cert.next is written last and marks the pair complete: remove a stale one first.
-    cert_next.unlink(missing_ok=True)
-    write_atomic(key_next, key_pem, mode=0o600)
-    write_atomic(cert_next, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-    recover_pending(settings)
-
-
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -22,34 +22,20 @@ This module notices the new ``node.crt`` within ``cert.check_interval`` and star
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import random
 import time
 from collections.abc import Callable
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from edgecore.certmanager.credentials import (
-    CertInfo,
-    check_issued,
-    expired_message,
-    read_cert,
-    rfc3339,
-    write_pair,
-)
+from edgecore.certmanager.credentials import CertInfo, expired_message, read_cert, rfc3339
 from edgecore.config import EdgeSettings
-from edgecore.join import make_key_and_csr
+from edgecore.modules import CERTMANAGER, CERTMANAGER_GROUP, EDGEHUB
 from hive.backoff import backoff
 from hive.bus import Bus
 from wire.messages import Group, Message, Operation
 
 log = logging.getLogger(__name__)
 
-CERTMANAGER = "certmanager"
-EDGEHUB = "edgehub"
 CSR_TYPE = "certificatesigningrequest"
 #: edgehub's link notifications (see edgecore.edgehub.module)
 CONNECTED = "connected"
@@ -60,7 +46,7 @@ class CertManager:
     """Renews the node certificate at 70-80 % of its life, over the cloud link."""
 
     name = CERTMANAGER
-    group: str = CERTMANAGER
+    group: str = CERTMANAGER_GROUP
     enabled = True
 
     def __init__(
@@ -152,9 +138,12 @@ class CertManager:
 
     async def _renew(self, current: CertInfo) -> bool:
         """One renewal attempt; True when the new certificate is on disk."""
+        # cryptography (~9 MB resident) only from the first renewal on, see credentials
+        from edgecore.certmanager import keys
+
         node = self._settings.node_name
-        key, csr_der = await asyncio.to_thread(make_key_and_csr, node)
-        csr_pem = x509.load_der_x509_csr(csr_der).public_bytes(serialization.Encoding.PEM)
+        key, csr_der = await asyncio.to_thread(keys.make_key_and_csr, node)
+        csr_pem = keys.csr_pem(csr_der)
         request = Message.new(
             source=CERTMANAGER,
             group=Group.RESOURCE,
@@ -179,15 +168,15 @@ class CertManager:
         if reply.operation == Operation.ERROR:
             return self._failed(f"the cloud refused the renewal: {reply.content}")
         try:
-            cert = _parse_cert(reply.content)
-            ca = x509.load_pem_x509_certificate(self._settings.ca_path.read_bytes())
-            check_issued(cert, ca, key, node)
+            cert = keys.parse_issued(reply.content)
+            ca = keys.load_pem(self._settings.ca_path.read_bytes())
+            keys.check_issued(cert, ca, key, node)
         except (OSError, ValueError) as exc:
             return self._failed(f"unusable certificate from the cloud: {exc}")
         try:
             # In the event loop's thread on purpose: edgehub reads these files from it too,
             # so it never sees the swap half done (a few ms, once per renewal).
-            write_pair(self._settings, key, cert)
+            keys.write_pair(self._settings, key, cert)
         except OSError as exc:
             return self._failed(f"cannot write the renewed certificate: {exc}")
         self.renewals += 1
@@ -204,21 +193,4 @@ class CertManager:
         return False
 
 
-def _parse_cert(content: object) -> x509.Certificate:
-    """The cloud's answer: PEM text, or base64 of DER.
-
-    Raises:
-        ValueError: neither.
-    """
-    if not isinstance(content, str) or not content.strip():
-        raise ValueError("the answer carries no certificate")
-    text = content.strip()
-    if text.startswith("-----BEGIN"):
-        return x509.load_pem_x509_certificate(text.encode())
-    try:
-        return x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
-    except binascii.Error as exc:
-        raise ValueError("the answer is neither PEM nor base64") from exc
-
-
-__all__ = ["CERTMANAGER", "CertManager"]
+__all__ = ["CertManager"]

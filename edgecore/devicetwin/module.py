@@ -53,21 +53,21 @@ from pathlib import Path
 
 from edgecore.devicetwin.desired import DesiredSync
 from edgecore.devicetwin.mqtt_handlers import MqttHandlers, device_id_of, parse_topic, reply_topic
-from edgecore.devicetwin.state import NAME, Batch, Device, Publish, TwinState, default_topic_id
+from edgecore.devicetwin.state import Batch, Device, Publish, TwinState, default_topic_id
 from edgecore.devicetwin.store import TwinRecord, TwinStore
 from edgecore.devicetwin.uplink import Uplink, merge_rows
 from edgecore.metamanager.store import MetaStore, Subscription
+from edgecore.modules import BUS_GROUP, EVENTBUS, TWIN, TWIN_GROUP
 from hive.bus import Bus, UnknownModule
 from hive.local_messages import MessageIds
 from wire.codec import bus_message
 from wire.errors import StoreError
 from wire.messages import Message, Operation
 
-__all__ = ["GROUP", "NAME", "TwinModule", "device_id_of", "parse_topic", "reply_topic"]
+__all__ = ["TwinModule", "device_id_of", "parse_topic", "reply_topic"]
 
 log = logging.getLogger(__name__)
 
-GROUP = "twin"
 #: seconds between looks at the inbox while a batch window is open
 _GATHER_SLICE = 0.001
 
@@ -79,8 +79,8 @@ def _wall_ms() -> int:
 class TwinModule:
     """Device twins for the devices bound to this node."""
 
-    name = NAME
-    group = GROUP
+    name = TWIN
+    group = TWIN_GROUP
 
     def __init__(
         self,
@@ -91,22 +91,18 @@ class TwinModule:
         node_name: str,
         batch_window_ms: float = 5,
         batch_max: int = 500,
-        hub_module: str = "edgehub",
-        bus_module: str = "eventbus",
         clock: Callable[[], int] = _wall_ms,
         compact_interval: float = 5.0,
         enabled: bool = True,
     ) -> None:
         """
         Args:
-            bus: the process's bus; the app registers ``twin`` in group ``twin`` on it.
+            bus: the process's bus; the app registers this module on it.
             meta: metamanager's open cache, where Devices and DeviceModels arrive.
             db_path: the database file (``DATA_DIR/edgecore.db``, shared with metamanager).
             node_name: this node; only Devices with ``spec.nodeName`` equal to it are members.
             batch_window_ms: longest a message waits for others to share its commit (5 ms).
             batch_max: most messages per transaction (500).
-            hub_module: where upstream messages go (the cloud link).
-            bus_module: where MQTT publishes go.
             clock: milliseconds since the epoch; injectable for tests.
             compact_interval: seconds between foldings of the outbox while offline (5).
             enabled: the runner skips a disabled module.
@@ -118,12 +114,11 @@ class TwinModule:
         self._node = node_name
         self._window = batch_window_ms / 1000
         self._batch_max = max(1, batch_max)
-        self._eventbus = bus_module
         self._store: TwinStore | None = None
         self._state = TwinState(node=node_name, clock=clock)
         self._mqtt = MqttHandlers(self._state)
         self._desired = DesiredSync(self._state)
-        self._uplink = Uplink(bus=bus, hub_module=hub_module, clock=clock)
+        self._uplink = Uplink(bus=bus, clock=clock)
         self._ids = MessageIds()
         #: one writer at a time: the MQTT loop and the Device watchers stage, commit, install
         self._lock = asyncio.Lock()
@@ -394,17 +389,17 @@ class TwinModule:
     async def _publish(self, out: list[Publish]) -> None:
         """Hand eventbus one batch's publishes as one message (in order)."""
         msg = bus_message(
-            source=NAME,
-            group="bus",
+            source=TWIN,
+            group=BUS_GROUP,
             operation="publish_batch",
             resource="",
             content=out,
             msg_id=self._ids(),
         )
         try:
-            if not self._bus.send_nowait(self._eventbus, msg):
-                await self._bus.send(self._eventbus, msg)
+            if not self._bus.send_nowait(EVENTBUS, msg):
+                await self._bus.send(EVENTBUS, msg)
         except UnknownModule:
             if not self._warned_no_bus:
                 self._warned_no_bus = True
-                log.warning("no %s module: MQTT replies are not published", self._eventbus)
+                log.warning("no %s module: MQTT replies are not published", EVENTBUS)

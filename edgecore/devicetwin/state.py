@@ -33,7 +33,6 @@ from wire.twin import (
     twin_result,
 )
 
-NAME = "twin"
 DEFAULT_NAMESPACE = "default"
 
 #: after the commit: what to publish, given whether the commit succeeded

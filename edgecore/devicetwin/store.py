@@ -17,10 +17,10 @@ The tables keep KubeEdge's names and columns (``device``, ``device_twin`` with `
 metadata and versions as small JSON objects, so the file stays recognisable to anyone who knows
 KubeEdge's ``edgecore.db``. A tombstone is ``"deleted": true`` in the value's metadata.
 
-The file is shared with metamanager (its ``meta`` table), which uses ``PRAGMA user_version``
-for its own schema; the twin therefore counts its migrations in a table of its own,
-``twin_schema``. Two connections, as metamanager does: the writer, and a reader that in WAL mode
-sees only committed rows (the outbox sender must never send a row that might still roll back).
+The file is shared with metamanager (its ``meta`` table); its schema, the twin's tables
+included, is :mod:`edgecore.db`'s. Two connections, as metamanager does: the writer, and a
+reader that in WAL mode sees only committed rows (the outbox sender must never send a row that
+might still roll back).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import asyncio
 import functools
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,60 +37,16 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from wire.errors import ConfigError, StoreError
+from edgecore import db
+from wire.errors import StoreError
 from wire.twin import Twin, TwinValue
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: milliseconds a writer waits for metamanager's transaction on the same file
-BUSY_TIMEOUT_MS = 5000
 #: SQLite's greatest rowid
 _MAX_SEQ = 2**63 - 1
-
-#: Schema migrations, applied in order; ``twin_schema.version`` counts those applied.
-#: Never edit an entry that has shipped: append a new one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE device (
-        id TEXT PRIMARY KEY NOT NULL,
-        name TEXT NOT NULL,
-        namespace TEXT NOT NULL,
-        description TEXT NOT NULL DEFAULT '',
-        state TEXT NOT NULL DEFAULT 'unknown',
-        last_online TEXT NOT NULL DEFAULT ''
-    );
-    CREATE TABLE device_twin (
-        deviceid TEXT NOT NULL,
-        name TEXT NOT NULL,
-        expected TEXT,
-        expected_meta TEXT,
-        expected_version TEXT,
-        actual TEXT,
-        actual_meta TEXT,
-        actual_version TEXT,
-        optional INTEGER,
-        attr_type TEXT NOT NULL DEFAULT '',
-        PRIMARY KEY (deviceid, name)
-    );
-    CREATE TABLE outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        msg_id TEXT NOT NULL UNIQUE,
-        resource TEXT NOT NULL,
-        content TEXT NOT NULL,
-        created INTEGER NOT NULL
-    );
-    """,
-    # DeviceModels deleted in the cloud while member devices used them, kept as they last
-    # were so that a restart does not lose them (see edgecore.devicetwin.desired)
-    """
-    CREATE TABLE kept_model (
-        id TEXT PRIMARY KEY NOT NULL,
-        body TEXT NOT NULL
-    );
-    """,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,31 +192,14 @@ class TwinStore:
         """Open (creating if needed) the database at ``path`` and bring the twin tables up.
 
         Raises:
-            ConfigError: not a usable database, or a twin schema newer than this program.
+            ConfigError: not a usable database, or a schema newer than this program.
         """
-        # owner-only before SQLite creates it: the file also caches secrets (metamanager)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        writer: aiosqlite.Connection | None = None
-        reader: aiosqlite.Connection | None = None
+        writer = await db.connect(path, what="the twin tables in")
         try:
-            writer = await _open_writer(path)
-            reader = await aiosqlite.connect(path, isolation_level=None)
-            await reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await reader.execute("PRAGMA query_only=ON")
-        except BaseException as exc:
-            if reader is not None:
-                await reader.close()
-            if writer is not None:
-                await writer.close()
-            if isinstance(exc, sqlite3.Error):
-                raise ConfigError(f"cannot open the twin tables in {path}: {exc}") from exc
+            reader = await db.connect(path, what="the twin tables in", read_only=True)
+        except BaseException:
+            await writer.close()
             raise
-        for suffix in ("-wal", "-shm"):
-            try:
-                os.chmod(path.with_name(path.name + suffix), 0o600)
-            except FileNotFoundError:
-                pass
         return cls(path, writer, reader)
 
     async def close(self) -> None:
@@ -307,7 +245,8 @@ class TwinStore:
             if self._closed:
                 raise StoreError("the twin store is closed")
             try:
-                return await _transaction(self._writer, work)
+                async with db.transaction(self._writer) as conn:
+                    return await work(conn)
             except sqlite3.Error as exc:
                 raise StoreError(f"{what}: {exc}") from exc
 
@@ -418,38 +357,6 @@ class TwinStore:
         return int(row[0]) if row else 0
 
 
-async def _open_writer(path: Path) -> aiosqlite.Connection:
-    """The writer connection, tables migrated."""
-    db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    try:
-        await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await _migrate(db, path)
-    except BaseException:
-        await db.close()
-        raise
-    return db
-
-
-async def _transaction(
-    db: aiosqlite.Connection, work: Callable[[aiosqlite.Connection], Awaitable[_T]]
-) -> _T:
-    """``work`` in one transaction (one fsync if it wrote anything)."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        result = await work(db)
-        await db.execute("COMMIT")
-    except BaseException:
-        # a half-open transaction would block every later write
-        try:
-            await db.execute("ROLLBACK")
-        except sqlite3.Error:
-            log.debug("rollback failed", exc_info=True)
-        raise
-    return result
-
-
 async def _write(db: aiosqlite.Connection, w: WriteSet) -> int:
     if w.removed_devices:
         gone = [(d,) for d in w.removed_devices]
@@ -545,30 +452,3 @@ async def _compact(db: aiosqlite.Connection, merge: MergeRows) -> Compaction:
         row = await cur.fetchone()
     last = int(row[0]) if row and row[0] is not None else 0
     return Compaction(before, before - removed, last)
-
-
-async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
-    """Apply the twin migrations this file has not seen, each in its own transaction."""
-    await db.execute("BEGIN IMMEDIATE")  # nobody else migrates the twin tables meanwhile
-    try:
-        await db.execute("CREATE TABLE IF NOT EXISTS twin_schema (version INTEGER NOT NULL)")
-        async with db.execute("SELECT version FROM twin_schema") as cur:
-            row = await cur.fetchone()
-        if row is None:
-            await db.execute("INSERT INTO twin_schema (version) VALUES (0)")
-            version = 0
-        else:
-            version = int(row[0])
-        await db.execute("COMMIT")
-    except BaseException:
-        await db.execute("ROLLBACK")
-        raise
-    if version > len(MIGRATIONS):
-        raise ConfigError(
-            f"{path} has twin schema version {version}; this edgecore knows up to {len(MIGRATIONS)}"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        await db.executescript(
-            f"BEGIN IMMEDIATE; {script}; UPDATE twin_schema SET version = {number}; COMMIT;"
-        )
-        log.info("twin tables in %s migrated to version %d", path, number)

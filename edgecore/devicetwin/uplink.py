@@ -34,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edgecore.devicetwin.state import NAME
 from edgecore.devicetwin.store import NewOutboxRow, TwinStore
+from edgecore.modules import EDGEHUB, TWIN, TWIN_GROUP
 from hive.bus import Bus
 from wire.codec import bus_message
 from wire.errors import StoreError
@@ -115,7 +115,6 @@ class Uplink:
         self,
         *,
         bus: Bus,
-        hub_module: str,
         clock: Callable[[], int],
         answer_timeout: float = ANSWER_TIMEOUT,
         memory_rows: int = MEMORY_ROWS,
@@ -123,13 +122,11 @@ class Uplink:
         """
         Args:
             bus: the process's bus.
-            hub_module: where upstream messages go (the cloud link).
             clock: milliseconds since the epoch (message timestamps).
             answer_timeout: seconds an unanswered message holds back its resource (5).
             memory_rows: rows kept in memory for sending at most (100,000).
         """
         self._bus = bus
-        self._hub = hub_module
         self._clock = clock
         self._timeout = answer_timeout
         self._max_rows = max(1, memory_rows)
@@ -311,17 +308,17 @@ class Uplink:
     async def _send(self, msg_id: str, resource: str, content: dict[str, Any]) -> bool:
         """Hand one message to edgehub; give up (``False``) if the link goes down meanwhile."""
         msg = bus_message(
-            source=NAME,
-            group="twin",
+            source=TWIN,
+            group=TWIN_GROUP,
             operation="update",
             resource=resource,
             content=content,
             msg_id=msg_id,
             timestamp=self._clock(),
         )
-        if self._bus.send_nowait(self._hub, msg):
+        if self._bus.send_nowait(EDGEHUB, msg):
             return True
-        put = asyncio.ensure_future(self._bus.send(self._hub, msg))
+        put = asyncio.ensure_future(self._bus.send(EDGEHUB, msg))
         down = asyncio.ensure_future(self._link_down.wait())
         try:
             await asyncio.wait({put, down}, return_when=asyncio.FIRST_COMPLETED)

@@ -52,6 +52,7 @@ from edgecore.dmi.convert import (
 )
 from edgecore.dmi.mappers import Mapper, MapperRecord, load_records, save_records
 from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
+from edgecore.modules import DMI, DMI_GROUP, TWIN, TWIN_GROUP
 from hive.bus import Bus
 from hive.ratelimit import TokenBucket
 from wire.messages import Message
@@ -60,8 +61,6 @@ log = logging.getLogger(__name__)
 
 #: the generated stubs are untyped
 _grpc: Any = dmi_grpc
-
-NAME = "dmi"
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -72,8 +71,8 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
 class DmiModule:
     """Serves ``DeviceManagerService``; drives registered mappers from the edge's cache."""
 
-    name = NAME
-    group = NAME
+    name = DMI
+    group = DMI_GROUP
     enabled = True
 
     def __init__(
@@ -82,7 +81,6 @@ class DmiModule:
         bus: Bus,
         meta: MetaStore,
         settings: DmiSettings,
-        twin_module: str = "twin",
         state_file: Path | None = None,
         clock: Any = time.monotonic,
     ) -> None:
@@ -90,7 +88,6 @@ class DmiModule:
         self._state_file = state_file
         self._meta = meta
         self._settings = settings
-        self._twin = twin_module
         self._clock = clock
         #: by protocol: KubeEdge runs one mapper per protocol
         self.mappers: dict[str, Mapper] = {}
@@ -264,9 +261,9 @@ class DmiModule:
             await asyncio.sleep(wait)
         topic, payload = topic_payload
         await self._bus.send(
-            self._twin,
+            TWIN,
             Message.new(
-                source=NAME, group="twin", operation="message", resource=topic, content=payload
+                source=DMI, group=TWIN_GROUP, operation="message", resource=topic, content=payload
             ),
         )
         self.reports += 1

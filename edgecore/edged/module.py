@@ -42,15 +42,13 @@ from edgecore.edged.statusbox import StatusBox, StatusRow
 from edgecore.edged.sync import Action, Backoff, DesiredContainer, DesiredPod, ObservedSandbox, plan
 from edgecore.edged.views import ERR_IMAGE_PULL_SHOWN, container_view
 from edgecore.metamanager.store import MetaStore
+from edgecore.modules import EDGED, EDGED_GROUP, EDGEHUB
 from hive.bus import Bus
 from wire.errors import ContainerRuntimeError, InvalidObject
 from wire.messages import Message, Operation
 
 log = logging.getLogger(__name__)
 
-NAME = "edged"
-GROUP = "edged"
-HUB = "edgehub"
 #: seconds a new pod being started may go without a reported status (its first is Running)
 PENDING_REPORT = 1.0
 
@@ -84,8 +82,8 @@ class _Parts:
 class Edged:
     """Runs the pods bound to ``node_name`` through the CRI runtime at ``settings.endpoint``."""
 
-    name = NAME
-    group = GROUP
+    name = EDGED
+    group = EDGED_GROUP
 
     def __init__(
         self,
@@ -441,7 +439,7 @@ class Edged:
             timestamp_ms=int(time.time() * 1000),
         )
         self._in_flight[msg.id] = (row.key, row.seq)
-        await self._bus.send(HUB, msg)
+        await self._bus.send(EDGEHUB, msg)
 
     def _forget(self, pods: dict[str, Pod], observed: Observed) -> None:
         """Drop what is kept about pods and containers that are gone."""

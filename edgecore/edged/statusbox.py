@@ -9,29 +9,22 @@ The delivery rule is the twin's (:mod:`edgecore.devicetwin.uplink`): rows are se
 the cloud answered the message that carried it, and only if no newer status replaced it
 meanwhile (``seq`` guard).
 
-Same file as the cache (``edgecore.db``, WAL, ``synchronous=FULL``), its own connection.
+Same file as the cache (``edgecore.db``, schema and transactions from :mod:`edgecore.db`), its
+own connection.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from wire.errors import StoreError
-
-BUSY_TIMEOUT_MS = 5000
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS pod_status_outbox (
-    key TEXT PRIMARY KEY NOT NULL,
-    uid TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    status TEXT NOT NULL
-);
-"""
+from edgecore import db
+from wire.errors import ConfigError, StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +45,22 @@ class StatusBox:
 
     @classmethod
     async def open(cls, path: Path) -> StatusBox:
+        """Open the outbox in the edge database at ``path``.
+
+        Raises:
+            StoreError: the file cannot be opened (edged restarts and tries again).
+        """
         try:
-            db = await aiosqlite.connect(path, isolation_level=None)
-            await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
-            await db.executescript(_SCHEMA)
-            async with db.execute("SELECT COALESCE(MAX(seq), 0) FROM pod_status_outbox") as cur:
+            conn = await db.connect(path, what="the pod status outbox in")
+        except ConfigError as exc:
+            raise StoreError(str(exc)) from exc
+        try:
+            async with conn.execute("SELECT COALESCE(MAX(seq), 0) FROM pod_status_outbox") as cur:
                 row = await cur.fetchone()
         except Exception as exc:
+            await conn.close()
             raise StoreError(f"cannot open the pod status outbox in {path}: {exc}") from exc
-        box = cls(db)
+        box = cls(conn)
         box._seq = int(row[0]) if row else 0
         return box
 
@@ -78,16 +76,14 @@ class StatusBox:
             out.append(StatusRow(key, uid, self._seq, status))
             values.append((key, uid, self._seq, json.dumps(status, separators=(",", ":"))))
         try:
-            await self._db.execute("BEGIN IMMEDIATE")
-            await self._db.executemany(
-                "INSERT INTO pod_status_outbox (key, uid, seq, status) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET uid = excluded.uid, seq = excluded.seq, "
-                "status = excluded.status",
-                values,
-            )
-            await self._db.execute("COMMIT")
-        except Exception as exc:
-            await self._db.execute("ROLLBACK")
+            async with db.transaction(self._db) as conn:
+                await conn.executemany(
+                    "INSERT INTO pod_status_outbox (key, uid, seq, status) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET uid = excluded.uid, seq = excluded.seq, "
+                    "status = excluded.status",
+                    values,
+                )
+        except sqlite3.Error as exc:
             raise StoreError(f"cannot store pod status: {exc}") from exc
         return out
 

@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from edgecore.certmanager import credentials
 from edgecore.config import EdgeSettings
+from edgecore.modules import EDGEHUB, EDGESTREAM, METAMANAGER, NOTIFY_GROUPS
 from hive.backoff import backoff
 from hive.bus import Bus
 from wire.codec import DEFAULT_MAX_SIZE
@@ -40,14 +41,7 @@ from wire.session import CONNECTED, DISCONNECTED, Actions, EdgeSession, Retry
 
 log = logging.getLogger(__name__)
 
-EDGEHUB = "edgehub"
-METAMANAGER = "metamanager"
 HEARTBEAT_HEADER = "edgebridge-heartbeat"
-#: groups told when the cloud link comes up or goes down (twin resends its durable outbox,
-#: certmanager renews only while connected)
-NOTIFY_GROUPS = ("twin", "certmanager", "edged", "edgestream")
-#: where the cloud's logs/exec streams go
-EDGESTREAM = "edgestream"
 #: seconds between looks at node.crt while waiting for a re-join
 _CERT_POLL = 0.25
 

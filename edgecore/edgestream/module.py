@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from edgecore.edgestream import interactive
 from edgecore.edgestream.logfile import LogFile, previous_log, read_tail
 from edgecore.edgestream.runtime import RuntimeContainer, StreamRuntime
+from edgecore.modules import EDGEHUB, EDGESTREAM, EDGESTREAM_GROUP
 from hive.bus import Bus
 from wire.errors import BridgeError, DecodeError, StreamError
 from wire.messages import Message
@@ -54,9 +55,6 @@ from wire.streams import (
 
 log = logging.getLogger(__name__)
 
-EDGESTREAM = "edgestream"
-#: where stream output goes (the cloud link)
-EDGEHUB = "edgehub"
 #: edgehub's notices of the link going down (see edgecore.edgehub.module)
 DISCONNECTED = "disconnected"
 #: streams open at once on this node; more are refused (each holds a window of memory)
@@ -88,7 +86,7 @@ class EdgeStream:
     """Serves every stream the cloud opens on this node."""
 
     name = EDGESTREAM
-    group = EDGESTREAM
+    group = EDGESTREAM_GROUP
     enabled = True
 
     def __init__(
@@ -329,4 +327,4 @@ class EdgeStream:
         return Close(stream=sid, exit_code=result.exit_code)
 
 
-__all__ = ["EDGESTREAM", "EdgeStream"]
+__all__ = ["EdgeStream"]

@@ -56,6 +56,7 @@ from urllib.parse import unquote, urlsplit
 from edgecore.config import MqttSettings
 from edgecore.eventbus import mqtt
 from edgecore.eventbus.broker import Mosquitto
+from edgecore.modules import BUS_GROUP, EVENTBUS, TWIN, TWIN_GROUP
 from hive.backoff import backoff
 from hive.bus import Bus, UnknownModule
 from hive.local_messages import MessageIds
@@ -66,8 +67,6 @@ from wire.messages import Message
 
 log = logging.getLogger(__name__)
 
-NAME = "eventbus"
-GROUP = "bus"
 PUBLISH = "publish"
 #: content: a list of ``(topic, content)`` pairs, published in order (the twin's per-commit
 #: answers: one bus message per batch instead of one per answer)
@@ -219,8 +218,8 @@ class _Outbox:
 class EventBus:
     """MQTT in and out for the twin; supervises the internal mosquitto."""
 
-    name = NAME
-    group = GROUP
+    name = EVENTBUS
+    group = BUS_GROUP
 
     def __init__(
         self,
@@ -229,7 +228,6 @@ class EventBus:
         settings: MqttSettings,
         node_name: str,
         data_dir: Path,
-        twin_module: str = "twin",
         reconnect_initial: float = 0.2,
         reconnect_cap: float = 10.0,
         keepalive: int = 15,
@@ -242,12 +240,11 @@ class EventBus:
     ) -> None:
         """
         Args:
-            bus: the process's bus; the app registers ``eventbus`` (group ``bus``) on it.
+            bus: the process's bus; the app registers this module on it.
             settings: ``internal`` (start mosquitto on ``127.0.0.1:port``) or ``external``
                 (connect to ``url``).
             node_name: this node; the MQTT client id is ``edgecore-{node_name}``.
             data_dir: edgecore's data directory (the internal broker's files go under it).
-            twin_module: where incoming device messages go.
             reconnect_initial: first reconnect delay upper bound, seconds (jittered, doubling).
             reconnect_cap: longest reconnect delay, seconds.
             keepalive: MQTT keepalive, seconds: paho pings after this long without traffic and
@@ -268,7 +265,6 @@ class EventBus:
         """
         self.enabled = enabled
         self._bus = bus
-        self._twin = twin_module
         self._reconnect_initial = reconnect_initial
         self._reconnect_cap = reconnect_cap
         self._keepalive = keepalive
@@ -560,8 +556,8 @@ class EventBus:
         except UnicodeDecodeError:
             content = None  # the twin answers 400
         msg = bus_message(
-            source=NAME,
-            group="twin",
+            source=EVENTBUS,
+            group=TWIN_GROUP,
             operation=MESSAGE,
             resource=topic,
             content=content,
@@ -569,7 +565,7 @@ class EventBus:
         )
         if not self._backlog:
             try:
-                if self._bus.send_nowait(self._twin, msg):
+                if self._bus.send_nowait(TWIN, msg):
                     self.received += 1
                     return True
             except UnknownModule:
@@ -600,7 +596,7 @@ class EventBus:
             while self._backlog:
                 generation, p, msg = self._backlog[0]
                 try:
-                    await self._bus.send(self._twin, msg)
+                    await self._bus.send(TWIN, msg)
                     self.received += 1
                 except UnknownModule:
                     self._no_twin(msg.resource)
@@ -613,6 +609,4 @@ class EventBus:
     def _no_twin(self, topic: str) -> None:
         if not self._warned_no_twin:
             self._warned_no_twin = True
-            log.error(
-                "no %r module registered: dropping device messages (first: %s)", self._twin, topic
-            )
+            log.error("no %r module registered: dropping device messages (first: %s)", TWIN, topic)

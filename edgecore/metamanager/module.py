@@ -28,6 +28,7 @@ from typing import Any
 
 from edgecore.config import MetaSettings
 from edgecore.metamanager.store import Change, MetaStore
+from edgecore.modules import EDGEHUB, META_GROUP, METAMANAGER
 from hive.bus import Bus
 from wire.errors import InvalidResource, StoreError
 from wire.messages import Message, Operation
@@ -35,8 +36,6 @@ from wire.resources import ResourceKey, resource_version_of
 
 log = logging.getLogger(__name__)
 
-NAME = "metamanager"
-GROUP = "meta"
 
 #: operations that write the object in ``content`` under ``route.resource``. KubeEdge's patch
 #: carries the whole patched object, so it is stored as a replacement.
@@ -58,8 +57,8 @@ def _now_ms() -> int:
 class MetaManager:
     """Applies cloud messages to the :class:`MetaStore` and ACKs them once committed."""
 
-    name = NAME
-    group = GROUP
+    name = METAMANAGER
+    group = META_GROUP
 
     def __init__(
         self,
@@ -67,22 +66,19 @@ class MetaManager:
         bus: Bus,
         store: MetaStore,
         settings: MetaSettings,
-        hub_module: str = "edgehub",
         enabled: bool = True,
     ) -> None:
         """
         Args:
-            bus: the process's bus; ``bus.register("metamanager", "meta")`` is done by the app.
+            bus: the process's bus; the app registers this module on it.
             store: the opened cache.
             settings: batching limits (``batch_max``, ``batch_window_ms``).
-            hub_module: where ACKs and error replies go (the module that talks to the cloud).
             enabled: the runner skips a disabled module.
         """
         self.enabled = enabled
         self._bus = bus
         self._store = store
         self._settings = settings
-        self._hub = hub_module
         #: batches committed, and messages stored by them (metrics and tests)
         self.batches = 0
         self.stored = 0
@@ -148,7 +144,9 @@ class MetaManager:
                     continue
                 writes.append(_Write(msg, Change(key, None, None)))
             else:
-                replies.append(self._error(msg, f"operation {op!r} is not handled by {NAME}"))
+                replies.append(
+                    self._error(msg, f"operation {op!r} is not handled by {METAMANAGER}")
+                )
 
         if writes:
             try:
@@ -160,7 +158,9 @@ class MetaManager:
                 self.batches += 1
                 self.stored += len(writes)
                 now = _now_ms()
-                replies.extend(w.message.reply("OK", source=NAME, timestamp_ms=now) for w in writes)
+                replies.extend(
+                    w.message.reply("OK", source=METAMANAGER, timestamp_ms=now) for w in writes
+                )
 
         for msg, key in queries:
             replies.append(await self._answer_query(msg, key))
@@ -176,15 +176,15 @@ class MetaManager:
             return self._error(msg, f"query {key} failed: {exc}")
         if obj is None:
             return self._error(msg, "not found")
-        return msg.reply(obj, source=NAME, timestamp_ms=_now_ms())
+        return msg.reply(obj, source=METAMANAGER, timestamp_ms=_now_ms())
 
     def _error(self, msg: Message, reason: str) -> Message:
         log.warning(
             "refusing %s %s from %s: %s", msg.operation, msg.resource, msg.route.source, reason
         )
-        return msg.error_reply(reason, source=NAME, timestamp_ms=_now_ms())
+        return msg.error_reply(reason, source=METAMANAGER, timestamp_ms=_now_ms())
 
     async def _deliver(self, reply: Message) -> None:
         """To a local ``send_sync`` caller waiting for it, else to the hub (for the cloud)."""
         if not self._bus.respond(reply):
-            await self._bus.send(self._hub, reply)
+            await self._bus.send(EDGEHUB, reply)

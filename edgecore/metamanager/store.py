@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +36,8 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from wire.errors import ConfigError, InvalidResource, StoreError
+from edgecore import db
+from wire.errors import InvalidResource, StoreError
 from wire.resources import ResourceKey
 
 log = logging.getLogger(__name__)
@@ -51,22 +51,6 @@ DEFAULT_WATCH_QUEUE = 4096
 #: Keys per ``IN (...)`` query. SQLite allows 32766 host parameters since 3.32; older builds
 #: allow 999, so stay below that.
 _CHUNK = 900
-
-#: Schema migrations, applied in order; ``PRAGMA user_version`` counts those applied.
-#: Never edit an entry that has shipped: append a new one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE meta (
-        key TEXT PRIMARY KEY NOT NULL,
-        type TEXT NOT NULL,
-        namespace TEXT,
-        name TEXT NOT NULL,
-        resource_version TEXT NOT NULL,
-        value TEXT NOT NULL
-    );
-    CREATE INDEX meta_type_namespace ON meta (type, namespace);
-    """,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,14 +197,6 @@ def _retrieve(task: asyncio.Future[None]) -> None:
         task.exception()
 
 
-def _restrict(path: Path) -> None:
-    """Owner-only permissions: the cache holds secrets."""
-    try:
-        os.chmod(path, 0o600)
-    except FileNotFoundError:
-        pass
-
-
 class MetaStore:
     """The SQLite cache. Create with :meth:`open`; one instance per database file."""
 
@@ -246,32 +222,12 @@ class MetaStore:
             ConfigError: the file is not a usable database, or its schema is newer than this
                 program knows.
         """
-        # Create the file owner-only before SQLite does, so there is no window where it exists
-        # with umask permissions. SQLite gives -wal and -shm the database file's mode.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        _restrict(path)
-        writer: aiosqlite.Connection | None = None
-        reader: aiosqlite.Connection | None = None
+        writer = await db.connect(path, what="the edge cache")
         try:
-            # isolation_level=None: no implicit transactions; apply() says BEGIN/COMMIT itself.
-            writer = await aiosqlite.connect(path, isolation_level=None)
-            await writer.execute("PRAGMA journal_mode=WAL")
-            await writer.execute("PRAGMA synchronous=FULL")
-            await _migrate(writer, path)
-            reader = await aiosqlite.connect(path, isolation_level=None)
-            await reader.execute("PRAGMA query_only=ON")
-            # touch the database so -shm exists now and gets its mode fixed below
-            await (await reader.execute("SELECT count(*) FROM meta")).fetchall()
-        except BaseException as exc:
-            for conn in (reader, writer):
-                if conn is not None:
-                    await conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise ConfigError(f"cannot open the edge cache {path}: {exc}") from exc
+            reader = await db.connect(path, what="the edge cache", read_only=True)
+        except BaseException:
+            await writer.close()
             raise
-        for suffix in ("-wal", "-shm"):
-            _restrict(path.with_name(path.name + suffix))
         log.debug("edge cache %s open", path)
         return cls(path, writer, reader)
 
@@ -326,10 +282,8 @@ class MetaStore:
     async def _write(
         self, changes: Sequence[Change], parsed: list[ResourceKey], keys: list[str]
     ) -> tuple[list[tuple[int, StoreEvent]], int, int]:
-        db = self._writer
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            current = await self._current(db, set(keys))
+        async with db.transaction(self._writer) as conn:
+            current = await self._current(conn, set(keys))
             events: list[tuple[int, StoreEvent]] = []
             final: dict[str, tuple[int, Change]] = {}
             for i, (change, key) in enumerate(zip(changes, keys, strict=True)):
@@ -364,7 +318,7 @@ class MetaStore:
                         )
                     )
             if upserts:
-                await db.executemany(
+                await conn.executemany(
                     "INSERT INTO meta (key, type, namespace, name, resource_version, value)"
                     " VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (key) DO UPDATE SET resource_version = excluded.resource_version,"
@@ -372,15 +326,7 @@ class MetaStore:
                     upserts,
                 )
             if deletes:
-                await db.executemany("DELETE FROM meta WHERE key = ?", deletes)
-            await db.execute("COMMIT")
-        except BaseException:
-            # also on cancellation: a half-open transaction would block every later write
-            try:
-                await db.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.debug("rollback failed", exc_info=True)
-            raise
+                await conn.executemany("DELETE FROM meta WHERE key = ?", deletes)
         return events, len(upserts), len(deletes)
 
     @staticmethod
@@ -447,9 +393,20 @@ class MetaStore:
 
         A damaged row is left out so the cloud sends that object again.
         """
+        found: dict[str, str] = {}
+        # A page at a time: the values are the whole cache, needed here only to be checked.
         async with self._reader.execute("SELECT key, resource_version, value FROM meta") as cur:
-            rows = await cur.fetchall()
-        return {key: rv for key, rv, value in rows if _decode(key, value) is not None}
+            while rows := await cur.fetchmany(_CHUNK):
+                for key, rv, value in rows:
+                    if _decode(key, value) is not None:
+                        found[key] = rv
+        return found
+
+    async def count(self) -> int:
+        """How many objects are cached (damaged rows included)."""
+        async with self._reader.execute("SELECT count(*) FROM meta") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     # -- watchers -----------------------------------------------------------------------------
 
@@ -477,18 +434,3 @@ class MetaStore:
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
-
-
-async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
-    """Apply the migrations this file has not seen, each in its own transaction."""
-    async with db.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
-    version = int(row[0]) if row else 0
-    if version > len(MIGRATIONS):
-        raise ConfigError(
-            f"{path} has schema version {version}; this edgecore knows up to {len(MIGRATIONS)}"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        # PRAGMA user_version cannot take a parameter; number is our own int
-        await db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
-        log.info("edge cache %s migrated to schema version %d", path, number)

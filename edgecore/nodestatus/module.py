@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from edgecore.modules import EDGED_GROUP, EDGEHUB, NODESTATUS
 from edgecore.nodestatus.facts import node_labels, node_status
 from hive.bus import Bus
 from wire.messages import Message, Operation
 
 log = logging.getLogger(__name__)
 
-NAME = "nodestatus"
-GROUP = "edged"
 #: seconds between full reports while connected (KubeEdge: 5 minutes)
 DEFAULT_INTERVAL = 300.0
 
@@ -26,8 +25,8 @@ DEFAULT_INTERVAL = 300.0
 class NodeStatusReporter:
     """Sends ``update null/nodestatus/{node}`` upstream when told the cloud is connected."""
 
-    name = NAME
-    group = GROUP
+    name = NODESTATUS
+    group = EDGED_GROUP
     enabled = True
 
     def __init__(
@@ -59,7 +58,7 @@ class NodeStatusReporter:
     async def _report(self) -> None:
         facts = await asyncio.to_thread(node_status, cloud_host=self._cloud_host)
         await self._bus.send(
-            "edgehub",
+            EDGEHUB,
             Message.new(
                 source=self.name,
                 group="resource",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edgecore.metamanager.store import MIGRATIONS, Change, MetaStore
+from edgecore.db import MIGRATIONS
+from edgecore.metamanager.store import Change, MetaStore
 from wire.errors import ConfigError
 
 

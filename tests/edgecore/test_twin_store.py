@@ -1,4 +1,4 @@
-"""The twin's tables share ``edgecore.db`` with metamanager and keep their own schema version."""
+"""The twin's tables share ``edgecore.db`` and its one schema with metamanager."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from edgecore.db import MIGRATIONS
 from edgecore.devicetwin.store import (
-    MIGRATIONS,
     DeviceRecord,
     NewOutboxRow,
     TwinRecord,
@@ -17,7 +17,6 @@ from edgecore.devicetwin.store import (
 )
 from edgecore.metamanager.store import Change, MetaStore
 from wire import twin as m
-from wire.errors import ConfigError
 
 
 @pytest.mark.parametrize("twin_first", [True, False])
@@ -43,8 +42,10 @@ async def test_shares_the_file_with_metamanager(tmp_path: Path, twin_first: bool
         await meta.close()
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1  # metamanager's, untouched
-        assert db.execute("SELECT version FROM twin_schema").fetchone()[0] == len(MIGRATIONS)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"meta", "device", "device_twin", "outbox", "kept_model"} <= tables
+        assert "twin_schema" not in tables
     finally:
         db.close()
 
@@ -76,15 +77,3 @@ async def test_rows_round_trip_through_reopen(tmp_path: Path) -> None:
         assert await store.outbox_size() == 0
     finally:
         await store.close()
-
-
-async def test_newer_twin_schema_is_refused(tmp_path: Path) -> None:
-    """A file whose twin schema is newer than this program is refused with ConfigError."""
-    path = tmp_path / "edgecore.db"
-    await (await TwinStore.open(path)).close()
-    db = sqlite3.connect(path)
-    db.execute("UPDATE twin_schema SET version = 99")
-    db.commit()
-    db.close()
-    with pytest.raises(ConfigError, match="twin schema version 99"):
-        await TwinStore.open(path)

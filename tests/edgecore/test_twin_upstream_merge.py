@@ -223,7 +223,7 @@ async def test_unanswered_message_stops_holding_back_after_the_timeout() -> None
     """Without an answer, the next message for the resource goes after ``answer_timeout``."""
     bus = Bus()
     bus.register("edgehub", "hub")
-    up = Uplink(bus=bus, hub_module="edgehub", clock=lambda: 1, answer_timeout=0.05)
+    up = Uplink(bus=bus, clock=lambda: 1, answer_timeout=0.05)
     task = asyncio.create_task(up.run())
     try:
         up.connected()
@@ -243,7 +243,7 @@ async def test_rows_beyond_memory_are_sent_from_sqlite(tmp_path: Path) -> None:
     store = await TwinStore.open(tmp_path / "edgecore.db")
     bus = Bus()
     bus.register("edgehub", "hub")
-    up = Uplink(bus=bus, hub_module="edgehub", clock=lambda: 1, memory_rows=2)
+    up = Uplink(bus=bus, clock=lambda: 1, memory_rows=2)
     up.opened(store, await store.last_seq())
     up.connected()
     rows = [_row(i, {"temperature": _entry("actual", str(i), 0, i, i)}) for i in range(1, 5)]

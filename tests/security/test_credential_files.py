@@ -11,13 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from cloudhub.app import CloudApp
-from edgecore.certmanager.credentials import (
-    check_issued,
-    client_ssl_context,
-    read_cert,
-    recover_pending,
-    write_pair,
-)
+from edgecore.certmanager.credentials import client_ssl_context, read_cert, recover_pending
+from edgecore.certmanager.keys import check_issued, write_pair
 from edgecore.config import EdgeSettings
 from edgecore.join import make_key_and_csr
 from tests.security.conftest import join_node

@@ -23,7 +23,7 @@ from edgecore.config import EdgeSettings
 from edgecore.edged import labels as L
 from edgecore.edged.cri import api_pb2 as pb
 from edgecore.edged.cri.client import CriClient
-from edgecore.edgestream.runtime import CriRuntime
+from edgecore.edgestream.cri import CriRuntime
 from tests.support import procs
 from tests.support.containerd import cri_endpoint, unique_node
 from tests.support.inproc import join_local_edge, start_cloud

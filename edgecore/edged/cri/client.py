@@ -32,6 +32,7 @@ import grpc.aio
 
 from edgecore.edged.cri import api_pb2 as pb
 from edgecore.edged.cri import api_pb2_grpc as pb_grpc
+from edgecore.edged.cri.endpoint import normalize_endpoint
 from wire.errors import (
     ContainerRuntimeError,
     RuntimeNotFound,
@@ -66,13 +67,6 @@ def _wrap(method: str, exc: grpc.aio.AioRpcError) -> ContainerRuntimeError:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return RuntimeTimeout(text, code=name, reason=details)
     return ContainerRuntimeError(text, code=name, reason=details)
-
-
-def normalize_endpoint(endpoint: str) -> str:
-    """``unix:///path`` for a bare path; other gRPC targets as given."""
-    if endpoint.startswith("/"):
-        return f"unix://{endpoint}"
-    return endpoint
 
 
 class CriClient:

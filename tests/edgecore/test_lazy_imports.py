@@ -1,0 +1,41 @@
+"""What a default edge does not use is not imported: gRPC only with a runtime or DMI, and
+cryptography only to join or renew (each costs a running edge ~10-15 MB; see
+bench/edge_footprint.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+HEAVY = ("grpc", "cryptography", "google.protobuf")
+
+
+def loaded_after(code: str) -> set[str]:
+    """Which of HEAVY a fresh interpreter has loaded after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=50, check=True
+    )
+    return set(out.stdout.split())
+
+
+def test_edgecore_run_imports_neither_grpc_nor_cryptography() -> None:
+    """``edgecore run``'s modules (cli, app and every module it always starts) load neither."""
+    assert loaded_after("import edgecore.cli, edgecore.app, edgecore.figures") == set()
+
+
+def test_runtime_and_dmi_modules_bring_grpc() -> None:
+    """The modules the app imports for ``--runtime cri`` and DMI are the ones that need gRPC."""
+    assert "grpc" in loaded_after("import edgecore.edged.module")
+    assert "grpc" in loaded_after("import edgecore.dmi.module")
+    assert "grpc" in loaded_after("import edgecore.edgestream.cri")
+
+
+def test_join_and_renewal_bring_cryptography() -> None:
+    """Joining and renewing load cryptography when they run."""
+    assert "cryptography" in loaded_after("import edgecore.join")
+    assert "cryptography" in loaded_after("import edgecore.certmanager.keys")
