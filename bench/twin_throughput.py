@@ -192,14 +192,15 @@ class TunedCloudHub(CloudHub):
 
 
 def durability_setting() -> str:
-    """What the twin store does per commit, read from its source (so a change shows here)."""
-    path = REPO_ROOT / "edgecore" / "devicetwin" / "store.py"
+    """What the twin store does per commit, read from its source (so a change shows here):
+    the pragmas of every edge database connection (``edgecore/db.py``), the twin's batching."""
+    path = REPO_ROOT / "edgecore" / "db.py"
     mod = REPO_ROOT / "edgecore" / "devicetwin" / "module.py"
     try:
         text = path.read_text()
         mtext = mod.read_text()
     except OSError:
-        return "unknown (edgecore/devicetwin/store.py not readable)"
+        return "unknown (edgecore/db.py not readable)"
     sync = re.search(r"PRAGMA synchronous=(\w+)", text)
     journal = re.search(r"PRAGMA journal_mode=(\w+)", text)
     window = re.search(r"batch_window_ms: float = ([\d.]+)", mtext)
