@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
+from cloudhub.k8s import cluster_requested
 from hive import logs
 from hive.flags import Parser, Port, checked, setting
 from hive.process import (
@@ -134,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="processes that terminate the edges' TLS and websocket framing, so that a busy "
         "hub uses more than one core; 0 does it all in this process (default auto: one per "
-        "core beyond the first, at most 4)",
+        "core beyond the first, at most 4; none in Kubernetes mode)",
     )
     s.add_argument(
         "--auth-refresh-interval",
@@ -158,15 +159,25 @@ def _parser() -> argparse.ArgumentParser:
 _WORKER_COUNT = setting(HubSettings, "link_workers")
 
 
-def _link_workers(value: str) -> int:
-    """``--link-workers``: a count, or ``auto`` (one per core beyond the first, at most 4)."""
+def _link_workers(value: str) -> int | None:
+    """``--link-workers``: a count, or ``auto`` (None: :func:`auto_link_workers` decides)."""
     if value.strip() == "auto":
-        return max(0, min(4, available_cpus() - 1))
+        return None
     try:
         count: int = _WORKER_COUNT(value)
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(f"{exc}; or 'auto'") from None
     return count
+
+
+def auto_link_workers(*, kubernetes: bool) -> int:
+    """``--link-workers auto``: one per core beyond the first, at most 4; none in Kubernetes
+    mode, where the API server's CPU per update (4-5x cloudhub's) bounds throughput long
+    before TLS does, and the worker process would cost ~49 MB and an extra hop per update
+    (``bench/k8s_watch.py``)."""
+    if kubernetes:
+        return 0
+    return max(0, min(4, available_cpus() - 1))
 
 
 def available_cpus(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -201,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     hub = HubSettings(
         bind=args.bind,
         ws_port=args.ws_port,
-        link_workers=args.link_workers,
+        link_workers=(
+            args.link_workers
+            if args.link_workers is not None
+            else auto_link_workers(kubernetes=cluster_requested(args.kubeconfig))
+        ),
         **_given(
             default_heartbeat=args.heartbeat,
             node_rate=args.node_rate,

@@ -1,7 +1,9 @@
 """cloudhub's Kubernetes side: the API connection, ownership leases, node heartbeats.
 
-Only :mod:`cloudhub.k8s.api` imports the ``kubernetes`` client; this package's ``__init__``
-imports nothing heavy, so :func:`cluster_requested` can decide whether to load it at all.
+The API connection is :mod:`cloudhub.k8s.api` (aiohttp); only :mod:`cloudhub.k8s.kubeconfig`
+imports the ``kubernetes`` package, and only for kubeconfigs it alone reads (exec plugins).
+This package's ``__init__`` imports nothing heavy, so :func:`cluster_requested` can decide
+whether to load any of it.
 """
 
 from __future__ import annotations

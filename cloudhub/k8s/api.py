@@ -50,6 +50,8 @@ Obj = dict[str, Any]
 DEFAULT_WORKERS = 8
 #: (connect, read) seconds for short calls
 DEFAULT_TIMEOUT = (10.0, 30.0)
+#: seconds an idle pooled connection stays open
+KEEPALIVE = 90.0
 _MERGE_PATCH = "application/merge-patch+json"
 _USER_AGENT = "edgebridge-cloudhub"
 
@@ -218,6 +220,9 @@ class KubeApi:
             # Room for every short call and a dozen watches without waiting for a connection.
             connector = aiohttp.TCPConnector(
                 limit=self._workers + 12,
+                # kept open between lease renewals: a new TLS handshake costs the API server
+                # more than the request it carries (aiohttp's default closes them after 15 s)
+                keepalive_timeout=KEEPALIVE,
                 ssl=self._credentials.ssl if self._credentials.ssl is not None else False,
             )
             self._session = aiohttp.ClientSession(

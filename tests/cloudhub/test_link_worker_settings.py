@@ -45,9 +45,16 @@ def test_link_workers_takes_a_count(value: str, expected: int | None) -> None:
 
 def test_auto_leaves_one_core_to_cloudhub(monkeypatch: pytest.MonkeyPatch) -> None:
     """auto: one worker per core beyond the first, none on one core, at most 4."""
+    assert cli._link_workers("auto") is None
     for cores, workers in [(1, 0), (2, 1), (4, 3), (32, 4)]:
         monkeypatch.setattr(cli, "available_cpus", lambda cores=cores: cores)
-        assert cli._link_workers("auto") == workers
+        assert cli.auto_link_workers(kubernetes=False) == workers
+
+
+def test_auto_is_no_worker_in_kubernetes_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto with a cluster: no worker process (the API server bounds throughput there)."""
+    monkeypatch.setattr(cli, "available_cpus", lambda: 8)
+    assert cli.auto_link_workers(kubernetes=True) == 0
 
 
 def test_the_cli_rejects_a_bad_worker_count(capsys: pytest.CaptureFixture[str]) -> None:
