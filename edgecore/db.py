@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 #: milliseconds a connection waits for another connection's transaction on the same file
 BUSY_TIMEOUT_MS = 5000
 
-#: SQLite's page cache per connection, KiB (its default is 2 MiB). The edge keeps five or so
-#: connections to a file of a few MiB; reads are served by the OS page cache anyway.
-CACHE_KIB = 512
+#: SQLite's page cache of a reader, KiB (its default is 2 MiB): listing a large cache through
+#: the local API would fill it with pages the OS page cache holds anyway. Writers keep the
+#: default: their pages are the B-tree paths a batch of upserts walks again and again.
+READER_CACHE_KIB = 512
 
 #: Schema migrations of the whole file, applied in order; ``PRAGMA user_version`` counts those
 #: applied. Never edit an entry that has shipped: append a new one.
@@ -128,8 +129,8 @@ async def connect(path: Path, *, what: str, read_only: bool = False) -> aiosqlit
     db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         if read_only:
+            await db.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
             await db.execute("PRAGMA query_only=ON")
         else:
             await _wal(db)
