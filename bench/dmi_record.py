@@ -208,14 +208,14 @@ class Recorder:
         return answer_raw
 
 
-class _Generic(grpc.GenericRpcHandler):
+class _Generic(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is untyped
     """Every unary method, as raw bytes, to ``handle(method, request)``."""
 
     def __init__(self, handle: Callable[[str, bytes], Awaitable[bytes]]) -> None:
         self._handle = handle
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        method = str(details.method)  # type: ignore[attr-defined]
+        method = str(details.method)
 
         async def unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             try:

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices.config import DeviceConfig, Visitor, cycle_seconds, device_config
+from devices.config import DeviceConfig, Visitor, device_config
 from devices.drivers.modbus import ModbusDriver
 from devices.state import OFFLINE, ONLINE, DeviceState
 from devices.values import format_value, parse, same
 from wire import manifests
+from wire.cycles import cycle_seconds
 from wire.errors import ConfigError, PropertyError
 
 # KubeEdge's v1beta1 sample (docs/proposals), applied unchanged

@@ -53,8 +53,12 @@ async def test_fixture_is_the_old_layout(previous: Path) -> None:
 @pytest.mark.parametrize("first", ["meta", "twin", "status"])
 async def test_previous_release_file_opens_with_its_data(previous: Path, first: str) -> None:
     """Whichever store opens it first, an old file is migrated once and every row reads back."""
-    opener = {"meta": MetaStore.open, "twin": TwinStore.open, "status": StatusBox.open}[first]
-    await (await opener(previous)).close()
+    if first == "meta":
+        await (await MetaStore.open(previous)).close()
+    elif first == "twin":
+        await (await TwinStore.open(previous)).close()
+    else:
+        await (await StatusBox.open(previous)).close()
     assert version(previous) == len(db.MIGRATIONS)
     assert "twin_schema" not in tables(previous)
     meta = await MetaStore.open(previous)

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from cloudhub.app import CloudApp
 from edgecore.certmanager.credentials import CertInfo, read_cert
+from edgecore.certmanager.keys import make_key_and_csr
 from edgecore.certmanager.module import CertManager
 from edgecore.config import EdgeSettings
-from edgecore.join import make_key_and_csr
 from hive.bus import Bus
 from tests.security.conftest import (
     StartCloud,

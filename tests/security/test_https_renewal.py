@@ -13,8 +13,8 @@ import pytest
 from cryptography import x509
 
 from cloudhub.app import CloudApp
+from edgecore.certmanager.keys import make_key_and_csr
 from edgecore.config import EdgeSettings
-from edgecore.join import make_key_and_csr
 from tests.security.certs import forge_node_cert, now
 from tests.security.conftest import join_node
 from tests.support.inproc import edge_tls
