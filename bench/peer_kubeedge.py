@@ -148,7 +148,7 @@ async def reconnect(
     """One stock edge holding ``--reconnect-pods`` pods goes away, 10 of them change, it comes
     back: what the cloud sends it (a stock edge sends no inventory: a full resync)."""
     peer: Path = args.peer_dir
-    node = "stock-000"
+    node = "pb-000"
     db = work / "edges" / node / "edgecore.db"
     pods = {f"r{i:05d}": node for i in range(args.reconnect_pods)}
     await admin.apply_batched([bench_pod(p, node) for p in pods])
@@ -181,7 +181,7 @@ async def reconnect(
 
 async def ours(args: argparse.Namespace, fig: Figures, work: Path) -> bool:
     peer: Path = args.peer_dir
-    nodes = [f"stock-{i:03d}" for i in range(args.edges)]
+    nodes = [f"pb-{i:03d}" for i in range(args.edges)]
     async with CloudHub(workdir=work) as hub, Admin.for_hub(hub) as admin:
         started: list[str] = []
         ports: list[int] = []

@@ -43,6 +43,7 @@ from cloudhub.figures import CloudFigures
 from cloudhub.fleet.eventstore import EmbeddedEvents, EventStore, KubeEvents
 from cloudhub.fleet.module import FleetModule
 from cloudhub.httpserver.app import bound_port, make_app, serve_https
+from cloudhub.hub.acked import open_acked
 from cloudhub.hub.module import HubModule, WorkerTls
 from cloudhub.k8s import cluster_requested
 from cloudhub.k8s.lifecycle import NodeLifecycle
@@ -276,6 +277,7 @@ async def _start(settings: CloudSettings) -> CloudApp:
             server_key=authority.server_key_path,
             ca_cert=authority.ca_cert_path,
         ),
+        acked=open_acked(settings, store),
     )
     if cluster is not None:
         cluster.ownership.on_lost = lambda node: hub.drop(

@@ -1,0 +1,107 @@
+"""Stock edges' acked records (:mod:`cloudhub.hub.acked`) in the cluster: one ConfigMap per node.
+
+``edgebridge-acked-NODE`` in cloudhub's namespace, ``binaryData["acked.json.gz"]`` holding the
+record (gzip of JSON, ~8 bytes a key). Not one object per (node, object) as stock cloudcore's
+ObjectSyncs: a node costs one small write per flush interval while its delivery moves, and
+none while it is idle. Only the replica serving the node writes it (it holds the node's
+ownership Lease), so writes are plain replaces; a record a replica that lost the node writes
+late is at worst older than the truth, which costs resends, never a missed change (see the
+module notes there). Records of nodes that went away are left to ``edgectl delete node``'s
+clean-up of the namespace, or cost nothing but their bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from cloudhub.hub.acked import AckedRecord
+from cloudhub.k8s.api import CONFIGMAPS, KubeApi
+from wire.errors import NotFound, StoreError
+
+#: ConfigMap name prefix; the node's name follows
+PREFIX = "edgebridge-acked-"
+DATA_KEY = "acked.json.gz"
+#: the API server refuses a ConfigMap over 1 MiB; a record over this is not written (that
+#: node's stock edge gets full resyncs)
+MAX_BYTES = 900 * 1024
+#: replaces in flight at once during a flush
+_CONCURRENCY = 8
+
+
+def configmap_name(node: str) -> str:
+    return f"{PREFIX}{node}"
+
+
+class KubeAcked:
+    """An :class:`~cloudhub.hub.acked.AckedStore` of ConfigMaps."""
+
+    def __init__(self, api: KubeApi, *, namespace: str) -> None:
+        self._api = api
+        self._namespace = namespace
+
+    async def load(self, node: str) -> AckedRecord | None:
+        try:
+            obj = await self._api.get(CONFIGMAPS, self._namespace, configmap_name(node))
+        except NotFound:
+            return None
+        data = (obj.get("binaryData") or {}).get(DATA_KEY)
+        if not isinstance(data, str):
+            raise StoreError(f"ConfigMap {configmap_name(node)} holds no {DATA_KEY}")
+        try:
+            return AckedRecord.decode(base64.b64decode(data, validate=True))
+        except (ValueError, binascii.Error) as exc:
+            raise StoreError(f"ConfigMap {configmap_name(node)}: {exc}") from exc
+
+    async def save(self, records: Mapping[str, AckedRecord]) -> None:
+        gate = asyncio.Semaphore(_CONCURRENCY)
+        failed: list[str] = []
+
+        async def one(node: str, record: AckedRecord) -> None:
+            async with gate:
+                try:
+                    await self._write(node, record)
+                except StoreError as exc:
+                    failed.append(f"{node}: {exc}")
+
+        async with asyncio.TaskGroup() as tg:
+            for node, record in records.items():
+                tg.create_task(one(node, record))
+        if failed:
+            raise StoreError(f"{len(failed)} acked records not written ({failed[0]})")
+
+    async def _write(self, node: str, record: AckedRecord) -> None:
+        data = record.encode()
+        name = configmap_name(node)
+        if len(data) > MAX_BYTES:
+            try:
+                await self._api.delete(CONFIGMAPS, self._namespace, name)
+            except NotFound:
+                pass
+            return
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": self._namespace,
+                "labels": {
+                    "app.kubernetes.io/part-of": "edgebridge",
+                    "app.kubernetes.io/component": "stock-edge-acked",
+                },
+            },
+            "binaryData": {DATA_KEY: base64.b64encode(data).decode()},
+        }
+        try:
+            await self._api.replace(CONFIGMAPS, self._namespace, name, body)
+        except NotFound:
+            await self._api.create(CONFIGMAPS, self._namespace, body)
+
+    async def close(self) -> None:
+        return None  # the store owns the connection
+
+
+__all__ = ["DATA_KEY", "KubeAcked", "configmap_name"]
