@@ -6,8 +6,7 @@ ObjectSyncs: a node costs one small write per flush interval while its delivery 
 none while it is idle. Only the replica serving the node writes it (it holds the node's
 ownership Lease), so writes are plain replaces; a record a replica that lost the node writes
 late is at worst older than the truth, which costs resends, never a missed change (see the
-module notes there). Records of nodes that went away are left to ``edgectl delete node``'s
-clean-up of the namespace, or cost nothing but their bytes.
+module notes there). A deleted Node's record goes with its leases (:mod:`cloudhub.k8s.reaper`).
 """
 
 from __future__ import annotations
@@ -15,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from cloudhub.hub.acked import AckedRecord
 from cloudhub.k8s.api import CONFIGMAPS, KubeApi
 from wire.errors import NotFound, StoreError
+
+log = logging.getLogger(__name__)
 
 #: ConfigMap name prefix; the node's name follows
 PREFIX = "edgebridge-acked-"
@@ -104,4 +106,17 @@ class KubeAcked:
         return None  # the store owns the connection
 
 
-__all__ = ["DATA_KEY", "KubeAcked", "configmap_name"]
+async def forget(api: KubeApi, namespace: str, node: str) -> bool:
+    """Delete a deleted node's record; whether there was one (a failure is logged only: a
+    node joined again under the name gets a new certificate, so a stale record is unused)."""
+    try:
+        await api.delete(CONFIGMAPS, namespace, configmap_name(node))
+    except NotFound:
+        return False
+    except StoreError as exc:
+        log.warning("cannot delete the acked record of deleted node %s: %s", node, exc)
+        return False
+    return True
+
+
+__all__ = ["DATA_KEY", "KubeAcked", "configmap_name", "forget"]
