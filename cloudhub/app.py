@@ -337,6 +337,8 @@ async def _start(settings: CloudSettings) -> CloudApp:
     runner.start_module(certs)
     runner.start_module(cloudstream)
     runner.start_module(hub)
+    if hub.acked is not None:
+        runner.start_module(hub.acked)
     runner.start_module(fleet)
     if cluster is not None:
         runner.start_module(cluster.lifecycle)

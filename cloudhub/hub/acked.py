@@ -38,6 +38,7 @@ import aiosqlite
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cloudhub.config import CloudSettings
+from cloudhub.hub.handshake import Peer
 from cloudhub.k8s import cluster_requested
 from cloudhub.store.base import ObjectStore
 from wire.delivery import Downstream
@@ -188,9 +189,13 @@ class _Tracked:
 class AckedLog:
     """Keeps the records of the stock edges this hub serves (the pump around the store).
 
-    The hub calls :meth:`inventory` when a stock edge connects, :meth:`track` once its
-    delivery state exists and :meth:`untrack` when its link ends; :meth:`run` writes.
+    The hub calls :meth:`begin` when an edge's link is up and :meth:`end` when it ends (both
+    ignore edges that state their own inventory); :meth:`run`, a module of its own, writes.
     """
+
+    name = "acked"
+    group = "hub"
+    enabled = True
 
     def __init__(self, store: AckedStore, *, interval: float = DEFAULT_INTERVAL) -> None:
         self.store = store
@@ -202,6 +207,19 @@ class AckedLog:
         #: records written and reconnects served from a record (metrics, bench)
         self.written = 0
         self.used = 0
+
+    async def begin(self, peer: Peer, downstream: Downstream) -> dict[str, str] | None:
+        """A stock edge connected: its inventory by its record (``None``: a full resync, or
+        not a stock edge), and its delivery state is tracked from now on."""
+        if not peer.stock:
+            return None
+        known = await self.inventory(peer.node, peer.serial)
+        self.track(peer.node, peer.serial, downstream)
+        return known
+
+    def end(self, node: str, downstream: Downstream) -> None:
+        """The node's link ended: see :meth:`untrack` (nothing for an untracked one)."""
+        self.untrack(node, downstream)
 
     async def inventory(self, node: str, serial: int) -> dict[str, str] | None:
         """What the node's edge holds by its record, or ``None`` (full resync)."""
@@ -270,8 +288,11 @@ class AckedLog:
                 except TimeoutError:
                     pass
                 self._wake.clear()
-                self.snapshot()
-                await self.flush()
+                try:
+                    self.snapshot()
+                    await self.flush()
+                except Exception:  # a hint only: never take the hub down with it
+                    log.exception("writing acked records failed")
         finally:
             self.snapshot()
             await asyncio.shield(self._final())

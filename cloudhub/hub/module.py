@@ -112,7 +112,8 @@ class HubModule:
         acked: AckedStore | None = None,
     ) -> None:
         self._bus = bus
-        #: what each stock edge holds, its inventory on reconnect (:mod:`cloudhub.hub.acked`)
+        #: what each stock edge holds: its inventory on reconnect (a module of its own, the
+        #: app runs it: :mod:`cloudhub.hub.acked`)
         self.acked = AckedLog(acked) if acked is not None else None
         #: what link workers build their TLS context from (``settings.link_workers`` > 0)
         self._worker_tls = worker_tls
@@ -240,12 +241,12 @@ class HubModule:
     async def run(self) -> None:
         """Route the inbox until cancelled; then close every link and the server."""
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._route_inbox(), name="hub:inbox")
-                if self.workers is not None:
+            if self.workers is None:
+                await self._route_inbox()
+            else:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._route_inbox(), name="hub:inbox")
                     tg.create_task(self.workers.run(), name="hub:link-workers")
-                if self.acked is not None:
-                    tg.create_task(self.acked.run(), name="hub:acked")
         finally:
             for session in list(self.sessions.values()):
                 await session.close("cloudhub stopping")
@@ -349,25 +350,21 @@ class HubModule:
         log.info("node %s connected from %s", peer.node, link.remote_address)
         await self._report(peer.node, online=True)
         session.run_writer()
+        # A stock edge sends no inventory: what it last ACKed stands in for one, and its
+        # delivery starts at once.
+        known = await self.acked.begin(peer, session.downstream) if self.acked else None
+        fallback = asyncio.get_running_loop().call_later(
+            0 if peer.stock else self._settings.inventory_timeout,
+            self._request_start,
+            session,
+            known,
+        )
         loop = asyncio.get_running_loop()
-        fallback: asyncio.TimerHandle | None = None
         reader = FrameReader(session, self._settings, loop.time)
         if isinstance(link, RelayedLink):
             # ACKs arriving while this task waits are applied by the channel's callback.
             link.sink = reader.ack_now
         try:
-            if peer.stock:
-                # A stock edge sends no inventory: what it last ACKed stands in for one, and
-                # its delivery starts at once.
-                known = None
-                if self.acked is not None:
-                    known = await self.acked.inventory(peer.node, peer.serial)
-                    self.acked.track(peer.node, peer.serial, session.downstream)
-                self._request_start(session, known)
-            else:
-                fallback = loop.call_later(
-                    self._settings.inventory_timeout, self._request_start, session, None
-                )
             async for frame in link:
                 # Pace, don't drop: while we sleep nothing is read and TCP slows the sender.
                 wait = reader.pace_until - loop.time()
@@ -391,10 +388,9 @@ class HubModule:
         except ConnectionClosed:
             pass
         finally:
-            if fallback is not None:
-                fallback.cancel()
-            if self.acked is not None and session.stock:
-                self.acked.untrack(peer.node, session.downstream)
+            fallback.cancel()
+            if self.acked is not None:
+                self.acked.end(peer.node, session.downstream)
             try:
                 await session.close(session.close_reason or "connection closed")
                 self.sent_ended += session.downstream.sent

@@ -81,6 +81,7 @@ async def test_a_restarted_cloud_sends_a_stock_edge_only_what_changed(tmp_path: 
         deleted = next(f for f in link.frames if _key(f) == "default/pod/p07")
         assert deleted["route"]["operation"] == "delete"
         assert took <= AT_EDGE_WITHIN
+        assert cloud.hub.acked is not None and cloud.hub.acked.used == 1
     finally:
         await cloud.stop()
 
