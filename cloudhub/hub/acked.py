@@ -225,9 +225,13 @@ class AckedLog:
         """What the node's edge holds by its record, or ``None`` (full resync)."""
         tracked = self._tracked.get(node)
         if tracked is not None and tracked.serial == serial:
-            # the node's previous link has not been wound up yet: its state is the freshest
+            # The node's previous link has not been wound up yet: its state is the freshest,
+            # and is written now (that link's own end no longer is: the node is the new one's).
+            known = tracked.downstream.known()
+            self._pending[node] = AckedRecord(serial=serial, acked=known)
+            self._wake.set()
             self.used += 1
-            return tracked.downstream.known()
+            return dict(known)
         record = self._pending.get(node)
         if record is None:
             try:

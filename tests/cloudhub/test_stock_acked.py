@@ -142,6 +142,20 @@ async def test_the_log_writes_a_node_only_when_its_delivery_moved() -> None:
     assert await log.inventory("other", 7) is None
 
 
+async def test_a_link_replacing_a_live_one_starts_from_its_state() -> None:
+    """A new link while the node's previous one is still tracked: the inventory is that
+    link's state, and it is written (that link's end no longer writes it)."""
+    store = MemoryAcked()
+    log = AckedLog(store)
+    old = _delivered({"a": "1"})
+    log.track("n", 7, old)
+    assert await log.inventory("n", 7) == {"a": "1"}
+    log.track("n", 7, Downstream())
+    log.untrack("n", old)
+    await log.flush()
+    assert store.records["n"] == AckedRecord(serial=7, acked={"a": "1"})
+
+
 async def test_keys_in_flight_are_recorded_without_a_version() -> None:
     """A key sent but not yet ACKed is in the record with an empty version."""
     down = Downstream()
