@@ -10,7 +10,8 @@ and :class:`~wire.delivery.Downstream` diffs it as it diffs ours.
 
 - Records are written in batches (:class:`AckedLog`, every ``interval``, only the nodes whose
   delivery moved) and once more when a link ends, by the replica that serves the node (and so
-  holds its ownership Lease). A crash loses at most the last interval: the keys it ACKed are
+  holds its ownership Lease): every 2 s in a local file, every 10 s on a cluster (each write
+  is an API request). A crash loses at most the last interval: the keys it ACKed are
   sent again (a key first sent in that interval and deleted while the cloud was down stays on
   the edge; keys in flight at a flush are recorded with an empty version, so the next start
   sends them again or deletes them).
@@ -47,7 +48,7 @@ from wire.errors import StoreError
 log = logging.getLogger(__name__)
 
 ACKED_DB_FILE = "stock-acked.db"
-#: seconds between batched writes of the records that changed
+#: seconds between batched writes of the records that changed, in a local file
 DEFAULT_INTERVAL = 2.0
 
 
@@ -80,6 +81,9 @@ class AckedRecord(BaseModel):
 class AckedStore(Protocol):
     """Where the records are kept."""
 
+    #: seconds between batched writes (a crash costs the resends of at most this long)
+    interval: float
+
     async def load(self, node: str) -> AckedRecord | None:
         """The node's record, or ``None`` when there is none.
 
@@ -102,6 +106,8 @@ class AckedStore(Protocol):
 class MemoryAcked:
     """An :class:`AckedStore` in a dict (tests; nothing survives the process)."""
 
+    interval = DEFAULT_INTERVAL
+
     def __init__(self) -> None:
         self.records: dict[str, AckedRecord] = {}
         self.saves = 0
@@ -120,6 +126,8 @@ class MemoryAcked:
 class SqliteAcked:
     """An :class:`AckedStore` in its own SQLite file (not ``store.db``: these writes must not
     queue behind the object store's). ``synchronous=NORMAL``: a lost write costs resends."""
+
+    interval = DEFAULT_INTERVAL
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -197,9 +205,9 @@ class AckedLog:
     group = "hub"
     enabled = True
 
-    def __init__(self, store: AckedStore, *, interval: float = DEFAULT_INTERVAL) -> None:
+    def __init__(self, store: AckedStore, *, interval: float | None = None) -> None:
         self.store = store
-        self.interval = interval
+        self.interval = store.interval if interval is None else interval
         self._tracked: dict[str, _Tracked] = {}
         #: snapshots waiting for the next write
         self._pending: dict[str, AckedRecord] = {}

@@ -41,6 +41,10 @@ def configmap_name(node: str) -> str:
 class KubeAcked:
     """An :class:`~cloudhub.hub.acked.AckedStore` of ConfigMaps."""
 
+    #: each write is an API request: a busy node's record at most every 10 s (a link's end
+    #: and a stop still write at once)
+    interval = 10.0
+
     def __init__(self, api: KubeApi, *, namespace: str) -> None:
         self._api = api
         self._namespace = namespace
