@@ -180,6 +180,7 @@ async def _start(settings: CloudSettings, stack: AsyncExitStack) -> CloudApp:
             server_key=authority.server_key_path,
             ca_cert=authority.ca_cert_path,
         ),
+        acked=backing.acked,
     )
     if cluster is not None:
         cluster.ownership.on_lost = lambda node: hub.drop(
@@ -237,6 +238,8 @@ async def _start(settings: CloudSettings, stack: AsyncExitStack) -> CloudApp:
     runner.start_module(devices)
     runner.start_module(certs)
     runner.start_module(cloudstream)
+    if hub.acked is not None:
+        runner.start_module(hub.acked)
     runner.start_module(fleet)
     if cluster is not None:
         runner.start_module(cluster.lifecycle)

@@ -24,6 +24,7 @@ from cloudhub import routes
 from cloudhub.auth.ledger import AuthLedger, SqliteLedger
 from cloudhub.config import CloudSettings
 from cloudhub.fleet.eventstore import EmbeddedEvents, EventStore, KubeEvents
+from cloudhub.hub.acked import ACKED_DB_FILE, AckedStore, SqliteAcked
 from cloudhub.k8s import cluster_requested
 from cloudhub.k8s.lifecycle import NodeLifecycle
 from cloudhub.k8s.ownership import NodeOwnership
@@ -53,6 +54,8 @@ class Backing:
     ledger: AuthLedger
     #: where recorded Events go
     events: EventStore
+    #: what each stock edge last ACKed (:mod:`cloudhub.hub.acked`)
+    acked: AckedStore
     #: Kubernetes mode only
     cluster: Cluster | None = None
 
@@ -90,7 +93,9 @@ class EmbeddedBackend:
         stack.push_async_callback(ledger.close)
         events = EmbeddedEvents(store)
         await events.start()
-        return Backing(store=store, ledger=ledger, events=events)
+        acked = SqliteAcked(self._settings.data_dir / ACKED_DB_FILE)
+        stack.push_async_callback(acked.close)
+        return Backing(store=store, ledger=ledger, events=events, acked=acked)
 
 
 class KubeBackend:
@@ -106,6 +111,7 @@ class KubeBackend:
     async def open(self, stack: AsyncExitStack, bus: Bus) -> Backing:
         # imported here: the kubernetes client is only loaded when a cluster is used
         from cloudhub.auth.kube_ledger import KubeLedger
+        from cloudhub.k8s.acked import KubeAcked
         from cloudhub.k8s.leases import LeaseClient
         from cloudhub.k8s.nodelease import NodeHeartbeat
         from cloudhub.k8s.preflight import check_cluster
@@ -124,6 +130,8 @@ class KubeBackend:
         stack.push_async_callback(ledger.close)
         events = KubeEvents(store.api)
         await events.start()
+        acked = KubeAcked(store.api, namespace=s.cluster_namespace)
+        stack.push_async_callback(acked.close)
         identity = s.replica or os.environ.get("POD_NAME") or socket.gethostname()
         ownership = NodeOwnership(
             LeaseClient(store.api, namespace=s.cluster_namespace),
@@ -139,6 +147,7 @@ class KubeBackend:
             store=store,
             ledger=ledger,
             events=events,
+            acked=acked,
             cluster=Cluster(ownership, lifecycle, reaper),
         )
 

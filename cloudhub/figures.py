@@ -98,6 +98,17 @@ class CloudFigures:
             "kind",
             hub.resyncs,
         )
+        if hub.acked is not None:
+            yield counter(
+                P + "stock_acked_resumes_total",
+                "Stock edge links whose delivery started from what they last ACKed",
+                hub.acked.used,
+            )
+            yield counter(
+                P + "stock_acked_records_written_total",
+                "Records of what stock edges hold, written (one per node per flush)",
+                hub.acked.written,
+            )
         if hub.workers is not None:
             yield counter(
                 P + "link_worker_starts_total",

@@ -90,6 +90,8 @@ class Downstream:
         #: messages sent, retries included (for metrics and the reconnect-cost bench)
         self.sent = 0
         self.retries = 0
+        #: ACKs taken (with ``sent``: whether :meth:`known` may have changed)
+        self.acks = 0
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class Downstream:
         if key is None:
             return False
         flight = self._flights.pop(key)
+        self.acks += 1
         if flight.rv is None:
             self.edge.pop(key, None)
         else:
@@ -190,6 +193,15 @@ class Downstream:
         times = [f.deadline for f in self._flights.values()]
         times += [t for k, t in self._held.items() if k in self.wanted]
         return min(times, default=None)
+
+    def known(self) -> dict[str, str]:
+        """What the edge may hold: its confirmed keys, and every key in flight to it with an
+        empty version (it may have applied the message whose ACK is still coming). As an
+        inventory this errs towards resending, never towards leaving a deleted key behind."""
+        known = dict(self.edge)
+        for key in self._flights.keys() - known.keys():
+            known[key] = ""
+        return known
 
     @property
     def in_flight(self) -> int:

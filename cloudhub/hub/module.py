@@ -32,6 +32,7 @@ from cloudhub import routes
 from cloudhub.auth.revocation import RevocationCheck
 from cloudhub.config import HubSettings
 from cloudhub.hub import stock
+from cloudhub.hub.acked import AckedLog, AckedStore
 from cloudhub.hub.handshake import Peer
 from cloudhub.hub.inbox import Inbox
 from cloudhub.hub.links import Link
@@ -63,10 +64,14 @@ class HubModule:
         revocations: RevocationCheck | None = None,
         owners: NodeOwners | None = None,
         worker_tls: WorkerTls | None = None,
+        acked: AckedStore | None = None,
     ) -> None:
         self._settings = settings
         ids = MessageIds()
         self._ids = ids
+        #: what each stock edge holds: its inventory on reconnect (a module of its own, the
+        #: app runs it: :mod:`cloudhub.hub.acked`)
+        self.acked = AckedLog(acked) if acked is not None else None
         #: every object version encoded once for all nodes that receive it
         self._encoded = ContentCache()
         #: frames, bytes and ACK round trips of every link (metrics)
@@ -131,17 +136,21 @@ class HubModule:
         if not await self._sessions.open(session, serial=peer.serial, remote=link.remote_address):
             return
         session.run_writer()
-        # A stock edge sends no inventory: its delivery starts at once.
+        # A stock edge sends no inventory: what it last ACKed stands in for one, and its
+        # delivery starts at once.
+        known = await self.acked.begin(peer, session.downstream) if self.acked else None
         fallback = asyncio.get_running_loop().call_later(
             0 if peer.stock else s.inventory_timeout,
             self._upstream.request_start,
             session,
-            None,
+            known,
         )
         try:
             await self._upstream.read(session, link)
         finally:
             fallback.cancel()
+            if self.acked is not None:
+                self.acked.end(peer.node, session.downstream)
             await self._sessions.close(session)
 
     # -- what others read: presence, metrics ---------------------------------------------------

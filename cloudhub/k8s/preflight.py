@@ -123,6 +123,8 @@ def rights(namespace: str) -> tuple[Right, ...]:
         *_each("create get list update delete", LEASES.group, "leases", namespace=namespace),
         *_each("get update", "", "secrets", namespace=namespace, name=AUTH_SECRET),
         *_each("create", "", "secrets", namespace=namespace),
+        # stock edges' acked records (optional: without them a stock edge resyncs in full)
+        *_each("create get update delete", "", "configmaps", namespace=namespace, required=False),
         # edgectl apply/delete/twin (ClusterRole edgebridge-cloudhub-admin, optional)
         *_each("create update delete", "", "pods configmaps secrets", required=False),
         *_each("delete", "", "nodes", required=False),

@@ -25,6 +25,7 @@ import logging
 from typing import Any
 
 from cloudhub import routes
+from cloudhub.k8s.acked import forget as forget_acked
 from cloudhub.k8s.api import LEASES, PODS, KubeApi
 from cloudhub.k8s.leases import LeaseRecord, lease_expired, utc_now
 from cloudhub.k8s.nodelease import NODE_LEASE_NAMESPACE
@@ -97,10 +98,11 @@ class NodeReaper:
                 await asyncio.sleep(delay)
 
     async def reap(self, node: str) -> None:
-        """Remove ``node``'s ownership Lease and node Lease (404 is fine)."""
+        """Remove ``node``'s ownership Lease, node Lease and stock acked record (404 is fine)."""
         removed = 0
         for namespace in (self._namespace, NODE_LEASE_NAMESPACE):
             removed += await self._delete_lease(namespace, node)
+        await forget_acked(self._api, self._namespace, node)
         self.reaped += 1
         log.info("node %s was deleted: removed %d lease(s)", node, removed)
 

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from websockets.asyncio.client import ClientConnection, connect
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
 from cloudhub.devicecontroller.controller import resolve_bare_device
 from cloudhub.hub import stock
 from tests.cloudhub.conftest import DEVICE, MODEL
-from tests.support.inproc import edge_tls, join_node
+from tests.support.inproc import join_node
 from tests.support.procs import wait_until
+from tests.support.stock_edge import StockEdge, stock_connect
 from wire.codec import encode
 from wire.messages import Message
 
@@ -33,44 +33,6 @@ pytestmark = pytest.mark.timeout(30)
 
 #: the inventory wait a stock edge must not sit through
 INVENTORY_TIMEOUT = 8.0
-
-
-class StockEdge:
-    """The cloud side of a hand-driven stock link: frames kept in arrival order; every
-    object (group ``resource``, no parent) is ACKed as stock metamanager does."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.frames: list[dict[str, Any]] = []
-
-    async def send(self, msg: Message) -> None:
-        await self.ws.send(encode(msg))
-
-    async def until(
-        self, match: Callable[[dict[str, Any]], bool], timeout: float = 5.0
-    ) -> dict[str, Any]:
-        """The first frame (already received or next) that ``match`` accepts."""
-        frame: dict[str, Any]
-        for frame in self.frames:
-            if match(frame):
-                return frame
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = json.loads(await self.ws.recv())
-                self.frames.append(frame)
-                route, header = frame["route"], frame["header"]
-                if route["group"] == "resource" and not header["parent_msg_id"]:
-                    ack = Message.new(
-                        source="metaManager",
-                        group="resource",
-                        operation="response",
-                        resource=route["resource"],
-                        content="OK",
-                    )
-                    ack.header.parent_msg_id = header["msg_id"]
-                    await self.send(ack)
-                if match(frame):
-                    return frame
 
 
 def _route(resource: str, *, source: str | None = None, group: str | None = None) -> Any:
@@ -98,12 +60,9 @@ async def stock_link(tmp_path: Path) -> AsyncIterator[tuple[cloud_app.CloudApp, 
     try:
         await cloud.store.apply([MODEL, DEVICE])
         edge = await join_node(cloud, "edge-1", tmp_path / "edge-1")
-        ctx = edge_tls(edge)
-        url = f"wss://127.0.0.1:{cloud.ws_port}/e632aba927ea4ac2b575ec1603d56f10/edge-1/events"
-        headers = {"node_id": "edge-1", "project_id": "e632aba927ea4ac2b575ec1603d56f10"}
-        async with connect(url, ssl=ctx, additional_headers=headers) as ws:
+        async with stock_connect(cloud, edge, "edge-1") as link:
             await wait_until(lambda: "edge-1" in cloud.hub.sessions, timeout=5)
-            yield cloud, StockEdge(ws)
+            yield cloud, link
     finally:
         await cloud.stop()
 
