@@ -47,9 +47,10 @@ from bench.cloud import Admin, CloudHub
 from bench.common import REPO_ROOT, setup_logging, wait_for_condition
 from bench.measure import Figures, cpu_seconds, percentile, rss_kib, run_benchmark
 from bench.twin_parts import EdgeCore
-from edgecore.edged import configs, labels
-from edgecore.edged.cri import api_pb2 as pb
-from edgecore.edged.cri.client import CriClient
+from edgecore.cri import api_pb2 as pb
+from edgecore.cri import labels
+from edgecore.cri.client import CriClient
+from edgecore.edged import configs
 from edgecore.edged.podspec import parse_pod
 
 log = logging.getLogger(__name__)

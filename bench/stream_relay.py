@@ -40,9 +40,9 @@ if __package__ in (None, ""):
 
 from bench.common import setup_logging, wait_for_condition
 from edgecore import app as edge_app
-from edgecore.edged import labels as L
-from edgecore.edged.cri import api_pb2 as pb
-from edgecore.edged.cri.client import CriClient
+from edgecore.cri import api_pb2 as pb
+from edgecore.cri import labels as L
+from edgecore.cri.client import CriClient
 from edgecore.edgestream.cri import CriRuntime
 from edgecore.edgestream.logfile import LogFile
 from tests.support.inproc import join_local_edge, start_cloud

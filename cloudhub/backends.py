@@ -85,7 +85,7 @@ class EmbeddedBackend:
         self._settings = settings
 
     async def open(self, stack: AsyncExitStack, bus: Bus) -> Backing:
-        store = EmbeddedStore(self._settings.store_path)
+        store = EmbeddedStore(self._settings.store_path, self._settings.store)
         await store.start()
         stack.push_async_callback(store.close)
         ledger = SqliteLedger(self._settings.auth_path)

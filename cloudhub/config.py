@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from cloudhub.store.settings import StoreSettings
 from hive.flags import ListenPort, NonNegative, Positive, Seconds
 from wire.codec import DEFAULT_MAX_SIZE
 from wire.delivery import DEFAULT_ACK_TIMEOUT, DEFAULT_WINDOW
@@ -97,6 +98,8 @@ class CloudSettings(BaseModel):
     #: through the kubelet-shaped endpoints (``--kubelet-client-ca``)
     kubelet_client_ca: Path | None = None
     hub: HubSettings = Field(default_factory=HubSettings)
+    #: the embedded store's history, watcher buffers and batch sizes
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     @property
     def kubelet_address(self) -> str | None:

@@ -30,16 +30,16 @@ from aiohttp import web
 
 from edgecore.certmanager.module import CertManager
 from edgecore.config import EdgeSettings
+from edgecore.cri.endpoint import normalize_endpoint
 from edgecore.devicetwin.module import TwinModule
-from edgecore.edged.cri.endpoint import normalize_endpoint
 from edgecore.edgehub.module import EdgeHub, client_ssl_context
 from edgecore.edgestream.module import EdgeStream
 from edgecore.edgestream.runtime import StreamRuntime
 from edgecore.eventbus.module import EventBus
 from edgecore.figures import EdgeFigures
 from edgecore.metamanager.module import MetaManager
-from edgecore.metamanager.store import MetaStore
 from edgecore.metaserver.server import bound_port, make_app, parse_address, serve
+from edgecore.metastore import MetaStore
 from edgecore.modules import REGISTRY
 from edgecore.nodestatus.facts import local_address
 from edgecore.nodestatus.module import NodeStatusReporter
@@ -214,7 +214,7 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
     else:
         log.info("edged: --runtime none: pods bound here are kept as metadata only")
     if runtime == "cri" and stream_runtime is None:
-        from edgecore.edged.cri.client import CriClient
+        from edgecore.cri.client import CriClient
         from edgecore.edgestream.cri import CriRuntime
 
         stream_runtime = CriRuntime(

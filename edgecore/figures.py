@@ -17,7 +17,7 @@ from edgecore.devicetwin.module import TwinModule
 from edgecore.edgehub.module import EdgeHub
 from edgecore.eventbus.module import EventBus
 from edgecore.metamanager.module import MetaManager
-from edgecore.metamanager.store import MetaStore
+from edgecore.metastore import MetaStore
 from hive.metrics import counter, gauge, labelled
 from wire.errors import StoreError
 

@@ -16,7 +16,7 @@ address dialled (the classic KubeEdge join failure; fixed with ``cloudhub --adve
 it was offline (or was revoked) runs ``edgecore join`` again with a new token, into the same
 data dir, with or without ``edgecore run`` still going. Only ``ca.crt``, ``node.key`` and
 ``node.crt`` are replaced (key and certificate in one step, see
-:mod:`edgecore.certmanager.credentials`); ``edgecore.db`` (the cache and the queued upstream
+:mod:`edgecore.credentials`); ``edgecore.db`` (the cache and the queued upstream
 updates) is never touched, and an existing ``edgecore.yaml`` keeps its settings except the
 cloud address. A running edgecore picks the new certificate up at its next connection attempt.
 A data dir that belongs to another node is refused: its cache is that node's.

@@ -73,6 +73,7 @@ from cloudhub.store.base import (
     StatusUpdate,
     WatchEvent,
 )
+from cloudhub.store.settings import StoreSettings
 from cloudhub.store.sqlite_schema import (
     DELETE_OBJECT,
     FOUND_SEPARATOR,
@@ -86,11 +87,10 @@ from cloudhub.store.sqlite_schema import (
     upsert_sql,
     write_counters,
 )
-from cloudhub.store.watching import DEFAULT_WATCH_BUFFER, Events, Watcher, WatchHub, check_since
+from cloudhub.store.watching import Events, Watcher, WatchHub, check_since
 from hive.metrics import Buckets
 from wire.codec import STDLIB_ENCODER, dump_plain_json, parse_json
 from wire.errors import (
-    ConfigError,
     Gone,
     InvalidObject,
     InvalidResource,
@@ -117,14 +117,6 @@ _RECENT_OBJECTS = 4096
 _Keys = list[_Key]
 _AppliedList = list[Applied]
 
-#: Events kept for watch resumption. At ~1 KiB an event that is ~100 MiB at most, and it
-#: covers a full re-apply of a large fleet's manifests while an edgecontroller reconnects.
-DEFAULT_HISTORY = 100_000
-#: Rows fetched per round trip when a watch replays the event log.
-_REPLAY_PAGE = 500
-#: Keys looked up per SELECT when a write reads the objects it changes (4 parameters each;
-#: far below SQLite's parameter limit).
-_READ_CHUNK = 500
 #: The log is trimmed when it is this share of ``history`` over it: one DELETE per ~1% of
 #: ``history`` writes instead of one per commit.
 _TRIM_FRACTION = 100
@@ -164,34 +156,24 @@ class EmbeddedStore:
     def __init__(
         self,
         path: Path,
-        *,
-        history: int = DEFAULT_HISTORY,
-        watch_buffer: int = DEFAULT_WATCH_BUFFER,
+        settings: StoreSettings | None = None,
     ) -> None:
         """Configure the store; nothing is opened until :meth:`start`.
 
         Args:
             path: the database file; created (mode 0600, parents too) if missing.
-            history: events kept for ``watch(type, since)`` replay (default 100,000).
-            watch_buffer: events a watcher may lag before it is dropped with Gone
-                (default 10,000).
-
-        Raises:
-            ConfigError: ``history`` or ``watch_buffer`` below 1.
+            settings: history kept, watcher buffers and batch sizes (validated there).
         """
-        if history < 1:
-            raise ConfigError(f"history must be at least 1, got {history}")
-        if watch_buffer < 1:
-            raise ConfigError(f"watch_buffer must be at least 1, got {watch_buffer}")
         self._path = path
-        self._history = history
-        self._trim_step = max(1, history // _TRIM_FRACTION)
+        self._settings = settings = settings or StoreSettings()
+        self._history = settings.history
+        self._trim_step = max(1, settings.history // _TRIM_FRACTION)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
         self._rv = 0
         self._compacted = 0
-        self._hub = WatchHub(watch_buffer)
+        self._hub = WatchHub(settings.watch_buffer)
         self._inflight: set[asyncio.Task[Any]] = set()
         #: how long writes took, waiting for the lock included, and the changes they
         #: committed (one per resourceVersion): metrics
@@ -295,8 +277,9 @@ class EmbeddedStore:
         async with self._lock:
             for (type, namespace), names in groups.items():
                 wanted = list(names)
-                for start in range(0, len(wanted), _READ_CHUNK):
-                    chunk = wanted[start : start + _READ_CHUNK]
+                size = self._settings.read_chunk
+                for start in range(0, len(wanted), size):
+                    chunk = wanted[start : start + size]
                     rows = await self._query(
                         "SELECT name FROM objects WHERE type = ? AND namespace = ? AND name IN "
                         f"({', '.join('?' * len(chunk))})",
@@ -335,6 +318,7 @@ class EmbeddedStore:
     async def _stream(
         self, type: str, watcher: Watcher, start: int, head: int
     ) -> AsyncIterator[WatchEvent]:
+        page = self._settings.replay_page
         try:
             last = start
             while last < head:
@@ -343,12 +327,12 @@ class EmbeddedStore:
                         return
                     if last < self._compacted:
                         raise Gone(f"history trimmed past {last} during replay; re-list")
-                    rows = await self._query(REPLAY_EVENTS, (type, last, head, _REPLAY_PAGE))
+                    rows = await self._query(REPLAY_EVENTS, (type, last, head, page))
                 final = len(rows) - 1
                 for index, (rv, event_type, body) in enumerate(rows):
                     last = int(rv)
                     yield WatchEvent(event_type, parse_json(body), body, more=index < final)
-                if len(rows) < _REPLAY_PAGE:
+                if len(rows) < page:
                     break
             # Live: the buffer may repeat what the replay already yielded; skip by rv.
             while (item := await watcher.next()) is not None:
@@ -659,8 +643,9 @@ class EmbeddedStore:
         """The stored JSON of each of ``keys`` that exists, one round trip per chunk."""
         unique = list(dict.fromkeys(keys))
         found: dict[_Key, str] = {}
-        for start in range(0, len(unique), _READ_CHUNK):
-            chunk = unique[start : start + _READ_CHUNK]
+        size = self._settings.read_chunk
+        for start in range(0, len(unique), size):
+            chunk = unique[start : start + size]
             rows = await self._query(
                 find_many_sql(len(chunk)),
                 [part for index, key in enumerate(chunk) for part in (*key, index)],
@@ -691,13 +676,15 @@ class EmbeddedStore:
         if trim_to:
             self._compacted = trim_to
 
-    @staticmethod
     async def _write_rows(
-        db: aiosqlite.Connection, sql_for: Callable[[int], str], rows: Sequence[Sequence[Any]]
+        self,
+        db: aiosqlite.Connection,
+        sql_for: Callable[[int], str],
+        rows: Sequence[Sequence[Any]],
     ) -> None:
         """Write ``rows`` with multi-row statements (see
-        :data:`~cloudhub.store.sqlite_schema.ROWS_PER_STATEMENT` for why not ``executemany``)."""
-        for sql, params in chunked_rows(sql_for, rows):
+        :func:`~cloudhub.store.sqlite_schema.chunked_rows` for why not ``executemany``)."""
+        for sql, params in chunked_rows(sql_for, rows, self._settings.rows_per_statement):
             await db.execute(sql, params)
 
     async def _rollback(self, db: aiosqlite.Connection, start_rv: int) -> None:

@@ -54,12 +54,6 @@ SCHEMA = (
     # or below it has been trimmed from the log.
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
 )
-#: Rows per multi-row INSERT. Python's sqlite3 lets go of the GIL around every step, and
-#: ``executemany`` steps once per row: each row then waited for the event loop's thread to
-#: hand the GIL back, which under load made a 500-row write take hundreds of milliseconds of
-#: ping-pong. One statement of many rows is one step. (6 parameters a row: far below SQLite's
-#: limit of 32,766.)
-ROWS_PER_STATEMENT = 500
 _UPSERT_HEAD = "INSERT INTO objects (type, namespace, name, uid, rv, body) VALUES "
 _UPSERT_TAIL = (
     " ON CONFLICT (type, namespace, name) DO UPDATE"
@@ -88,11 +82,18 @@ def insert_events_sql(count: int) -> str:
 
 
 def chunked_rows(
-    sql_for: Callable[[int], str], rows: Sequence[Sequence[Any]]
+    sql_for: Callable[[int], str], rows: Sequence[Sequence[Any]], per_statement: int
 ) -> Iterator[tuple[str, list[Any]]]:
-    """(statement, flat parameters) writing ``rows``, :data:`ROWS_PER_STATEMENT` at a time."""
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
+    """(statement, flat parameters) writing ``rows``, ``per_statement`` at a time.
+
+    Why multi-row statements: Python's sqlite3 lets go of the GIL around every step, and
+    ``executemany`` steps once per row: each row then waited for the event loop's thread to
+    hand the GIL back, which under load made a 500-row write take hundreds of milliseconds of
+    ping-pong. One statement of many rows is one step
+    (:attr:`~cloudhub.store.settings.StoreSettings.rows_per_statement`).
+    """
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
         yield sql_for(len(chunk)), [value for row in chunk for value in row]
 
 
@@ -108,7 +109,7 @@ def find_many_sql(count: int) -> str:
 
     The answer is one row: ``index INDEX_SEPARATOR body`` per key found, joined by
     ``FOUND_SEPARATOR`` (or NULL when none is). One row is one step, so the worker thread
-    takes the GIL back once instead of once per object (see :data:`ROWS_PER_STATEMENT`).
+    takes the GIL back once instead of once per object (see :func:`chunked_rows`).
     """
     values = ",".join(["(?, ?, ?, ?)"] * count)
     # CROSS JOIN keeps SQLite on the primary key (an IN over VALUES would scan).

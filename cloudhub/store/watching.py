@@ -34,10 +34,6 @@ from wire.errors import Gone
 # The store's logger: these records keep the name they have always had.
 log = logging.getLogger("cloudhub.store.embedded")
 
-#: Events a watcher may fall behind before it is dropped with Gone. Large enough to absorb a
-#: bulk apply of thousands of objects while the consumer is busy; small enough to bound memory.
-DEFAULT_WATCH_BUFFER = 10_000
-
 #: (type, rv, event type, JSON body): committed events as the store logs and publishes them
 Events = list[tuple[str, int, EventType, str]]
 #: (rv, event type, JSON body, the dict the body was encoded from or None): one buffered event

@@ -1,2 +1,3 @@
 """The ``certmanager`` edge module: renews the node certificate before it expires, over the
-live cloud link; and the on-disk credential helpers shared with join and edgehub."""
+live cloud link. The credential files it renews are read and written by
+:mod:`edgecore.credentials`, shared with join and edgehub."""

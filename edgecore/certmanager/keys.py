@@ -1,7 +1,7 @@
 """Keys, CSRs and issued certificates: what needs ``cryptography``.
 
 Imported by ``edgecore join`` and by certmanager when it renews (not at start-up: the library
-costs ~9 MB of a running edge's memory, see :mod:`.der`).
+costs ~9 MB of a running edge's memory, see :mod:`edgecore.der`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edgecore.certmanager.credentials import NODE_CN_PREFIX, pending_path, recover_pending
 from edgecore.config import EdgeSettings
+from edgecore.credentials import NODE_CN_PREFIX, pending_path, recover_pending
 from hive.files import write_atomic
 
 

@@ -6,7 +6,7 @@ fleet joined together does not renew together. How: a fresh P-256 key and a CSR,
 through edgehub as an ``update`` of ``null/certificatesigningrequest/{node}`` (content: CSR PEM).
 cloudhub's certcontroller answers with the new certificate (PEM), which is checked (pinned CA,
 our key, our node name) and written together with its key in one step
-(:func:`~edgecore.certmanager.credentials.write_pair`).
+(:func:`~edgecore.credentials.write_pair`).
 
 Why this does not drop traffic: nothing about the live link changes. TLS authenticated it
 once; the new certificate is used from the next connection on (edgehub reads the files for
@@ -27,8 +27,8 @@ import random
 import time
 from collections.abc import Callable
 
-from edgecore.certmanager.credentials import CertInfo, expired_message, read_cert, rfc3339
 from edgecore.config import EdgeSettings
+from edgecore.credentials import CertInfo, expired_message, read_cert, rfc3339
 from edgecore.modules import CERTMANAGER, CERTMANAGER_GROUP, EDGEHUB
 from hive.backoff import backoff
 from hive.bus import Bus

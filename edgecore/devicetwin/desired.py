@@ -35,7 +35,7 @@ from edgecore.devicetwin.state import (
     default_topic_id,
 )
 from edgecore.devicetwin.store import DeviceRecord, TwinRecord
-from edgecore.metamanager.store import StoreEvent
+from edgecore.metastore import StoreEvent
 from wire import twin as m
 from wire.devicemodel import check_desired, property_specs
 

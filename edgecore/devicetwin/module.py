@@ -56,7 +56,7 @@ from edgecore.devicetwin.mqtt_handlers import MqttHandlers, device_id_of, parse_
 from edgecore.devicetwin.state import Batch, Device, Publish, TwinState, default_topic_id
 from edgecore.devicetwin.store import TwinRecord, TwinStore
 from edgecore.devicetwin.uplink import Uplink, merge_rows
-from edgecore.metamanager.store import MetaStore, Subscription
+from edgecore.metastore import MetaStore, Subscription
 from edgecore.modules import BUS_GROUP, EVENTBUS, TWIN, TWIN_GROUP
 from hive.bus import Bus, UnknownModule
 from hive.local_messages import MessageIds

@@ -51,7 +51,7 @@ from edgecore.dmi.convert import (
     status_request,
 )
 from edgecore.dmi.mappers import Mapper, MapperRecord, load_records, save_records
-from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
+from edgecore.metastore import MetaStore, StoreEvent, Subscription
 from edgecore.modules import DMI, DMI_GROUP, TWIN, TWIN_GROUP
 from hive.bus import Bus
 from hive.ratelimit import TokenBucket

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from edgecore.config import RuntimeSettings
+from edgecore.cri import api_pb2 as pb
+from edgecore.cri.client import CriClient
 from edgecore.edged import configs, volumes
-from edgecore.edged.cri import api_pb2 as pb
-from edgecore.edged.cri.client import CriClient
 from edgecore.edged.observe import Observed, Observer
 from edgecore.edged.podspec import Container, Pod
 from edgecore.edged.sync import (

@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgecore.edged import labels as L
-from edgecore.edged.cri import api_pb2 as pb
+from edgecore.cri import api_pb2 as pb
+from edgecore.cri import labels as L
 from edgecore.edged.podspec import Container, Pod, container_hash, parse_quantity
 from wire.errors import BridgeError
 

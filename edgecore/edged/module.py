@@ -6,7 +6,7 @@ Each round (on a cache change, when a back-off or probe is due, else every
 1. read the desired pods from the SQLite cache (what metamanager committed; works offline
    and right after a reboot, before the cloud is back);
 2. observe the runtime (:mod:`edgecore.edged.observe`): sandboxes and containers carrying this
-   node's labels (:mod:`edgecore.edged.labels`), so a restarted edgecore finds and keeps what
+   node's labels (:mod:`edgecore.cri.labels`), so a restarted edgecore finds and keeps what
    it started before (re-adoption needs no local state: the labels and annotations are it);
 3. :func:`edgecore.edged.sync.plan` decides; each pod's actions run as one task
    (:mod:`edgecore.edged.actions`; pods in parallel, at most ``parallel_pods`` at once; a pod
@@ -31,9 +31,9 @@ from typing import Any
 import aiohttp
 
 from edgecore.config import RuntimeSettings
+from edgecore.cri.client import CriClient
 from edgecore.edged import configs
 from edgecore.edged.actions import PodActions
-from edgecore.edged.cri.client import CriClient
 from edgecore.edged.observe import Observed, Observer
 from edgecore.edged.podspec import Pod, container_hash, parse_pod
 from edgecore.edged.prober import Prober
@@ -41,7 +41,7 @@ from edgecore.edged.status import invalid_status, pod_status
 from edgecore.edged.statusbox import StatusBox, StatusRow
 from edgecore.edged.sync import Action, Backoff, DesiredContainer, DesiredPod, ObservedSandbox, plan
 from edgecore.edged.views import ERR_IMAGE_PULL_SHOWN, container_view
-from edgecore.metamanager.store import MetaStore
+from edgecore.metastore import MetaStore
 from edgecore.modules import EDGED, EDGED_GROUP, EDGEHUB
 from hive.bus import Bus
 from wire.errors import ContainerRuntimeError, InvalidObject

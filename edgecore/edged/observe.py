@@ -13,10 +13,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from edgecore.cri import api_pb2 as pb
+from edgecore.cri import labels as L
+from edgecore.cri.client import CriClient
 from edgecore.edged import configs
-from edgecore.edged import labels as L
-from edgecore.edged.cri import api_pb2 as pb
-from edgecore.edged.cri.client import CriClient
 from edgecore.edged.sync import ContainerState, ObservedContainer, ObservedSandbox
 
 STATES: dict[int, ContainerState] = {

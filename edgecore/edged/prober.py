@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from edgecore.edged.cri.client import CriClient
+from edgecore.cri.client import CriClient
 from edgecore.edged.observe import Observed, Observer
 from edgecore.edged.podspec import Container, HttpGetAction, Pod
 from edgecore.edged.probes import ProbeState

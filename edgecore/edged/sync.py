@@ -2,7 +2,7 @@
 
 No runtime, no clock, no I/O: :func:`plan` takes the desired pods (from the cache), the
 sandboxes and containers the runtime reports (found by edged's labels, see
-:mod:`edgecore.edged.labels`) and ``now``, and returns the actions that move the runtime
+:mod:`edgecore.cri.labels`) and ``now``, and returns the actions that move the runtime
 towards the desired state, plus the time at which it wants to be asked again (a restart
 back-off that runs out). :mod:`edgecore.edged.module` executes them and calls it again;
 tests drive it by feeding states.

@@ -22,8 +22,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from edgecore.cri import api_pb2 as pb
 from edgecore.edged.configs import ConfigRefError, Lookup
-from edgecore.edged.cri import api_pb2 as pb
 from edgecore.edged.podspec import Container, Pod, Volume
 
 

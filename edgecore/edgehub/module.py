@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from edgecore.certmanager import credentials
+from edgecore import credentials
 from edgecore.config import EdgeSettings
 from edgecore.modules import EDGEHUB, EDGESTREAM, METAMANAGER, NOTIFY_GROUPS
 from hive.backoff import backoff

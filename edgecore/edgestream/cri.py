@@ -1,7 +1,7 @@
 """edgestream's runtime over CRI.
 
 edgestream finds containers the way a kubelet's tools do: by the labels edged puts on them
-(:mod:`edgecore.edged.labels`), restricted to this node's. The newest container of a name is
+(:mod:`edgecore.cri.labels`), restricted to this node's. The newest container of a name is
 the one that counts (a restart creates a new one, with a new log file).
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edgecore.edged import labels
-from edgecore.edged.cri import api_pb2 as pb
-from edgecore.edged.cri.client import CriClient
+from edgecore.cri import api_pb2 as pb
+from edgecore.cri import labels
+from edgecore.cri.client import CriClient
 from edgecore.edgestream.runtime import ExecResult, RuntimeContainer
 
 

@@ -62,8 +62,8 @@ _READY_MARK = " running"
 _HEALTHY_RUN = 30.0
 
 
-def find_binary() -> str:
-    """The mosquitto executable.
+def find_binary(fallback: str = DEBIAN_BINARY) -> str:
+    """The mosquitto executable: on PATH, else ``fallback`` (Debian's location).
 
     Raises:
         ConfigError: mosquitto is not installed.
@@ -71,8 +71,8 @@ def find_binary() -> str:
     found = shutil.which("mosquitto")
     if found:
         return found
-    if os.access(DEBIAN_BINARY, os.X_OK):
-        return DEBIAN_BINARY
+    if os.access(fallback, os.X_OK):
+        return fallback
     raise ConfigError("mosquitto is not installed (apt-get install mosquitto)")
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecore.config import MetaSettings
-from edgecore.metamanager.store import Change, MetaStore
+from edgecore.metastore import Change, MetaStore
 from edgecore.modules import EDGEHUB, META_GROUP, METAMANAGER
 from hive.bus import Bus
 from wire.errors import InvalidResource, StoreError

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from edgecore.metamanager.store import MetaStore, StoreEvent, Subscription
+from edgecore.metastore import MetaStore, StoreEvent, Subscription
 from hive.metrics import CONTENT_TYPE, exposition, make_registry
 from wire.errors import ConfigError
 from wire.kinds import CORE_API_VERSION, DEVICES_API_VERSION, KINDS

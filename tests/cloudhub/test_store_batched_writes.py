@@ -5,24 +5,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cloudhub.store import embedded, sqlite_schema
 from cloudhub.store.base import StatusUpdate
 from cloudhub.store.embedded import EmbeddedStore
+from cloudhub.store.settings import StoreSettings
 from wire.errors import InvalidObject
 from wire.manifests import validate_all
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    s = EmbeddedStore(tmp_path / "store.db")
+    async with _opened(tmp_path) as s:
+        yield s
+
+
+@asynccontextmanager
+async def _opened(tmp_path: Path, **settings: int) -> AsyncIterator[EmbeddedStore]:
+    s = EmbeddedStore(tmp_path / "store.db", StoreSettings(**settings))
     await s.start()
-    yield s
-    await s.close()
+    try:
+        yield s
+    finally:
+        await s.close()
 
 
 def configmap(name: str, **data: Any) -> dict[str, Any]:
@@ -71,13 +80,11 @@ async def test_object_given_twice_is_applied_in_order(store: EmbeddedStore) -> N
     assert [a.action for a in same] == ["created", "unchanged"]
 
 
-async def test_batch_larger_than_a_read_chunk(
-    store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_batch_larger_than_a_read_chunk(tmp_path: Path) -> None:
     """Objects read in several chunks still each find their stored version."""
-    monkeypatch.setattr(embedded, "_READ_CHUNK", 2)
-    await store.apply([configmap(f"c{i}") for i in range(0, 7, 2)])
-    out = await store.apply([configmap(f"c{i}") for i in range(7)])
+    async with _opened(tmp_path, read_chunk=2) as store:
+        await store.apply([configmap(f"c{i}") for i in range(0, 7, 2)])
+        out = await store.apply([configmap(f"c{i}") for i in range(7)])
     assert [a.action for a in out] == ["unchanged", "created"] * 3 + ["unchanged"]
 
 
@@ -305,20 +312,18 @@ async def test_a_status_written_twice_in_one_batch_ends_with_the_last(
     assert stored["metadata"]["resourceVersion"] == "3"
 
 
-async def test_batches_larger_than_a_statement_are_written_whole(
-    store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_batches_larger_than_a_statement_are_written_whole(tmp_path: Path) -> None:
     """Rows beyond one multi-row statement's share go in further statements, all of them."""
-    monkeypatch.setattr(sqlite_schema, "ROWS_PER_STATEMENT", 3)
-    out = await store.apply([configmap(f"c{i}", k="1") for i in range(8)])
-    assert [a.action for a in out] == ["created"] * 8
-    objects, rv = await store.list("configmap")
-    assert [o["metadata"]["name"] for o in objects] == [f"c{i}" for i in range(8)]
-    assert rv == "8"
-    events = [e async for e in _first(store.watch("configmap", "0"), 8)]
-    assert [e.object["metadata"]["resourceVersion"] for e in events] == [
-        str(i) for i in range(1, 9)
-    ]
+    async with _opened(tmp_path, rows_per_statement=3) as store:
+        out = await store.apply([configmap(f"c{i}", k="1") for i in range(8)])
+        assert [a.action for a in out] == ["created"] * 8
+        objects, rv = await store.list("configmap")
+        assert [o["metadata"]["name"] for o in objects] == [f"c{i}" for i in range(8)]
+        assert rv == "8"
+        events = [e async for e in _first(store.watch("configmap", "0"), 8)]
+        assert [e.object["metadata"]["resourceVersion"] for e in events] == [
+            str(i) for i in range(1, 9)
+        ]
 
 
 async def _first(events: AsyncIterator[Any], count: int) -> AsyncIterator[Any]:

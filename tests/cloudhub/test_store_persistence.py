@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from cloudhub.store.embedded import EmbeddedStore
-from wire.errors import ConfigError, Gone, StoreError
+from cloudhub.store.settings import StoreSettings
+from wire.errors import Gone, StoreError
 
 
 def configmap(name: str, **data: str) -> dict[str, Any]:
@@ -19,7 +21,7 @@ def configmap(name: str, **data: str) -> dict[str, Any]:
 
 
 async def opened(path: Path, **settings: int) -> EmbeddedStore:
-    store = EmbeddedStore(path, **settings)
+    store = EmbeddedStore(path, StoreSettings(**settings))
     await store.start()
     return store
 
@@ -114,12 +116,21 @@ async def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
         await opened(path)
 
 
-def test_history_must_be_positive(tmp_path: Path) -> None:
-    """history and watch_buffer below 1 are configuration errors."""
-    with pytest.raises(ConfigError):
-        EmbeddedStore(tmp_path / "s.db", history=0)
-    with pytest.raises(ConfigError):
-        EmbeddedStore(tmp_path / "s.db", watch_buffer=0)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"history": 0},
+        {"watch_buffer": 0},
+        {"replay_page": 0},
+        {"read_chunk": 0},
+        {"read_chunk": 8192},
+        {"rows_per_statement": 5462},
+    ],
+)
+def test_settings_out_of_range_are_refused(bad: dict[str, int]) -> None:
+    """Sizes below 1, or batches past SQLite's parameter limit, fail validation."""
+    with pytest.raises(ValidationError):
+        StoreSettings(**bad)
 
 
 async def test_counter_comes_from_the_log_not_the_meta_table(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from cloudhub.store import embedded
 from cloudhub.store.base import WatchEvent
 from cloudhub.store.embedded import EmbeddedStore
+from cloudhub.store.settings import StoreSettings
 from wire.errors import Gone
 from wire.manifests import validate_all
 
@@ -177,7 +177,7 @@ async def test_status_update_is_a_modified_event(store: EmbeddedStore) -> None:
 
 async def test_trimmed_history_is_gone(tmp_path: Path) -> None:
     """Resuming from before the kept history raises Gone; from its edge it still works."""
-    store = EmbeddedStore(tmp_path / "store.db", history=2)
+    store = EmbeddedStore(tmp_path / "store.db", StoreSettings(history=2))
     await store.start()
     try:
         await store.apply([configmap(f"c{i}") for i in range(5)])  # rv 1..5, log keeps 4..5
@@ -210,7 +210,7 @@ async def test_foreign_resource_version_is_gone(store: EmbeddedStore, since: str
 
 async def test_slow_watcher_is_dropped_without_blocking_writers(tmp_path: Path) -> None:
     """A watcher that falls behind its buffer gets Gone; writers and other watchers carry on."""
-    store = EmbeddedStore(tmp_path / "store.db", watch_buffer=3)
+    store = EmbeddedStore(tmp_path / "store.db", StoreSettings(watch_buffer=3))
     await store.start()
     try:
         slow = store.watch("configmap", "")
@@ -227,11 +227,17 @@ async def test_slow_watcher_is_dropped_without_blocking_writers(tmp_path: Path) 
         await store.close()
 
 
-async def test_replay_and_concurrent_writes_lose_and_repeat_nothing(
-    store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_replay_and_concurrent_writes_lose_and_repeat_nothing(tmp_path: Path) -> None:
     """While a watch replays a long log page by page, concurrent writes arrive once, in order."""
-    monkeypatch.setattr(embedded, "_REPLAY_PAGE", 7)
+    store = EmbeddedStore(tmp_path / "store.db", StoreSettings(replay_page=7))
+    await store.start()
+    try:
+        await _replay_while_writing(store)
+    finally:
+        await store.close()
+
+
+async def _replay_while_writing(store: EmbeddedStore) -> None:
     for i in range(30):
         await store.apply([configmap(f"a{i}", n="1")])
         await store.apply([configmap(f"a{i}", n="2")])
@@ -249,12 +255,9 @@ async def test_replay_and_concurrent_writes_lose_and_repeat_nothing(
     assert [int(rv) for _, _, rv in events] == list(range(1, 141))
 
 
-async def test_history_trimmed_during_replay_is_gone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_history_trimmed_during_replay_is_gone(tmp_path: Path) -> None:
     """If writes trim the log past a replaying watcher's position, it gets Gone."""
-    monkeypatch.setattr(embedded, "_REPLAY_PAGE", 2)
-    store = EmbeddedStore(tmp_path / "store.db", history=5)
+    store = EmbeddedStore(tmp_path / "store.db", StoreSettings(history=5, replay_page=2))
     await store.start()
     try:
         await store.apply([configmap(f"a{i}") for i in range(5)])

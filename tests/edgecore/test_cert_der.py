@@ -12,7 +12,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgecore.certmanager.der import cert_dates, first_certificate
+from edgecore.der import cert_dates, first_certificate
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,7 @@ import pytest
 from edgecore import db
 from edgecore.devicetwin.store import TwinStore
 from edgecore.edged.statusbox import StatusBox
-from edgecore.metamanager.store import MetaStore
+from edgecore.metastore import MetaStore
 from wire.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(30)

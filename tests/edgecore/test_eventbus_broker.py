@@ -12,7 +12,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from edgecore.eventbus.broker import Mosquitto
+from edgecore.eventbus.broker import Mosquitto, find_binary
 from tests.support.mosquitto import MosquittoServer
 from tests.support.procs import free_port, wait_until
 from wire.errors import ConfigError
@@ -93,9 +93,8 @@ async def test_port_in_use_fails_clearly(tmp_path: Path) -> None:
 def test_missing_binary_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without mosquitto installed the error says how to install it."""
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("edgecore.eventbus.broker.DEBIAN_BINARY", str(tmp_path / "none"))
     with pytest.raises(ConfigError, match="apt-get install mosquitto"):
-        Mosquitto(data_dir=tmp_path, port=1883)
+        find_binary(fallback=str(tmp_path / "none"))
 
 
 async def test_supervisor_restarts_after_kill9(tmp_path: Path) -> None:

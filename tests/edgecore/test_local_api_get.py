@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from edgecore.metamanager.store import Change, MetaStore
 from edgecore.metaserver.server import bound_port, make_app, serve
+from edgecore.metastore import Change, MetaStore
 
 DEVICES = "/apis/devices.kubeedge.io/v1beta1"
 

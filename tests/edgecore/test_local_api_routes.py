@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgecore.metamanager.store import StoreEvent
 from edgecore.metaserver.server import RESOURCES, event_line, parse_address, route
+from edgecore.metastore import StoreEvent
 from wire.errors import ConfigError
 
 

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from edgecore.metamanager.store import Change, MetaStore
 from edgecore.metaserver.server import bound_port, make_app, serve
+from edgecore.metastore import Change, MetaStore
 
 
 def pod(name: str, ns: str = "default", rv: str = "1") -> dict[str, Any]:

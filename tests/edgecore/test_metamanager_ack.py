@@ -12,7 +12,7 @@ import pytest
 
 from edgecore.config import MetaSettings
 from edgecore.metamanager.module import MetaManager
-from edgecore.metamanager.store import MetaStore
+from edgecore.metastore import MetaStore
 from hive.bus import Bus
 from wire.messages import Message
 

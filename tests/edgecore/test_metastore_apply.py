@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from edgecore.metamanager.store import Change, MetaStore
+from edgecore.metastore import Change, MetaStore
 from wire.errors import InvalidResource
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgecore.db import MIGRATIONS
-from edgecore.metamanager.store import Change, MetaStore
+from edgecore.metastore import Change, MetaStore
 from wire.errors import ConfigError
 
 

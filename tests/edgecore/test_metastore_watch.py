@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecore.metamanager.store import Change, MetaStore, StoreEvent, Subscription
+from edgecore.metastore import Change, MetaStore, StoreEvent, Subscription
 from wire.errors import StoreError
 
 

@@ -15,7 +15,7 @@ from edgecore.devicetwin.store import (
     TwinStore,
     WriteSet,
 )
-from edgecore.metamanager.store import Change, MetaStore
+from edgecore.metastore import Change, MetaStore
 from wire import twin as m
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from edgecore.devicetwin.module import TwinModule
-from edgecore.metamanager.store import Change, MetaStore
+from edgecore.metastore import Change, MetaStore
 from hive.bus import Bus
 from tests.support.procs import wait_until as _wait_until
 from wire.messages import Message

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgecore.edged import labels as L
-from edgecore.edged.cri import api_pb2 as pb
-from edgecore.edged.cri.client import CriClient
+from edgecore.cri import api_pb2 as pb
+from edgecore.cri import labels as L
+from edgecore.cri.client import CriClient
 from tests.support.containerd import unique_node
 from tests.support.procs import wait_until
 from wire.errors import ContainerRuntimeError, RuntimeNotFound, RuntimeUnavailable

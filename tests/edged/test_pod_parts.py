@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgecore.cri import api_pb2 as pb
 from edgecore.edged import configs
 from edgecore.edged.configs import ConfigRefError, resolve_env
-from edgecore.edged.cri import api_pb2 as pb
 from edgecore.edged.podspec import container_hash, parse_pod, parse_quantity
 from edgecore.edged.status import ContainerView, Terminated, phase, pod_status
 from edgecore.edged.statusbox import StatusBox

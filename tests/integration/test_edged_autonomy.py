@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgecore.edged.cri.client import CriClient
+from edgecore.cri.client import CriClient
 from tests.support.containerd import unique_node
 from tests.support.pods import busybox_pod, container_status, is_running, running_ids, runtime_state
 from tests.support.procs import Cloud, Edge, MakeEdge, wait_until

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecore.edged.cri.client import CriClient
+from edgecore.cri.client import CriClient
 from tests.support.containerd import unique_node
 from tests.support.pods import busybox_pod, container_status, is_running, pod_status, runtime_state
 from tests.support.procs import Cloud, Edge, MakeEdge, wait_until

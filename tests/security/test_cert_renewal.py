@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloudhub.app import CloudApp
-from edgecore.certmanager.credentials import CertInfo, read_cert
 from edgecore.certmanager.keys import make_key_and_csr
 from edgecore.certmanager.module import CertManager
 from edgecore.config import EdgeSettings
+from edgecore.credentials import CertInfo, read_cert
 from hive.bus import Bus
 from tests.security.conftest import (
     StartCloud,

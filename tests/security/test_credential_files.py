@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from cloudhub.app import CloudApp
-from edgecore.certmanager.credentials import client_ssl_context, read_cert, recover_pending
 from edgecore.certmanager.keys import check_issued, make_key_and_csr, write_pair
 from edgecore.config import EdgeSettings
+from edgecore.credentials import client_ssl_context, read_cert, recover_pending
 from tests.security.conftest import join_node
 
 pytestmark = pytest.mark.timeout(20)

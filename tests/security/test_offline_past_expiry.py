@@ -17,7 +17,7 @@ import pytest
 
 from cloudhub.app import CloudApp
 from edgecore import config
-from edgecore.certmanager.credentials import read_cert
+from edgecore.credentials import read_cert
 from edgecore.join import join
 from tests.security.conftest import StartCloud, StartEdge, join_node, write_edge_config
 from tests.support.procs import wait_until

@@ -1,7 +1,7 @@
 """A real cloudhub and edgecore (in this test's loop) with a real containerd behind the edge.
 
 The pods' containers are made through CRI with the labels edged puts on what it runs
-(:mod:`edgecore.edged.labels`), so edgestream finds them exactly as it finds edged's; the
+(:mod:`edgecore.cri.labels`), so edgestream finds them exactly as it finds edged's; the
 Pod objects are applied in the cloud so that cloudhub knows their node. edgectl runs as the
 user runs it: a process.
 """
@@ -20,9 +20,9 @@ import pytest
 from cloudhub import app as cloud_app
 from edgecore import app as edge_app
 from edgecore.config import EdgeSettings
-from edgecore.edged import labels as L
-from edgecore.edged.cri import api_pb2 as pb
-from edgecore.edged.cri.client import CriClient
+from edgecore.cri import api_pb2 as pb
+from edgecore.cri import labels as L
+from edgecore.cri.client import CriClient
 from edgecore.edgestream.cri import CriRuntime
 from tests.support import procs
 from tests.support.containerd import cri_endpoint, unique_node

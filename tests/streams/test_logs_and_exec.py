@@ -9,7 +9,7 @@ import ssl
 import aiohttp
 import pytest
 
-from edgecore.edged.cri import api_pb2 as pb
+from edgecore.cri import api_pb2 as pb
 from tests.streams.conftest import QUIET, TICKER, Fleet, pod_manifest, stream_tasks
 from tests.support.inproc import join_node
 from tests.support.procs import wait_until

@@ -7,7 +7,7 @@ runc needs) the tests that use it are skipped, except with ``CI=true``, where th
 failure: CI must run them.
 
 Tests share the runtime, so each keeps to its own pods: edged only touches what carries its
-node's label (:func:`edgecore.edged.labels.managed_selector`), and every test uses a node name
+node's label (:func:`edgecore.cri.labels.managed_selector`), and every test uses a node name
 of its own (:func:`unique_node`).
 """
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgecore.edged.cri import api_pb2 as pb
-from edgecore.edged.cri.client import CriClient
-from edgecore.edged.labels import managed_selector
+from edgecore.cri import api_pb2 as pb
+from edgecore.cri.client import CriClient
+from edgecore.cri.labels import managed_selector
 from tests.support.procs import Cloud
 
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from edgecore.edged.cri import api_pb2 as edgecore_dot_edged_dot_cri_dot_api__pb2
+from edgecore.cri import api_pb2 as edgecore_dot_cri_dot_api__pb2
 
 GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in edgecore/edged/cri/api_pb2_grpc.py depends on'
+        + ' but the generated code in edgecore/cri/api_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,88 +36,88 @@ class RuntimeServiceStub:
         """
         self.Version = channel.unary_unary(
                 '/runtime.v1.RuntimeService/Version',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.VersionRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.VersionResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.VersionRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.VersionResponse.FromString,
                 _registered_method=True)
         self.RunPodSandbox = channel.unary_unary(
                 '/runtime.v1.RuntimeService/RunPodSandbox',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RunPodSandboxRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RunPodSandboxResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.RunPodSandboxRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.RunPodSandboxResponse.FromString,
                 _registered_method=True)
         self.StopPodSandbox = channel.unary_unary(
                 '/runtime.v1.RuntimeService/StopPodSandbox',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StopPodSandboxRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StopPodSandboxResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.StopPodSandboxRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.StopPodSandboxResponse.FromString,
                 _registered_method=True)
         self.RemovePodSandbox = channel.unary_unary(
                 '/runtime.v1.RuntimeService/RemovePodSandbox',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RemovePodSandboxRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RemovePodSandboxResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.RemovePodSandboxRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.RemovePodSandboxResponse.FromString,
                 _registered_method=True)
         self.PodSandboxStatus = channel.unary_unary(
                 '/runtime.v1.RuntimeService/PodSandboxStatus',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.PodSandboxStatusRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.PodSandboxStatusResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.PodSandboxStatusRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.PodSandboxStatusResponse.FromString,
                 _registered_method=True)
         self.ListPodSandbox = channel.unary_unary(
                 '/runtime.v1.RuntimeService/ListPodSandbox',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListPodSandboxRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListPodSandboxResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.ListPodSandboxRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.ListPodSandboxResponse.FromString,
                 _registered_method=True)
         self.CreateContainer = channel.unary_unary(
                 '/runtime.v1.RuntimeService/CreateContainer',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.CreateContainerRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.CreateContainerResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.CreateContainerRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.CreateContainerResponse.FromString,
                 _registered_method=True)
         self.StartContainer = channel.unary_unary(
                 '/runtime.v1.RuntimeService/StartContainer',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StartContainerRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StartContainerResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.StartContainerRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.StartContainerResponse.FromString,
                 _registered_method=True)
         self.StopContainer = channel.unary_unary(
                 '/runtime.v1.RuntimeService/StopContainer',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StopContainerRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StopContainerResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.StopContainerRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.StopContainerResponse.FromString,
                 _registered_method=True)
         self.RemoveContainer = channel.unary_unary(
                 '/runtime.v1.RuntimeService/RemoveContainer',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RemoveContainerRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RemoveContainerResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.RemoveContainerRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.RemoveContainerResponse.FromString,
                 _registered_method=True)
         self.ListContainers = channel.unary_unary(
                 '/runtime.v1.RuntimeService/ListContainers',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListContainersRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListContainersResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.ListContainersRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.ListContainersResponse.FromString,
                 _registered_method=True)
         self.ContainerStatus = channel.unary_unary(
                 '/runtime.v1.RuntimeService/ContainerStatus',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ContainerStatusRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ContainerStatusResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.ContainerStatusRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.ContainerStatusResponse.FromString,
                 _registered_method=True)
         self.ReopenContainerLog = channel.unary_unary(
                 '/runtime.v1.RuntimeService/ReopenContainerLog',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ReopenContainerLogRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ReopenContainerLogResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.ReopenContainerLogRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.ReopenContainerLogResponse.FromString,
                 _registered_method=True)
         self.ExecSync = channel.unary_unary(
                 '/runtime.v1.RuntimeService/ExecSync',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ExecSyncRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ExecSyncResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.ExecSyncRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.ExecSyncResponse.FromString,
                 _registered_method=True)
         self.Exec = channel.unary_unary(
                 '/runtime.v1.RuntimeService/Exec',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ExecRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ExecResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.ExecRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.ExecResponse.FromString,
                 _registered_method=True)
         self.Attach = channel.unary_unary(
                 '/runtime.v1.RuntimeService/Attach',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.AttachRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.AttachResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.AttachRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.AttachResponse.FromString,
                 _registered_method=True)
         self.Status = channel.unary_unary(
                 '/runtime.v1.RuntimeService/Status',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StatusRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StatusResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.StatusRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.StatusResponse.FromString,
                 _registered_method=True)
 
 
@@ -231,88 +231,88 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Version': grpc.unary_unary_rpc_method_handler(
                     servicer.Version,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.VersionRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.VersionResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.VersionRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.VersionResponse.SerializeToString,
             ),
             'RunPodSandbox': grpc.unary_unary_rpc_method_handler(
                     servicer.RunPodSandbox,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RunPodSandboxRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RunPodSandboxResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.RunPodSandboxRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.RunPodSandboxResponse.SerializeToString,
             ),
             'StopPodSandbox': grpc.unary_unary_rpc_method_handler(
                     servicer.StopPodSandbox,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StopPodSandboxRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StopPodSandboxResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.StopPodSandboxRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.StopPodSandboxResponse.SerializeToString,
             ),
             'RemovePodSandbox': grpc.unary_unary_rpc_method_handler(
                     servicer.RemovePodSandbox,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RemovePodSandboxRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RemovePodSandboxResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.RemovePodSandboxRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.RemovePodSandboxResponse.SerializeToString,
             ),
             'PodSandboxStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.PodSandboxStatus,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.PodSandboxStatusRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.PodSandboxStatusResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.PodSandboxStatusRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.PodSandboxStatusResponse.SerializeToString,
             ),
             'ListPodSandbox': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPodSandbox,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListPodSandboxRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListPodSandboxResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.ListPodSandboxRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.ListPodSandboxResponse.SerializeToString,
             ),
             'CreateContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateContainer,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.CreateContainerRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.CreateContainerResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.CreateContainerRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.CreateContainerResponse.SerializeToString,
             ),
             'StartContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.StartContainer,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StartContainerRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StartContainerResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.StartContainerRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.StartContainerResponse.SerializeToString,
             ),
             'StopContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.StopContainer,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StopContainerRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StopContainerResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.StopContainerRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.StopContainerResponse.SerializeToString,
             ),
             'RemoveContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveContainer,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RemoveContainerRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.RemoveContainerResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.RemoveContainerRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.RemoveContainerResponse.SerializeToString,
             ),
             'ListContainers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListContainers,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListContainersRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListContainersResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.ListContainersRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.ListContainersResponse.SerializeToString,
             ),
             'ContainerStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.ContainerStatus,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ContainerStatusRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ContainerStatusResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.ContainerStatusRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.ContainerStatusResponse.SerializeToString,
             ),
             'ReopenContainerLog': grpc.unary_unary_rpc_method_handler(
                     servicer.ReopenContainerLog,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ReopenContainerLogRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ReopenContainerLogResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.ReopenContainerLogRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.ReopenContainerLogResponse.SerializeToString,
             ),
             'ExecSync': grpc.unary_unary_rpc_method_handler(
                     servicer.ExecSync,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ExecSyncRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ExecSyncResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.ExecSyncRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.ExecSyncResponse.SerializeToString,
             ),
             'Exec': grpc.unary_unary_rpc_method_handler(
                     servicer.Exec,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ExecRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ExecResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.ExecRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.ExecResponse.SerializeToString,
             ),
             'Attach': grpc.unary_unary_rpc_method_handler(
                     servicer.Attach,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.AttachRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.AttachResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.AttachRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.AttachResponse.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StatusRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.StatusResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.StatusRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.StatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -340,8 +340,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/Version',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.VersionRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.VersionResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.VersionRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.VersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -367,8 +367,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/RunPodSandbox',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.RunPodSandboxRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.RunPodSandboxResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.RunPodSandboxRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.RunPodSandboxResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -394,8 +394,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/StopPodSandbox',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.StopPodSandboxRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.StopPodSandboxResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.StopPodSandboxRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.StopPodSandboxResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -421,8 +421,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/RemovePodSandbox',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.RemovePodSandboxRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.RemovePodSandboxResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.RemovePodSandboxRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.RemovePodSandboxResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -448,8 +448,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/PodSandboxStatus',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.PodSandboxStatusRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.PodSandboxStatusResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.PodSandboxStatusRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.PodSandboxStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -475,8 +475,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/ListPodSandbox',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ListPodSandboxRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ListPodSandboxResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.ListPodSandboxRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.ListPodSandboxResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -502,8 +502,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/CreateContainer',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.CreateContainerRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.CreateContainerResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.CreateContainerRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.CreateContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -529,8 +529,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/StartContainer',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.StartContainerRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.StartContainerResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.StartContainerRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.StartContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -556,8 +556,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/StopContainer',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.StopContainerRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.StopContainerResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.StopContainerRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.StopContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -583,8 +583,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/RemoveContainer',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.RemoveContainerRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.RemoveContainerResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.RemoveContainerRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.RemoveContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -610,8 +610,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/ListContainers',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ListContainersRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ListContainersResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.ListContainersRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.ListContainersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -637,8 +637,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/ContainerStatus',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ContainerStatusRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ContainerStatusResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.ContainerStatusRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.ContainerStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -664,8 +664,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/ReopenContainerLog',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ReopenContainerLogRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ReopenContainerLogResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.ReopenContainerLogRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.ReopenContainerLogResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -691,8 +691,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/ExecSync',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ExecSyncRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ExecSyncResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.ExecSyncRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.ExecSyncResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -718,8 +718,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/Exec',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ExecRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ExecResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.ExecRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.ExecResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -745,8 +745,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/Attach',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.AttachRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.AttachResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.AttachRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.AttachResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -772,8 +772,8 @@ class RuntimeService:
             request,
             target,
             '/runtime.v1.RuntimeService/Status',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.StatusRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.StatusResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.StatusRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.StatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -796,18 +796,18 @@ class ImageServiceStub:
         """
         self.ListImages = channel.unary_unary(
                 '/runtime.v1.ImageService/ListImages',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListImagesRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListImagesResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.ListImagesResponse.FromString,
                 _registered_method=True)
         self.ImageStatus = channel.unary_unary(
                 '/runtime.v1.ImageService/ImageStatus',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ImageStatusRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ImageStatusResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.ImageStatusRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.ImageStatusResponse.FromString,
                 _registered_method=True)
         self.PullImage = channel.unary_unary(
                 '/runtime.v1.ImageService/PullImage',
-                request_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.PullImageRequest.SerializeToString,
-                response_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.PullImageResponse.FromString,
+                request_serializer=edgecore_dot_cri_dot_api__pb2.PullImageRequest.SerializeToString,
+                response_deserializer=edgecore_dot_cri_dot_api__pb2.PullImageResponse.FromString,
                 _registered_method=True)
 
 
@@ -837,18 +837,18 @@ def add_ImageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListImages': grpc.unary_unary_rpc_method_handler(
                     servicer.ListImages,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListImagesRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ListImagesResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.ListImagesRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.ListImagesResponse.SerializeToString,
             ),
             'ImageStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.ImageStatus,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ImageStatusRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.ImageStatusResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.ImageStatusRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.ImageStatusResponse.SerializeToString,
             ),
             'PullImage': grpc.unary_unary_rpc_method_handler(
                     servicer.PullImage,
-                    request_deserializer=edgecore_dot_edged_dot_cri_dot_api__pb2.PullImageRequest.FromString,
-                    response_serializer=edgecore_dot_edged_dot_cri_dot_api__pb2.PullImageResponse.SerializeToString,
+                    request_deserializer=edgecore_dot_cri_dot_api__pb2.PullImageRequest.FromString,
+                    response_serializer=edgecore_dot_cri_dot_api__pb2.PullImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -876,8 +876,8 @@ class ImageService:
             request,
             target,
             '/runtime.v1.ImageService/ListImages',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ListImagesRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ListImagesResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.ListImagesRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.ListImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -903,8 +903,8 @@ class ImageService:
             request,
             target,
             '/runtime.v1.ImageService/ImageStatus',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ImageStatusRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.ImageStatusResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.ImageStatusRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.ImageStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -930,8 +930,8 @@ class ImageService:
             request,
             target,
             '/runtime.v1.ImageService/PullImage',
-            edgecore_dot_edged_dot_cri_dot_api__pb2.PullImageRequest.SerializeToString,
-            edgecore_dot_edged_dot_cri_dot_api__pb2.PullImageResponse.FromString,
+            edgecore_dot_cri_dot_api__pb2.PullImageRequest.SerializeToString,
+            edgecore_dot_cri_dot_api__pb2.PullImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,8 +2,9 @@
 
 Why: edgehub and certmanager look at node.crt's serial and validity on every connection attempt
 and renewal check. ``cryptography`` costs ~9 MB of edgecore's resident memory, and is otherwise
-needed only to make a key and check the cloud's answer once per renewal (:mod:`.keys`, imported
-then). The validity sits at a fixed place of every X.509 certificate (RFC 5280, 4.1):
+needed only to make a key and check the cloud's answer once per renewal
+(:mod:`edgecore.certmanager.keys`, imported then). The validity sits at a fixed place of every
+X.509 certificate (RFC 5280, 4.1):
 
     Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
         serialNumber INTEGER, signature SEQUENCE, issuer SEQUENCE,

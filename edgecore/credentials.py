@@ -5,8 +5,8 @@ Shared by ``edgecore join`` (first certificate, and re-join), certmanager (renew
 or re-joined certificate is used without a restart).
 
 What a running edge reads often (the certificate's serial and validity, the TLS context) needs
-no crypto library (:mod:`.der`, :mod:`ssl`); making keys and checking issued certificates
-(:mod:`.keys`) does, and is imported only by ``edgecore join`` and a renewal.
+no crypto library (:mod:`edgecore.der`, :mod:`ssl`); making keys and checking issued certificates
+(:mod:`edgecore.certmanager.keys`) does, and is imported only by ``edgecore join`` and a renewal.
 
 **Replacing the key and the certificate is one step, not two.** A key on disk next to a
 certificate for another key locks the edge out (TLS refuses to load the pair). So a new pair is
@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecore.certmanager.der import cert_dates, first_certificate
 from edgecore.config import EdgeSettings
+from edgecore.der import cert_dates, first_certificate
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ the project's error tree (:class:`wire.errors.ContainerRuntimeError` and its sub
 runtime's own message kept in ``reason`` so that pod status can show it (``ErrImagePull``'s
 message is the runtime's).
 
-Labels: what edged puts on sandboxes and containers is in :mod:`edgecore.edged.labels`; the
+Labels: what edged puts on sandboxes and containers is in :mod:`edgecore.cri.labels`; the
 list methods here take a label selector (``match labels``, ANDed, as the CRI supports).
 
 Usage::
@@ -30,9 +30,9 @@ from typing import Any, Protocol, cast
 import grpc
 import grpc.aio
 
-from edgecore.edged.cri import api_pb2 as pb
-from edgecore.edged.cri import api_pb2_grpc as pb_grpc
-from edgecore.edged.cri.endpoint import normalize_endpoint
+from edgecore.cri import api_pb2 as pb
+from edgecore.cri import api_pb2_grpc as pb_grpc
+from edgecore.cri.endpoint import normalize_endpoint
 from wire.errors import (
     ContainerRuntimeError,
     RuntimeNotFound,
