@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -52,6 +53,20 @@ class Observed:
 
 def seconds(ns: int) -> float:
     return ns / 1e9 if ns else 0.0
+
+
+#: seconds after a SIGKILL exit (137) during which its reason is read again: containerd records
+#: a cgroup OOM as an event of its own that can land after the exit, so the first read may say
+#: ``Error`` where a later one says ``OOMKilled``
+OOM_SETTLE = 10.0
+
+
+def is_final(cs: pb.ContainerStatus, now: float) -> bool:
+    """Whether this status of an instance will not change any more."""
+    if cs.state != pb.CONTAINER_EXITED:
+        return False
+    settling = cs.exit_code == 137 and cs.reason in ("", "Error")
+    return not (settling and now - seconds(cs.finished_at) < OOM_SETTLE)
 
 
 def _restart_base(annotations: Mapping[str, str]) -> dict[str, int]:
@@ -110,6 +125,7 @@ class Observer:
             details = await asyncio.gather(
                 *(cri.container_status(i) for i in need), return_exceptions=True
             )
+            now = time.time()
             for cid, cs in zip(need, details, strict=True):
                 if isinstance(cs, pb.ContainerStatus):
                     self.details[cid] = Details(
@@ -119,7 +135,7 @@ class Observer:
                         reason=cs.reason,
                         message=cs.message,
                         image_ref=cs.image_ref,
-                        final=cs.state == pb.CONTAINER_EXITED,
+                        final=is_final(cs, now),
                     )
         containers = []
         for c in items:
