@@ -17,6 +17,7 @@ events are information, never a reason to hold up the fleet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -154,10 +155,11 @@ class FleetModule:
 
     async def _write_events(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._due.wait(), FLUSH_INTERVAL)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            # that arrives as the event is set, and the loop would outlive its stop
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_INTERVAL):
+                    await self._due.wait()
             self._due.clear()
             await self.flush()
 

@@ -27,6 +27,7 @@ ConfigMap per node (:mod:`cloudhub.k8s.acked`, Kubernetes mode); :class:`MemoryA
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import logging
@@ -292,10 +293,12 @@ class AckedLog:
         then a last write."""
         try:
             while True:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.interval)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation
+                # that arrives as the event is set (a link ending as cloudhub stops), and
+                # this loop then outlived its stop
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval):
+                        await self._wake.wait()
                 self._wake.clear()
                 try:
                     self.snapshot()

@@ -126,8 +126,9 @@ class CertManager:
                 await asyncio.sleep(min(due - now, c.check_interval))
                 continue
             if not self._online.is_set():
-                try:
-                    await asyncio.wait_for(self._online.wait(), c.check_interval)
+                try:  # asyncio.timeout: 3.11's wait_for can swallow a cancellation
+                    async with asyncio.timeout(c.check_interval):
+                        await self._online.wait()
                 except TimeoutError:
                     continue
             if await self._renew(cert):

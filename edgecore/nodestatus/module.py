@@ -41,8 +41,9 @@ class NodeStatusReporter:
 
     async def run(self) -> None:
         while True:
-            try:
-                msg = await asyncio.wait_for(self._bus.receive(self.name), self._interval)
+            try:  # asyncio.timeout: 3.11's wait_for can swallow a cancellation
+                async with asyncio.timeout(self._interval):
+                    msg = await self._bus.receive(self.name)
             except TimeoutError:
                 if self._connected:
                     await self._report()

@@ -214,3 +214,15 @@ def test_garbage_is_not_a_record(data: bytes) -> None:
         AckedRecord.decode(data)
     except ValueError:
         pass
+
+
+async def test_the_log_stops_when_cancelled_as_a_link_end_wakes_it() -> None:
+    """Cancelled in the same turn as a wake-up (a link ending as cloudhub stops), it stops."""
+    acked = AckedLog(MemoryAcked())
+    task = asyncio.create_task(acked.run())
+    await asyncio.sleep(0)  # let it reach its wait
+    acked._wake.set()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(2):
+            await task
