@@ -19,7 +19,8 @@ Workload and rows, each side (pods in namespace ``pb-peer`` / ``pb-ours``, nodes
    cloud and API server CPU per update (first patch -> every edge holds the last version),
    patch -> edge row p50/p99 (a version counts as arrived when its row holds it or a later one);
 4. the same at ``--rate`` (50/s) for ``--paced-seconds``;
-5. cloud RSS with the edges idle;
+5. cloud CPU (over ``--idle-seconds``, after ``--settle`` quiet seconds) and RSS with the
+   edges idle;
 6. the cloud stops, 2 pods change, it starts again: messages from the cloud the stock edges
    took (their metamanager logs each with its route at ``klog -v 2``) until quiet, and the
    changed pod at its edge after that edge reconnected (the edge's own reconnect backoff,
@@ -77,6 +78,7 @@ ROWS = (
     ("paced_p99", "patch -> edge row p99, paced", "ms"),
     ("create_p50", "pod create -> edge row p50", "ms"),
     ("create_p99", "pod create -> edge row p99", "ms"),
+    ("cpu_idle", "cloud CPU, edges idle (timers, leases, keepalives)", "ms/s"),
     ("rss_idle", "cloud RSS, edges idle", "MiB"),
     ("rss_per_edge", "cloud RSS per connected edge", "KiB"),
     ("restart_msgs", "messages to stock edges after a cloud restart (2 pods changed)", "msgs"),
@@ -134,6 +136,10 @@ class Side:
                 driver, "paced", count=int(args.rate * args.paced_seconds), rate=args.rate
             )
             await asyncio.sleep(args.settle)
+            idle0, began = cloud.cpu_seconds(), time.monotonic()
+            await asyncio.sleep(args.idle_seconds)
+            idle_s = time.monotonic() - began
+            self.results["cpu_idle"] = (cloud.cpu_seconds() - idle0) / idle_s * 1e3
             self.results["rss_idle"] = cloud.rss_kib() / 1024
             await self.restart(changes_while_down=cloud_restarts)
             if args.reconnect_pods:
@@ -353,6 +359,7 @@ def cli() -> int:
         "--reconnect-pods", type=int, default=1000, help="pods on the reconnecting edge (0: skip)"
     )
     p.add_argument("--settle", type=float, default=5.0, help="quiet seconds before RSS figures")
+    p.add_argument("--idle-seconds", type=float, default=10.0, help="idle CPU window (default 10)")
     p.add_argument("--deliver-timeout", type=float, default=120.0)
     p.add_argument("--timeout", type=float, default=1800.0, help="hard overall timeout (s)")
     args = p.parse_args()

@@ -9,9 +9,11 @@ Slow path and fast paths
     The frames a process handles by the thousand also have fast paths, kept here beside the
     slow path they must equal (``tests/wire/test_codec_fast_paths.py`` holds each to it):
 
-    - :data:`ACK_OR_KEEPALIVE` recognises an ACK or keepalive in the exact layout
-      :func:`encode` writes, every string in it free of escapes, so whatever it matches
-      decodes to the same message with the same values (anything else takes :func:`decode`);
+    - :func:`ack_or_keepalive` (:data:`ACK_OR_KEEPALIVE`) recognises an ACK or keepalive in
+      the layout :func:`encode` writes or the one a stock KubeEdge edgecore writes (Go's
+      ``encoding/json``: the same field order, empty fields left out, a newline after the
+      frame), every string in it free of escapes, so whatever it matches decodes to the same
+      message with the same values (anything else takes :func:`decode`);
     - :func:`response_frame` and :func:`object_frame` splice a reply or an object message
       from a template: the text :func:`encode` writes for the same message, for a few string
       joins instead of three model constructions and two dumps;
@@ -26,7 +28,7 @@ import json
 import re
 import sys
 from collections import OrderedDict
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -96,18 +98,43 @@ def encode_with_content(header: Header, route: Route, content_json: str) -> str:
 
 #: frames longer than this never take the fast path (ACKs and keepalives are ~300 characters)
 FAST_FRAME_MAX = 1024
-#: an ACK or keepalive exactly as :func:`encode` lays it out (use ``fullmatch``; groups ``id``,
-#: ``parent``, ``group``, ``op``, ``resource``). ``@`` stands for a JSON string's contents
-#: without escapes (no quote, backslash or control character).
+#: an ACK or keepalive in the field order :func:`encode` writes, each field present (ours) or
+#: left out when empty (stock edgecores: Go's ``omitempty``), optionally followed by the
+#: newline Go's JSON encoder ends a frame with (use ``fullmatch``; groups ``id``, ``parent``,
+#: ``group``, ``op``, ``resource``, ``None`` where left out: see :func:`ack_or_keepalive`).
+#: ``@`` stands for a JSON string's contents without escapes (no quote, backslash or control
+#: character). ``msg_id`` and ``timestamp`` Go always writes; ``operation`` is what matters.
 ACK_OR_KEEPALIVE = re.compile(
     (
-        r'\{"header":\{"msg_id":"(?P<id>@)","parent_msg_id":"(?P<parent>@)",'
-        r'"timestamp":(?:0|[1-9][0-9]{0,17}),"resourceversion":"@","sync":(?:true|false),'
-        r'"type":"@"\},"route":\{"source":"@","destination":"@","group":"(?P<group>@)",'
-        r'"operation":"(?P<op>response|keepalive)","resource":"(?P<resource>@)"\},'
-        r'"content":(?:"@"|null)\}'
+        r'\{"header":\{"msg_id":"(?P<id>@)"(?:,"parent_msg_id":"(?P<parent>@)")?,'
+        r'"timestamp":(?:0|[1-9][0-9]{0,17})(?:,"resourceversion":"@")?'
+        r'(?:,"sync":(?:true|false))?(?:,"type":"@")?\},'
+        r'"route":\{(?:"source":"@",)?(?:"destination":"@",)?(?:"group":"(?P<group>@)",)?'
+        r'"operation":"(?P<op>response|keepalive)"(?:,"resource":"(?P<resource>@)")?\},'
+        r'"content":(?:"@"|null)\}\n?'
     ).replace("@", r'[^"\\\x00-\x1f]*')
 )
+
+
+class Cheap(NamedTuple):
+    """The fields of an ACK or keepalive the fast path read (what :func:`decode` would give)."""
+
+    id: str
+    parent: str
+    group: str
+    op: str
+    resource: str
+
+
+def ack_or_keepalive(frame: str) -> Cheap | None:
+    """The fields of ``frame`` if :data:`ACK_OR_KEEPALIVE` matches it (a field left out is
+    ``""``, its default in :class:`Header` and :class:`Route`), else ``None``."""
+    match = ACK_OR_KEEPALIVE.fullmatch(frame)
+    if match is None:
+        return None
+    ident, parent, group, op, resource = match.group("id", "parent", "group", "op", "resource")
+    return Cheap(ident, parent or "", group or "", op, resource or "")
+
 
 #: JSON string contents that need no escaping (no quote, backslash or control character)
 _PLAIN = re.compile(r'[^"\\\x00-\x1f]*')

@@ -35,8 +35,9 @@ from cloudhub.edgecontroller.kubelet import KubeletEndpoint, advertise_kubelet
 from cloudhub.store.base import ObjectStore, StatusMerger, StatusUpdate, WatchEvent
 from cloudhub.store.follow import follow
 from hive.bus import Bus
+from wire.codec import bus_message
 from wire.errors import Forbidden, NotFound, StoreError, WireError
-from wire.messages import Group, Header, Message, Operation, Route
+from wire.messages import Group, Message, Operation
 from wire.resources import ResourceKey, key_of, split_node_prefix
 
 log = logging.getLogger(__name__)
@@ -230,12 +231,16 @@ class EdgeController:
         changes, self._staged = tuple(self._staged), []
         await self._bus.send(
             routes.HUB,
-            Message(
-                # Nothing answers or refers to a fan-out by its id: a counter, not a uuid4
-                # (an OS random read per message).
-                header=Header(msg_id=f"{self.name}-{next(self._fanouts)}"),
-                route=Route(source=self.name, group=Group.RESOURCE, operation=Operation.UPDATE),
+            # One per watch event at a low rate: assembled without validating three models
+            # (the values are typed here). Nothing answers or refers to a fan-out by its id:
+            # a counter, not a uuid4 (an OS random read per message).
+            bus_message(
+                source=self.name,
+                group=Group.RESOURCE,
+                operation=Operation.UPDATE,
+                resource="",
                 content=routes.Fanouts(changes),
+                msg_id=f"{self.name}-{next(self._fanouts)}",
             ),
         )
 

@@ -1,21 +1,21 @@
 """One node's reading: the fast path for ACKs and keepalives, and pacing.
 
 Most frames an edge sends are ACKs and keepalives, and a fleet sends them all the time. Those
-are recognised by :data:`wire.codec.ACK_OR_KEEPALIVE` (the codec's fast path: whatever it
-matches decodes to the same message with the same values); an ACK is then applied and a
+are recognised by :func:`wire.codec.ack_or_keepalive` (the codec's fast path, in our layout and
+in a stock edgecore's: whatever it matches decodes to the same message with the same values);
+an ACK is then applied and a
 keepalive answered from a template, without a pydantic round trip. Anything else (another
 layout, an escape, a field too many or too few) takes the full decode and its validation.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from cloudhub.config import HubSettings
 from cloudhub.hub.session import NodeSession
 from hive.ratelimit import TokenBucket
-from wire.codec import ACK_OR_KEEPALIVE, FAST_FRAME_MAX
+from wire.codec import FAST_FRAME_MAX, Cheap, ack_or_keepalive
 from wire.messages import Operation
 
 #: what an ACK or keepalive costs in a node's rate budget (a frame that makes work costs 1):
@@ -50,14 +50,14 @@ class FrameReader:
         #: loop time before which nothing more is read from the node
         self.pace_until = 0.0
 
-    def cheap(self, frame: str | bytes) -> re.Match[str] | None:
-        """The fast-path match of an ACK or keepalive (see the module notes), or None."""
+    def cheap(self, frame: str | bytes) -> Cheap | None:
+        """The fast-path fields of an ACK or keepalive (see the module notes), or None."""
         if (
             isinstance(frame, str)
             and len(frame) <= FAST_FRAME_MAX
             and 4 * len(frame) <= self._max_frame  # UTF-8 takes at most 4 bytes a character
         ):
-            return ACK_OR_KEEPALIVE.fullmatch(frame)
+            return ack_or_keepalive(frame)
         return None
 
     def ack_now(self, frame: str | bytes) -> bool:
@@ -66,11 +66,11 @@ class FrameReader:
         if now < self.pace_until:
             return False
         cheap = self.cheap(frame)
-        if cheap is None or cheap["op"] != Operation.RESPONSE:
+        if cheap is None or cheap.op != Operation.RESPONSE:
             return False
         session = self._session
         session.received()
-        if session.ack(cheap["parent"]):
+        if session.ack(cheap.parent):
             session.deliver()
         self.pace(CHEAP_FRAME_COST, len(frame), now)
         return True

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 from websockets.exceptions import ConnectionClosed
 
@@ -38,7 +37,7 @@ from cloudhub.hub.session import NodeSession
 from cloudhub.linkworker.pool import RelayedLink
 from hive.bus import Bus, UnknownModule
 from hive.local_messages import MessageIds
-from wire.codec import decode, json_string, response_frame
+from wire.codec import Cheap, decode, json_string, response_frame
 from wire.errors import WireError
 from wire.messages import Group, Header, Message, Operation, Route
 
@@ -95,8 +94,8 @@ class Upstream:
                 cheap = reader.cheap(frame)
                 if cheap is None:
                     cost = await self._read_frame(session, frame)
-                elif cheap["op"] == Operation.RESPONSE:
-                    if session.ack(cheap["parent"]):  # an ACK the fast path did not take
+                elif cheap.op == Operation.RESPONSE:
+                    if session.ack(cheap.parent):  # an ACK the fast path did not take
                         session.deliver()
                     cost = CHEAP_FRAME_COST
                 else:
@@ -118,14 +117,14 @@ class Upstream:
         await self.route(session, msg)
         return CHEAP_FRAME_COST if msg.operation in _CHEAP_OPS else 1.0
 
-    def _pong(self, keepalive: re.Match[str]) -> str:
+    def _pong(self, keepalive: Cheap) -> str:
         """The answer to a keepalive the fast path matched, as ``msg.reply("pong")`` writes it."""
         return response_frame(
             msg_id=self._ids(),
-            parent_id=keepalive["id"],
+            parent_id=keepalive.id,
             source=routes.HUB,
-            group=keepalive["group"],
-            resource=keepalive["resource"],
+            group=keepalive.group,
+            resource=keepalive.resource,
             content_json=_PONG,
         )
 

