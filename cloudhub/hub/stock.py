@@ -14,7 +14,9 @@ where it differs from our edgecore's (facts from KubeEdge's ``edge/pkg/devicetwi
   the twins inside the added devices), desired values (``device/{id}/twin/cloud_updated``)
   and the answer to its ``membership/detail`` get; none carries a ``parent_msg_id`` (stock
   edgehub would treat it as the answer to a synchronous call and drop it);
-- the Node object (``null/node/NAME``) is never pushed to it.
+- the Node object (``null/node/NAME``) is never pushed to it;
+- right after connecting it sends one empty message (no id, no route, no content), which
+  answers nothing and asks nothing: it is dropped without an error reply.
 
 Everything here is pure: the hub decides *when*, this module says *what*.
 """
@@ -41,6 +43,25 @@ DEVICE_KINDS = frozenset({"device", "devicemodel"})
 #: unACKed objects in flight to a stock edge at most: its receive queue (viaduct's FIFO) holds
 #: 100 messages and drops the oldest when full, so a larger window only buys retries
 WINDOW = 64
+
+
+def is_empty_message(frame: str | bytes) -> bool:
+    """Whether ``frame`` is the empty message a stock edge sends after connecting."""
+    if len(frame) > 200:  # the empty message is ~70 bytes: never parse a big frame for it
+        return False
+    try:
+        doc = json.loads(frame)
+    except ValueError:
+        return False
+    if not isinstance(doc, dict):
+        return False
+    header = doc.get("header") or {}
+    return (
+        isinstance(header, dict)
+        and not header.get("msg_id")
+        and not doc.get("route")
+        and doc.get("content") is None
+    )
 
 
 def bare_report(source: str, resource: str) -> tuple[str, str] | None:

@@ -111,6 +111,9 @@ class Upstream:
         try:
             msg = decode(frame, max_size=self._settings.max_frame)
         except WireError as exc:
+            if session.stock and stock.is_empty_message(frame):
+                log.debug("node %s sent the stock edge's empty message", session.node)
+                return CHEAP_FRAME_COST
             log.warning("node %s sent a bad frame: %s", session.node, exc)
             await session.send(_error(f"bad frame: {exc}"))
             return 1.0

@@ -152,6 +152,24 @@ async def test_stock_keepalives_get_no_pong(
     assert "edge-1" in cloud.hub.sessions
 
 
+async def test_stock_empty_message_gets_no_error_reply(
+    stock_link: tuple[cloud_app.CloudApp, StockEdge],
+) -> None:
+    """The empty message a stock edge sends after connecting is dropped: no error reply, the
+    link stays; a real bad frame still gets its error."""
+    cloud, edge = stock_link
+    await edge.ws.send('{"header":{"msg_id":"","timestamp":0},"route":{},"content":null}\n')
+    get = Message.new(
+        source="twin", group="resource", operation="get", resource="membership/detail"
+    )
+    await edge.send(get)
+    await edge.until(_route("membership/detail"))
+    assert not any(f["route"].get("operation") == "error" for f in edge.frames)
+    assert "edge-1" in cloud.hub.sessions
+    await edge.ws.send('{"header":{"msg_id":"x"},"route":{},"content":null}')
+    await edge.until(lambda f: f["route"].get("operation") == "error")
+
+
 async def test_stock_twin_and_state_reports_land_in_the_device_status(
     stock_link: tuple[cloud_app.CloudApp, StockEdge], caplog: pytest.LogCaptureFixture
 ) -> None:
