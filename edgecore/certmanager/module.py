@@ -33,13 +33,12 @@ from edgecore.modules import CERTMANAGER, CERTMANAGER_GROUP, EDGEHUB
 from hive.backoff import backoff
 from hive.bus import Bus
 from wire.messages import Group, Message, Operation
+from wire.session import CONNECTED, DISCONNECTED
 
 log = logging.getLogger(__name__)
 
 CSR_TYPE = "certificatesigningrequest"
 #: edgehub's link notifications (see edgecore.edgehub.module)
-CONNECTED = "connected"
-DISCONNECTED = "disconnected"
 
 
 class CertManager:

@@ -63,6 +63,7 @@ from hive.local_messages import MessageIds
 from wire.codec import bus_message
 from wire.errors import StoreError
 from wire.messages import Message, Operation
+from wire.session import CONNECTED, DISCONNECTED
 
 __all__ = ["TwinModule", "device_id_of", "parse_topic", "reply_topic"]
 
@@ -273,7 +274,7 @@ class TwinModule:
                 msg.content,
             )
             self._acked.update(self._uplink.answered(msg.parent_id))
-        elif op == "connected":
+        elif op == CONNECTED:
             if self._folded_offline:
                 log.info(
                     "twin: cloud link up; %d upstream rows were folded while it was down",
@@ -281,7 +282,7 @@ class TwinModule:
                 )
                 self._folded_offline = 0
             self._uplink.connected()
-        elif op == "disconnected":
+        elif op == DISCONNECTED:
             self._uplink.disconnected()
         else:
             log.debug("twin ignores %s %s from %s", op, msg.resource, msg.route.source)

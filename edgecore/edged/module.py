@@ -46,6 +46,7 @@ from edgecore.modules import EDGED, EDGED_GROUP, EDGEHUB
 from hive.bus import Bus
 from wire.errors import ContainerRuntimeError, InvalidObject
 from wire.messages import Message, Operation
+from wire.session import CONNECTED, DISCONNECTED
 
 log = logging.getLogger(__name__)
 
@@ -200,13 +201,13 @@ class Edged:
         while True:
             msg = await self._bus.receive(self.name)
             op = msg.operation
-            if op == "connected":
+            if op == CONNECTED:
                 self._connected = True
                 self._in_flight.clear()
                 self._announce = True
                 for row in await self._p.box.pending():
                     await self._send(row)
-            elif op == "disconnected":
+            elif op == DISCONNECTED:
                 self._connected = False
                 self._in_flight.clear()
             elif op in (Operation.RESPONSE, Operation.ERROR):

@@ -32,6 +32,7 @@ from edgecore.modules import EDGEHUB, EDGESTREAM, EDGESTREAM_GROUP
 from hive.bus import Bus
 from wire.errors import BridgeError, DecodeError, StreamError
 from wire.messages import Message
+from wire.session import DISCONNECTED
 from wire.streams import (
     Cancel,
     Channel,
@@ -56,7 +57,6 @@ from wire.streams import (
 log = logging.getLogger(__name__)
 
 #: edgehub's notices of the link going down (see edgecore.edgehub.module)
-DISCONNECTED = "disconnected"
 #: streams open at once on this node; more are refused (each holds a window of memory)
 MAX_STREAMS = 64
 #: seconds between looks at a followed log that has nothing new

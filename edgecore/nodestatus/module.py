@@ -15,6 +15,7 @@ from edgecore.modules import EDGED_GROUP, EDGEHUB, NODESTATUS
 from edgecore.nodestatus.facts import node_labels, node_status
 from hive.bus import Bus
 from wire.messages import Message, Operation
+from wire.session import CONNECTED, DISCONNECTED
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,10 @@ class NodeStatusReporter:
                 if self._connected:
                     await self._report()
                 continue
-            if msg.operation == "connected":
+            if msg.operation == CONNECTED:
                 self._connected = True
                 await self._report()
-            elif msg.operation == "disconnected":
+            elif msg.operation == DISCONNECTED:
                 self._connected = False
             elif msg.operation == Operation.ERROR:
                 log.warning("cloud refused node status: %s", msg.content)
