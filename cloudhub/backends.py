@@ -73,7 +73,6 @@ class Backend(Protocol):
             ConfigError: the store or the cluster cannot be used (the message says why).
             StoreError: the store cannot be read.
         """
-        ...
 
 
 class EmbeddedBackend:

@@ -88,7 +88,6 @@ class AckedStore(Protocol):
         Raises:
             StoreError: it could not be read (the caller resyncs in full).
         """
-        ...
 
     async def save(self, records: Mapping[str, AckedRecord]) -> None:
         """Write these nodes' records, replacing what each had.

@@ -16,8 +16,7 @@ list methods here take a label selector (``match labels``, ANDed, as the CRI sup
 Usage::
 
     async with CriClient("unix:///run/containerd/containerd.sock") as cri:
-        for sandbox in await cri.list_pod_sandbox(labels={MANAGED: "true"}):
-            ...
+        sandboxes = await cri.list_pod_sandbox(labels={MANAGED: "true"})
 """
 
 from __future__ import annotations
