@@ -116,7 +116,10 @@ async def test_missing_key_and_oom_show_their_reason(
         busybox_pod(
             "hog",
             node,
-            "exec awk 'BEGIN{s=\"a\"; while(1) s=s s}'",  # grows until the limit stops it
+            # grows until the limit stops it, after a second: a process OOM-killed in its first
+            # milliseconds can beat the runtime's OOM watch, and containerd then says Error (to
+            # kubelet too)
+            "sleep 1; exec awk 'BEGIN{s=\"a\"; while(1) s=s s}'",
             restart="Never",
             extra=hog,
         )
