@@ -22,13 +22,12 @@ import time
 from collections import Counter
 
 from cloudhub import routes
-from cloudhub.hub import stock
 from cloudhub.hub.session import NodeSession
 from cloudhub.hub.upstream import Requests
 from hive.bus import Bus
 from hive.local_messages import MessageIds
 from wire.codec import ContentCache, encode, encode_content, response_frame
-from wire.messages import Group, Message, Operation
+from wire.messages import Group, Message
 from wire.resources import split_node_prefix
 
 log = logging.getLogger(__name__)
@@ -84,19 +83,13 @@ class Inbox:
         if isinstance(msg.content, routes.Replies):
             self._reply_all(msg.content)
             return
-        started = self._requests.starting.pop(msg.parent_id, None)
-        if started is not None:
-            session, inventory = started
-            if self._sessions.get(session.node) is session and msg.operation == Operation.RESPONSE:
-                desired = msg.content
-                if session.stock:
-                    desired = {
-                        k: v
-                        for k, v in desired.items()
-                        if not stock.is_node_object(k, session.node)
-                    }
-                session.start(inventory, desired)
-                self.resyncs["full" if inventory is None else "diff"] += 1
+        session = self._requests.starting.pop(msg.parent_id, None)
+        if session is not None:
+            if self._sessions.get(session.node) is session:
+                kind = session.state.started(msg)
+                if kind is not None:
+                    self.resyncs[kind] += 1
+                    session.wake()
             return
         forwarded = self._requests.forwarded.pop(msg.parent_id, None)
         if forwarded is not None:
@@ -109,22 +102,7 @@ class Inbox:
         target = self._sessions.get(node)
         if target is None:
             return
-        if isinstance(msg.content, routes.MembershipDevices):
-            now_ms = int(time.time() * 1000)
-            target.send_soon(
-                stock.membership_detail_frame(
-                    msg_id=self._ids(),
-                    event_id=self._ids(),
-                    timestamp_ms=now_ms,
-                    devices=msg.content.devices,
-                )
-            )
-            return
-        if msg.operation == Operation.RESPONSE:
-            reply = original.reply(msg.content, source=routes.HUB)
-        else:
-            reply = original.error_reply(str(msg.content), source=routes.HUB)
-        target.send_soon(encode(reply))
+        target.send_soon(target.state.answer(msg, original, int(time.time() * 1000)))
 
     def _reply_all(self, replies: routes.Replies) -> None:
         """Answer each forwarded request named in ``replies`` on its node's link."""
@@ -170,18 +148,10 @@ class Inbox:
         sessions = self._sessions
         for node in fanout.nodes:
             session = sessions.get(node)
-            if session is None or not session.started:
-                continue  # it gets the current state from its inventory diff
-            if session.stock and stock.is_node_object(key, node):
-                continue  # a stock edge never receives its Node
-            if rv is None:
-                session.downstream.remove(key, fanout.object)
-            else:
-                session.downstream.update(key, rv, fanout.object)
             # Only a session with something to send now is served: while the key's previous
             # version awaits its ACK (a burst of edits), that ACK does it. Waking every
             # session of a widely used object on every edit was most of a burst's cost.
-            if not session.downstream.ready:
+            if session is None or not session.state.change(key, rv, fanout.object):
                 continue
             if direct:
                 session.deliver()

@@ -13,14 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cloudhub.config import HubSettings
+from cloudhub.hub.linksession import CHEAP_FRAME_COST, cheap_frame
 from cloudhub.hub.session import NodeSession
 from hive.ratelimit import TokenBucket
-from wire.codec import FAST_FRAME_MAX, Cheap, ack_or_keepalive
 from wire.messages import Operation
-
-#: what an ACK or keepalive costs in a node's rate budget (a frame that makes work costs 1):
-#: ACKs are bounded by what the cloud sent, and a resync of 10,000 objects must not crawl
-CHEAP_FRAME_COST = 0.05
 
 
 class FrameReader:
@@ -50,22 +46,12 @@ class FrameReader:
         #: loop time before which nothing more is read from the node
         self.pace_until = 0.0
 
-    def cheap(self, frame: str | bytes) -> Cheap | None:
-        """The fast-path fields of an ACK or keepalive (see the module notes), or None."""
-        if (
-            isinstance(frame, str)
-            and len(frame) <= FAST_FRAME_MAX
-            and 4 * len(frame) <= self._max_frame  # UTF-8 takes at most 4 bytes a character
-        ):
-            return ack_or_keepalive(frame)
-        return None
-
     def ack_now(self, frame: str | bytes) -> bool:
         """Apply ``frame`` if it is an ACK and reading is not being paced; whether it was."""
         now = self._clock()
         if now < self.pace_until:
             return False
-        cheap = self.cheap(frame)
+        cheap = cheap_frame(frame, self._max_frame)
         if cheap is None or cheap.op != Operation.RESPONSE:
             return False
         session = self._session

@@ -1,5 +1,5 @@
-"""One connected node: the I/O shell around :class:`wire.delivery.Downstream` and
-:class:`wire.liveness.Liveness`.
+"""One connected node: the I/O shell (a pump) around its pure
+:class:`~cloudhub.hub.linksession.LinkSession`, which decides what to send and when.
 
 The session owns exactly one background task, its writer (named ``session:{node}``). The
 writer sleeps until something changes (:meth:`NodeSession.wake`) or the next deadline (an ACK
@@ -27,9 +27,8 @@ on a websocket of this process, straight to websockets' sans-I/O protocol object
 Everything else (a link closing, a buffer that may be paused) goes through ``send``, which
 waits or raises. Which kind of link a session holds is :mod:`cloudhub.hub.links`' business.
 
-Object frames are spliced from :func:`wire.codec.object_frame` (the codec's fast path for
-them) rather than built as pydantic models and dumped. Their ``msg_id``s come from
-:class:`hive.local_messages.MessageIds`, a counter behind a random prefix.
+The frames themselves (objects spliced by the codec's fast path, a stock edge's device
+frames) come from the session state (:mod:`cloudhub.hub.linksession`).
 """
 
 from __future__ import annotations
@@ -45,26 +44,16 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from cloudhub.hub import stock
 from cloudhub.hub.links import Link, WebsocketLink
+from cloudhub.hub.linksession import LinkSession
 from hive.local_messages import MessageIds
 from hive.metrics import Buckets
-from wire.codec import ContentCache, encode, encode_content, object_frame
-from wire.delivery import Downstream, Outgoing
+from wire.codec import DEFAULT_MAX_SIZE, ContentCache, encode
+from wire.delivery import Downstream
 from wire.liveness import Liveness
-from wire.messages import Message, Operation
-from wire.resources import ResourceKey
+from wire.messages import Message
 
 log = logging.getLogger(__name__)
-
-
-def stub_for(key: str) -> dict[str, Any]:
-    """Content of a delete for a key the cloud no longer knows: kind and metadata only."""
-    k = ResourceKey.parse(key)
-    meta: dict[str, Any] = {"name": k.name}
-    if k.namespace:
-        meta["namespace"] = k.namespace
-    return {"kind": k.kind, "metadata": meta}
 
 
 @dataclass(slots=True)
@@ -84,7 +73,7 @@ class Traffic:
 
 
 class NodeSession:
-    """State and writer of one node's live connection."""
+    """The writer and link of one node's live connection; :attr:`state` decides."""
 
     def __init__(
         self,
@@ -97,6 +86,7 @@ class NodeSession:
         window: int,
         send_timeout: float,
         min_interval: float = 0.0,
+        max_frame: int = DEFAULT_MAX_SIZE,
         encoded: ContentCache | None = None,
         ids: MessageIds | None = None,
         traffic: Traffic | None = None,
@@ -105,10 +95,6 @@ class NodeSession:
         self.node = node
         #: seconds a write that could wait may take (:attr:`HubSettings.send_timeout`)
         self._send_timeout = send_timeout
-        #: a stock KubeEdge edgecore (see :mod:`cloudhub.hub.stock`): device changes also go
-        #: down as membership updates and ``cloud_updated`` twins, objects by their source
-        self.stock = stock
-        self._ids = ids if ids is not None else MessageIds()
         #: shared by all sessions of a hub (see :class:`Traffic`)
         self.traffic = traffic if traffic is not None else Traffic()
         if link is None:
@@ -122,19 +108,20 @@ class NodeSession:
         self._clock = loop.time
         #: the writer's alarm (see the module notes); None when not set or already rung
         self._alarm: asyncio.TimerHandle | None = None
-        # The hub's ids for object messages too: an ACK only has to name a message of this
-        # link, and a counter costs a fifth of a uuid4 (an OS random read per message).
-        self.downstream = Downstream(
+        #: every decision about this link (pure)
+        self.state = LinkSession(
+            node=node,
+            stock=stock,
+            heartbeat=heartbeat,
+            now=self._clock(),
             ack_timeout=ack_timeout,
             window=window,
             min_interval=min_interval,
-            new_id=self._ids,
+            max_frame=max_frame,
+            ids=ids,
+            encoded=encoded,
+            round_trips=self.traffic.ack_round_trip,
         )
-        #: shared by all sessions of a hub: a fanned-out object is encoded once
-        self._encoded = encoded if encoded is not None else ContentCache()
-        self.liveness = Liveness(interval=heartbeat, now=self._clock())
-        #: ``True`` once the inventory diff has been computed and delivery may start
-        self.started = False
         self.connected_at = time.time()
         self.last_seen = self.connected_at
         self._wake = asyncio.Event()
@@ -146,21 +133,31 @@ class NodeSession:
         self.closed = asyncio.Event()
         self.close_reason = ""
 
+    @property
+    def stock(self) -> bool:
+        """A stock KubeEdge edgecore (see :mod:`cloudhub.hub.stock`)."""
+        return self.state.stock
+
+    @property
+    def downstream(self) -> Downstream:
+        return self.state.downstream
+
+    @property
+    def liveness(self) -> Liveness:
+        return self.state.liveness
+
+    @property
+    def started(self) -> bool:
+        """The inventory diff has been computed and delivery may start."""
+        return self.state.is_started
+
     # -- driven by the hub ---------------------------------------------------------------------
 
     def start(
         self, inventory: Mapping[str, str] | None, desired: Mapping[str, tuple[str, Any]]
     ) -> None:
         """Diff the inventory against the desired set and start delivering."""
-        self.downstream.start(inventory, desired, stub=stub_for)
-        self.started = True
-        log.info(
-            "node %s synced: %d bound, edge had %s, %d to send",
-            self.node,
-            len(desired),
-            "?" if inventory is None else len(inventory),
-            len(self.downstream.wanted),
-        )
+        self.state.start(inventory, desired)
         self.wake()
 
     def run_writer(self) -> None:
@@ -173,17 +170,12 @@ class NodeSession:
 
     def received(self) -> None:
         """Any frame from the edge is a sign of life."""
-        self.liveness.received(self._clock())
+        self.state.received(self._clock())
         self.last_seen = time.time()
 
     def ack(self, msg_id: str) -> bool:
         """Apply an ACK; whether something can be sent now (then call :meth:`deliver`)."""
-        downstream = self.downstream
-        sent = downstream.sent_at(msg_id)
-        if sent is None or not downstream.ack(msg_id):
-            return False
-        self.traffic.ack_round_trip.observe(self._clock() - sent)
-        return downstream.ready
+        return self.state.ack(msg_id, self._clock())
 
     def deliver(self) -> None:
         """Send what is due now, from the calling task when the writer is parked and the link
@@ -201,10 +193,8 @@ class NodeSession:
         if not self._parked or self._outbox or not self.started or self.closed.is_set():
             self.wake()
             return
-        now = self._clock()
-        batch = self.downstream.poll(now)
-        if batch:
-            frames = self._frames(batch)
+        frames = self.state.poll(self._clock())
+        if frames:
             if self._may_wait(frames):
                 self._outbox.extend(frames)  # the writer sends them, within its time limit
                 self.wake()
@@ -224,7 +214,7 @@ class NodeSession:
                 if corked:
                     self._cork(False)
         # The writer's alarm must cover the new ACK deadlines and any key held back.
-        self._arm(self._next_deadline())
+        self._arm(self.state.next_deadline())
 
     async def send(self, message: Message) -> None:
         """Send one out-of-band frame (replies, errors).
@@ -277,25 +267,21 @@ class NodeSession:
         try:
             while True:
                 now = self._clock()
-                if self.liveness.expired(now):
-                    log.warning(
-                        "node %s: nothing received for %.1fs, closing half-open link",
-                        self.node,
-                        now - self.liveness.last_received,
-                    )
-                    await self.close("keepalive timeout")
+                state = self.state
+                reason = state.expired(now)
+                if reason is not None:
+                    await self.close(reason)
                     return
                 if self._outbox:
                     frames = list(self._outbox)
                     self._outbox.clear()
                     await self._send_all(frames)
-                if self.started:
-                    batch = self.downstream.poll(now)
-                    if batch:
-                        await self._send_all(self._frames(batch))
-                deadline = self._next_deadline()
+                frames = state.poll(now)
+                if frames:
+                    await self._send_all(frames)
+                deadline = state.next_deadline()
                 self._wake.clear()
-                if self._outbox or (self.started and self.downstream.ready):
+                if self._outbox or state.ready:
                     continue
                 self._arm(deadline)
                 self._parked = True
@@ -344,13 +330,6 @@ class NodeSession:
         module notes); whether the socket could be corked."""
         return self.link.cork(on)
 
-    def _next_deadline(self) -> float:
-        """When the writer must look again: the keepalive expiry, an ACK deadline or a held
-        key's release, whichever comes first."""
-        deadline = self.liveness.next_deadline(sending=False)
-        ack_deadline = self.downstream.next_deadline()
-        return deadline if ack_deadline is None else min(deadline, ack_deadline)
-
     def _arm(self, deadline: float) -> None:
         """Make sure the writer wakes by ``deadline`` (an alarm set earlier already does)."""
         alarm = self._alarm
@@ -363,50 +342,3 @@ class NodeSession:
     def _ring(self) -> None:
         self._alarm = None
         self._wake.set()
-
-    def _frames(self, batch: list[Outgoing]) -> list[str]:
-        if not self.stock:
-            return [self._frame(out) for out in batch]
-        frames: list[str] = []
-        now_ms = int(time.time() * 1000)
-        for out in batch:
-            device = None if out.resource_version is None else out.content
-            frames.extend(
-                stock.device_frames(
-                    key=out.key,
-                    device=device,
-                    new=out.insert,
-                    new_id=self._ids,
-                    timestamp_ms=now_ms,
-                )
-            )
-            frames.append(self._frame(out))
-        return frames
-
-    def _frame(self, out: Outgoing) -> str:
-        if out.resource_version is None:
-            op = Operation.DELETE
-        else:
-            op = Operation.INSERT if out.insert else Operation.UPDATE
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("> %s %s %s rv=%s", self.node, op, out.key, out.resource_version)
-        return object_frame(
-            msg_id=out.msg_id,
-            timestamp=int(time.time() * 1000),
-            resource_version=out.resource_version or "",
-            operation=op,
-            key=out.key,
-            content_json=self._content_json(out),
-            source=stock.object_source(out.key),
-        )
-
-    def _content_json(self, out: Outgoing) -> str:
-        """The object's JSON, encoded once per version however many nodes receive it."""
-        if out.resource_version is None:
-            return encode_content(out.content)
-        cache_key = (out.key, out.resource_version)
-        cached = self._encoded.get(cache_key)
-        if cached is None:
-            cached = encode_content(out.content)
-            self._encoded.put(cache_key, cached)
-        return cached
