@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -162,7 +162,7 @@ class LinkSession:
         window: int,
         min_interval: float = 0.0,
         max_frame: int,
-        ids: MessageIds | None = None,
+        ids: Callable[[], str] | None = None,
         encoded: ContentCache | None = None,
         round_trips: Buckets | None = None,
     ) -> None:
@@ -171,7 +171,7 @@ class LinkSession:
         #: objects by their source; no pong, no inventory
         self.stock = stock
         self.max_frame = max_frame
-        self._ids = ids if ids is not None else MessageIds()
+        self._ids: Callable[[], str] = ids if ids is not None else MessageIds()
         self._encoded = encoded if encoded is not None else ContentCache()
         self._round_trips = round_trips if round_trips is not None else Buckets()
         # The hub's ids for object messages too: an ACK only has to name a message of this
