@@ -70,11 +70,20 @@ class Inbox:
                 log.exception("failed to route %s %s", msg.operation, msg.resource)
 
     def _fan_out_all(self, changes: tuple[routes.Fanout, ...]) -> None:
+        """Route a batch of changes (one watch read's, typically), then serve each session
+        once: the frames one node got from the batch go out as one write."""
+        direct: dict[str, NodeSession] = {}
+        woken: dict[str, NodeSession] = {}
         for fanout in changes:
             try:
-                self._fan_out(fanout)
+                self._fan_out(fanout, direct, woken)
             except Exception:
                 log.exception("failed to route the change of %s", fanout.key)
+        for session in direct.values():
+            session.deliver()
+        for node, session in woken.items():
+            if node not in direct:
+                session.wake()
 
     def _route(self, msg: Message) -> None:
         if msg.route.group == Group.STREAM:
@@ -136,7 +145,15 @@ class Inbox:
             msg.route.resource = rest
             session.send_soon(encode(msg))
 
-    def _fan_out(self, fanout: routes.Fanout) -> None:
+    def _fan_out(
+        self,
+        fanout: routes.Fanout,
+        direct: dict[str, NodeSession],
+        woken: dict[str, NodeSession],
+    ) -> None:
+        """Put one change into the delivery state of the sessions it names; those with
+        something to send now go into ``direct`` (written by the caller) or ``woken`` (left
+        to their writers)."""
         key = fanout.key
         rv = fanout.resource_version
         if fanout.body is not None and rv is not None:
@@ -144,16 +161,12 @@ class Inbox:
             self._encoded.put((key, rv), fanout.body)
         # A change for a few nodes is written from here; one for many is left to their
         # writers, so that routing it does not hold the loop for the whole fan-out.
-        direct = len(fanout.nodes) <= _DIRECT_FANOUT
+        served = direct if len(fanout.nodes) <= _DIRECT_FANOUT else woken
         sessions = self._sessions
         for node in fanout.nodes:
             session = sessions.get(node)
             # Only a session with something to send now is served: while the key's previous
             # version awaits its ACK (a burst of edits), that ACK does it. Waking every
             # session of a widely used object on every edit was most of a burst's cost.
-            if session is None or not session.state.change(key, rv, fanout.object):
-                continue
-            if direct:
-                session.deliver()
-            else:
-                session.wake()
+            if session is not None and session.state.change(key, rv, fanout.object):
+                served[node] = session

@@ -13,18 +13,17 @@ session's writer uses, within its time limit, when :meth:`Link.may_wait` says a 
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
-from websockets.protocol import OPEN
+from websockets.frames import TEXT, Frame
+from websockets.protocol import OPEN, Event
+
+from wire.codec import FAST_FRAME_MAX
 
 #: bytes a frame may take on the wire beyond its text: websocket header, TLS record
 FRAME_OVERHEAD = 64
-
-#: Linux's TCP_CORK (None elsewhere: frames then go out one by one, as without it)
-_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
 
 
 class Link(Protocol):
@@ -43,15 +42,19 @@ class Link(Protocol):
     def write_now(self, frame: str) -> bool:
         """Write ``frame`` if nothing could make it wait or fail; whether it was written."""
 
+    def write_now_all(self, frames: list[str]) -> bool:
+        """:meth:`write_now` for several frames at once, all or none; whether they were."""
+
+    def take_frames(self, sink: Callable[[str | bytes], bool] | None) -> None:
+        """Offer each frame to ``sink`` as it arrives, while the reader is parked with nothing
+        queued; a frame it takes (returns True) is not queued for the reader."""
+
     async def send(self, frame: str) -> None:
         """Write ``frame``, waiting for room if need be.
 
         Raises:
             ConnectionClosed: the link is closed or closing.
         """
-
-    def cork(self, on: bool) -> bool:
-        """Hold back (or release) TCP segments around a batch; whether that was possible."""
 
     def abort(self) -> None:
         """Drop the connection at once (a half-open peer would never finish a close)."""
@@ -63,16 +66,48 @@ class Link(Protocol):
         """The peer's frames until the link ends (then ConnectionClosed or the end)."""
 
 
+class HubConnection(ServerConnection):
+    """websockets' server connection, with frames offered to a sink as they are received.
+
+    websockets parses frames in the transport's ``data_received`` callback and queues each for
+    the task that reads the link, a wake-up and a task step per frame. A stock edge sends one
+    ACK per object; the hub applies most of them in the callback instead
+    (:meth:`WebsocketLink.take_frames`), as :class:`cloudhub.linkworker.pool.RelayedLink` does
+    for a relayed link. Only while the reader waits with nothing queued, so frames are still
+    handled in order; a frame the sink declines is queued as before.
+    """
+
+    #: the hub's ACK fast path (:meth:`cloudhub.hub.reader.FrameReader.ack_now`), if any
+    sink: Callable[[str | bytes], bool] | None = None
+
+    def process_event(self, event: Event) -> None:
+        sink = self.sink
+        if (
+            sink is not None
+            and isinstance(event, Frame)
+            and event.opcode is TEXT
+            and event.fin
+            and len(event.data) <= FAST_FRAME_MAX
+            and self.recv_messages.get_in_progress
+            and not len(self.recv_messages.frames)
+        ):
+            try:
+                text = bytes(event.data).decode()
+            except UnicodeDecodeError:
+                pass  # the reader's decode fails the link over it
+            else:
+                if sink(text):
+                    return
+        super().process_event(event)
+
+
 class WebsocketLink:
     """A websockets server connection terminated in this process."""
 
-    __slots__ = ("_direct", "_socket", "ws")
+    __slots__ = ("_direct", "ws")
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
-        #: the TCP socket under the TLS link (asyncio's wrapper of it), for corking; None if
-        #: the transport has none
-        self._socket: socket.socket | None = ws.transport.get_extra_info("socket")
         #: whether this websockets has what :meth:`write_now` checks (older releases named
         #: the send lock ``fragmented_send_waiter``); if not, every frame takes ``send``
         self._direct = all(hasattr(ws, a) for a in ("send_in_progress", "paused", "send_data"))
@@ -133,18 +168,41 @@ class WebsocketLink:
         ws.send_data()
         return True
 
-    async def send(self, frame: str) -> None:
-        await self.ws.send(frame)
-
-    def cork(self, on: bool) -> bool:
-        sock = self._socket
-        if sock is None or _TCP_CORK is None:
+    def write_now_all(self, frames: list[str]) -> bool:
+        """:meth:`write_now` for several frames, as ONE transport write: one TLS record (up to
+        16 KiB) and one system call for the lot instead of one each (``send_data`` writes
+        each frame's bytes on their own). Call only when :meth:`may_wait` said no."""
+        ws = self.ws
+        if (
+            not self._direct
+            or ws.protocol.state is not OPEN
+            or ws.send_in_progress is not None
+            or ws.paused
+            or ws.transport.is_closing()
+        ):
             return False
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
-        except OSError:  # not TCP after all (a unix socket in a test), or the link died
+            encoded = [frame.encode() for frame in frames]
+        except UnicodeEncodeError:
             return False
+        protocol = ws.protocol
+        for data in encoded:
+            protocol.send_text(data)
+        chunks = protocol.data_to_send()
+        if all(chunks):
+            ws.transport.write(b"".join(chunks))
+        else:  # an end of stream among them (not after text frames alone): websockets' way
+            protocol.writes[:0] = chunks
+            ws.send_data()
         return True
+
+    def take_frames(self, sink: Callable[[str | bytes], bool] | None) -> None:
+        ws = self.ws
+        if isinstance(ws, HubConnection):
+            ws.sink = sink
+
+    async def send(self, frame: str) -> None:
+        await self.ws.send(frame)
 
     def abort(self) -> None:
         self.ws.transport.abort()
@@ -156,4 +214,4 @@ class WebsocketLink:
         return self.ws.__aiter__()
 
 
-__all__ = ["FRAME_OVERHEAD", "Link", "WebsocketLink"]
+__all__ = ["FRAME_OVERHEAD", "HubConnection", "Link", "WebsocketLink"]

@@ -37,7 +37,7 @@ from websockets.http11 import Request, Response
 from cloudhub.auth.revocation import RevocationCheck
 from cloudhub.config import HubSettings
 from cloudhub.hub.handshake import Peer, identify, identify_parts, refuse
-from cloudhub.hub.links import Link, WebsocketLink
+from cloudhub.hub.links import HubConnection, Link, WebsocketLink
 from cloudhub.limits import ConnectionGate
 from cloudhub.linkworker.pool import Hello, LinkWorkers
 from cloudhub.linkworker.worker import WorkerConfig
@@ -110,6 +110,7 @@ class HubServer:
                 ssl=self._ssl,
                 ssl_handshake_timeout=s.handshake_timeout,
                 process_request=self._admit,
+                create_connection=HubConnection,
                 compression=None,  # 3x less memory per link; k8s JSON is small
                 max_size=s.max_frame,
                 ping_interval=None,  # our keepalive protocol covers liveness both ways

@@ -16,10 +16,10 @@ newer version waiting, is written at once by the task that learnt of it
 the peer. Writes that could wait (a full buffer, a frozen peer) go through the writer and its
 time limit (``send_timeout``); writes that cannot get none, which saves a timer per message.
 
-When the writer has several frames for one link (a batch of ACKs for a node's device reports,
-a resync), it corks the TCP socket while writing them: each frame is still its own TLS record
-and ``send``, but the kernel pushes them in one go instead of running the whole TCP path (on
-loopback, the receiver's too) once per frame.
+Several frames due at once for one link (a batch of changes from one watch read, answers
+to a node's device reports, a resync) go out as one write (:meth:`~cloudhub.hub.links.Link.
+write_now_all`): one TLS record and one system call for the lot, not one per frame (on
+loopback the receiver's side of TCP runs in the sender's call too).
 
 A frame that cannot wait is written at once (:meth:`~cloudhub.hub.links.Link.write_now`:
 on a websocket of this process, straight to websockets' sans-I/O protocol object, as
@@ -200,19 +200,11 @@ class NodeSession:
                 self.wake()
                 return
             link = self.link
-            corked = len(frames) > 1 and self._cork(True)
-            written = frames
-            try:
-                for index, frame in enumerate(frames):
-                    if not link.write_now(frame):
-                        written = frames[:index]  # the rest is counted when the writer sends it
-                        self._outbox.extend(frames[index:])
-                        self.wake()
-                        break
-            finally:
-                self.traffic.sent(written)
-                if corked:
-                    self._cork(False)
+            if link.write_now(frames[0]) if len(frames) == 1 else link.write_now_all(frames):
+                self.traffic.sent(frames)
+            else:
+                self._outbox.extend(frames)  # the writer sends them, in order
+                self.wake()
         # The writer's alarm must cover the new ACK deadlines and any key held back.
         self._arm(self.state.next_deadline())
 
@@ -293,29 +285,20 @@ class NodeSession:
             log.info("node %s: writer stopped: %s", self.node, exc or type(exc).__name__)
             await self.close(f"write failed: {exc or type(exc).__name__}")
 
-    async def _send_all(self, frames: list[str], *, may_wait: bool | None = None) -> None:
-        """Write ``frames`` in order, corked when several, within a time limit when a write
-        could wait for the peer (see :meth:`_may_wait`; ``may_wait``: its answer, when the
-        caller just asked with nothing awaited since)."""
+    async def _send_all(self, frames: list[str]) -> None:
+        """Write ``frames`` in order: at once as one write when nothing could make them wait,
+        else one by one through ``send``, within a time limit when a write could wait for the
+        peer (see :meth:`_may_wait`)."""
         self.traffic.sent(frames)
-        corked = len(frames) > 1 and self._cork(True)
-        try:
-            if self._may_wait(frames) if may_wait is None else may_wait:
-                # asyncio.timeout, not wait_for: no task per frame
-                async with asyncio.timeout(self._send_timeout * max(1, len(frames) // 64)):
-                    for frame in frames:
-                        await self.link.send(frame)
-            else:
-                link = self.link
-                for index, frame in enumerate(frames):
-                    if not link.write_now(frame):
-                        # In order: once one frame takes send (it may wait), the rest follow it.
-                        for rest in frames[index:]:
-                            await link.send(rest)
-                        break
-        finally:
-            if corked:
-                self._cork(False)
+        link = self.link
+        if self._may_wait(frames):
+            # asyncio.timeout, not wait_for: no task per frame
+            async with asyncio.timeout(self._send_timeout * max(1, len(frames) // 64)):
+                for frame in frames:
+                    await link.send(frame)
+        elif not (link.write_now(frames[0]) if len(frames) == 1 else link.write_now_all(frames)):
+            for frame in frames:
+                await link.send(frame)
 
     def _may_wait(self, frames: list[str]) -> bool:
         """Whether sending ``frames`` could wait for the peer to read (a frozen link).
@@ -324,11 +307,6 @@ class NodeSession:
         message, and on a healthy link nearly every write finds an empty buffer.
         """
         return self.link.may_wait(frames)
-
-    def _cork(self, on: bool) -> bool:
-        """Hold back (or release) TCP segments while several frames are written (see the
-        module notes); whether the socket could be corked."""
-        return self.link.cork(on)
 
     def _arm(self, deadline: float) -> None:
         """Make sure the writer wakes by ``deadline`` (an alarm set earlier already does)."""

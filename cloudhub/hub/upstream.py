@@ -26,7 +26,6 @@ from cloudhub.hub.links import Link
 from cloudhub.hub.linksession import Actions
 from cloudhub.hub.reader import FrameReader
 from cloudhub.hub.session import NodeSession
-from cloudhub.linkworker.pool import RelayedLink
 from hive.bus import Bus, UnknownModule
 from hive.local_messages import MessageIds
 from wire.messages import Message
@@ -63,9 +62,9 @@ class Upstream:
         loop = asyncio.get_running_loop()
         reader = FrameReader(session, self._settings, loop.time)
         state = session.state
-        if isinstance(link, RelayedLink):
-            # ACKs arriving while this task waits are applied by the channel's callback.
-            link.sink = reader.ack_now
+        # ACKs arriving while this task waits are applied in the transport's (or the relay
+        # channel's) callback, without waking it.
+        link.take_frames(reader.ack_now)
         try:
             async for frame in link:
                 # Pace, don't drop: while we sleep nothing is read and TCP slows the sender.
@@ -80,6 +79,8 @@ class Upstream:
                 reader.pace(actions.cost, len(frame), loop.time())
         except ConnectionClosed:
             pass
+        finally:
+            link.take_frames(None)
 
     async def route(self, session: NodeSession, msg: Message) -> None:
         """Route one decoded message from ``session``'s node (see the module notes)."""

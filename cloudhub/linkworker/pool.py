@@ -121,6 +121,20 @@ class RelayedLink:
         self._channel.emit(Kind.SEND, self.conn, data)
         return True
 
+    def write_now_all(self, frames: list[str]) -> bool:
+        if self._closed:
+            return False
+        try:
+            encoded = [frame.encode() for frame in frames]
+        except UnicodeEncodeError:
+            return False
+        for data in encoded:
+            self._channel.emit(Kind.SEND, self.conn, data)
+        return True
+
+    def take_frames(self, sink: Callable[[str | bytes], bool] | None) -> None:
+        self.sink = sink
+
     async def send(self, frame: str) -> None:
         if self._closed:
             raise ConnectionClosed(None, None)
@@ -133,9 +147,6 @@ class RelayedLink:
         if self._closed:
             raise ConnectionClosed(None, None)
         self._channel.emit(Kind.SEND, self.conn, data)
-
-    def cork(self, on: bool) -> bool:
-        return False  # the worker writes a channel batch's frames in one go anyway
 
     def abort(self) -> None:
         if not self._closed:

@@ -20,10 +20,21 @@ pytestmark = pytest.mark.timeout(10)
 
 
 class FakeTransport:
-    def __init__(self, buffered: int) -> None:
+    """Records each write; the fake protocol ends every frame's bytes with a NUL, so the
+    frames of a joined write can be told apart."""
+
+    def __init__(self, buffered: int, frames: list[str], direct: list[str]) -> None:
         self.buffered = buffered
         self.aborted = False
         self.written: list[bytes] = []
+        self._frames = frames
+        self._direct = direct
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        frames = [f.decode() for f in data.split(b"\0")[:-1]]
+        self._frames.extend(frames)
+        self._direct.extend(frames)
 
     def is_closing(self) -> bool:
         return self.aborted
@@ -46,15 +57,15 @@ class FakeProtocol:
 
     def __init__(self, state: State) -> None:
         self.state = state
-        self.writes: list[str] = []
-        #: called after each frame (a test's hook to change the link's state mid-batch)
-        self.after_frame: Any = None
+        self.writes: list[bytes] = []
 
     def send_text(self, data: bytes) -> None:
         assert self.state is OPEN
-        self.writes.append(data.decode())
-        if self.after_frame is not None:
-            self.after_frame()
+        self.writes.append(data + b"\0")
+
+    def data_to_send(self) -> list[bytes]:
+        writes, self.writes = self.writes, []
+        return writes
 
 
 class FakeLink:
@@ -65,13 +76,13 @@ class FakeLink:
     """
 
     def __init__(self, *, buffered: int = 0, stuck: bool = False, state: State = OPEN) -> None:
-        self.transport = FakeTransport(buffered)
+        self.sent: list[str] = []
+        self.direct: list[str] = []
+        self.transport = FakeTransport(buffered, self.sent, self.direct)
         self.protocol = FakeProtocol(state)
         self.send_in_progress: asyncio.Future[None] | None = None
         self.paused = False
         self.stuck = stuck
-        self.sent: list[str] = []
-        self.direct: list[str] = []
 
     async def send(self, frame: str) -> None:
         if self.stuck:
@@ -79,9 +90,8 @@ class FakeLink:
         self.sent.append(frame)
 
     def send_data(self) -> None:
-        frames, self.protocol.writes = self.protocol.writes, []
-        self.sent.extend(frames)
-        self.direct.extend(frames)
+        for data in self.protocol.data_to_send():
+            self.transport.write(data)
 
 
 def make_session(link: FakeLink, *, send_timeout: float = 10.0) -> NodeSession:
@@ -193,17 +203,27 @@ async def test_anything_send_would_decide_goes_through_send(blocker: str) -> Non
     assert link.sent == ["pong", "a", "b"] and link.direct == []
 
 
-async def test_frames_stay_in_order_when_the_link_stops_taking_direct_writes() -> None:
-    """Once one frame of a batch takes ``send``, the rest follow it there, in order."""
+async def test_frames_due_together_go_out_as_one_write() -> None:
+    """Several frames due at once for a link are one transport write, in order; a single
+    frame is one write too."""
     link = FakeLink()
-
-    def pause() -> None:
-        link.paused = True
-
-    link.protocol.after_frame = pause
     session = make_session(link)
     await session._send_all(["a", "b", "c"])
-    assert link.sent == ["a", "b", "c"] and link.direct == ["a"]
+    await session.send_text("d")
+    assert link.direct == ["a", "b", "c", "d"]
+    assert link.transport.written == [b"a\0b\0c\0", b"d\0"]
+
+
+async def test_changes_due_together_are_delivered_as_one_write() -> None:
+    """Two changes ready at once, delivered from the caller: one write, no wake-up."""
+    link = FakeLink()
+    session = await started_session(link)
+    session.downstream.update("default/pod/p", "5", POD)
+    session.downstream.update("default/pod/q", "2", POD)
+    session.deliver()
+    assert len(link.transport.written) == 1 and len(link.direct) == 2
+    assert not session._wake.is_set()
+    await session.close("done")
 
 
 async def test_direct_writes_reach_a_real_websockets_peer() -> None:
