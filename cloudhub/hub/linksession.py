@@ -13,7 +13,8 @@ Inputs and what they return::
 
     frame(data, now)          -> Actions   any frame read from the edge
     route(msg, now)           -> Actions   one decoded message
-    start_query()             -> Message?  the ``desired`` query that starts delivery
+    inventory_wait(timeout)   -> seconds   how long to wait for an inventory before asking
+    start_query(inventory)    -> Message?  the ``desired`` query that starts delivery
     started(answer)           -> kind?     edgecontroller's answer to it: delivery starts
     change(key, rv, obj)      -> bool      an object change for the node: ready to send?
     ack(msg_id, now)          -> bool      an ACK: ready to send?
@@ -296,6 +297,11 @@ class LinkSession:
         return Forward(routes.CLOUDSTREAM, msg, unrouted="this cloudhub relays no streams")
 
     # -- the start handshake -------------------------------------------------------------------
+
+    def inventory_wait(self, timeout: float) -> float:
+        """Seconds to wait for the edge's inventory before starting without one: ``timeout``
+        for ours; none for a stock edge, which sends none (what it last ACKed stands in)."""
+        return 0.0 if self.stock else timeout
 
     def start_query(self, inventory: Mapping[str, str] | None) -> Message | None:
         """The query asking edgecontroller what is bound to the node, diffed against

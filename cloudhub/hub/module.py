@@ -6,13 +6,17 @@ A frame's way through the hub, by file:
   certificate, connection caps), which hands it to :meth:`HubModule.serve_link`;
 - :mod:`cloudhub.hub.sessions` admits it as its node's live session (one per node, ownership
   among replicas, presence reports, revocation);
-- an edge's frames are read and decided on in :mod:`cloudhub.hub.upstream` (ACK/keepalive fast
-  path and pacing in :mod:`cloudhub.hub.reader`; the rest decoded and routed by operation to
-  the module that owns it, over the bus);
+- every decision about a node's link is its :class:`~cloudhub.hub.linksession.LinkSession`'s
+  (pure: routing by operation, the start handshake, stock-edge differences, bad frames, what
+  is due to the edge and when); the I/O parts below are pumps that execute what it says;
+- an edge's frames are read in :mod:`cloudhub.hub.upstream` (ACK fast path and pacing in
+  :mod:`cloudhub.hub.reader`), which forwards what the session state routes to the module that
+  owns it, over the bus;
 - what the cloud sends arrives in the hub's bus inbox, routed by :mod:`cloudhub.hub.inbox` into
   the nodes' sessions (fan-out of object changes, delivery starts, answers, streams);
 - a frame leaves from :class:`~cloudhub.hub.session.NodeSession`, which writes what its
-  delivery state says is due on its link (:mod:`cloudhub.hub.links`).
+  session state says is due on its link (:mod:`cloudhub.hub.links`), the frames due together
+  as one write.
 
 Guards (see :mod:`cloudhub.limits` and :mod:`cloudhub.hub.handshake`): connections that
 have not authenticated are capped per address and in total at accept; TLS and the upgrade
@@ -136,11 +140,10 @@ class HubModule:
         if not await self._sessions.open(session, serial=peer.serial, remote=link.remote_address):
             return
         session.run_writer()
-        # A stock edge sends no inventory: what it last ACKed stands in for one, and its
-        # delivery starts at once.
+        # A stock edge sends no inventory: what it last ACKed stands in for one.
         known = await self.acked.begin(peer, session.downstream) if self.acked else None
         fallback = asyncio.get_running_loop().call_later(
-            0 if peer.stock else s.inventory_timeout,
+            session.state.inventory_wait(s.inventory_timeout),
             self._upstream.request_start,
             session,
             known,

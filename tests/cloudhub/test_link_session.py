@@ -235,6 +235,12 @@ def test_stock_edge_gets_no_pong_and_its_empty_message_nothing() -> None:
     assert decode(make().frame(empty, 0.0).frames[0]).operation == Operation.ERROR
 
 
+def test_only_our_edge_is_waited_for_with_an_inventory() -> None:
+    """Our edge states an inventory first (wait for it); a stock edge never does."""
+    assert make().inventory_wait(5.0) == 5.0
+    assert make(stock=True).inventory_wait(5.0) == 0.0
+
+
 def test_stock_bare_reports_go_unanswered_to_devicecontroller() -> None:
     """A stock edge's bare twin report goes to devicecontroller, not remembered for an answer."""
     session = make(stock=True)
