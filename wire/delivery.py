@@ -26,6 +26,7 @@ back with :meth:`Downstream.ack`. Nothing here touches a socket or a clock.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -86,6 +87,9 @@ class Downstream:
         #: what must still go out: key -> (target resourceVersion or None for delete, content)
         self.wanted: dict[str, tuple[str | None, Any]] = {}
         self._flights: dict[str, _Flight] = {}
+        #: no ACK deadline in flight is earlier (a lower bound: an ACK may have removed the
+        #: earliest), so a poll before it need not look at every flight for a retry
+        self._retry_after = math.inf
         self._by_id: dict[str, str] = {}
         #: messages sent, retries included (for metrics and the reconnect-cost bench)
         self.sent = 0
@@ -113,6 +117,7 @@ class Downstream:
         self.edge = dict(inventory or {})
         self.wanted.clear()
         self._flights.clear()
+        self._retry_after = math.inf
         self._by_id.clear()
         self._recent.clear()
         self._held.clear()
@@ -166,10 +171,13 @@ class Downstream:
     def poll(self, now: float) -> list[Outgoing]:
         """Everything due now: retries whose ACK deadline passed, then new keys up to the window."""
         out: list[Outgoing] = []
-        for key, flight in list(self._flights.items()):
-            if flight.deadline <= now:
+        if self._retry_after <= now:
+            due = [key for key, flight in self._flights.items() if flight.deadline <= now]
+            for key in due:
+                flight = self._flights[key]
                 rv, content = self.wanted.pop(key, (flight.rv, flight.content))
                 out.append(self._send(key, rv, content, now, retry=True))
+            self._retry_after = min((f.deadline for f in self._flights.values()), default=math.inf)
         if self._recent and self.min_interval > 0:
             horizon = now - self.min_interval
             self._recent = {k: t for k, t in self._recent.items() if t > horizon}
@@ -224,7 +232,10 @@ class Downstream:
         if old is not None:
             self._by_id.pop(old.msg_id, None)
         msg_id = self._new_id()
-        self._flights[key] = _Flight(msg_id, rv, content, now + self.ack_timeout)
+        deadline = now + self.ack_timeout
+        self._flights[key] = _Flight(msg_id, rv, content, deadline)
+        if deadline < self._retry_after:
+            self._retry_after = deadline
         self._by_id[msg_id] = key
         if self.min_interval > 0:
             self._recent[key] = now
