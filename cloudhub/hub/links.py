@@ -66,6 +66,9 @@ class Link(Protocol):
         """The peer's frames until the link ends (then ConnectionClosed or the end)."""
 
 
+_NOT_EMPTY = (None,)
+
+
 class HubConnection(ServerConnection):
     """websockets' server connection, with frames offered to a sink as they are received.
 
@@ -88,8 +91,10 @@ class HubConnection(ServerConnection):
             and event.opcode is TEXT
             and event.fin
             and len(event.data) <= FAST_FRAME_MAX
-            and self.recv_messages.get_in_progress
-            and not len(self.recv_messages.frames)
+            # the reader waits in recv() with nothing queued (a websockets without these
+            # attributes gets every frame queued, as without a sink)
+            and getattr(self.recv_messages, "get_in_progress", False)
+            and not len(getattr(self.recv_messages, "frames", _NOT_EMPTY))
         ):
             try:
                 text = bytes(event.data).decode()
