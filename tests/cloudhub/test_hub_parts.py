@@ -118,3 +118,40 @@ async def test_a_batch_of_replies_answers_each_request_once(
     assert all(a.operation == Operation.RESPONSE and a.content == "OK" for a in answers)
     assert [a.resource for a in answers] == ["r0", "r1"]
     assert not requests.forwarded
+
+
+async def test_a_batch_of_changes_reaches_each_node_in_one_write(
+    bus: Bus, inbox: tuple[Inbox, Requests, dict[str, NodeSession]]
+) -> None:
+    """The changes of one fan-out batch for a node go out together, as one write, in order;
+    a node not started yet gets nothing (its start diff covers them)."""
+    _, _, live = inbox
+    link, idle = FakeLink(), FakeLink()
+    live["edge-1"] = session = make_session(link)
+    live["edge-2"] = make_session(idle)
+    session.run_writer()
+    session.start({}, {})
+    await wait_until(lambda: session._parked, timeout=5)
+    changes = tuple(
+        routes.Fanout(
+            key=f"default/configmap/c{i}",
+            resource_version="7",
+            nodes=("edge-1", "edge-2"),
+            object={"kind": "ConfigMap", "metadata": {"name": f"c{i}", "namespace": "default"}},
+        )
+        for i in range(3)
+    )
+    await bus.send(
+        routes.HUB,
+        Message.new(
+            source=routes.EDGECONTROLLER,
+            group=Group.RESOURCE,
+            operation=Operation.UPDATE,
+            resource="",
+            content=routes.Fanouts(changes),
+        ),
+    )
+    await wait_until(lambda: len(link.sent) == 3, timeout=5)
+    assert [decode(f).resource for f in link.sent] == [c.key for c in changes]
+    assert len(link.transport.written) == 1
+    assert idle.sent == []
