@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -98,7 +99,10 @@ async def test_an_unchanged_node_report_makes_no_request(
     watched copy: no read, no write."""
     ctl, _ = controller
     bus = ctl._bus
-    facts = {"status": {"capacity": {"pods": "110"}}, "labels": {"kubernetes.io/os": "linux"}}
+    facts: dict[str, Any] = {
+        "status": {"capacity": {"pods": "110"}},
+        "labels": {"kubernetes.io/os": "linux"},
+    }
 
     async def report() -> None:
         msg = Message.new(
