@@ -162,9 +162,15 @@ class BindingIndex:
         node: str | None = None
         if rkey.type in HOLDER_TYPES:
             bound = self._holder_node.get(key)
-            if previous is not None and bound is not None and _same_generation(previous, obj):
+            if (
+                previous is not None
+                and bound is not None
+                and (_same_generation(previous, obj) or previous.get("spec") == obj.get("spec"))
+            ):
                 # Same generation, same spec: the node and references are in the spec, so they
                 # are as recorded (walking a pod's containers for them was a third of this).
+                # Kubernetes gives pods no generation: for them the specs are compared (in C,
+                # a fraction of the walk).
                 node, refs = bound, self._holder_refs.get(key, frozenset())
             else:
                 node, refs = _holder_binding(rkey.type, rkey.namespace or "default", obj)
