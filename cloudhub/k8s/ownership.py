@@ -90,7 +90,7 @@ class NodeOwnership:
         now = time.monotonic()
         self._renewed[node] = now
         self._schedule.add(node, at=now + self._every)
-        if self._pass is None:
+        if self._pass is None or self._pass.done():
             self._pass = asyncio.create_task(self._renew_all(), name="ownership:renewals")
         self._wake.set()
         return True

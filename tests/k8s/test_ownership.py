@@ -75,3 +75,21 @@ async def test_an_owner_that_cannot_renew_gives_the_node_up(
     assert not a.owns("edge-1")
     kubeapi.clear_injections()
     assert await wait_until(lambda: b.claim("edge-1"), timeout=5)
+
+
+async def test_every_owned_node_is_renewed_in_the_same_passes(
+    kubeapi: KubeApiEmulator, pair: tuple[NodeOwnership, NodeOwnership, list[str]]
+) -> None:
+    """Nodes claimed one after the other are all kept beyond the lease duration, renewed
+    together (as many renewals of each)."""
+    a, b, lost = pair
+    nodes = [f"edge-{i}" for i in range(4)]
+    for node in nodes:
+        assert await a.claim(node)
+    paths = [LEASE.replace("edge-1", node) for node in nodes]
+    kubeapi.reset_counts()
+    await wait_until(lambda: min(kubeapi.count("patch", p) for p in paths) >= 8, timeout=10)
+    counts = [kubeapi.count("patch", p) for p in paths]
+    assert max(counts) - min(counts) <= 1
+    assert not any([await b.claim(node) for node in nodes])
+    assert a.owned == frozenset(nodes) and lost == []
