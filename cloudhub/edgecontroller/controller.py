@@ -326,7 +326,11 @@ class EdgeController:
                 f"invalid node status: {exc.errors()[0]['msg']}", source=self.name
             )
         try:
-            current = await self._store.get("node", None, node)
+            # The Node as the watch last brought it: a periodic report that changes nothing
+            # (the usual one) costs no request at all.
+            current = self.index.get(f"null/node/{node}") or await self._store.get(
+                "node", None, node
+            )
             labels = dict((current.get("metadata") or {}).get("labels") or {})
             wanted = {k: v for k, v in facts.labels.items() if k in REPORTED_LABELS}
             if any(labels.get(k) != v for k, v in wanted.items()):
@@ -336,7 +340,9 @@ class EdgeController:
             status = facts.status.model_dump(exclude_none=True)
             if self.kubelet is not None:
                 status = advertise_kubelet(status, self.kubelet)
-            await self._store.update_status("node", None, node, status)
+            held = current.get("status") or {}
+            if any(held.get(k) != v for k, v in status.items()):
+                await self._store.update_status("node", None, node, status)
         except NotFound:
             return msg.error_reply(f"node {node} has no Node object", source=self.name)
         except StoreError as exc:

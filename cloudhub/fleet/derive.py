@@ -93,14 +93,17 @@ def pod_events(old: dict[str, Any] | None, new: dict[str, Any], *, at: float) ->
     """What a kubelet would have recorded for the status change from ``old`` to ``new``."""
     if old is None:
         return []
+    old_status, new_status = old.get("status"), new.get("status")
+    if old_status is new_status or old_status == new_status:
+        return []  # the usual change (labels, annotations, spec): nothing a kubelet records
     ref = reference(new)
     before = _containers(old)
     out: list[Event] = []
     for name, status in _containers(new).items():
         prev = before.get(name) or {}
         out.extend(_container_events(ref, name, prev.get("state") or {}, status, at))
-    old_phase = (old.get("status") or {}).get("phase")
-    status = new.get("status") or {}
+    old_phase = (old_status or {}).get("phase")
+    status = new_status or {}
     phase = status.get("phase")
     if phase != old_phase and phase == "Failed":
         why = status.get("message") or status.get("reason") or "all containers ended, some failed"

@@ -191,6 +191,10 @@ def last_write(obj: dict[str, Any]) -> float | None:
     fields = (obj.get("metadata") or {}).get("managedFields")
     if not isinstance(fields, list):
         return None
-    times = [f.get("time") for f in fields if isinstance(f, dict)]
-    stamps = [parse_time(t) for t in times if isinstance(t, str)]
-    return max((t for t in stamps if t > 0), default=None)
+    # RFC 3339 in UTC to the second, as the API server writes them: the newest is the
+    # greatest string, so one is parsed per watch event, not every manager's
+    times = [t for f in fields if isinstance(f, dict) and isinstance(t := f.get("time"), str)]
+    if not times:
+        return None
+    newest = parse_time(max(times))
+    return newest if newest > 0 else None

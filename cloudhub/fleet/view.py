@@ -99,8 +99,14 @@ class FleetView:
                 self._sorted_nodes = None
             self.nodes[name] = obj
             return
-        if typ == "pod" and _key(obj) not in self.pods:
-            self._sorted_pods = None
+        if typ == "pod":
+            key = _key(obj)
+            old = self.pods.get(key)
+            if old is None:
+                self._sorted_pods = None
+            elif _node_of(old) == _node_of(obj) and pod_phase(old) == pod_phase(obj):
+                self.pods[key] = obj  # the usual update: no count or index moves
+                return
         self.delete(typ, obj, keep_history=True)
         if typ == "pod":
             key = _key(obj)

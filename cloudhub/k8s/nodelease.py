@@ -8,14 +8,15 @@ connected. When the edge goes away the owner stops; the lease runs out and Kuber
 node-lifecycle controller marks the node ``Unknown`` and taints it, exactly as for a kubelet
 that died. Nothing edgebridge-specific has to interpret edge health.
 
-Cost, per connected idle node: one guarded PUT per lease renewal (the last lease seen is
-cached, so no read) and one status PATCH whenever something changed or the status is due a
+Cost, per connected idle node: one small JSON patch per lease renewal (no read, the answer not
+decoded) and one status PATCH whenever something changed or the status is due a
 refresh (kubelets refresh it every 5 minutes when unchanged). That is what a kubelet costs.
 
 Writes:
 
-- The lease via :class:`~cloudhub.k8s.leases.LeaseClient`: resourceVersion-guarded, re-read
-  and retried on conflict, raising if it still cannot be written.
+- The lease via :class:`~cloudhub.k8s.leases.LeaseClient`: renewed by a patch that tests
+  the holder; created (or taken back) by a resourceVersion-guarded write when that fails,
+  raising if it still cannot be written.
 - The status via a JSON merge patch of ``nodes/{node}/status``. Merge patches replace lists
   whole, so the patch carries every condition: the ones read from the Node (kept as they are)
   plus our ``Ready``. ``lastTransitionTime`` moves only when ``Ready`` changes.

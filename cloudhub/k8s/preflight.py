@@ -114,13 +114,13 @@ def rights(namespace: str) -> tuple[Right, ...]:
         *_each("get patch update", dev, "devices", sub="status"),
         # node heartbeats (Role in kube-node-lease)
         *_each(
-            "create get update delete",
+            "create get update patch delete",
             LEASES.group,
             "leases",
             namespace=NODE_LEASE_NAMESPACE,
         ),
         # ownership and the auth ledger (Role in the edgebridge namespace)
-        *_each("create get list update delete", LEASES.group, "leases", namespace=namespace),
+        *_each("create get list update patch delete", LEASES.group, "leases", namespace=namespace),
         *_each("get update", "", "secrets", namespace=namespace, name=AUTH_SECRET),
         *_each("create", "", "secrets", namespace=namespace),
         # stock edges' acked records (optional: without them a stock edge resyncs in full)

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloudhub.edgecontroller.binding import STATUS_ONLY_QUIET, BindingIndex, Change, _sans_status
+from cloudhub.edgecontroller.binding import STATUS_ONLY_QUIET, BindingIndex, Change
 from wire.resources import key_of, resource_version_of
 
 NODES = ["n0", "n1", "n2"]
@@ -146,6 +146,13 @@ def replay(state: dict[str, dict[str, tuple[str, Any]]], changes: list[Change]) 
         else:
             assert held.get(ch.key) != (ch.resource_version, ch.obj), f"redundant send {ch}"
             held[ch.key] = (ch.resource_version, ch.obj)
+
+
+def _sans_status(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a status write leaves alone: all but the status, version and managedFields."""
+    skipped = ("resourceVersion", "managedFields")
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in skipped}
+    return {k: v for k, v in obj.items() if k != "status"} | {"metadata": meta}
 
 
 def _quiet(held: dict[str, tuple[str, Any]]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from hive.bus import Bus
 from tests.k8s.objects import node, pod
 from tests.support.kubeapi import KubeApiEmulator
 from tests.support.procs import wait_until
+from wire.messages import Message
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -87,3 +90,46 @@ async def test_after_a_forced_410_the_controller_relists_and_keeps_mirroring(
     found = await wait_until(lambda: hub.for_version("default/pod/web", rv))
     assert found[0].nodes == ("edge-1",)
     assert found[0].resource_version is not None  # an update, not a removal
+
+
+async def test_an_unchanged_node_report_makes_no_request(
+    kubeapi: KubeApiEmulator, controller: tuple[EdgeController, Hub]
+) -> None:
+    """A periodic node status report equal to what the Node holds is checked against the
+    watched copy: no read, no write."""
+    ctl, _ = controller
+    bus = ctl._bus
+    facts: dict[str, Any] = {
+        "status": {"capacity": {"pods": "110"}},
+        "labels": {"kubernetes.io/os": "linux"},
+    }
+
+    async def report() -> None:
+        msg = Message.new(
+            source=routes.HUB,
+            group="resource",
+            operation="update",
+            resource="node/edge-1/null/nodestatus/edge-1",
+            content=copy.deepcopy(facts),
+        )
+        await bus.send(routes.EDGECONTROLLER, msg)
+
+    await report()
+    await wait_until(
+        lambda: ((ctl.index.get("null/node/edge-1") or {}).get("status") or {}).get("capacity")
+    )
+    await wait_until(
+        lambda: (
+            ((ctl.index.get("null/node/edge-1") or {}).get("metadata") or {})
+            .get("labels", {})
+            .get("kubernetes.io/os")
+        )
+    )
+    kubeapi.reset_counts()
+    await report()
+    facts["status"]["capacity"] = {"pods": "99"}
+    await report()  # a change is written (and shows that the one before was handled)
+    await wait_until(lambda: kubeapi.count() > 0)
+    node_obj = kubeapi.get("nodes", None, "edge-1")
+    assert node_obj is not None and node_obj["status"]["capacity"] == {"pods": "99"}
+    assert kubeapi.count("get", "/api/v1/nodes/edge-1") == 1  # the change's merge, only

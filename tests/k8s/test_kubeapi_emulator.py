@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cloudhub.k8s.api import CONFIGMAPS, NODES, PODS, KubeApi
+from cloudhub.k8s.api import CONFIGMAPS, NODES, PODS, KubeApi, json_patch
 from tests.k8s.objects import configmap, node, pod
 from tests.support.kubeapi import KubeApiEmulator
 from tests.support.kubeapi_model import label_selector, merge_patch
@@ -135,3 +135,21 @@ def test_merge_patch_and_label_selector_rules() -> None:
     labelled = {"metadata": {"labels": {"role": "edge"}}}
     assert label_selector("role")(labelled) and not label_selector("!role")(labelled)
     assert label_selector("role!=cloud")(labelled) and not label_selector("role=cloud")(labelled)
+
+
+async def test_json_patch_applies_atomically_and_a_failed_test_writes_nothing(
+    kubeapi: KubeApiEmulator, api: KubeApi
+) -> None:
+    """RFC 6902: a patch whose ``test`` fails is 422 and leaves the object as it was."""
+    await api.create(CONFIGMAPS, "default", configmap("a", {"k": "v"}))
+    ok = [{"op": "test", "path": "/data/k", "value": "v"}]
+    await json_patch(
+        api, CONFIGMAPS, "default", "a", [*ok, {"op": "add", "path": "/data/n", "value": "1"}]
+    )
+    refused = [{"op": "test", "path": "/data/k", "value": "x"}, {"op": "remove", "path": "/data/k"}]
+    with pytest.raises(InvalidObject):
+        await json_patch(api, CONFIGMAPS, "default", "a", refused)
+    with pytest.raises(NotFound):
+        await json_patch(api, CONFIGMAPS, "default", "missing", ok)
+    stored = kubeapi.get("configmaps", "default", "a")
+    assert stored is not None and stored["data"] == {"k": "v", "n": "1"}

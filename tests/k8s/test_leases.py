@@ -143,14 +143,14 @@ async def test_two_replicas_racing_for_a_free_lease_get_exactly_one_winner(
 async def test_a_steady_renewal_costs_one_request(
     kubeapi: KubeApiEmulator, replicas: tuple[LeaseClient, LeaseClient], clock: Clock
 ) -> None:
-    """The last lease seen is cached: renewing is one guarded PUT, no read."""
+    """Renewing is one conditional JSON patch, no read."""
     a, _ = replicas
     assert await a.acquire("edge-1", "replica-a", 15)
     kubeapi.reset_counts()
     for _ in range(5):
         clock.advance(5)
         assert await a.renew("edge-1", "replica-a")
-    assert kubeapi.count() == 5 and kubeapi.count("update", LEASE) == 5
+    assert kubeapi.count() == 5 and kubeapi.count("patch", LEASE) == 5
 
 
 async def test_a_renewal_the_api_refuses_raises(
@@ -159,6 +159,6 @@ async def test_a_renewal_the_api_refuses_raises(
     """An API failure is an error, not a silent "still mine"."""
     a, _ = replicas
     assert await a.acquire("edge-1", "replica-a", 15)
-    kubeapi.inject(500, method="PUT", path=LEASE)
+    kubeapi.inject(500, method="PATCH", path=LEASE)
     with pytest.raises(StoreError):
         await a.renew("edge-1", "replica-a")

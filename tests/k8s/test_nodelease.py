@@ -67,7 +67,7 @@ async def test_the_node_lease_is_created_owned_by_the_node_then_renewed(
     await heartbeat.renew_lease("edge-1")
     renewed = kubeapi.get("leases", "kube-node-lease", "edge-1", group="coordination.k8s.io")
     assert renewed is not None and renewed["spec"]["renewTime"] == "2026-01-01T00:00:10.000000Z"
-    assert kubeapi.count() == 1 and kubeapi.count("update", NODE_LEASE) == 1
+    assert kubeapi.count() == 1 and kubeapi.count("patch", NODE_LEASE) == 1
 
 
 async def test_status_report_sets_ready_and_what_the_edge_reported(

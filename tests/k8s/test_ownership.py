@@ -36,7 +36,7 @@ async def test_only_one_replica_owns_a_node_and_keeps_it_while_renewing(
     a, b, _ = pair
     assert await a.claim("edge-1")
     assert not await b.claim("edge-1")
-    await wait_until(lambda: kubeapi.count("update", LEASE) >= 6)  # > 1 s of renewals
+    await wait_until(lambda: kubeapi.count("patch", LEASE) >= 6)  # > 1 s of renewals
     assert not await b.claim("edge-1")
     assert a.owns("edge-1") and not b.owns("edge-1")
 
@@ -70,8 +70,26 @@ async def test_an_owner_that_cannot_renew_gives_the_node_up(
     """Renewals failing for a whole lease duration: on_lost is called, the node is not owned."""
     a, b, lost = pair
     assert await a.claim("edge-1")
-    kubeapi.inject(500, method="PUT", path=LEASE, times=1000)
+    kubeapi.inject(500, method="PATCH", path=LEASE, times=1000)
     await wait_until(lambda: lost == ["edge-1"], timeout=5)
     assert not a.owns("edge-1")
     kubeapi.clear_injections()
     assert await wait_until(lambda: b.claim("edge-1"), timeout=5)
+
+
+async def test_every_owned_node_is_renewed_in_the_same_passes(
+    kubeapi: KubeApiEmulator, pair: tuple[NodeOwnership, NodeOwnership, list[str]]
+) -> None:
+    """Nodes claimed one after the other are all kept beyond the lease duration, renewed
+    together (as many renewals of each)."""
+    a, b, lost = pair
+    nodes = [f"edge-{i}" for i in range(4)]
+    for node in nodes:
+        assert await a.claim(node)
+    paths = [LEASE.replace("edge-1", node) for node in nodes]
+    kubeapi.reset_counts()
+    await wait_until(lambda: min(kubeapi.count("patch", p) for p in paths) >= 8, timeout=10)
+    counts = [kubeapi.count("patch", p) for p in paths]
+    assert max(counts) - min(counts) <= 1
+    assert not any([await b.claim(node) for node in nodes])
+    assert a.owned == frozenset(nodes) and lost == []

@@ -19,9 +19,11 @@ over plain HTTP, with the semantics that matter:
   reports an object that starts matching as ADDED and one that stops matching as DELETED.
 - **Writes** (rules in :mod:`tests.support.kubeapi_state`): create (409 AlreadyExists),
   replace guarded by ``metadata.resourceVersion`` (409 Conflict), merge and strategic-merge
-  patches (both as RFC 7386 merge patches), delete with ``preconditions``, ``dryRun=All``,
-  ``/status`` subresources, ``uid``, ``creationTimestamp``, ``generation`` bumped on spec
-  change, unchanged writes skipped, graceful deletion of pods bound to a node.
+  patches (both as RFC 7386 merge patches), JSON patches (RFC 6902 ``test``/``add``/
+  ``replace``/``remove``; a failed ``test`` is 422 and writes nothing), delete with
+  ``preconditions``, ``dryRun=All``, ``/status`` subresources, ``uid``,
+  ``creationTimestamp``, ``generation`` bumped on spec change, unchanged writes skipped,
+  graceful deletion of pods bound to a node.
 - **Discovery** (``/version``, ``/api``, ``/apis``, group versions) for the resources in
   :data:`tests.support.kubeapi_model.RESOURCES`: enough for ``kubectl apply``. A custom
   resource is served only once its CustomResourceDefinition exists.
@@ -61,6 +63,7 @@ from tests.support.kubeapi_state import ApiError, Event, ObjectState, check_iden
 
 REPO = Path(__file__).resolve().parents[2]
 _MERGE_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+_JSON_PATCH = "application/json-patch+json"
 _Target = tuple[ResourceType, str, str | None, str | None]  # resource, namespace, name, sub
 
 
@@ -325,8 +328,12 @@ class KubeApiEmulator:
                 return await self._watch(request, res, ns, query)
             if verb == "list":
                 return _json(self.state.listing(res, ns, query))
-            body = await _body(request) if verb != "get" else {}
             dry_run = query.get("dryRun") == "All"
+            if verb == "patch" and request.content_type == _JSON_PATCH and name is not None:
+                ops = await _json_patch_ops(request)
+                key = (res.group, res.plural, ns, name)
+                return _json(self.state.json_patch(res, key, ops, sub=sub, dry_run=dry_run))
+            body = await _body(request) if verb != "get" else {}
             if verb == "create":
                 return _json(self.state.create(res, ns, body, dry_run=dry_run), 201)
             assert name is not None
@@ -591,6 +598,16 @@ async def _body(request: web.Request) -> Obj:
     if not isinstance(body, dict):
         raise ApiError(400, "BadRequest", "body must be a JSON object")
     return body
+
+
+async def _json_patch_ops(request: web.Request) -> list[object]:
+    try:
+        ops = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", f"body is not JSON: {exc}") from exc
+    if not isinstance(ops, list):
+        raise ApiError(400, "BadRequest", "a JSON patch must be a list of operations")
+    return ops
 
 
 def _group(group_version: str) -> Obj:

@@ -180,6 +180,51 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+class JsonPatchError(ValueError):
+    """An RFC 6902 patch that cannot be applied (the API server answers 422)."""
+
+
+def _pointer(path: str) -> list[str]:
+    if not path.startswith("/"):
+        raise JsonPatchError(f"bad JSON pointer {path!r}")
+    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+
+
+def json_patch(target: Obj, ops: list[Any]) -> Obj:
+    """RFC 6902 ``test``, ``add``, ``replace`` and ``remove`` on objects (no list indexes).
+
+    Raises:
+        JsonPatchError: an operation failed (a ``test`` that does not match, a missing path).
+    """
+    result = copy.deepcopy(target)
+    for op in ops:
+        if not isinstance(op, dict) or not isinstance(op.get("path"), str):
+            raise JsonPatchError(f"bad operation {op!r}")
+        *parents, last = _pointer(op["path"])
+        node: Any = result
+        for part in parents:
+            if not isinstance(node, dict) or part not in node:
+                raise JsonPatchError(f"missing path {op['path']!r}")
+            node = node[part]
+        if not isinstance(node, dict):
+            raise JsonPatchError(f"path {op['path']!r} is not in an object")
+        kind = op.get("op")
+        if kind == "test":
+            if last not in node or node[last] != op.get("value"):
+                raise JsonPatchError(f"testing value {op['path']} failed")
+        elif kind in ("add", "replace"):
+            if kind == "replace" and last not in node:
+                raise JsonPatchError(f"replace of missing path {op['path']!r}")
+            node[last] = copy.deepcopy(op.get("value"))
+        elif kind == "remove":
+            if last not in node:
+                raise JsonPatchError(f"remove of missing path {op['path']!r}")
+            del node[last]
+        else:
+            raise JsonPatchError(f"operation {kind!r} is not emulated")
+    return result
+
+
 # --------------------------------------------------------------------------- watch translation
 
 

@@ -21,12 +21,14 @@ from typing import Any
 from tests.support.kubeapi_model import (
     INITIAL_NAMESPACES,
     RESOURCES,
+    JsonPatchError,
     Obj,
     Predicate,
     ResourceType,
     SelectorError,
     crd_name,
     field_selector,
+    json_patch,
     label_selector,
     merge_patch,
     status_failure,
@@ -293,6 +295,20 @@ class ObjectState:
         if not isinstance(merged.get("metadata"), dict) or merged["metadata"].get("name") != key[3]:
             raise ApiError(400, "BadRequest", "a patch may not change metadata.name")
         return self.update(res, key, merged, sub=sub, dry_run=dry_run)
+
+    def json_patch(
+        self, res: ResourceType, key: Key, ops: list[Any], *, sub: str | None, dry_run: bool
+    ) -> Obj:
+        """An RFC 6902 JSON patch, applied atomically (a failed ``test`` writes nothing: 422)."""
+        stored = self.stored(res, key)
+        try:
+            patched = json_patch(stored, ops)
+        except JsonPatchError as exc:
+            raise ApiError(422, "Invalid", str(exc)) from exc
+        meta = patched.get("metadata")
+        if not isinstance(meta, dict) or meta.get("name") != key[3]:
+            raise ApiError(400, "BadRequest", "a patch may not change metadata.name")
+        return self.update(res, key, patched, sub=sub, dry_run=dry_run)
 
     def delete(
         self, res: ResourceType, key: Key, options: Obj, query: dict[str, str], *, dry_run: bool
