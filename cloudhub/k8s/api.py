@@ -318,9 +318,19 @@ class KubeApi:
         label_selector: str | None = None,
         field_selector: str | None = None,
         limit: int | None = None,
+        resource_version: str = "",
+        resource_version_match: str = "",
     ) -> Obj:
-        """The ``...List`` object (``items``, ``metadata.resourceVersion``)."""
+        """The ``...List`` object (``items``, ``metadata.resourceVersion``).
+
+        ``resource_version`` with ``resource_version_match="NotOlderThan"``: served from the
+        API server's watch cache, at least as new as that version (default: a consistent read).
+        """
         query: dict[str, str | int] = {}
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        if resource_version_match:
+            query["resourceVersionMatch"] = resource_version_match
         if label_selector:
             query["labelSelector"] = label_selector
         if field_selector:
