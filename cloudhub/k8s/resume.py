@@ -31,8 +31,10 @@ since a version, so a restart lists in any case; a watch from a stored version w
 it what changed but not what stayed. Storing the version for the restart's list floor alone
 buys little (one list per type from the watch cache instead of etcd) and risks a 3 s stall
 and a failed list on a version from another cluster or a restored etcd. So the first list
-is a consistent read, and edges still receive only what changed: the list is compared with
-what each edge last ACKed (:mod:`cloudhub.k8s.acked`), not sent whole.
+is a consistent read, and edges still receive only what changed: what is sent to an edge is
+the difference between that list and what the edge holds (the inventory our edgecore states
+on connect; for a stock edge, the record of what it last ACKed, :mod:`cloudhub.k8s.acked`),
+deletions it missed included.
 """
 
 from __future__ import annotations

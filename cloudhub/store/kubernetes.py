@@ -9,7 +9,10 @@ resourceVersion seen (bookmarks included) is kept and the next request resumes f
 a stream ends; a stream that stays silent for ``inactivity_timeout`` seconds (no event, no
 bookmark: a half-dead connection) is dropped and reopened; failures reconnect with jittered,
 capped backoff. A ``410 Gone`` (when opening or as a watch ERROR event) raises
-:class:`~wire.errors.Gone` so the caller re-lists. ResourceVersions are opaque strings: kept
+:class:`~wire.errors.Gone` so the caller re-lists, and that list asks for
+``resourceVersionMatch=NotOlderThan`` the newest version the watch streamed (the API server's
+watch cache answers it, not etcd). These decisions are :mod:`cloudhub.k8s.resume`'s, which
+also says why a restarted cloudhub lists afresh. ResourceVersions are opaque strings: kept
 and sent back, never compared (KubeEdge compares them as integers; etcd's happen to be, the
 API does not promise it).
 
