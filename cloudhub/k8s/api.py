@@ -2,7 +2,7 @@
 
 Why a layer of our own rather than a generated client (``kubernetes_asyncio`` is measured
 against it by ``bench/k8s_clients.py`` on the mirror's calls against a real kube-apiserver:
-its CPU per operation is 2x ours with ``_preload_content=False`` and 4-4.5x with its models,
+its CPU per operation is 2x ours with ``_preload_content=False`` and 4.4-4.7x with its models,
 its process 50% larger (import: 50 MiB against 25); numbers in ``bench/README.md``):
 
 - **Objects stay the JSON the API server sent.** Generated models refuse (or drop) fields they
