@@ -272,9 +272,8 @@ class KubeStore:
         step = resume.start()
         delays = backoff(cap=self.settings.backoff_cap)
         while not self._closed:
-            if step.action == "relist":
-                floor.saw(step.resource_version)
-                raise Gone(f"watch of {type}: resourceVersion {step.resource_version} expired")
+            if step.action == "relist":  # the caller lists (not older than ``floor``)
+                raise Gone(f"watch of {type}: resourceVersion {resume.resource_version} expired")
             if step.backoff:
                 await asyncio.sleep(next(delays))
             else:
