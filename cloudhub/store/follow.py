@@ -1,9 +1,11 @@
 """Follow one type of a store: list, then watch from the list's resourceVersion, forever.
 
 A watch that ends or expires (:class:`~wire.errors.Gone`) is followed by a re-list; a store
-that fails is retried after a jittered, capped backoff. The caller sees a re-list as a fresh
-``listed`` call with every object (it diffs against what it holds) and each watch event as it
-comes.
+that fails is retried after a jittered, capped backoff. (A store's watch resumes by itself
+where it can: the Kubernetes store reopens an ended stream from the newest version it saw
+and ends the watch only on 410 Gone; see :mod:`cloudhub.k8s.resume`.) The caller sees a
+re-list as a fresh ``listed`` call with every object (it diffs against what it holds) and
+each watch event as it comes.
 
 **One list and watch per type, however many follow it** (an informer, as client-go shares
 them). Several modules follow the same types (the edgecontroller and fleet both follow pods,

@@ -9,7 +9,10 @@ resourceVersion seen (bookmarks included) is kept and the next request resumes f
 a stream ends; a stream that stays silent for ``inactivity_timeout`` seconds (no event, no
 bookmark: a half-dead connection) is dropped and reopened; failures reconnect with jittered,
 capped backoff. A ``410 Gone`` (when opening or as a watch ERROR event) raises
-:class:`~wire.errors.Gone` so the caller re-lists. ResourceVersions are opaque strings: kept
+:class:`~wire.errors.Gone` so the caller re-lists, and that list asks for
+``resourceVersionMatch=NotOlderThan`` the newest version the watch streamed (the API server's
+watch cache answers it, not etcd). These decisions are :mod:`cloudhub.k8s.resume`'s, which
+also says why a restarted cloudhub lists afresh. ResourceVersions are opaque strings: kept
 and sent back, never compared (KubeEdge compares them as integers; etcd's happen to be, the
 API does not promise it).
 
@@ -58,6 +61,7 @@ from cloudhub.k8s.api import (
     RawEvent,
     Resource,
 )
+from cloudhub.k8s.resume import ListFloor, WatchResume
 from cloudhub.store.admission import check_desired
 from cloudhub.store.base import Action, Applied, EventType, StatusUpdate, WatchEvent
 from hive.backoff import backoff
@@ -167,6 +171,8 @@ class KubeStore:
         self._status_slots = asyncio.Semaphore(self.settings.status_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._finalizing: set[str] = set()
+        #: per type: how its next list is asked for (the newest version its watches saw)
+        self._floors: dict[str, ListFloor] = {}
         self._closed = False
 
     @classmethod
@@ -210,11 +216,24 @@ class KubeStore:
     # ------------------------------------------------------------------ reads
 
     async def list(self, type: str) -> tuple[_Objects, str]:
-        """All objects of ``type`` the store mirrors, and the list's resourceVersion."""
+        """All objects of ``type`` the store mirrors, and the list's resourceVersion.
+
+        Not older than what this store's watches of ``type`` saw (see :mod:`cloudhub.k8s.resume`).
+        """
         kind = _kind(type)
-        data = await self._api.list(
-            kind.res, label_selector=kind.label_selector, field_selector=kind.field_selector
-        )
+        floor = self._floors.setdefault(type, ListFloor())
+        ask = floor.request()
+        try:
+            data = await self._api.list(
+                kind.res,
+                label_selector=kind.label_selector,
+                field_selector=kind.field_selector,
+                resource_version=ask.resource_version,
+                resource_version_match=ask.match,
+            )
+        except StoreError:
+            floor.failed(ask)
+            raise
         items: _Objects = []
         for raw in data.get("items") or []:
             obj = _complete(kind.res, raw)
@@ -248,43 +267,54 @@ class KubeStore:
                 limit=1,
             )
             rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+        resume = WatchResume(rv)
+        floor = self._floors.setdefault(type, ListFloor())
+        step = resume.start()
         delays = backoff(cap=self.settings.backoff_cap)
         while not self._closed:
-            progressed = False
+            if step.action == "relist":  # the caller lists (not older than ``floor``)
+                raise Gone(f"watch of {type}: resourceVersion {resume.resource_version} expired")
+            if step.backoff:
+                await asyncio.sleep(next(delays))
+            else:
+                delays = backoff(cap=self.settings.backoff_cap)
             try:
                 stream = self._api.watch(
                     kind.res,
-                    resource_version=rv,
+                    resource_version=step.resource_version,
                     timeout_seconds=self.settings.watch_timeout,
                     inactivity_timeout=self.settings.inactivity_timeout,
                     label_selector=kind.label_selector,
                     field_selector=kind.field_selector,
                 )
-                # aclosing: a Gone raised mid-stream closes the response now, not at GC.
+                # aclosing: leaving on a 410 ERROR event closes the response now, not at GC.
                 async with contextlib.aclosing(stream):
                     async for raw in stream:
-                        progressed = True
+                        stop = resume.event(raw.type, _rv_of(raw.object), code=_code_of(raw))
+                        if stop is not None:
+                            log.warning("watch of %s: %s", type, _status_text(raw.object))
+                            step = stop
+                            break
                         event = self._event(kind, type, raw)
-                        newest = _rv_of(raw.object)
-                        if newest:
-                            rv = newest
                         if event is not None:
                             yield event
-                if self._closed:
-                    return
-                log.debug("watch of %s ended at resourceVersion %s; resuming", type, rv)
-            except (Gone, NotFound, InvalidObject):
+                    else:
+                        step = resume.ended()
+                        log.debug(
+                            "watch of %s ended at resourceVersion %s; resuming",
+                            type,
+                            step.resource_version,
+                        )
+            except Gone:
+                step = resume.gone()
+            except (NotFound, InvalidObject):
                 raise
             except StoreError as exc:
                 if self._closed:
                     return
                 log.warning("watch of %s failed: %s", type, exc)
-                progressed = False  # back off, even if the stream had delivered events
-            if progressed:
-                delays = backoff(cap=self.settings.backoff_cap)
-            else:
-                # A stream that failed, or ended without a single line: do not spin.
-                await asyncio.sleep(next(delays))
+                step = resume.failed()
+            floor.saw(resume.streamed)
 
     def _event(self, kind: _Kind, type: str, raw: RawEvent) -> WatchEvent | None:
         """The WatchEvent for one raw watch event, or None for bookmarks and the unknown."""
@@ -293,13 +323,7 @@ class KubeStore:
         if not isinstance(obj, dict):
             log.warning("watch of %s: %s event without an object", type, event_type)
             return None
-        if event_type == "ERROR":
-            code = obj.get("code")
-            message = obj.get("message") or obj.get("reason") or "error"
-            if code == 410:
-                raise Gone(f"watch of {type}: {message}; re-list")
-            raise StoreError(f"watch of {type}: the API server reported {code}: {message}")
-        if event_type == "BOOKMARK":
+        if event_type in ("ERROR", "BOOKMARK"):  # ERROR: WatchResume decided what follows
             return None
         if event_type not in _EVENT_TYPES:
             log.warning("watch of %s: unknown event type %r skipped", type, event_type)
@@ -566,6 +590,22 @@ def _rv_of(obj: Any) -> str:
     meta = obj.get("metadata")
     rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
     return str(rv) if rv else ""
+
+
+def _code_of(raw: RawEvent) -> int | None:
+    """An ERROR event's status code."""
+    if raw.type != "ERROR" or not isinstance(raw.object, dict):
+        return None
+    code = raw.object.get("code")
+    return code if isinstance(code, int) else None
+
+
+def _status_text(obj: Any) -> str:
+    """What a ``kind: Status`` says."""
+    if not isinstance(obj, dict):
+        return "the API server reported an error"
+    code, message = obj.get("code"), obj.get("message") or obj.get("reason") or "error"
+    return f"the API server reported {code}: {message}"
 
 
 def _terminating(obj: dict[str, Any]) -> bool:

@@ -10,7 +10,7 @@ from cloudhub.store.kubernetes import KubeSettings, KubeStore
 from tests.k8s.objects import Collector, configmap, node, pod
 from tests.support.kubeapi import KubeApiEmulator
 from tests.support.procs import wait_until
-from wire.errors import Gone
+from wire.errors import Gone, StoreError
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -159,3 +159,46 @@ async def test_closing_the_store_ends_its_watches(
     await wait_until(lambda: watch.done)
     assert watch.error is None
     await wait_until(lambda: kubeapi.open_watches == 0)
+
+
+async def test_after_gone_the_relist_is_not_older_than_the_newest_version_seen(
+    kubeapi: KubeApiEmulator, store: KubeStore
+) -> None:
+    """A resumed watch lists nothing; after a 410 the re-list asks NotOlderThan what it saw."""
+    _, rv = await store.list("pod")
+    assert "resourceVersion" not in kubeapi.calls("list", PODS)[-1].query  # a consistent read
+    watch = Collector(store.watch("pod", rv))
+    await wait_until(lambda: kubeapi.open_watches == 1)
+    kubeapi.seed(pod("a"))
+    await wait_until(lambda: watch.seen("ADDED", "a"))
+    await kubeapi.kill_watches(abrupt=False)
+    kubeapi.seed(pod("b"))
+    await wait_until(lambda: watch.seen("ADDED", "b"))
+    assert len(kubeapi.calls("list", PODS)) == 1
+    newest = watch.events[-1].object["metadata"]["resourceVersion"]
+    kubeapi.expire_watches()
+    await wait_until(lambda: watch.error is not None)
+    assert isinstance(watch.error, Gone)
+    items, _ = await store.list("pod")
+    query = kubeapi.calls("list", PODS)[-1].query
+    assert query["resourceVersionMatch"] == "NotOlderThan"
+    assert int(query["resourceVersion"]) >= int(newest)
+    assert sorted(o["metadata"]["name"] for o in items) == ["a", "b"]
+
+
+async def test_a_refused_floored_list_is_retried_as_a_consistent_read(
+    kubeapi: KubeApiEmulator, store: KubeStore
+) -> None:
+    """The server refuses the NotOlderThan list: the next list asks without a version."""
+    _, rv = await store.list("pod")
+    watch = Collector(store.watch("pod", rv))
+    await wait_until(lambda: kubeapi.open_watches == 1)
+    kubeapi.seed(pod("a"))
+    await wait_until(lambda: watch.seen("ADDED", "a"))
+    await watch.stop()
+    kubeapi.inject(504, method="GET", path=PODS)
+    with pytest.raises(StoreError):
+        await store.list("pod")
+    items, _ = await store.list("pod")
+    assert "resourceVersion" not in kubeapi.calls("list", PODS)[-1].query
+    assert [o["metadata"]["name"] for o in items] == ["a"]
