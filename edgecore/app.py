@@ -26,8 +26,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiohttp import web
-
 from edgecore.certmanager.module import CertManager
 from edgecore.config import EdgeSettings
 from edgecore.cri.endpoint import normalize_endpoint
@@ -38,7 +36,7 @@ from edgecore.edgestream.runtime import StreamRuntime
 from edgecore.eventbus.module import EventBus
 from edgecore.figures import EdgeFigures
 from edgecore.metamanager.module import MetaManager
-from edgecore.metaserver.server import bound_port, make_app, parse_address, serve
+from edgecore.metaserver.server import LocalApiServer, bound_port, make_app, parse_address, serve
 from edgecore.metastore import MetaStore
 from edgecore.modules import REGISTRY
 from edgecore.nodestatus.facts import local_address
@@ -60,7 +58,7 @@ class EdgeApp:
     bus: Bus
     hub: EdgeHub
     runner: Runner
-    local_api: web.AppRunner
+    local_api: LocalApiServer
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     #: this process's ownership of the data dir, released last
     lock: DataDirLock | None = None

@@ -1,6 +1,6 @@
-"""What a default edge does not use is not imported: gRPC only with a runtime or DMI, and
-cryptography only to join or renew (each costs a running edge ~10-15 MB; see
-bench/edge_footprint.py)."""
+"""What a default edge does not use is not imported: gRPC only with a runtime or DMI,
+cryptography only to join or renew, aiohttp only for HTTP probes and joining (each costs a
+running edge ~10-15 MB; see bench/edge_footprint.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
-HEAVY = ("grpc", "cryptography", "google.protobuf")
+HEAVY = ("grpc", "cryptography", "google.protobuf", "aiohttp")
 
 
 def loaded_after(code: str) -> set[str]:
@@ -23,8 +23,8 @@ def loaded_after(code: str) -> set[str]:
     return set(out.stdout.split())
 
 
-def test_edgecore_run_imports_neither_grpc_nor_cryptography() -> None:
-    """``edgecore run``'s modules (cli, app and every module it always starts) load neither."""
+def test_edgecore_run_imports_no_grpc_cryptography_or_aiohttp() -> None:
+    """``edgecore run``'s modules (cli, app and every module it always starts) load none."""
     assert loaded_after("import edgecore.cli, edgecore.app, edgecore.figures") == set()
 
 
@@ -39,3 +39,10 @@ def test_join_and_renewal_bring_cryptography() -> None:
     """Joining and renewing load cryptography when they run."""
     assert "cryptography" in loaded_after("import edgecore.join")
     assert "cryptography" in loaded_after("import edgecore.certmanager.keys")
+
+
+def test_http_probes_and_join_bring_aiohttp() -> None:
+    """edged's HTTP probes and joining load aiohttp; the local API does not need it."""
+    assert "aiohttp" in loaded_after("import edgecore.edged.module")
+    assert "aiohttp" in loaded_after("import edgecore.join")
+    assert "aiohttp" not in loaded_after("import edgecore.metaserver.server")
