@@ -15,8 +15,9 @@ local API which reads the cache). Everything started here is owned by one
 :class:`hive.module.Runner` and stopped by it.
 
 What only some edges use is imported only by them: edged and edgestream's CRI runtime with
-``--runtime cri``, DMI when its socket is served. Both load gRPC, ~15 MB of the process's
-resident memory (``bench/edge_footprint.py``).
+``--runtime cri``, DMI when its socket is served, and DMI's gRPC only when a mapper connects
+(:mod:`edgecore.dmi.door`). gRPC is ~15 MB of the process's resident memory
+(``bench/edge_footprint.py``).
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
     runner.start_module(twin)
     if settings.dmi.socket is not None:
         from edgecore.dmi.mappers import DMI_MAPPERS_FILE
-        from edgecore.dmi.module import DmiModule  # gRPC: see the module docstring
+        from edgecore.dmi.module import DmiModule  # protobuf; gRPC when a mapper connects
 
         runner.start_module(
             DmiModule(

@@ -12,12 +12,14 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 from pydantic import BaseModel, Field, ValidationError
 
 from hive.ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,10 @@ it restarts itself (desired values stop reaching the mapper until the mapper is 
 too); here registered mappers are kept in ``state_file`` and dialled again on start
 (:mod:`.mappers`).
 
+gRPC is loaded when it is first needed (:mod:`.door`): when a mapper first connects, or at
+start when mappers registered before are dialled again. Until then the socket is held by a
+plain listener, and an edge that serves DMI to no mapper does not pay gRPC's ~15 MiB.
+
 Rate: KubeEdge bounds every mapper together at 1 request/s. Here each mapper (by protocol)
 has its own token bucket (``rate``/``burst``): a chatty mapper is paced (its calls take
 longer), the others are not held up by it; a report the pace would hold past the caller's
@@ -34,22 +38,13 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import grpc
-
 from edgecore.config import DmiSettings
 from edgecore.dmi import api_pb2 as dmi
-from edgecore.dmi import api_pb2_grpc as dmi_grpc
-from edgecore.dmi.convert import (
-    device_to_dmi,
-    model_to_dmi,
-    protocol_of,
-    states_request,
-    status_request,
-)
+from edgecore.dmi.convert import device_to_dmi, model_to_dmi, protocol_of
+from edgecore.dmi.door import Door
 from edgecore.dmi.mappers import Mapper, MapperRecord, load_records, save_records
 from edgecore.metastore import MetaStore, StoreEvent, Subscription
 from edgecore.modules import DMI, DMI_GROUP, TWIN, TWIN_GROUP
@@ -58,9 +53,6 @@ from hive.ratelimit import TokenBucket
 from wire.messages import Message
 
 log = logging.getLogger(__name__)
-
-#: the generated stubs are untyped
-_grpc: Any = dmi_grpc
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -100,51 +92,61 @@ class DmiModule:
         self._unclaimed = TokenBucket(rate=settings.rate, burst=settings.burst, now=clock())
         self.reports = 0
         self.ready = asyncio.Event()
+        #: the gRPC server (``grpc.aio.Server``), once loaded
+        self._server: Any = None
 
     async def run(self) -> None:
         path = self._settings.socket
         if path is None:
+            return
+        if _served(path):
+            log.warning("DMI not served: %s is served by another process", path)
             return
         subs = {t: self._meta.subscribe(t) for t in ("device", "devicemodel")}
         for obj in await self._meta.list("device"):
             self._devices[_key(obj)] = obj
         for obj in await self._meta.list("devicemodel"):
             self._models[_key(obj)] = obj
-        server = grpc.aio.server()
-        _grpc.add_DeviceManagerServiceServicer_to_server(_Manager(self), server)
-        if _served(path):
-            log.warning("DMI not served: %s is served by another process", path)
-            for sub in subs.values():
-                sub.close()
-            return
+        records = await load_records(self._state_file) if self._state_file is not None else []
+        door = Door(path, lambda: self._serve(path))
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)  # a previous edgecore's socket, nobody serves it
-            server.add_insecure_port(f"unix://{path}")
-        except (OSError, RuntimeError) as exc:
-            log.warning(
-                "DMI not served: cannot listen on %s (%s); stock mappers cannot register", path, exc
-            )
-            for sub in subs.values():
-                sub.close()
-            return
-        await server.start()
-        log.info("DMI served on %s", path)
-        await self._restore()
-        self.ready.set()
-        try:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.unlink(missing_ok=True)  # a previous edgecore's socket, nobody serves it
+                if records:
+                    await self._serve(path)  # mappers to dial again: gRPC now
+                else:
+                    await door.listen()
+            except (OSError, RuntimeError) as exc:
+                log.warning(
+                    "DMI not served: cannot listen on %s (%s); stock mappers cannot register",
+                    path,
+                    exc,
+                )
+                return
+            log.info("DMI served on %s", path)
+            await self._restore(records)
+            self.ready.set()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._follow("device", subs))
                 tasks.create_task(self._follow("devicemodel", subs))
         finally:
             for sub in subs.values():
                 sub.close()
-            await server.stop(grace=0.5)
+            await door.close()
+            if self._server is not None:
+                await self._server.stop(grace=0.5)
             for mapper in self.mappers.values():
                 if mapper.channel is not None:
                     await mapper.channel.close()
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
+
+    async def _serve(self, path: Path) -> None:
+        """Load gRPC and serve ``DeviceManagerService`` at ``path``."""
+        from edgecore.dmi import rpc
+
+        self._server = await rpc.serve(self, path)
 
     # -- mappers calling us --------------------------------------------------------------------
 
@@ -197,18 +199,15 @@ class DmiModule:
             ),
         )
         if record.address:
-            target = record.address if "://" in record.address else f"unix://{record.address}"
-            mapper.channel = grpc.aio.insecure_channel(target)
-            mapper.stub = _grpc.DeviceMapperServiceStub(mapper.channel)
+            from edgecore.dmi import rpc  # loaded already: a mapper called, or one is restored
+
+            mapper.channel, mapper.stub = rpc.connect(record.address)
         self.mappers[record.protocol] = mapper
         return mapper
 
-    async def _restore(self) -> None:
+    async def _restore(self, records: list[MapperRecord]) -> None:
         """Dial again the mappers registered before this edgecore started (a stock mapper
         does not register again)."""
-        if self._state_file is None:
-            return
-        records = await load_records(self._state_file)
         for record in records:
             await self._connect(record)
             self._assume_handed(record.protocol)
@@ -301,8 +300,13 @@ class DmiModule:
                 await self._device_event(event)
             else:
                 await self._model_event(event)
-        except grpc.aio.AioRpcError as exc:
-            log.warning("DMI call for %s failed: %s", event.key, exc.details() or exc.code())
+        except Exception as exc:
+            from edgecore.dmi import rpc
+
+            failure = rpc.call_failed(exc)
+            if failure is None:
+                raise
+            log.warning("DMI call for %s failed: %s", event.key, failure)
 
     async def _device_event(self, event: StoreEvent) -> None:
         key = _key(event.obj)
@@ -386,56 +390,6 @@ class DmiModule:
                 await self._hand_over(mapper, key, obj)
 
 
-class _Manager(dmi_grpc.DeviceManagerServiceServicer):
-    """gRPC face of :class:`DmiModule`."""
-
-    def __init__(self, module: DmiModule) -> None:
-        self._module = module
-
-    async def MapperRegister(
-        self, request: dmi.MapperRegisterRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> dmi.MapperRegisterResponse:
-        if not request.mapper.protocol:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mapper.protocol is empty")
-        return await self._module.register(request)
-
-    async def ReportDeviceStatus(
-        self, request: dmi.ReportDeviceStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> dmi.ReportDeviceStatusResponse:
-        await self._report(request, context, status_request)
-        return dmi.ReportDeviceStatusResponse()
-
-    async def ReportDeviceStates(
-        self, request: dmi.ReportDeviceStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> dmi.ReportDeviceStatesResponse:
-        await self._report(request, context, states_request)
-        return dmi.ReportDeviceStatesResponse()
-
-    async def _report(
-        self,
-        request: Any,
-        context: grpc.aio.ServicerContext[Any, Any],
-        convert: Callable[[Any, int], tuple[str, str]],
-    ) -> None:
-        name = request.deviceName
-        ns = self._module.namespace_of(name, request.deviceNamespace)
-        if ns is None:
-            await _not_found(context, name, request.deviceNamespace)
-            return
-        request.deviceNamespace = ns
-        outcome = await self._module.report(
-            name, ns, convert(request, int(time.time() * 1000)), context.time_remaining()
-        )
-        if outcome == "not_found":
-            await _not_found(context, name, ns)
-        elif outcome == "busy":
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"device {ns}/{name}: its mapper reports more than dmi.rate allows; "
-                "report less often or raise dmi.rate",
-            )
-
-
 def _served(path: Path) -> bool:
     """Whether a live process answers on the unix socket ``path``."""
     if not path.exists():
@@ -446,9 +400,3 @@ def _served(path: Path) -> bool:
         except OSError:
             return False
     return True
-
-
-async def _not_found(context: grpc.aio.ServicerContext[Any, Any], name: str, ns: str) -> None:
-    await context.abort(
-        grpc.StatusCode.NOT_FOUND, f"device {ns or 'default'}/{name} is not bound to this node"
-    )

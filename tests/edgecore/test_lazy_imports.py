@@ -28,11 +28,13 @@ def test_edgecore_run_imports_no_grpc_cryptography_or_aiohttp() -> None:
     assert loaded_after("import edgecore.cli, edgecore.app, edgecore.figures") == set()
 
 
-def test_runtime_and_dmi_modules_bring_grpc() -> None:
-    """The modules the app imports for ``--runtime cri`` and DMI are the ones that need gRPC."""
+def test_runtime_modules_bring_grpc_and_dmi_only_its_rpc_face() -> None:
+    """The modules the app imports for ``--runtime cri`` need gRPC; DMI's module does not (it
+    loads ``edgecore.dmi.rpc`` when a mapper first connects)."""
     assert "grpc" in loaded_after("import edgecore.edged.module")
-    assert "grpc" in loaded_after("import edgecore.dmi.module")
     assert "grpc" in loaded_after("import edgecore.edgestream.cri")
+    assert "grpc" not in loaded_after("import edgecore.dmi.module")
+    assert "grpc" in loaded_after("import edgecore.dmi.rpc")
 
 
 def test_join_and_renewal_bring_cryptography() -> None:
