@@ -20,9 +20,10 @@ it restarts itself (desired values stop reaching the mapper until the mapper is 
 too); here registered mappers are kept in ``state_file`` and dialled again on start
 (:mod:`.mappers`).
 
-gRPC is loaded when it is first needed (:mod:`.door`): when a mapper first connects, or at
-start when mappers registered before are dialled again. Until then the socket is held by a
-plain listener, and an edge that serves DMI to no mapper does not pay gRPC's ~15 MiB.
+gRPC and the protobuf messages are loaded when first needed (:mod:`.door`): when a mapper
+first connects, or at start when mappers registered before are dialled again. Until then the
+socket is held by a plain listener, and an edge that serves DMI to no mapper does not pay
+gRPC's and protobuf's ~16 MiB.
 
 Rate: KubeEdge bounds every mapper together at 1 request/s. Here each mapper (by protocol)
 has its own token bucket (``rate``/``burst``): a chatty mapper is paced (its calls take
@@ -39,18 +40,19 @@ import logging
 import socket
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgecore.config import DmiSettings
-from edgecore.dmi import api_pb2 as dmi
-from edgecore.dmi.convert import device_to_dmi, model_to_dmi, protocol_of
 from edgecore.dmi.door import Door
-from edgecore.dmi.mappers import Mapper, MapperRecord, load_records, save_records
+from edgecore.dmi.mappers import Mapper, MapperRecord, load_records, protocol_of, save_records
 from edgecore.metastore import MetaStore, StoreEvent, Subscription
 from edgecore.modules import DMI, DMI_GROUP, TWIN, TWIN_GROUP
 from hive.bus import Bus
 from hive.ratelimit import TokenBucket
 from wire.messages import Message
+
+if TYPE_CHECKING:
+    from edgecore.dmi import api_pb2 as dmi
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,9 @@ class DmiModule:
     # -- mappers calling us --------------------------------------------------------------------
 
     async def register(self, req: dmi.MapperRegisterRequest) -> dmi.MapperRegisterResponse:
+        from edgecore.dmi import api_pb2 as dmi
+        from edgecore.dmi.convert import device_to_dmi, model_to_dmi
+
         info = req.mapper
         record = MapperRecord(
             name=info.name,
@@ -319,6 +324,8 @@ class DmiModule:
         new = self.mappers.get(protocol_of(event.obj)) if event.type != "DELETED" else None
         ns, name = key
         if old is not None and old.stub is not None and old is not new:
+            from edgecore.dmi import api_pb2 as dmi
+
             self._sent.pop(key, None)
             await old.stub.RemoveDevice(
                 dmi.RemoveDeviceRequest(deviceName=name, deviceNamespace=ns),
@@ -334,6 +341,9 @@ class DmiModule:
         Device whose model it lacks, so a Device whose model is not on the edge yet waits for
         it), then ``RegisterDevice``, or ``UpdateDevice`` when the mapper has it already and it
         changed (a stock mapper restarts the device on each)."""
+        from edgecore.dmi import api_pb2 as dmi
+        from edgecore.dmi.convert import device_to_dmi, model_to_dmi
+
         timeout = self._settings.call_timeout
         models = self._models_of([obj])
         if not models:
@@ -366,6 +376,9 @@ class DmiModule:
         for mapper in list(self.mappers.values()):
             if mapper.stub is None:
                 continue
+            from edgecore.dmi import api_pb2 as dmi
+            from edgecore.dmi.convert import model_to_dmi
+
             if mkey not in mapper.models:
                 if event.type != "DELETED":
                     await self._waiting_for(mapper, key)

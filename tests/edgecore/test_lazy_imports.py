@@ -28,12 +28,19 @@ def test_edgecore_run_imports_no_grpc_cryptography_or_aiohttp() -> None:
     assert loaded_after("import edgecore.cli, edgecore.app, edgecore.figures") == set()
 
 
+def test_metrics_load_prometheus_client_at_the_first_scrape() -> None:
+    """``edgecore run`` imports prometheus_client only when ``/metrics`` is first read."""
+    code = "import edgecore.cli, edgecore.app, edgecore.figures, sys\n"
+    code += "assert 'prometheus_client' not in sys.modules, 'imported at start'"
+    loaded_after(code)
+
+
 def test_runtime_modules_bring_grpc_and_dmi_only_its_rpc_face() -> None:
     """The modules the app imports for ``--runtime cri`` need gRPC; DMI's module does not (it
     loads ``edgecore.dmi.rpc`` when a mapper first connects)."""
     assert "grpc" in loaded_after("import edgecore.edged.module")
     assert "grpc" in loaded_after("import edgecore.edgestream.cri")
-    assert "grpc" not in loaded_after("import edgecore.dmi.module")
+    assert loaded_after("import edgecore.dmi.module") == set()
     assert "grpc" in loaded_after("import edgecore.dmi.rpc")
 
 
