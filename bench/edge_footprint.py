@@ -9,7 +9,7 @@ The run, all real processes on 127.0.0.1: cloudhub (embedded store) and, for eac
 ``--points`` (``OBJECTS:DEVICES``), one edgecore joined as its own node with its internal
 mosquitto. Per point: the pods (``bench_pod``, ~1 KB each, as the cloud benches use) and the
 Devices (one DeviceModel) are applied to that node, edgecore starts and syncs them into its
-cache, and once it is quiet its memory and its CPU over ``--idle`` seconds are read; then it is
+cache, and once it is quiet its CPU over ``--idle`` seconds and then its memory are read; then it is
 restarted on the same data dir (cache on disk, nothing to send) and read again. mosquitto's
 RSS is printed apart: it is a process of its own. Points run one after the other, so an
 edge's idle CPU is not another's load.
@@ -222,15 +222,16 @@ async def point(
             raise RuntimeError(f"edge {node} has {counts(edge)} of ({objects}, {devices})")
         sync_s = time.monotonic() - t0
         await quiet(edge.pid)
-        live = Memory.of(edge.pid)
+        # memory is read at the end of the idle window: what an idle edge holds
         cpu = await idle_cpu(edge.pid, args.idle)
+        live = Memory.of(edge.pid)
         broker = Memory.of(edge.broker_pid) if edge.broker_pid else Memory(0, 0, 0, 0)
         edge.stop()
         await edge.start()
         await asyncio.sleep(1.0)  # the link's inventory exchange; then wait for quiet
         await quiet(edge.pid)
-        restarted = Memory.of(edge.pid)
         cpu_restarted = await idle_cpu(edge.pid, args.idle)
+        restarted = Memory.of(edge.pid)
     finally:
         edge.stop()
     log.info(
