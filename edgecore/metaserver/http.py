@@ -24,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
@@ -75,7 +76,11 @@ def response_head(response: Response) -> h11.Response:
         headers.append(("Content-Length", str(len(response.body))))
     else:
         headers.append(("Transfer-Encoding", "chunked"))
-    return h11.Response(status_code=response.status, headers=headers)
+    try:
+        reason = HTTPStatus(response.status).phrase.encode()
+    except ValueError:
+        reason = b""
+    return h11.Response(status_code=response.status, headers=headers, reason=reason)
 
 
 @dataclass(eq=False)
@@ -149,6 +154,8 @@ class HttpServer:
             await self._serve(conn)
         except (ConnectionError, asyncio.IncompleteReadError):
             log.debug("local API client went away")
+        except Exception:
+            log.exception("local API connection failed")
         finally:
             del self._connections[conn]
             writer.close()
@@ -172,7 +179,7 @@ class HttpServer:
             try:
                 response = await self.handler(request)
                 log.debug("%s %s -> %d", request.method, request.path, response.status)
-                await self._respond(conn, response)
+                await self._respond(conn, response, head_only=request.method == "HEAD")
             finally:
                 conn.busy = False
             if conn.state.our_state is not h11.DONE or conn.state.their_state is not h11.DONE:
@@ -198,10 +205,12 @@ class HttpServer:
         path, query = parse_target(event.target)
         return Request(event.method.decode("ascii", "replace"), path, query)
 
-    async def _respond(self, conn: _Connection, response: Response) -> None:
+    async def _respond(self, conn: _Connection, response: Response, *, head_only: bool) -> None:
         await conn.send(response_head(response))
-        if response.stream is None:
-            if response.body:
+        if head_only or response.stream is None:
+            if response.stream is not None:
+                await response.stream.aclose()
+            if response.body and not head_only:
                 await conn.send(h11.Data(data=response.body))
             await conn.send(h11.EndOfMessage())
             return
