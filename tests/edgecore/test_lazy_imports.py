@@ -1,6 +1,6 @@
-"""What a default edge does not use is not imported: gRPC only with a runtime or DMI,
-cryptography only to join or renew, aiohttp only for HTTP probes and joining (each costs a
-running edge ~10-15 MB; see bench/edge_footprint.py)."""
+"""What a default edge does not use is not imported: gRPC only with a runtime or a DMI mapper,
+cryptography only to join or renew, aiohttp only to join and at a pod's first HTTP probe
+(each costs a running edge ~10-15 MB; see bench/edge_footprint.py)."""
 
 from __future__ import annotations
 
@@ -50,8 +50,9 @@ def test_join_and_renewal_bring_cryptography() -> None:
     assert "cryptography" in loaded_after("import edgecore.certmanager.keys")
 
 
-def test_http_probes_and_join_bring_aiohttp() -> None:
-    """edged's HTTP probes and joining load aiohttp; the local API does not need it."""
-    assert "aiohttp" in loaded_after("import edgecore.edged.module")
+def test_join_brings_aiohttp_and_edged_only_at_its_first_http_probe() -> None:
+    """Joining loads aiohttp; edged (its HTTP probes make their session at the first one)
+    and the local API do not."""
     assert "aiohttp" in loaded_after("import edgecore.join")
+    assert "aiohttp" not in loaded_after("import edgecore.edged.module")
     assert "aiohttp" not in loaded_after("import edgecore.metaserver.server")
