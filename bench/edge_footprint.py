@@ -59,8 +59,10 @@ IDLE_PYTHON = "import asyncio; asyncio.run(asyncio.sleep(3600))"
 IMPORTS_ONLY = "import asyncio, edgecore.cli; asyncio.run(asyncio.sleep(3600))"
 #: what ``edgecore run`` imports, whatever its settings (the app imports the rest when used)
 RUN_IMPORTS = "import edgecore.cli, edgecore.app"
-#: imported on top of RUN_IMPORTS by an edge that serves DMI or runs pods over CRI
-CRI_DMI_IMPORTS = "import edgecore.dmi.module, edgecore.edged.module, edgecore.edgestream.cri"
+#: imported on top of RUN_IMPORTS by an edge that runs pods over CRI or has a DMI mapper
+CRI_DMI_IMPORTS = (
+    "import edgecore.dmi.module, edgecore.dmi.rpc, edgecore.edged.module, edgecore.edgestream.cri"
+)
 #: the child that measures import costs (stdlib only, so it starts from a bare interpreter)
 IMPORT_COSTS = THIS_FILE.parent / "import_costs.py"
 
@@ -307,8 +309,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--dmi-socket",
         default=None,
-        help="edgecore --dmi-socket: 'off' serves no DMI (no gRPC loaded); default: one in "
-        "the temp dir (DMI served, as edgecore's default /etc/kubeedge/dmi.sock)",
+        help="edgecore --dmi-socket: 'off' serves no DMI; default: one in the temp dir (DMI "
+        "served, as edgecore's default /etc/kubeedge/dmi.sock; gRPC loads only when a mapper "
+        "connects, and none does here)",
     )
     p.add_argument("--import-rows", type=int, default=12, help="biggest import costs printed (12)")
     p.add_argument("--timeout", type=float, default=900.0, help="hard limit, seconds (900)")
