@@ -99,7 +99,8 @@ class _Connection:
             await self.writer.drain()
 
     async def next_event(self) -> object:
-        """The next request-side event; ``None`` when the client closed or sent garbage."""
+        """The next request-side event; ``None`` when the client closed (garbage raises
+        ``h11.RemoteProtocolError``)."""
         while True:
             event = self.state.next_event()
             if event is not h11.NEED_DATA:
