@@ -42,7 +42,7 @@ TEXT = "text/plain; charset=utf-8"
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What a handler is asked: ``path`` percent-decoded, ``query`` the last value per name."""
+    """What a handler is asked: ``path`` percent-decoded, ``query`` the first value per name."""
 
     method: str
     path: str
@@ -64,9 +64,13 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def parse_target(target: bytes) -> tuple[str, dict[str, str]]:
-    """A request target -> (percent-decoded path, query: last value per name)."""
+    """A request target -> (percent-decoded path, query: the first value of each name, as
+    aiohttp's ``request.query.get`` read it)."""
     parts = urlsplit(target.decode("ascii", "replace"))
-    return unquote(parts.path) or "/", dict(parse_qsl(parts.query, keep_blank_values=True))
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        query.setdefault(name, value)
+    return unquote(parts.path) or "/", query
 
 
 def response_head(response: Response) -> h11.Response:

@@ -91,9 +91,9 @@ def test_parse_target_never_raises(text: str) -> None:
     assert isinstance(path, str) and isinstance(query, dict)
 
 
-def test_parse_target_decodes_the_path_and_keeps_the_last_query_value() -> None:
-    """Percent-escapes in the path are decoded; a repeated query name keeps its last value."""
+def test_parse_target_decodes_the_path_and_keeps_the_first_query_value() -> None:
+    """Percent-escapes in the path are decoded; a repeated query name keeps its first value."""
     assert parse_target(b"/api/v1/namespaces/a%2Db/pods?watch=0&watch=1") == (
         "/api/v1/namespaces/a-b/pods",
-        {"watch": "1"},
+        {"watch": "0"},
     )
