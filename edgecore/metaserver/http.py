@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 READ_SIZE = 65536
 #: a request body larger than this is refused (the local API takes none)
 MAX_BODY = 1 << 20
+#: seconds a connection may take to send its next whole request (idle keep-alive included)
+#: before it is closed, as aiohttp's keep-alive timeout did: leaked client connections and
+#: slow senders do not hold sockets for ever
+REQUEST_TIMEOUT = 75.0
 
 JSON = "application/json; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
@@ -116,9 +120,16 @@ class _Connection:
 class HttpServer:
     """Serves ``handler`` on one listening socket; see the module docstring."""
 
-    def __init__(self, handler: Handler, *, shutdown_timeout: float) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        shutdown_timeout: float,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
         self.handler = handler
         self.shutdown_timeout = shutdown_timeout
+        self.request_timeout = request_timeout
         self.server: asyncio.Server | None = None
         self._connections: dict[_Connection, asyncio.Task[None]] = {}
         self._closing = False
@@ -171,7 +182,10 @@ class HttpServer:
         """Answer requests on ``conn`` until either side closes it."""
         while not self._closing:
             try:
-                request = await self._read_request(conn)
+                async with asyncio.timeout(self.request_timeout):
+                    request = await self._read_request(conn)
+            except TimeoutError:
+                return
             except h11.RemoteProtocolError as exc:
                 if conn.state.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     code = exc.error_status_hint

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgecore.metaserver.http import parse_target
+from edgecore.metaserver.http import HttpServer, Request, Response, parse_target
 from edgecore.metaserver.server import LocalApiServer, make_app, serve
 from edgecore.metastore import Change, MetaStore
 
@@ -82,6 +82,23 @@ async def test_oversized_body_is_413(server: LocalApiServer) -> None:
     head = f"POST /api/v1/pods HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
     out = await exchange(server, head + b"x" * size)
     assert out.startswith(b"HTTP/1.1 413 ")
+
+
+async def test_idle_connection_is_closed_after_the_request_timeout() -> None:
+    """A connection that sends no request within ``request_timeout`` is closed."""
+
+    async def handler(request: Request) -> Response:
+        return Response(200, b"ok")
+
+    http = HttpServer(handler, shutdown_timeout=1, request_timeout=0.1)
+    await http.listen("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""
+        writer.close()
+    finally:
+        await http.close()
 
 
 @given(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=60))
