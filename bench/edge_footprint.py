@@ -9,7 +9,7 @@ The run, all real processes on 127.0.0.1: cloudhub (embedded store) and, for eac
 ``--points`` (``OBJECTS:DEVICES``), one edgecore joined as its own node with its internal
 mosquitto. Per point: the pods (``bench_pod``, ~1 KB each, as the cloud benches use) and the
 Devices (one DeviceModel) are applied to that node, edgecore starts and syncs them into its
-cache, and once it is quiet its memory and its CPU over ``--idle`` seconds are read; then it is
+cache, and once it is quiet its CPU over ``--idle`` seconds and then its memory are read; then it is
 restarted on the same data dir (cache on disk, nothing to send) and read again. mosquitto's
 RSS is printed apart: it is a process of its own. Points run one after the other, so an
 edge's idle CPU is not another's load.
@@ -59,8 +59,10 @@ IDLE_PYTHON = "import asyncio; asyncio.run(asyncio.sleep(3600))"
 IMPORTS_ONLY = "import asyncio, edgecore.cli; asyncio.run(asyncio.sleep(3600))"
 #: what ``edgecore run`` imports, whatever its settings (the app imports the rest when used)
 RUN_IMPORTS = "import edgecore.cli, edgecore.app"
-#: imported on top of RUN_IMPORTS by an edge that serves DMI or runs pods over CRI
-CRI_DMI_IMPORTS = "import edgecore.dmi.module, edgecore.edged.module, edgecore.edgestream.cri"
+#: imported on top of RUN_IMPORTS by an edge that runs pods over CRI or has a DMI mapper
+CRI_DMI_IMPORTS = (
+    "import edgecore.dmi.module, edgecore.dmi.rpc, edgecore.edged.module, edgecore.edgestream.cri"
+)
 #: the child that measures import costs (stdlib only, so it starts from a bare interpreter)
 IMPORT_COSTS = THIS_FILE.parent / "import_costs.py"
 
@@ -222,15 +224,16 @@ async def point(
             raise RuntimeError(f"edge {node} has {counts(edge)} of ({objects}, {devices})")
         sync_s = time.monotonic() - t0
         await quiet(edge.pid)
-        live = Memory.of(edge.pid)
+        # memory is read at the end of the idle window: what an idle edge holds
         cpu = await idle_cpu(edge.pid, args.idle)
+        live = Memory.of(edge.pid)
         broker = Memory.of(edge.broker_pid) if edge.broker_pid else Memory(0, 0, 0, 0)
         edge.stop()
         await edge.start()
         await asyncio.sleep(1.0)  # the link's inventory exchange; then wait for quiet
         await quiet(edge.pid)
-        restarted = Memory.of(edge.pid)
         cpu_restarted = await idle_cpu(edge.pid, args.idle)
+        restarted = Memory.of(edge.pid)
     finally:
         edge.stop()
     log.info(
@@ -306,8 +309,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--dmi-socket",
         default=None,
-        help="edgecore --dmi-socket: 'off' serves no DMI (no gRPC loaded); default: one in "
-        "the temp dir (DMI served, as edgecore's default /etc/kubeedge/dmi.sock)",
+        help="edgecore --dmi-socket: 'off' serves no DMI; default: one in the temp dir (DMI "
+        "served, as edgecore's default /etc/kubeedge/dmi.sock; gRPC loads only when a mapper "
+        "connects, and none does here)",
     )
     p.add_argument("--import-rows", type=int, default=12, help="biggest import costs printed (12)")
     p.add_argument("--timeout", type=float, default=900.0, help="hard limit, seconds (900)")

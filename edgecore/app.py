@@ -15,8 +15,9 @@ local API which reads the cache). Everything started here is owned by one
 :class:`hive.module.Runner` and stopped by it.
 
 What only some edges use is imported only by them: edged and edgestream's CRI runtime with
-``--runtime cri``, DMI when its socket is served. Both load gRPC, ~15 MB of the process's
-resident memory (``bench/edge_footprint.py``).
+``--runtime cri``, DMI when its socket is served, and DMI's gRPC only when a mapper connects
+(:mod:`edgecore.dmi.door`). gRPC is ~15 MB of the process's resident memory
+(``bench/edge_footprint.py``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from aiohttp import web
 
 from edgecore.certmanager.module import CertManager
 from edgecore.config import EdgeSettings
@@ -38,7 +37,7 @@ from edgecore.edgestream.runtime import StreamRuntime
 from edgecore.eventbus.module import EventBus
 from edgecore.figures import EdgeFigures
 from edgecore.metamanager.module import MetaManager
-from edgecore.metaserver.server import bound_port, make_app, parse_address, serve
+from edgecore.metaserver.server import LocalApiServer, bound_port, make_app, parse_address, serve
 from edgecore.metastore import MetaStore
 from edgecore.modules import REGISTRY
 from edgecore.nodestatus.facts import local_address
@@ -60,7 +59,7 @@ class EdgeApp:
     bus: Bus
     hub: EdgeHub
     runner: Runner
-    local_api: web.AppRunner
+    local_api: LocalApiServer
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     #: this process's ownership of the data dir, released last
     lock: DataDirLock | None = None
@@ -181,7 +180,7 @@ async def _start(settings: EdgeSettings, stream_runtime: StreamRuntime | None) -
     runner.start_module(twin)
     if settings.dmi.socket is not None:
         from edgecore.dmi.mappers import DMI_MAPPERS_FILE
-        from edgecore.dmi.module import DmiModule  # gRPC: see the module docstring
+        from edgecore.dmi.module import DmiModule  # protobuf; gRPC when a mapper connects
 
         runner.start_module(
             DmiModule(

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgecore import app as edge_app
-from edgecore import config
+from edgecore import config, heap
 from edgecore.eventbus.module import parse_url
 from edgecore.metaserver.server import parse_address
 from hive import logs
@@ -197,7 +197,11 @@ def _load(args: argparse.Namespace) -> config.EdgeSettings:
 
 
 async def _run(settings: config.EdgeSettings) -> None:
+    heap.limit_arenas()  # before start: the cache's threads begin there
     app = await edge_app.start(settings)
+    app.runner.spawn(
+        "heap-trim", lambda: heap.trim_after_sync(app.hub.connected, lambda: app.store.commits)
+    )
     await run_until_signalled(app.stop)
 
 

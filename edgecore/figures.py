@@ -2,6 +2,8 @@
 
 Read at scrape time from the counters the modules keep (see :mod:`hive.metrics`); the outbox
 figures need a read of the twin database, done by :meth:`EdgeFigures.refresh` just before.
+``prometheus_client`` is imported at the first scrape, not when edgecore starts (~1 MiB an
+edge nobody scrapes does not need).
 """
 
 from __future__ import annotations
@@ -9,8 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from prometheus_client.core import CounterMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from edgecore.certmanager.module import CertManager
 from edgecore.devicetwin.module import TwinModule
@@ -18,8 +19,10 @@ from edgecore.edgehub.module import EdgeHub
 from edgecore.eventbus.module import EventBus
 from edgecore.metamanager.module import MetaManager
 from edgecore.metastore import MetaStore
-from hive.metrics import counter, gauge, labelled
 from wire.errors import StoreError
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 P = "edgebridge_edge_"
 
@@ -46,6 +49,10 @@ class EdgeFigures:
             self.outbox_rows, self.outbox_oldest = 0, None
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
+        from hive.metrics import counter, gauge, labelled
+
         yield gauge(
             P + "cloud_connected",
             "1 while the link to the cloud is up",

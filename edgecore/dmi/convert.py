@@ -83,12 +83,6 @@ def _custom(config: Any) -> dmi.CustomizedValue:
     return dmi.CustomizedValue(data={str(k): pack_value(v) for k, v in data.items()})
 
 
-def protocol_of(device: Mapping[str, Any]) -> str:
-    """The protocol a Device's mapper speaks (``spec.protocol.protocolName``), or ``""``."""
-    protocol = (device.get("spec") or {}).get("protocol") or {}
-    return str(protocol.get("protocolName") or "") if isinstance(protocol, Mapping) else ""
-
-
 def device_to_dmi(device: Mapping[str, Any]) -> dmi.Device:
     """A Device object as DMI ``Device`` (name, namespace, model, protocol, properties)."""
     meta = device.get("metadata") or {}

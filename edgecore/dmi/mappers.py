@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 from pydantic import BaseModel, Field, ValidationError
 
 from hive.ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,12 @@ class MapperRecords(BaseModel):
     """The file: the mappers registered with this edge."""
 
     mappers: list[MapperRecord] = Field(default_factory=list)
+
+
+def protocol_of(device: Mapping[str, Any]) -> str:
+    """The protocol a Device's mapper speaks (``spec.protocol.protocolName``), or ``""``."""
+    protocol = (device.get("spec") or {}).get("protocol") or {}
+    return str(protocol.get("protocolName") or "") if isinstance(protocol, Mapping) else ""
 
 
 @dataclass

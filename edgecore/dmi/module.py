@@ -20,6 +20,11 @@ it restarts itself (desired values stop reaching the mapper until the mapper is 
 too); here registered mappers are kept in ``state_file`` and dialled again on start
 (:mod:`.mappers`).
 
+gRPC and the protobuf messages are loaded when first needed (:mod:`.door`): when a mapper
+first connects, or at start when mappers registered before are dialled again. Until then the
+socket is held by a plain listener, and an edge that serves DMI to no mapper does not pay
+gRPC's and protobuf's ~16 MiB.
+
 Rate: KubeEdge bounds every mapper together at 1 request/s. Here each mapper (by protocol)
 has its own token bucket (``rate``/``burst``): a chatty mapper is paced (its calls take
 longer), the others are not held up by it; a report the pace would hold past the caller's
@@ -34,33 +39,22 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
-
-import grpc
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgecore.config import DmiSettings
-from edgecore.dmi import api_pb2 as dmi
-from edgecore.dmi import api_pb2_grpc as dmi_grpc
-from edgecore.dmi.convert import (
-    device_to_dmi,
-    model_to_dmi,
-    protocol_of,
-    states_request,
-    status_request,
-)
-from edgecore.dmi.mappers import Mapper, MapperRecord, load_records, save_records
+from edgecore.dmi.door import Door
+from edgecore.dmi.mappers import Mapper, MapperRecord, load_records, protocol_of, save_records
 from edgecore.metastore import MetaStore, StoreEvent, Subscription
 from edgecore.modules import DMI, DMI_GROUP, TWIN, TWIN_GROUP
 from hive.bus import Bus
 from hive.ratelimit import TokenBucket
 from wire.messages import Message
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from edgecore.dmi import api_pb2 as dmi
 
-#: the generated stubs are untyped
-_grpc: Any = dmi_grpc
+log = logging.getLogger(__name__)
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -100,55 +94,68 @@ class DmiModule:
         self._unclaimed = TokenBucket(rate=settings.rate, burst=settings.burst, now=clock())
         self.reports = 0
         self.ready = asyncio.Event()
+        #: the gRPC server (``grpc.aio.Server``), once loaded
+        self._server: Any = None
 
     async def run(self) -> None:
         path = self._settings.socket
         if path is None:
+            return
+        if _served(path):
+            log.warning("DMI not served: %s is served by another process", path)
             return
         subs = {t: self._meta.subscribe(t) for t in ("device", "devicemodel")}
         for obj in await self._meta.list("device"):
             self._devices[_key(obj)] = obj
         for obj in await self._meta.list("devicemodel"):
             self._models[_key(obj)] = obj
-        server = grpc.aio.server()
-        _grpc.add_DeviceManagerServiceServicer_to_server(_Manager(self), server)
-        if _served(path):
-            log.warning("DMI not served: %s is served by another process", path)
-            for sub in subs.values():
-                sub.close()
-            return
+        records = await load_records(self._state_file) if self._state_file is not None else []
+        door = Door(path, lambda: self._serve(path))
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)  # a previous edgecore's socket, nobody serves it
-            server.add_insecure_port(f"unix://{path}")
-        except (OSError, RuntimeError) as exc:
-            log.warning(
-                "DMI not served: cannot listen on %s (%s); stock mappers cannot register", path, exc
-            )
-            for sub in subs.values():
-                sub.close()
-            return
-        await server.start()
-        log.info("DMI served on %s", path)
-        await self._restore()
-        self.ready.set()
-        try:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.unlink(missing_ok=True)  # a previous edgecore's socket, nobody serves it
+                if records:
+                    await self._serve(path)  # mappers to dial again: gRPC now
+                else:
+                    await door.listen()
+            except (OSError, RuntimeError) as exc:
+                log.warning(
+                    "DMI not served: cannot listen on %s (%s); stock mappers cannot register",
+                    path,
+                    exc,
+                )
+                return
+            log.info("DMI served on %s", path)
+            await self._restore(records)
+            self.ready.set()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._follow("device", subs))
                 tasks.create_task(self._follow("devicemodel", subs))
         finally:
             for sub in subs.values():
                 sub.close()
-            await server.stop(grace=0.5)
+            await door.close()
+            if self._server is not None:
+                await self._server.stop(grace=0.5)
             for mapper in self.mappers.values():
                 if mapper.channel is not None:
                     await mapper.channel.close()
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
 
+    async def _serve(self, path: Path) -> None:
+        """Load gRPC and serve ``DeviceManagerService`` at ``path``."""
+        from edgecore.dmi import rpc
+
+        self._server = await rpc.serve(self, path)
+
     # -- mappers calling us --------------------------------------------------------------------
 
     async def register(self, req: dmi.MapperRegisterRequest) -> dmi.MapperRegisterResponse:
+        from edgecore.dmi import api_pb2 as dmi
+        from edgecore.dmi.convert import device_to_dmi, model_to_dmi
+
         info = req.mapper
         record = MapperRecord(
             name=info.name,
@@ -197,18 +204,15 @@ class DmiModule:
             ),
         )
         if record.address:
-            target = record.address if "://" in record.address else f"unix://{record.address}"
-            mapper.channel = grpc.aio.insecure_channel(target)
-            mapper.stub = _grpc.DeviceMapperServiceStub(mapper.channel)
+            from edgecore.dmi import rpc  # loaded already: a mapper called, or one is restored
+
+            mapper.channel, mapper.stub = rpc.connect(record.address)
         self.mappers[record.protocol] = mapper
         return mapper
 
-    async def _restore(self) -> None:
+    async def _restore(self, records: list[MapperRecord]) -> None:
         """Dial again the mappers registered before this edgecore started (a stock mapper
         does not register again)."""
-        if self._state_file is None:
-            return
-        records = await load_records(self._state_file)
         for record in records:
             await self._connect(record)
             self._assume_handed(record.protocol)
@@ -301,8 +305,13 @@ class DmiModule:
                 await self._device_event(event)
             else:
                 await self._model_event(event)
-        except grpc.aio.AioRpcError as exc:
-            log.warning("DMI call for %s failed: %s", event.key, exc.details() or exc.code())
+        except Exception as exc:
+            from edgecore.dmi import rpc
+
+            failure = rpc.call_failed(exc)
+            if failure is None:
+                raise
+            log.warning("DMI call for %s failed: %s", event.key, failure)
 
     async def _device_event(self, event: StoreEvent) -> None:
         key = _key(event.obj)
@@ -315,6 +324,8 @@ class DmiModule:
         new = self.mappers.get(protocol_of(event.obj)) if event.type != "DELETED" else None
         ns, name = key
         if old is not None and old.stub is not None and old is not new:
+            from edgecore.dmi import api_pb2 as dmi
+
             self._sent.pop(key, None)
             await old.stub.RemoveDevice(
                 dmi.RemoveDeviceRequest(deviceName=name, deviceNamespace=ns),
@@ -330,6 +341,9 @@ class DmiModule:
         Device whose model it lacks, so a Device whose model is not on the edge yet waits for
         it), then ``RegisterDevice``, or ``UpdateDevice`` when the mapper has it already and it
         changed (a stock mapper restarts the device on each)."""
+        from edgecore.dmi import api_pb2 as dmi
+        from edgecore.dmi.convert import device_to_dmi, model_to_dmi
+
         timeout = self._settings.call_timeout
         models = self._models_of([obj])
         if not models:
@@ -362,6 +376,9 @@ class DmiModule:
         for mapper in list(self.mappers.values()):
             if mapper.stub is None:
                 continue
+            from edgecore.dmi import api_pb2 as dmi
+            from edgecore.dmi.convert import model_to_dmi
+
             if mkey not in mapper.models:
                 if event.type != "DELETED":
                     await self._waiting_for(mapper, key)
@@ -386,56 +403,6 @@ class DmiModule:
                 await self._hand_over(mapper, key, obj)
 
 
-class _Manager(dmi_grpc.DeviceManagerServiceServicer):
-    """gRPC face of :class:`DmiModule`."""
-
-    def __init__(self, module: DmiModule) -> None:
-        self._module = module
-
-    async def MapperRegister(
-        self, request: dmi.MapperRegisterRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> dmi.MapperRegisterResponse:
-        if not request.mapper.protocol:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mapper.protocol is empty")
-        return await self._module.register(request)
-
-    async def ReportDeviceStatus(
-        self, request: dmi.ReportDeviceStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> dmi.ReportDeviceStatusResponse:
-        await self._report(request, context, status_request)
-        return dmi.ReportDeviceStatusResponse()
-
-    async def ReportDeviceStates(
-        self, request: dmi.ReportDeviceStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> dmi.ReportDeviceStatesResponse:
-        await self._report(request, context, states_request)
-        return dmi.ReportDeviceStatesResponse()
-
-    async def _report(
-        self,
-        request: Any,
-        context: grpc.aio.ServicerContext[Any, Any],
-        convert: Callable[[Any, int], tuple[str, str]],
-    ) -> None:
-        name = request.deviceName
-        ns = self._module.namespace_of(name, request.deviceNamespace)
-        if ns is None:
-            await _not_found(context, name, request.deviceNamespace)
-            return
-        request.deviceNamespace = ns
-        outcome = await self._module.report(
-            name, ns, convert(request, int(time.time() * 1000)), context.time_remaining()
-        )
-        if outcome == "not_found":
-            await _not_found(context, name, ns)
-        elif outcome == "busy":
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"device {ns}/{name}: its mapper reports more than dmi.rate allows; "
-                "report less often or raise dmi.rate",
-            )
-
-
 def _served(path: Path) -> bool:
     """Whether a live process answers on the unix socket ``path``."""
     if not path.exists():
@@ -446,9 +413,3 @@ def _served(path: Path) -> bool:
         except OSError:
             return False
     return True
-
-
-async def _not_found(context: grpc.aio.ServicerContext[Any, Any], name: str, ns: str) -> None:
-    await context.abort(
-        grpc.StatusCode.NOT_FOUND, f"device {ns or 'default'}/{name} is not bound to this node"
-    )

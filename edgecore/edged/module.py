@@ -28,8 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from edgecore.config import RuntimeSettings
 from edgecore.cri.client import CriClient
 from edgecore.edged import configs
@@ -65,17 +63,15 @@ class _Parts:
         cri: CriClient,
         box: StatusBox,
         actions: Callable[[CriClient], PodActions],
-        prober: Callable[[CriClient, aiohttp.ClientSession], Prober],
+        prober: Callable[[CriClient], Prober],
     ) -> None:
         self.cri = cri
         self.box = box
-        self.http = aiohttp.ClientSession()
         self.actions = actions(cri)
-        self.prober = prober(cri, self.http)
+        self.prober = prober(cri)
 
     async def close(self) -> None:
         await self.prober.close()
-        await self.http.close()
         await self.cri.close()
         await self.box.close()
 
@@ -156,9 +152,7 @@ class Edged:
                 pod_dir=self._pod_dir,
                 observer=self._observer,
             ),
-            prober=lambda c, http: Prober(
-                cri=c, http=http, observer=self._observer, on_change=self._dirty.set
-            ),
+            prober=lambda c: Prober(cri=c, observer=self._observer, on_change=self._dirty.set),
         )
         try:
             version = await cri.version()

@@ -11,28 +11,29 @@ Shapes are Kubernetes': objects as stored, lists as ``{Kind}List`` with ``items`
 ``{"type", "object"}`` events. A watch subscribes before it lists, so no change can fall
 between the two; it remembers what it sent so the overlap is not sent twice.
 
-Routing is one catch-all handler and a pure path parser (:func:`route`) rather than aiohttp's
-router, so unknown paths and wrong methods answer with a ``Status`` like the real API server
-instead of aiohttp's plain-text pages.
+Routing is one handler and a pure path parser (:func:`route`), so unknown paths and wrong
+methods answer with a ``Status`` like the real API server. HTTP itself is
+:mod:`edgecore.metaserver.http` (h11 over asyncio streams; its docstring says why not aiohttp).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from aiohttp import web
-from prometheus_client.core import Metric
-
-from edgecore.metastore import MetaStore, StoreEvent, Subscription
-from hive.metrics import CONTENT_TYPE, exposition, make_registry
+from edgecore.metaserver.http import TEXT, HttpServer, Request, Response
+from edgecore.metastore import Items, MetaStore, StoreEvent, Subscription
 from wire.errors import ConfigError
 from wire.kinds import CORE_API_VERSION, DEVICES_API_VERSION, KINDS
 from wire.resources import ResourceKey
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,12 @@ def route(path: str) -> Target | None:
     return None
 
 
-def status(code: int, reason: str, message: str, **details: str) -> web.Response:
+def json_response(body: Any, status: int = 200) -> Response:
+    """``body`` as a JSON response."""
+    return Response(status, json.dumps(body, separators=(",", ":")).encode())
+
+
+def status(code: int, reason: str, message: str, **details: str) -> Response:
     """A Kubernetes ``Status`` failure response."""
     body: dict[str, Any] = {
         "kind": "Status",
@@ -119,7 +125,7 @@ def status(code: int, reason: str, message: str, **details: str) -> web.Response
     }
     if details:
         body["details"] = details
-    return web.json_response(body, status=code)
+    return json_response(body, status=code)
 
 
 def _shaped(obj: dict[str, Any], res: Resource) -> dict[str, Any]:
@@ -151,27 +157,29 @@ def event_line(event: StoreEvent, sent: dict[str, str], res: Resource) -> bytes 
     return _line("ADDED" if before is None else "MODIFIED", _shaped(event.obj, res))
 
 
-class _LocalApi:
-    """Request handling, bound to one store."""
+class LocalApi:
+    """Request handling, bound to one store; ``GET /metrics`` too with ``figures``."""
 
-    def __init__(self, store: MetaStore, node_name: str) -> None:
+    def __init__(self, store: MetaStore, node_name: str, figures: Figures | None) -> None:
         self.store = store
         self.node_name = node_name
+        self.figures = figures
+        #: built at the first scrape (prometheus_client is imported then, not at start)
+        self._registry: Any = None
         #: open watch streams, closed on shutdown so the server stops promptly
         self.watches: set[Subscription] = set()
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Response:
         if request.method != "GET":
-            resp = status(
-                405,
-                "MethodNotAllowed",
-                "the local API is read-only: only GET is allowed",
+            refused = status(
+                405, "MethodNotAllowed", "the local API is read-only: only GET is allowed"
             )
-            resp.headers["Allow"] = "GET"
-            return resp
+            return dataclasses.replace(refused, headers=(("Allow", "GET"),))
         path = request.path
+        if path == "/metrics" and self.figures is not None:
+            return await self._metrics(self.figures)
         if path.rstrip("/") == "/healthz":
-            return web.Response(text="ok")
+            return Response(200, b"ok", TEXT)
         target = route(path)
         if target is None:
             return status(404, "NotFound", "the server could not find the requested resource")
@@ -184,13 +192,19 @@ class _LocalApi:
             if watch:
                 return await self._watch(request, target)
             return await self._list(target)
-        except ConnectionResetError:
-            raise
         except Exception:
             log.exception("local API of node %s failed on %s", self.node_name, path)
             return status(500, "InternalError", "the edge cache could not be read")
 
-    async def _get(self, target: Target) -> web.StreamResponse:
+    async def _metrics(self, figures: Figures) -> Response:
+        from hive.metrics import CONTENT_TYPE, exposition, make_registry
+
+        if self._registry is None:
+            self._registry = make_registry(figures.collect)
+        await figures.refresh()
+        return Response(200, exposition(self._registry), CONTENT_TYPE)
+
+    async def _get(self, target: Target) -> Response:
         res = target.resource
         assert target.name is not None
         obj = await self.store.get(target.key)
@@ -202,12 +216,12 @@ class _LocalApi:
                 name=target.name,
                 kind=res.plural,
             )
-        return web.json_response(_shaped(obj, res))
+        return json_response(_shaped(obj, res))
 
-    async def _list(self, target: Target) -> web.StreamResponse:
+    async def _list(self, target: Target) -> Response:
         res = target.resource
         items = await self.store.list(res.type, target.namespace)
-        return web.json_response(
+        return json_response(
             {
                 "kind": f"{res.kind}List",
                 "apiVersion": res.api_version,
@@ -216,7 +230,7 @@ class _LocalApi:
             }
         )
 
-    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def _watch(self, request: Request, target: Target) -> Response:
         res = target.resource
         raw_timeout = request.query.get("timeoutSeconds")
         try:
@@ -226,33 +240,46 @@ class _LocalApi:
         # subscribe before listing: a change committed in between is then seen at least once
         sub = self.store.subscribe(res.type, namespace=target.namespace)
         self.watches.add(sub)
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        resp.enable_chunked_encoding()
         try:
             rows = await self.store.items(res.type, target.namespace)
-            await resp.prepare(request)
+        except BaseException:
+            self._unwatch(sub)
+            raise
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        return Response(200, stream=self._events(sub, rows, res, deadline))
+
+    async def _events(
+        self,
+        sub: Subscription,
+        rows: Items,
+        res: Resource,
+        deadline: float | None,
+    ) -> AsyncGenerator[bytes, None]:
+        """The watch stream: ADDED for ``rows``, then the changes until ``deadline``."""
+        try:
             #: key -> resourceVersion the client has been told about
             sent: dict[str, str] = {}
             for key, rv, obj in rows:
-                await resp.write(_line("ADDED", _shaped(obj, res)))
+                yield _line("ADDED", _shaped(obj, res))
                 sent[key] = rv
-            try:
-                async with asyncio.timeout(timeout):
-                    async for event in sub:
-                        line = event_line(event, sent, res)
-                        if line is not None:
-                            await resp.write(line)
-            except TimeoutError:
-                pass
-            await resp.write_eof()
-        except ConnectionResetError:
-            log.debug("watch client on %s went away", request.path)
+            while True:
+                # the timeout spans only the wait, never a yield (the caller writes then)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        event = await anext(sub)
+                except (TimeoutError, StopAsyncIteration):
+                    return
+                line = event_line(event, sent, res)
+                if line is not None:
+                    yield line
         finally:
-            sub.close()
-            self.watches.discard(sub)
-        return resp
+            self._unwatch(sub)
 
-    async def on_shutdown(self, _app: web.Application) -> None:
+    def _unwatch(self, sub: Subscription) -> None:
+        sub.close()
+        self.watches.discard(sub)
+
+    def close_watches(self) -> None:
         for sub in list(self.watches):
             sub.close()
 
@@ -267,60 +294,55 @@ class Figures(Protocol):
         """The metrics, read from the counters now."""
 
 
-def make_app(
-    *, store: MetaStore, node_name: str, figures: Figures | None = None
-) -> web.Application:
+def make_app(*, store: MetaStore, node_name: str, figures: Figures | None = None) -> LocalApi:
     """The local API of node ``node_name`` (named in its log lines), reading ``store``;
     with ``figures``, ``GET /metrics`` in the Prometheus text format too."""
-    api = _LocalApi(store, node_name)
-    app = web.Application()
-    if figures is not None:
-        registry = make_registry(figures.collect)
+    return LocalApi(store, node_name, figures)
 
-        async def metrics(request: web.Request) -> web.Response:
-            await figures.refresh()
-            return web.Response(body=exposition(registry), headers={"Content-Type": CONTENT_TYPE})
 
-        app.router.add_get("/metrics", metrics, allow_head=False)
-    app.router.add_route("*", "/{path:.*}", api.handle)
-    app.on_shutdown.append(api.on_shutdown)
-    return app
+class LocalApiServer:
+    """A listening local API; stop it with :meth:`cleanup`."""
+
+    def __init__(self, api: LocalApi, http: HttpServer) -> None:
+        self.api = api
+        self.http = http
+
+    @property
+    def port(self) -> int:
+        return self.http.port
+
+    async def cleanup(self) -> None:
+        """Stop: open watches end (their streams complete), then the server closes."""
+        self.api.close_watches()
+        await self.http.close()
 
 
 async def serve(
-    app: web.Application,
+    app: LocalApi,
     host: str,
     port: int,
     *,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-) -> web.AppRunner:
+) -> LocalApiServer:
     """Start serving ``app`` on ``host:port`` (0 picks a free port; see :func:`bound_port`).
 
-    Stop with ``await runner.cleanup()``.
+    Stop with ``await server.cleanup()``.
 
     Raises:
         ConfigError: the address cannot be bound (in use, not local, no permission).
     """
-    # handler_cancellation: a watch whose client vanished is cancelled at once instead of
-    # lingering until its next event fails to write
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=shutdown_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    http = HttpServer(app.handle, shutdown_timeout=shutdown_timeout)
     try:
-        await site.start()
+        await http.listen(host, port)
     except OSError as exc:
-        await runner.cleanup()
         raise ConfigError(f"local API cannot listen on {host}:{port}: {exc.strerror}") from exc
-    log.info("local API listening on %s:%d", host, bound_port(runner))
-    return runner
+    log.info("local API listening on %s:%d", host, http.port)
+    return LocalApiServer(app, http)
 
 
-def bound_port(runner: web.AppRunner) -> int:
-    """The TCP port ``runner`` actually listens on (useful after asking for port 0)."""
-    for address in runner.addresses:
-        if isinstance(address, tuple):
-            return int(address[1])
-    raise ValueError("the runner is not listening on TCP")
+def bound_port(server: LocalApiServer) -> int:
+    """The TCP port ``server`` actually listens on (useful after asking for port 0)."""
+    return server.port
 
 
 def parse_address(value: str) -> tuple[str, int]:

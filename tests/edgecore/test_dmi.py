@@ -252,6 +252,20 @@ async def test_report_the_pace_would_hold_past_its_deadline_is_refused(rig: Rig)
     assert rig.dmi.reports - before == 6 - len(refused)
 
 
+async def test_grpc_starts_at_the_first_connection_and_then_owns_the_socket(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """No gRPC server before a mapper connects; the first connection is relayed to the one
+    it starts, and later connections reach that server directly."""
+    assert rig.dmi._server is None
+    await _register(rig)
+    assert rig.dmi._server is not None
+    async with grpc.aio.insecure_channel(f"unix://{tmp_path / 'dmi.sock'}") as channel:
+        await _grpc.DeviceManagerServiceStub(channel).ReportDeviceStatus(_report("7"), timeout=5)
+    await rig.manager.ReportDeviceStatus(_report("8"), timeout=5)
+    assert rig.dmi.reports == 2
+
+
 def test_token_bucket_wait_spends_nothing() -> None:
     """``wait`` says what ``reserve`` would, and leaves the budget as it was."""
     bucket = TokenBucket(rate=5, burst=1, now=0.0)

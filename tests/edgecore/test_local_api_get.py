@@ -8,9 +8,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from edgecore.metaserver.server import bound_port, make_app, serve
+from edgecore.metaserver.server import LocalApiServer, bound_port, make_app, serve
 from edgecore.metastore import Change, MetaStore
 
 DEVICES = "/apis/devices.kubeedge.io/v1beta1"
@@ -49,7 +48,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
             Change("default/devicemodel/tm", "1", obj("DeviceModel", "tm")),
         ]
     )
-    runner: web.AppRunner = await serve(make_app(store=store, node_name="edge-1"), "127.0.0.1", 0)
+    runner: LocalApiServer = await serve(make_app(store=store, node_name="edge-1"), "127.0.0.1", 0)
     async with aiohttp.ClientSession() as session:
         yield Api(session, f"http://127.0.0.1:{bound_port(runner)}", store)
     await runner.cleanup()

@@ -10,9 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from edgecore.metaserver.server import bound_port, make_app, serve
+from edgecore.metaserver.server import LocalApiServer, bound_port, make_app, serve
 from edgecore.metastore import Change, MetaStore
 
 
@@ -33,7 +32,7 @@ async def eventually(cond: Callable[[], bool], timeout: float = 2.0) -> None:
 
 
 class Server:
-    def __init__(self, store: MetaStore, runner: web.AppRunner, base: str) -> None:
+    def __init__(self, store: MetaStore, runner: LocalApiServer, base: str) -> None:
         self.store, self.runner, self.base = store, runner, base
 
 
