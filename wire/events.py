@@ -49,7 +49,7 @@ DEFAULT_MAX_EVENTS = 20_000
 class ObjectReference(BaseModel):
     """``involvedObject``: what the event is about."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", defer_build=True)
 
     kind: str
     name: str
@@ -60,14 +60,14 @@ class ObjectReference(BaseModel):
 
 
 class EventSource(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     component: str = CLOUD_COMPONENT
     host: str | None = None
 
 
 class EventMeta(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", defer_build=True)
 
     name: str
     namespace: str = DEFAULT_NAMESPACE
@@ -79,7 +79,7 @@ class EventMeta(BaseModel):
 class Event(BaseModel):
     """A ``core/v1`` Event (the fields edgebridge writes; others are kept when read)."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    model_config = ConfigDict(populate_by_name=True, extra="allow", defer_build=True)
 
     api_version: Literal["v1"] = Field(default="v1", alias="apiVersion")
     kind: Literal["Event"] = "Event"

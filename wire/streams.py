@@ -37,7 +37,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    TypeAdapter,
     ValidationError,
 )
 
@@ -90,7 +89,7 @@ Name = Annotated[str, Field(min_length=1, max_length=253)]
 
 
 class _Content(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class LogsRequest(_Content):
@@ -207,8 +206,6 @@ FROM_CLOUD = frozenset(
 )
 FROM_EDGE = frozenset({StreamOp.OPENED, StreamOp.DATA, StreamOp.CLOSE})
 
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {op: TypeAdapter(m) for op, m in CONTENT_OF.items()}
-
 
 def pod_resource(namespace: str, pod: str) -> str:
     """The edge-side resource of a stream to ``pod``: ``{ns}/pod/{name}``."""
@@ -237,11 +234,11 @@ def from_message(message: Message) -> StreamContent:
     Raises:
         DecodeError: an operation streams do not have, or content of the wrong shape.
     """
-    adapter = _ADAPTERS.get(message.operation)
-    if adapter is None:
+    model = CONTENT_OF.get(message.operation)
+    if model is None:
         raise DecodeError(f"stream message with unknown operation {message.operation!r}")
     try:
-        content: StreamContent = adapter.validate_python(message.content)
+        content: StreamContent = model.model_validate(message.content)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "content"

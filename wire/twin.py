@@ -191,7 +191,7 @@ Text = Annotated[str, BeforeValidator(_text)]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class ValueIn(_In):
@@ -204,7 +204,7 @@ class ValueIn(_In):
 class TypeMetadata(BaseModel):
     """``{"type": "float"}``"""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     type: str = ""
 
@@ -271,7 +271,7 @@ def first_error(exc: ValidationError) -> str:
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ValueMetadata(_Out):
