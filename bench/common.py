@@ -105,3 +105,15 @@ async def wait_for_condition(
             return False
         await asyncio.sleep(interval)
     return True
+
+
+def cluster_is_up(kubeconfig: Path, apiserver_pid_file: Path) -> bool:
+    """Whether the real cluster a Kubernetes bench needs is there; if not, says so on stderr."""
+    if kubeconfig.exists() and apiserver_pid_file.exists():
+        return True
+    print(
+        f"needs a running cluster: {kubeconfig} / {apiserver_pid_file} missing "
+        "(start it with /tmp/hk8s-realk8s/realk8s/up.sh)",
+        file=sys.stderr,
+    )
+    return False

@@ -44,7 +44,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import setup_logging, wait_for_condition
+from bench.common import cluster_is_up, setup_logging, wait_for_condition
 from bench.measure import Figures, cpu_seconds, run_benchmark
 from cloudhub.k8s.api import CONFIGMAPS, KubeApi, Resource
 from cloudhub.k8s.resume import NOT_OLDER_THAN
@@ -257,12 +257,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(verbose=args.verbose)
-    if not args.kubeconfig.exists() or not args.apiserver_pid_file.exists():
-        print(
-            f"needs a running cluster: {args.kubeconfig} / {args.apiserver_pid_file} missing "
-            "(start it with /tmp/hk8s-realk8s/realk8s/up.sh)",
-            file=sys.stderr,
-        )
+    if not cluster_is_up(args.kubeconfig, args.apiserver_pid_file):
         return 2
     fig = Figures(
         f"k8s_resume objects={args.objects} watch_timeout={args.watch_timeout}s "

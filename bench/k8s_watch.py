@@ -50,7 +50,7 @@ import aiohttp
 import yaml
 
 from bench.cloud import bench_pod
-from bench.common import raise_nofile, setup_logging, wait_for_condition
+from bench.common import cluster_is_up, raise_nofile, setup_logging, wait_for_condition
 from bench.k8s_mirror import KubeCloudHub, node_manifest
 from bench.measure import Figures, cpu_seconds, percentile, run_benchmark
 from bench.simedge import CertMinter, SimEdge, connect_all, keepalive_loop
@@ -370,12 +370,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(verbose=args.verbose)
-    if not args.kubeconfig.exists() or not args.apiserver_pid_file.exists():
-        print(
-            f"needs a running cluster: {args.kubeconfig} / {args.apiserver_pid_file} missing "
-            "(start it with /tmp/hk8s-realk8s/realk8s/up.sh)",
-            file=sys.stderr,
-        )
+    if not cluster_is_up(args.kubeconfig, args.apiserver_pid_file):
         return 2
     fig = Figures(
         f"k8s_watch edges={args.edges} pods={args.pods} updates={args.updates}+{args.paced}"

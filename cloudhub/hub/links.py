@@ -143,6 +143,17 @@ class WebsocketLink:
         low, high = transport.get_write_buffer_limits()
         return size > low or size + 4 * len(frame) + FRAME_OVERHEAD >= high
 
+    def _writable_now(self) -> bool:
+        """Whether a frame written now cannot wait or fail in ``send`` (see :meth:`write_now`)."""
+        ws = self.ws
+        return not (
+            not self._direct
+            or ws.protocol.state is not OPEN
+            or ws.send_in_progress is not None
+            or ws.paused
+            or ws.transport.is_closing()
+        )
+
     def write_now(self, frame: str) -> bool:
         """Write ``frame`` without ``ServerConnection.send`` if nothing could make it wait or
         fail there; whether it was written. Call only when :meth:`may_wait` said no.
@@ -156,15 +167,9 @@ class WebsocketLink:
         come between the frame and its bytes, as in ``send``. That skips ``send``'s context
         manager, state checks and drain: about 2 µs of the 9 µs a 1 KiB frame takes over TLS.
         """
-        ws = self.ws
-        if (
-            not self._direct
-            or ws.protocol.state is not OPEN
-            or ws.send_in_progress is not None
-            or ws.paused
-            or ws.transport.is_closing()
-        ):
+        if not self._writable_now():
             return False
+        ws = self.ws
         try:
             data = frame.encode()
         except UnicodeEncodeError:  # a lone surrogate: send fails the link over it, as before
@@ -177,15 +182,9 @@ class WebsocketLink:
         """:meth:`write_now` for several frames, as ONE transport write: one TLS record (up to
         16 KiB) and one system call for the lot instead of one each (``send_data`` writes
         each frame's bytes on their own). Call only when :meth:`may_wait` said no."""
-        ws = self.ws
-        if (
-            not self._direct
-            or ws.protocol.state is not OPEN
-            or ws.send_in_progress is not None
-            or ws.paused
-            or ws.transport.is_closing()
-        ):
+        if not self._writable_now():
             return False
+        ws = self.ws
         try:
             encoded = [frame.encode() for frame in frames]
         except UnicodeEncodeError:

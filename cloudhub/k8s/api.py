@@ -54,6 +54,8 @@ Obj = dict[str, Any]
 DEFAULT_WORKERS = 8
 #: (connect, read) seconds for short calls
 DEFAULT_TIMEOUT = (10.0, 30.0)
+#: made once: building a ClientTimeout (an attrs class) was a fifth of a lease renewal's work
+_TIMEOUT = aiohttp.ClientTimeout(connect=DEFAULT_TIMEOUT[0], sock_read=DEFAULT_TIMEOUT[1])
 #: seconds an idle pooled connection stays open
 KEEPALIVE = 90.0
 _MERGE_PATCH = "application/merge-patch+json"
@@ -268,11 +270,38 @@ class KubeApi:
         path: str,
         *,
         query: Mapping[str, str | int] | None = None,
-        body: Obj | None = None,
+        body: Obj | list[Obj] | None = None,
         content_type: str = "application/json",
         what: str = "",
     ) -> Obj:
         """One call; the decoded JSON answer.
+
+        Raises:
+            NotFound, Conflict, Gone, InvalidObject, StoreError: as the module docstring maps them.
+        """
+        what = what or f"{method} {path}"
+        data = await self.call(
+            method, path, query=query, body=body, content_type=content_type, what=what
+        )
+        try:
+            decoded = pydantic_core.from_json(data) if data else {}
+        except ValueError as exc:
+            raise StoreError(f"{what}: the API answered something not JSON: {exc}") from exc
+        if not isinstance(decoded, dict):
+            raise StoreError(f"{what}: the API answered {type(decoded).__name__}, not an object")
+        return decoded
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | int] | None = None,
+        body: Obj | list[Obj] | None = None,
+        content_type: str = "application/json",
+        what: str = "",
+    ) -> bytes:
+        """One call; the answer's bytes, undecoded (its status checked).
 
         Raises:
             NotFound, Conflict, Gone, InvalidObject, StoreError: as the module docstring maps them.
@@ -284,7 +313,6 @@ class KubeApi:
         payload = None if body is None else dump_plain_json(body).encode()
         started = time.perf_counter()
         self.requests[method] += 1
-        timeout = aiohttp.ClientTimeout(connect=DEFAULT_TIMEOUT[0], sock_read=DEFAULT_TIMEOUT[1])
         try:
             async with self._slots:
                 async with session.request(
@@ -292,7 +320,7 @@ class KubeApi:
                     self._url(path, query),
                     data=payload,
                     headers=self._headers(None if body is None else content_type),
-                    timeout=timeout,
+                    timeout=_TIMEOUT,
                     **self._options(),
                 ) as resp:
                     data = await resp.read()
@@ -305,13 +333,7 @@ class KubeApi:
             self.request_seconds.observe(time.perf_counter() - started)
         if not 200 <= status <= 299:
             raise map_api_error(status, data, reason, what)
-        try:
-            decoded = pydantic_core.from_json(data) if data else {}
-        except ValueError as exc:
-            raise StoreError(f"{what}: the API answered something not JSON: {exc}") from exc
-        if not isinstance(decoded, dict):
-            raise StoreError(f"{what}: the API answered {type(decoded).__name__}, not an object")
-        return decoded
+        return data
 
     async def list(
         self,
@@ -509,8 +531,6 @@ def _what(res: Resource, namespace: str | None, name: str) -> str:
 # ------------------------------------------------------------------ JSON patch, answer unread
 
 _JSON_PATCH = "application/json-patch+json"
-#: made once: building a ClientTimeout (an attrs class) was a fifth of a renewal's own work
-_PATCH_TIMEOUT = aiohttp.ClientTimeout(connect=DEFAULT_TIMEOUT[0], sock_read=DEFAULT_TIMEOUT[1])
 
 
 async def json_patch(
@@ -526,27 +546,10 @@ async def json_patch(
         InvalidObject: a ``test`` operation failed, or a path is missing (HTTP 422).
         NotFound, Conflict, StoreError: as :func:`map_api_error` maps them.
     """
-    what = f"patch {_what(res, namespace, name)}"
-    session = api._http()
-    payload = dump_plain_json(ops).encode()
-    started = time.perf_counter()
-    api.requests["PATCH"] += 1
-    try:
-        async with api._slots:
-            async with session.patch(
-                api._url(res.path(namespace, name), None),
-                data=payload,
-                headers=api._headers(_JSON_PATCH),
-                timeout=_PATCH_TIMEOUT,
-                **api._options(),
-            ) as resp:
-                data = await resp.read()
-                status, reason = resp.status, resp.reason or ""
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        if api._closed:
-            raise StoreError("the Kubernetes connection is closed") from exc
-        raise StoreError(f"{what}: cannot reach the Kubernetes API: {_why(exc)}") from exc
-    finally:
-        api.request_seconds.observe(time.perf_counter() - started)
-    if not 200 <= status <= 299:
-        raise map_api_error(status, data, reason, what)
+    await api.call(
+        "PATCH",
+        res.path(namespace, name),
+        body=ops,
+        content_type=_JSON_PATCH,
+        what=f"patch {_what(res, namespace, name)}",
+    )

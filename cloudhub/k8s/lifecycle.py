@@ -14,14 +14,13 @@ replica that owns a node has its link, so only that replica renews its lease.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterator
 
 from cloudhub import routes
 from cloudhub.k8s.nodelease import NodeHeartbeat
-from cloudhub.k8s.renewals import RenewalSchedule
+from cloudhub.k8s.renewals import RenewalSchedule, wait_due
 from hive.backoff import backoff
 from hive.bus import Bus
 from wire.errors import NotFound, StoreError
@@ -72,15 +71,7 @@ class NodeLifecycle:
     async def _renew_all(self) -> None:
         """Sleep until leases are due, renew them together, repeat."""
         while True:
-            now = time.monotonic()
-            due = self._schedule.take_due(now)
-            if not due:
-                self._wake.clear()
-                next_at = self._schedule.next_at()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(None if next_at is None else next_at - now):
-                        await self._wake.wait()
-                continue
+            due = await wait_due(self._schedule, self._wake)
             results = await asyncio.gather(
                 *(self._heartbeat.renew_lease(node) for node in due), return_exceptions=True
             )

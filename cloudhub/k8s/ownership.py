@@ -20,13 +20,12 @@ atomic check of the holder on every renewal is the only arbiter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from cloudhub.k8s.leases import LeaseClient
-from cloudhub.k8s.renewals import RenewalSchedule
+from cloudhub.k8s.renewals import RenewalSchedule, wait_due
 from wire.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -124,15 +123,7 @@ class NodeOwnership:
     async def _renew_all(self) -> None:
         """The renewal pass: sleep until leases are due, renew them together, repeat."""
         while True:
-            now = time.monotonic()
-            due = self._schedule.take_due(now)
-            if not due:
-                self._wake.clear()
-                next_at = self._schedule.next_at()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(None if next_at is None else next_at - now):
-                        await self._wake.wait()
-                continue
+            due = await wait_due(self._schedule, self._wake)
             claimed = {node: self._renewed[node] for node in due}
             results = await asyncio.gather(
                 *(self._leases.renew(node, self.identity, self._duration) for node in due),

@@ -7,11 +7,15 @@ together, concurrently, in one pass. Keys due within half a period of the earlie
 renewed early, with it, so after one period the whole fleet is renewed in one pass per
 period however the connections were spread.
 
-Pure: times are the caller's (monotonic) clock; nothing here sleeps.
+The schedule is pure: times are the caller's (monotonic) clock. :func:`wait_due` is the one
+sleep both passes (ownership, node heartbeats) share.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Iterator
 
 
@@ -58,3 +62,17 @@ class RenewalSchedule:
             return []
         horizon = now + self.every / 2
         return [key for key, at in self._due.items() if at <= horizon]
+
+
+async def wait_due(schedule: RenewalSchedule, wake: asyncio.Event) -> list[str]:
+    """Sleep until keys of ``schedule`` are due (or ``wake`` is set and some are); take them."""
+    while True:
+        now = time.monotonic()
+        due = schedule.take_due(now)
+        if due:
+            return due
+        wake.clear()
+        next_at = schedule.next_at()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(None if next_at is None else next_at - now):
+                await wake.wait()
