@@ -40,7 +40,6 @@ inventory in time, the pump asks anyway and everything is sent again.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -361,14 +360,14 @@ class LinkSession:
             self.downstream.update(key, resource_version, obj)
         return self.downstream.ready
 
-    def poll(self, now: float, wall_ms: int | None = None) -> list[str]:
-        """The object frames due now (retries included), in order."""
+    def poll(self, now: float, wall_ms: int) -> list[str]:
+        """The object frames due now (retries included), in order, stamped ``wall_ms``."""
         if not self.is_started:
             return []
         batch = self.downstream.poll(now)
         if not batch:
             return []
-        return self.frames(batch, int(time.time() * 1000) if wall_ms is None else wall_ms)
+        return self.frames(batch, wall_ms)
 
     def expired(self, now: float) -> str | None:
         """Why the link must close now (the edge fell silent), or None."""

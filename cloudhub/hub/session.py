@@ -193,7 +193,7 @@ class NodeSession:
         if not self._parked or self._outbox or not self.started or self.closed.is_set():
             self.wake()
             return
-        frames = self.state.poll(self._clock())
+        frames = self.state.poll(self._clock(), int(time.time() * 1000))
         if frames:
             if self._may_wait(frames):
                 self._outbox.extend(frames)  # the writer sends them, within its time limit
@@ -268,7 +268,7 @@ class NodeSession:
                     frames = list(self._outbox)
                     self._outbox.clear()
                     await self._send_all(frames)
-                frames = state.poll(now)
+                frames = state.poll(now, int(time.time() * 1000))
                 if frames:
                     await self._send_all(frames)
                 deadline = state.next_deadline()

@@ -152,7 +152,7 @@ def test_start_handshake_asks_once_and_diffs_the_inventory() -> None:
     assert first.start is not None
     assert first.start.resource == routes.desired_resource(NODE)
     assert session.start_query(None) is None  # asked already (the inventory timer firing)
-    assert session.poll(0.0) == [] and not session.change(POD, "4", pod("4"))
+    assert session.poll(0.0, wall_ms=0) == [] and not session.change(POD, "4", pod("4"))
     other = Message.new(source="x", group="resource", operation="response", resource="")
     assert session.started(other) is None and not session.is_started
     answer = first.start.reply({POD: ("3", pod("3"))}, source=routes.EDGECONTROLLER)
@@ -172,7 +172,7 @@ def test_a_bad_inventory_gets_an_error_and_a_full_resync() -> None:
     assert actions.start is not None
     answer = actions.start.reply({POD: ("3", pod("3"))})
     assert session.started(answer) == "full"
-    [frame] = session.poll(0.0)
+    [frame] = session.poll(0.0, wall_ms=0)
     assert decode(frame).operation == Operation.INSERT
 
 
@@ -192,7 +192,7 @@ def test_an_ack_frees_the_key_and_the_next_version_goes_out() -> None:
     assert session.change(POD, "1", pod("1"))
     [first] = session.poll(1.0, wall_ms=1)
     assert not session.change(POD, "2", pod("2"))  # held: version 1 is in flight
-    assert session.poll(1.0) == []
+    assert session.poll(1.0, wall_ms=0) == []
     actions = session.frame(ack_for(first), 1.5)
     assert actions.deliver and actions.cost == CHEAP_FRAME_COST and not actions.frames
     [second] = session.poll(1.5, wall_ms=2)
@@ -206,10 +206,10 @@ def test_an_unacked_object_is_sent_again_after_the_ack_timeout() -> None:
     session = make()
     started(session)
     session.change(POD, "1", pod("1"))
-    [first] = session.poll(1.0)
+    [first] = session.poll(1.0, wall_ms=0)
     assert session.next_deadline() == pytest.approx(1.0 + ACK_TIMEOUT)
-    assert session.poll(1.0 + ACK_TIMEOUT / 2) == []
-    [again] = session.poll(1.0 + ACK_TIMEOUT)
+    assert session.poll(1.0 + ACK_TIMEOUT / 2, wall_ms=0) == []
+    [again] = session.poll(1.0 + ACK_TIMEOUT, wall_ms=0)
     assert decode(again).resource == decode(first).resource
 
 
@@ -354,7 +354,7 @@ class LinkMachine(RuleBasedStateMachine):
         for _ in range(50):
             self.now += ACK_TIMEOUT
             self.session.received(self.now)
-            self.wire.extend(self.session.poll(self.now))
+            self.wire.extend(self.session.poll(self.now, wall_ms=0))
             while self.wire:
                 self.edge_applies()
             while self.acks:
