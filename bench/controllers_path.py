@@ -1,0 +1,292 @@
+"""CPU per watch event in the edgecontroller and the fleet: ``python bench/controllers_path.py``.
+
+In-process and deterministic (no network, no apiserver): an in-memory store hands the real
+:class:`~cloudhub.edgecontroller.controller.EdgeController` and
+:class:`~cloudhub.fleet.module.FleetModule` a list of ``--pods`` pods (bound to ``--nodes``
+nodes), then ``--events`` pod watch events through the shared follow pump
+(:func:`cloudhub.store.follow.follow`), each the kind a cluster sends most: an annotation patch
+on a bound pod (new resourceVersion, annotation and managedFields time; spec and status as
+they were), decoded afresh from its JSON text as a watch brings it. The pods look like the
+apiserver's (defaults filled in, managedFields; ``--pod-json`` takes a real one as the model).
+
+Printed: ``time.process_time()`` µs per event, the best of ``--repeats`` runs, for both
+modules following the pump (``both``) and each alone, paced (every event alone: what a watch
+delivers at 50 updates/s) and in bursts (``--burst`` events ready at once). ``--baseline DIR``
+runs the same measurement on another checkout (e.g. ``/work/main``) in a child process first
+and adds the ratios (ours / baseline; below 1 is cheaper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+#: the figures, in the order printed
+CASES = ("both_paced", "both_burst", "edgecontroller_paced", "fleet_paced")
+
+
+def _env(i: int) -> dict[str, str]:
+    return {"name": f"SETTING_{i}", "value": f"value-{i:04d}-abcdef"}
+
+
+def _fields(envs: int) -> dict[str, Any]:
+    """managedFields' fieldsV1 for the pod below, as an apply by one manager records it."""
+    env: dict[str, Any] = {".": {}} | {
+        f'k:{{"name":"SETTING_{i}"}}': {".": {}, "f:name": {}, "f:value": {}} for i in range(envs)
+    }
+    return {
+        "f:metadata": {
+            "f:annotations": {".": {}, "f:pb/seq": {}},
+            "f:labels": {".": {}, "f:app": {}, "f:bench/node": {}},
+        },
+        "f:spec": {
+            "f:containers": {
+                'k:{"name":"app"}': {
+                    ".": {},
+                    "f:env": env,
+                    "f:image": {},
+                    "f:imagePullPolicy": {},
+                    "f:name": {},
+                    "f:resources": {".": {}, "f:limits": {".": {}, "f:cpu": {}, "f:memory": {}}},
+                }
+            },
+            "f:nodeName": {},
+            "f:restartPolicy": {},
+        },
+    }
+
+
+def model_pod(envs: int = 10) -> dict[str, Any]:
+    """A bound pod as the apiserver returns it (defaults, managedFields, a Pending status)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "annotations": {"pb/seq": "0"},
+            "creationTimestamp": "2026-12-07T23:21:47Z",
+            "labels": {"app": "bench", "bench/node": "n"},
+            "managedFields": [
+                {
+                    "apiVersion": "v1",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": _fields(envs),
+                    "manager": "edgebridge-cloudhub",
+                    "operation": "Update",
+                    "time": "2026-12-07T23:21:47Z",
+                }
+            ],
+            "name": "p",
+            "namespace": "pb",
+            "resourceVersion": "1",
+            "uid": "12effc33-71db-4fe7-98af-4de770f68e66",
+        },
+        "spec": {
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "env": [_env(i) for i in range(envs)],
+                    "image": "registry.example.com/bench/app:1.0.0",
+                    "imagePullPolicy": "IfNotPresent",
+                    "name": "app",
+                    "resources": {
+                        "limits": {"cpu": "100m", "memory": "64Mi"},
+                        "requests": {"cpu": "100m", "memory": "64Mi"},
+                    },
+                    "terminationMessagePath": "/dev/termination-log",
+                    "terminationMessagePolicy": "File",
+                }
+            ],
+            "dnsPolicy": "ClusterFirst",
+            "enableServiceLinks": True,
+            "nodeName": "n",
+            "preemptionPolicy": "PreemptLowerPriority",
+            "priority": 0,
+            "restartPolicy": "Always",
+            "schedulerName": "default-scheduler",
+            "securityContext": {},
+            "serviceAccount": "default",
+            "serviceAccountName": "default",
+            "terminationGracePeriodSeconds": 30,
+            "tolerations": [
+                {
+                    "effect": "NoExecute",
+                    "key": f"node.kubernetes.io/{what}",
+                    "operator": "Exists",
+                    "tolerationSeconds": 300,
+                }
+                for what in ("not-ready", "unreachable")
+            ],
+        },
+        "status": {"phase": "Pending", "qosClass": "Guaranteed"},
+    }
+
+
+def _version(model: dict[str, Any], name: str, node: str, rv: int, seq: int) -> dict[str, Any]:
+    pod = copy.deepcopy(model)
+    meta = pod["metadata"]
+    meta.update(name=name, namespace="pb", resourceVersion=str(rv))
+    meta.setdefault("annotations", {})["pb/seq"] = str(seq)
+    meta.setdefault("labels", {})["bench/node"] = node
+    meta["uid"] = f"{name}-uid"
+    for entry in meta.get("managedFields") or []:
+        entry["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1.8e9 + rv))
+    pod["spec"]["nodeName"] = node
+    return pod
+
+
+def _node(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "resourceVersion": "1", "uid": f"{name}-uid"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+class _Store:
+    """List and watch from memory: pods and nodes listed, then the pod events, timed."""
+
+    def __init__(self, pods: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
+        self.objects = {"pod": pods, "node": nodes}
+        self.events: list[Any] = []
+        self.start = asyncio.Event()
+        self.done = asyncio.Event()
+        self.cpu = 0.0
+
+    async def list(self, typ: str) -> tuple[list[dict[str, Any]], str]:
+        return list(self.objects.get(typ, [])), "1"
+
+    async def watch(self, typ: str, rv: str) -> AsyncIterator[Any]:
+        if typ != "pod":
+            await asyncio.Event().wait()
+        await self.start.wait()
+        gc.collect()
+        t0 = time.process_time()
+        for event in self.events:
+            yield event
+        self.cpu = time.process_time() - t0
+        self.done.set()
+        await asyncio.Event().wait()
+
+
+async def _measure(
+    which: str, model: dict[str, Any], pods: int, nodes: int, events: int, burst: int
+) -> float:
+    """µs of CPU per event for one run of ``which`` (both/edgecontroller/fleet)."""
+    from cloudhub import routes
+    from cloudhub.edgecontroller.controller import EdgeController
+    from cloudhub.fleet.module import FleetModule
+    from cloudhub.store.base import WatchEvent
+    from hive.bus import Bus
+
+    names = [f"p{i:04d}" for i in range(pods)]
+    where = {name: f"n{i % nodes:03d}" for i, name in enumerate(names)}
+    listed = [_version(model, n, where[n], 1, 0) for n in names]
+    store = _Store(listed, [_node(f"n{i:03d}") for i in range(nodes)])
+    for i in range(events):
+        name = names[i % pods]
+        text = json.dumps(_version(model, name, where[name], 2 + i, 1 + i), separators=(",", ":"))
+        more = burst > 1 and (i + 1) % burst != 0
+        store.events.append(WatchEvent("MODIFIED", json.loads(text), text, more))
+
+    bus = Bus(inbox_size=events + 100)
+    bus.register(routes.HUB, "hub")
+    tasks = []
+    ready: list[asyncio.Event] = []
+    if which in ("both", "edgecontroller"):
+        bus.register(routes.EDGECONTROLLER, "resource")
+        ec = EdgeController(bus=bus, store=store, mark_offline_on_start=False)  # type: ignore[arg-type]
+        tasks.append(asyncio.create_task(ec.run()))
+        ready.append(ec.synced)
+    if which in ("both", "fleet"):
+        bus.register(routes.FLEET, routes.LIFECYCLE_GROUP)
+        fleet = FleetModule(bus=bus, store=store, events=None)  # type: ignore[arg-type]
+        tasks.append(asyncio.create_task(fleet.run()))
+        ready.append(fleet.synced)
+    for event in ready:
+        await event.wait()
+    store.start.set()
+    await store.done.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return store.cpu / events * 1e6
+
+
+def measure(args: argparse.Namespace) -> dict[str, float]:
+    """The best of ``--repeats`` runs of each case, µs per event."""
+    model = json.loads(Path(args.pod_json).read_text()) if args.pod_json else model_pod()
+    out: dict[str, float] = {}
+    for case in CASES:
+        which, mode = case.rsplit("_", 1)
+        burst = args.burst if mode == "burst" else 1
+        runs = [
+            asyncio.run(_measure(which, model, args.pods, args.nodes, args.events, burst))
+            for _ in range(args.repeats)
+        ]
+        out[case] = min(runs)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pods", type=int, default=100)
+    parser.add_argument("--nodes", type=int, default=20)
+    parser.add_argument("--events", type=int, default=2000, help="watch events per run")
+    parser.add_argument("--burst", type=int, default=10, help="events ready at once (burst)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per case (best kept)")
+    parser.add_argument("--pod-json", help="a pod as the apiserver returns it, as the model")
+    parser.add_argument("--baseline", help="another checkout to measure first, for ratios")
+    parser.add_argument("--tree", help=argparse.SUPPRESS)  # the checkout measured (child)
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, args.tree or str(HERE.parent))
+
+    base: dict[str, float] = {}
+    if args.baseline:
+        argv = [a for a in sys.argv[1:] if not a.startswith("--baseline")]
+        if "--baseline" in sys.argv:
+            i = sys.argv.index("--baseline")
+            argv = sys.argv[1:i] + sys.argv[i + 2 :]
+        child = subprocess.run(
+            [sys.executable, __file__, *argv, "--tree", args.baseline, "--json"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=os.environ | {"PYTHONPATH": args.baseline},
+        )
+        base = json.loads(child.stdout)
+    ours = measure(args)
+    if args.json:
+        print(json.dumps(ours))
+        return 0
+
+    from bench.measure import Figures, add_host_figures
+
+    fig = Figures("edgecontroller + fleet: CPU per pod watch event (annotation patch)")
+    for case in CASES:
+        fig.add(f"{case}_cpu_per_event", ours[case], "µs")
+    for case in CASES:
+        if case in base:
+            fig.add(f"baseline_{case}_cpu_per_event", base[case], "µs")
+            fig.ratio(f"{case}_ratio", ours[case], base[case])
+    fig.add("events_per_run", args.events)
+    fig.add("pods", args.pods)
+    add_host_figures(fig, os.getloadavg()[0])
+    fig.print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
