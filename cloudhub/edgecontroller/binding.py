@@ -146,57 +146,73 @@ class BindingIndex:
 
     # ------------------------------------------------------------------ updates
 
-    def upsert(self, obj: dict[str, Any], *, rkey: ResourceKey | None = None) -> list[Change]:
+    def upsert(
+        self, obj: dict[str, Any], *, rkey: ResourceKey | None = None, key: str = ""
+    ) -> list[Change]:
         """Record a created or changed object; the changes it causes on nodes.
 
-        ``rkey``: ``key_of(obj)``, when the caller has it already.
+        ``rkey``: ``key_of(obj)``, and ``key`` its ``str``, when the caller has them already.
 
         Raises:
             wire.errors.InvalidResource: not a kind edgebridge mirrors, or no name.
         """
         if rkey is None:
             rkey = key_of(obj)
-        key = str(rkey)
+        if not key:
+            key = str(rkey)
         previous = self._objects.get(key)
-        refs: frozenset[str] = frozenset()
-        node: str | None = None
-        if rkey.type in HOLDER_TYPES:
+        type = rkey.type
+        if previous is not None and type in HOLDER_TYPES:
             bound = self._holder_node.get(key)
-            if (
-                previous is not None
-                and bound is not None
-                and (_same_generation(previous, obj) or previous.get("spec") == obj.get("spec"))
-            ):
-                # Same generation, same spec: the node and references are in the spec, so they
-                # are as recorded (walking a pod's containers for them was a third of this).
-                # Kubernetes gives pods no generation: for them the specs are compared (in C,
-                # a fraction of the walk).
-                node, refs = bound, self._holder_refs.get(key, frozenset())
-            else:
-                node, refs = _holder_binding(rkey.type, rkey.namespace or "default", obj)
-            if (
-                previous is not None
-                and node is not None
-                and self._holder_node.get(key) == node
-                and self._holder_refs.get(key) == refs
+            if bound is not None and self._binds_as_before(
+                type, rkey.namespace, key, bound, previous, obj
             ):
                 # The common update (a pod edited in place): same node, same references, so
                 # no binding moves and only the object itself may need sending.
                 self._objects[key] = obj
-                if not _changed(rkey.type, previous, obj):
+                if not _changed(type, previous, obj):
                     return []
-                return [self._add(node, key, obj)]
+                return [self._add(bound, key, obj)]
+        node: str | None = None
+        refs: frozenset[str] = frozenset()
+        if type in HOLDER_TYPES:
+            node, refs = _holder_binding(type, rkey.namespace or "default", obj)
         # Only this holder's old and new node can gain or lose one of its references.
         candidates = {n for n in (self._holder_node.get(key), node) if n is not None}
         affected = self._holder_refs.get(key, frozenset()) | refs
         before = self._snapshot(key, affected, candidates)
 
         self._objects[key] = obj
-        self._by_type.setdefault(rkey.type, set()).add(key)
-        if rkey.type in HOLDER_TYPES:
+        self._by_type.setdefault(type, set()).add(key)
+        if type in HOLDER_TYPES:
             self._rebind(key, node, refs)
-        changed = previous is None or _changed(rkey.type, previous, obj)
+        changed = previous is None or _changed(type, previous, obj)
         return self._diff(key, before, candidates, changed=changed, last=obj)
+
+    def _binds_as_before(
+        self,
+        type: str,
+        namespace: str | None,
+        key: str,
+        bound: str,
+        previous: dict[str, Any],
+        obj: dict[str, Any],
+    ) -> bool:
+        """Whether holder ``key``, bound to ``bound``, stays there with the same references.
+
+        Read from the new object alone: the previous one is long out of the CPU's caches, and
+        comparing the specs (Kubernetes gives pods no generation) walked all of it. The node
+        is one lookup; the references are recomputed only where the generation (which counts
+        spec changes: the embedded store bumps it on every one, Kubernetes for the spec fields
+        that may change at all) does not vouch for them.
+        """
+        spec = obj.get("spec")
+        if not isinstance(spec, dict) or spec.get("nodeName") != bound:
+            return False
+        refs = self._holder_refs.get(key, frozenset())
+        if _same_generation(previous, obj):
+            return True
+        return _holder_references(type, namespace or "default", spec) == refs
 
     def delete(self, obj: dict[str, Any]) -> list[Change]:
         """Forget an object; the removals it causes. Unknown objects cause none.
@@ -325,41 +341,72 @@ def _holder_binding(
     if not isinstance(node, str) or not node:
         # An unscheduled holder pulls nothing anywhere, so its references are not counted.
         return None, frozenset()
+    return node, _holder_references(type, namespace, spec)
+
+
+def _holder_references(type: str, namespace: str, spec: dict[str, Any]) -> frozenset[str]:
+    """The keys a bound pod's or device's ``spec`` references."""
     if type == "pod":
-        return node, frozenset(_pod_references(namespace, spec))
+        return _pod_references(namespace, spec)
     model = _name(spec.get("deviceModelRef"), "name")
-    return node, frozenset({f"{namespace}/devicemodel/{model}"} if model else ())
+    return frozenset({f"{namespace}/devicemodel/{model}"} if model else ())
 
 
-def _pod_references(namespace: str, spec: dict[str, Any]) -> Iterator[str]:
+#: the pod spec's lists of containers (each may take ConfigMaps and Secrets into its env)
+_CONTAINER_FIELDS = ("containers", "initContainers", "ephemeralContainers")
+_NO_REFERENCES: frozenset[str] = frozenset()
+
+
+def _pod_references(namespace: str, spec: dict[str, Any]) -> frozenset[str]:
+    """The ConfigMaps and Secrets a pod's ``spec`` uses (volumes, env, envFrom, pull secrets).
+
+    Run for every update of a pod without a generation: plain loops (no generator per list),
+    and the sets are filled only from what names a reference (most env entries are values).
+    """
     configmaps: set[str] = set()
     secrets: set[str] = set()
-    for volume in _dicts(spec.get("volumes")):
-        configmaps.add(_name(volume.get("configMap"), "name"))
-        secrets.add(_name(volume.get("secret"), "secretName"))
-        projected = volume.get("projected")
-        if isinstance(projected, dict):
-            for source in _dicts(projected.get("sources")):
-                configmaps.add(_name(source.get("configMap"), "name"))
-                secrets.add(_name(source.get("secret"), "name"))
-    for field in ("containers", "initContainers", "ephemeralContainers"):
-        for container in _dicts(spec.get(field)):
-            for env in _dicts(container.get("env")):
-                value_from = env.get("valueFrom")
-                if isinstance(value_from, dict):
-                    configmaps.add(_name(value_from.get("configMapKeyRef"), "name"))
-                    secrets.add(_name(value_from.get("secretKeyRef"), "name"))
-            for env_from in _dicts(container.get("envFrom")):
-                configmaps.add(_name(env_from.get("configMapRef"), "name"))
-                secrets.add(_name(env_from.get("secretRef"), "name"))
-    for pull_secret in _dicts(spec.get("imagePullSecrets")):
-        secrets.add(_name(pull_secret, "name"))
-    for name in configmaps:
-        if name:
-            yield f"{namespace}/configmap/{name}"
-    for name in secrets:
-        if name:
-            yield f"{namespace}/secret/{name}"
+    volumes = spec.get("volumes")
+    if isinstance(volumes, list):
+        for volume in volumes:
+            if not isinstance(volume, dict):
+                continue
+            configmaps.add(_name(volume.get("configMap"), "name"))
+            secrets.add(_name(volume.get("secret"), "secretName"))
+            projected = volume.get("projected")
+            if isinstance(projected, dict):
+                for source in _dicts(projected.get("sources")):
+                    configmaps.add(_name(source.get("configMap"), "name"))
+                    secrets.add(_name(source.get("secret"), "name"))
+    for field in _CONTAINER_FIELDS:
+        containers = spec.get(field)
+        if not isinstance(containers, list):
+            continue
+        for container in containers:
+            if not isinstance(container, dict):
+                continue
+            envs = container.get("env")
+            if isinstance(envs, list):
+                for env in envs:
+                    if isinstance(env, dict):
+                        value_from = env.get("valueFrom")
+                        if isinstance(value_from, dict):
+                            configmaps.add(_name(value_from.get("configMapKeyRef"), "name"))
+                            secrets.add(_name(value_from.get("secretKeyRef"), "name"))
+            env_from = container.get("envFrom")
+            if env_from is not None:
+                for source in _dicts(env_from):
+                    configmaps.add(_name(source.get("configMapRef"), "name"))
+                    secrets.add(_name(source.get("secretRef"), "name"))
+    pull_secrets = spec.get("imagePullSecrets")
+    if pull_secrets is not None:
+        for pull_secret in _dicts(pull_secrets):
+            secrets.add(_name(pull_secret, "name"))
+    if not configmaps and not secrets:
+        return _NO_REFERENCES
+    return frozenset(
+        [f"{namespace}/configmap/{name}" for name in configmaps if name]
+        + [f"{namespace}/secret/{name}" for name in secrets if name]
+    )
 
 
 def _same_generation(previous: dict[str, Any], obj: dict[str, Any]) -> bool:

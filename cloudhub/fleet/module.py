@@ -67,6 +67,10 @@ class FleetModule:
         self.record_failures = 0
         #: seconds from a change's write (as the API server stamps it) to its watch event
         self.watch_lag = Buckets()
+        #: the last write stamp read, and its seconds (stamps are to the second: most events
+        #: of a busy second carry the same one, parsed once)
+        self._stamp = ""
+        self._written: float | None = None
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -121,13 +125,18 @@ class FleetModule:
         return view.devices()
 
     def _change(self, typ: str, event: WatchEvent) -> None:
-        written = last_write(event.object)
-        if written is not None:
-            self.watch_lag.observe(max(0.0, time.time() - written))
+        obj = event.object
+        stamp = newest_stamp(obj)
+        if stamp is not None:
+            if stamp != self._stamp:
+                self._stamp, self._written = stamp, _seconds(stamp)
+            if self._written is not None:
+                self.watch_lag.observe(max(0.0, time.time() - self._written))
         if event.type == "DELETED":
-            self.view.delete(typ, event.object)
-        else:
-            self._apply(typ, event.object)
+            self.view.delete(typ, obj)
+        elif typ != "pod" or not self.view.replace_pod(obj):
+            # (the usual pod update, status and node as before, was stored and is done)
+            self._apply(typ, obj)
 
     def _apply(self, typ: str, obj: dict[str, Any]) -> None:
         old = self.view.get(typ, obj)
@@ -188,13 +197,29 @@ class FleetModule:
 def last_write(obj: dict[str, Any]) -> float | None:
     """When the object was last written, from ``metadata.managedFields`` (Kubernetes stamps
     each manager's last write, to the second); None where there is none (embedded store)."""
-    fields = (obj.get("metadata") or {}).get("managedFields")
+    stamp = newest_stamp(obj)
+    return None if stamp is None else _seconds(stamp)
+
+
+def newest_stamp(obj: dict[str, Any]) -> str | None:
+    """The newest ``time`` of ``metadata.managedFields``, as written; None if there is none.
+
+    RFC 3339 in UTC to the second, as the API server writes them: the newest is the greatest
+    string, so only that one need be parsed.
+    """
+    meta = obj.get("metadata")
+    fields = meta.get("managedFields") if isinstance(meta, dict) else None
     if not isinstance(fields, list):
         return None
-    # RFC 3339 in UTC to the second, as the API server writes them: the newest is the
-    # greatest string, so one is parsed per watch event, not every manager's
-    times = [t for f in fields if isinstance(f, dict) and isinstance(t := f.get("time"), str)]
-    if not times:
-        return None
-    newest = parse_time(max(times))
-    return newest if newest > 0 else None
+    newest: str | None = None
+    for entry in fields:
+        if isinstance(entry, dict):
+            stamp = entry.get("time")
+            if isinstance(stamp, str) and (newest is None or stamp > newest):
+                newest = stamp
+    return newest
+
+
+def _seconds(stamp: str) -> float | None:
+    seconds = parse_time(stamp)
+    return seconds if seconds > 0 else None

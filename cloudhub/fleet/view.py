@@ -92,6 +92,27 @@ class FleetView:
         dev = self._devices.get(_key(obj))
         return dev.obj if dev is not None else None
 
+    def replace_pod(self, pod: dict[str, Any]) -> bool:
+        """Store a new version of a known pod if its status and node are as before (the usual
+        update: labels, annotations): nothing the page counts or an Event tells moves.
+
+        False, storing nothing, for any other pod (:meth:`upsert` and the event rules then).
+        """
+        meta = pod.get("metadata")
+        if not isinstance(meta, dict):
+            return False
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
+        old = self.pods.get(key)
+        if old is None:
+            return False
+        old_status, new_status = old.get("status"), pod.get("status")
+        if old_status is not new_status and old_status != new_status:
+            return False
+        if _node_of(old) != _node_of(pod):
+            return False
+        self.pods[key] = pod
+        return True
+
     def upsert(self, typ: str, obj: dict[str, Any]) -> None:
         if typ == "node":
             name = str(_meta(obj).get("name") or "")
