@@ -214,14 +214,20 @@ class BindingIndex:
             return True
         return _holder_references(type, namespace or "default", spec) == refs
 
-    def delete(self, obj: dict[str, Any]) -> list[Change]:
+    def delete(
+        self, obj: dict[str, Any], *, rkey: ResourceKey | None = None, key: str = ""
+    ) -> list[Change]:
         """Forget an object; the removals it causes. Unknown objects cause none.
+
+        ``rkey``: ``key_of(obj)``, and ``key`` its ``str``, when the caller has them already.
 
         Raises:
             wire.errors.InvalidResource: not a kind edgebridge mirrors, or no name.
         """
-        rkey = key_of(obj)
-        key = str(rkey)
+        if rkey is None:
+            rkey = key_of(obj)
+        if not key:
+            key = str(rkey)
         if key not in self._objects:
             return []
         old_node = self._holder_node.get(key)
@@ -387,8 +393,8 @@ def _pod_references(namespace: str, spec: dict[str, Any]) -> frozenset[str]:
             envs = container.get("env")
             if isinstance(envs, list):
                 for env in envs:
-                    if isinstance(env, dict):
-                        value_from = env.get("valueFrom")
+                    if isinstance(env, dict) and "valueFrom" in env:  # most hold a value
+                        value_from = env["valueFrom"]
                         if isinstance(value_from, dict):
                             configmaps.add(_name(value_from.get("configMapKeyRef"), "name"))
                             secrets.add(_name(value_from.get("secretKeyRef"), "name"))

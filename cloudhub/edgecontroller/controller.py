@@ -157,13 +157,16 @@ class EdgeController:
             await self._relist(typ, objects)
 
         async def changed(event: WatchEvent) -> None:
+            obj = event.object
+            rkey = key_of(obj)
+            key = str(rkey)
             if event.type == "DELETED":
-                self._stage(self.index.delete(event.object))
-                self._known[typ].discard(str(key_of(event.object)))
+                self._stage(self.index.delete(obj, rkey=rkey, key=key))
+                self._known[typ].discard(key)
             else:
-                rkey = key_of(event.object)
-                key = str(rkey)
-                self._stage(self.index.upsert(event.object, rkey=rkey), key, event.body)
+                changes = self.index.upsert(obj, rkey=rkey, key=key)
+                if changes:
+                    self._stage(changes, key, event.body)
                 self._known[typ].add(key)
             if not event.more or len(self._staged) >= FANOUT_BATCH:
                 await self._flush()
@@ -229,20 +232,19 @@ class EdgeController:
         if not self._staged:
             return
         changes, self._staged = tuple(self._staged), []
-        await self._bus.send(
-            routes.HUB,
-            # One per watch event at a low rate: assembled without validating three models
-            # (the values are typed here). Nothing answers or refers to a fan-out by its id:
-            # a counter, not a uuid4 (an OS random read per message).
-            bus_message(
-                source=self.name,
-                group=Group.RESOURCE,
-                operation=Operation.UPDATE,
-                resource="",
-                content=routes.Fanouts(changes),
-                msg_id=f"{self.name}-{next(self._fanouts)}",
-            ),
+        # One per watch event at a low rate: assembled without validating three models
+        # (the values are typed here). Nothing answers or refers to a fan-out by its id:
+        # a counter, not a uuid4 (an OS random read per message).
+        msg = bus_message(
+            source=self.name,
+            group=Group.RESOURCE,
+            operation=Operation.UPDATE,
+            resource="",
+            content=routes.Fanouts(changes),
+            msg_id=f"{self.name}-{next(self._fanouts)}",
         )
+        if not self._bus.send_nowait(routes.HUB, msg):  # full: wait for room, in order
+            await self._bus.send(routes.HUB, msg)
 
     async def _mark_all_offline(self, nodes: list[dict[str, Any]]) -> None:
         """Nobody is connected to a cloudhub that just started: no node is Ready yet."""
