@@ -28,8 +28,7 @@ Keys are edge keys (``str(ResourceKey)``): ``default/pod/p1``, ``null/node/edge-
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from wire.resources import NULL_NAMESPACE, ResourceKey, key_of, resource_version_of
 
@@ -37,9 +36,9 @@ from wire.resources import NULL_NAMESPACE, ResourceKey, key_of, resource_version
 HOLDER_TYPES = frozenset({"pod", "device"})
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What one node's copy of one object must become."""
+class Change(NamedTuple):
+    """What one node's copy of one object must become (a named tuple: one is built per
+    watch event, three times faster than a frozen dataclass)."""
 
     node: str
     #: edge key, ``str(wire.resources.ResourceKey)``: ``default/pod/p1``, ``null/node/edge-1``

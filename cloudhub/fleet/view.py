@@ -98,17 +98,12 @@ class FleetView:
 
         False, storing nothing, for any other pod (:meth:`upsert` and the event rules then).
         """
-        meta = pod.get("metadata")
-        if not isinstance(meta, dict):
-            return False
-        key = (str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
+        key = _key(pod)
         old = self.pods.get(key)
-        if old is None:
-            return False
+        if old is None or key not in self.pods_on.get(_node_of(pod), ()):
+            return False  # (a pod is in pods_on under the node it was stored with)
         old_status, new_status = old.get("status"), pod.get("status")
         if old_status is not new_status and old_status != new_status:
-            return False
-        if _node_of(old) != _node_of(pod):
             return False
         self.pods[key] = pod
         return True
