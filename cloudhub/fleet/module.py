@@ -130,8 +130,10 @@ class FleetModule:
         if stamp is not None:
             if stamp != self._stamp:
                 self._stamp, self._written = stamp, _seconds(stamp)
-            if self._written is not None:
-                self.watch_lag.observe(max(0.0, time.time() - self._written))
+            written = self._written
+            if written is not None:
+                lag = time.time() - written
+                self.watch_lag.observe(lag if lag > 0.0 else 0.0)
         if event.type == "DELETED":
             self.view.delete(typ, obj)
         elif typ != "pod" or not self.view.replace_pod(obj):

@@ -98,10 +98,14 @@ class FleetView:
 
         False, storing nothing, for any other pod (:meth:`upsert` and the event rules then).
         """
-        key = _key(pod)
+        meta, spec = pod.get("metadata"), pod.get("spec")
+        if not isinstance(meta, dict) or not isinstance(spec, dict):
+            return False
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
         old = self.pods.get(key)
-        if old is None or key not in self.pods_on.get(_node_of(pod), ()):
-            return False  # (a pod is in pods_on under the node it was stored with)
+        # (a pod is in pods_on under the node it was stored with: its spec is not read)
+        if old is None or key not in self.pods_on.get(str(spec.get("nodeName") or ""), ()):
+            return False
         old_status, new_status = old.get("status"), pod.get("status")
         if old_status is not new_status and old_status != new_status:
             return False
