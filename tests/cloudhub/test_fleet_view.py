@@ -82,6 +82,46 @@ def test_counts_match_a_recount(seq: list[tuple[str, str, str, Any]]) -> None:
     assert sum(len(s) for s in view.devices_on.values()) == len(devices)
 
 
+@given(changes)
+def test_replacing_a_pod_in_place_leaves_the_view_upsert_would(
+    seq: list[tuple[str, str, str, Any]],
+) -> None:
+    """Where replace_pod takes a pod (same node and status), the view is what upsert makes."""
+    fast, slow = FleetView(), FleetView()
+    for op, name, node, arg in seq:
+        if op == "pod":
+            pod = _pod(name, node, arg)
+            if not fast.replace_pod(pod):
+                fast.upsert("pod", pod)
+            slow.upsert("pod", pod)
+        elif op == "delete-pod":
+            fast.delete("pod", _pod(name, node, None))
+            slow.delete("pod", _pod(name, node, None))
+    assert fast.pods == slow.pods
+    assert all(fast.pods[k] is slow.pods[k] for k in slow.pods)
+    assert {n: s for n, s in fast.pods_on.items() if s} == {
+        n: s for n, s in slow.pods_on.items() if s
+    }
+    assert +fast.pod_phases == +slow.pod_phases
+    assert fast.pod_keys() == slow.pod_keys()
+
+
+def test_replace_pod_takes_only_a_known_pod_on_its_node_with_its_status() -> None:
+    """A new pod, a moved pod or a changed status is refused (and nothing stored)."""
+    view = FleetView()
+    assert not view.replace_pod(_pod("a", "n1", "Running"))
+    view.upsert("pod", _pod("a", "n1", "Running"))
+    for other in (_pod("a", "n2", "Running"), _pod("a", "n1", "Failed"), _pod("a", "n1", None)):
+        assert not view.replace_pod(other)
+        assert view.pods[("default", "a")]["spec"]["nodeName"] == "n1"
+        assert view.pods[("default", "a")]["status"] == {"phase": "Running"}
+    same = _pod("a", "n1", "Running")
+    same["metadata"]["annotations"] = {"x": "1"}
+    assert view.replace_pod(same)
+    assert view.pods[("default", "a")] is same
+    assert view.pods_of("n1") == [same] and view.pod_phases["Running"] == 1
+
+
 def test_reported_values_feed_a_bounded_sparkline() -> None:
     """Each new numeric report is remembered once, up to SPARK_POINTS, and draws a line."""
     view = FleetView()
