@@ -319,7 +319,10 @@ class BindingIndex:
         return changes
 
     def _add(self, node: str, key: str, obj: dict[str, Any]) -> Change:
-        self._by_node.setdefault(node, set()).add(key)
+        keys = self._by_node.get(node)
+        if keys is None:
+            keys = self._by_node[node] = set()
+        keys.add(key)
         return Change(node, key, resource_version_of(obj), obj)
 
     def _remove(self, node: str, key: str, obj: dict[str, Any]) -> Change:
