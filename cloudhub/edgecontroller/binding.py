@@ -27,6 +27,7 @@ Keys are edge keys (``str(ResourceKey)``): ``default/pod/p1``, ``null/node/edge-
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -393,7 +394,7 @@ def _pod_references(namespace: str, spec: dict[str, Any]) -> frozenset[str]:
             if not isinstance(container, dict):
                 continue
             envs = container.get("env")
-            if isinstance(envs, list):
+            if isinstance(envs, list) and _any_value_from(envs):
                 for env in envs:
                     if isinstance(env, dict) and "valueFrom" in env:  # most hold a value
                         value_from = env["valueFrom"]
@@ -415,6 +416,22 @@ def _pod_references(namespace: str, spec: dict[str, Any]) -> frozenset[str]:
         [f"{namespace}/configmap/{name}" for name in configmaps if name]
         + [f"{namespace}/secret/{name}" for name in secrets if name]
     )
+
+
+_value_from = operator.methodcaller("get", "valueFrom")
+
+
+def _any_value_from(envs: list[Any]) -> bool:
+    """Whether an env entry may take its value from a reference (``valueFrom``).
+
+    Most entries hold a value: asked in C of every entry, so the walk over them runs only
+    for a list that has one. An entry that is not a mapping (no ``get``) sends the list to
+    the walk too, which skips it.
+    """
+    try:
+        return any(map(_value_from, envs))
+    except AttributeError:
+        return True
 
 
 def _same_generation(previous: dict[str, Any], obj: dict[str, Any]) -> bool:

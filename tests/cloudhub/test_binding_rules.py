@@ -396,6 +396,31 @@ def test_malformed_references_are_ignored() -> None:
     assert summary(idx.upsert(weird)) == {("edge-1", "default/pod/p", "1")}
 
 
+@pytest.mark.parametrize(
+    "other_entries",
+    [
+        [{"name": "A", "value": "1"}] * 5,
+        ["junk", None, [1], {"name": "B", "valueFrom": None}, {"name": "C", "value": "2"}],
+    ],
+)
+def test_an_env_reference_among_values_and_junk_is_found(other_entries: list[Any]) -> None:
+    """One env entry taking a Secret, among plain values or malformed entries, binds it."""
+    idx = BindingIndex()
+    idx.upsert(secret("s"))
+    env = [*other_entries, {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s"}}}]
+    using = [{"name": "c", "image": "busybox", "env": env}]
+    assert summary(idx.upsert(pod("p", "edge-1", containers=using))) == {
+        ("edge-1", "default/secret/s", "1"),
+        ("edge-1", "default/pod/p", "1"),
+    }
+    # The same pod, its env edited (no generation, as Kubernetes pods): the Secret leaves.
+    not_using = [{"name": "c", "image": "busybox", "env": other_entries}]
+    assert summary(idx.upsert(pod("p", "edge-1", rv="2", containers=not_using))) == {
+        ("edge-1", "default/secret/s", None),
+        ("edge-1", "default/pod/p", "2"),
+    }
+
+
 def test_unknown_kind_is_refused() -> None:
     """Objects of kinds edgebridge does not mirror raise InvalidResource."""
     with pytest.raises(InvalidResource):
