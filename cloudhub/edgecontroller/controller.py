@@ -132,8 +132,6 @@ class EdgeController:
         self.synced = asyncio.Event()
         self._listed: set[str] = set()
         self._deferred: list[Message] = []
-        #: per-type set of keys seen in the last list, to find deletions missed during a 410
-        self._known: dict[str, set[str]] = defaultdict(set)
         #: latest presence report per node, written by one task so a connect storm neither
         #: blocks queries nor writes a flapping node's status more than once per round
         self._presence: dict[str, routes.NodeStatusReport] = {}
@@ -162,12 +160,10 @@ class EdgeController:
             key = str(rkey)
             if event.type == "DELETED":
                 self._stage(self.index.delete(obj, rkey=rkey, key=key))
-                self._known[typ].discard(key)
             else:
                 changes = self.index.upsert(obj, rkey=rkey, key=key)
                 if changes:
                     self._stage(changes, key, event.body)
-                self._known[typ].add(key)
             if not event.more or len(self._staged) >= FANOUT_BATCH:
                 await self._flush()
 
@@ -180,16 +176,19 @@ class EdgeController:
         seen: set[str] = set()
         for obj in objects:
             rkey = key_of(obj)
-            seen.add(str(rkey))
-            self._stage(self.index.upsert(obj, rkey=rkey))
+            key = str(rkey)
+            seen.add(key)
+            self._stage(self.index.upsert(obj, rkey=rkey, key=key))
             if len(self._staged) >= FANOUT_BATCH:
                 await self._flush()
-        for key in self._known[typ] - seen:
+        # What the index holds of the type and the list lacks was deleted while no watch ran
+        # (during a 410, a restart of the store): the index's keys are the ones the watches
+        # and lists brought, so no second set of them is kept here.
+        for key in self.index.keys(typ) - seen:
             gone = self.index.get(key)
             if gone is not None:
                 self._stage(self.index.delete(gone))
         await self._flush()
-        self._known[typ] = seen
         if typ not in self._listed:
             self._listed.add(typ)
             log.info("listed %d %s objects", len(objects), typ)

@@ -4,12 +4,13 @@ and anything else it sends after the changes that came before it."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cloudhub import routes
-from cloudhub.edgecontroller.controller import FANOUT_BATCH
+from cloudhub.edgecontroller.controller import FANOUT_BATCH, EdgeController
 from cloudhub.store.embedded import EmbeddedStore
 from hive.bus import Bus
 from wire.messages import Message
@@ -95,3 +96,29 @@ async def test_a_desired_answer_comes_after_the_changes_it_includes(
     assert isinstance(first.content, routes.Fanouts)
     assert second.parent_id == query.id
     assert "default/pod/web" in second.content
+
+
+async def test_a_relist_removes_what_was_deleted_while_no_watch_ran(tmp_path: Path) -> None:
+    """What the controller holds of a type and a re-list lacks (deleted during a 410) leaves
+    its node; what the re-list still has, unchanged, is not sent again."""
+    store = EmbeddedStore(tmp_path / "store.db")
+    await store.start()
+    bus = Bus()
+    bus.register(routes.HUB, "hub")
+    bus.register(routes.EDGECONTROLLER, "resource")
+    ctl = EdgeController(bus=bus, store=store, mark_offline_on_start=False)
+    try:
+        kept, gone = pod("kept", "edge-1"), pod("gone", "edge-1")
+        await ctl._relist("pod", [kept, gone])
+        while bus.receive_nowait(routes.HUB) is not None:
+            pass
+        await ctl._relist("pod", [kept])
+        msg = await next_for_hub(bus)
+        assert isinstance(msg.content, routes.Fanouts)
+        assert [(f.key, f.resource_version, f.nodes) for f in msg.content.changes] == [
+            ("default/pod/gone", None, ("edge-1",))
+        ]
+        assert bus.receive_nowait(routes.HUB) is None
+        assert ctl.index.keys("pod") == {"default/pod/kept"}
+    finally:
+        await store.close()
