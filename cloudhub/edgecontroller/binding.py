@@ -173,6 +173,13 @@ class BindingIndex:
                 if not _changed(type, previous, obj):
                     return []
                 return [self._add(bound, key, obj)]
+        elif previous is not None:
+            # A Node, ConfigMap, Secret or DeviceModel is bound by its name or by the holders
+            # using it, never by its content: an update moves nothing, it is only sent.
+            self._objects[key] = obj
+            if not _changed(type, previous, obj):
+                return []
+            return [self._add(node, key, obj) for node in self.nodes_for(key)]
         node: str | None = None
         refs: frozenset[str] = frozenset()
         if type in HOLDER_TYPES:
