@@ -39,7 +39,7 @@ HOLDER_TYPES = frozenset({"pod", "device"})
 
 class Change(NamedTuple):
     """What one node's copy of one object must become (a named tuple: one is built per
-    watch event, three times faster than a frozen dataclass)."""
+    watch event, in 40 % of a frozen dataclass's time)."""
 
     node: str
     #: edge key, ``str(wire.resources.ResourceKey)``: ``default/pod/p1``, ``null/node/edge-1``
@@ -216,9 +216,9 @@ class BindingIndex:
         spec = obj.get("spec")
         if not isinstance(spec, dict) or spec.get("nodeName") != bound:
             return False
-        refs = self._holder_refs.get(key, frozenset())
         if _same_generation(previous, obj):
             return True
+        refs = self._holder_refs.get(key, frozenset())
         return _holder_references(type, namespace or "default", spec) == refs
 
     def delete(
