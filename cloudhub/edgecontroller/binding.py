@@ -64,6 +64,7 @@ STATUS_ONLY_QUIET = frozenset({"device", "pod"})
 #: entry (its time), so they do not make a status-only change worth sending
 _WRITE_META = frozenset({"resourceVersion", "managedFields"})
 _TOP_SKIPPED = frozenset({"status", "metadata"})
+_TOP_SKIPPED_SPEC_TOO = frozenset({"status", "metadata", "spec"})
 
 
 def _differs(a: dict[str, Any], b: dict[str, Any], skipped: frozenset[str]) -> bool:
@@ -78,10 +79,15 @@ def _differs_sans_status(previous: dict[str, Any], obj: dict[str, Any]) -> bool:
     """Whether anything but the status (and what a status write stamps) differs.
 
     Metadata first: that is where a non-status change (labels, annotations) usually is.
+    Equal metadata holds an equal ``generation``, where there is one, which counts the spec's
+    changes: then the spec is as it was and is not compared (a device's twin report, a status
+    write, would otherwise walk the cold previous spec). Pods in Kubernetes have none.
     """
     old_meta, new_meta = previous.get("metadata") or {}, obj.get("metadata") or {}
     if _differs(old_meta, new_meta, _WRITE_META):
         return True
+    if new_meta.get("generation") is not None:
+        return _differs(previous, obj, _TOP_SKIPPED_SPEC_TOO)
     return _differs(previous, obj, _TOP_SKIPPED)
 
 

@@ -43,3 +43,35 @@ def test_status_write_stamped_by_the_api_server_is_quiet_and_a_label_is_not() ->
     gone["metadata"]["resourceVersion"] = "4"
     del gone["metadata"]["labels"]
     assert len(idx.upsert(gone)) == 1  # a removed key counts as a change too
+
+
+def _device(rv: str, generation: int, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "Device",
+        "metadata": {
+            "name": "thermo",
+            "namespace": "default",
+            "resourceVersion": rv,
+            "generation": generation,
+        },
+        "spec": {"nodeName": "edge-1", "deviceModelRef": {"name": "m"}, **spec},
+        "status": {"twins": []},
+    }
+
+
+def test_a_device_report_at_the_same_generation_is_quiet_and_a_spec_change_is_not() -> None:
+    """A twin report (new status and version, same generation): no change; a new desired
+    value (the store bumps the generation): one change for the device's node."""
+    idx = BindingIndex()
+    assert idx.upsert(_device("1", 1, properties=[{"name": "t", "desired": "20"}]))
+    reported = _device("2", 1, properties=[{"name": "t", "desired": "20"}])
+    reported["status"] = {"twins": [{"propertyName": "t", "reported": {"value": "21"}}]}
+    assert idx.upsert(reported) == []
+    desired = _device("3", 2, properties=[{"name": "t", "desired": "22"}])
+    [change] = idx.upsert(desired)
+    assert (change.node, change.key, change.resource_version) == (
+        "edge-1",
+        "default/device/thermo",
+        "3",
+    )
