@@ -26,7 +26,7 @@ back with :meth:`Downstream.ack`. Nothing here touches a socket or a clock.
 
 from __future__ import annotations
 
-import math
+import heapq
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -77,7 +77,8 @@ class Downstream:
         self.ack_timeout = ack_timeout
         self.window = window
         self.min_interval = min_interval
-        #: key -> when it was last sent, kept only while younger than ``min_interval``
+        #: key -> when it was last sent, oldest first, kept only while younger than
+        #: ``min_interval`` (pruned from the front: no scan of every recent key per poll)
         self._recent: dict[str, float] = {}
         #: wanted keys held back by ``min_interval``: key -> earliest send time
         self._held: dict[str, float] = {}
@@ -87,9 +88,11 @@ class Downstream:
         #: what must still go out: key -> (target resourceVersion or None for delete, content)
         self.wanted: dict[str, tuple[str | None, Any]] = {}
         self._flights: dict[str, _Flight] = {}
-        #: no ACK deadline in flight is earlier (a lower bound: an ACK may have removed the
-        #: earliest), so a poll before it need not look at every flight for a retry
-        self._retry_after = math.inf
+        #: (ACK deadline, send number, msg_id) of every message sent, earliest first; an entry
+        #: whose msg_id is no longer in ``_by_id`` (ACKed or sent again) is dropped when it
+        #: comes to the top. The earliest deadline and the retries due are then found without
+        #: looking at every flight, per poll and per ACK.
+        self._deadlines: list[tuple[float, int, str]] = []
         self._by_id: dict[str, str] = {}
         #: messages sent, retries included (for metrics and the reconnect-cost bench)
         self.sent = 0
@@ -117,7 +120,7 @@ class Downstream:
         self.edge = dict(inventory or {})
         self.wanted.clear()
         self._flights.clear()
-        self._retry_after = math.inf
+        self._deadlines.clear()
         self._by_id.clear()
         self._recent.clear()
         self._held.clear()
@@ -145,9 +148,14 @@ class Downstream:
 
     def ack(self, msg_id: str) -> bool:
         """The edge persisted message ``msg_id``. Returns ``False`` for unknown or stale ids."""
+        return self.take_ack(msg_id) is not None
+
+    def take_ack(self, msg_id: str) -> float | None:
+        """:meth:`ack`, returning when the message was sent (in the ``now`` of :meth:`poll`),
+        or ``None`` for unknown or stale ids."""
         key = self._by_id.pop(msg_id, None)
         if key is None:
-            return False
+            return None
         flight = self._flights.pop(key)
         self.acks += 1
         if flight.rv is None:
@@ -158,7 +166,7 @@ class Downstream:
         if want is not None and want[0] == self.edge.get(key):
             del self.wanted[key]
             self._held.pop(key, None)
-        return True
+        return flight.deadline - self.ack_timeout
 
     def sent_at(self, msg_id: str) -> float | None:
         """When message ``msg_id`` (in flight) was sent, in the ``now`` of :meth:`poll`."""
@@ -171,16 +179,29 @@ class Downstream:
     def poll(self, now: float) -> list[Outgoing]:
         """Everything due now: retries whose ACK deadline passed, then new keys up to the window."""
         out: list[Outgoing] = []
-        if self._retry_after <= now:
-            due = [key for key, flight in self._flights.items() if flight.deadline <= now]
+        deadlines = self._deadlines
+        if deadlines and deadlines[0][0] <= now:
+            due: list[str] = []
+            by_id = self._by_id
+            while deadlines and deadlines[0][0] <= now:
+                key = by_id.get(heapq.heappop(deadlines)[2])
+                if key is not None:
+                    due.append(key)
             for key in due:
                 flight = self._flights[key]
                 rv, content = self.wanted.pop(key, (flight.rv, flight.content))
                 out.append(self._send(key, rv, content, now, retry=True))
-            self._retry_after = min((f.deadline for f in self._flights.values()), default=math.inf)
-        if self._recent and self.min_interval > 0:
+        recent = self._recent
+        if recent and self.min_interval > 0:
             horizon = now - self.min_interval
-            self._recent = {k: t for k, t in self._recent.items() if t > horizon}
+            stale: list[str] = []
+            for key, sent in recent.items():  # oldest first
+                if sent > horizon:
+                    break
+                stale.append(key)
+            for key in stale:
+                del recent[key]
+
         if len(self._flights) < self.window:
             for key in list(self.wanted):
                 if key in self._flights:
@@ -198,9 +219,17 @@ class Downstream:
 
     def next_deadline(self) -> float | None:
         """The earliest ACK deadline or held key's release, or ``None`` if there is neither."""
-        times = [f.deadline for f in self._flights.values()]
-        times += [t for k, t in self._held.items() if k in self.wanted]
-        return min(times, default=None)
+        deadlines = self._deadlines
+        by_id = self._by_id
+        while deadlines and deadlines[0][2] not in by_id:
+            heapq.heappop(deadlines)  # ACKed or sent again since
+        earliest = deadlines[0][0] if deadlines else None
+        if self._held:  # only with ``min_interval``, only while a key's versions pile up
+            wanted = self.wanted
+            for key, release in self._held.items():
+                if key in wanted and (earliest is None or release < earliest):
+                    earliest = release
+        return earliest
 
     def known(self) -> dict[str, str]:
         """What the edge may hold: its confirmed keys, and every key in flight to it with an
@@ -233,12 +262,19 @@ class Downstream:
             self._by_id.pop(old.msg_id, None)
         msg_id = self._new_id()
         deadline = now + self.ack_timeout
-        self._flights[key] = _Flight(msg_id, rv, content, deadline)
-        if deadline < self._retry_after:
-            self._retry_after = deadline
+        flights = self._flights
+        flights[key] = _Flight(msg_id, rv, content, deadline)
         self._by_id[msg_id] = key
+        deadlines = self._deadlines
+        if len(deadlines) < 2 * len(flights) + 64:
+            heapq.heappush(deadlines, (deadline, self.sent, msg_id))
+        else:  # ACKed entries below a long-unACKed one: keep the heap within the flights' size
+            deadlines[:] = [(f.deadline, i, f.msg_id) for i, f in enumerate(flights.values())]
+            heapq.heapify(deadlines)
         if self.min_interval > 0:
-            self._recent[key] = now
+            recent = self._recent
+            recent.pop(key, None)  # to the end: oldest first
+            recent[key] = now
         self.sent += 1
         self.retries += retry
         return Outgoing(msg_id, key, rv, content, insert=key not in self.edge, retry=retry)

@@ -195,8 +195,8 @@ class LinkSession:
     def ack(self, msg_id: str, now: float) -> bool:
         """Apply an ACK; whether something can be sent now."""
         downstream = self.downstream
-        sent = downstream.sent_at(msg_id)
-        if sent is None or not downstream.ack(msg_id):
+        sent = downstream.take_ack(msg_id)
+        if sent is None:
             return False
         self._round_trips.observe(now - sent)
         return downstream.ready
