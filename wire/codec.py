@@ -175,6 +175,14 @@ def object_frame(
 ) -> str:
     """The frame that carries one object (or its deletion) to an edge: what
     :func:`encode_with_content` writes for the same header and route."""
+    if _PLAIN.fullmatch(f"{msg_id}{resource_version}{source}{key}") is not None:
+        # Ids, versions, sources and keys are plain: one check for the four, no escaping.
+        return (
+            f'{{"header":{{"msg_id":"{msg_id}","parent_msg_id":"","timestamp":{timestamp},'
+            f'"resourceversion":"{resource_version}","sync":false,"type":""}},'
+            f'"route":{{"source":"{source}","destination":"","group":"{Group.RESOURCE}",'
+            f'"operation":"{operation}","resource":"{key}"}},"content":{content_json}}}'
+        )
     return (
         f'{{"header":{{"msg_id":{json_string(msg_id)},"parent_msg_id":"","timestamp":{timestamp},'
         f'"resourceversion":{json_string(resource_version)},"sync":false,"type":""}},'

@@ -252,9 +252,14 @@ class Downstream:
     @property
     def ready(self) -> bool:
         """Something could go out right now without waiting for a deadline."""
-        return len(self._flights) < self.window and any(
-            k not in self._flights and k not in self._held for k in self.wanted
-        )
+        flights = self._flights
+        if len(flights) >= self.window:
+            return False
+        held = self._held
+        for key in self.wanted:  # nearly always empty or one key, asked per change and ACK
+            if key not in flights and key not in held:
+                return True
+        return False
 
     def _send(self, key: str, rv: str | None, content: Any, now: float, *, retry: bool) -> Outgoing:
         old = self._flights.get(key)

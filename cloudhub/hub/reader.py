@@ -55,8 +55,8 @@ class FrameReader:
         if cheap is None or cheap.op != Operation.RESPONSE:
             return False
         session = self._session
-        session.received()
-        if session.ack(cheap.parent):
+        session.received(now)
+        if session.ack(cheap.parent, now):
             session.deliver()
         self.pace(CHEAP_FRAME_COST, len(frame), now)
         return True
