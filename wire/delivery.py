@@ -53,14 +53,9 @@ class Outgoing:
     #: ``True`` when the edge does not have the key yet (``insert``), else ``update``/``delete``
     insert: bool
     retry: bool
-
-
-@dataclass(slots=True)
-class _Flight:
-    msg_id: str
-    rv: str | None
-    content: Any
-    deadline: float
+    #: when it was sent, in the ``now`` of :meth:`Downstream.poll` (the delivery keeps this
+    #: very record while it waits for the ACK: one object per message, not two)
+    sent: float = 0.0
 
 
 class Downstream:
@@ -87,7 +82,8 @@ class Downstream:
         self.edge: dict[str, str] = {}
         #: what must still go out: key -> (target resourceVersion or None for delete, content)
         self.wanted: dict[str, tuple[str | None, Any]] = {}
-        self._flights: dict[str, _Flight] = {}
+        #: what is in flight: key -> the message sent, until its ACK
+        self._flights: dict[str, Outgoing] = {}
         #: (ACK deadline, send number, msg_id) of every message sent, earliest first; an entry
         #: whose msg_id is no longer in ``_by_id`` (ACKed or sent again) is dropped when it
         #: comes to the top. The earliest deadline and the retries due are then found without
@@ -158,21 +154,22 @@ class Downstream:
             return None
         flight = self._flights.pop(key)
         self.acks += 1
-        if flight.rv is None:
+        rv = flight.resource_version
+        if rv is None:
             self.edge.pop(key, None)
         else:
-            self.edge[key] = flight.rv
+            self.edge[key] = rv
         want = self.wanted.get(key)
         if want is not None and want[0] == self.edge.get(key):
             del self.wanted[key]
             self._held.pop(key, None)
-        return flight.deadline - self.ack_timeout
+        return flight.sent
 
     def sent_at(self, msg_id: str) -> float | None:
         """When message ``msg_id`` (in flight) was sent, in the ``now`` of :meth:`poll`."""
         key = self._by_id.get(msg_id)
         flight = self._flights.get(key) if key is not None else None
-        return flight.deadline - self.ack_timeout if flight is not None else None
+        return flight.sent if flight is not None else None
 
     # -- outputs ------------------------------------------------------------------------------
 
@@ -189,7 +186,7 @@ class Downstream:
                     due.append(key)
             for key in due:
                 flight = self._flights[key]
-                rv, content = self.wanted.pop(key, (flight.rv, flight.content))
+                rv, content = self.wanted.pop(key, (flight.resource_version, flight.content))
                 out.append(self._send(key, rv, content, now, retry=True))
         recent = self._recent
         if recent and self.min_interval > 0:
@@ -268,13 +265,15 @@ class Downstream:
         msg_id = self._new_id()
         deadline = now + self.ack_timeout
         flights = self._flights
-        flights[key] = _Flight(msg_id, rv, content, deadline)
+        out = Outgoing(msg_id, key, rv, content, key not in self.edge, retry, now)
+        flights[key] = out
         self._by_id[msg_id] = key
         deadlines = self._deadlines
         if len(deadlines) < 2 * len(flights) + 64:
             heapq.heappush(deadlines, (deadline, self.sent, msg_id))
         else:  # ACKed entries below a long-unACKed one: keep the heap within the flights' size
-            deadlines[:] = [(f.deadline, i, f.msg_id) for i, f in enumerate(flights.values())]
+            timeout = self.ack_timeout
+            deadlines[:] = [(f.sent + timeout, i, f.msg_id) for i, f in enumerate(flights.values())]
             heapq.heapify(deadlines)
         if self.min_interval > 0:
             recent = self._recent
@@ -282,4 +281,4 @@ class Downstream:
             recent[key] = now
         self.sent += 1
         self.retries += retry
-        return Outgoing(msg_id, key, rv, content, insert=key not in self.edge, retry=retry)
+        return out

@@ -78,6 +78,8 @@ CHEAP_FRAME_COST: Final = 0.05
 #: the close reason of a link whose edge fell silent
 KEEPALIVE_TIMEOUT: Final = "keepalive timeout"
 _PONG = json_string("pong")
+#: (``__init__``'s ``stock`` flag hides the module there)
+_node_object_key = stock.node_object_key
 
 
 def stub_for(key: str) -> dict[str, Any]:
@@ -170,6 +172,8 @@ class LinkSession:
         #: device changes also go down as membership updates and ``cloud_updated`` twins,
         #: objects by their source; no pong, no inventory
         self.stock = stock
+        #: the key of the node's own Node object, which a stock edge never receives
+        self._own_key = _node_object_key(node) if stock else None
         self.max_frame = max_frame
         self._ids: Callable[[], str] = ids if ids is not None else MessageIds()
         self._encoded = encoded if encoded is not None else ContentCache()
@@ -352,7 +356,7 @@ class LinkSession:
     def change(self, key: str, resource_version: str | None, obj: Any) -> bool:
         """An object bound to the node changed (``resource_version`` None: deleted); whether
         something can be sent now. Before the start it is ignored: the diff covers it."""
-        if not self.is_started or (self.stock and stock.is_node_object(key, self.node)):
+        if not self.is_started or key == self._own_key:
             return False
         if resource_version is None:
             self.downstream.remove(key, obj)
@@ -413,32 +417,32 @@ class LinkSession:
         return frames
 
     def _frame(self, out: Outgoing, wall_ms: int) -> str:
-        if out.resource_version is None:
+        key = out.key
+        rv = out.resource_version
+        if rv is None:
             op = Operation.DELETE
+            content_json = encode_content(out.content)
         else:
             op = Operation.INSERT if out.insert else Operation.UPDATE
+            # The object's JSON, encoded once per version however many nodes receive it
+            # (usually the store's own text, put there by the inbox: no JSON work here).
+            cache_key = (key, rv)
+            cached = self._encoded.get(cache_key)
+            if cached is None:
+                cached = encode_content(out.content)
+                self._encoded.put(cache_key, cached)
+            content_json = cached
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("> %s %s %s rv=%s", self.node, op, out.key, out.resource_version)
+            log.debug("> %s %s %s rv=%s", self.node, op, key, rv)
         return object_frame(
             msg_id=out.msg_id,
             timestamp=wall_ms,
-            resource_version=out.resource_version or "",
+            resource_version=rv or "",
             operation=op,
-            key=out.key,
-            content_json=self._content_json(out),
-            source=stock.object_source(out.key),
+            key=key,
+            content_json=content_json,
+            source=stock.object_source(key),
         )
-
-    def _content_json(self, out: Outgoing) -> str:
-        """The object's JSON, encoded once per version however many nodes receive it."""
-        if out.resource_version is None:
-            return encode_content(out.content)
-        cache_key = (out.key, out.resource_version)
-        cached = self._encoded.get(cache_key)
-        if cached is None:
-            cached = encode_content(out.content)
-            self._encoded.put(cache_key, cached)
-        return cached
 
     def answer(self, reply: Message, original: Message, wall_ms: int) -> str:
         """The frame answering ``original`` (a request forwarded from this node) with a
