@@ -9,7 +9,8 @@ Slow path and fast paths
     The frames a process handles by the thousand also have fast paths, kept here beside the
     slow path they must equal (``tests/wire/test_codec_fast_paths.py`` holds each to it):
 
-    - :func:`ack_or_keepalive` (:data:`ACK_OR_KEEPALIVE`) recognises an ACK or keepalive in
+    - :func:`ack_or_keepalive` (:data:`ACK_OR_KEEPALIVE`; :func:`ack_parent` for ACKs alone)
+      recognises an ACK or keepalive in
       the layout :func:`encode` writes or the one a stock KubeEdge edgecore writes (Go's
       ``encoding/json``: the same field order, empty fields left out, a newline after the
       frame), every string in it free of escapes, so whatever it matches decodes to the same
@@ -134,6 +135,16 @@ def ack_or_keepalive(frame: str) -> Cheap | None:
         return None
     ident, parent, group, op, resource = match.group("id", "parent", "group", "op", "resource")
     return Cheap(ident, parent or "", group or "", op, resource or "")
+
+
+def ack_parent(frame: str) -> str | None:
+    """The ``parent_msg_id`` of ``frame`` if :data:`ACK_OR_KEEPALIVE` matches it as an ACK
+    (``response``), else ``None``: :func:`ack_or_keepalive`'s answer for the one field an ACK
+    is applied by, without building the rest (the hub takes one per object it sends)."""
+    match = ACK_OR_KEEPALIVE.fullmatch(frame)
+    if match is None or match["op"] != "response":
+        return None
+    return match["parent"] or ""
 
 
 #: JSON string contents that need no escaping (no quote, backslash or control character)

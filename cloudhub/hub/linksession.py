@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from cloudhub import routes
 from cloudhub.hub import stock
@@ -53,6 +53,7 @@ from wire.codec import (
     Cheap,
     ContentCache,
     ack_or_keepalive,
+    ack_parent,
     decode,
     encode,
     encode_content,
@@ -127,15 +128,22 @@ class Actions:
     cost: float = 1.0
 
 
-def cheap_frame(frame: str | bytes, max_frame: int) -> Cheap | None:
-    """The codec's ACK/keepalive fast path for ``frame`` if it may take it, else None."""
-    if (
+def _may_take_fast_path(frame: str | bytes, max_frame: int) -> TypeGuard[str]:
+    return (
         isinstance(frame, str)
         and len(frame) <= FAST_FRAME_MAX
         and 4 * len(frame) <= max_frame  # UTF-8 takes at most 4 bytes a character
-    ):
-        return ack_or_keepalive(frame)
-    return None
+    )
+
+
+def cheap_frame(frame: str | bytes, max_frame: int) -> Cheap | None:
+    """The codec's ACK/keepalive fast path for ``frame`` if it may take it, else None."""
+    return ack_or_keepalive(frame) if _may_take_fast_path(frame, max_frame) else None
+
+
+def cheap_ack(frame: str | bytes, max_frame: int) -> str | None:
+    """:func:`cheap_frame` for ACKs alone: the id ``frame`` acknowledges, else None."""
+    return ack_parent(frame) if _may_take_fast_path(frame, max_frame) else None
 
 
 class LinkSession:
@@ -204,6 +212,16 @@ class LinkSession:
             return False
         self._round_trips.observe(now - sent)
         return downstream.ready
+
+    def ack_frame(self, data: str | bytes, now: float) -> bool | None:
+        """``data`` if it is an ACK the codec's fast path matches (:func:`cheap_ack`): applied,
+        as :meth:`frame` would, and whether something can be sent now; None (nothing done)
+        for any other frame. The hub's reader takes one per object it sends."""
+        parent = cheap_ack(data, self.max_frame)
+        if parent is None:
+            return None
+        self.liveness.received(now)
+        return self.ack(parent, now)
 
     def frame(self, data: str | bytes, now: float) -> Actions:
         """One frame read from the edge: ACKs and keepalives by the codec's fast path, the rest
@@ -475,6 +493,7 @@ __all__ = [
     "Actions",
     "Forward",
     "LinkSession",
+    "cheap_ack",
     "cheap_frame",
     "stub_for",
 ]
