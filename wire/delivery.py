@@ -84,6 +84,9 @@ class Downstream:
         self.wanted: dict[str, tuple[str | None, Any]] = {}
         #: what is in flight: key -> the message sent, until its ACK
         self._flights: dict[str, Outgoing] = {}
+        #: the wanted keys not in flight (held back or not), in the order they could go: a
+        #: poll and :attr:`ready` look at these alone, not at every key waiting for an ACK
+        self._queue: dict[str, None] = {}
         #: (ACK deadline, send number, msg_id) of every message sent, earliest first; an entry
         #: whose msg_id is no longer in ``_by_id`` (ACKed or sent again) is dropped when it
         #: comes to the top. The earliest deadline and the retries due are then found without
@@ -125,22 +128,33 @@ class Downstream:
                 self.wanted[key] = (rv, obj)
         for key in self.edge.keys() - desired.keys():
             self.wanted[key] = (None, stub(key))
+        self._queue = dict.fromkeys(self.wanted)
 
     def update(self, key: str, resource_version: str, obj: Any) -> None:
         """The object under ``key`` is bound to the node at this version (new or changed)."""
-        if self.edge.get(key) == resource_version and key not in self._flights:
-            self.wanted.pop(key, None)
-            self._held.pop(key, None)
-            return
-        self.wanted[key] = (resource_version, obj)
+        if key in self._flights:
+            self.wanted[key] = (resource_version, obj)  # goes out once the flight is ACKed
+        elif self.edge.get(key) == resource_version:
+            self._drop(key)
+        else:
+            self.wanted[key] = (resource_version, obj)
+            self._queue[key] = None
 
     def remove(self, key: str, obj: Any) -> None:
         """The object under ``key`` is no longer bound to the node (deleted or moved away)."""
-        if key not in self.edge and key not in self._flights:
-            self.wanted.pop(key, None)
-            self._held.pop(key, None)
-            return
-        self.wanted[key] = (None, obj)
+        if key in self._flights:
+            self.wanted[key] = (None, obj)  # goes out once the flight is ACKed
+        elif key not in self.edge:
+            self._drop(key)
+        else:
+            self.wanted[key] = (None, obj)
+            self._queue[key] = None
+
+    def _drop(self, key: str) -> None:
+        """Nothing to send for ``key`` (not in flight): the edge has what is wanted."""
+        self.wanted.pop(key, None)
+        self._held.pop(key, None)
+        self._queue.pop(key, None)
 
     def ack(self, msg_id: str) -> bool:
         """The edge persisted message ``msg_id``. Returns ``False`` for unknown or stale ids."""
@@ -160,9 +174,12 @@ class Downstream:
         else:
             self.edge[key] = rv
         want = self.wanted.get(key)
-        if want is not None and want[0] == self.edge.get(key):
-            del self.wanted[key]
-            self._held.pop(key, None)
+        if want is not None:
+            if want[0] == self.edge.get(key):
+                del self.wanted[key]
+                self._held.pop(key, None)
+            else:
+                self._queue[key] = None  # the newer version may go now
         return flight.sent
 
     def sent_at(self, msg_id: str) -> float | None:
@@ -199,15 +216,15 @@ class Downstream:
             for key in stale:
                 del recent[key]
 
-        if len(self._flights) < self.window:
-            for key in list(self.wanted):
-                if key in self._flights:
-                    continue  # newest version goes out when the in-flight one is ACKed
-                sent_at = self._recent.get(key)
+        queue = self._queue
+        if queue and len(self._flights) < self.window:
+            for key in list(queue):
+                sent_at = recent.get(key)
                 if sent_at is not None and now < sent_at + self.min_interval:
                     self._held[key] = sent_at + self.min_interval
                     continue  # sent a moment ago: let more versions pile up
                 self._held.pop(key, None)
+                del queue[key]
                 rv, content = self.wanted.pop(key)
                 out.append(self._send(key, rv, content, now, retry=False))
                 if len(self._flights) >= self.window:
@@ -253,8 +270,8 @@ class Downstream:
         if len(flights) >= self.window:
             return False
         held = self._held
-        for key in self.wanted:  # nearly always empty or one key, asked per change and ACK
-            if key not in flights and key not in held:
+        for key in self._queue:  # nearly always empty or one key, asked per change and ACK
+            if key not in held:
                 return True
         return False
 
