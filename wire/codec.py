@@ -9,7 +9,8 @@ Slow path and fast paths
     The frames a process handles by the thousand also have fast paths, kept here beside the
     slow path they must equal (``tests/wire/test_codec_fast_paths.py`` holds each to it):
 
-    - :func:`ack_or_keepalive` (:data:`ACK_OR_KEEPALIVE`) recognises an ACK or keepalive in
+    - :func:`ack_or_keepalive` (:data:`ACK_OR_KEEPALIVE`; :func:`ack_parent` for ACKs alone)
+      recognises an ACK or keepalive in
       the layout :func:`encode` writes or the one a stock KubeEdge edgecore writes (Go's
       ``encoding/json``: the same field order, empty fields left out, a newline after the
       frame), every string in it free of escapes, so whatever it matches decodes to the same
@@ -136,6 +137,16 @@ def ack_or_keepalive(frame: str) -> Cheap | None:
     return Cheap(ident, parent or "", group or "", op, resource or "")
 
 
+def ack_parent(frame: str) -> str | None:
+    """The ``parent_msg_id`` of ``frame`` if :data:`ACK_OR_KEEPALIVE` matches it as an ACK
+    (``response``), else ``None``: :func:`ack_or_keepalive`'s answer for the one field an ACK
+    is applied by, without building the rest (the hub takes one per object it sends)."""
+    match = ACK_OR_KEEPALIVE.fullmatch(frame)
+    if match is None or match["op"] != "response":
+        return None
+    return match["parent"] or ""
+
+
 #: JSON string contents that need no escaping (no quote, backslash or control character)
 _PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
 
@@ -175,6 +186,14 @@ def object_frame(
 ) -> str:
     """The frame that carries one object (or its deletion) to an edge: what
     :func:`encode_with_content` writes for the same header and route."""
+    if _PLAIN.fullmatch(f"{msg_id}{resource_version}{source}{key}") is not None:
+        # Ids, versions, sources and keys are plain: one check for the four, no escaping.
+        return (
+            f'{{"header":{{"msg_id":"{msg_id}","parent_msg_id":"","timestamp":{timestamp},'
+            f'"resourceversion":"{resource_version}","sync":false,"type":""}},'
+            f'"route":{{"source":"{source}","destination":"","group":"{Group.RESOURCE}",'
+            f'"operation":"{operation}","resource":"{key}"}},"content":{content_json}}}'
+        )
     return (
         f'{{"header":{{"msg_id":{json_string(msg_id)},"parent_msg_id":"","timestamp":{timestamp},'
         f'"resourceversion":{json_string(resource_version)},"sync":false,"type":""}},'

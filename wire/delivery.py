@@ -26,7 +26,7 @@ back with :meth:`Downstream.ack`. Nothing here touches a socket or a clock.
 
 from __future__ import annotations
 
-import math
+import heapq
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,14 +53,9 @@ class Outgoing:
     #: ``True`` when the edge does not have the key yet (``insert``), else ``update``/``delete``
     insert: bool
     retry: bool
-
-
-@dataclass(slots=True)
-class _Flight:
-    msg_id: str
-    rv: str | None
-    content: Any
-    deadline: float
+    #: when it was sent, in the ``now`` of :meth:`Downstream.poll` (the delivery keeps this
+    #: very record while it waits for the ACK: one object per message, not two)
+    sent: float = 0.0
 
 
 class Downstream:
@@ -77,7 +72,8 @@ class Downstream:
         self.ack_timeout = ack_timeout
         self.window = window
         self.min_interval = min_interval
-        #: key -> when it was last sent, kept only while younger than ``min_interval``
+        #: key -> when it was last sent, oldest first, kept only while younger than
+        #: ``min_interval`` (pruned from the front: no scan of every recent key per poll)
         self._recent: dict[str, float] = {}
         #: wanted keys held back by ``min_interval``: key -> earliest send time
         self._held: dict[str, float] = {}
@@ -86,10 +82,16 @@ class Downstream:
         self.edge: dict[str, str] = {}
         #: what must still go out: key -> (target resourceVersion or None for delete, content)
         self.wanted: dict[str, tuple[str | None, Any]] = {}
-        self._flights: dict[str, _Flight] = {}
-        #: no ACK deadline in flight is earlier (a lower bound: an ACK may have removed the
-        #: earliest), so a poll before it need not look at every flight for a retry
-        self._retry_after = math.inf
+        #: what is in flight: key -> the message sent, until its ACK
+        self._flights: dict[str, Outgoing] = {}
+        #: the wanted keys not in flight (held back or not), in the order they could go: a
+        #: poll and :attr:`ready` look at these alone, not at every key waiting for an ACK
+        self._queue: dict[str, None] = {}
+        #: (ACK deadline, send number, msg_id) of every message sent, earliest first; an entry
+        #: whose msg_id is no longer in ``_by_id`` (ACKed or sent again) is dropped when it
+        #: comes to the top. The earliest deadline and the retries due are then found without
+        #: looking at every flight, per poll and per ACK.
+        self._deadlines: list[tuple[float, int, str]] = []
         self._by_id: dict[str, str] = {}
         #: messages sent, retries included (for metrics and the reconnect-cost bench)
         self.sent = 0
@@ -117,7 +119,7 @@ class Downstream:
         self.edge = dict(inventory or {})
         self.wanted.clear()
         self._flights.clear()
-        self._retry_after = math.inf
+        self._deadlines.clear()
         self._by_id.clear()
         self._recent.clear()
         self._held.clear()
@@ -126,70 +128,103 @@ class Downstream:
                 self.wanted[key] = (rv, obj)
         for key in self.edge.keys() - desired.keys():
             self.wanted[key] = (None, stub(key))
+        self._queue = dict.fromkeys(self.wanted)
 
     def update(self, key: str, resource_version: str, obj: Any) -> None:
         """The object under ``key`` is bound to the node at this version (new or changed)."""
-        if self.edge.get(key) == resource_version and key not in self._flights:
-            self.wanted.pop(key, None)
-            self._held.pop(key, None)
-            return
-        self.wanted[key] = (resource_version, obj)
+        if key in self._flights:
+            self.wanted[key] = (resource_version, obj)  # goes out once the flight is ACKed
+        elif self.edge.get(key) == resource_version:
+            self._drop(key)
+        else:
+            self.wanted[key] = (resource_version, obj)
+            self._queue[key] = None
 
     def remove(self, key: str, obj: Any) -> None:
         """The object under ``key`` is no longer bound to the node (deleted or moved away)."""
-        if key not in self.edge and key not in self._flights:
-            self.wanted.pop(key, None)
-            self._held.pop(key, None)
-            return
-        self.wanted[key] = (None, obj)
+        if key in self._flights:
+            self.wanted[key] = (None, obj)  # goes out once the flight is ACKed
+        elif key not in self.edge:
+            self._drop(key)
+        else:
+            self.wanted[key] = (None, obj)
+            self._queue[key] = None
+
+    def _drop(self, key: str) -> None:
+        """Nothing to send for ``key`` (not in flight): the edge has what is wanted."""
+        self.wanted.pop(key, None)
+        self._held.pop(key, None)
+        self._queue.pop(key, None)
 
     def ack(self, msg_id: str) -> bool:
         """The edge persisted message ``msg_id``. Returns ``False`` for unknown or stale ids."""
+        return self.take_ack(msg_id) is not None
+
+    def take_ack(self, msg_id: str) -> float | None:
+        """:meth:`ack`, returning when the message was sent (in the ``now`` of :meth:`poll`),
+        or ``None`` for unknown or stale ids."""
         key = self._by_id.pop(msg_id, None)
         if key is None:
-            return False
+            return None
         flight = self._flights.pop(key)
         self.acks += 1
-        if flight.rv is None:
+        rv = flight.resource_version
+        if rv is None:
             self.edge.pop(key, None)
         else:
-            self.edge[key] = flight.rv
+            self.edge[key] = rv
         want = self.wanted.get(key)
-        if want is not None and want[0] == self.edge.get(key):
-            del self.wanted[key]
-            self._held.pop(key, None)
-        return True
+        if want is not None:
+            if want[0] == self.edge.get(key):
+                del self.wanted[key]
+                self._held.pop(key, None)
+            else:
+                self._queue[key] = None  # the newer version may go now
+        return flight.sent
 
     def sent_at(self, msg_id: str) -> float | None:
         """When message ``msg_id`` (in flight) was sent, in the ``now`` of :meth:`poll`."""
         key = self._by_id.get(msg_id)
         flight = self._flights.get(key) if key is not None else None
-        return flight.deadline - self.ack_timeout if flight is not None else None
+        return flight.sent if flight is not None else None
 
     # -- outputs ------------------------------------------------------------------------------
 
     def poll(self, now: float) -> list[Outgoing]:
         """Everything due now: retries whose ACK deadline passed, then new keys up to the window."""
         out: list[Outgoing] = []
-        if self._retry_after <= now:
-            due = [key for key, flight in self._flights.items() if flight.deadline <= now]
+        deadlines = self._deadlines
+        if deadlines and deadlines[0][0] <= now:
+            due: list[str] = []
+            by_id = self._by_id
+            while deadlines and deadlines[0][0] <= now:
+                key = by_id.get(heapq.heappop(deadlines)[2])
+                if key is not None:
+                    due.append(key)
             for key in due:
                 flight = self._flights[key]
-                rv, content = self.wanted.pop(key, (flight.rv, flight.content))
+                rv, content = self.wanted.pop(key, (flight.resource_version, flight.content))
                 out.append(self._send(key, rv, content, now, retry=True))
-            self._retry_after = min((f.deadline for f in self._flights.values()), default=math.inf)
-        if self._recent and self.min_interval > 0:
+        recent = self._recent
+        if recent and self.min_interval > 0:
             horizon = now - self.min_interval
-            self._recent = {k: t for k, t in self._recent.items() if t > horizon}
-        if len(self._flights) < self.window:
-            for key in list(self.wanted):
-                if key in self._flights:
-                    continue  # newest version goes out when the in-flight one is ACKed
-                sent_at = self._recent.get(key)
+            stale: list[str] = []
+            for key, sent in recent.items():  # oldest first
+                if sent > horizon:
+                    break
+                stale.append(key)
+            for key in stale:
+                del recent[key]
+
+        queue = self._queue
+        if queue and len(self._flights) < self.window:
+            for key in list(queue):
+                sent_at = recent.get(key)
                 if sent_at is not None and now < sent_at + self.min_interval:
                     self._held[key] = sent_at + self.min_interval
                     continue  # sent a moment ago: let more versions pile up
                 self._held.pop(key, None)
+                del queue[key]
                 rv, content = self.wanted.pop(key)
                 out.append(self._send(key, rv, content, now, retry=False))
                 if len(self._flights) >= self.window:
@@ -198,9 +233,17 @@ class Downstream:
 
     def next_deadline(self) -> float | None:
         """The earliest ACK deadline or held key's release, or ``None`` if there is neither."""
-        times = [f.deadline for f in self._flights.values()]
-        times += [t for k, t in self._held.items() if k in self.wanted]
-        return min(times, default=None)
+        deadlines = self._deadlines
+        by_id = self._by_id
+        while deadlines and deadlines[0][2] not in by_id:
+            heapq.heappop(deadlines)  # ACKed or sent again since
+        earliest = deadlines[0][0] if deadlines else None
+        if self._held:  # only with ``min_interval``, only while a key's versions pile up
+            wanted = self.wanted
+            for key, release in self._held.items():
+                if key in wanted and (earliest is None or release < earliest):
+                    earliest = release
+        return earliest
 
     def known(self) -> dict[str, str]:
         """What the edge may hold: its confirmed keys, and every key in flight to it with an
@@ -223,9 +266,14 @@ class Downstream:
     @property
     def ready(self) -> bool:
         """Something could go out right now without waiting for a deadline."""
-        return len(self._flights) < self.window and any(
-            k not in self._flights and k not in self._held for k in self.wanted
-        )
+        flights = self._flights
+        if len(flights) >= self.window:
+            return False
+        held = self._held
+        for key in self._queue:  # nearly always empty or one key, asked per change and ACK
+            if key not in held:
+                return True
+        return False
 
     def _send(self, key: str, rv: str | None, content: Any, now: float, *, retry: bool) -> Outgoing:
         old = self._flights.get(key)
@@ -233,12 +281,21 @@ class Downstream:
             self._by_id.pop(old.msg_id, None)
         msg_id = self._new_id()
         deadline = now + self.ack_timeout
-        self._flights[key] = _Flight(msg_id, rv, content, deadline)
-        if deadline < self._retry_after:
-            self._retry_after = deadline
+        flights = self._flights
+        out = Outgoing(msg_id, key, rv, content, key not in self.edge, retry, now)
+        flights[key] = out
         self._by_id[msg_id] = key
+        deadlines = self._deadlines
+        if len(deadlines) < 2 * len(flights) + 64:
+            heapq.heappush(deadlines, (deadline, self.sent, msg_id))
+        else:  # ACKed entries below a long-unACKed one: keep the heap within the flights' size
+            timeout = self.ack_timeout
+            deadlines[:] = [(f.sent + timeout, i, f.msg_id) for i, f in enumerate(flights.values())]
+            heapq.heapify(deadlines)
         if self.min_interval > 0:
-            self._recent[key] = now
+            recent = self._recent
+            recent.pop(key, None)  # to the end: oldest first
+            recent[key] = now
         self.sent += 1
         self.retries += retry
-        return Outgoing(msg_id, key, rv, content, insert=key not in self.edge, retry=retry)
+        return out

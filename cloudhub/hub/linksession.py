@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from cloudhub import routes
 from cloudhub.hub import stock
@@ -53,6 +53,7 @@ from wire.codec import (
     Cheap,
     ContentCache,
     ack_or_keepalive,
+    ack_parent,
     decode,
     encode,
     encode_content,
@@ -78,6 +79,8 @@ CHEAP_FRAME_COST: Final = 0.05
 #: the close reason of a link whose edge fell silent
 KEEPALIVE_TIMEOUT: Final = "keepalive timeout"
 _PONG = json_string("pong")
+#: (``__init__``'s ``stock`` flag hides the module there)
+_node_object_key = stock.node_object_key
 
 
 def stub_for(key: str) -> dict[str, Any]:
@@ -125,15 +128,22 @@ class Actions:
     cost: float = 1.0
 
 
-def cheap_frame(frame: str | bytes, max_frame: int) -> Cheap | None:
-    """The codec's ACK/keepalive fast path for ``frame`` if it may take it, else None."""
-    if (
+def _may_take_fast_path(frame: str | bytes, max_frame: int) -> TypeGuard[str]:
+    return (
         isinstance(frame, str)
         and len(frame) <= FAST_FRAME_MAX
         and 4 * len(frame) <= max_frame  # UTF-8 takes at most 4 bytes a character
-    ):
-        return ack_or_keepalive(frame)
-    return None
+    )
+
+
+def cheap_frame(frame: str | bytes, max_frame: int) -> Cheap | None:
+    """The codec's ACK/keepalive fast path for ``frame`` if it may take it, else None."""
+    return ack_or_keepalive(frame) if _may_take_fast_path(frame, max_frame) else None
+
+
+def cheap_ack(frame: str | bytes, max_frame: int) -> str | None:
+    """:func:`cheap_frame` for ACKs alone: the id ``frame`` acknowledges, else None."""
+    return ack_parent(frame) if _may_take_fast_path(frame, max_frame) else None
 
 
 class LinkSession:
@@ -170,6 +180,8 @@ class LinkSession:
         #: device changes also go down as membership updates and ``cloud_updated`` twins,
         #: objects by their source; no pong, no inventory
         self.stock = stock
+        #: the key of the node's own Node object, which a stock edge never receives
+        self._own_key = _node_object_key(node) if stock else None
         self.max_frame = max_frame
         self._ids: Callable[[], str] = ids if ids is not None else MessageIds()
         self._encoded = encoded if encoded is not None else ContentCache()
@@ -195,11 +207,21 @@ class LinkSession:
     def ack(self, msg_id: str, now: float) -> bool:
         """Apply an ACK; whether something can be sent now."""
         downstream = self.downstream
-        sent = downstream.sent_at(msg_id)
-        if sent is None or not downstream.ack(msg_id):
+        sent = downstream.take_ack(msg_id)
+        if sent is None:
             return False
         self._round_trips.observe(now - sent)
         return downstream.ready
+
+    def ack_frame(self, data: str | bytes, now: float) -> bool | None:
+        """``data`` if it is an ACK the codec's fast path matches (:func:`cheap_ack`): applied,
+        as :meth:`frame` would, and whether something can be sent now; None (nothing done)
+        for any other frame. The hub's reader takes one per object it sends."""
+        parent = cheap_ack(data, self.max_frame)
+        if parent is None:
+            return None
+        self.liveness.received(now)
+        return self.ack(parent, now)
 
     def frame(self, data: str | bytes, now: float) -> Actions:
         """One frame read from the edge: ACKs and keepalives by the codec's fast path, the rest
@@ -352,7 +374,7 @@ class LinkSession:
     def change(self, key: str, resource_version: str | None, obj: Any) -> bool:
         """An object bound to the node changed (``resource_version`` None: deleted); whether
         something can be sent now. Before the start it is ignored: the diff covers it."""
-        if not self.is_started or (self.stock and stock.is_node_object(key, self.node)):
+        if not self.is_started or key == self._own_key:
             return False
         if resource_version is None:
             self.downstream.remove(key, obj)
@@ -413,32 +435,32 @@ class LinkSession:
         return frames
 
     def _frame(self, out: Outgoing, wall_ms: int) -> str:
-        if out.resource_version is None:
+        key = out.key
+        rv = out.resource_version
+        if rv is None:
             op = Operation.DELETE
+            content_json = encode_content(out.content)
         else:
             op = Operation.INSERT if out.insert else Operation.UPDATE
+            # The object's JSON, encoded once per version however many nodes receive it
+            # (usually the store's own text, put there by the inbox: no JSON work here).
+            cache_key = (key, rv)
+            cached = self._encoded.get(cache_key)
+            if cached is None:
+                cached = encode_content(out.content)
+                self._encoded.put(cache_key, cached)
+            content_json = cached
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("> %s %s %s rv=%s", self.node, op, out.key, out.resource_version)
+            log.debug("> %s %s %s rv=%s", self.node, op, key, rv)
         return object_frame(
             msg_id=out.msg_id,
             timestamp=wall_ms,
-            resource_version=out.resource_version or "",
+            resource_version=rv or "",
             operation=op,
-            key=out.key,
-            content_json=self._content_json(out),
-            source=stock.object_source(out.key),
+            key=key,
+            content_json=content_json,
+            source=stock.object_source(key),
         )
-
-    def _content_json(self, out: Outgoing) -> str:
-        """The object's JSON, encoded once per version however many nodes receive it."""
-        if out.resource_version is None:
-            return encode_content(out.content)
-        cache_key = (out.key, out.resource_version)
-        cached = self._encoded.get(cache_key)
-        if cached is None:
-            cached = encode_content(out.content)
-            self._encoded.put(cache_key, cached)
-        return cached
 
     def answer(self, reply: Message, original: Message, wall_ms: int) -> str:
         """The frame answering ``original`` (a request forwarded from this node) with a
@@ -471,6 +493,7 @@ __all__ = [
     "Actions",
     "Forward",
     "LinkSession",
+    "cheap_ack",
     "cheap_frame",
     "stub_for",
 ]

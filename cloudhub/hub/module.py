@@ -132,6 +132,7 @@ class HubModule:
             send_timeout=s.send_timeout,
             window=min(s.window, stock.WINDOW) if peer.stock else s.window,
             min_interval=s.coalesce,
+            max_frame=s.max_frame,
             encoded=self._encoded,
             ids=self._ids,
             traffic=self.traffic,

@@ -1,10 +1,11 @@
 """One node's reading: the fast path for ACKs and keepalives, and pacing.
 
 Most frames an edge sends are ACKs and keepalives, and a fleet sends them all the time. Those
-are recognised by :func:`wire.codec.ack_or_keepalive` (the codec's fast path, in our layout and
+are recognised by the codec's fast path (:data:`wire.codec.ACK_OR_KEEPALIVE`, in our layout and
 in a stock edgecore's: whatever it matches decodes to the same message with the same values);
-an ACK is then applied and a
-keepalive answered from a template, without a pydantic round trip. Anything else (another
+an ACK is then applied (:meth:`~cloudhub.hub.linksession.LinkSession.ack_frame`, which reads
+nothing but the id it acknowledges) and a keepalive answered from a template, without a
+pydantic round trip. Anything else (another
 layout, an escape, a field too many or too few) takes the full decode and its validation.
 """
 
@@ -13,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cloudhub.config import HubSettings
-from cloudhub.hub.linksession import CHEAP_FRAME_COST, cheap_frame
+from cloudhub.hub.linksession import CHEAP_FRAME_COST
 from cloudhub.hub.session import NodeSession
 from hive.ratelimit import TokenBucket
-from wire.messages import Operation
 
 
 class FrameReader:
@@ -30,7 +30,7 @@ class FrameReader:
     sleeps before reading on, so pacing holds for both paths.
     """
 
-    __slots__ = ("_clock", "_frames", "_max_frame", "_session", "_volume", "pace_until")
+    __slots__ = ("_clock", "_frames", "_session", "_volume", "pace_until")
 
     def __init__(
         self, session: NodeSession, settings: HubSettings, clock: Callable[[], float]
@@ -42,7 +42,6 @@ class FrameReader:
         self._volume = TokenBucket(
             rate=settings.node_byte_rate, burst=settings.node_byte_burst, now=now
         )
-        self._max_frame = settings.max_frame
         #: loop time before which nothing more is read from the node
         self.pace_until = 0.0
 
@@ -51,12 +50,11 @@ class FrameReader:
         now = self._clock()
         if now < self.pace_until:
             return False
-        cheap = cheap_frame(frame, self._max_frame)
-        if cheap is None or cheap.op != Operation.RESPONSE:
-            return False
         session = self._session
-        session.received()
-        if session.ack(cheap.parent):
+        ready = session.state.ack_frame(frame, now)
+        if ready is None:
+            return False
+        if ready:
             session.deliver()
         self.pace(CHEAP_FRAME_COST, len(frame), now)
         return True

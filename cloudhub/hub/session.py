@@ -108,12 +108,14 @@ class NodeSession:
         self._clock = loop.time
         #: the writer's alarm (see the module notes); None when not set or already rung
         self._alarm: asyncio.TimerHandle | None = None
+        #: the loop's time at the upgrade, when :attr:`connected_at` was read
+        self._connected_loop = self._clock()
         #: every decision about this link (pure)
         self.state = LinkSession(
             node=node,
             stock=stock,
             heartbeat=heartbeat,
-            now=self._clock(),
+            now=self._connected_loop,
             ack_timeout=ack_timeout,
             window=window,
             min_interval=min_interval,
@@ -123,7 +125,6 @@ class NodeSession:
             round_trips=self.traffic.ack_round_trip,
         )
         self.connected_at = time.time()
-        self.last_seen = self.connected_at
         self._wake = asyncio.Event()
         #: frames queued by :meth:`send_soon` (replies), written by the writer before objects
         self._outbox: deque[str] = deque()
@@ -147,6 +148,12 @@ class NodeSession:
         return self.state.liveness
 
     @property
+    def last_seen(self) -> float:
+        """Wall-clock time of the edge's last frame: from the loop time liveness keeps for
+        every frame anyway, rather than a ``time.time()`` per frame."""
+        return self.connected_at + (self.state.liveness.last_received - self._connected_loop)
+
+    @property
     def started(self) -> bool:
         """The inventory diff has been computed and delivery may start."""
         return self.state.is_started
@@ -168,14 +175,13 @@ class NodeSession:
     def wake(self) -> None:
         self._wake.set()
 
-    def received(self) -> None:
-        """Any frame from the edge is a sign of life."""
-        self.state.received(self._clock())
-        self.last_seen = time.time()
+    def received(self, now: float | None = None) -> None:
+        """Any frame from the edge is a sign of life (``now``: the loop's time, if read)."""
+        self.state.received(self._clock() if now is None else now)
 
-    def ack(self, msg_id: str) -> bool:
+    def ack(self, msg_id: str, now: float | None = None) -> bool:
         """Apply an ACK; whether something can be sent now (then call :meth:`deliver`)."""
-        return self.state.ack(msg_id, self._clock())
+        return self.state.ack(msg_id, self._clock() if now is None else now)
 
     def deliver(self) -> None:
         """Send what is due now, from the calling task when the writer is parked and the link

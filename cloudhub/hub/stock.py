@@ -69,14 +69,21 @@ def bare_report(source: str, resource: str) -> tuple[str, str] | None:
     return bare_resource(resource) if source == TWIN_SOURCE else None
 
 
+def node_object_key(node: str) -> str:
+    """The key of the node's own Node object (never pushed to a stock edge)."""
+    return f"null/node/{node}"
+
+
 def is_node_object(key: str, node: str) -> bool:
     """Whether ``key`` is the node's own Node object (never pushed to a stock edge)."""
-    return key == f"null/node/{node}"
+    return key == node_object_key(node)
 
 
 def object_source(key: str) -> str:
     """The route source an object goes down with: devicecontroller for devices and models
     (a stock metamanager hands only those to devicetwin), edgecontroller for the rest."""
+    if "/device" not in key:  # most objects: no split per frame
+        return "edgecontroller"
     parts = key.split("/")
     if len(parts) == 3 and parts[1] in DEVICE_KINDS:
         return DEVICECONTROLLER_SOURCE
@@ -232,6 +239,8 @@ def device_frames(
     desired values as ``cloud_updated`` (once: re-adding it would send the mapper the same
     delta twice). A removal (``device`` is ``None``): a membership update removing it.
     """
+    if "/device/" not in key:  # most objects: no split per frame
+        return []
     parts = key.split("/")
     if len(parts) != 3 or parts[1] != "device":
         return []
@@ -265,5 +274,6 @@ __all__ = [
     "is_node_object",
     "membership_detail_frame",
     "membership_frame",
+    "node_object_key",
     "object_source",
 ]

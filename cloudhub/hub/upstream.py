@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from websockets.exceptions import ConnectionClosed
 
@@ -73,7 +72,6 @@ class Upstream:
                     await asyncio.sleep(wait)
                 if reader.ack_now(frame):
                     continue
-                session.last_seen = time.time()
                 actions = state.frame(frame, loop.time())
                 await self.execute(session, actions)
                 reader.pace(actions.cost, len(frame), loop.time())

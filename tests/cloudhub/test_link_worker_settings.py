@@ -11,7 +11,9 @@ import pytest
 from cloudhub import cli
 from cloudhub.config import HubSettings
 from cloudhub.hub.reader import FrameReader
-from cloudhub.hub.session import Traffic
+from cloudhub.hub.session import NodeSession
+from tests.cloudhub.test_session_writes import FakeLink, make_session
+from wire.codec import decode
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -65,43 +67,45 @@ def test_the_cli_rejects_a_bad_worker_count(capsys: pytest.CaptureFixture[str]) 
     assert "argument --link-workers: 'many'" in err and "or 'auto'" in err
 
 
-class _Session:
-    """What the reader calls on a session: sign of life, ACK, delivery, traffic counts."""
-
-    def __init__(self) -> None:
-        self.acks: list[str] = []
-        self.delivered = 0
-        self.traffic = Traffic()
-
-    def received(self) -> None:
-        pass
-
-    def ack(self, msg_id: str) -> bool:
-        self.acks.append(msg_id)
-        return True
-
-    def deliver(self) -> None:
-        self.delivered += 1
+async def _flights(n: int) -> tuple[NodeSession, list[str]]:
+    """A started session (on a fake websocket) with ``n`` objects in flight, and their ids."""
+    session = make_session(FakeLink())
+    session.state.start({}, {})
+    for i in range(n):
+        session.state.change(f"default/pod/p{i}", "1", {"kind": "Pod"})
+    frames = session.state.poll(0.0, 0)
+    return session, [decode(frame).id for frame in frames]
 
 
-def test_the_ack_fast_path_declines_while_reading_is_paced() -> None:
+def _ack(msg_id: str) -> str:
+    return ACK.replace('"m1"', f'"{msg_id}"')
+
+
+async def test_the_ack_fast_path_declines_while_reading_is_paced() -> None:
     """Past the node's frame budget, ACKs wait for the paced reader instead of the fast path."""
     now = [100.0]
-    session = _Session()
+    session, ids = await _flights(5)
     settings = HubSettings(node_rate=20.0, node_burst=0.1)  # two ACKs (0.05 each) at once
-    reader = FrameReader(session, settings, lambda: now[0])  # type: ignore[arg-type]
-    assert reader.ack_now(ACK) and reader.ack_now(ACK)
-    assert reader.ack_now(ACK)  # goes into debt: reading is held from here
+    reader = FrameReader(session, settings, lambda: now[0])
+    assert reader.ack_now(_ack(ids[0])) and reader.ack_now(_ack(ids[1]))
+    assert reader.ack_now(_ack(ids[2]))  # goes into debt: reading is held from here
     assert reader.pace_until > now[0]
-    assert not reader.ack_now(ACK)
-    assert session.acks == ["m1"] * 3 and session.delivered == 3
+    assert not reader.ack_now(_ack(ids[3]))
+    assert session.downstream.acks == 3 and session.downstream.in_flight == 2
     now[0] = reader.pace_until
-    assert reader.ack_now(ACK)
+    assert reader.ack_now(_ack(ids[3]))
+    assert session.downstream.in_flight == 1
+    assert session.traffic.frames_in == 4
+    await session.close("done")
 
 
-def test_only_acks_take_the_fast_path() -> None:
+async def test_only_acks_take_the_fast_path() -> None:
     """A keepalive or any other frame is left to the reader task."""
-    reader = FrameReader(_Session(), HubSettings(), lambda: 0.0)  # type: ignore[arg-type]
-    assert not reader.ack_now(ACK.replace('"response"', '"keepalive"'))
+    session, (msg_id,) = await _flights(1)
+    reader = FrameReader(session, HubSettings(), lambda: 0.0)
+    assert not reader.ack_now(_ack(msg_id).replace('"response"', '"keepalive"'))
     assert not reader.ack_now(b"binary")
-    assert not reader.ack_now(ACK.replace('"OK"', '{"a": 1}'))
+    assert not reader.ack_now(_ack(msg_id).replace('"OK"', '{"a": 1}'))
+    assert session.downstream.in_flight == 1 and session.traffic.frames_in == 0
+    assert reader.ack_now(_ack(msg_id)) and session.downstream.in_flight == 0
+    await session.close("done")

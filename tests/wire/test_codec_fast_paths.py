@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from wire.codec import (
     ACK_OR_KEEPALIVE,
     ack_or_keepalive,
+    ack_parent,
     bus_message,
     decode,
     encode,
@@ -135,6 +136,7 @@ def test_a_stock_edge_ack_as_captured_takes_the_fast_path() -> None:
     )
     assert ack_or_keepalive(ack) == ("3f0c", "9a1e", "resource", "response", "pb-ours/pod/p0014")
     assert ack_or_keepalive(ping) == ("77d2", "", "resource", "keepalive", "node")
+    assert (ack_parent(ack), ack_parent(ping)) == ("9a1e", None)
     assert decode(ping).parent_id == ""
 
 
@@ -171,6 +173,8 @@ def test_fast_path_never_disagrees_with_decode(
             frame[:cut] + frame[cut + 1 :],
         ):
             cheap = ack_or_keepalive(candidate)
+            ack = cheap.parent if cheap is not None and cheap.op == "response" else None
+            assert ack_parent(candidate) == ack
             if cheap is None:
                 continue
             try:

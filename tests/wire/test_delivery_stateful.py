@@ -152,6 +152,11 @@ class DeliveryMachine(RuleBasedStateMachine):
         assert self.ds.backlog >= self.ds.in_flight
 
     @invariant()
+    def queue_is_what_is_wanted_and_not_in_flight(self) -> None:
+        ds = self.ds
+        assert ds._queue.keys() == ds.wanted.keys() - ds._flights.keys()
+
+    @invariant()
     def deadline_only_with_flights(self) -> None:
         assert (self.ds.next_deadline() is None) == (self.ds.in_flight == 0)
 
