@@ -156,8 +156,7 @@ def parse_event(line: bytes, *, more: bool = False) -> RawEvent:
     Raises:
         ValueError: the line is not a JSON object with a ``type``.
     """
-    # Keys only in pydantic-core's string cache: an object's values are mostly its own.
-    decoded = pydantic_core.from_json(line, cache_strings="keys")
+    decoded = pydantic_core.from_json(line)
     kind = decoded.get("type") if isinstance(decoded, dict) else None
     if not isinstance(kind, str):
         raise ValueError(f"not a watch event: {line[:200]!r}")
@@ -168,9 +167,9 @@ def parse_event(line: bytes, *, more: bool = False) -> RawEvent:
     if len(decoded) == 2 and isinstance(obj, dict):
         prefix = _PREFIXES.get(kind) or _prefix(kind)
         if line.startswith(prefix):
-            end = line.rstrip()
-            if end.endswith(b"}"):
-                body = end[len(prefix) : -1].decode()
+            end = len(line.rstrip()) - 1
+            if line[end] == 0x7D:  # the final "}"; decoded straight from the line, no copy
+                body = str(memoryview(line)[len(prefix) : end], "utf-8")
     return RawEvent(kind, obj, body, more)
 
 
