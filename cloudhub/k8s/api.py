@@ -32,7 +32,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,30 +183,36 @@ _PREFIXES = {k: _prefix(k) for k in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK",
 
 
 class _Silence:
-    """Ends a stream that stays silent for ``limit`` seconds: one timer, re-armed when it fires.
+    """Ends a stream silent for ``limit`` seconds: one timer, re-armed only when it fires.
 
     aiohttp's ``sock_read`` timeout cancels its timer and schedules a new one for every chunk
-    read (a handle into the loop's heap per event); here a chunk only stores the loop's time
-    in :attr:`last`, and the timer, when it fires, either finds the stream silent since
-    ``limit`` seconds or sleeps again until ``limit`` after the last chunk.
+    read (a handle into the loop's heap per event); here the reader only notes each chunk
+    (:attr:`last`, :attr:`taken`), and the timer, when it fires, either finds the stream
+    silent since ``limit`` seconds or sleeps again until ``limit`` after the last chunk.
+    Bytes received but not read yet (the reader is behind, busy with what came before) are
+    not silence.
     """
 
-    __slots__ = ("_handle", "_limit", "_loop", "_on_silent", "last")
+    __slots__ = ("_content", "_handle", "_limit", "_loop", "_what", "last", "taken")
 
-    def __init__(self, limit: float, on_silent: Callable[[], None]) -> None:
+    def __init__(self, content: aiohttp.StreamReader, limit: float, what: str) -> None:
         self._loop = asyncio.get_running_loop()
+        self._content = content
         self._limit = limit
-        self._on_silent = on_silent
-        #: the loop's time of the last chunk read
+        self._what = what
+        #: the loop's time of the last chunk read, and the bytes read up to it
         self.last = self._loop.time()
+        self.taken = 0
         self._handle = self._loop.call_at(self.last + limit, self._check)
 
     def _check(self) -> None:
-        due = self.last + self._limit
-        if self._loop.time() >= due:
-            self._on_silent()
-        else:
+        now, due = self._loop.time(), self.last + self._limit
+        if now < due:
             self._handle = self._loop.call_at(due, self._check)
+        elif self._content.total_bytes > self.taken:  # received, not read yet: not silent
+            self._handle = self._loop.call_at(now + self._limit, self._check)
+        else:
+            self._content.set_exception(aiohttp.SocketTimeoutError(self._what))
 
     def cancel(self) -> None:
         self._handle.cancel()
@@ -538,14 +544,12 @@ class KubeApi:
                 if protocol is not None:
                     # as aiohttp itself does for a websocket once it is open
                     protocol.read_timeout = None
-                silence = _Silence(
-                    inactivity_timeout,
-                    lambda: content.set_exception(aiohttp.SocketTimeoutError(what)),
-                )
+                silence = _Silence(content, inactivity_timeout, what)
                 clock = asyncio.get_running_loop().time
                 pending = b""
                 while chunk := await content.readany():
                     silence.last = clock()
+                    silence.taken += len(chunk)
                     lines = (pending + chunk if pending else chunk).split(b"\n")
                     pending = lines.pop()
                     if len(lines) > 1:

@@ -109,3 +109,28 @@ async def test_lines_split_across_chunks_and_blank_lines_are_read_whole() -> Non
         ("ADDED", "b", False),
     ]
     assert all(e.body is not None for e in events)
+
+
+async def test_a_reader_busy_past_the_timeout_still_gets_what_arrived_meanwhile() -> None:
+    """The reader sleeps 0.8 s on its first event (timeout 0.3 s) while a second arrives: both
+    are read from the same stream, which then ends on its silence."""
+    stop = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(_line("a", 5))
+        await asyncio.sleep(0.1)
+        await response.write(_line("b", 6))
+        await stop.wait()
+        return response
+
+    names = []
+    async with _serve(handler) as api:
+        stream = api.watch(PODS, resource_version="1", timeout_seconds=60, inactivity_timeout=0.3)
+        async for event in stream:
+            names.append(event.object["metadata"]["name"])
+            if len(names) == 1:
+                await asyncio.sleep(0.8)
+        stop.set()
+    assert names == ["a", "b"]
