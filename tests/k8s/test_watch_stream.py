@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cloudhub.k8s.api import PODS, KubeApi, RawEvent
+from cloudhub.k8s.api import PODS, KubeApi, RawEvent, parse_event
 from cloudhub.k8s.kubeconfig import Credentials
 from tests.k8s.objects import pod
 
@@ -134,3 +136,30 @@ async def test_a_reader_busy_past_the_timeout_still_gets_what_arrived_meanwhile(
                 await asyncio.sleep(0.8)
         stop.set()
     assert names == ["a", "b"]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=12,
+)
+
+
+@given(
+    st.sampled_from(["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", "OTHER", 'q"uote']),
+    st.dictionaries(st.text(max_size=6), _json, max_size=5),
+    st.booleans(),
+)
+def test_a_compact_line_gives_its_objects_exact_bytes_any_other_gives_none(
+    kind: str, obj: dict[str, object], compact: bool
+) -> None:
+    """Any object: the body is the object's own text for a compact two-member line, else None;
+    the decoded object is the same either way."""
+    separators = (",", ":") if compact else (", ", ": ")
+    line = json.dumps({"type": kind, "object": obj}, separators=separators).encode()
+    event = parse_event(line + b"\r")
+    assert event.type == kind and event.object == obj
+    if compact and kind != 'q"uote':
+        assert event.body == json.dumps(obj, separators=separators)
+    else:
+        assert event.body is None
