@@ -14,15 +14,20 @@ Clients run alternately on this tree and on ``--baseline`` (a directory with the
 sources to compare against, e.g. an export of ``main``: ``git archive main | tar -x -C DIR``),
 ``--pairs`` times each; the figures are the medians and their ratio.
 
-``python bench/k8s_watch_path.py --baseline DIR``; ``--burst 20`` for a saturated stream.
+``python bench/k8s_watch_path.py --baseline DIR``; ``--burst 10`` for a saturated stream;
+``--tls`` to serve over TLS as a real API server does (a self-signed certificate).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import datetime
+import ipaddress
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -47,7 +52,44 @@ def _template() -> tuple[bytes, bytes]:
     return line[:at], line[end:]
 
 
-async def _serve(events: int, burst: int, gap: float) -> None:
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key: (certificate, key) PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "replay")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "replay.crt", directory / "replay.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def _serve(events: int, burst: int, gap: float, tls: Path | None) -> None:
     head, tail = _template()
     listing = b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}'
 
@@ -80,7 +122,11 @@ async def _serve(events: int, burst: int, gap: float) -> None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls / "replay.crt", tls / "replay.key")
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
@@ -157,38 +203,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=1, help="events per HTTP chunk (1)")
     parser.add_argument("--gap", type=float, default=1.0, help="ms between chunks (1.0)")
     parser.add_argument("--pairs", type=int, default=3, help="baseline/this runs, each (3)")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tls", action="store_true", help="serve over TLS (self-signed)")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--client", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        asyncio.run(_serve(args.events + args.warmup, args.burst, args.gap / 1000))
+        tls = args.serve if args.tls else None
+        asyncio.run(_serve(args.events + args.warmup, args.burst, args.gap / 1000, tls))
         return 0
     if args.client:
         print(json.dumps(asyncio.run(_client(args.client, args.warmup, args.events))))
         return 0
     total = args.events + args.warmup
-    serve = [
-        "--serve",
-        "--events",
-        str(total),
-        "--warmup",
-        "0",
-        "--burst",
-        str(args.burst),
-        "--gap",
-        str(args.gap),
-    ]
-    server = subprocess.Popen(
-        [sys.executable, __file__, *serve],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        with tempfile.TemporaryDirectory() as tmp:
-            kubeconfig = Path(tmp) / "kubeconfig"
-            kubeconfig.write_text(_kubeconfig(port))
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        ca = _self_signed(directory)[0] if args.tls else None
+        serve = [str(directory), "--events", str(total), "--warmup", "0"]
+        serve += ["--burst", str(args.burst), "--gap", str(args.gap)]
+        serve += ["--tls"] if args.tls else []
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", *serve], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert server.stdout is not None
+            port = int(server.stdout.readline())
+            kubeconfig = directory / "kubeconfig"
+            kubeconfig.write_text(_kubeconfig(port, ca))
             trees = [("this", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in trees}
             for _ in range(args.pairs):
@@ -196,10 +236,11 @@ def main(argv: list[str] | None = None) -> int:
                     result = _run_client(tree, kubeconfig, args)
                     runs[name].append(result)
                     print(f"{name}: {json.dumps(result)}", file=sys.stderr, flush=True)
-    finally:
-        server.terminate()
-        server.wait()
-    print(f"events: {args.events} (burst {args.burst}, gap {args.gap} ms)")
+        finally:
+            server.terminate()
+            server.wait()
+    tls = ", TLS" if args.tls else ""
+    print(f"events: {args.events} (burst {args.burst}, gap {args.gap} ms{tls})")
     medians = {}
     for name, results in runs.items():
         us = statistics.median(r["us_per_event"] for r in results)
@@ -212,12 +253,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _kubeconfig(port: int) -> str:
+def _kubeconfig(port: int, ca: Path | None) -> str:
+    cluster: dict[str, str] = {"server": f"http://127.0.0.1:{port}"}
+    if ca is not None:
+        cluster = {
+            "server": f"https://127.0.0.1:{port}",
+            "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode(),
+        }
     return json.dumps(
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "r", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+            "clusters": [{"name": "r", "cluster": cluster}],
             "users": [{"name": "r", "user": {"token": "replay"}}],
             "contexts": [{"name": "r", "context": {"cluster": "r", "user": "r"}}],
             "current-context": "r",
