@@ -78,12 +78,17 @@ class WatchResume:
 
         ``code``: an ERROR event's status code (its object is a ``kind: Status``).
         """
-        self._progressed = True
         if type == "ERROR":
+            self._progressed = True
             return self.gone() if code == 410 else self.failed()
+        self.saw(resource_version)
+        return None
+
+    def saw(self, resource_version: str) -> None:
+        """A line that is not an ERROR (a change, a bookmark): :meth:`event`'s common case."""
+        self._progressed = True
         if resource_version:
             self.resource_version = self.streamed = resource_version
-        return None
 
     def ended(self) -> Next:
         """The stream ended without an error (server timeout, idle socket, closed)."""

@@ -290,6 +290,12 @@ class KubeStore:
                 # aclosing: leaving on a 410 ERROR event closes the response now, not at GC.
                 async with contextlib.aclosing(stream):
                     async for raw in stream:
+                        final = _EVENT_TYPES.get(raw.type)
+                        if final is not None and isinstance(raw.object, dict):
+                            # the common case, a change: no decision to make but where it is
+                            resume.saw(_rv_of(raw.object))
+                            yield self._change(kind, type, final, raw.object, raw)
+                            continue
                         stop = resume.event(raw.type, _rv_of(raw.object), code=_code_of(raw))
                         if stop is not None:
                             log.warning("watch of %s: %s", type, _status_text(raw.object))
@@ -325,14 +331,23 @@ class KubeStore:
             return None
         if event_type in ("ERROR", "BOOKMARK"):  # ERROR: WatchResume decided what follows
             return None
-        if event_type not in _EVENT_TYPES:
+        final = _EVENT_TYPES.get(event_type)
+        if final is None:
             log.warning("watch of %s: unknown event type %r skipped", type, event_type)
             return None
+        return self._change(kind, type, final, obj, raw)
+
+    def _change(
+        self, kind: _Kind, type: str, final: EventType, obj: dict[str, Any], raw: RawEvent
+    ) -> WatchEvent:
+        """The WatchEvent for a change (``final``) to ``obj``, the decoded ``raw.object``."""
         # The server's bytes go to edges as they are, if they say what the object is (watch
         # events carry kind and apiVersion; if one did not, the completed dict is encoded).
-        body = raw.body if "kind" in obj and "apiVersion" in obj else None
-        obj = _complete(kind.res, obj)
-        final: EventType = _EVENT_TYPES[event_type]
+        if "kind" in obj and "apiVersion" in obj:
+            body = raw.body
+        else:
+            body = None
+            _complete(kind.res, obj)
         if type == "pod" and final != "DELETED" and _terminating(obj):
             final = "DELETED"
             body = None

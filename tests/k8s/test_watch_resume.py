@@ -15,6 +15,8 @@ CHANGE_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")
 #: one thing a watch can see: a line (type, resourceVersion, code), or how a stream stops
 inputs = st.one_of(
     st.tuples(st.just("line"), st.sampled_from(CHANGE_TYPES), st.sampled_from(["", "7", "8", "9"])),
+    # a change as KubeStore hands it over on its common path (WatchResume.saw)
+    st.tuples(st.just("saw"), st.just(""), st.sampled_from(["", "7", "8", "9"])),
     st.tuples(st.just("error-event"), st.sampled_from([410, 500, 403]), st.just("")),
     st.tuples(st.sampled_from(["ended", "failed", "gone"]), st.just(""), st.just("")),
 )
@@ -73,9 +75,12 @@ def test_decisions_follow_the_rules_for_any_sequence(
     newest, streamed = since, ""
     delivered = False
     for what, a, b in seen:
-        if what == "line":
+        if what in ("line", "saw"):
             assert isinstance(a, str) and isinstance(b, str)
-            assert resume.event(a, b) is None
+            if what == "saw":
+                resume.saw(b)
+            else:
+                assert resume.event(a, b) is None
             newest = b or newest
             streamed = b or streamed
             delivered = True
