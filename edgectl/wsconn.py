@@ -59,10 +59,13 @@ class TakingTurns:
                 self._sock.settimeout(0.0)
                 try:
                     return self._sock.recv(bufsize)
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                    pass  # only TLS's own messages (a session ticket), or part of a record
-            # the socket shut down or closed meanwhile makes it readable (or raises here)
-            select.select([self._sock], [], [])
+                except ssl.SSLWantReadError:
+                    # only TLS's own messages (a session ticket), or part of a record
+                    wait: tuple[list[Any], list[Any]] = ([self._sock], [])
+                except ssl.SSLWantWriteError:
+                    wait = ([], [self._sock])  # TLS must answer first (a key update)
+            # the socket shut down or closed meanwhile makes it ready (or raises here)
+            select.select(*wait, [])
 
     def sendall(self, data: bytes) -> None:
         with self._turn:
