@@ -32,6 +32,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
+from edgectl.wsconn import TurnTakingConnection
 from wire.admin import BOOKMARK_EVERY, VersionInfo, WatchLine
 from wire.channels import PROTOCOLS
 from wire.errors import AuthError, BridgeError, ConfigError, Conflict, InvalidObject, NotFound
@@ -220,6 +221,7 @@ class AdminClient:
                 open_timeout=self._timeout,
                 ping_interval=None,
                 max_size=None,
+                create_connection=TurnTakingConnection,
             )
         except InvalidStatus as exc:
             body = exc.response.body or b""

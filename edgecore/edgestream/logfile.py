@@ -88,12 +88,19 @@ class LogFile:
         return out
 
     def lines(self) -> Iterator[list[LogLine]]:
-        """Blocks of complete lines up to the end of the file as it is now."""
+        """Blocks of complete lines up to the end of the file as it is now.
+
+        The end is where nothing more was read: a read that found no complete line (a block
+        of lines not in the CRI format, or of one long line still without its newline) is
+        not the end of the file.
+        """
         while True:
+            before = self._offset if self._fd is not None else -1
             block = self.read_lines()
-            if not block:
+            if block:
+                yield block
+            elif self._fd is None or self._offset == before:
                 return
-            yield block
 
 
 def previous_log(path: str) -> str | None:

@@ -57,3 +57,12 @@ def test_a_missing_file_has_no_lines_yet(tmp_path: Path) -> None:
     log = LogFile(str(tmp_path / "none.log"))
     assert log.read_lines() == []
     assert not log.replaced()
+
+
+def test_a_read_without_a_complete_line_is_not_the_end(tmp_path: Path) -> None:
+    """Lines after more than one read's worth of unreadable bytes are still printed."""
+    path = tmp_path / "0.log"
+    junk = b"x" * 100 + b"\n"
+    path.write_bytes(line("first") + junk * 1500 + line("last"))
+    text, _ = read_tail(str(path), None, timestamps=False)
+    assert text == b"first\nlast\n"
