@@ -1,6 +1,7 @@
 """cloudhub's Kubernetes side: the API connection, ownership leases, node heartbeats.
 
-The API connection is :mod:`cloudhub.k8s.api` (aiohttp); only :mod:`cloudhub.k8s.kubeconfig`
+The API connection is :mod:`cloudhub.k8s.api` (aiohttp), a watch stream's lines
+:mod:`cloudhub.k8s.watchlines`; only :mod:`cloudhub.k8s.kubeconfig`
 imports the ``kubernetes`` package, and only for kubeconfigs it alone reads (exec plugins).
 This package's ``__init__`` imports nothing heavy, so :func:`cluster_requested` can decide
 whether to load any of it.

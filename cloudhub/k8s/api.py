@@ -10,8 +10,8 @@ its process 50% larger (import: 50 MiB against 25); numbers in ``bench/README.md
   untouched; so requests are plain HTTP with dict bodies.
 - **A watch costs one coroutine, not a thread.** Events are read on the event loop from the
   streamed response (no thread, queue or cross-thread hand-off per event), each line decoded
-  once, and the object's own bytes kept (:attr:`RawEvent.body`) so cloudhub can send them to
-  edges without encoding the object again. A watch silent for its inactivity timeout is
+  once, and the object's own bytes kept (:mod:`cloudhub.k8s.watchlines`) so cloudhub can
+  send them to edges without encoding the object again. A watch silent for its inactivity timeout is
   ended (by one timer per stream, re-armed only when it fires, not one per chunk). A slow
   consumer slows the stream (TCP back-pressure) instead of growing memory.
 - **No generated client in memory.** :mod:`cloudhub.k8s.kubeconfig` reads the credentials;
@@ -43,6 +43,7 @@ import pydantic_core
 from yarl import URL
 
 from cloudhub.k8s.kubeconfig import Credentials, load_credentials
+from cloudhub.k8s.watchlines import RawEvent, Silence, parse_event
 from hive.metrics import Buckets
 from wire.codec import dump_plain_json
 from wire.errors import Conflict, Gone, InvalidObject, NotFound, StoreError
@@ -134,88 +135,6 @@ def map_api_error(status: int, body: bytes | str | None, reason: str, what: str)
             f"{what}: the Kubernetes API refused our credentials (HTTP {status}): {detail}"
         )
     return StoreError(f"{what}: HTTP {status}: {detail}")
-
-
-@dataclass(frozen=True, slots=True)
-class RawEvent:
-    """One line of a watch stream."""
-
-    #: ADDED, MODIFIED, DELETED, BOOKMARK, ERROR (or whatever else the server says)
-    type: str
-    #: the decoded object (a ``kind: Status`` for ERROR); not necessarily a dict on bad input
-    object: Any
-    #: ``object``'s JSON text exactly as the server sent it, when it could be cut out cleanly
-    body: str | None
-    #: another complete event is already in hand (a consumer may batch until the last)
-    more: bool = False
-
-
-def parse_event(line: bytes, *, more: bool = False) -> RawEvent:
-    """One watch line (``{"type":T,"object":{...}}``) decoded, with the object's bytes cut out.
-
-    Raises:
-        ValueError: the line is not a JSON object with a ``type``.
-    """
-    decoded = pydantic_core.from_json(line)
-    kind = decoded.get("type") if isinstance(decoded, dict) else None
-    if not isinstance(kind, str):
-        raise ValueError(f"not a watch event: {line[:200]!r}")
-    obj = decoded.get("object")
-    body = None
-    # The API server writes exactly these two members in this order, compactly; then the
-    # object is everything between the prefix and the final brace.
-    if len(decoded) == 2 and isinstance(obj, dict):
-        prefix = _PREFIXES.get(kind) or _prefix(kind)
-        if line.startswith(prefix):
-            end = len(line.rstrip()) - 1
-            if line[end] == 0x7D:  # the final "}"; decoded straight from the line, no copy
-                body = str(memoryview(line)[len(prefix) : end], "utf-8")
-    return RawEvent(kind, obj, body, more)
-
-
-def _prefix(kind: str) -> bytes:
-    """What a compact watch line of event type ``kind`` starts with, up to its object."""
-    return b'{"type":"' + kind.encode() + b'","object":'
-
-
-#: the prefixes of the event types the API server sends, made once
-_PREFIXES = {k: _prefix(k) for k in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")}
-
-
-class _Silence:
-    """Ends a stream silent for ``limit`` seconds: one timer, re-armed only when it fires.
-
-    aiohttp's ``sock_read`` timeout cancels its timer and schedules a new one for every chunk
-    read (a handle into the loop's heap per event); here the reader only notes each chunk
-    (:attr:`last`, :attr:`taken`), and the timer, when it fires, either finds the stream
-    silent since ``limit`` seconds or sleeps again until ``limit`` after the last chunk.
-    Bytes received but not read yet (the reader is behind, busy with what came before) are
-    not silence.
-    """
-
-    __slots__ = ("_content", "_handle", "_limit", "_loop", "_what", "last", "taken")
-
-    def __init__(self, content: aiohttp.StreamReader, limit: float, what: str) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._content = content
-        self._limit = limit
-        self._what = what
-        #: the loop's time of the last chunk read, and the bytes read up to it
-        self.last = self._loop.time()
-        self.taken = 0
-        self._handle = self._loop.call_at(self.last + limit, self._check)
-
-    def _check(self) -> None:
-        now, due = self._loop.time(), self.last + self._limit
-        if now < due:
-            self._handle = self._loop.call_at(due, self._check)
-        elif self._content.total_bytes > self.taken:  # received, not read yet: not silent
-            self._handle = self._loop.call_at(now + self._limit, self._check)
-        else:
-            self._content.set_exception(aiohttp.SocketTimeoutError(self._what))
-
-    def cancel(self) -> None:
-        self._handle.cancel()
 
 
 class KubeApi:
@@ -523,10 +442,10 @@ class KubeApi:
         session = self._http()
         self.requests["WATCH"] += 1
         # sock_read covers the wait for the answer's headers; the stream's silence after them
-        # is watched by _Silence, which re-arms no timer per chunk
+        # is watched by Silence, which re-arms no timer per chunk
         timeout = aiohttp.ClientTimeout(connect=DEFAULT_TIMEOUT[0], sock_read=inactivity_timeout)
         opened: aiohttp.ClientResponse | None = None
-        silence: _Silence | None = None
+        silence: Silence | None = None
         try:
             async with session.get(
                 self._url(res.path(), query),
@@ -544,7 +463,7 @@ class KubeApi:
                 if protocol is not None:
                     # as aiohttp itself does for a websocket once it is open
                     protocol.read_timeout = None
-                silence = _Silence(content, inactivity_timeout, what)
+                silence = Silence(content, inactivity_timeout, what)
                 clock = asyncio.get_running_loop().time
                 pending = b""
                 while chunk := await content.readany():

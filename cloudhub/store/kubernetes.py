@@ -58,10 +58,10 @@ from cloudhub.k8s.api import (
     PODS,
     SECRETS,
     KubeApi,
-    RawEvent,
     Resource,
 )
 from cloudhub.k8s.resume import ListFloor, WatchResume
+from cloudhub.k8s.watchlines import RawEvent
 from cloudhub.store.admission import check_desired
 from cloudhub.store.base import Action, Applied, EventType, StatusUpdate, WatchEvent
 from hive.backoff import backoff

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from cloudhub.k8s.api import PODS, KubeApi, parse_event
+from cloudhub.k8s.api import PODS, KubeApi
 from cloudhub.k8s.kubeconfig import Credentials
+from cloudhub.k8s.watchlines import parse_event
 from cloudhub.store.base import WatchEvent
 from cloudhub.store.follow import follow
 from cloudhub.store.kubernetes import KubeStore

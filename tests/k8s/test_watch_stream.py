@@ -13,8 +13,9 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloudhub.k8s.api import PODS, KubeApi, RawEvent, parse_event
+from cloudhub.k8s.api import PODS, KubeApi
 from cloudhub.k8s.kubeconfig import Credentials
+from cloudhub.k8s.watchlines import RawEvent, parse_event
 from tests.k8s.objects import pod
 
 pytestmark = pytest.mark.timeout(20)
