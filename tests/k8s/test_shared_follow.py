@@ -7,10 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from cloudhub.k8s.api import PODS, KubeApi
-from cloudhub.k8s.kubeconfig import Credentials
 from cloudhub.k8s.watchlines import parse_event
 from cloudhub.store.base import WatchEvent
 from cloudhub.store.follow import follow
@@ -125,42 +122,3 @@ def test_a_watch_line_is_cut_into_its_object_only_when_it_has_the_servers_shape(
     assert parse_event(reordered).body is None
     with pytest.raises(ValueError):
         parse_event(b'["not", "an", "event"]')
-
-
-async def test_events_read_in_one_chunk_say_more_follow_until_the_last() -> None:
-    """Three events written at once: ``more`` on the first two, not on the last."""
-    lines = b"".join(
-        json.dumps({"type": "ADDED", "object": pod(f"p{i}")}, separators=(",", ":")).encode()
-        + b"\n"
-        for i in range(3)
-    )
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        await response.prepare(request)
-        await response.write(lines)  # one write: one chunk for the reader
-        return response
-
-    app = web.Application()
-    app.router.add_get("/api/v1/pods", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    api = KubeApi(Credentials(f"http://127.0.0.1:{port}", None, lambda: None))
-    try:
-        events = [
-            e
-            async for e in api.watch(
-                PODS, resource_version="1", timeout_seconds=5, inactivity_timeout=5.0
-            )
-        ]
-    finally:
-        await api.close()
-        await runner.cleanup()
-    assert [(e.object["metadata"]["name"], e.more) for e in events] == [
-        ("p0", True),
-        ("p1", True),
-        ("p2", False),
-    ]

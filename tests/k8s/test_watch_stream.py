@@ -164,3 +164,22 @@ def test_a_compact_line_gives_its_objects_exact_bytes_any_other_gives_none(
         assert event.body == json.dumps(obj, separators=separators)
     else:
         assert event.body is None
+
+
+async def test_events_read_in_one_chunk_say_more_follow_until_the_last() -> None:
+    """Three events written at once: ``more`` on the first two, not on the last."""
+    lines = b"".join(_line(f"p{i}", 10 + i) for i in range(3))
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(lines)  # one write: one chunk for the reader
+        return response
+
+    async with _serve(handler) as api:
+        events = await _read(api, 5.0)
+    assert [(e.object["metadata"]["name"], e.more) for e in events] == [
+        ("p0", True),
+        ("p1", True),
+        ("p2", False),
+    ]
