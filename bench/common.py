@@ -17,7 +17,7 @@ or grepped.
 Where things live:
 
 - ``bench/common.py`` (this module): small process utilities (logging set-up, free ports,
-  the open-file limit, polling for a condition).
+  the open-file limit, polling for a condition, a TLS server certificate).
 - ``bench/measure.py``: reading a process's RSS and CPU, percentiles, the :class:`Figures`
   block, the shared ``main`` runner (:func:`run_benchmark`) and py-spy profiling.
 - ``bench/cloud.py``: the cloudhub process (:class:`CloudHub`), its admin API client
@@ -38,6 +38,7 @@ import asyncio
 import logging
 import resource
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -105,6 +106,23 @@ async def wait_for_condition(
             return False
         await asyncio.sleep(interval)
     return True
+
+
+def tls_server(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A TLS server context for 127.0.0.1 as cloudhub's HTTPS port makes it, and its CA file.
+
+    The certificate is cloudhub's own (:meth:`cloudhub.pki.Authority.load_or_create` in
+    ``directory``, created on the first call, loaded after): an ECDSA P-256 server certificate
+    for the loopback addresses, signed by a CA whose file a verifying client loads.
+
+    cloudhub is imported here, not at the top of this module: a bench that runs another tree's
+    code (``hub_wire.py --against DIR``) imports this module from its own tree first and then
+    gets DIR's cloudhub, certificate code included.
+    """
+    from cloudhub.pki import Authority
+
+    authority = Authority.load_or_create(directory, advertise=[])
+    return authority.server_ssl_context(), authority.ca_cert_path
 
 
 def cluster_is_up(kubeconfig: Path, apiserver_pid_file: Path) -> bool:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
 import os
 import ssl
@@ -34,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 _ROOT = Path(__file__).resolve().parent.parent
+# This tree's bench helpers, imported before the code measured is chosen: with --against, the
+# other tree may not have them (bench.common imports no cloudhub at the top).
+sys.path.insert(0, str(_ROOT))
+from bench.common import tls_server  # noqa: E402
+
 sys.path.insert(0, os.environ.get("HUB_PATH_CODE") or str(_ROOT))
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -56,33 +56,6 @@ _STOCK_ACK = (
     '"route":{"source":"edgecontroller","group":"resource","operation":"response",'
     '"resource":"%s"},"content":"OK"}\n'
 )
-
-
-def _cert(directory: Path) -> tuple[Path, Path]:
-    """A self-signed P-256 certificate for 127.0.0.1 (the hub's key type)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def _pods(n: int, round_: int) -> list[tuple[str, str, dict[str, Any], str]]:
@@ -136,9 +109,7 @@ async def _edge(port: int) -> None:
 
 async def run(stock: bool, updates: int, batch: int, directory: Path) -> float:
     """This process's CPU µs per update delivered to the child edge and ACKed."""
-    cert_path, key_path = _cert(directory)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
+    context = tls_server(directory)[0]
     loop = asyncio.get_running_loop()
     held: asyncio.Future[NodeSession] = loop.create_future()
     acked = asyncio.Event()

@@ -15,7 +15,7 @@ sources to compare against, e.g. an export of ``main``: ``git archive main | tar
 ``--pairs`` times each; the figures are the medians and their ratio.
 
 ``python bench/k8s_watch_path.py --baseline DIR``; ``--burst 10`` for a saturated stream;
-``--tls`` to serve over TLS as a real API server does (a self-signed certificate).
+``--tls`` to serve over TLS as a real API server does (cloudhub's server certificate and CA).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import ssl
@@ -52,44 +50,7 @@ def _template() -> tuple[bytes, bytes]:
     return line[:at], line[end:]
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 signed by its own key: (certificate, key) PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "replay")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "replay.crt", directory / "replay.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-async def _serve(events: int, burst: int, gap: float, tls: Path | None) -> None:
+async def _serve(events: int, burst: int, gap: float, context: ssl.SSLContext | None) -> None:
     head, tail = _template()
     listing = b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}'
 
@@ -122,10 +83,6 @@ async def _serve(events: int, burst: int, gap: float, tls: Path | None) -> None:
         finally:
             writer.close()
 
-    context = None
-    if tls is not None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(tls / "replay.crt", tls / "replay.key")
     server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
@@ -203,21 +160,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=1, help="events per HTTP chunk (1)")
     parser.add_argument("--gap", type=float, default=1.0, help="ms between chunks (1.0)")
     parser.add_argument("--pairs", type=int, default=3, help="baseline/this runs, each (3)")
-    parser.add_argument("--tls", action="store_true", help="serve over TLS (self-signed)")
+    parser.add_argument(
+        "--tls", action="store_true", help="serve over TLS (cloudhub's certificate)"
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--client", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve:
-        tls = args.serve if args.tls else None
-        asyncio.run(_serve(args.events + args.warmup, args.burst, args.gap / 1000, tls))
-        return 0
     if args.client:
         print(json.dumps(asyncio.run(_client(args.client, args.warmup, args.events))))
+        return 0
+    # This tree's bench helpers, for the driver and the server only: the client child must
+    # import cloudhub from the tree it measures, so ROOT stays off its path.
+    sys.path.insert(0, str(ROOT))
+    from bench.common import tls_server
+
+    if args.serve:
+        context = tls_server(args.serve)[0] if args.tls else None
+        asyncio.run(_serve(args.events + args.warmup, args.burst, args.gap / 1000, context))
         return 0
     total = args.events + args.warmup
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        ca = _self_signed(directory)[0] if args.tls else None
+        ca = tls_server(directory)[1] if args.tls else None
         serve = [str(directory), "--events", str(total), "--warmup", "0"]
         serve += ["--burst", str(args.burst), "--gap", str(args.gap)]
         serve += ["--tls"] if args.tls else []
