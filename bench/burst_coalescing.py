@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import logging
 import math
-import shutil
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
-from bench.common import raise_nofile, setup_logging, wait_for_condition
+from bench.common import finish_workdir, raise_nofile, setup_logging, wait_for_condition
 from bench.measure import Figures, PySpy, percentile, run_benchmark
 from bench.simedge import CertMinter, SimEdge, connect_all, keepalive_loop
 
@@ -90,10 +89,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
         async with CloudHub(workdir=workdir) as hub, Admin.for_hub(hub, limit=32) as admin:
             return await _run(args, fig, hub, admin, workdir)
     finally:
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
 
 
 async def _run(

@@ -17,7 +17,7 @@ or grepped.
 Where things live:
 
 - ``bench/common.py`` (this module): small process utilities (logging set-up, free ports,
-  the open-file limit, polling for a condition, a TLS server certificate).
+  the open-file limit, polling for a condition, a TLS server certificate, the temp dir's end).
 - ``bench/measure.py``: reading a process's RSS and CPU, percentiles, the :class:`Figures`
   block, the shared ``main`` runner (:func:`run_benchmark`) and py-spy profiling.
 - ``bench/cloud.py``: the cloudhub process (:class:`CloudHub`), its admin API client
@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import shutil
 import socket
 import ssl
 import sys
@@ -106,6 +107,14 @@ async def wait_for_condition(
             return False
         await asyncio.sleep(interval)
     return True
+
+
+def finish_workdir(workdir: Path, *, keep: bool) -> None:
+    """A run's temp dir at its end: removed, or with ``--keep`` left in place for its logs."""
+    if keep:
+        log.info("kept %s", workdir)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def tls_server(directory: Path) -> tuple[ssl.SSLContext, Path]:

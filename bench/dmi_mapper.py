@@ -27,7 +27,6 @@ import glob
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub
-from bench.common import setup_logging, wait_for_condition
+from bench.common import finish_workdir, setup_logging, wait_for_condition
 from bench.dmi_record import Recorder
 from bench.measure import Figures, percentile, run_benchmark
 from bench.twin_parts import EdgeCore
@@ -359,10 +358,7 @@ async def run(args: argparse.Namespace, fig: Figures, binary: Path) -> bool:
         await rec.stop()
         edge.stop()
         hub.stop()
-        if args.keep:
-            log.info("logs in %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

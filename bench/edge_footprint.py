@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -40,7 +39,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub, bench_pod
-from bench.common import REPO_ROOT, setup_logging, wait_for_condition
+from bench.common import REPO_ROOT, finish_workdir, setup_logging, wait_for_condition
 from bench.measure import Figures, cpu_seconds, proc_status, run_benchmark
 from bench.twin_parts import EdgeCore
 from bench.twin_throughput import device_object, model_object
@@ -278,10 +277,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
                         fig.ratio("edgecore_rss_vs_python_idle", mem.rss, idle.rss)
                         ok = mib(mem.rss) <= TARGET_MIB
     finally:
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
     return ok
 
 

@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import importlib.resources
 import logging
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +34,7 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
-from bench.common import setup_logging
+from bench.common import finish_workdir, setup_logging
 from bench.measure import Figures, percentile, run_benchmark
 from tests.support.chromium import CHROMIUM, launch
 
@@ -200,10 +199,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
             fig.add("result", 1.0 if ok else 0.0, "PASS" if ok else "FAIL")
             return ok
     finally:
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

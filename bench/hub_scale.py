@@ -39,7 +39,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -53,7 +52,7 @@ if __package__ in (None, ""):
 
 from bench.children import Child, gather_events
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
-from bench.common import raise_nofile, setup_logging
+from bench.common import finish_workdir, raise_nofile, setup_logging
 from bench.hub_workers import NAMESPACE, echo_server_main, node_name, pod_name, worker_main
 from bench.measure import (
     CpuMeter,
@@ -369,10 +368,7 @@ async def driver(args: argparse.Namespace, fig: Figures) -> None:
         if echo is not None:
             await echo.stop()
         hub.stop()
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
 
 
 async def _edgebridge_phases(

@@ -43,7 +43,6 @@ import contextlib
 import logging
 import math
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -58,7 +57,7 @@ if __package__ in (None, ""):
 import aiohttp
 
 from bench.cloud import CloudHub, bench_pod
-from bench.common import port_open, raise_nofile, setup_logging, wait_for_condition
+from bench.common import finish_workdir, port_open, raise_nofile, setup_logging, wait_for_condition
 from bench.k8s_parts import BENCH_UA, STATS_PATH, EmulatorProcess, serve_emulator
 from bench.measure import Figures, cpu_seconds, percentile, run_benchmark
 from bench.simedge import CertMinter, SimEdge, connect_all, encode_frame, keepalive_loop
@@ -371,10 +370,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
         if client is not None:
             await client.close()
         emulator.stop()
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
 
 
 async def _run(

@@ -35,7 +35,6 @@ import logging
 import math
 import os
 import random
-import shutil
 import ssl
 import sys
 import tempfile
@@ -50,7 +49,13 @@ import aiohttp
 import yaml
 
 from bench.cloud import bench_pod
-from bench.common import cluster_is_up, raise_nofile, setup_logging, wait_for_condition
+from bench.common import (
+    cluster_is_up,
+    finish_workdir,
+    raise_nofile,
+    setup_logging,
+    wait_for_condition,
+)
 from bench.k8s_mirror import KubeCloudHub, node_manifest
 from bench.measure import Figures, cpu_seconds, percentile, run_benchmark
 from bench.simedge import CertMinter, SimEdge, connect_all, keepalive_loop
@@ -302,10 +307,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
             with contextlib.suppress(Exception):
                 await cluster.call("DELETE", f"/api/v1/nodes/{node}", ok=(200,))
         await cluster.close()
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
 
 
 async def _create_pods(cluster: Cluster, namespace: str, pods: list[str], nodes: list[str]) -> None:

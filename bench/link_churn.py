@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import logging
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub, node_object
-from bench.common import raise_nofile, setup_logging, wait_for_condition
+from bench.common import finish_workdir, raise_nofile, setup_logging, wait_for_condition
 from bench.measure import Figures, run_benchmark
 from bench.simedge import CertMinter, SimEdge, connect_all
 
@@ -109,10 +108,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
         ]
     finally:
         hub.stop()
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
 
     n, rounds = args.nodes, len(up)
     growth = (up[-1] - up[0]) / (rounds - 1) if rounds > 1 else float("nan")

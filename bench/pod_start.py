@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -44,7 +43,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub
-from bench.common import REPO_ROOT, setup_logging, wait_for_condition
+from bench.common import REPO_ROOT, finish_workdir, setup_logging, wait_for_condition
 from bench.measure import Figures, cpu_seconds, percentile, rss_kib, run_benchmark
 from bench.twin_parts import EdgeCore
 from edgecore.cri import api_pb2 as pb
@@ -284,10 +283,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
                 [str(REPO_ROOT / "scripts" / "containerd.sh"), "stop", str(ctd_dir)],
                 capture_output=True, timeout=120,
             )  # fmt: skip
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
     return ok
 
 

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import shutil
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
-from bench.common import raise_nofile, setup_logging
+from bench.common import finish_workdir, raise_nofile, setup_logging
 from bench.measure import Figures, run_benchmark
 from bench.simedge import CertMinter, SimEdge, keepalive_loop
 
@@ -171,10 +170,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
                 keepalive.cancel()
                 await edge.close()
     finally:
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
     return ok
 
 

@@ -37,7 +37,6 @@ import contextlib
 import logging
 import os
 import random
-import shutil
 import signal
 import sys
 import tempfile
@@ -50,7 +49,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub
-from bench.common import setup_logging
+from bench.common import finish_workdir, setup_logging
 from bench.measure import Figures, run_benchmark, tree_rss_kib
 from bench.soak_parts import (
     NAMESPACE,
@@ -292,10 +291,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await soak.stop()
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
 
 
 def main(argv: list[str] | None = None) -> int:

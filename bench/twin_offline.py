@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import shutil
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ if __package__ in (None, ""):
 
 from bench.children import Child
 from bench.cloud import Admin
-from bench.common import setup_logging, wait_for_condition
+from bench.common import finish_workdir, setup_logging, wait_for_condition
 from bench.measure import Figures, run_benchmark
 from bench.twin_parts import NODE, EdgeCore
 from bench.twin_throughput import (
@@ -122,10 +121,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
         await asyncio.gather(*(c.stop() for c in workers), return_exceptions=True)
         edge.stop()
         hub.stop()
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
 
     fig.add("devices", args.devices, "devices, one mapper each")
     fig.add("offline_seconds", args.seconds, "s with cloudhub stopped", digits=0)

@@ -57,7 +57,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -71,7 +70,14 @@ if __package__ in (None, ""):
 
 from bench.children import Child
 from bench.cloud import Admin, CloudHub
-from bench.common import REPO_ROOT, free_port, raise_nofile, setup_logging, wait_for_condition
+from bench.common import (
+    REPO_ROOT,
+    finish_workdir,
+    free_port,
+    raise_nofile,
+    setup_logging,
+    wait_for_condition,
+)
 from bench.measure import CpuMeter, Figures, PySpy, percentile, rss_kib, run_benchmark
 from bench.twin_parts import (
     MODEL,
@@ -653,10 +659,7 @@ async def driver(args: argparse.Namespace, fig: Figures, results: list[StepResul
             await raw_baseline(args, fig, workdir)
         await twin_run(args, fig, workdir, results)
     finally:
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, keep=args.keep)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
