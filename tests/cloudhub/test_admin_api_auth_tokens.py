@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +10,12 @@ import aiohttp
 import pytest
 
 from cloudhub.config import HubSettings
-from cloudhub.httpserver.app import bound_port, make_app, serve_https
+from cloudhub.httpserver.app import make_app, serve_https
 from cloudhub.hub.module import HubModule
 from cloudhub.pki import Authority
 from cloudhub.store.embedded import EmbeddedStore
 from hive.bus import Bus
+from tests.support.inproc import https_port, trusting_session
 from wire.errors import ConfigError
 
 
@@ -31,17 +31,8 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     authority = Authority.load_or_create(tmp_path / "cloud", advertise=[])
     store = EmbeddedStore(tmp_path / "cloud" / "store.db")
     await store.start()
-    hub = HubModule(bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context())
-    runner = await serve_https(
-        make_app(authority=authority, store=store, presence=hub),
-        host="127.0.0.1",
-        port=0,
-        ssl_context=authority.server_ssl_context(),
-    )
-    ctx = ssl.create_default_context(cadata=authority.ca_der)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
-        yield Server(authority, f"https://127.0.0.1:{bound_port(runner)}", session)
-    await runner.cleanup()
+    async with https_port(authority, store) as base, trusting_session(authority) as session:
+        yield Server(authority, base, session)
     await store.close()
 
 

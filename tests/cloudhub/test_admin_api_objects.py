@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,16 +10,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cloudhub.config import HubSettings
 from cloudhub.httpserver.admin import overlay_presence
-from cloudhub.httpserver.app import bound_port, make_app, serve_https
-from cloudhub.hub.module import HubModule
 from cloudhub.pki import Authority
 from cloudhub.routes import NodePresence
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
-from hive.bus import Bus
 from tests.cloudhub.stores import ProtocolOnlyStore
+from tests.support.inproc import https_port, trusting_session
 from wire.errors import NotFound
 
 
@@ -42,19 +38,12 @@ async def api(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[A
     authority = Authority.load_or_create(tmp_path / "cloud", advertise=[])
     store = EmbeddedStore(tmp_path / "cloud" / "store.db")
     await store.start()
-    hub = HubModule(bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context())
     served: ObjectStore = store if request.param == "embedded" else ProtocolOnlyStore(store)
-    app = make_app(authority=authority, store=served, presence=hub)
-    runner = await serve_https(
-        app, host="127.0.0.1", port=0, ssl_context=authority.server_ssl_context()
-    )
-    ctx = ssl.create_default_context(cadata=authority.ca_der)
-    headers = {"Authorization": f"Bearer {authority.admin_token}"}
-    async with aiohttp.ClientSession(
-        headers=headers, connector=aiohttp.TCPConnector(ssl=ctx)
-    ) as session:
-        yield Api(session, f"https://127.0.0.1:{bound_port(runner)}/admin/v1", store)
-    await runner.cleanup()
+    async with (
+        https_port(authority, served) as base,
+        trusting_session(authority, admin=True) as session,
+    ):
+        yield Api(session, f"{base}/admin/v1", store)
     await store.close()
 
 

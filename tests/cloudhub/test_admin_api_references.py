@@ -4,7 +4,6 @@ warning."""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cloudhub.config import HubSettings
-from cloudhub.httpserver.app import bound_port, make_app, serve_https
-from cloudhub.hub.module import HubModule
 from cloudhub.pki import Authority
 from cloudhub.store.base import ObjectStore
 from cloudhub.store.embedded import EmbeddedStore
 from cloudhub.store.kubernetes import KubeSettings, KubeStore
-from hive.bus import Bus
 from tests.cloudhub.stores import ProtocolOnlyStore
+from tests.support.inproc import https_port, trusting_session
 from tests.support.kubeapi import KubeApiEmulator
 
 pytestmark = pytest.mark.timeout(30)
@@ -52,22 +48,13 @@ async def api(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[A
             embedded = EmbeddedStore(tmp_path / "cloud" / "store.db")
             store = embedded if request.param == "embedded" else ProtocolOnlyStore(embedded)
         await store.start()
-        hub = HubModule(bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context())
-        runner = await serve_https(
-            make_app(authority=authority, store=store, presence=hub),
-            host="127.0.0.1",
-            port=0,
-            ssl_context=authority.server_ssl_context(),
-        )
-        ctx = ssl.create_default_context(cadata=authority.ca_der)
-        headers = {"Authorization": f"Bearer {authority.admin_token}"}
         try:
-            async with aiohttp.ClientSession(
-                headers=headers, connector=aiohttp.TCPConnector(ssl=ctx)
-            ) as session:
-                yield Api(session, f"https://127.0.0.1:{bound_port(runner)}/admin/v1")
+            async with (
+                https_port(authority, store) as base,
+                trusting_session(authority, admin=True) as session,
+            ):
+                yield Api(session, f"{base}/admin/v1")
         finally:
-            await runner.cleanup()
             await store.close()
 
 

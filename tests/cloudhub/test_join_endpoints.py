@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cloudhub.config import HubSettings
-from cloudhub.httpserver.app import bound_port, make_app, serve_https
-from cloudhub.hub.module import HubModule
 from cloudhub.pki import Authority, make_node_key_and_csr, node_name_from_cert
 from cloudhub.store.embedded import EmbeddedStore
-from hive.bus import Bus
+from tests.support.inproc import https_port, trusting_session
 
 
 @dataclass
@@ -46,17 +42,8 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
     authority = Authority.load_or_create(tmp_path / "cloud", advertise=[])
     store = EmbeddedStore(tmp_path / "cloud" / "store.db")
     await store.start()
-    hub = HubModule(bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context())
-    runner = await serve_https(
-        make_app(authority=authority, store=store, presence=hub),
-        host="127.0.0.1",
-        port=0,
-        ssl_context=authority.server_ssl_context(),
-    )
-    ctx = ssl.create_default_context(cadata=authority.ca_der)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
-        yield Cloud(authority, store, f"https://127.0.0.1:{bound_port(runner)}", session)
-    await runner.cleanup()
+    async with https_port(authority, store) as base, trusting_session(authority) as session:
+        yield Cloud(authority, store, base, session)
     await store.close()
 
 

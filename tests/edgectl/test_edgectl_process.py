@@ -11,12 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cloudhub.config import HubSettings
-from cloudhub.httpserver.app import bound_port, make_app, serve_https
-from cloudhub.hub.module import HubModule
 from cloudhub.pki import Authority
 from cloudhub.store.embedded import EmbeddedStore
-from hive.bus import Bus
+from tests.support.inproc import https_port
 
 
 @dataclass
@@ -40,15 +37,8 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
     authority = Authority.load_or_create(data, advertise=[])
     store = EmbeddedStore(data / "store.db")
     await store.start()
-    hub = HubModule(bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context())
-    runner = await serve_https(
-        make_app(authority=authority, store=store, presence=hub),
-        host="127.0.0.1",
-        port=0,
-        ssl_context=authority.server_ssl_context(),
-    )
-    yield Cloud(authority, store, data, f"https://127.0.0.1:{bound_port(runner)}")
-    await runner.cleanup()
+    async with https_port(authority, store) as server:
+        yield Cloud(authority, store, data, server)
     await store.close()
 
 

@@ -1,16 +1,26 @@
-"""Edges joined to a cloudhub running in the test's (or benchmark's) own process."""
+"""A cloudhub (or its HTTPS port alone) in the test's (or benchmark's) own process, and edges
+joined to it."""
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from cloudhub import app as cloud_app
 from cloudhub.app import CloudApp
 from cloudhub.config import CloudSettings, HubSettings
+from cloudhub.httpserver.app import bound_port, make_app, serve_https
+from cloudhub.hub.module import HubModule
+from cloudhub.pki import Authority
+from cloudhub.store.base import ObjectStore
 from edgecore.config import EdgeSettings
 from edgecore.join import join
+from hive.bus import Bus
 from tests.support.procs import free_port
 
 
@@ -28,6 +38,34 @@ def cloud_settings(data_dir: Path, **fields: Any) -> CloudSettings:
 async def start_cloud(data_dir: Path, **fields: Any) -> CloudApp:
     """A cloudhub started in this process with :func:`cloud_settings` (the caller stops it)."""
     return await cloud_app.start(cloud_settings(data_dir, **fields))
+
+
+@contextlib.asynccontextmanager
+async def https_port(
+    authority: Authority, store: ObjectStore, *, host: str = "127.0.0.1"
+) -> AsyncIterator[str]:
+    """cloudhub's HTTPS port alone (``/ca.crt``, ``/edge.crt``, the admin API) over ``store``,
+    on ``host`` and a port the OS picks: yields its base URL. Presence comes from a hub
+    module that never listens (every node offline)."""
+    hub = HubModule(bus=Bus(), settings=HubSettings(), ssl_context=authority.mtls_ssl_context())
+    runner = await serve_https(
+        make_app(authority=authority, store=store, presence=hub),
+        host=host,
+        port=0,
+        ssl_context=authority.server_ssl_context(),
+    )
+    try:
+        yield f"https://{host}:{bound_port(runner)}"
+    finally:
+        await runner.cleanup()
+
+
+def trusting_session(authority: Authority, *, admin: bool = False) -> aiohttp.ClientSession:
+    """An HTTP client that trusts ``authority``'s CA only; with ``admin``, it sends the admin
+    token on every request."""
+    ctx = ssl.create_default_context(cadata=authority.ca_der)
+    headers = {"Authorization": f"Bearer {authority.admin_token}"} if admin else {}
+    return aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(ssl=ctx))
 
 
 async def join_node(
