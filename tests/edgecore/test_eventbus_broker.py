@@ -14,30 +14,8 @@ import pytest
 
 from edgecore.eventbus.broker import Mosquitto, find_binary
 from tests.support.mosquitto import MosquittoServer
-from tests.support.procs import free_port, wait_until
+from tests.support.procs import free_port, listening_addresses, port_open, wait_until
 from wire.errors import ConfigError
-
-
-def listening_addresses(port: int) -> set[str]:
-    """Local addresses (hex, as in /proc/net/tcp*) with a LISTEN socket on ``port``."""
-    found: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            addr, hex_port = fields[1].split(":")
-            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A = LISTEN
-                found.add(addr)
-    return found
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def test_starts_listening_and_stops(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import datetime as dt
 import ipaddress
 import json
 import os
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from edgecore.config import MqttSettings
 from edgecore.eventbus.module import EventBus
 from hive.bus import Bus
 from hive.local_messages import MessageIds
-from tests.support.procs import free_port, wait_until
+from tests.support.procs import free_port, port_open, wait_until
 from wire import topics
 from wire.codec import bus_message
 
@@ -72,12 +71,6 @@ def _write_pki(d: Path) -> Path:
     return d / "ca.crt"
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @contextlib.asynccontextmanager
 async def tls_mosquitto(d: Path) -> AsyncIterator[tuple[int, ssl.SSLContext]]:
     """mosquitto with only a TLS listener; yields its port and a client context trusting it."""
@@ -99,7 +92,7 @@ async def tls_mosquitto(d: Path) -> AsyncIterator[tuple[int, ssl.SSLContext]]:
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        await wait_until(lambda: _port_open(port), timeout=5)
+        await wait_until(lambda: port_open(port), timeout=5)
         yield port, ssl.create_default_context(cafile=str(ca))
     finally:
         proc.kill()

@@ -9,7 +9,7 @@ import pytest
 
 from cloudhub.app import CloudApp
 from tests.security.conftest import StartEdge, admin, join_node
-from tests.support.procs import wait_until
+from tests.support.procs import listening_addresses, wait_until
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -53,22 +53,6 @@ async def test_edge_secrets_are_owner_only(
         assert _mode(f) == 0o600, f.name
 
 
-def _listening(port: int) -> set[str]:
-    """Local addresses (hex, as /proc/net/tcp* writes them) listening on ``port``."""
-    found: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            addr, hex_port = fields[1].split(":")
-            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A = LISTEN
-                found.add(addr)
-    return found
-
-
 async def test_running_edge_listens_on_loopback_only(
     cloud: CloudApp, start_edge: StartEdge, tmp_path: Path
 ) -> None:
@@ -76,6 +60,6 @@ async def test_running_edge_listens_on_loopback_only(
     settings = await join_node(cloud, tmp_path)
     edge = await start_edge(settings)
     mqtt_port = edge.settings.mqtt.port
-    await wait_until(lambda: _listening(mqtt_port), timeout=10)
-    assert _listening(mqtt_port) == {"0100007F"}  # 127.0.0.1, nothing else
-    assert _listening(edge.local_api_port) == {"0100007F"}
+    await wait_until(lambda: listening_addresses(mqtt_port), timeout=10)
+    assert listening_addresses(mqtt_port) == {"0100007F"}  # 127.0.0.1, nothing else
+    assert listening_addresses(edge.local_api_port) == {"0100007F"}

@@ -146,10 +146,28 @@ class Proc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port`` right now."""
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp* writes them) with a LISTEN socket on ``port``:
+    ``{"0100007F"}`` is 127.0.0.1 alone."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            addr, hex_port = fields[1].split(":")
+            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A = LISTEN
+                found.add(addr)
+    return found
 
 
 class Cloud:
@@ -182,7 +200,7 @@ class Cloud:
 
     async def start(self) -> None:
         self.proc.start()
-        await wait_until(lambda: _port_open(self.https_port) and _port_open(self.ws_port))
+        await wait_until(lambda: port_open(self.https_port) and port_open(self.ws_port))
 
     def edgectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         argv = [PY, "-m", "edgectl", "--server", f"https://127.0.0.1:{self.https_port}"]
@@ -273,7 +291,7 @@ class Edge:
 
     async def start(self) -> None:
         self.proc.start()
-        await wait_until(lambda: _port_open(self.api_port))
+        await wait_until(lambda: port_open(self.api_port))
 
     def get(self, path: str) -> tuple[int, Any]:
         """GET on the local API: (status, decoded JSON or text)."""
