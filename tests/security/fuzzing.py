@@ -1,4 +1,5 @@
-"""Helpers for the fuzz tests: an event loop in a thread, and JSON/frame strategies.
+"""Helpers for the fuzz tests: an event loop in a thread, JSON/frame strategies, and the
+store's contents to compare before and after.
 
 Hypothesis drives synchronous tests; the servers under test run in the background loop and
 each example talks to them through :meth:`LoopThread.run`, so one server serves hundreds of
@@ -15,7 +16,22 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
+from cloudhub.store.base import ObjectStore
+
 T = TypeVar("T")
+
+#: every kind an example could change through the admin API or a node's link
+KINDS = ("node", "pod", "configmap", "secret", "device", "devicemodel")
+
+
+async def store_contents(store: ObjectStore) -> list[list[str]]:
+    """Each kind's objects as sorted canonical JSON: equal before and after an example means
+    the example changed nothing."""
+    out: list[list[str]] = []
+    for kind in KINDS:
+        items, _ = await store.list(kind)
+        out.append(sorted(json.dumps(i, sort_keys=True) for i in items))
+    return out
 
 
 class LoopThread:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
-from tests.security.fuzzing import LoopThread, json_values, mutated_json
+from tests.security.fuzzing import LoopThread, json_values, mutated_json, store_contents
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,15 +98,8 @@ class AdminHarness:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
-    def snapshot(self) -> list[Any]:
-        async def dump() -> list[Any]:
-            out: list[Any] = []
-            for typ in ("node", "pod", "configmap", "secret", "device", "devicemodel"):
-                items, _ = await self.cloud.store.list(typ)
-                out.append(sorted(json.dumps(i, sort_keys=True) for i in items))
-            return out
-
-        return self.loop.run(dump())
+    def snapshot(self) -> list[list[str]]:
+        return self.loop.run(store_contents(self.cloud.store))
 
     def close(self) -> None:
         self.loop.run(self.cloud.stop())

@@ -16,7 +16,13 @@ from websockets.asyncio.client import ClientConnection
 from cloudhub import app as cloud_app
 from cloudhub.config import CloudSettings, HubSettings
 from tests.security.conftest import ws_url
-from tests.security.fuzzing import LoopThread, json_values, mutated_json, mutated_text
+from tests.security.fuzzing import (
+    LoopThread,
+    json_values,
+    mutated_json,
+    mutated_text,
+    store_contents,
+)
 from tests.support.inproc import edge_tls, join_node
 from tests.support.procs import wait_until
 from wire.codec import decode, encode
@@ -69,15 +75,8 @@ class Harness:
         self.loop.run(wait_until(ready, timeout=5))
         self.before = self.snapshot()
 
-    def snapshot(self) -> list[Any]:
-        async def dump() -> list[Any]:
-            out: list[Any] = []
-            for typ in ("node", "pod", "configmap", "secret", "device", "devicemodel"):
-                items, _ = await self.cloud.store.list(typ)
-                out.append(sorted(json.dumps(i, sort_keys=True) for i in items))
-            return out
-
-        return self.loop.run(dump())
+    def snapshot(self) -> list[list[str]]:
+        return self.loop.run(store_contents(self.cloud.store))
 
     def exchange(self, frame: str | bytes) -> list[dict[str, Any]]:
         """Send ``frame``, then a keepalive and a query; what the cloud sent until both answers."""
