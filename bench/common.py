@@ -17,7 +17,8 @@ or grepped.
 Where things live:
 
 - ``bench/common.py`` (this module): small process utilities (logging set-up, free ports,
-  the open-file limit, polling for a condition, a TLS server certificate, the temp dir's end).
+  the open-file limit, polling for a condition, a TLS server certificate, the options every
+  run takes and the end of its temp dir).
 - ``bench/measure.py``: reading a process's RSS and CPU, percentiles, the :class:`Figures`
   block, the shared ``main`` runner (:func:`run_benchmark`) and py-spy profiling.
 - ``bench/cloud.py``: the cloudhub process (:class:`CloudHub`), its admin API client
@@ -34,6 +35,7 @@ Where things live:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import resource
@@ -107,6 +109,18 @@ async def wait_for_condition(
             return False
         await asyncio.sleep(interval)
     return True
+
+
+def add_run_options(p: argparse.ArgumentParser, *, timeout: float, keeps: str = "logs") -> None:
+    """The options a bench run in a temp dir takes last: ``--timeout`` (its hard limit, for
+    :func:`bench.measure.run_benchmark`), ``--workdir`` and ``--keep`` (where the temp dir goes
+    and whether it stays: :func:`finish_workdir`; ``keeps`` says what it holds), ``-v``."""
+    p.add_argument(
+        "--timeout", type=float, default=float(timeout), help=f"hard limit, seconds ({timeout:g})"
+    )
+    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
+    p.add_argument("--keep", action="store_true", help=f"keep the temp dir ({keeps})")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
 
 
 def finish_workdir(workdir: Path, *, keep: bool) -> None:

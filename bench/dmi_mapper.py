@@ -38,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub
-from bench.common import finish_workdir, setup_logging, wait_for_condition
+from bench.common import add_run_options, finish_workdir, setup_logging, wait_for_condition
 from bench.dmi_record import Recorder
 from bench.measure import Figures, percentile, run_benchmark
 from bench.twin_parts import EdgeCore
@@ -373,10 +373,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=15.0, help="reporting phase (15)")
     p.add_argument("--desired", type=int, default=20, help="desired values to set (20)")
     p.add_argument("--record", type=Path, default=None, help="write the DMI calls as JSON")
-    p.add_argument("--timeout", type=float, default=180.0, help="hard limit, seconds (180)")
-    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    add_run_options(p, timeout=180)
     return p.parse_args(argv)
 
 

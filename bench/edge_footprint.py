@@ -39,7 +39,13 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub, bench_pod
-from bench.common import REPO_ROOT, finish_workdir, setup_logging, wait_for_condition
+from bench.common import (
+    REPO_ROOT,
+    add_run_options,
+    finish_workdir,
+    setup_logging,
+    wait_for_condition,
+)
 from bench.measure import Figures, cpu_seconds, proc_status, run_benchmark
 from bench.twin_parts import EdgeCore
 from bench.twin_throughput import device_object, model_object
@@ -310,10 +316,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "connects, and none does here)",
     )
     p.add_argument("--import-rows", type=int, default=12, help="biggest import costs printed (12)")
-    p.add_argument("--timeout", type=float, default=900.0, help="hard limit, seconds (900)")
-    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    add_run_options(p, timeout=900)
     args = p.parse_args(argv)
     if args.points is None:
         args.points = parse_points(QUICK_POINTS if args.quick else DEFAULT_POINTS)

@@ -34,7 +34,7 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
-from bench.common import finish_workdir, setup_logging
+from bench.common import add_run_options, finish_workdir, setup_logging
 from bench.measure import Figures, percentile, run_benchmark
 from tests.support.chromium import CHROMIUM, launch
 
@@ -212,10 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--views", type=int, default=5, help="loads of each page (5)")
     p.add_argument("--limit-ms", type=float, default=1000.0, help="pass limit, ms (1000)")
     p.add_argument("--quick", action="store_true", help="500 nodes, 100 devices, 3 views")
-    p.add_argument("--timeout", type=float, default=600.0, help="hard limit, seconds (600)")
-    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    add_run_options(p, timeout=600)
     args = p.parse_args(argv)
     if args.quick:
         args.nodes, args.devices, args.views = 500, 100, 3

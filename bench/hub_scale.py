@@ -52,7 +52,7 @@ if __package__ in (None, ""):
 
 from bench.children import Child, gather_events
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
-from bench.common import finish_workdir, raise_nofile, setup_logging
+from bench.common import add_run_options, finish_workdir, raise_nofile, setup_logging
 from bench.hub_workers import NAMESPACE, echo_server_main, node_name, pod_name, worker_main
 from bench.measure import (
     CpuMeter,
@@ -969,15 +969,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds to wait for edges to ACK a phase's last updates (300)",
     )
     p.add_argument(
-        "--timeout", type=float, default=1800.0, help="hard limit for the whole run, seconds (1800)"
-    )
-    p.add_argument(
         "--quick",
         action="store_true",
         help="500 nodes, 2000 updates, short phases: checks the script in < 1 min",
     )
-    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (cloudhub log, certs)")
     p.add_argument("--verbose-cloud", action="store_true", help="run cloudhub with -v")
     p.add_argument(
         "--link-workers",
@@ -991,7 +986,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="sample cloudhub with py-spy during the update phases; summary on stderr",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    add_run_options(p, timeout=1800, keeps="cloudhub log, certs")
     # internal: the same file runs as a client worker or as the echo server
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)

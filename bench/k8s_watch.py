@@ -50,6 +50,7 @@ import yaml
 
 from bench.cloud import bench_pod
 from bench.common import (
+    add_run_options,
     cluster_is_up,
     finish_workdir,
     raise_nofile,
@@ -355,10 +356,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="one more 'cloudhub serve' argument (repeat; e.g. --hub-arg=--link-workers=0)",
     )
     p.add_argument("--quick", action="store_true", help="200 saturated + 100 paced updates")
-    p.add_argument("--timeout", type=float, default=300.0, help="hard limit, s (300)")
-    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (cloudhub.log)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    add_run_options(p, timeout=300, keeps="cloudhub.log")
     args = p.parse_args(argv)
     if args.updates is None:
         args.updates = 200 if args.quick else 1000

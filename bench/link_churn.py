@@ -33,7 +33,13 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub, node_object
-from bench.common import finish_workdir, raise_nofile, setup_logging, wait_for_condition
+from bench.common import (
+    add_run_options,
+    finish_workdir,
+    raise_nofile,
+    setup_logging,
+    wait_for_condition,
+)
 from bench.measure import Figures, run_benchmark
 from bench.simedge import CertMinter, SimEdge, connect_all
 
@@ -159,10 +165,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="cloudhub's --link-workers (1, as on a 2-core box); RSS counts them too",
     )
-    p.add_argument("--timeout", type=float, default=600.0, help="hard limit, seconds (600)")
-    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (cloudhub log)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    add_run_options(p, timeout=600, keeps="cloudhub log")
     return p.parse_args(argv)
 
 

@@ -39,7 +39,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub, bench_pod, node_object
-from bench.common import finish_workdir, raise_nofile, setup_logging
+from bench.common import add_run_options, finish_workdir, raise_nofile, setup_logging
 from bench.measure import Figures, run_benchmark
 from bench.simedge import CertMinter, SimEdge, keepalive_loop
 
@@ -290,10 +290,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--skip-stock", action="store_true", help="skip the no-inventory comparison (saves ~8 s)"
     )
-    p.add_argument("--timeout", type=float, default=300.0, help="hard limit, seconds (300)")
-    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (cloudhub log)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    add_run_options(p, timeout=300, keeps="cloudhub log")
     return p.parse_args(argv)
 
 

@@ -31,7 +31,7 @@ if __package__ in (None, ""):
 
 from bench.children import Child
 from bench.cloud import Admin
-from bench.common import finish_workdir, setup_logging, wait_for_condition
+from bench.common import add_run_options, finish_workdir, setup_logging, wait_for_condition
 from bench.measure import Figures, run_benchmark
 from bench.twin_parts import NODE, EdgeCore
 from bench.twin_throughput import (
@@ -162,10 +162,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=1000.0, help="reports/s while offline (1000)")
     p.add_argument("--seconds", type=float, default=30.0, help="length of the outage (30)")
     p.add_argument("--drain", type=float, default=60.0, help="max seconds to drain (60)")
-    p.add_argument("--timeout", type=float, default=300.0, help="hard limit, seconds (300)")
-    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    add_run_options(p, timeout=300)
     return p.parse_args(argv)
 
 

@@ -72,6 +72,7 @@ from bench.children import Child
 from bench.cloud import Admin, CloudHub
 from bench.common import (
     REPO_ROOT,
+    add_run_options,
     finish_workdir,
     free_port,
     raise_nofile,
@@ -686,7 +687,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--drain", type=float, default=15.0, help="max seconds to drain a step (15)")
     p.add_argument("--pause", type=float, default=1.0, help="seconds between steps (1)")
-    p.add_argument("--timeout", type=float, default=420.0, help="hard limit, seconds (420)")
     p.add_argument("--quick", action="store_true", help="2 short steps, < 60 s in all")
     p.add_argument(
         "--profile",
@@ -700,9 +700,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="cloudhub --node-rate: frames/s read per edge (cloudhub's default; 0 = no limit)",
     )
-    p.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (system)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, profiles)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug progress")
+    add_run_options(p, timeout=420, keeps="logs, profiles")
     # internal: this file runs as a worker
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--role", default="twin", help=argparse.SUPPRESS)
