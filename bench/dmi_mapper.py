@@ -268,8 +268,7 @@ async def run(args: argparse.Namespace, fig: Figures, binary: Path) -> bool:
     try:
         await hub.start()
         admin = Admin.for_hub(hub)
-        token = await admin.create_token(ttl_seconds=600, node=NODE)
-        await asyncio.to_thread(edge.join, hub=hub, token=token)
+        await edge.join_with(admin, hub)
         await edge.start()
         await wait_for_condition(edge_sock.exists, timeout=10, what="edgecore's DMI socket")
         await admin.apply([model_object()])

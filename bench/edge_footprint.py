@@ -211,8 +211,7 @@ async def point(
     edge = EdgeCore(workdir=workdir / tag, node=node, extra_args=extra)
     edge.data_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        token = await admin.create_token(ttl_seconds=600, node=node)
-        await asyncio.to_thread(edge.join, hub=hub, token=token)
+        await edge.join_with(admin, hub)
         pods = [bench_pod(f"{node}-pod-{i:05d}", node) for i in range(objects)]
         await admin.apply_batched(pods, batch=500)
         names = [f"{node}-dev-{i:04d}" for i in range(devices)]

@@ -61,8 +61,7 @@ async def run(args: argparse.Namespace, fig: Figures) -> bool:
         await hub.start()
         admin = Admin.for_hub(hub)
         try:
-            token = await admin.create_token(ttl_seconds=600, node=NODE)
-            await asyncio.to_thread(edge.join, hub=hub, token=token)
+            await edge.join_with(admin, hub)
             await edge.start()
             names = [device_name(i) for i in range(args.devices)]
             await admin.apply([model_object()])

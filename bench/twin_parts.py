@@ -103,6 +103,12 @@ class EdgeCore:
         if res.returncode != 0:
             raise RuntimeError(f"edgecore join failed: {res.stderr.strip()}")
 
+    async def join_with(self, admin: Admin, hub: CloudHub) -> None:
+        """Join ``hub`` with a fresh token that ``admin`` issues for this node alone (the join
+        runs in a thread: it waits for ``edgecore join`` to finish)."""
+        token = await admin.create_token(ttl_seconds=600, node=self.node)
+        await asyncio.to_thread(self.join, hub=hub, token=token)
+
     async def start(self, *, timeout: float = 30.0) -> None:
         argv = [
             sys.executable, "-m", "edgecore", "run",

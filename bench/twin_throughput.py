@@ -353,8 +353,7 @@ async def twin_run(
         workers: list[Child] = []
         poller: LagPoller | None = None
         try:
-            token = await admin.create_token(ttl_seconds=600, node=NODE)
-            await asyncio.to_thread(edge.join, hub=hub, token=token)
+            await edge.join_with(admin, hub)
             await edge.start()
             names = [device_name(i) for i in range(args.devices)]
             await admin.apply([model_object()])
