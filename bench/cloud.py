@@ -196,17 +196,25 @@ class Admin:
     def for_hub(cls, hub: CloudHub, *, limit: int = 16) -> Admin:
         return cls(base_url=hub.https_url, token=hub.admin_token, ca_path=hub.ca_path, limit=limit)
 
+    async def _call(self, what: str, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """One admin API request with a JSON answer: the answer's body.
+
+        Raises:
+            RuntimeError: the server answered with an error status (``what`` names the call).
+        """
+        async with self._session.request(method, path, json=body) as resp:
+            answer: dict[str, Any] = await resp.json()
+            if resp.status != 200:
+                raise RuntimeError(f"{what} failed ({resp.status}): {answer.get('error')}")
+            return answer
+
     async def apply(self, objects: list[dict[str, Any]]) -> dict[str, Any]:
         """POST /admin/v1/apply; the response body (``objects`` and ``actions``).
 
         Raises:
             RuntimeError: the server answered with an error status.
         """
-        async with self._session.post("/admin/v1/apply", json={"objects": objects}) as resp:
-            body: dict[str, Any] = await resp.json()
-            if resp.status != 200:
-                raise RuntimeError(f"apply failed ({resp.status}): {body.get('error')}")
-            return body
+        return await self._call("apply", "POST", "/admin/v1/apply", {"objects": objects})
 
     async def apply_body(self, body: bytes) -> None:
         """POST /admin/v1/apply with a ready JSON body (``{"objects": [...]}``); the response
@@ -239,11 +247,7 @@ class Admin:
         req: dict[str, Any] = {"ttl_seconds": ttl_seconds}
         if node is not None:
             req["node"] = node
-        async with self._session.post("/admin/v1/tokens", json=req) as resp:
-            body: dict[str, Any] = await resp.json()
-            if resp.status != 200:
-                raise RuntimeError(f"token failed ({resp.status}): {body.get('error')}")
-            return str(body["token"])
+        return str((await self._call("token", "POST", "/admin/v1/tokens", req))["token"])
 
     async def get_text(self, path: str) -> str:
         """GET ``path`` (e.g. ``/metrics``, ``/ui/?token=...``; redirects followed, cookies
@@ -264,26 +268,16 @@ class Admin:
 
     async def list(self, plural: str) -> list[dict[str, Any]]:
         """GET /admin/v1/{plural}: every object of that kind (all namespaces)."""
-        async with self._session.get(f"/admin/v1/{plural}") as resp:
-            body: dict[str, Any] = await resp.json()
-            if resp.status != 200:
-                raise RuntimeError(f"list failed ({resp.status}): {body.get('error')}")
-            items: list[dict[str, Any]] = body.get("items") or []
-            return items
+        items: list[dict[str, Any]] = (await self._call("list", "GET", f"/admin/v1/{plural}")).get(
+            "items"
+        ) or []
+        return items
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
-        async with self._session.get(f"/admin/v1/{plural}/{namespace}/{name}") as resp:
-            body: dict[str, Any] = await resp.json()
-            if resp.status != 200:
-                raise RuntimeError(f"get failed ({resp.status}): {body.get('error')}")
-            return body
+        return await self._call("get", "GET", f"/admin/v1/{plural}/{namespace}/{name}")
 
     async def delete(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
-        async with self._session.delete(f"/admin/v1/{plural}/{namespace}/{name}") as resp:
-            body: dict[str, Any] = await resp.json()
-            if resp.status != 200:
-                raise RuntimeError(f"delete failed ({resp.status}): {body.get('error')}")
-            return body
+        return await self._call("delete", "DELETE", f"/admin/v1/{plural}/{namespace}/{name}")
 
     async def close(self) -> None:
         await self._session.close()
