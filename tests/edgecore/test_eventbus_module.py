@@ -75,6 +75,15 @@ async def to_twin(bus: Bus) -> Message:
         return await bus.receive("twin")
 
 
+async def delta_subscriber(port: int) -> aiomqtt.Client:
+    """An app with a persistent session subscribed (QoS 1) to every twin delta, disconnected:
+    the broker keeps what is published for it until it connects again (``async with``)."""
+    app = aiomqtt.Client("127.0.0.1", port, identifier="app", clean_session=False)
+    async with app:
+        await app.subscribe("$hw/events/device/+/twin/update/delta", qos=1)
+    return app
+
+
 def publish_msg(topic: str, content: Any) -> Message:
     return Message.new(source="twin", group="bus", operation="publish", resource=topic,
                        content=content)  # fmt: skip
@@ -234,9 +243,7 @@ async def test_publishes_wait_for_the_broker(
     mosquitto: MosquittoServer,  # noqa: F811
 ) -> None:
     """A publish made while the broker is down is sent once it is back, not lost."""
-    app = aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="app", clean_session=False)
-    async with app:
-        await app.subscribe("$hw/events/device/+/twin/update/delta", qos=1)
+    app = await delta_subscriber(mosquitto.port)
     bus = new_bus()
     async with running(make(bus, tmp_path, url=mosquitto.url)) as eb:
         await mosquitto.stop()
@@ -256,9 +263,7 @@ async def test_unacknowledged_publishes_are_resent_after_a_crash(tmp_path: Path)
     bus = new_bus()
     async with running(make(bus, tmp_path)) as eb:
         assert eb.broker is not None
-        app = aiomqtt.Client("127.0.0.1", eb.address.port, identifier="app", clean_session=False)
-        async with app:
-            await app.subscribe("$hw/events/device/+/twin/update/delta", qos=1)
+        app = await delta_subscriber(eb.address.port)
         pid = eb.broker.pid
         assert pid is not None
         db = eb.broker.dir / "mosquitto.db"
@@ -284,9 +289,7 @@ async def test_full_outbox_drops_oldest_while_broker_is_away(
     mosquitto: MosquittoServer,  # noqa: F811
 ) -> None:
     """Beyond max_pending the oldest publishes go (counted); the newest are sent later."""
-    app = aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="app", clean_session=False)
-    async with app:
-        await app.subscribe("$hw/events/device/+/twin/update/delta", qos=1)
+    app = await delta_subscriber(mosquitto.port)
     bus = new_bus()
     async with running(make(bus, tmp_path, url=mosquitto.url, max_pending=3)) as eb:
         await mosquitto.stop()
