@@ -67,6 +67,19 @@ def plc_objects(port: int, **extra: Any) -> tuple[dict[str, Any], dict[str, Any]
     )
 
 
+def add_register(model: dict[str, Any], device: dict[str, Any], name: str, **config: Any) -> None:
+    """One more read-only INT property, read every 100 ms as ``config`` says (register...)."""
+    model["spec"]["properties"].append({"name": name, "type": "INT", "accessMode": "ReadOnly"})
+    device["spec"]["properties"].append(
+        {
+            "name": name,
+            "collectCycle": 100,
+            "reportCycle": 100,
+            "visitors": {"configData": config},
+        }
+    )
+
+
 def actual(payload: Any, prop: str) -> str | None:
     entry = payload.get("twin", {}).get(prop) if isinstance(payload, dict) else None
     return entry["actual"]["value"] if entry and "actual" in entry else None
@@ -177,15 +190,7 @@ async def test_a_failing_property_does_not_stop_the_others(
 ) -> None:
     """A register the device refuses (past its table) is skipped; the others keep reporting."""
     model, device = plc_objects(plc.port)
-    model["spec"]["properties"].append({"name": "ghost", "type": "INT", "accessMode": "ReadOnly"})
-    device["spec"]["properties"].append(
-        {
-            "name": "ghost",
-            "collectCycle": 100,
-            "reportCycle": 100,
-            "visitors": {"configData": {"register": "HoldingRegister", "offset": 500}},
-        }
-    )
+    add_register(model, device, "ghost", register="HoldingRegister", offset=500)
     start_mapper(model, device)
     await edge.wait_for(f"{T}/twin/update", lambda p: "temperature" in p["twin"], after=3)
     assert all("ghost" not in p["twin"] for p in edge.on(f"{T}/twin/update"))
@@ -199,25 +204,9 @@ async def test_a_refused_shared_read_falls_back_to_one_read_per_property(
 ) -> None:
     """A bad address next to good ones fails only its own property, not its neighbours."""
     model, device = plc_objects(plc.port)
-    model["spec"]["properties"].append({"name": "edge", "type": "INT", "accessMode": "ReadOnly"})
-    device["spec"]["properties"].append(
-        {
-            "name": "edge",
-            "collectCycle": 100,
-            "reportCycle": 100,
-            # the table ends at 99: reading 99..100 is refused, and shares a request with 98
-            "visitors": {"configData": {"register": "HoldingRegister", "offset": 99, "limit": 2}},
-        }
-    )
-    device["spec"]["properties"].append(
-        {
-            "name": "near",
-            "collectCycle": 100,
-            "reportCycle": 100,
-            "visitors": {"configData": {"register": "HoldingRegister", "offset": 97}},
-        }
-    )
-    model["spec"]["properties"].append({"name": "near", "type": "INT", "accessMode": "ReadOnly"})
+    # the table ends at 99: reading 99..100 is refused, and shares a request with 98
+    add_register(model, device, "edge", register="HoldingRegister", offset=99, limit=2)
+    add_register(model, device, "near", register="HoldingRegister", offset=97)
     start_mapper(model, device)
     report = await edge.wait_for(f"{T}/twin/update", lambda p: "near" in p["twin"])
     assert actual(report, "near") == "0" and "edge" not in report["twin"]
