@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -15,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import REPO_ROOT, free_port, port_open, wait_for_condition
+from bench.common import free_port, launch, port_open, stop_process, wait_for_condition
 from bench.measure import proc_status, rss_kib, tree_cpu_seconds, tree_rss_kib
 
 log = logging.getLogger(__name__)
@@ -114,24 +112,11 @@ class CloudHub:
 
     def _launch(self, argv: list[str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
-            self._popen = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
-            )
+        self._popen = launch(argv, self.log_path)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited after ``stop_grace`` seconds."""
-        p = self._popen
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(self.stop_grace)
-        except subprocess.TimeoutExpired:
-            log.info("cloudhub did not stop in %.0fs; killing it", self.stop_grace)
-            p.kill()
-            p.wait(5)
+        stop_process(self._popen, grace=self.stop_grace, what="cloudhub")
 
     def log_tail(self, lines: int = 30) -> str:
         try:

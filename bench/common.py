@@ -17,8 +17,8 @@ or grepped.
 Where things live:
 
 - ``bench/common.py`` (this module): small process utilities (logging set-up, free ports,
-  the open-file limit, polling for a condition, a TLS server certificate, the options every
-  run takes and the end of its temp dir).
+  the open-file limit, polling for a condition, starting and stopping a child process, a TLS
+  server certificate, the options every run takes and the end of its temp dir).
 - ``bench/measure.py``: reading a process's RSS and CPU, percentiles, the :class:`Figures`
   block, the shared ``main`` runner (:func:`run_benchmark`) and py-spy profiling.
 - ``bench/cloud.py``: the cloudhub process (:class:`CloudHub`), its admin API client
@@ -38,10 +38,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import resource
 import shutil
 import socket
 import ssl
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -88,6 +90,28 @@ def raise_nofile() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def launch(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in the repository root, its output (unbuffered) appended to ``log_path``."""
+    with log_path.open("ab") as out:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+
+
+def stop_process(p: subprocess.Popen[bytes] | None, *, grace: float = 5.0, what: str = "") -> None:
+    """SIGTERM, then SIGKILL if it has not exited after ``grace`` seconds (logged when ``what``
+    names the process). Nothing to do if it never started or has exited."""
+    if p is None or p.poll() is not None:
+        return
+    p.terminate()
+    try:
+        p.wait(grace)
+    except subprocess.TimeoutExpired:
+        if what:
+            log.info("%s did not stop in %.0fs; killing it", what, grace)
+        p.kill()
+        p.wait(5)
 
 
 def port_open(port: int) -> bool:

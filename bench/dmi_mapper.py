@@ -38,7 +38,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud import Admin, CloudHub
-from bench.common import add_run_options, finish_workdir, setup_logging, wait_for_condition
+from bench.common import (
+    add_run_options,
+    finish_workdir,
+    setup_logging,
+    stop_process,
+    wait_for_condition,
+)
 from bench.dmi_record import Recorder
 from bench.measure import Figures, percentile, run_benchmark
 from bench.twin_parts import EdgeCore
@@ -186,15 +192,6 @@ def start_mapper(binary: Path, config: Path, log_path: Path) -> subprocess.Popen
     return mapper
 
 
-def stop_mapper(mapper: subprocess.Popen[bytes]) -> None:
-    mapper.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        mapper.wait(5)
-    if mapper.poll() is None:
-        mapper.kill()
-        mapper.wait(5)
-
-
 def _calls(rec: Recorder, method: str, since: float) -> list[Any]:
     return [c for c in rec.calls if c.method.endswith("/" + method) and c.at >= since]
 
@@ -327,7 +324,7 @@ async def run(args: argparse.Namespace, fig: Figures, binary: Path) -> bool:
             fig.add("desired_to_mapper_p99", percentile(desired_lags, 99) * 1e3, "ms")
         lifecycle = await lifecycle_checks(fig, admin, edge, rec, watch, mapper_log, names[0])
         t3 = time.time()
-        stop_mapper(mapper)
+        stop_process(mapper, what="the mapper")
         mapper = start_mapper(binary, config, mapper_log)
         again = await wait_for_condition(
             lambda: (
@@ -353,7 +350,7 @@ async def run(args: argparse.Namespace, fig: Figures, binary: Path) -> bool:
             rec.save(args.record)
             log.info("recorded %d DMI calls in %s", len(rec.calls), args.record)
         if mapper is not None:
-            stop_mapper(mapper)
+            stop_process(mapper, what="the mapper")
         await rec.stop()
         edge.stop()
         hub.stop()

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from bench.common import REPO_ROOT, wait_for_condition
+from bench.common import launch, stop_process, wait_for_condition
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +157,7 @@ class EmulatorProcess:
         argv = [sys.executable, str(SCRIPT), "--serve-emulator",
                 "--kubeconfig", str(self.kubeconfig),
                 "--bookmark-interval", str(self.bookmark_interval)]  # fmt: skip
-        with self.log_path.open("ab") as out:
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
-            self._popen = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
-            )
+        self._popen = launch(argv, self.log_path)
 
     async def start(self, *, timeout: float = 20.0) -> None:
         """Start it and wait for its kubeconfig.
@@ -185,12 +181,4 @@ class EmulatorProcess:
         log.info("kubernetes API emulator pid %d at %s", self.pid, self.url)
 
     def stop(self) -> None:
-        p = self._popen
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+        stop_process(self._popen)

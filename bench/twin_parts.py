@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cloud import Admin, CloudHub
-from bench.common import REPO_ROOT, free_port, port_open, wait_for_condition
+from bench.common import REPO_ROOT, free_port, launch, port_open, stop_process, wait_for_condition
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +130,7 @@ class EdgeCore:
         self._broker_pid = self._find_broker()
 
     def _launch(self, argv: list[str]) -> None:
-        with self.log_path.open("ab") as out:
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
-            self._popen = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
-            )
+        self._popen = launch(argv, self.log_path)
 
     def _find_broker(self) -> int | None:
         """The pid of edgecore's mosquitto (a child process running mosquitto)."""
@@ -165,15 +161,7 @@ class EdgeCore:
         return self._broker_pid
 
     def stop(self) -> None:
-        p = self._popen
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(self.stop_grace)
-            except subprocess.TimeoutExpired:
-                log.info("edgecore did not stop in %.0fs; killing it", self.stop_grace)
-                p.kill()
-                p.wait(5)
+        stop_process(self._popen, grace=self.stop_grace, what="edgecore")
         # edgecore stops its mosquitto; should it not have, stop that one process too
         bp = self._broker_pid
         if bp is not None and Path(f"/proc/{bp}").exists():
