@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.containerd import cri_endpoint
 from tests.support.pods import cleanup_in_subprocess
-from tests.support.procs import Cloud, Edge, MakeEdge, Proc
+from tests.support.procs import Cloud, Edge, KubeApi, MakeEdge, Proc
 
 __all__ = ["cri_endpoint"]
 
@@ -25,6 +25,16 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
     await c.start()
     yield c
     c.proc.stop()
+
+
+@pytest.fixture
+async def kube(tmp_path: Path) -> AsyncIterator[KubeApi]:
+    """The Kubernetes API server emulator process, with edgebridge's CRDs."""
+    k = KubeApi(tmp_path)
+    _started.append(k.proc)
+    await k.start()
+    yield k
+    k.proc.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import shutil
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,6 @@ pytestmark = pytest.mark.timeout(120)
 
 POD = "/api/v1/namespaces/default/pods/web"
 CM = "/api/v1/namespaces/default/configmaps/web-config"
-
-
-@pytest.fixture
-async def kube(tmp_path: Path) -> AsyncIterator[KubeApi]:
-    k = KubeApi(tmp_path)
-    _started.append(k.proc)
-    await k.start()
-    yield k
-    k.proc.stop()
 
 
 async def cluster_cloud(tmp_path: Path, kube: KubeApi, name: str, **kw: Any) -> Cloud:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,15 +19,6 @@ from tests.support.procs import Cloud, Edge, KubeApi, wait_until
 pytestmark = pytest.mark.timeout(120)
 
 REFRESH = "0.3"  # seconds between a replica's re-reads of the revocation list
-
-
-@pytest.fixture
-async def kube(tmp_path: Path) -> AsyncIterator[KubeApi]:
-    k = KubeApi(tmp_path)
-    _started.append(k.proc)
-    await k.start()
-    yield k
-    k.proc.stop()
 
 
 def replica(tmp_path: Path, kube: KubeApi, name: str, *, ca_from: Cloud | None = None) -> Cloud:
