@@ -10,7 +10,9 @@ a change to it shows in microseconds per update rather than in the noise of a fl
 - ``session``: :class:`~cloudhub.hub.session.NodeSession` with its writer parked, as the inbox
   and the reader drive it: ``state.change`` + ``deliver`` (frame, write, alarm) and the ACK
   through :meth:`~cloudhub.hub.reader.FrameReader.ack_now`. The link collects the frames (the
-  process edge: no TLS, no websocket framing, which ``hub_scale.py`` measures).
+  process edge: no TLS, no websocket framing, which ``hub_scale.py`` measures);
+- ``inbox``: ``session``, the change arriving as edgecontroller sends it, a bus message to the
+  hub's inbox (:class:`~cloudhub.hub.inbox.Inbox` running), one loop iteration per update.
 
 Each runs for our edge and a stock one, with ``--in-flight`` other objects waiting for their
 ACK (a busy link: what a scan per event costs). ``--against DIR`` runs the same script on the
@@ -34,10 +36,16 @@ from typing import Any
 _ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, os.environ.get("HUB_PATH_CODE") or str(_ROOT))
 
+from cloudhub import routes  # noqa: E402
 from cloudhub.config import HubSettings  # noqa: E402
+from cloudhub.hub.inbox import Inbox  # noqa: E402
 from cloudhub.hub.linksession import LinkSession  # noqa: E402
 from cloudhub.hub.reader import FrameReader  # noqa: E402
 from cloudhub.hub.session import NodeSession  # noqa: E402
+from cloudhub.hub.upstream import Requests  # noqa: E402
+from hive.bus import Bus  # noqa: E402
+from hive.local_messages import MessageIds  # noqa: E402
+from wire.messages import Message  # noqa: E402
 
 NODE = "edge-0001"
 #: the hub's default ``coalesce`` (HubSettings), the delivery's ``min_interval``
@@ -165,9 +173,9 @@ class _Collect:
         pass
 
 
-async def session(stock: bool, in_flight: int, updates: int) -> float:
-    """µs per update through NodeSession: change + deliver, the ACK through the reader."""
-    link = _Collect()
+async def _node(stock: bool, in_flight: int, link: _Collect) -> tuple[NodeSession, list[float]]:
+    """A started session, its writer parked with ``in_flight`` objects awaiting their ACK,
+    and the list holding its clock."""
     node = NodeSession(
         node=NODE,
         link=link,  # type: ignore[arg-type]
@@ -191,6 +199,13 @@ async def session(stock: bool, in_flight: int, updates: int) -> float:
     # updates per ``coalesce`` pause, not the thousands this loop would fit into one.
     clock = [asyncio.get_running_loop().time()]
     node._clock = lambda: clock[0]
+    return node, clock
+
+
+async def session(stock: bool, in_flight: int, updates: int) -> float:
+    """µs per update through NodeSession: change + deliver, the ACK through the reader."""
+    link = _Collect()
+    node, clock = await _node(stock, in_flight, link)
     reader = FrameReader(node, HubSettings(), lambda: clock[0])
     versions = _versions(updates)
     cache = node.state._encoded
@@ -209,6 +224,53 @@ async def session(stock: bool, in_flight: int, updates: int) -> float:
     return spent / updates * 1e6
 
 
+async def inbox(stock: bool, in_flight: int, updates: int) -> float:
+    """µs per update from edgecontroller's bus message to the ACK: a ``Fanouts`` of one change
+    sent to the hub's inbox (its routing task running), the sender yielding once per update
+    as a watch reader does between reads, then the ACK through the reader."""
+    link = _Collect()
+    node, clock = await _node(stock, in_flight, link)
+    reader = FrameReader(node, HubSettings(), lambda: clock[0])
+    bus = Bus()
+    bus.register(routes.HUB, "hub")
+    hub = Inbox(
+        bus=bus,
+        sessions={NODE: node},
+        requests=Requests(),
+        ids=MessageIds(),
+        encoded=node.state._encoded,
+    )
+    router = asyncio.create_task(hub.run())
+    await asyncio.sleep(0)
+    messages = [
+        Message.new(
+            source=routes.EDGECONTROLLER,
+            group="resource",
+            operation="update",
+            resource="",
+            content=routes.Fanouts((routes.Fanout(key, rv, (NODE,), obj, body),)),
+        )
+        for key, rv, obj, body in _versions(updates)
+    ]
+    begin = time.process_time()
+    for i, msg in enumerate(messages):
+        clock[0] += 0.001
+        last = link.last
+        if not bus.send_nowait(routes.HUB, msg):
+            raise SystemExit("the hub's inbox is full")
+        await asyncio.sleep(0)
+        if link.last is last:
+            raise SystemExit("the change did not reach the link within a loop iteration")
+        if not reader.ack_now(_STOCK_ACK % (i, _msg_id(link.last), msg.content.changes[0].key)):
+            raise SystemExit("the ACK did not take the fast path")
+    spent = time.process_time() - begin
+    assert len(node.downstream.edge) == updates, "an update was not ACKed"
+    router.cancel()
+    await asyncio.gather(router, return_exceptions=True)
+    await node.close("done")
+    return spent / updates * 1e6
+
+
 def measure(updates: int, in_flight: int, rounds: int) -> dict[str, float]:
     """Best of ``rounds`` for each case (the least disturbed by the machine's other work)."""
     best: dict[str, float] = {}
@@ -221,6 +283,7 @@ def measure(updates: int, in_flight: int, rounds: int) -> dict[str, float]:
                     f"session_{edge}_inflight{flights}": asyncio.run(
                         session(stock, flights, updates)
                     ),
+                    f"inbox_{edge}_inflight{flights}": asyncio.run(inbox(stock, flights, updates)),
                 }
                 for name, value in figures.items():
                     best[name] = min(best.get(name, value), value)
