@@ -89,6 +89,33 @@ def pod(i: int) -> dict[str, Any]:
     }
 
 
+class Meter:
+    """What a case measures between :meth:`begin` and :meth:`end`: CPU µs per update."""
+
+    def begin(self) -> None:
+        self._start = time.process_time()
+
+    def end(self, updates: int) -> float:
+        return (time.process_time() - self._start) / updates * 1e6
+
+
+class Calls(Meter):
+    """Python and builtin calls per update (exact: no noise; the profile hook slows the run)."""
+
+    def begin(self) -> None:
+        self._calls = 0
+
+        def count(frame: Any, event: str, arg: Any) -> None:
+            if event in ("call", "c_call"):
+                self._calls += 1
+
+        sys.setprofile(count)
+
+    def end(self, updates: int) -> float:
+        sys.setprofile(None)
+        return self._calls / updates
+
+
 def _versions(n: int) -> list[tuple[str, str, dict[str, Any], str]]:
     """``n`` updates of ``n`` pods, one each: with the hub's default ``coalesce`` pause, a pod
     updated again within 50 ms would be held back (what burst_coalescing.py measures)."""
@@ -116,13 +143,13 @@ def _state(stock: bool, in_flight: int) -> LinkSession:
     return state
 
 
-def pure(stock: bool, in_flight: int, updates: int) -> float:
+def pure(stock: bool, in_flight: int, updates: int, meter: Meter) -> float:
     """µs per update: change -> poll (frame) -> the edge's ACK -> next_deadline."""
     state = _state(stock, in_flight)
     versions = _versions(updates)
     cache = state._encoded
     acks = 0
-    begin = time.process_time()
+    meter.begin()
     now = 1.0
     for key, rv, obj, body in versions:
         now += 0.001
@@ -133,9 +160,9 @@ def pure(stock: bool, in_flight: int, updates: int) -> float:
         state.frame(_STOCK_ACK % (acks, msg_id, key), now)
         acks += 1
         state.next_deadline()
-    spent = time.process_time() - begin
+    figure = meter.end(updates)
     assert len(state.downstream.edge) == updates, "an update was not ACKed"
-    return spent / updates * 1e6
+    return figure
 
 
 class _Collect:
@@ -202,14 +229,14 @@ async def _node(stock: bool, in_flight: int, link: _Collect) -> tuple[NodeSessio
     return node, clock
 
 
-async def session(stock: bool, in_flight: int, updates: int) -> float:
+async def session(stock: bool, in_flight: int, updates: int, meter: Meter) -> float:
     """µs per update through NodeSession: change + deliver, the ACK through the reader."""
     link = _Collect()
     node, clock = await _node(stock, in_flight, link)
     reader = FrameReader(node, HubSettings(), lambda: clock[0])
     versions = _versions(updates)
     cache = node.state._encoded
-    begin = time.process_time()
+    meter.begin()
     for i, (key, rv, obj, body) in enumerate(versions):
         clock[0] += 0.001
         cache.put((key, rv), body)
@@ -218,13 +245,13 @@ async def session(stock: bool, in_flight: int, updates: int) -> float:
         msg_id = _msg_id(link.last)
         if not reader.ack_now(_STOCK_ACK % (i, msg_id, key)):
             raise SystemExit("the ACK did not take the fast path")
-    spent = time.process_time() - begin
+    figure = meter.end(updates)
     assert len(node.downstream.edge) == updates, "an update was not ACKed"
     await node.close("done")
-    return spent / updates * 1e6
+    return figure
 
 
-async def inbox(stock: bool, in_flight: int, updates: int) -> float:
+async def inbox(stock: bool, in_flight: int, updates: int, meter: Meter) -> float:
     """µs per update from edgecontroller's bus message to the ACK: a ``Fanouts`` of one change
     sent to the hub's inbox (its routing task running), the sender yielding once per update
     as a watch reader does between reads, then the ACK through the reader."""
@@ -252,7 +279,7 @@ async def inbox(stock: bool, in_flight: int, updates: int) -> float:
         )
         for key, rv, obj, body in _versions(updates)
     ]
-    begin = time.process_time()
+    meter.begin()
     for i, msg in enumerate(messages):
         clock[0] += 0.001
         last = link.last
@@ -263,30 +290,37 @@ async def inbox(stock: bool, in_flight: int, updates: int) -> float:
             raise SystemExit("the change did not reach the link within a loop iteration")
         if not reader.ack_now(_STOCK_ACK % (i, _msg_id(link.last), msg.content.changes[0].key)):
             raise SystemExit("the ACK did not take the fast path")
-    spent = time.process_time() - begin
+    figure = meter.end(updates)
     assert len(node.downstream.edge) == updates, "an update was not ACKed"
     router.cancel()
     await asyncio.gather(router, return_exceptions=True)
     await node.close("done")
-    return spent / updates * 1e6
+    return figure
 
 
 def measure(updates: int, in_flight: int, rounds: int) -> dict[str, float]:
-    """Best of ``rounds`` for each case (the least disturbed by the machine's other work)."""
+    """Best of ``rounds`` for each case (the least disturbed by the machine's other work),
+    and the calls per update of each case (one run: they do not vary)."""
     best: dict[str, float] = {}
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for stock in (False, True):
             edge = "stock" if stock else "ours"
             for flights in sorted({0, in_flight}):
+                name = f"{edge}_inflight{flights}"
                 figures = {
-                    f"pure_{edge}_inflight{flights}": pure(stock, flights, updates),
-                    f"session_{edge}_inflight{flights}": asyncio.run(
-                        session(stock, flights, updates)
-                    ),
-                    f"inbox_{edge}_inflight{flights}": asyncio.run(inbox(stock, flights, updates)),
+                    f"pure_{name}": pure(stock, flights, updates, Meter()),
+                    f"session_{name}": asyncio.run(session(stock, flights, updates, Meter())),
+                    f"inbox_{name}": asyncio.run(inbox(stock, flights, updates, Meter())),
                 }
-                for name, value in figures.items():
-                    best[name] = min(best.get(name, value), value)
+                if round_ == 0:
+                    few = min(updates, 500)
+                    figures |= {
+                        f"calls_pure_{name}": pure(stock, flights, few, Calls()),
+                        f"calls_session_{name}": asyncio.run(session(stock, flights, few, Calls())),
+                        f"calls_inbox_{name}": asyncio.run(inbox(stock, flights, few, Calls())),
+                    }
+                for key, value in figures.items():
+                    best[key] = min(best.get(key, value), value)
     return best
 
 
@@ -323,7 +357,8 @@ def main() -> None:
         )
         base = json.loads(child.stdout.strip().splitlines()[-1])
     for name, value in ours.items():
-        line = f"{name}: {value:.2f} us/update"
+        unit = "calls/update" if name.startswith("calls_") else "us/update"
+        line = f"{name}: {value:.2f} {unit}"
         if name in base:
             line += f"  (baseline {base[name]:.2f}, ratio {value / base[name]:.2f})"
         print(line)

@@ -410,6 +410,16 @@ class LinkSession:
         return deadline if ack_deadline is None else min(deadline, ack_deadline)
 
     @property
+    def ack_timeout(self) -> float:
+        """Seconds a frame sent now waits for its ACK: its deadline is ``now`` plus this."""
+        return self.downstream.ack_timeout
+
+    @property
+    def holding(self) -> bool:
+        """Some key is held back (``min_interval``): a deadline besides the ACKs'."""
+        return self.downstream.holding
+
+    @property
     def ready(self) -> bool:
         """Started, with something the delivery state would send now."""
         return self.is_started and self.downstream.ready
