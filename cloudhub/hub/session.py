@@ -196,11 +196,11 @@ class NodeSession:
         buffer, a link going down, and any frame the link would not take at once (it goes
         to the writer's queue, in order, and ``send`` there waits or fails the link).
         """
-        if not self._parked or self._outbox or not self.started or self.closed.is_set():
+        state = self.state
+        if not self._parked or self._outbox or not state.is_started or self.closed.is_set():
             self.wake()
             return
         now = self._clock()
-        state = self.state
         frames = state.poll(now, int(time.time() * 1000))
         if frames:
             link = self.link
@@ -222,7 +222,8 @@ class NodeSession:
         # key held back. One that rings by then already does, unless a key is held: then the
         # earliest deadline is looked up (a scan of the held keys).
         alarm = self._alarm
-        if alarm is None or alarm.when() > now + state.ack_timeout or state.holding:
+        downstream = state.downstream
+        if alarm is None or alarm.when() > now + downstream.ack_timeout or downstream.holding:
             self._arm(state.next_deadline())
 
     async def send(self, message: Message) -> None:

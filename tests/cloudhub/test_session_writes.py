@@ -219,7 +219,7 @@ async def test_a_key_held_back_after_a_direct_write_goes_out_at_its_release() ->
     assert not session.ack(msg_id), "nothing newer waits yet"
     session.state.change("default/pod/p", "6", POD)
     session.deliver()
-    assert len(link.sent) == 1 and session.state.holding, "held back for now"
+    assert len(link.sent) == 1 and session.downstream.holding, "held back for now"
     await wait_until(lambda: len(link.sent) == 2, timeout=2)
     assert json.loads(link.sent[1])["header"]["resourceversion"] == "6"
     await session.close("done")
