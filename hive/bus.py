@@ -68,7 +68,7 @@ class Bus:
         entry = self._modules.get(dest)
         if entry is None:
             raise UnknownModule(f"no module named {dest!r}")
-        if not self._handled_inline(entry, message):
+        if entry.handler is None or not self._handled_inline(entry, message):
             await entry.inbox.put(message)
 
     def send_nowait(self, dest: str, message: Message) -> bool:
@@ -76,7 +76,7 @@ class Bus:
         entry = self._modules.get(dest)
         if entry is None:
             raise UnknownModule(f"no module named {dest!r}")
-        if self._handled_inline(entry, message):
+        if entry.handler is not None and self._handled_inline(entry, message):
             return True
         try:
             entry.inbox.put_nowait(message)
