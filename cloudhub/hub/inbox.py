@@ -32,7 +32,8 @@ from wire.resources import split_node_prefix
 
 log = logging.getLogger(__name__)
 
-#: fan-outs to at most this many nodes are written by the hub's routing task itself
+#: fan-outs to at most this many nodes are written as they are routed (by the sender's task
+#: when the inbox was empty, see :meth:`Inbox.run`), larger ones by each node's writer
 _DIRECT_FANOUT = 8
 
 
