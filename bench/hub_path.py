@@ -10,7 +10,9 @@ a change to it shows in microseconds per update rather than in the noise of a fl
 - ``session``: :class:`~cloudhub.hub.session.NodeSession` with its writer parked, as the inbox
   and the reader drive it: ``state.change`` + ``deliver`` (frame, write, alarm) and the ACK
   through :meth:`~cloudhub.hub.reader.FrameReader.ack_now`. The link collects the frames (the
-  process edge: no TLS, no websocket framing, which ``hub_scale.py`` measures).
+  process edge: no TLS, no websocket framing, which ``hub_scale.py`` measures);
+- ``inbox``: ``session``, the change arriving as edgecontroller sends it, a bus message to the
+  hub's inbox (:class:`~cloudhub.hub.inbox.Inbox` running), one loop iteration per update.
 
 Each runs for our edge and a stock one, with ``--in-flight`` other objects waiting for their
 ACK (a busy link: what a scan per event costs). ``--against DIR`` runs the same script on the
@@ -34,10 +36,16 @@ from typing import Any
 _ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, os.environ.get("HUB_PATH_CODE") or str(_ROOT))
 
+from cloudhub import routes  # noqa: E402
 from cloudhub.config import HubSettings  # noqa: E402
+from cloudhub.hub.inbox import Inbox  # noqa: E402
 from cloudhub.hub.linksession import LinkSession  # noqa: E402
 from cloudhub.hub.reader import FrameReader  # noqa: E402
 from cloudhub.hub.session import NodeSession  # noqa: E402
+from cloudhub.hub.upstream import Requests  # noqa: E402
+from hive.bus import Bus  # noqa: E402
+from hive.local_messages import MessageIds  # noqa: E402
+from wire.messages import Message  # noqa: E402
 
 NODE = "edge-0001"
 #: the hub's default ``coalesce`` (HubSettings), the delivery's ``min_interval``
@@ -81,6 +89,33 @@ def pod(i: int) -> dict[str, Any]:
     }
 
 
+class Meter:
+    """What a case measures between :meth:`begin` and :meth:`end`: CPU µs per update."""
+
+    def begin(self) -> None:
+        self._start = time.process_time()
+
+    def end(self, updates: int) -> float:
+        return (time.process_time() - self._start) / updates * 1e6
+
+
+class Calls(Meter):
+    """Python and builtin calls per update (exact: no noise; the profile hook slows the run)."""
+
+    def begin(self) -> None:
+        self._calls = 0
+
+        def count(frame: Any, event: str, arg: Any) -> None:
+            if event in ("call", "c_call"):
+                self._calls += 1
+
+        sys.setprofile(count)
+
+    def end(self, updates: int) -> float:
+        sys.setprofile(None)
+        return self._calls / updates
+
+
 def _versions(n: int) -> list[tuple[str, str, dict[str, Any], str]]:
     """``n`` updates of ``n`` pods, one each: with the hub's default ``coalesce`` pause, a pod
     updated again within 50 ms would be held back (what burst_coalescing.py measures)."""
@@ -108,13 +143,13 @@ def _state(stock: bool, in_flight: int) -> LinkSession:
     return state
 
 
-def pure(stock: bool, in_flight: int, updates: int) -> float:
+def pure(stock: bool, in_flight: int, updates: int, meter: Meter) -> float:
     """µs per update: change -> poll (frame) -> the edge's ACK -> next_deadline."""
     state = _state(stock, in_flight)
     versions = _versions(updates)
     cache = state._encoded
     acks = 0
-    begin = time.process_time()
+    meter.begin()
     now = 1.0
     for key, rv, obj, body in versions:
         now += 0.001
@@ -125,9 +160,9 @@ def pure(stock: bool, in_flight: int, updates: int) -> float:
         state.frame(_STOCK_ACK % (acks, msg_id, key), now)
         acks += 1
         state.next_deadline()
-    spent = time.process_time() - begin
+    figure = meter.end(updates)
     assert len(state.downstream.edge) == updates, "an update was not ACKed"
-    return spent / updates * 1e6
+    return figure
 
 
 class _Collect:
@@ -165,9 +200,9 @@ class _Collect:
         pass
 
 
-async def session(stock: bool, in_flight: int, updates: int) -> float:
-    """µs per update through NodeSession: change + deliver, the ACK through the reader."""
-    link = _Collect()
+async def _node(stock: bool, in_flight: int, link: _Collect) -> tuple[NodeSession, list[float]]:
+    """A started session, its writer parked with ``in_flight`` objects awaiting their ACK,
+    and the list holding its clock."""
     node = NodeSession(
         node=NODE,
         link=link,  # type: ignore[arg-type]
@@ -191,10 +226,17 @@ async def session(stock: bool, in_flight: int, updates: int) -> float:
     # updates per ``coalesce`` pause, not the thousands this loop would fit into one.
     clock = [asyncio.get_running_loop().time()]
     node._clock = lambda: clock[0]
+    return node, clock
+
+
+async def session(stock: bool, in_flight: int, updates: int, meter: Meter) -> float:
+    """µs per update through NodeSession: change + deliver, the ACK through the reader."""
+    link = _Collect()
+    node, clock = await _node(stock, in_flight, link)
     reader = FrameReader(node, HubSettings(), lambda: clock[0])
     versions = _versions(updates)
     cache = node.state._encoded
-    begin = time.process_time()
+    meter.begin()
     for i, (key, rv, obj, body) in enumerate(versions):
         clock[0] += 0.001
         cache.put((key, rv), body)
@@ -203,27 +245,82 @@ async def session(stock: bool, in_flight: int, updates: int) -> float:
         msg_id = _msg_id(link.last)
         if not reader.ack_now(_STOCK_ACK % (i, msg_id, key)):
             raise SystemExit("the ACK did not take the fast path")
-    spent = time.process_time() - begin
+    figure = meter.end(updates)
     assert len(node.downstream.edge) == updates, "an update was not ACKed"
     await node.close("done")
-    return spent / updates * 1e6
+    return figure
+
+
+async def inbox(stock: bool, in_flight: int, updates: int, meter: Meter) -> float:
+    """µs per update from edgecontroller's bus message to the ACK: a ``Fanouts`` of one change
+    sent to the hub's inbox (its routing task running), the sender yielding once per update
+    as a watch reader does between reads, then the ACK through the reader."""
+    link = _Collect()
+    node, clock = await _node(stock, in_flight, link)
+    reader = FrameReader(node, HubSettings(), lambda: clock[0])
+    bus = Bus()
+    bus.register(routes.HUB, "hub")
+    hub = Inbox(
+        bus=bus,
+        sessions={NODE: node},
+        requests=Requests(),
+        ids=MessageIds(),
+        encoded=node.state._encoded,
+    )
+    router = asyncio.create_task(hub.run())
+    await asyncio.sleep(0)
+    messages = [
+        Message.new(
+            source=routes.EDGECONTROLLER,
+            group="resource",
+            operation="update",
+            resource="",
+            content=routes.Fanouts((routes.Fanout(key, rv, (NODE,), obj, body),)),
+        )
+        for key, rv, obj, body in _versions(updates)
+    ]
+    meter.begin()
+    for i, msg in enumerate(messages):
+        clock[0] += 0.001
+        last = link.last
+        if not bus.send_nowait(routes.HUB, msg):
+            raise SystemExit("the hub's inbox is full")
+        await asyncio.sleep(0)
+        if link.last is last:
+            raise SystemExit("the change did not reach the link within a loop iteration")
+        if not reader.ack_now(_STOCK_ACK % (i, _msg_id(link.last), msg.content.changes[0].key)):
+            raise SystemExit("the ACK did not take the fast path")
+    figure = meter.end(updates)
+    assert len(node.downstream.edge) == updates, "an update was not ACKed"
+    router.cancel()
+    await asyncio.gather(router, return_exceptions=True)
+    await node.close("done")
+    return figure
 
 
 def measure(updates: int, in_flight: int, rounds: int) -> dict[str, float]:
-    """Best of ``rounds`` for each case (the least disturbed by the machine's other work)."""
+    """Best of ``rounds`` for each case (the least disturbed by the machine's other work),
+    and the calls per update of each case (one run: they do not vary)."""
     best: dict[str, float] = {}
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for stock in (False, True):
             edge = "stock" if stock else "ours"
             for flights in sorted({0, in_flight}):
+                name = f"{edge}_inflight{flights}"
                 figures = {
-                    f"pure_{edge}_inflight{flights}": pure(stock, flights, updates),
-                    f"session_{edge}_inflight{flights}": asyncio.run(
-                        session(stock, flights, updates)
-                    ),
+                    f"pure_{name}": pure(stock, flights, updates, Meter()),
+                    f"session_{name}": asyncio.run(session(stock, flights, updates, Meter())),
+                    f"inbox_{name}": asyncio.run(inbox(stock, flights, updates, Meter())),
                 }
-                for name, value in figures.items():
-                    best[name] = min(best.get(name, value), value)
+                if round_ == 0:
+                    few = min(updates, 500)
+                    figures |= {
+                        f"calls_pure_{name}": pure(stock, flights, few, Calls()),
+                        f"calls_session_{name}": asyncio.run(session(stock, flights, few, Calls())),
+                        f"calls_inbox_{name}": asyncio.run(inbox(stock, flights, few, Calls())),
+                    }
+                for key, value in figures.items():
+                    best[key] = min(best.get(key, value), value)
     return best
 
 
@@ -260,7 +357,8 @@ def main() -> None:
         )
         base = json.loads(child.stdout.strip().splitlines()[-1])
     for name, value in ours.items():
-        line = f"{name}: {value:.2f} us/update"
+        unit = "calls/update" if name.startswith("calls_") else "us/update"
+        line = f"{name}: {value:.2f} {unit}"
         if name in base:
             line += f"  (baseline {base[name]:.2f}, ratio {value / base[name]:.2f})"
         print(line)

@@ -5,18 +5,27 @@ dropping (KubeEdge's edge FIFO silently drops the oldest message; we apply back-
 ``send_sync`` marks the message ``sync`` and waits for a reply whose ``parent_msg_id`` equals
 its id; :meth:`Bus.respond` delivers such replies. A reply nobody waits for is reported to the
 caller (``False``) rather than lost silently.
+
+A module whose handling of a message is synchronous may :meth:`Bus.serve` its inbox with a
+handler instead of receiving: while it does, a message sent to it when its inbox is empty is
+handled at once, in the sender's task, instead of waking the receiver's task in a later loop
+iteration (see :meth:`Bus.serve` for why that keeps the order).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wire.errors import BridgeError
 from wire.messages import Message
 
 log = logging.getLogger(__name__)
+
+#: handles one message synchronously (:meth:`Bus.serve`)
+Handler = Callable[[Message], None]
 
 #: beehive's channel size; enough for bursts, small enough to push back on a flood.
 DEFAULT_INBOX = 1024
@@ -31,6 +40,10 @@ class _Entry:
     name: str
     group: str
     inbox: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(DEFAULT_INBOX))
+    #: set while the module serves its inbox (:meth:`Bus.serve`)
+    handler: Handler | None = None
+    #: a message of this module is being handled: one sent meanwhile waits its turn
+    handling: bool = False
 
 
 class Bus:
@@ -55,13 +68,16 @@ class Bus:
         entry = self._modules.get(dest)
         if entry is None:
             raise UnknownModule(f"no module named {dest!r}")
-        await entry.inbox.put(message)
+        if entry.handler is None or not self._handled_inline(entry, message):
+            await entry.inbox.put(message)
 
     def send_nowait(self, dest: str, message: Message) -> bool:
         """Like :meth:`send` but refuses (returns ``False``) when the inbox is full."""
         entry = self._modules.get(dest)
         if entry is None:
             raise UnknownModule(f"no module named {dest!r}")
+        if entry.handler is not None and self._handled_inline(entry, message):
+            return True
         try:
             entry.inbox.put_nowait(message)
         except asyncio.QueueFull:
@@ -109,6 +125,48 @@ class Bus:
             return self._entry(name).inbox.get_nowait()
         except asyncio.QueueEmpty:
             return None
+
+    async def serve(self, name: str, handler: Handler) -> None:
+        """Handle module ``name``'s messages with ``handler`` until cancelled.
+
+        While this runs, a message sent to ``name`` when its inbox is empty is handled at once
+        in the sender's task; otherwise it is queued and handled here after those ahead of it.
+        The order is kept because an empty inbox means no message of ``name`` is in flight:
+        this loop takes a message and handles it in the same task step (``handler`` is
+        synchronous), so a message is either in the inbox or already handled. A message sent
+        while one is being handled (by the handler itself, say) is queued, not nested.
+        ``handler``'s errors are its own: logged here, never raised into a sender.
+        """
+        entry = self._entry(name)
+        if entry.handler is not None:
+            raise ValueError(f"module {name!r} is served twice")
+        entry.handler = handler
+        try:
+            while True:
+                message = await entry.inbox.get()
+                self._handle(entry, handler, message)
+        finally:
+            entry.handler = None
+
+    def _handled_inline(self, entry: _Entry, message: Message) -> bool:
+        """Handle ``message`` now if its module serves its inbox and nothing is ahead of it."""
+        handler = entry.handler
+        if handler is None or entry.handling or entry.inbox.qsize():
+            return False
+        self._handle(entry, handler, message)
+        return True
+
+    @staticmethod
+    def _handle(entry: _Entry, handler: Handler, message: Message) -> None:
+        entry.handling = True
+        try:
+            handler(message)
+        except Exception:
+            log.exception(
+                "%s failed to handle %s %s", entry.name, message.operation, message.resource
+            )
+        finally:
+            entry.handling = False
 
     def _entry(self, name: str) -> _Entry:
         entry = self._modules.get(name)

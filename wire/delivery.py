@@ -264,6 +264,12 @@ class Downstream:
         return len(self.wanted.keys() | self._flights.keys())
 
     @property
+    def holding(self) -> bool:
+        """Some key is held back by ``min_interval``: :meth:`next_deadline` may be its release
+        (earlier than any ACK deadline of a message sent since)."""
+        return bool(self._held)
+
+    @property
     def ready(self) -> bool:
         """Something could go out right now without waiting for a deadline."""
         flights = self._flights

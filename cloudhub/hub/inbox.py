@@ -32,7 +32,8 @@ from wire.resources import split_node_prefix
 
 log = logging.getLogger(__name__)
 
-#: fan-outs to at most this many nodes are written by the hub's routing task itself
+#: fan-outs to at most this many nodes are written as they are routed (by the sender's task
+#: when the inbox was empty, see :meth:`Inbox.run`), larger ones by each node's writer
 _DIRECT_FANOUT = 8
 
 
@@ -58,16 +59,20 @@ class Inbox:
         self.resyncs: Counter[str] = Counter()
 
     async def run(self) -> None:
-        """Route the inbox until cancelled."""
-        while True:
-            msg = await self._bus.receive(routes.HUB)
-            try:
-                if isinstance(msg.content, routes.Fanouts):
-                    self._fan_out_all(msg.content.changes)
-                else:
-                    self._route(msg)
-            except Exception:
-                log.exception("failed to route %s %s", msg.operation, msg.resource)
+        """Route the inbox until cancelled.
+
+        Routing is synchronous, so the bus hands a message sent to an empty inbox straight to
+        :meth:`handle` in the sender's task (a watch read's fan-out reaches the links in the
+        same loop iteration, without a task switch); the rest wait here in order.
+        """
+        await self._bus.serve(routes.HUB, self.handle)
+
+    def handle(self, msg: Message) -> None:
+        """Route one message of the hub's inbox."""
+        if isinstance(msg.content, routes.Fanouts):
+            self._fan_out_all(msg.content.changes)
+        else:
+            self._route(msg)
 
     def _fan_out_all(self, changes: tuple[routes.Fanout, ...]) -> None:
         """Route a batch of changes (one watch read's, typically), then serve each session

@@ -141,11 +141,6 @@ def cheap_frame(frame: str | bytes, max_frame: int) -> Cheap | None:
     return ack_or_keepalive(frame) if _may_take_fast_path(frame, max_frame) else None
 
 
-def cheap_ack(frame: str | bytes, max_frame: int) -> str | None:
-    """:func:`cheap_frame` for ACKs alone: the id ``frame`` acknowledges, else None."""
-    return ack_parent(frame) if _may_take_fast_path(frame, max_frame) else None
-
-
 class LinkSession:
     """The decisions of one node's live link (see the module notes).
 
@@ -214,10 +209,11 @@ class LinkSession:
         return downstream.ready
 
     def ack_frame(self, data: str | bytes, now: float) -> bool | None:
-        """``data`` if it is an ACK the codec's fast path matches (:func:`cheap_ack`): applied,
-        as :meth:`frame` would, and whether something can be sent now; None (nothing done)
-        for any other frame. The hub's reader takes one per object it sends."""
-        parent = cheap_ack(data, self.max_frame)
+        """``data`` if it is an ACK the codec's fast path matches (:func:`cheap_frame`'s test,
+        for ACKs alone): applied, as :meth:`frame` would, and whether something can be sent
+        now; None (nothing done) for any other frame. The hub's reader takes one per object
+        it sends."""
+        parent = ack_parent(data) if _may_take_fast_path(data, self.max_frame) else None
         if parent is None:
             return None
         self.liveness.received(now)
@@ -493,7 +489,6 @@ __all__ = [
     "Actions",
     "Forward",
     "LinkSession",
-    "cheap_ack",
     "cheap_frame",
     "stub_for",
 ]

@@ -196,23 +196,35 @@ class NodeSession:
         buffer, a link going down, and any frame the link would not take at once (it goes
         to the writer's queue, in order, and ``send`` there waits or fails the link).
         """
-        if not self._parked or self._outbox or not self.started or self.closed.is_set():
+        state = self.state
+        if not self._parked or self._outbox or not state.is_started or self.closed.is_set():
             self.wake()
             return
-        frames = self.state.poll(self._clock(), int(time.time() * 1000))
+        now = self._clock()
+        frames = state.poll(now, int(time.time() * 1000))
         if frames:
-            if self._may_wait(frames):
-                self._outbox.extend(frames)  # the writer sends them, within its time limit
-                self.wake()
-                return
             link = self.link
-            if link.write_now(frames[0]) if len(frames) == 1 else link.write_now_all(frames):
+            if len(frames) == 1:  # nearly always: no list walked, no generator
+                frame = frames[0]
+                if not link.may_wait_one(frame) and link.write_now(frame):
+                    traffic = self.traffic
+                    traffic.frames_out += 1
+                    traffic.bytes_out += len(frame)
+                else:
+                    self._outbox.append(frame)  # the writer sends it, within its time limit
+                    self.wake()
+            elif not self._may_wait(frames) and link.write_now_all(frames):
                 self.traffic.sent(frames)
             else:
-                self._outbox.extend(frames)  # the writer sends them, in order
+                self._outbox.extend(frames)  # the writer sends them, in order, in time
                 self.wake()
-        # The writer's alarm must cover the new ACK deadlines and any key held back.
-        self._arm(self.state.next_deadline())
+        # The writer's alarm must cover the new ACK deadlines (``now + ack_timeout``) and any
+        # key held back. One that rings by then already does, unless a key is held: then the
+        # earliest deadline is looked up (a scan of the held keys).
+        alarm = self._alarm
+        downstream = state.downstream
+        if alarm is None or alarm.when() > now + downstream.ack_timeout or downstream.holding:
+            self._arm(state.next_deadline())
 
     async def send(self, message: Message) -> None:
         """Send one out-of-band frame (replies, errors).

@@ -4,6 +4,7 @@ peer that stops reading still loses its link."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -174,6 +175,53 @@ async def test_a_change_that_could_wait_is_left_to_the_writer() -> None:
     session.deliver()
     assert link.sent == [] and session._wake.is_set()
     await wait_until(lambda: len(link.sent) == 1, timeout=5)
+    await session.close("done")
+
+
+async def test_a_direct_write_sets_the_alarm_for_its_ack_deadline() -> None:
+    """After a change written by the caller, the writer's alarm rings by the frame's ACK
+    deadline (not at the idle link's keepalive expiry), and a later change does not move it."""
+    link = FakeLink()
+    session = await started_session(link)
+    loop = asyncio.get_running_loop()
+    session.downstream.update("default/pod/p", "5", POD)
+    before = loop.time()
+    session.deliver()
+    alarm = session._alarm
+    assert alarm is not None and alarm.when() <= loop.time() + 5.0
+    assert alarm.when() >= before + 5.0
+    session.downstream.update("default/pod/q", "1", POD)
+    session.deliver()
+    assert session._alarm is alarm and len(link.sent) == 2
+    await session.close("done")
+
+
+async def test_a_key_held_back_after_a_direct_write_goes_out_at_its_release() -> None:
+    """A newer version held back by ``min_interval`` goes out when the pause ends, though the
+    writer's alarm was already set for a later ACK deadline."""
+    link = FakeLink()
+    session = NodeSession(
+        node="edge-1",
+        ws=link,  # type: ignore[arg-type]
+        heartbeat=30.0,
+        ack_timeout=5.0,
+        window=16,
+        send_timeout=10.0,
+        min_interval=0.2,
+    )
+    session.run_writer()
+    session.start({}, {})
+    await wait_until(lambda: session._parked, timeout=5)
+    session.state.change("default/pod/p", "5", POD)
+    session.deliver()
+    assert len(link.sent) == 1
+    msg_id = json.loads(link.sent[0])["header"]["msg_id"]
+    assert not session.ack(msg_id), "nothing newer waits yet"
+    session.state.change("default/pod/p", "6", POD)
+    session.deliver()
+    assert len(link.sent) == 1 and session.downstream.holding, "held back for now"
+    await wait_until(lambda: len(link.sent) == 2, timeout=2)
+    assert json.loads(link.sent[1])["header"]["resourceversion"] == "6"
     await session.close("done")
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 
 import pytest
 
 from hive.bus import DEFAULT_INBOX, Bus, UnknownModule
+from tests.support.procs import wait_until
 from wire.errors import BridgeError
 from wire.messages import Message
 
@@ -184,3 +187,112 @@ async def test_send_sync_times_out_even_when_the_inbox_is_full() -> None:
         await asyncio.gather(call, return_exceptions=True)
     assert call in done
     assert isinstance(call.exception(), TimeoutError)
+
+
+async def _served(bus: Bus, name: str, handler: Callable[[Message], None]) -> asyncio.Task[None]:
+    """Start serving ``name`` with ``handler`` and wait until the bus knows it."""
+    task = asyncio.create_task(bus.serve(name, handler))
+    await asyncio.sleep(0)  # one step: serve() sets the handler before its first await
+    return task
+
+
+async def test_served_module_handles_a_message_at_once_when_its_inbox_is_empty() -> None:
+    """A message sent to a served module with an empty inbox is handled inside the send call,
+    in the sender's task, by send_nowait and send alike."""
+    bus = _bus()
+    seen: list[tuple[Message, asyncio.Task[object] | None]] = []
+    task = await _served(bus, "edged", lambda m: seen.append((m, asyncio.current_task())))
+    first, second = _msg(), _msg()
+    assert bus.send_nowait("edged", first)
+    assert seen == [(first, asyncio.current_task())]
+    await bus.send("edged", second)
+    assert seen[-1] == (second, asyncio.current_task())
+    assert bus.receive_nowait("edged") is None
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    third = _msg()
+    assert bus.send_nowait("edged", third), "once no longer served, messages queue again"
+    assert len(seen) == 2 and bus.receive_nowait("edged") is third
+
+
+async def test_a_queued_message_is_handled_before_a_later_one() -> None:
+    """With a message queued (here one the handler sent itself), a later send queues behind
+    it: the handler sees them in the order they were sent, the queued one first."""
+    bus = _bus()
+    first, ahead, later = (_msg(resource=f"default/pod/{n}") for n in ("first", "ahead", "later"))
+    seen: list[str] = []
+
+    def handler(m: Message) -> None:
+        seen.append(m.resource)
+        if m is first:
+            assert bus.send_nowait("edged", ahead)
+
+    task = await _served(bus, "edged", handler)
+    assert bus.send_nowait("edged", first)
+    assert seen == ["default/pod/first"], "handled inline; what it sent is queued"
+    assert bus.send_nowait("edged", later)
+    assert seen == ["default/pod/first"], "not handled ahead of the queued message"
+    await wait_until(lambda: len(seen) == 3, timeout=5)
+    assert seen == ["default/pod/first", "default/pod/ahead", "default/pod/later"]
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_message_sent_while_handling_waits_its_turn() -> None:
+    """A message the handler itself sends to its module is queued, not handled nested."""
+    bus = _bus()
+    order: list[str] = []
+    echo = _msg(resource="default/pod/echo")
+
+    def handler(m: Message) -> None:
+        order.append(f"start {m.resource}")
+        if m is not echo:
+            assert bus.send_nowait("edged", echo)
+        order.append(f"end {m.resource}")
+
+    task = await _served(bus, "edged", handler)
+    assert bus.send_nowait("edged", _msg(resource="default/pod/a"))
+    await wait_until(lambda: len(order) == 4, timeout=5)
+    assert order == [
+        "start default/pod/a",
+        "end default/pod/a",
+        "start default/pod/echo",
+        "end default/pod/echo",
+    ]
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_handler_error_stays_with_the_handler(caplog: pytest.LogCaptureFixture) -> None:
+    """A handler that raises is logged; the sender's call succeeds and the module goes on
+    handling the next message, inline or queued."""
+    bus = _bus()
+    seen: list[Message] = []
+    bad = _msg(operation="delete")
+
+    def handler(m: Message) -> None:
+        if m is bad:
+            raise RuntimeError("boom")
+        seen.append(m)
+
+    task = await _served(bus, "edged", handler)
+    with caplog.at_level(logging.ERROR, logger="hive.bus"):
+        assert bus.send_nowait("edged", bad)
+        await bus.send("edged", bad)
+    assert caplog.text.count("edged failed to handle delete") == 2
+    good = _msg()
+    assert bus.send_nowait("edged", good)
+    assert seen == [good]
+    assert not task.done()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_module_is_served_once() -> None:
+    """A second serve() of the same module is refused."""
+    bus = _bus()
+    task = await _served(bus, "edged", lambda m: None)
+    with pytest.raises(ValueError, match="twice"):
+        await bus.serve("edged", lambda m: None)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wire.codec import (
+    ACK_COMMON,
     ACK_OR_KEEPALIVE,
     ack_or_keepalive,
     ack_parent,
@@ -184,6 +185,95 @@ def test_fast_path_never_disagrees_with_decode(
             assert decoded.operation == cheap.op
             assert (decoded.id, decoded.parent_id) == (cheap.id, cheap.parent)
             assert (decoded.route.group, decoded.resource) == (cheap.group, cheap.resource)
+
+
+def _regex_ack_parent(frame: str) -> str | None:
+    """ack_parent's answer as ACK_OR_KEEPALIVE alone gives it (what ACK_COMMON must equal)."""
+    match = ACK_OR_KEEPALIVE.fullmatch(frame)
+    if match is None or match["op"] != "response":
+        return None
+    return match["parent"] or ""
+
+
+#: mostly plain strings that Go would not leave out, now and then an empty one or one with a
+#: character JSON escapes
+ack_strings = st.one_of(*[plain.filter(bool)] * 8, plain, anything)
+
+
+@given(
+    op=st.sampled_from(["response"] * 6 + ["keepalive", "update"]),
+    ident=ack_strings,
+    parent=ack_strings,
+    source=ack_strings,
+    group=ack_strings,
+    resource=ack_strings,
+    sync=st.sampled_from([False] * 6 + [True]),
+    content=st.one_of(*[st.just("OK")] * 6, st.none(), ack_strings, st.integers()),
+    timestamp=st.one_of(*[st.integers(0, 10**18 - 1)] * 6, st.just(0), st.integers(10**18, 2**63)),
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 400),
+            st.sampled_from(["insert", "delete", "replace"]),
+            st.sampled_from(['"', "\\", " ", "}", "{", ",", ":", "\x00", "\n", "x", "0", "é"]),
+        ),
+        max_size=2,
+    ),
+)
+def test_common_ack_layouts_agree_with_the_full_pattern(
+    op: str,
+    ident: str,
+    parent: str,
+    source: str,
+    group: str,
+    resource: str,
+    sync: bool,
+    content: Any,
+    timestamp: int,
+    edits: list[tuple[int, str, str]],
+) -> None:
+    """ack_parent (ACK_COMMON first) answers what ACK_OR_KEEPALIVE alone answers, for ACKs and
+    other frames in our layout and a stock edge's, intact or damaged."""
+    msg = Message(
+        header=Header(msg_id=ident, parent_msg_id=parent, timestamp=timestamp, sync=sync),
+        route=Route(source=source, group=group, operation=op, resource=resource),
+        content=content,
+    )
+    for frame in (encode(msg), _go_frame(msg)):
+        candidate = frame
+        for at, how, char in edits:
+            cut = min(at, len(candidate))
+            if how == "insert":
+                candidate = candidate[:cut] + char + candidate[cut:]
+            elif how == "delete":
+                candidate = candidate[:cut] + candidate[cut + 1 :]
+            else:
+                candidate = candidate[:cut] + char + candidate[cut + 1 :]
+        assert ack_parent(candidate) == _regex_ack_parent(candidate), candidate
+
+
+@given(
+    ident=plain,
+    parent=plain.filter(bool),
+    source=plain.filter(bool),
+    group=plain.filter(bool),
+    resource=plain.filter(bool),
+    content=st.one_of(st.just("OK"), plain),
+    timestamp=st.integers(0, 10**18 - 1),
+)
+def test_plain_acks_take_the_common_layouts(
+    ident: str, parent: str, source: str, group: str, resource: str, content: str, timestamp: int
+) -> None:
+    """An ACK as our edge or a stock edge writes it, its strings free of escapes, takes
+    ACK_COMMON, with the parent ACK_OR_KEEPALIVE gives."""
+    msg = Message(
+        header=Header(msg_id=ident, parent_msg_id=parent, timestamp=timestamp),
+        route=Route(source=source, group=group, operation="response", resource=resource),
+        content=content,
+    )
+    for frame in (encode(msg), _go_frame(msg)):
+        match = ACK_COMMON.fullmatch(frame)
+        assert match is not None, frame
+        assert match["parent"] == parent == _regex_ack_parent(frame) == ack_parent(frame)
 
 
 def test_frames_with_other_layouts_take_the_full_decode() -> None:
