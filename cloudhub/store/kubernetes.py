@@ -19,6 +19,9 @@ API does not promise it).
 **Filtering on the server.** Only edge nodes are listed and watched (label selector
 ``node-role.kubernetes.io/edge``), and only scheduled pods (field selector ``spec.nodeName!=``),
 so a cluster full of ordinary workloads costs little beyond its configmaps and secrets.
+ConfigMaps cloudhub writes for itself (:mod:`cloudhub.k8s.acked`, labelled
+:data:`~cloudhub.k8s.labels.MANAGED_BY_CLOUDHUB`) are left out the same way: cloudhub does not
+get its own writes back as watch events, and edges never get them.
 
 **Writes never lose silently.** ``apply`` creates or replaces, each replace guarded by the
 resourceVersion just read, and on 409 re-reads and tries again (up to ``write_retries``). An
@@ -60,6 +63,7 @@ from cloudhub.k8s.api import (
     KubeApi,
     Resource,
 )
+from cloudhub.k8s.labels import EDGE_ROLE_LABEL, NOT_MANAGED_BY_CLOUDHUB
 from cloudhub.k8s.resume import ListFloor, WatchResume
 from cloudhub.k8s.watchlines import RawEvent
 from cloudhub.store.admission import check_desired
@@ -82,8 +86,6 @@ log = logging.getLogger(__name__)
 _Objects = list[dict[str, Any]]
 _Results = list[dict[str, Any] | None]
 
-#: the label every edge Node carries (KubeEdge's convention)
-EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 #: server-side end of each watch request, seconds (the API server caps it anyway)
 DEFAULT_WATCH_TIMEOUT = 300
 #: seconds without an event or bookmark before a watch is deemed dead. The API server sends a
@@ -128,7 +130,8 @@ class _Kind:
 _KINDS: dict[str, _Kind] = {
     "node": _Kind(NODES, label_selector=EDGE_ROLE_LABEL, status=True),
     "pod": _Kind(PODS, field_selector="spec.nodeName!=", status=True),
-    "configmap": _Kind(CONFIGMAPS),
+    # not cloudhub's own ConfigMaps (acked records): its writes do not come back as events
+    "configmap": _Kind(CONFIGMAPS, label_selector=NOT_MANAGED_BY_CLOUDHUB),
     "secret": _Kind(SECRETS),
     "device": _Kind(DEVICES, status=True),
     "devicemodel": _Kind(DEVICEMODELS),
