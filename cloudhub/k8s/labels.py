@@ -3,7 +3,7 @@
 ``app.kubernetes.io/managed-by: edgebridge-cloudhub`` marks a ConfigMap as cloudhub's own
 bookkeeping (a stock edge's acked record, :mod:`cloudhub.k8s.acked`). The Kubernetes store
 lists and watches ConfigMaps with :data:`NOT_MANAGED_BY_CLOUDHUB`
-(:mod:`cloudhub.store.kubernetes`), so the API server neither sends cloudhub its own writes
+(:mod:`cloudhub.store.kube_kinds`), so the API server neither sends cloudhub its own writes
 back as watch events nor does cloudhub mirror them to edges.
 """
 
