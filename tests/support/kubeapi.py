@@ -43,7 +43,8 @@ watches with a 410; ``inject()`` fails the next matching requests (e.g. a 409 Co
 ``deny()`` takes a right away (RBAC).
 
 This module is the server itself (:class:`KubeApiEmulator`: lifecycle, direct state access, test
-hooks, RBAC and the request dispatch); the rest lives in the modules named above.
+hooks and the request dispatch); the rest lives in the modules named above, and RBAC with
+the injected failures in :mod:`tests.support.kubeapi_access`.
 ``python -m tests.support.kubeapi --kubeconfig PATH`` runs it standalone.
 """
 
@@ -63,6 +64,7 @@ import yaml
 from aiohttp import web
 
 from tests.support import kubelet_proxy
+from tests.support.kubeapi_access import Injections, Rbac
 from tests.support.kubeapi_model import Obj, ResourceType
 from tests.support.kubeapi_routes import (
     JSON_PATCH,
@@ -91,24 +93,6 @@ class RequestRecord:
     query: dict[str, str]
 
 
-@dataclass(slots=True)
-class _Injection:
-    status: int
-    method: str
-    path: str | None
-    times: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Denial:
-    verb: str
-    group: str
-    #: ``plural`` or ``plural/subresource``
-    resource: str
-    #: None: in every namespace
-    namespace: str | None
-
-
 class KubeApiEmulator:
     """The API server: ``async with KubeApiEmulator() as api: ... api.url ...``."""
 
@@ -133,8 +117,8 @@ class KubeApiEmulator:
         self.state = ObjectState(history=history)
         self._streams = WatchStreams(self.state, bookmark_interval=bookmark_interval)
         self._port = port
-        self._injections: list[_Injection] = []
-        self._denials: set[_Denial] = set()
+        self._injections = Injections()
+        self._rbac = Rbac()
         self._runner: web.AppRunner | None = None
         #: requests per (verb, path); verb is get/list/watch/create/update/patch/delete
         self.requests: Counter[tuple[str, str]] = Counter()
@@ -244,7 +228,7 @@ class KubeApiEmulator:
 
     def inject(self, status: int, *, method: str, path: str | None = None, times: int = 1) -> None:
         """Fail the next ``times`` requests with ``method`` (on ``path``, if given)."""
-        self._injections.append(_Injection(status, method.upper(), path, times))
+        self._injections.add(status, method.upper(), path, times)
 
     def deny(
         self, verb: str, resource: str, *, group: str = "", namespace: str | None = None
@@ -252,17 +236,11 @@ class KubeApiEmulator:
         """Take a right away: ``verb`` on ``resource`` (``plural`` or ``plural/sub``) in
         ``group``, in ``namespace`` (None: everywhere) is refused with 403 and reviewed as
         not allowed."""
-        self._denials.add(_Denial(verb, group, resource, namespace))
+        self._rbac.deny(verb, group, resource, namespace)
 
     def allowed(self, verb: str, group: str, resource: str, namespace: str | None) -> bool:
         """What RBAC answers for one request (``namespace`` None or "": cluster scope)."""
-        return not any(
-            d.verb in (verb, "*")
-            and d.group == group
-            and d.resource == resource
-            and d.namespace in (None, namespace or None)
-            for d in self._denials
-        )
+        return self._rbac.allowed(verb, group, resource, namespace)
 
     def clear_injections(self) -> None:
         """Forget every pending :meth:`inject`."""
@@ -315,9 +293,9 @@ class KubeApiEmulator:
             verb = verb_of(request.method, target, query)
             self.requests[(verb, path)] += 1
             self.log.append(RequestRecord(request.method, verb, path, query))
-            self._injected(request.method, path)
-            if target is not None and self._authorized(verb, target) == "review":
-                return json_response(self._review(await read_body(request)), 201)
+            self._injections.check(request.method, path)
+            if target is not None and self._rbac.authorize(verb, target) == "review":
+                return json_response(self._rbac.review(await read_body(request)), 201)
             if target is None:
                 return json_response(discovery(path, self.state, self.port))
             res, ns, name, sub = target
@@ -369,57 +347,9 @@ class KubeApiEmulator:
         except kubelet_proxy.KubeletUnreachable as exc:
             raise ApiError(502, "InternalError", str(exc)) from exc
 
-    def _injected(self, method: str, path: str) -> None:
-        for inj in self._injections:
-            if inj.method == method and inj.path in (None, path) and inj.times > 0:
-                inj.times -= 1
-                if inj.status == 409:
-                    raise ApiError(409, "Conflict", "the object has been modified (injected)")
-                raise ApiError(inj.status, "InternalError", f"injected failure {inj.status}")
-
     def _parse(self, path: str) -> Target | None:
         """``(resource, namespace or "", name, subresource)``; None for discovery paths."""
         return parse_path(path, self.state)
-
-    def _authorized(self, verb: str, target: Target) -> str:
-        """RBAC: raise 403 for a denied request; ``"review"`` for a SelfSubjectAccessReview
-        (answered from the same rules), else ``"ok"``."""
-        res, ns, _, sub = target
-        resource = f"{res.plural}/{sub}" if sub else res.plural
-        if not self.allowed(verb, res.group, resource, ns):
-            raise ApiError(
-                403,
-                "Forbidden",
-                f'{res.plural} is forbidden: User "emulator" cannot {verb} resource '
-                f'"{resource}" in API group "{res.group}"'
-                + (f' in the namespace "{ns}"' if ns else " at the cluster scope"),
-            )
-        if res.plural == "selfsubjectaccessreviews" and verb == "create":
-            return "review"
-        return "ok"
-
-    def _review(self, body: Obj) -> Obj:
-        """A SelfSubjectAccessReview answered from the :meth:`deny` list."""
-        attrs = (body.get("spec") or {}).get("resourceAttributes") or {}
-        resource = str(attrs.get("resource") or "")
-        if attrs.get("subresource"):
-            resource += f"/{attrs['subresource']}"
-        allowed = self.allowed(
-            str(attrs.get("verb") or ""),
-            str(attrs.get("group") or ""),
-            resource,
-            attrs.get("namespace") or None,
-        )
-        status: Obj = {"allowed": allowed}
-        if not allowed:
-            status["reason"] = "denied by the emulator's deny()"
-        return {
-            "kind": "SelfSubjectAccessReview",
-            "apiVersion": "authorization.k8s.io/v1",
-            "metadata": {"creationTimestamp": None},
-            "spec": body.get("spec") or {},
-            "status": status,
-        }
 
 
 async def _serve(port: int, kubeconfig: Path | None, kubelet: tuple[Path, Path] | None) -> None:
