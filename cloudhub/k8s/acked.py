@@ -6,7 +6,10 @@ ObjectSyncs: a node costs one small write per flush interval while its delivery 
 none while it is idle. Only the replica serving the node writes it (it holds the node's
 ownership Lease), so writes are plain replaces; a record a replica that lost the node writes
 late is at worst older than the truth, which costs resends, never a missed change (see the
-module notes there). A deleted Node's record goes with its leases (:mod:`cloudhub.k8s.reaper`).
+module notes there). The record is labelled as cloudhub's own (:mod:`cloudhub.k8s.labels`):
+the store's configmap list and watch leave it out, so a write does not come back to cloudhub
+as a watch event and is never mirrored to an edge; it is read by name. A deleted Node's record
+goes with its leases (:mod:`cloudhub.k8s.reaper`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from cloudhub.hub.acked import AckedRecord
 from cloudhub.k8s.api import CONFIGMAPS, KubeApi
+from cloudhub.k8s.labels import MANAGED_BY_CLOUDHUB, MANAGED_BY_LABEL
 from wire.errors import NotFound, StoreError
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,9 @@ class KubeAcked:
                 "labels": {
                     "app.kubernetes.io/part-of": "edgebridge",
                     "app.kubernetes.io/component": "stock-edge-acked",
+                    # keeps it off cloudhub's configmap watch (a replace adds it to a record
+                    # an older cloudhub wrote without it)
+                    MANAGED_BY_LABEL: MANAGED_BY_CLOUDHUB,
                 },
             },
             "binaryData": {DATA_KEY: base64.b64encode(data).decode()},

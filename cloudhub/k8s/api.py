@@ -22,7 +22,8 @@ its process 50% larger (import: 50 MiB against 25); numbers in ``bench/README.md
   :class:`~wire.errors.StoreError`.
 
 Nothing here knows about edgebridge's resource types or policies (selectors, retries,
-ownership): :mod:`cloudhub.store.kubernetes` and :mod:`cloudhub.k8s.leases` decide those.
+ownership): :mod:`cloudhub.store.kube_kinds` (and the store around it) and
+:mod:`cloudhub.k8s.leases` decide those.
 """
 
 from __future__ import annotations

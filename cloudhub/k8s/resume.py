@@ -3,7 +3,7 @@
 Decisions only: :class:`WatchResume` is fed what one watch of one type saw (events with their
 resourceVersions, the stream's end, a failure, a ``410 Gone``) and answers what to do next
 (:class:`Next`); :class:`ListFloor` says how the next list of the type is asked for. No
-I/O and no clock: :class:`cloudhub.store.kubernetes.KubeStore` pumps the requests, and the
+I/O and no clock: :func:`cloudhub.store.kube_watch.watch_kind` pumps the requests, and the
 tests feed these machines sequences of events and errors.
 
 The rules, as client-go's reflector and kopf keep them:

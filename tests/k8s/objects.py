@@ -28,13 +28,13 @@ def pod(name: str, node_name: str | None = "edge-1", *, ns: str = "default") -> 
     }
 
 
-def configmap(name: str, data: dict[str, str], *, ns: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": ns},
-        "data": data,
-    }
+def configmap(
+    name: str, data: dict[str, str], *, ns: str = "default", labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": ns}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
 def device(name: str, node_name: str = "edge-1") -> dict[str, Any]:

@@ -11,9 +11,10 @@ import pytest
 
 from cloudhub import routes
 from cloudhub.edgecontroller.controller import WATCHED_TYPES, EdgeController
+from cloudhub.k8s.labels import MANAGED_BY_CLOUDHUB, MANAGED_BY_LABEL
 from cloudhub.store.kubernetes import KubeStore
 from hive.bus import Bus
-from tests.k8s.objects import node, pod
+from tests.k8s.objects import configmap, node, pod
 from tests.support.kubeapi import KubeApiEmulator
 from tests.support.procs import wait_until
 from wire.messages import Message
@@ -133,3 +134,24 @@ async def test_an_unchanged_node_report_makes_no_request(
     node_obj = kubeapi.get("nodes", None, "edge-1")
     assert node_obj is not None and node_obj["status"]["capacity"] == {"pods": "99"}
     assert kubeapi.count("get", "/api/v1/nodes/edge-1") == 1  # the change's merge, only
+
+
+async def test_a_configmap_labelled_as_cloudhubs_own_is_not_delivered(
+    kubeapi: KubeApiEmulator, controller: tuple[EdgeController, Hub]
+) -> None:
+    """A pod references two ConfigMaps: the ordinary one reaches its node, the one labelled
+    managed-by edgebridge-cloudhub never does."""
+    _, hub = controller
+    web = pod("web", "edge-1")
+    web["spec"]["volumes"] = [
+        {"name": "app", "configMap": {"name": "app-config"}},
+        {"name": "ours", "configMap": {"name": "ours"}},
+    ]
+    rv = kubeapi.seed(web)["metadata"]["resourceVersion"]
+    await wait_until(lambda: hub.for_version("default/pod/web", rv))
+    # ours first: the configmap watch is in order, so once app-config arrived ours would have
+    kubeapi.seed(configmap("ours", {"a": "1"}, labels={MANAGED_BY_LABEL: MANAGED_BY_CLOUDHUB}))
+    rv = kubeapi.seed(configmap("app-config", {"a": "1"}))["metadata"]["resourceVersion"]
+    found = await wait_until(lambda: hub.for_version("default/configmap/app-config", rv))
+    assert found[0].nodes == ("edge-1",)
+    assert not [f for f in hub.fanouts if f.key == "default/configmap/ours"]

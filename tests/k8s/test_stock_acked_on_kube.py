@@ -4,6 +4,7 @@ back and sends the reconnecting stock edge only what changed."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,10 @@ from typing import Any
 import pytest
 
 from cloudhub import app as cloud_app
-from cloudhub.k8s.acked import DATA_KEY, configmap_name
+from cloudhub.hub.acked import AckedRecord
+from cloudhub.k8s.acked import DATA_KEY, KubeAcked, configmap_name
+from cloudhub.k8s.api import KubeApi
+from cloudhub.k8s.labels import MANAGED_BY_CLOUDHUB, MANAGED_BY_LABEL
 from tests.k8s.objects import pod
 from tests.support.inproc import cloud_settings, join_node
 from tests.support.kubeapi import KubeApiEmulator
@@ -95,3 +99,28 @@ async def test_a_deleted_nodes_record_goes_with_it(
         )
     finally:
         await cloud.stop()
+
+
+async def test_a_record_an_older_cloudhub_wrote_is_read_and_labelled_on_its_next_write(
+    kubeapi: KubeApiEmulator, api: KubeApi
+) -> None:
+    """A record without the managed-by label still loads by name; the next save carries the
+    label, which keeps it off the configmap watch from then on."""
+    old = AckedRecord(serial=7, acked={"default/pod/a": "5"})
+    name = configmap_name("edge-1")
+    kubeapi.seed(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "edgebridge"},
+            "binaryData": {DATA_KEY: base64.b64encode(old.encode()).decode()},
+        }
+    )
+    acked = KubeAcked(api, namespace="edgebridge")
+    assert await acked.load("edge-1") == old
+    new = AckedRecord(serial=7, acked={"default/pod/a": "6"})
+    await acked.save({"edge-1": new})
+    stored = kubeapi.get("configmaps", "edgebridge", name)
+    assert stored is not None
+    assert stored["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_CLOUDHUB
+    assert await acked.load("edge-1") == new

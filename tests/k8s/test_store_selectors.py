@@ -1,11 +1,13 @@
-"""KubeStore filters on the server: edge nodes by label, scheduled pods by field."""
+"""KubeStore filters on the server: edge nodes by label, scheduled pods by field, ConfigMaps
+but cloudhub's own by label."""
 
 from __future__ import annotations
 
 import pytest
 
+from cloudhub.k8s.labels import MANAGED_BY_CLOUDHUB, MANAGED_BY_LABEL, NOT_MANAGED_BY_CLOUDHUB
 from cloudhub.store.kubernetes import KubeStore
-from tests.k8s.objects import Collector, node, pod
+from tests.k8s.objects import Collector, configmap, node, pod
 from tests.support.kubeapi import KubeApiEmulator
 from tests.support.procs import wait_until
 
@@ -73,4 +75,28 @@ async def test_a_node_that_loses_the_edge_label_is_reported_deleted(
     kubeapi.seed(node("edge-1", edge=False))
     await wait_until(lambda: watch.events)
     assert [e.type for e in watch.events] == ["DELETED"]
+    await watch.stop()
+
+
+async def test_cloudhubs_own_configmaps_are_left_out_on_the_server(
+    kubeapi: KubeApiEmulator, store: KubeStore
+) -> None:
+    """ConfigMaps labelled managed-by edgebridge-cloudhub are neither listed nor watched, and
+    the requests carried the selector that leaves them out."""
+    kubeapi.seed(configmap("app", {"a": "1"}))
+    kubeapi.seed(configmap("helm-app", {"a": "1"}, labels={MANAGED_BY_LABEL: "Helm"}))
+    kubeapi.seed(configmap("ours", {"a": "1"}, labels={MANAGED_BY_LABEL: MANAGED_BY_CLOUDHUB}))
+    items, rv = await store.list("configmap")
+    assert sorted(c["metadata"]["name"] for c in items) == ["app", "helm-app"]
+    watch = Collector(store.watch("configmap", rv))
+    await wait_until(lambda: kubeapi.calls("watch", "/api/v1/configmaps"))
+    (listed,) = kubeapi.calls("list", "/api/v1/configmaps")
+    (watched,) = kubeapi.calls("watch", "/api/v1/configmaps")
+    assert listed.query["labelSelector"] == NOT_MANAGED_BY_CLOUDHUB
+    assert watched.query["labelSelector"] == NOT_MANAGED_BY_CLOUDHUB
+    # ours first: the watch is in order, so once "app" arrived "ours" would have
+    kubeapi.seed(configmap("ours", {"a": "2"}, labels={MANAGED_BY_LABEL: MANAGED_BY_CLOUDHUB}))
+    kubeapi.seed(configmap("app", {"a": "2"}))
+    await wait_until(lambda: watch.events)
+    assert [(e.type, e.object["metadata"]["name"]) for e in watch.events] == [("MODIFIED", "app")]
     await watch.stop()

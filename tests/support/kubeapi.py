@@ -8,15 +8,17 @@ over plain HTTP, with the semantics that matter:
 
 - **One global integer resourceVersion** (a string on the wire). Every write takes the next
   one; lists carry the current one in ``metadata.resourceVersion``.
-- **Watch** (``?watch=1&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=N``) streams
+- **Watch** (:mod:`tests.support.kubeapi_watch`:
+  ``?watch=1&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=N``) streams
   newline-delimited JSON events after RV from a kept history, then live ones. An RV older than
   the history gets one watch ``ERROR`` event carrying a ``Status`` with code 410, as the API
   server sends; bookmarks (with the current RV) come after ``bookmark_interval`` seconds of
   silence. Without an RV (or with ``0``) the watch starts with ADDED events for what exists.
-- **Selectors applied on the server**: ``fieldSelector`` (``metadata.name``,
-  ``metadata.namespace``, ``spec.nodeName`` for pods; ``=``/``==``/``!=``) and
-  ``labelSelector`` (``key``, ``!key``, ``key=value``, ``key!=value``). A filtered watch
-  reports an object that starts matching as ADDED and one that stops matching as DELETED.
+- **Selectors applied on the server** (:mod:`tests.support.kubeapi_model`): ``fieldSelector``
+  (``metadata.name``, ``metadata.namespace``, ``spec.nodeName`` for pods;
+  ``=``/``==``/``!=``) and ``labelSelector`` (``key``, ``!key``, ``key=value``,
+  ``key!=value``). A filtered watch reports an object that starts matching as ADDED and one
+  that stops matching as DELETED.
 - **Writes** (rules in :mod:`tests.support.kubeapi_state`): create (409 AlreadyExists),
   replace guarded by ``metadata.resourceVersion`` (409 Conflict), merge and strategic-merge
   patches (both as RFC 7386 merge patches), JSON patches (RFC 6902 ``test``/``add``/
@@ -24,7 +26,8 @@ over plain HTTP, with the semantics that matter:
   ``preconditions``, ``dryRun=All``, ``/status`` subresources, ``uid``,
   ``creationTimestamp``, ``generation`` bumped on spec change, unchanged writes skipped,
   graceful deletion of pods bound to a node.
-- **Discovery** (``/version``, ``/api``, ``/apis``, group versions) for the resources in
+- **Discovery** (:mod:`tests.support.kubeapi_routes`, with path parsing: ``/version``,
+  ``/api``, ``/apis``, group versions) for the resources in
   :data:`tests.support.kubeapi_model.RESOURCES`: enough for ``kubectl apply``. A custom
   resource is served only once its CustomResourceDefinition exists.
 - **Namespaces** as the API server's admission has them: ``default``, ``kube-system``,
@@ -38,6 +41,10 @@ query; ``compact()`` drops the history (old RVs get 410); ``expire_watches()`` a
 watches with a 410; ``inject()`` fails the next matching requests (e.g. a 409 Conflict);
 ``kill_watches()`` ends every open stream; ``freeze_watches()`` makes them silent;
 ``deny()`` takes a right away (RBAC).
+
+This module is the server itself (:class:`KubeApiEmulator`: lifecycle, direct state access, test
+hooks and the request dispatch); the rest lives in the modules named above, and RBAC with
+the injected failures in :mod:`tests.support.kubeapi_access`.
 ``python -m tests.support.kubeapi --kubeconfig PATH`` runs it standalone.
 """
 
@@ -47,9 +54,8 @@ import argparse
 import asyncio
 import contextlib
 import copy
-import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -58,13 +64,23 @@ import yaml
 from aiohttp import web
 
 from tests.support import kubelet_proxy
-from tests.support.kubeapi_model import RESOURCES, Obj, Predicate, ResourceType, translate
-from tests.support.kubeapi_state import ApiError, Event, ObjectState, check_identity
+from tests.support.kubeapi_access import Injections, Rbac
+from tests.support.kubeapi_model import Obj, ResourceType
+from tests.support.kubeapi_routes import (
+    JSON_PATCH,
+    MERGE_TYPES,
+    Target,
+    discovery,
+    json_patch_ops,
+    json_response,
+    parse_path,
+    read_body,
+    verb_of,
+)
+from tests.support.kubeapi_state import ApiError, ObjectState, check_identity
+from tests.support.kubeapi_watch import WatchStreams
 
 REPO = Path(__file__).resolve().parents[2]
-_MERGE_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
-_JSON_PATCH = "application/json-patch+json"
-_Target = tuple[ResourceType, str, str | None, str | None]  # resource, namespace, name, sub
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,33 +91,6 @@ class RequestRecord:
     verb: str
     path: str
     query: dict[str, str]
-
-
-@dataclass(slots=True)
-class _Injection:
-    status: int
-    method: str
-    path: str | None
-    times: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Denial:
-    verb: str
-    group: str
-    #: ``plural`` or ``plural/subresource``
-    resource: str
-    #: None: in every namespace
-    namespace: str | None
-
-
-@dataclass(eq=False)
-class _Watch:
-    res: ResourceType
-    match: Predicate
-    #: events, or the commands "close", "abort", "gone" from the test hooks
-    queue: asyncio.Queue[Event | str] = field(default_factory=asyncio.Queue)
-    killed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class KubeApiEmulator:
@@ -125,23 +114,16 @@ class KubeApiEmulator:
             (:mod:`tests.support.kubelet_proxy`).
         """
         self._kubelet = kubelet_proxy.client_context(*kubelet_client) if kubelet_client else None
-        self.bookmark_interval = bookmark_interval
         self.state = ObjectState(history=history)
+        self._streams = WatchStreams(self.state, bookmark_interval=bookmark_interval)
         self._port = port
-        self._watches: set[_Watch] = set()
-        self._injections: list[_Injection] = []
-        self._denials: set[_Denial] = set()
-        self._thawed = asyncio.Event()
-        self._thawed.set()
+        self._injections = Injections()
+        self._rbac = Rbac()
         self._runner: web.AppRunner | None = None
-        self._by_path = {(r.group, r.version, r.plural): r for r in RESOURCES}
         #: requests per (verb, path); verb is get/list/watch/create/update/patch/delete
         self.requests: Counter[tuple[str, str]] = Counter()
         #: every request, in order
         self.log: list[RequestRecord] = []
-        #: BOOKMARK events written so far, over all watches
-        self.bookmarks_sent = 0
-        self.state.listeners.add(self._fan_out)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -242,12 +224,11 @@ class KubeApiEmulator:
     def expire_watches(self) -> None:
         """:meth:`compact`, and end every open watch with an ERROR 410 event."""
         self.compact()
-        for watch in self._watches:
-            watch.queue.put_nowait("gone")
+        self._streams.expire()
 
     def inject(self, status: int, *, method: str, path: str | None = None, times: int = 1) -> None:
         """Fail the next ``times`` requests with ``method`` (on ``path``, if given)."""
-        self._injections.append(_Injection(status, method.upper(), path, times))
+        self._injections.add(status, method.upper(), path, times)
 
     def deny(
         self, verb: str, resource: str, *, group: str = "", namespace: str | None = None
@@ -255,17 +236,11 @@ class KubeApiEmulator:
         """Take a right away: ``verb`` on ``resource`` (``plural`` or ``plural/sub``) in
         ``group``, in ``namespace`` (None: everywhere) is refused with 403 and reviewed as
         not allowed."""
-        self._denials.add(_Denial(verb, group, resource, namespace))
+        self._rbac.deny(verb, group, resource, namespace)
 
     def allowed(self, verb: str, group: str, resource: str, namespace: str | None) -> bool:
         """What RBAC answers for one request (``namespace`` None or "": cluster scope)."""
-        return not any(
-            d.verb in (verb, "*")
-            and d.group == group
-            and d.resource == resource
-            and d.namespace in (None, namespace or None)
-            for d in self._denials
-        )
+        return self._rbac.allowed(verb, group, resource, namespace)
 
     def clear_injections(self) -> None:
         """Forget every pending :meth:`inject`."""
@@ -282,25 +257,27 @@ class KubeApiEmulator:
 
         Returns once those streams are gone (watches opened meanwhile are left alone).
         """
-        killed = list(self._watches)
-        for watch in killed:
-            watch.queue.put_nowait("abort" if abrupt else "close")
-            watch.killed.set()
-        for _ in range(400):
-            if not any(watch in self._watches for watch in killed):
-                return
-            await asyncio.sleep(0.005)
+        await self._streams.kill(abrupt=abrupt)
 
     def freeze_watches(self) -> None:
         """Open and new watches send nothing (no events, no bookmarks) until thawed."""
-        self._thawed.clear()
+        self._streams.freeze()
 
     def thaw_watches(self) -> None:
-        self._thawed.set()
+        self._streams.thaw()
 
     @property
     def open_watches(self) -> int:
-        return len(self._watches)
+        return self._streams.open
+
+    @property
+    def bookmarks_sent(self) -> int:
+        """BOOKMARK events written so far, over all watches."""
+        return self._streams.bookmarks_sent
+
+    @property
+    def bookmark_interval(self) -> float:
+        return self._streams.bookmark_interval
 
     def calls(self, verb: str, path: str) -> list[RequestRecord]:
         """The logged requests with this verb on this exact path, in order."""
@@ -313,45 +290,45 @@ class KubeApiEmulator:
         query = dict(request.query)
         try:
             target = self._parse(path)
-            verb = _verb(request.method, target, query)
+            verb = verb_of(request.method, target, query)
             self.requests[(verb, path)] += 1
             self.log.append(RequestRecord(request.method, verb, path, query))
-            self._injected(request.method, path)
-            if target is not None and self._authorized(verb, target) == "review":
-                return _json(self._review(await _body(request)), 201)
+            self._injections.check(request.method, path)
+            if target is not None and self._rbac.authorize(verb, target) == "review":
+                return json_response(self._rbac.review(await read_body(request)), 201)
             if target is None:
-                return _json(self._discovery(path))
+                return json_response(discovery(path, self.state, self.port))
             res, ns, name, sub = target
             if sub in ("log", "exec") and name is not None:
                 return await self._to_kubelet(request, res, ns, name, sub)
             if verb == "watch":
-                return await self._watch(request, res, ns, query)
+                return await self._streams.serve(request, res, ns, query)
             if verb == "list":
-                return _json(self.state.listing(res, ns, query))
+                return json_response(self.state.listing(res, ns, query))
             dry_run = query.get("dryRun") == "All"
-            if verb == "patch" and request.content_type == _JSON_PATCH and name is not None:
-                ops = await _json_patch_ops(request)
+            if verb == "patch" and request.content_type == JSON_PATCH and name is not None:
+                ops = await json_patch_ops(request)
                 key = (res.group, res.plural, ns, name)
-                return _json(self.state.json_patch(res, key, ops, sub=sub, dry_run=dry_run))
-            body = await _body(request) if verb != "get" else {}
+                return json_response(self.state.json_patch(res, key, ops, sub=sub, dry_run=dry_run))
+            body = await read_body(request) if verb != "get" else {}
             if verb == "create":
-                return _json(self.state.create(res, ns, body, dry_run=dry_run), 201)
+                return json_response(self.state.create(res, ns, body, dry_run=dry_run), 201)
             assert name is not None
             key = (res.group, res.plural, ns, name)
             if verb == "get":
-                return _json(copy.deepcopy(self.state.stored(res, key)))
+                return json_response(copy.deepcopy(self.state.stored(res, key)))
             if verb == "update":
                 if sub is None:
                     check_identity(res, body, ns, name)
-                return _json(self.state.update(res, key, body, sub=sub, dry_run=dry_run))
+                return json_response(self.state.update(res, key, body, sub=sub, dry_run=dry_run))
             if verb == "patch":
-                if request.content_type not in _MERGE_TYPES:
+                if request.content_type not in MERGE_TYPES:
                     message = f"patch type {request.content_type} is not emulated"
                     raise ApiError(415, "UnsupportedMediaType", message)
-                return _json(self.state.patch(res, key, body, sub=sub, dry_run=dry_run))
-            return _json(self.state.delete(res, key, body, query, dry_run=dry_run))
+                return json_response(self.state.patch(res, key, body, sub=sub, dry_run=dry_run))
+            return json_response(self.state.delete(res, key, body, query, dry_run=dry_run))
         except ApiError as exc:
-            return _json(exc.body, exc.code)
+            return json_response(exc.body, exc.code)
 
     async def _to_kubelet(
         self, request: web.Request, res: ResourceType, ns: str, name: str, sub: str
@@ -370,266 +347,9 @@ class KubeApiEmulator:
         except kubelet_proxy.KubeletUnreachable as exc:
             raise ApiError(502, "InternalError", str(exc)) from exc
 
-    def _injected(self, method: str, path: str) -> None:
-        for inj in self._injections:
-            if inj.method == method and inj.path in (None, path) and inj.times > 0:
-                inj.times -= 1
-                if inj.status == 409:
-                    raise ApiError(409, "Conflict", "the object has been modified (injected)")
-                raise ApiError(inj.status, "InternalError", f"injected failure {inj.status}")
-
-    def _parse(self, path: str) -> _Target | None:
+    def _parse(self, path: str) -> Target | None:
         """``(resource, namespace or "", name, subresource)``; None for discovery paths."""
-        parts = path.strip("/").split("/")
-        if parts[0] == "api" and len(parts) > 2:
-            group, version, rest = "", parts[1], parts[2:]
-        elif parts[0] == "apis" and len(parts) > 3:
-            group, version, rest = parts[1], parts[2], parts[3:]
-        else:
-            return None
-        ns = ""
-        if rest[0] == "namespaces" and len(rest) >= 3:
-            inner = self._by_path.get((group, version, rest[2]))
-            if inner is not None and inner.namespaced:
-                ns, rest = rest[1], rest[2:]
-        res = self._by_path.get((group, version, rest[0]))
-        if res is None or len(rest) > 3 or not self.state.served(res):
-            raise ApiError(404, "NotFound", f"the server could not find the resource {path}")
-        name = rest[1] if len(rest) > 1 else None
-        sub = rest[2] if len(rest) > 2 else None
-        pod_stream = res.plural == "pods" and sub in ("log", "exec")
-        if sub is not None and not pod_stream and (sub != "status" or not res.status):
-            raise ApiError(404, "NotFound", f"no subresource {sub} on {res.plural}")
-        return res, ns, name, sub
-
-    def _authorized(self, verb: str, target: _Target) -> str:
-        """RBAC: raise 403 for a denied request; ``"review"`` for a SelfSubjectAccessReview
-        (answered from the same rules), else ``"ok"``."""
-        res, ns, _, sub = target
-        resource = f"{res.plural}/{sub}" if sub else res.plural
-        if not self.allowed(verb, res.group, resource, ns):
-            raise ApiError(
-                403,
-                "Forbidden",
-                f'{res.plural} is forbidden: User "emulator" cannot {verb} resource '
-                f'"{resource}" in API group "{res.group}"'
-                + (f' in the namespace "{ns}"' if ns else " at the cluster scope"),
-            )
-        if res.plural == "selfsubjectaccessreviews" and verb == "create":
-            return "review"
-        return "ok"
-
-    def _review(self, body: Obj) -> Obj:
-        """A SelfSubjectAccessReview answered from the :meth:`deny` list."""
-        attrs = (body.get("spec") or {}).get("resourceAttributes") or {}
-        resource = str(attrs.get("resource") or "")
-        if attrs.get("subresource"):
-            resource += f"/{attrs['subresource']}"
-        allowed = self.allowed(
-            str(attrs.get("verb") or ""),
-            str(attrs.get("group") or ""),
-            resource,
-            attrs.get("namespace") or None,
-        )
-        status: Obj = {"allowed": allowed}
-        if not allowed:
-            status["reason"] = "denied by the emulator's deny()"
-        return {
-            "kind": "SelfSubjectAccessReview",
-            "apiVersion": "authorization.k8s.io/v1",
-            "metadata": {"creationTimestamp": None},
-            "spec": body.get("spec") or {},
-            "status": status,
-        }
-
-    def _discovery(self, path: str) -> Obj:
-        groups: dict[str, list[ResourceType]] = {}
-        for res in filter(self.state.served, RESOURCES):
-            groups.setdefault(res.group_version, []).append(res)
-        named = [gv for gv in groups if "/" in gv]
-        if path == "/version":
-            return {"major": "1", "minor": "32", "gitVersion": "v1.32.0-emulator"}
-        if path == "/api":
-            where = {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self.port}"}
-            return {
-                "kind": "APIVersions",
-                "versions": ["v1"],
-                "serverAddressByClientCIDRs": [where],
-            }
-        if path == "/apis":
-            return {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [_group(g) for g in named],
-            }
-        gv = path.removeprefix("/api/").removeprefix("/apis/")
-        if gv in groups:
-            return _resource_list(gv, groups[gv])
-        for group_version in named:
-            if group_version.split("/")[0] == gv:
-                return {"kind": "APIGroup", "apiVersion": "v1", **_group(group_version)}
-        raise ApiError(404, "NotFound", f"the server could not find the requested resource {path}")
-
-    # ------------------------------------------------------------------ watch
-
-    def _fan_out(self, event: Event) -> None:
-        for watch in self._watches:
-            if watch.res == event.res:
-                watch.queue.put_nowait(event)
-
-    async def _watch(
-        self, request: web.Request, res: ResourceType, ns: str, query: dict[str, str]
-    ) -> web.StreamResponse:
-        match = self.state.matcher(res, ns, query)
-        since = query.get("resourceVersion", "")
-        bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
-        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
-        if since not in ("", "0") and not since.isdigit():
-            raise ApiError(400, "BadRequest", f"invalid resource version {since!r}")
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        # Replayed and registered with no await in between: no event is missed or doubled.
-        watch = _Watch(res, match)
-        try:
-            if since in ("", "0"):
-                initial = [{"type": "ADDED", "object": o} for o in self.state.current(res, match)]
-            else:
-                initial = self.state.replay(res, int(since), match)
-        except ApiError as exc:
-            with contextlib.suppress(ConnectionError):
-                await response.write(_line({"type": "ERROR", "object": exc.body}))
-                await response.write_eof()
-            return response
-        self._watches.add(watch)
-        try:
-            for item in initial:
-                await response.write(_line(item))
-            await self._stream(request, response, watch, bookmarks, timeout)
-            await response.write_eof()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self._watches.discard(watch)
-        return response
-
-    async def _stream(
-        self,
-        request: web.Request,
-        response: web.StreamResponse,
-        watch: _Watch,
-        bookmarks: bool,
-        timeout: float | None,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            wait = self.bookmark_interval if bookmarks else 3600.0
-            if deadline is not None:
-                wait = min(wait, deadline - loop.time())
-                if wait <= 0:
-                    return
-            try:
-                item = await asyncio.wait_for(watch.queue.get(), wait)
-            except TimeoutError:
-                if bookmarks and self._thawed.is_set():
-                    # Every event up to the current RV was queued synchronously and the queue
-                    # is empty, so this watch has sent all of them: the bookmark is honest.
-                    meta = {"resourceVersion": str(self.state.rv)}
-                    mark = {"kind": watch.res.kind, "apiVersion": watch.res.api_version}
-                    await response.write(
-                        _line({"type": "BOOKMARK", "object": mark | {"metadata": meta}})
-                    )
-                    self.bookmarks_sent += 1
-                continue
-            if not self._thawed.is_set() and not watch.killed.is_set():
-                waiters = {
-                    asyncio.ensure_future(self._thawed.wait()),
-                    asyncio.ensure_future(watch.killed.wait()),
-                }
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
-            if item == "close":
-                return
-            if item == "abort":
-                if request.transport is not None:
-                    request.transport.abort()
-                raise ConnectionResetError("aborted by the test")
-            if item == "gone":
-                gone = ApiError(410, "Expired", "too old resource version (history compacted)")
-                await response.write(_line({"type": "ERROR", "object": gone.body}))
-                return
-            assert isinstance(item, Event)
-            found = translate(item.type, item.obj, item.old, watch.match)
-            if found is not None:
-                await response.write(_line({"type": found[0], "object": found[1]}))
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _verb(method: str, target: _Target | None, query: dict[str, str]) -> str:
-    if method == "GET":
-        if target is not None and target[2] is None:
-            return "watch" if query.get("watch") in ("1", "true") else "list"
-        return "get"
-    verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-    if method not in verbs:
-        raise ApiError(405, "MethodNotAllowed", f"method {method} is not allowed")
-    return verbs[method]
-
-
-def _json(body: Obj, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status)
-
-
-def _line(event: Obj) -> bytes:
-    return json.dumps(event, separators=(",", ":")).encode() + b"\n"
-
-
-async def _body(request: web.Request) -> Obj:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "BadRequest", f"body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "BadRequest", "body must be a JSON object")
-    return body
-
-
-async def _json_patch_ops(request: web.Request) -> list[object]:
-    try:
-        ops = await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "BadRequest", f"body is not JSON: {exc}") from exc
-    if not isinstance(ops, list):
-        raise ApiError(400, "BadRequest", "a JSON patch must be a list of operations")
-    return ops
-
-
-def _group(group_version: str) -> Obj:
-    name, version = group_version.split("/")
-    entry = {"groupVersion": group_version, "version": version}
-    return {"name": name, "versions": [entry], "preferredVersion": entry}
-
-
-def _resource_list(group_version: str, resources: list[ResourceType]) -> Obj:
-    verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
-    out: list[Obj] = []
-    for res in resources:
-        base = {"singularName": "", "kind": res.kind, "namespaced": res.namespaced}
-        out.append(base | {"name": res.plural, "singularName": res.kind.lower(), "verbs": verbs})
-        if res.status:
-            out.append(base | {"name": f"{res.plural}/status", "verbs": ["get", "patch", "update"]})
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": out,
-    }
+        return parse_path(path, self.state)
 
 
 async def _serve(port: int, kubeconfig: Path | None, kubelet: tuple[Path, Path] | None) -> None:
