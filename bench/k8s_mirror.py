@@ -61,11 +61,11 @@ from bench.common import finish_workdir, port_open, raise_nofile, setup_logging,
 from bench.k8s_parts import BENCH_UA, STATS_PATH, EmulatorProcess, serve_emulator
 from bench.measure import Figures, cpu_seconds, percentile, run_benchmark
 from bench.simedge import CertMinter, SimEdge, connect_all, encode_frame, keepalive_loop
+from cloudhub.k8s.labels import EDGE_ROLE_LABEL
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "bench"
-EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 #: cloudhub's lease namespaces (cloudhub.k8s.leases / cloudhub.k8s.nodelease)
 OWNERSHIP_NAMESPACE = "edgebridge"
 NODE_LEASE_NAMESPACE = "kube-node-lease"

@@ -71,6 +71,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from cloudhub.auth.ledger import IssuedRecord
 from cloudhub.k8s.api import SECRETS, KubeApi
+from cloudhub.k8s.labels import MANAGED_BY_CLOUDHUB, MANAGED_BY_LABEL
 from wire.errors import ConfigError, Conflict, NotFound, StoreError, TokenError
 
 log = logging.getLogger(__name__)
@@ -473,6 +474,7 @@ class KubeLedger:
                     "labels": {
                         "app.kubernetes.io/name": "cloudhub",
                         "app.kubernetes.io/part-of": "edgebridge",
+                        MANAGED_BY_LABEL: MANAGED_BY_CLOUDHUB,
                     },
                 },
                 "data": {DATA_KEY: value},
@@ -480,6 +482,9 @@ class KubeLedger:
             return await self._api.create(SECRETS, self._namespace, body)
         body = copy.deepcopy(snap.obj)
         body["data"] = {**(body.get("data") or {}), DATA_KEY: value}
+        # A ledger an older cloudhub created lacks the label that keeps it off the secret watch.
+        meta = body.setdefault("metadata", {})
+        meta["labels"] = {**(meta.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_CLOUDHUB}
         body.pop("stringData", None)
         try:
             return await self._api.replace(SECRETS, self._namespace, self._name, body)

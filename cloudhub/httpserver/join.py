@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from cloudhub.auth.issuer import CertIssuer
+from cloudhub.k8s.labels import EDGE_ROLE_LABEL
 from cloudhub.pki import Authority, check_node_cert_time, is_valid_node_name, read_node_cert
 from cloudhub.store.base import ObjectStore
 from wire.errors import AuthError, NotFound, StoreError, TokenError
@@ -41,8 +42,7 @@ logger = logging.getLogger(__name__)
 
 NODE_NAME_HEADER = "NodeName"
 DER_CONTENT_TYPE = "application/octet-stream"
-#: Labels KubeEdge's keadm puts on an edge node; edgebridge selects edge nodes by the first.
-EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
+#: with EDGE_ROLE_LABEL, what KubeEdge's keadm puts on an edge node
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 

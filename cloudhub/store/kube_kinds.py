@@ -55,9 +55,10 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "node": Kind(NODES, label_selector=EDGE_ROLE_LABEL, status=True),
     "pod": Kind(PODS, field_selector="spec.nodeName!=", status=True),
-    # not cloudhub's own ConfigMaps (acked records): its writes do not come back as events
+    # not cloudhub's own ConfigMaps (acked records) and Secret (the auth ledger): its writes do
+    # not come back as events
     "configmap": Kind(CONFIGMAPS, label_selector=NOT_MANAGED_BY_CLOUDHUB),
-    "secret": Kind(SECRETS),
+    "secret": Kind(SECRETS, label_selector=NOT_MANAGED_BY_CLOUDHUB),
     "device": Kind(DEVICES, status=True),
     "devicemodel": Kind(DEVICEMODELS),
 }

@@ -37,6 +37,13 @@ def configmap(
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
+def secret(
+    name: str, data: dict[str, str], *, ns: str = "default", labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    obj = configmap(name, {}, ns=ns, labels=labels)
+    return obj | {"kind": "Secret", "type": "Opaque", "data": data}
+
+
 def device(name: str, node_name: str = "edge-1") -> dict[str, Any]:
     return {
         "apiVersion": "devices.kubeedge.io/v1beta1",

@@ -29,6 +29,7 @@ from cloudhub.auth.kube_ledger import (
 from cloudhub.auth.ledger import IssuedRecord
 from cloudhub.auth.revocation import Revocations
 from cloudhub.k8s.api import SECRETS, KubeApi
+from cloudhub.k8s.labels import MANAGED_BY_CLOUDHUB, MANAGED_BY_LABEL
 from tests.support.kubeapi import KubeApiEmulator
 from wire.errors import ConfigError, StoreError, TokenError
 
@@ -274,6 +275,25 @@ async def test_a_deleted_secret_is_restored_from_the_replicas_copy(
     await a.record_cert(cert(42, "edge-2"))
     assert set(stored(kubeapi).certs) == {"edge-1", "edge-2"}
     assert (await a.revoked(NOW))[41] == "edge-1"
+
+
+async def test_the_ledger_secret_is_labelled_as_cloudhubs_own(
+    replicas: tuple[KubeLedger, KubeLedger], kubeapi: KubeApiEmulator
+) -> None:
+    """Created with the managed-by label (off cloudhub's secret watch); one an older cloudhub
+    wrote without it gets it on its next write."""
+    a, _ = replicas
+    await a.record_cert(cert(51, "edge-1"))
+    obj = kubeapi.get("secrets", NS, SECRET)
+    assert obj is not None
+    assert obj["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_CLOUDHUB
+    del obj["metadata"]["labels"][MANAGED_BY_LABEL]
+    kubeapi.seed(obj)
+    await a.record_cert(cert(52, "edge-2"))
+    obj = kubeapi.get("secrets", NS, SECRET)
+    assert obj is not None
+    assert obj["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_CLOUDHUB
+    assert set(stored(kubeapi).certs) == {"edge-1", "edge-2"}
 
 
 async def test_closed_ledger_refuses_changes(replicas: tuple[KubeLedger, KubeLedger]) -> None:

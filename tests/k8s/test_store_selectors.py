@@ -1,5 +1,5 @@
 """KubeStore filters on the server: edge nodes by label, scheduled pods by field, ConfigMaps
-but cloudhub's own by label."""
+and Secrets but cloudhub's own by label."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from cloudhub.k8s.labels import MANAGED_BY_CLOUDHUB, MANAGED_BY_LABEL, NOT_MANAGED_BY_CLOUDHUB
 from cloudhub.store.kubernetes import KubeStore
-from tests.k8s.objects import Collector, configmap, node, pod
+from tests.k8s.objects import Collector, configmap, node, pod, secret
 from tests.support.kubeapi import KubeApiEmulator
 from tests.support.procs import wait_until
 
@@ -100,3 +100,15 @@ async def test_cloudhubs_own_configmaps_are_left_out_on_the_server(
     await wait_until(lambda: watch.events)
     assert [(e.type, e.object["metadata"]["name"]) for e in watch.events] == [("MODIFIED", "app")]
     await watch.stop()
+
+
+async def test_cloudhubs_own_secrets_are_left_out_on_the_server(
+    kubeapi: KubeApiEmulator, store: KubeStore
+) -> None:
+    """The auth ledger's label keeps a Secret out of the list; the request carried the selector."""
+    kubeapi.seed(secret("app", {"a": "MQ=="}))
+    kubeapi.seed(secret("ledger", {"a": "MQ=="}, labels={MANAGED_BY_LABEL: MANAGED_BY_CLOUDHUB}))
+    items, _ = await store.list("secret")
+    assert [c["metadata"]["name"] for c in items] == ["app"]
+    (listed,) = kubeapi.calls("list", "/api/v1/secrets")
+    assert listed.query["labelSelector"] == NOT_MANAGED_BY_CLOUDHUB
