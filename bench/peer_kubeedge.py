@@ -18,7 +18,10 @@ Workload and rows, each side (pods in namespace ``pb-peer`` / ``pb-ours``, nodes
 3. ``--updates`` annotation patches (``pb/seq``) as fast as ``--concurrency`` requests go:
    cloud and API server CPU per update (first patch -> every edge holds the last version),
    patch -> edge row p50/p99 (a version counts as arrived when its row holds it or a later one);
-4. the same at ``--rate`` (50/s) for ``--paced-seconds``;
+4. the same at ``--rate`` (50/s) for ``--paced-seconds``. The edges' rows are read every
+   ``--paced-poll-ms`` (5) here, every 20 ms under saturation (where every edge has a version
+   pending, a poll reads 20 databases): at 50/s one or two pods are pending at a time, and a
+   20 ms poll would add a uniform 0-20 ms to latencies of a few ms for both clouds;
 5. cloud CPU (over ``--idle-seconds``, after ``--settle`` quiet seconds) and RSS with the
    edges idle;
 6. the cloud stops, 2 pods change, it starts again: messages from the cloud the stock edges
@@ -164,10 +167,12 @@ class Side:
         locks = {pod: asyncio.Lock() for pod in names}
         done = asyncio.Event()
 
+        interval = 0.02 if rate is None else self.args.paced_poll_ms / 1000
+
         async def poller() -> None:
             while not done.is_set():
                 watch.poll()
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(interval)
 
         async def one(i: int) -> None:
             pod = names[i % len(names)]
@@ -188,7 +193,7 @@ class Side:
                         sends.create_task(one(i))
             finally:
                 done.set()
-        ok = await watch.drain(self.args.deliver_timeout)
+        ok = await watch.drain(self.args.deliver_timeout, interval)
         c1, a1 = self.cloud.cpu_seconds(), self.api_cpu()
         if not ok:
             log.warning("%s %s: %d versions never seen", self.cloud.label, name, watch.outstanding)
@@ -355,6 +360,12 @@ def cli() -> int:
     p.add_argument("--concurrency", type=int, default=16, help="patches in flight (default 16)")
     p.add_argument("--rate", type=float, default=50.0, help="paced patches/s (default 50)")
     p.add_argument("--paced-seconds", type=float, default=10.0, help="paced phase (default 10)")
+    p.add_argument(
+        "--paced-poll-ms",
+        type=float,
+        default=5.0,
+        help="how often the edges' rows are read in the paced phase, ms (default 5)",
+    )
     p.add_argument(
         "--reconnect-pods", type=int, default=1000, help="pods on the reconnecting edge (0: skip)"
     )
