@@ -71,6 +71,11 @@ class Traffic:
         self.frames_out += len(frames)
         self.bytes_out += sum(map(len, frames))
 
+    def sent_one(self, frame: str) -> None:
+        """:meth:`sent` for one frame (the usual delivery, and every reply): no list walked."""
+        self.frames_out += 1
+        self.bytes_out += len(frame)
+
 
 class NodeSession:
     """The writer and link of one node's live connection; :attr:`state` decides."""
@@ -207,9 +212,7 @@ class NodeSession:
             if len(frames) == 1:  # nearly always: no list walked, no generator
                 frame = frames[0]
                 if not link.may_wait_one(frame) and link.write_now(frame):
-                    traffic = self.traffic
-                    traffic.frames_out += 1
-                    traffic.bytes_out += len(frame)
+                    self.traffic.sent_one(frame)
                 else:
                     self._outbox.append(frame)  # the writer sends it, within its time limit
                     self.wake()
@@ -236,8 +239,7 @@ class NodeSession:
 
     async def send_text(self, frame: str) -> None:
         """:meth:`send` for a frame already encoded."""
-        self.traffic.frames_out += 1
-        self.traffic.bytes_out += len(frame)
+        self.traffic.sent_one(frame)
         link = self.link
         if link.may_wait_one(frame) or not link.write_now(frame):
             await link.send(frame)

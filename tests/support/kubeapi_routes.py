@@ -91,23 +91,25 @@ def json_response(body: Obj, status: int = 200) -> web.Response:
     return web.json_response(body, status=status)
 
 
+async def _decoded(request: web.Request) -> object:
+    """The request's JSON body; a 400 as the API server answers when it is not JSON."""
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", f"body is not JSON: {exc}") from exc
+
+
 async def read_body(request: web.Request) -> Obj:
     if not request.can_read_body:
         return {}
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "BadRequest", f"body is not JSON: {exc}") from exc
+    body = await _decoded(request)
     if not isinstance(body, dict):
         raise ApiError(400, "BadRequest", "body must be a JSON object")
     return body
 
 
 async def json_patch_ops(request: web.Request) -> list[object]:
-    try:
-        ops = await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "BadRequest", f"body is not JSON: {exc}") from exc
+    ops = await _decoded(request)
     if not isinstance(ops, list):
         raise ApiError(400, "BadRequest", "a JSON patch must be a list of operations")
     return ops
